@@ -1,0 +1,225 @@
+"""The run's configuration: one typed object, written to `workdir/config.json`.
+
+Entry scripts turn their flags into a `TrainConfig`; everything below them receives
+this object (or one of its parts) and never reads flags. Export, evaluation and resume
+read `config.json` back, so a model is never rebuilt with another architecture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Optional
+
+from pix2pix_tf.errors import ConfigError
+
+CONFIG_FILE = "config.json"
+
+GENERATORS = ("unet_256", "unet_128", "resnet_9blocks", "resnet_6blocks", "encoder_decoder")
+DISCRIMINATORS = ("basic", "n_layers", "pixel", "image")
+NORMS = ("batch", "syncbatch", "instance", "none")
+GAN_MODES = ("vanilla", "lsgan")
+PREPROCESS_MODES = ("resize_and_crop", "crop", "none")
+DIRECTIONS = ("AtoB", "BtoA")
+STRATEGIES = ("mirrored", "default")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of G and D (the paper's appendix 6.1.1 and 6.1.2)."""
+
+    generator: str = "unet_256"
+    discriminator: str = "basic"
+    n_layers_d: int = 3
+    ngf: int = 64
+    ndf: int = 64
+    norm: str = "batch"
+    input_nc: int = 3
+    output_nc: int = 3
+    dropout: bool = True
+    unconditional_d: bool = False
+
+    def validate(self) -> None:
+        _check_choice("generator", self.generator, GENERATORS)
+        _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
+        _check_choice("norm", self.norm, NORMS)
+        for name in ("n_layers_d", "ngf", "ndf", "input_nc", "output_nc"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which pairs to train on and how to jitter them (the reference's preprocessing)."""
+
+    dataset: str = "shapes"
+    data_dir: Optional[str] = None
+    direction: Optional[str] = None  # None: the dataset's usual direction.
+    preprocess: str = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    batch_size: int = 1  # Global batch, split over the replicas.
+    shuffle_buffer: int = 1000
+
+    def validate(self) -> None:
+        _check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
+        if self.direction is not None:
+            _check_choice("direction", self.direction, DIRECTIONS)
+        if self.crop_size < 1 or self.load_size < 1:
+            raise ConfigError("--crop_size and --load_size must be positive.")
+        if self.preprocess in ("resize_and_crop",) and self.crop_size > self.load_size:
+            raise ConfigError(
+                f"--crop_size={self.crop_size} is larger than --load_size={self.load_size}: "
+                "the random crop is taken from the resized image, so it must fit inside it."
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch_size must be at least 1, got {self.batch_size}.")
+        if self.shuffle_buffer < 1:
+            raise ConfigError(f"--shuffle_buffer must be at least 1, got {self.shuffle_buffer}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """The objective: gan_weight * L_cGAN + lambda_l1 * L_L1 (paper eq. 4)."""
+
+    gan_mode: str = "vanilla"
+    lambda_l1: float = 100.0
+    gan_weight: float = 1.0
+
+    def validate(self) -> None:
+        _check_choice("gan_mode", self.gan_mode, GAN_MODES)
+        if self.lambda_l1 < 0 or self.gan_weight < 0:
+            raise ConfigError("--lambda_l1 and --gan_weight must be non-negative.")
+        if self.lambda_l1 == 0 and self.gan_weight == 0:
+            raise ConfigError("--lambda_l1=0 and --gan_weight=0 leave the generator no objective.")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Adam and the reference's schedule: `epochs` constant, then `epochs_decay` linear to 0."""
+
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    epochs: int = 100
+    epochs_decay: int = 100
+    steps: Optional[int] = None  # Stops the run early; the schedule stays epoch-based.
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise ConfigError(f"--lr must be positive, got {self.lr}.")
+        if self.epochs < 0 or self.epochs_decay < 0 or self.epochs + self.epochs_decay < 1:
+            raise ConfigError("--epochs and --epochs_decay must be non-negative, with a positive sum.")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"--steps must be at least 1, got {self.steps}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Where and how the run executes, logs and saves; none of it changes the model."""
+
+    workdir: str = "runs/pix2pix"
+    seed: Optional[int] = None  # None: drawn at the start of the run and recorded.
+    deterministic_ops: bool = False
+    strategy: str = "mirrored"
+    cpu_replicas: int = 1
+    save_every: int = 1000
+    log_every: int = 10
+    sample_every: int = 500
+    keep_checkpoints: int = 3
+    eval_examples: int = 16
+    progress: bool = True
+
+    def validate(self) -> None:
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        for name in ("save_every", "log_every", "sample_every", "keep_checkpoints", "cpu_replicas"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if self.eval_examples < 0:
+            raise ConfigError(f"--eval_examples must be non-negative, got {self.eval_examples}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every hyperparameter of a run."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+    def validate(self) -> TrainConfig:
+        for part in (self.model, self.data, self.loss, self.optim, self.run):
+            part.validate()
+        if self.model.norm == "syncbatch" and self.run.strategy == "default":
+            raise ConfigError("--norm=syncbatch synchronises across replicas: use --strategy=mirrored.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        parts = {}
+        for field in dataclasses.fields(cls):
+            part_cls = field.default_factory  # type: ignore[misc]
+            known = {f.name for f in dataclasses.fields(part_cls)}
+            given = values.get(field.name, {})
+            unknown = set(given) - known
+            if unknown:
+                raise ConfigError(f"config.json: unknown keys in '{field.name}': {sorted(unknown)}")
+            parts[field.name] = part_cls(**given)
+        return cls(**parts)
+
+    def save(self, workdir: str) -> None:
+        """Writes config.json atomically, so a crash never leaves half a file."""
+        os.makedirs(workdir, exist_ok=True)
+        path = os.path.join(workdir, CONFIG_FILE)
+        with open(path + ".tmp", "w") as f:
+            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(path + ".tmp", path)
+
+    @classmethod
+    def load(cls, workdir: str) -> TrainConfig:
+        path = os.path.join(workdir, CONFIG_FILE)
+        if not os.path.exists(path):
+            raise ConfigError(f"{path} does not exist: is '{workdir}' the workdir of a training run?")
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"Cannot read {path}: {e}") from e
+        return cls.from_dict(values)
+
+
+def check_resumable(stored: TrainConfig, requested: TrainConfig) -> None:
+    """Refuses to resume a run whose model, data or objective would change.
+
+    Run-length and logging settings (steps, save_every, ...) may change between
+    invocations; anything that changes what the checkpoint means may not.
+    """
+    differences = []
+    for part in ("model", "data", "loss"):
+        old, new = dataclasses.asdict(getattr(stored, part)), dataclasses.asdict(getattr(requested, part))
+        differences += [f"{part}.{k}: {old[k]!r} in config.json, {new[k]!r} now" for k in old if old[k] != new[k]]
+    for key in ("lr", "beta1", "beta2"):
+        if getattr(stored.optim, key) != getattr(requested.optim, key):
+            differences.append(f"optim.{key}: {getattr(stored.optim, key)!r} in config.json, "
+                               f"{getattr(requested.optim, key)!r} now")
+    if stored.run.seed != requested.run.seed:
+        differences.append(f"run.seed: {stored.run.seed} in config.json, {requested.run.seed} now")
+    if differences:
+        raise ConfigError(
+            f"The workdir '{requested.run.workdir}' holds a run with another configuration:\n  "
+            + "\n  ".join(differences)
+            + "\nUse another --workdir, or repeat the original flags to resume."
+        )
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"--{name}={value!r} is not one of {', '.join(choices)}.")

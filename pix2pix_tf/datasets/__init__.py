@@ -1,0 +1,1 @@
+"""Datasets for pix2pix, including the offline, self-generated `pix2pix_shapes` builder."""

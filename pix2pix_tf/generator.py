@@ -1,0 +1,113 @@
+"""The generator G: the paper's U-Net (appendix 6.1.1), its skip-less ablation, and ResNets.
+
+Names follow the authors' code: `unet_256` (8 downsamplings, the default), `unet_128`
+(7), `encoder_decoder` (unet_256 without skips, paper Table 2), and `resnet_9blocks` /
+`resnet_6blocks` (Johnson et al.). The noise z of the paper is the decoder's dropout.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+from keras import layers
+
+from pix2pix_tf.config import ModelConfig
+from pix2pix_tf.layers import ReflectionPadding2D, conv, conv_transpose, leaky_relu, maybe_normalize, uses_bias
+
+
+def unet(num_downs: int, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
+         dropout: bool = True, skips: bool = True, name: str = "unet") -> keras.Model:
+    """U-Net with `num_downs` 4x4 stride-2 convolutions: a 2**num_downs input reaches 1x1.
+
+    Encoder: C64-C128-C256-C512-C512-...; the first layer has no norm and no activation
+    before it, the 1x1 bottleneck has no norm (batch norm over one 1x1 value is zero).
+    Decoder: ReLU -> ConvTranspose -> norm [-> Dropout 0.5] then concatenation with the
+    mirrored encoder activation. Dropout follows the decoder layers right after the
+    innermost one (outputs 4x4, 8x8, 16x16 for unet_256), as the authors' PyTorch code.
+    """
+    bias = uses_bias(norm)
+    filters = [ngf * min(2**i, 8) for i in range(num_downs)]
+    inputs = keras.Input((None, None, input_nc), name="input_image")
+
+    x = inputs
+    encoder = []
+    for i, f in enumerate(filters):
+        if i > 0:
+            x = leaky_relu(name=f"e{i + 1}_lrelu")(x)
+        x = conv(f, 4, 2, bias, name=f"e{i + 1}_conv")(x)
+        if 0 < i < num_downs - 1:
+            x = maybe_normalize(x, norm, name=f"e{i + 1}_norm")
+        encoder.append(x)
+
+    for depth, i in enumerate(reversed(range(num_downs - 1))):
+        x = layers.ReLU(name=f"d{depth + 1}_relu")(x)
+        x = conv_transpose(filters[i], 4, 2, bias, name=f"d{depth + 1}_deconv")(x)
+        x = maybe_normalize(x, norm, name=f"d{depth + 1}_norm")
+        if dropout and 1 <= depth <= num_downs - 5:
+            x = layers.Dropout(0.5, name=f"d{depth + 1}_dropout")(x)
+        if skips:
+            x = layers.Concatenate(name=f"d{depth + 1}_skip")([encoder[i], x])
+
+    x = layers.ReLU(name="out_relu")(x)
+    x = conv_transpose(output_nc, 4, 2, use_bias=True, name="out_deconv")(x)
+    outputs = layers.Activation("tanh", name="out_tanh")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def resnet(n_blocks: int, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
+           dropout: bool = True, name: str = "resnet") -> keras.Model:
+    """Johnson et al.'s generator: c7s1-64, d128, d256, n_blocks x R256, u128, u64, c7s1-3."""
+    bias = uses_bias(norm)
+    inputs = keras.Input((None, None, input_nc), name="input_image")
+
+    x = ReflectionPadding2D(3)(inputs)
+    x = conv(ngf, 7, 1, bias, padding="valid")(x)
+    x = layers.ReLU()(maybe_normalize(x, norm))
+    for mult in (1, 2):
+        x = conv(ngf * mult * 2, 3, 2, bias)(x)
+        x = layers.ReLU()(maybe_normalize(x, norm))
+    for _ in range(n_blocks):
+        x = _residual_block(x, ngf * 4, norm, bias, dropout)
+    for mult in (2, 1):
+        x = conv_transpose(ngf * mult, 3, 2, bias)(x)
+        x = layers.ReLU()(maybe_normalize(x, norm))
+    x = ReflectionPadding2D(3)(x)
+    x = conv(output_nc, 7, 1, use_bias=True, padding="valid")(x)
+    outputs = layers.Activation("tanh")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _residual_block(x: keras.KerasTensor, filters: int, norm: str, bias: bool,
+                    dropout: bool) -> keras.KerasTensor:
+    y = ReflectionPadding2D(1)(x)
+    y = conv(filters, 3, 1, bias, padding="valid")(y)
+    y = layers.ReLU()(maybe_normalize(y, norm))
+    if dropout:
+        y = layers.Dropout(0.5)(y)
+    y = ReflectionPadding2D(1)(y)
+    y = conv(filters, 3, 1, bias, padding="valid")(y)
+    y = maybe_normalize(y, norm)
+    return layers.Add()([x, y])
+
+
+_GENERATORS: dict[str, tuple[Callable[..., keras.Model], int]] = {
+    # name: (builder, the multiple that input height and width must be)
+    "unet_256": (lambda **kw: unet(8, name="unet_256", **kw), 256),
+    "unet_128": (lambda **kw: unet(7, name="unet_128", **kw), 128),
+    "encoder_decoder": (lambda **kw: unet(8, skips=False, name="encoder_decoder", **kw), 256),
+    "resnet_9blocks": (lambda **kw: resnet(9, name="resnet_9blocks", **kw), 4),
+    "resnet_6blocks": (lambda **kw: resnet(6, name="resnet_6blocks", **kw), 4),
+}
+
+
+def size_multiple(generator: str) -> int:
+    """Input height and width must be multiples of this for the generator to run."""
+    return _GENERATORS[generator][1]
+
+
+def build_generator(config: ModelConfig) -> keras.Model:
+    """The generator named by `config.generator`."""
+    builder, _ = _GENERATORS[config.generator]
+    return builder(input_nc=config.input_nc, output_nc=config.output_nc, ngf=config.ngf,
+                   norm=config.norm, dropout=config.dropout)

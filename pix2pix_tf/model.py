@@ -1,0 +1,111 @@
+"""The pix2pix GAN under training: G, D, their optimizers and one distributed training step."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.discriminator import build_discriminator
+from pix2pix_tf.generator import build_generator
+from pix2pix_tf.losses import discriminator_loss, generator_loss
+from pix2pix_tf.optimization import make_optimizer
+
+
+def dropout_rng_state(model: keras.Model) -> list:
+    """The dropout layers' random-generator states.
+
+    Keras keeps them as non-trainable variables that `tf.train.Checkpoint` does not save
+    through the model, so they are checkpointed explicitly: a resumed run then draws the
+    same dropout masks (the paper's noise z) as an uninterrupted one.
+    """
+    return [v.value for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+
+
+class Pix2Pix:
+    """G and D trained together, one D step then one G step per batch (paper section 3.3)."""
+
+    def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy, steps_per_epoch: float):
+        self.config = config
+        self.strategy = strategy
+        self.global_batch_size = config.data.batch_size
+        self.trains_d = config.loss.gan_weight > 0
+        with strategy.scope():
+            self.generator = build_generator(config.model)
+            self.discriminator = build_discriminator(config.model)
+            self.g_optimizer = make_optimizer(config.optim, steps_per_epoch, "g_adam")
+            self.d_optimizer = make_optimizer(config.optim, steps_per_epoch, "d_adam")
+            # Built here: a lazy build inside strategy.run fails.
+            self.g_optimizer.build(self.generator.trainable_variables)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    def checkpointables(self) -> dict:
+        """Everything a resumed run needs to continue exactly."""
+        return {"generator": self.generator, "discriminator": self.discriminator,
+                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer,
+                "step": self.step, "generator_dropout_rng": dropout_rng_state(self.generator)}
+
+    def current_step(self) -> int:
+        return int(self.step.numpy())
+
+    def learning_rate(self) -> float:
+        return float(self.g_optimizer.learning_rate)
+
+    def _d_input(self, input_image: tf.Tensor, output_image: tf.Tensor) -> tf.Tensor:
+        """cGAN: D judges the pair; the unconditional ablation judges the output alone."""
+        if self.config.model.unconditional_d:
+            return output_image
+        return tf.concat([input_image, output_image], axis=-1)
+
+    def _replica_step(self, input_image: tf.Tensor, target: tf.Tensor) -> dict[str, tf.Tensor]:
+        def average(per_example: tf.Tensor) -> tf.Tensor:
+            return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+
+        losses = {}
+        judged_logits = None  # Stays None for "L1 only": no D at all.
+        with tf.GradientTape() as g_tape:
+            output = self.generator(input_image, training=True)
+            if self.trains_d:
+                # D sees G's output as a constant; G's tape pauses meanwhile.
+                with g_tape.stop_recording(), tf.GradientTape() as d_tape:
+                    real_logits = self.discriminator(self._d_input(input_image, target), training=True)
+                    fake_logits = self.discriminator(
+                        self._d_input(input_image, tf.stop_gradient(output)), training=True)
+                    losses.update(discriminator_loss(real_logits, fake_logits, self.config.loss.gan_mode))
+                    d_loss = average(losses["d_total"])
+                d_variables = self.discriminator.trainable_variables
+                self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_variables), d_variables))
+                # As the reference, G is judged by the D just updated.
+                judged_logits = self.discriminator(self._d_input(input_image, output), training=True)
+            losses.update(generator_loss(judged_logits, target, output, self.config.loss))
+            g_loss = average(losses["g_total"])
+        g_variables = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_variables), g_variables))
+        return {name: average(value) for name, value in losses.items()}
+
+    @tf.function
+    def train_step(self, iterator) -> dict[str, tf.Tensor]:
+        """One D step and one G step on the next global batch, on every replica."""
+        input_image, target = next(iterator)
+        per_replica = self.strategy.run(self._replica_step, args=(input_image, target))
+        self.step.assign_add(1)
+        return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for name, value in per_replica.items()}
+
+    @tf.function
+    def generate(self, input_image: tf.Tensor) -> tf.Tensor:
+        """G(x) as the paper tests it (batch statistics, dropout on), leaving G's state unchanged.
+
+        Keras' training-mode call updates batch-norm moving statistics and advances the
+        dropout generator; both are put back, so monitoring never changes training.
+        """
+        state = self.generator.non_trainable_variables
+        saved = [tf.identity(v) for v in state]
+        output = self.strategy.run(lambda x: self.generator(x, training=True), args=(input_image,))
+        output = self.strategy.experimental_local_results(output)[0]
+        with tf.control_dependencies([output]):
+            for variable, value in zip(state, saved):
+                variable.assign(value)
+        return tf.identity(output)

@@ -1,0 +1,62 @@
+"""What a run shows: TensorBoard scalars and images, and PNG sample grids in workdir/samples."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # No display on training machines.
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+COLUMNS = ("input", "target", "output")
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[-1, 1] float -> uint8 RGB (a 1-channel image is shown grey)."""
+    image = np.clip((np.asarray(image) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+
+
+def grid_image(rows: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
+    """One uint8 image of rows of input | target | output, for TensorBoard."""
+    return np.concatenate([np.concatenate([to_uint8(x) for x in row], axis=1) for row in rows], axis=0)
+
+
+def save_grid_png(path: str, rows: Sequence[Sequence[np.ndarray]], title: str) -> None:
+    """A labelled matplotlib grid of input | target | output rows."""
+    fig, axes = plt.subplots(len(rows), len(COLUMNS), figsize=(3 * len(COLUMNS), 3 * len(rows)),
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            axes[r, c].imshow(to_uint8(image))
+            axes[r, c].axis("off")
+            if r == 0:
+                axes[r, c].set_title(COLUMNS[c])
+    fig.suptitle(title)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+class Writer:
+    """TensorBoard event files under workdir/logs/train."""
+
+    def __init__(self, logdir: str):
+        self._writer = tf.summary.create_file_writer(logdir)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        with self._writer.as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+
+    def image(self, step: int, name: str, image: np.ndarray) -> None:
+        with self._writer.as_default(step=step):
+            tf.summary.image(name, image[None], max_outputs=1)
+
+    def flush(self) -> None:
+        self._writer.flush()

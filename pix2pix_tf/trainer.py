@@ -1,0 +1,243 @@
+"""The training loop: workdir, resume, checkpoints, logging, samples and a clean stop.
+
+`train(config)` is what `train.py` runs. Everything the run needs is in the workdir:
+
+    workdir/config.json        every hyperparameter (export, evaluation and resume read it)
+    workdir/checkpoints/       G, D, both optimizers, the step, the dropout generator state
+    workdir/logs/train/        TensorBoard event files
+    workdir/samples/           PNG grids of input | target | output on held-out examples
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import signal
+import sys
+import time
+from typing import Iterator, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from pix2pix_tf import data, summaries
+from pix2pix_tf.config import CONFIG_FILE, TrainConfig, check_resumable
+from pix2pix_tf.distribute import make_strategy
+from pix2pix_tf.errors import ConfigError, NonFiniteLossError
+from pix2pix_tf.generator import size_multiple
+from pix2pix_tf.model import Pix2Pix
+
+SAMPLE_ROWS = 4
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished (or stopped) run reports."""
+
+    step: int
+    total_steps: int
+    losses: dict[str, float]
+    held_out_l1_start: Optional[float]
+    held_out_l1_end: Optional[float]
+    checkpoint: Optional[str]
+    stopped_early: bool = False
+
+
+def total_steps(config: TrainConfig, num_train: int) -> int:
+    """--steps if given, else (epochs + epochs_decay) epochs of the train split."""
+    if config.optim.steps is not None:
+        return config.optim.steps
+    epochs = config.optim.epochs + config.optim.epochs_decay
+    return math.ceil(epochs * num_train / config.data.batch_size)
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """Fills in the seed (the stored one when resuming) and the direction, and checks that a
+    run already in the workdir is the same run."""
+    stored = None
+    if os.path.exists(os.path.join(config.run.workdir, CONFIG_FILE)):
+        stored = TrainConfig.load(config.run.workdir)
+    seed = config.run.seed
+    if seed is None:
+        seed = stored.run.seed if stored is not None else random.SystemRandom().randrange(2**31)
+    direction = config.data.direction or data.default_direction(config.data.dataset)
+    config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed),
+                                 data=dataclasses.replace(config.data, direction=direction))
+    if stored is not None and _has_checkpoint(config):
+        check_resumable(stored, config)
+    _check_sizes(config)
+    return config
+
+
+def _has_checkpoint(config: TrainConfig) -> bool:
+    return tf.train.latest_checkpoint(os.path.join(config.run.workdir, "checkpoints")) is not None
+
+
+def _check_sizes(config: TrainConfig) -> None:
+    multiple = size_multiple(config.model.generator)
+    if config.data.preprocess != "none" and config.data.crop_size % multiple:
+        raise ConfigError(
+            f"--generator={config.model.generator} takes images whose sides are multiples of "
+            f"{multiple}; --crop_size={config.data.crop_size} is not. Use --crop_size="
+            f"{max(multiple, config.data.crop_size // multiple * multiple)} or another generator "
+            "(unet_128 for 128x128)."
+        )
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[list]:
+    """Turns SIGINT/SIGTERM into a request to checkpoint and stop after the current step.
+
+    A second Ctrl-C interrupts at once.
+    """
+    requested: list = []
+
+    def handler(signum, frame):
+        if requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested.append(signal.Signals(signum).name)
+
+    if sys.platform == "win32" or not _in_main_thread():
+        yield requested
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class HeldOutMonitor:
+    """L1 on held-out pairs and sample grids, computed as the paper tests (batch 1)."""
+
+    def __init__(self, gan: Pix2Pix, pairs: list[tuple[np.ndarray, np.ndarray]], workdir: str,
+                 writer: summaries.Writer):
+        self.gan = gan
+        self.pairs = pairs
+        self.workdir = workdir
+        self.writer = writer
+
+    def __call__(self, step: int) -> Optional[float]:
+        if not self.pairs:
+            return None
+        outputs = [self.gan.generate(tf.constant(a[None]))[0].numpy() for a, _ in self.pairs]
+        l1 = float(np.mean([np.abs(out - b).mean() for out, (_, b) in zip(outputs, self.pairs)]))
+        rows = [(a, b, out) for (a, b), out in zip(self.pairs[:SAMPLE_ROWS], outputs)]
+        self.writer.scalars(step, {"eval/held_out_l1": l1})
+        self.writer.image(step, "samples/input_target_output", summaries.grid_image(rows))
+        summaries.save_grid_png(os.path.join(self.workdir, "samples", f"step_{step:07d}.png"), rows,
+                                f"step {step}: held-out L1 {l1:.4f}")
+        return l1
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Trains (or resumes) the run described by `config`; see the module docstring."""
+    config = resolve_config(config.validate())
+    keras.utils.set_random_seed(config.run.seed)
+    if config.run.deterministic_ops:
+        tf.config.experimental.enable_op_determinism()
+
+    workdir = config.run.workdir
+    dataset = data.load_paired_dataset(config.data)
+    strategy = make_strategy(config.run)
+    logging.info("Training on %d replica(s) with %s.", strategy.num_replicas_in_sync, type(strategy).__name__)
+    if config.data.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(f"--batch_size={config.data.batch_size} must be a multiple of the "
+                          f"{strategy.num_replicas_in_sync} replicas.")
+
+    steps_per_epoch = dataset.num_train / config.data.batch_size
+    gan = Pix2Pix(config, strategy, steps_per_epoch)
+    checkpoint = tf.train.Checkpoint(**gan.checkpointables())
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"),
+                                         max_to_keep=config.run.keep_checkpoints, step_counter=gan.step,
+                                         checkpoint_name="ckpt")
+    if manager.latest_checkpoint:
+        _restore(checkpoint, manager.latest_checkpoint)
+        logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, gan.current_step())
+    config.save(workdir)
+
+    start, end = gan.current_step(), total_steps(config, dataset.num_train)
+    writer = summaries.Writer(os.path.join(workdir, "logs", "train"))
+    held_out = list(data.held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
+                                        limit=config.run.eval_examples).as_numpy_iterator())
+    monitor = HeldOutMonitor(gan, held_out, workdir, writer)
+    result = TrainResult(start, end, {}, monitor(start), None, None)
+    if start >= end:
+        logging.info("The run in %s is complete (step %d of %d).", workdir, start, end)
+        result.held_out_l1_end, result.checkpoint = result.held_out_l1_start, manager.latest_checkpoint
+        return result
+
+    stream = data.train_stream(dataset, config.data, config.model.input_nc, config.model.output_nc,
+                               config.run.seed, start_example=start * config.data.batch_size)
+    iterator = iter(strategy.experimental_distribute_dataset(stream))
+    progress = _progress_bar(end - start, config.run.progress)
+    interval_start, interval_steps = time.perf_counter(), 0
+    with stop_requests() as stop:
+        for step in range(start + 1, end + 1):
+            losses = {name: float(value) for name, value in gan.train_step(iterator).items()}
+            _check_finite(step, losses, manager.latest_checkpoint)
+            result.step, result.losses = step, losses
+            interval_steps += 1
+            if step % config.run.log_every == 0 or step == end:
+                elapsed = time.perf_counter() - interval_start
+                rate = interval_steps * config.data.batch_size / elapsed
+                writer.scalars(step, {**{f"loss/{k}": v for k, v in losses.items()},
+                                      "learning_rate": gan.learning_rate(), "images_per_second": rate})
+                interval_start, interval_steps = time.perf_counter(), 0
+            if step % config.run.sample_every == 0 and step != end:
+                monitor(step)
+            if step % config.run.save_every == 0 and step != end:
+                manager.save(checkpoint_number=step)
+            if progress is not None:
+                progress.update(step - start, [(k, v) for k, v in losses.items() if k != "d_total"])
+                sys.stdout.flush()  # Progbar does not flush; a redirected log would lag behind.
+            if stop:
+                logging.warning("%s received: checkpointing step %d and stopping.", stop[0], step)
+                result.stopped_early = True
+                break
+    result.checkpoint = manager.save(checkpoint_number=result.step)
+    result.held_out_l1_end = monitor(result.step)
+    writer.flush()
+    logging.info("Step %d/%d. Checkpoint: %s. Held-out L1: %s -> %s.", result.step, end, result.checkpoint,
+                 _fmt(result.held_out_l1_start), _fmt(result.held_out_l1_end))
+    return result
+
+
+def _restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    try:
+        checkpoint.restore(path).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ConfigError(f"The checkpoint {path} does not fit the model of config.json: {e}") from e
+
+
+def _check_finite(step: int, losses: dict[str, float], last_checkpoint: Optional[str]) -> None:
+    bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+    if bad:
+        raise NonFiniteLossError(
+            f"Step {step}: non-finite loss ({', '.join(f'{k}={v}' for k, v in bad.items())}). "
+            f"Training stopped; the last good checkpoint is kept: {last_checkpoint or 'none yet'}."
+        )
+
+
+def _progress_bar(steps: int, enabled: bool) -> Optional[keras.utils.Progbar]:
+    if not enabled:
+        return None
+    # On a terminal the bar redraws in place; in a log file one line every 30 s is enough.
+    interval = 0.1 if sys.stdout.isatty() else 30.0
+    return keras.utils.Progbar(steps, unit_name="step", interval=interval)
+
+
+def _fmt(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -1,0 +1,30 @@
+"""pix2pix_tf: pix2pix (Isola et al., CVPR 2017) in TensorFlow 2 and Keras 3."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="pix2pix_tf",
+    version="0.1.0",
+    description="pix2pix image-to-image translation in TensorFlow 2 / Keras 3: train, evaluate, serve.",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pix2pix_tf", "pix2pix_tf.*"]),
+    # The absl apps live at the top level of the repository, as the user asked.
+    py_modules=["train", "export"],
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3",
+        "tensorflow-datasets",
+        "matplotlib",
+        "absl-py",
+        "tensorboard",  # tf.summary needs it; TensorFlow 2.21 no longer installs it.
+    ],
+    extras_require={"test": ["pytest", "ruff"]},
+    entry_points={
+        "console_scripts": [
+            "pix2pix-train=train:run",
+            "pix2pix-export=export:run",
+        ],
+    },
+)

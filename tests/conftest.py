@@ -1,0 +1,44 @@
+"""Shared fixtures: the tiny embedded dataset, prepared once per test session."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from pix2pix_tf import config as cfg  # noqa: E402
+
+TINY_DATASET = "shapes/64"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> str:
+    """A tfds data_dir holding the prepared `pix2pix_shapes/64`."""
+    from pix2pix_tf import data
+
+    path = str(tmp_path_factory.mktemp("tfds"))
+    data.load_paired_dataset(cfg.DataConfig(dataset=TINY_DATASET, data_dir=path))
+    return path
+
+
+def tiny_config(workdir, data_dir: str, *, model: dict | None = None, data: dict | None = None,
+                loss: dict | None = None, optim: dict | None = None, run: dict | None = None) -> cfg.TrainConfig:
+    """unet_128 with 8 base filters on 128x128 crops: the real architecture, at test cost."""
+    base = cfg.TrainConfig(
+        model=cfg.ModelConfig(generator="unet_128", ngf=8, ndf=8),
+        data=cfg.DataConfig(dataset=TINY_DATASET, data_dir=data_dir, load_size=143, crop_size=128),
+        optim=cfg.OptimConfig(steps=4),
+        run=cfg.RunConfig(workdir=str(workdir), seed=7, deterministic_ops=True, save_every=1000,
+                          sample_every=1000, eval_examples=2, progress=False),
+    )
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(base.model, **(model or {})),
+        data=dataclasses.replace(base.data, **(data or {})),
+        loss=dataclasses.replace(base.loss, **(loss or {})),
+        optim=dataclasses.replace(base.optim, **(optim or {})),
+        run=dataclasses.replace(base.run, **(run or {})),
+    )

@@ -1,0 +1,106 @@
+"""The input pipeline: the reference's jitter, held-out preprocessing, a resumable stream."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TINY_DATASET
+
+from pix2pix_tf import data
+from pix2pix_tf.config import DataConfig
+from pix2pix_tf.errors import DatasetError
+
+JITTER = DataConfig(load_size=72, crop_size=64)
+
+
+def test_jitter_is_identical_for_input_and_target():
+    image = tf.random.uniform([64, 64, 3], -1, 1, seed=1)
+    for i in range(8):
+        a, b = data.jitter(image, image, tf.constant([3, i], tf.int64), JITTER)
+        assert a.shape == (64, 64, 3)
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_jitter_depends_only_on_the_seed():
+    image = tf.random.uniform([64, 64, 3], -1, 1, seed=2)
+    first = [data.jitter(image, image, tf.constant([5, i], tf.int64), JITTER)[0].numpy() for i in range(6)]
+    again = [data.jitter(image, image, tf.constant([5, i], tf.int64), JITTER)[0].numpy() for i in range(6)]
+    for x, y in zip(first, again):
+        np.testing.assert_array_equal(x, y)
+    assert len({x.tobytes() for x in first}) > 1  # crops and flips differ between examples
+
+
+def test_jitter_flips_and_crops_both_sides_together():
+    # Left half -1, right half +1 as input; the target is its mirror image.
+    left_right = tf.concat([-tf.ones([64, 32, 3]), tf.ones([64, 32, 3])], axis=1)
+    config = dataclasses.replace(JITTER, preprocess="none")
+    flips = set()
+    for i in range(16):
+        a, b = data.jitter(left_right, left_right[:, ::-1], tf.constant([0, i], tf.int64), config)
+        np.testing.assert_array_equal(a.numpy(), b.numpy()[:, ::-1])
+        flips.add(float(a[0, 0, 0]))
+    assert flips == {-1.0, 1.0}
+
+
+def test_resize_is_bicubic_not_nearest():
+    checker = tf.constant(np.indices([8, 8]).sum(0) % 2 * 2.0 - 1.0, tf.float32)[..., None]
+    resized = data.resize(checker, 12).numpy()
+    assert len(np.unique(resized.round(3))) > 2  # nearest-neighbour would keep only -1 and 1
+    assert resized.min() >= -1.0 and resized.max() <= 1.0
+
+
+def test_held_out_preprocessing_resizes_to_crop_size_without_jitter():
+    a, b = data.held_out_resize(tf.zeros([40, 50, 3]), tf.zeros([40, 50, 3]), JITTER)
+    assert a.shape == (64, 64, 3) and b.shape == (64, 64, 3)
+
+
+@pytest.fixture(scope="module")
+def tiny(data_dir) -> data.PairedDataset:
+    return data.load_paired_dataset(DataConfig(dataset=TINY_DATASET, data_dir=data_dir))
+
+
+def stream_images(tiny, config, start, count, seed=11):
+    stream = data.train_stream(tiny, config, 3, 3, seed=seed, start_example=start)
+    return [a.numpy() for a, _ in stream.take(count)]
+
+
+def test_stream_resumes_at_any_position_across_epochs(tiny):
+    config = DataConfig(dataset=TINY_DATASET, load_size=72, crop_size=64, batch_size=1)
+    n = tiny.num_train
+    from_start = stream_images(tiny, config, 0, n + 3)
+    resumed = stream_images(tiny, config, n - 2, 5)  # crosses the epoch boundary
+    for x, y in zip(from_start[n - 2:], resumed):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_each_epoch_is_a_new_permutation(tiny):
+    config = DataConfig(dataset=TINY_DATASET, preprocess="none", flip=False, batch_size=1)
+    n = tiny.num_train
+    images = stream_images(tiny, config, 0, 2 * n)
+    epoch0, epoch1 = [x.tobytes() for x in images[:n]], [x.tobytes() for x in images[n:]]
+    assert len(set(epoch0)) == n and set(epoch0) == set(epoch1)  # no example twice per epoch
+    assert epoch0 != epoch1  # reshuffled
+
+
+def test_direction_chooses_the_input_side(tiny):
+    a_to_b = next(iter(data.held_out_pairs(tiny, DataConfig(crop_size=64), 3, 3)))
+    swapped = dataclasses.replace(tiny, direction="BtoA")
+    b_to_a = next(iter(data.held_out_pairs(swapped, DataConfig(crop_size=64), 3, 3)))
+    np.testing.assert_array_equal(a_to_b[0].numpy(), b_to_a[1].numpy())
+    np.testing.assert_array_equal(a_to_b[1].numpy(), b_to_a[0].numpy())
+
+
+def test_default_directions_follow_the_paper():
+    assert data.default_direction("facades") == "BtoA"
+    assert data.default_direction("edges2shoes") == "AtoB"
+    assert data.default_direction("shapes/64") == "AtoB"
+
+
+def test_unknown_and_not_yet_supported_datasets_are_clear_errors(tmp_path):
+    with pytest.raises(DatasetError, match="not a known dataset"):
+        data.load_paired_dataset(DataConfig(dataset="edges2cats", data_dir=str(tmp_path)))
+    with pytest.raises(DatasetError, match="not supported yet"):
+        data.load_paired_dataset(DataConfig(dataset="edges2shoes", data_dir=str(tmp_path)))

@@ -1,0 +1,106 @@
+"""The training loop, in process: one real 256 step, exact resume, seeds, variants, logs."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import tiny_config
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.errors import ConfigError, NonFiniteLossError
+from pix2pix_tf.trainer import train
+
+
+def checkpoint_values(path: str, prefix: str) -> dict[str, np.ndarray]:
+    reader = tf.train.load_checkpoint(path)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+            if k.startswith(prefix) and k.endswith("VARIABLE_VALUE")}
+
+
+def test_one_step_of_the_reference_architecture_at_256(tmp_path, data_dir):
+    config = tiny_config(tmp_path, data_dir, model=dict(generator="unet_256", ngf=64, ndf=64),
+                         data=dict(load_size=286, crop_size=256), optim=dict(steps=1),
+                         run=dict(eval_examples=1))
+    result = train(config)
+    assert result.step == 1
+    assert set(result.losses) == {"d_real", "d_fake", "d_total", "g_gan", "g_l1", "g_total"}
+    assert all(np.isfinite(v) for v in result.losses.values())
+    weights = checkpoint_values(result.checkpoint, "generator")
+    assert sum(v.size for k, v in weights.items() if "moving" not in k) > 54_000_000
+
+
+def test_resumed_run_continues_exactly(tmp_path, data_dir):
+    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=6)))
+    first = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=3)))
+    assert first.step == 3
+    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=6)))
+    assert rest.step == 6
+    assert rest.losses == pytest.approx(whole.losses, rel=1e-6, abs=1e-7)
+    for prefix in ("generator", "discriminator", "g_optimizer"):
+        a, b = checkpoint_values(whole.checkpoint, prefix), checkpoint_values(rest.checkpoint, prefix)
+        assert a.keys() == b.keys() and a
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, data_dir):
+    runs = [train(tiny_config(tmp_path / name, data_dir, optim=dict(steps=3), run=dict(seed=seed)))
+            for name, seed in (("a", 3), ("b", 3), ("c", 4))]
+    assert runs[0].losses == runs[1].losses
+    assert runs[0].losses != runs[2].losses
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(model=dict(generator="resnet_6blocks")),
+    dict(model=dict(generator="encoder_decoder"), data=dict(load_size=286, crop_size=256)),
+    dict(model=dict(discriminator="pixel", norm="instance")),
+    dict(model=dict(discriminator="n_layers", n_layers_d=1, norm="none")),
+    dict(model=dict(discriminator="image"), data=dict(load_size=286, crop_size=256)),
+    dict(model=dict(unconditional_d=True), loss=dict(gan_mode="lsgan")),
+    dict(loss=dict(lambda_l1=0.0)),
+    dict(loss=dict(gan_weight=0.0)),
+    dict(data=dict(batch_size=2)),
+], ids=["resnet", "encoder_decoder", "pixel_instance", "16x16_nonorm", "imagegan", "gan_lsgan",
+        "cgan_only", "l1_only", "batch2"])
+def test_variants_train(tmp_path, data_dir, overrides):
+    result = train(tiny_config(tmp_path, data_dir, optim=dict(steps=2), **overrides))
+    assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
+    if overrides.get("loss", {}).get("gan_weight") == 0.0:
+        assert set(result.losses) == {"g_l1", "g_total"}  # "L1 only" trains no D
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, data_dir):
+    config = tiny_config(tmp_path, data_dir, optim=dict(lr=1e30, steps=50), run=dict(save_every=1))
+    with pytest.raises(NonFiniteLossError, match=r"Step (\d+): non-finite loss") as error:
+        train(config)
+    failed_step = int(error.value.args[0].split()[1].rstrip(":"))
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert latest is not None and latest.endswith(f"ckpt-{failed_step - 1}")
+    assert str(latest) in str(error.value)
+
+
+def test_tensorboard_logs_and_sample_grids(tmp_path, data_dir):
+    config = tiny_config(tmp_path, data_dir, optim=dict(steps=4), run=dict(log_every=2, sample_every=2))
+    train(config)
+    events = EventAccumulator(str(tmp_path / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
+    tags = set(events.Tags()["tensors"])
+    for tag in ("loss/g_gan", "loss/g_l1", "loss/d_real", "loss/d_fake", "learning_rate",
+                "images_per_second", "eval/held_out_l1", "samples/input_target_output"):
+        assert tag in tags, tag
+    assert [e.step for e in events.Tensors("loss/g_l1")] == [2, 4]
+    lr = tf.make_ndarray(events.Tensors("learning_rate")[0].tensor_proto)
+    assert lr == pytest.approx(2e-4)
+    assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "samples" / "*.png"))) == [
+        "step_0000000.png", "step_0000002.png", "step_0000004.png"]
+    assert TrainConfig.load(str(tmp_path)).data.direction == "AtoB"
+
+
+def test_resume_with_another_architecture_is_refused(tmp_path, data_dir):
+    train(tiny_config(tmp_path, data_dir, optim=dict(steps=1)))
+    with pytest.raises(ConfigError, match="model.ngf: 8 in config.json, 16 now"):
+        train(tiny_config(tmp_path, data_dir, model=dict(ngf=16), optim=dict(steps=2)))

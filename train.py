@@ -1,0 +1,121 @@
+"""Trains pix2pix: `python train.py --dataset=shapes --workdir=runs/shapes`.
+
+Re-running the same command resumes from the newest checkpoint in --workdir.
+See docs/training.md for every flag.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ start-up chatter.
+
+from absl import app, flags, logging  # noqa: E402
+
+from pix2pix_tf import config as cfg  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+# Data.
+flags.DEFINE_string("dataset", "shapes", "Dataset name: 'shapes' (embedded, generated offline) or "
+                    "'shapes/64' (its tiny variant). The official datasets arrive in a later release.")
+flags.DEFINE_string("data_dir", None, "Where tensorflow-datasets keeps prepared data (default ~/tensorflow_datasets).")
+flags.DEFINE_enum("direction", None, cfg.DIRECTIONS, "AtoB or BtoA; default: the dataset's usual direction.")
+flags.DEFINE_enum("preprocess", "resize_and_crop", cfg.PREPROCESS_MODES,
+                  "Training jitter: resize to --load_size then random crop --crop_size; 'crop': crop "
+                  "only; 'none': native size.")
+flags.DEFINE_integer("load_size", 286, "Resize images to this size before the random crop.")
+flags.DEFINE_integer("crop_size", 256, "Random crop size: the training image size.")
+flags.DEFINE_bool("no_flip", False, "Disable the random horizontal flip.")
+flags.DEFINE_integer("batch_size", 1, "Global batch size, split over the replicas (reference: 1).")
+flags.DEFINE_integer("shuffle_buffer", 1000, "Shuffle buffer, in examples.")
+
+# Model.
+flags.DEFINE_enum("generator", "unet_256", cfg.GENERATORS, "Generator architecture.")
+flags.DEFINE_enum("discriminator", "basic", cfg.DISCRIMINATORS,
+                  "basic: 70x70 PatchGAN; n_layers: PatchGAN of --n_layers_d; pixel: 1x1; image: 286x286.")
+flags.DEFINE_integer("n_layers_d", 3, "PatchGAN depth with --discriminator=n_layers (1: 16x16, 2: 34x34).")
+flags.DEFINE_integer("ngf", 64, "Generator filters in the first layer.")
+flags.DEFINE_integer("ndf", 64, "Discriminator filters in the first layer.")
+flags.DEFINE_enum("norm", "batch", cfg.NORMS, "Normalisation; syncbatch synchronises across replicas.")
+flags.DEFINE_integer("input_nc", 3, "Input image channels.")
+flags.DEFINE_integer("output_nc", 3, "Output image channels.")
+flags.DEFINE_bool("no_dropout", False, "Disable the generator's dropout (the paper's noise z).")
+flags.DEFINE_bool("unconditional_d", False, "D sees only the output (the paper's GAN-vs-cGAN ablation).")
+
+# Objective.
+flags.DEFINE_enum("gan_mode", "vanilla", cfg.GAN_MODES, "vanilla: BCE with logits; lsgan: least squares.")
+flags.DEFINE_float("lambda_l1", 100.0, "Weight of the L1 term (0: the paper's 'cGAN only').")
+flags.DEFINE_float("gan_weight", 1.0, "Weight of the GAN term (0: the paper's 'L1 only', no D is trained).")
+
+# Optimisation.
+flags.DEFINE_float("lr", 2e-4, "Adam learning rate.")
+flags.DEFINE_float("beta1", 0.5, "Adam beta1.")
+flags.DEFINE_integer("epochs", 100, "Epochs at the initial learning rate.")
+flags.DEFINE_integer("epochs_decay", 100, "Epochs of linear decay of the learning rate to 0.")
+flags.DEFINE_integer("steps", None, "Stop after this many steps (the schedule stays epoch-based).")
+
+# Run.
+flags.DEFINE_string("workdir", "runs/pix2pix", "Where config, checkpoints, logs and samples go.")
+flags.DEFINE_integer("seed", None, "Seed; when given, ops are deterministic and runs repeat exactly.")
+flags.DEFINE_enum("strategy", "mirrored", cfg.STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_integer("cpu_replicas", 1, "Split the CPU into this many logical devices (testing mirrored).")
+flags.DEFINE_integer("save_every", 1000, "Checkpoint every this many steps (also at the end and on Ctrl-C).")
+flags.DEFINE_integer("log_every", 10, "Write TensorBoard scalars every this many steps.")
+flags.DEFINE_integer("sample_every", 500, "Write held-out samples and L1 every this many steps.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
+flags.DEFINE_integer("eval_examples", 16, "Held-out examples for the L1 and sample grids.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def config_from_flags() -> cfg.TrainConfig:
+    return cfg.TrainConfig(
+        model=cfg.ModelConfig(
+            generator=FLAGS.generator, discriminator=FLAGS.discriminator, n_layers_d=FLAGS.n_layers_d,
+            ngf=FLAGS.ngf, ndf=FLAGS.ndf, norm=FLAGS.norm, input_nc=FLAGS.input_nc,
+            output_nc=FLAGS.output_nc, dropout=not FLAGS.no_dropout, unconditional_d=FLAGS.unconditional_d),
+        data=cfg.DataConfig(
+            dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, direction=FLAGS.direction,
+            preprocess=FLAGS.preprocess, load_size=FLAGS.load_size, crop_size=FLAGS.crop_size,
+            flip=not FLAGS.no_flip, batch_size=FLAGS.batch_size, shuffle_buffer=FLAGS.shuffle_buffer),
+        loss=cfg.LossConfig(gan_mode=FLAGS.gan_mode, lambda_l1=FLAGS.lambda_l1, gan_weight=FLAGS.gan_weight),
+        optim=cfg.OptimConfig(lr=FLAGS.lr, beta1=FLAGS.beta1, epochs=FLAGS.epochs,
+                              epochs_decay=FLAGS.epochs_decay, steps=FLAGS.steps),
+        run=cfg.RunConfig(
+            workdir=FLAGS.workdir, seed=FLAGS.seed, deterministic_ops=FLAGS.seed is not None,
+            strategy=FLAGS.strategy, cpu_replicas=FLAGS.cpu_replicas, save_every=FLAGS.save_every,
+            log_every=FLAGS.log_every, sample_every=FLAGS.sample_every,
+            keep_checkpoints=FLAGS.keep_checkpoints, eval_examples=FLAGS.eval_examples,
+            progress=FLAGS.progress),
+    )
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    # Imported here so that --help answers before TensorFlow loads.
+    from pix2pix_tf.distribute import split_cpu
+    from pix2pix_tf.errors import Pix2pixError
+    from pix2pix_tf.trainer import train
+
+    try:
+        config = config_from_flags().validate()
+        split_cpu(config.run.cpu_replicas)
+        result = train(config)
+    except Pix2pixError as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"Done: step {result.step}/{result.total_steps}, checkpoint {result.checkpoint}, "
+          f"held-out L1 {result.held_out_l1_start} -> {result.held_out_l1_end}")
+    return 0
+
+
+def run() -> None:
+    """Console entry point `pix2pix-train`."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
