@@ -296,9 +296,8 @@ def render_example(
 
     Everything is drawn from `rng`, so the same seed gives the same arrays.
     Geometry, colours and textures are drawn relative to `image_size` before
-    any per-pixel noise, so a seed gives the same scene at every size. Shapes drawn later cover earlier ones; `label`
-    holds what is
-    visible.
+    any per-pixel noise, so a seed gives the same scene at every size. Shapes
+    drawn later cover earlier ones; `label` holds what is visible.
     """
     size = int(image_size)
     if size < 16:
