@@ -196,6 +196,10 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
+# Settings that say where things are, not what they are: free to change between invocations.
+MOVABLE = ("data_dir",)
+
+
 def check_resumable(stored: TrainConfig, requested: TrainConfig) -> None:
     """Refuses to resume a run whose model, data or objective would change.
 
@@ -205,7 +209,8 @@ def check_resumable(stored: TrainConfig, requested: TrainConfig) -> None:
     differences = []
     for part in ("model", "data", "loss"):
         old, new = dataclasses.asdict(getattr(stored, part)), dataclasses.asdict(getattr(requested, part))
-        differences += [f"{part}.{k}: {old[k]!r} in config.json, {new[k]!r} now" for k in old if old[k] != new[k]]
+        differences += [f"{part}.{k}: {old[k]!r} in config.json, {new[k]!r} now"
+                        for k in old if old[k] != new[k] and k not in MOVABLE]
     for key in ("lr", "beta1", "beta2"):
         if getattr(stored.optim, key) != getattr(requested.optim, key):
             differences.append(f"optim.{key}: {getattr(stored.optim, key)!r} in config.json, "
