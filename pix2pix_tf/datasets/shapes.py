@@ -417,22 +417,10 @@ class Pix2pixShapes(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS: ClassVar[list[tfds.core.BuilderConfig]] = [
-        ShapesConfig(
-            name="256",
-            description="256x256 images; 1000 train, 100 val, 100 test.",
-            image_size=256,
-            num_train=1000,
-            num_val=100,
-            num_test=100,
-        ),
-        ShapesConfig(
-            name="64",
-            description="64x64 images; 64 train, 16 val, 16 test (tests, smoke runs).",
-            image_size=64,
-            num_train=64,
-            num_val=16,
-            num_test=16,
-        ),
+        ShapesConfig(name="256", description="256x256 images; 1000 train, 100 val, 100 test.",
+                     image_size=256, num_train=1000, num_val=100, num_test=100),
+        ShapesConfig(name="64", description="64x64 images; 64 train, 16 val, 16 test (tests, smoke runs).",
+                     image_size=64, num_train=64, num_val=16, num_test=16),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
