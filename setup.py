@@ -20,11 +20,12 @@ setup(
         "absl-py",
         "tensorboard",  # tf.summary needs it; TensorFlow 2.21 no longer installs it.
     ],
-    extras_require={"test": ["pytest", "ruff"]},
+    extras_require={"test": ["pytest", "ruff", "dill"]},  # dill: tfds' builder test machinery
     entry_points={
         "console_scripts": [
             "pix2pix-train=train:run",
             "pix2pix-export=export:run",
+            "pix2pix-benchmark=pix2pix_tf.benchmark:run",
         ],
     },
 )

@@ -18,13 +18,17 @@ from pix2pix_tf import config as cfg  # noqa: E402
 FLAGS = flags.FLAGS
 
 # Data.
-flags.DEFINE_string("dataset", "shapes", "Dataset name: 'shapes' (embedded, generated offline) or "
-                    "'shapes/64' (its tiny variant). The official datasets arrive in a later release.")
+flags.DEFINE_string("dataset", "shapes",
+                    "'shapes' (embedded, generated offline; 'shapes/64': tiny), an authors' dataset "
+                    "(facades, cityscapes, maps, edges2shoes, edges2handbags, night2day: downloaded once, or "
+                    "read from <data_dir>/downloads/manual/NAME.tar.gz), or 'folder:/path' (your images: "
+                    "train/ val/ test/ of A|B side by side, or A/ and B/ trees matched by name).")
 flags.DEFINE_string("data_dir", None, "Where tensorflow-datasets keeps prepared data (default ~/tensorflow_datasets).")
 flags.DEFINE_enum("direction", None, cfg.DIRECTIONS, "AtoB or BtoA; default: the dataset's usual direction.")
 flags.DEFINE_enum("preprocess", "resize_and_crop", cfg.PREPROCESS_MODES,
-                  "Training jitter: resize to --load_size then random crop --crop_size; 'crop': crop "
-                  "only; 'none': native size.")
+                  "Training jitter: resize to --load_size then random crop --crop_size; 'crop': crop only; "
+                  "'scale_width[_and_crop]': width to --load_size keeping the aspect [then crop]; "
+                  "'none': native size (rounded to what the generator takes).")
 flags.DEFINE_integer("load_size", 286, "Resize images to this size before the random crop.")
 flags.DEFINE_integer("crop_size", 256, "Random crop size: the training image size.")
 flags.DEFINE_bool("no_flip", False, "Disable the random horizontal flip.")
@@ -39,8 +43,8 @@ flags.DEFINE_integer("n_layers_d", 3, "PatchGAN depth with --discriminator=n_lay
 flags.DEFINE_integer("ngf", 64, "Generator filters in the first layer.")
 flags.DEFINE_integer("ndf", 64, "Discriminator filters in the first layer.")
 flags.DEFINE_enum("norm", "batch", cfg.NORMS, "Normalisation; syncbatch synchronises across replicas.")
-flags.DEFINE_integer("input_nc", 3, "Input image channels.")
-flags.DEFINE_integer("output_nc", 3, "Output image channels.")
+flags.DEFINE_integer("input_nc", 3, "Input image channels: 3, or 1 (images are read as grey).")
+flags.DEFINE_integer("output_nc", 3, "Output image channels: 3, or 1.")
 flags.DEFINE_bool("no_dropout", False, "Disable the generator's dropout (the paper's noise z).")
 flags.DEFINE_bool("unconditional_d", False, "D sees only the output (the paper's GAN-vs-cGAN ablation).")
 

@@ -20,7 +20,8 @@ GENERATORS = ("unet_256", "unet_128", "resnet_9blocks", "resnet_6blocks", "encod
 DISCRIMINATORS = ("basic", "n_layers", "pixel", "image")
 NORMS = ("batch", "syncbatch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
-PREPROCESS_MODES = ("resize_and_crop", "crop", "none")
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "default")
 
@@ -69,7 +70,7 @@ class DataConfig:
             _check_choice("direction", self.direction, DIRECTIONS)
         if self.crop_size < 1 or self.load_size < 1:
             raise ConfigError("--crop_size and --load_size must be positive.")
-        if self.preprocess in ("resize_and_crop",) and self.crop_size > self.load_size:
+        if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
             raise ConfigError(
                 f"--crop_size={self.crop_size} is larger than --load_size={self.load_size}: "
                 "the random crop is taken from the resized image, so it must fit inside it."

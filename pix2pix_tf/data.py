@@ -1,9 +1,10 @@
-"""The input pipeline: datasets by name, the reference's jitter, and a resumable train stream.
+"""The input pipeline: datasets by name, the reference's preprocessing, a resumable train stream.
 
-Pairs come from tensorflow-datasets builders as encoded images (`a`, `b`); the direction
-decides which side is the input. Training applies the SAME random jitter to input and
-target (resize to load_size, random crop to crop_size, random horizontal flip); held-out
-data is only resized to crop_size. Pixels are scaled to [-1, 1].
+Three kinds of source give pairs (A, B) of still-encoded images: the embedded `shapes`
+dataset, the authors' datasets (`facades`, `edges2shoes`, ...: one tensorflow-datasets
+builder, A|B side by side), and users' folders (`folder:/path`). The direction decides
+which side is the input. Training applies the SAME random jitter to input and target;
+held-out data gets the reference's test-time preprocessing. Pixels are scaled to [-1, 1].
 
 The train stream is a pure function of (seed, position): epoch e is shuffled with a seed
 derived from (seed, e) and every example's jitter is drawn from (seed, its index in the
@@ -16,126 +17,234 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging
 
 from pix2pix_tf.config import DataConfig
 from pix2pix_tf.errors import DatasetError
 
-# The authors' datasets (next release) and their usual direction.
+# The authors' datasets and the direction the paper trains them in.
 OFFICIAL_DATASETS = {
     "facades": "BtoA", "cityscapes": "BtoA", "maps": "AtoB",
     "edges2shoes": "AtoB", "edges2handbags": "AtoB", "night2day": "AtoB",
 }
-EMBEDDED_DATASETS = {"shapes": "pix2pix_shapes"}
+FOLDER_PREFIX = "folder:"
+
+Record = Any  # One example's encoded images: a tuple of string tensors.
 
 
 @dataclasses.dataclass(frozen=True)
 class PairedDataset:
-    """A prepared paired dataset and how to read it."""
+    """A paired dataset ready to read: its splits and how to decode one record into (A, B)."""
 
-    builder: tfds.core.DatasetBuilder
+    name: str
     direction: str
+    split_sizes: dict[str, int]
     train_split: str
     held_out_split: str
+    records: Callable[[str], tf.data.Dataset]  # split -> encoded records, in a fixed order
+    decode_pair: Callable[[Record, int, int], tuple[tf.Tensor, tf.Tensor]]  # (A, B) in [-1, 1]
 
     @property
     def num_train(self) -> int:
-        return self.builder.info.splits[self.train_split].num_examples
+        return self.split_sizes[self.train_split]
 
-    def num_examples(self, split: str) -> int:
-        return self.builder.info.splits[split].num_examples
+    def input_target(self, record: Record, input_nc: int, output_nc: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """(input, target) of a record in the dataset's direction."""
+        if self.direction == "AtoB":
+            return self.decode_pair(record, input_nc, output_nc)
+        target, input_image = self.decode_pair(record, output_nc, input_nc)
+        return input_image, target
 
 
 def default_direction(dataset: str) -> str:
-    """The direction the paper trains a dataset in (labels->photo for the embedded one)."""
+    """The direction the paper trains a dataset in (A->B for the embedded one and for folders)."""
     return OFFICIAL_DATASETS.get(dataset.split("/")[0], "AtoB")
 
 
 def load_paired_dataset(config: DataConfig) -> PairedDataset:
     """Finds the dataset named by `config.dataset`, preparing it on first use.
 
-    `shapes` and `shapes/<config>` are generated offline by the package itself.
+    `shapes[/64]` is generated offline; the authors' datasets are downloaded once (or read
+    from a hand-copied archive); `folder:/path` is scanned and checked image by image.
     """
+    direction = config.direction or default_direction(config.dataset)
+    if config.dataset.startswith(FOLDER_PREFIX):
+        return _folder_dataset(config.dataset[len(FOLDER_PREFIX):], direction)
     name, _, variant = config.dataset.partition("/")
-    if name in OFFICIAL_DATASETS:
-        raise DatasetError(
-            f"--dataset={config.dataset}: the official pix2pix datasets are not supported yet "
-            "(they arrive with the datasets release). Use --dataset=shapes, the embedded dataset."
-        )
-    if name not in EMBEDDED_DATASETS:
-        known = ", ".join(sorted(EMBEDDED_DATASETS) + sorted(OFFICIAL_DATASETS))
-        raise DatasetError(f"--dataset={config.dataset} is not a known dataset. Known: {known}.")
+    if name == "shapes":
+        import pix2pix_tf.datasets.shapes  # noqa: F401  (registers the builder with tfds)
 
-    import pix2pix_tf.datasets.shapes  # noqa: F401  (registers the builder with tfds)
+        builder = _prepared_builder("pix2pix_shapes" + (f"/{variant}" if variant else ""), config)
+        return _tfds_dataset(config.dataset, builder, direction, ("a", "b"), _decode_two_images)
+    if name in OFFICIAL_DATASETS and not variant:
+        import pix2pix_tf.datasets.official  # noqa: F401  (registers the builder with tfds)
 
-    builder_name = EMBEDDED_DATASETS[name] + (f"/{variant}" if variant else "")
+        builder = _prepared_builder(f"pix2pix/{name}", config)
+        return _tfds_dataset(name, builder, direction, ("image",), _decode_side_by_side)
+    known = ", ".join(["shapes", "shapes/64", *OFFICIAL_DATASETS, "folder:/path/to/images"])
+    raise DatasetError(f"--dataset={config.dataset} is not a known dataset. Known: {known}.")
+
+
+def _prepared_builder(name: str, config: DataConfig) -> tfds.core.DatasetBuilder:
+    data_dir = os.path.expanduser(config.data_dir) if config.data_dir else None
     try:
-        builder = tfds.builder(builder_name, data_dir=_expand(config.data_dir))
+        builder = tfds.builder(name, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:
         raise DatasetError(f"--dataset={config.dataset}: {e}") from e
     if not builder.is_prepared():
-        builder.download_and_prepare()
-    splits = builder.info.splits
-    held_out = next((s for s in ("test", "val") if s in splits), None)
-    if "train" not in splits or held_out is None:
-        raise DatasetError(f"{builder.name} needs a train split and a test or val split, has {list(splits)}.")
-    return PairedDataset(builder, config.direction or default_direction(name), "train", held_out)
+        logging.info("Preparing %s in %s (once).", name, builder.data_dir)
+        try:
+            builder.download_and_prepare()
+        except DatasetError:
+            raise
+        except Exception as e:  # noqa: BLE001  (tfds raises many types; the user needs the message)
+            raise DatasetError(f"Preparing {name} failed: {type(e).__name__}: {e}") from e
+    return builder
 
 
-def _expand(path: Optional[str]) -> Optional[str]:
-    return os.path.expanduser(path) if path else None
+def _tfds_dataset(name: str, builder: tfds.core.DatasetBuilder, direction: str, keys: tuple[str, ...],
+                  decode_pair: Callable) -> PairedDataset:
+    sizes = {split: info.num_examples for split, info in builder.info.splits.items()}
+
+    def records(split: str) -> tf.data.Dataset:
+        skip = {key: tfds.decode.SkipDecoding() for key in keys}
+        examples = builder.as_dataset(split=split, decoders=skip, shuffle_files=False)
+        return examples.map(lambda ex: tuple(ex[key] for key in keys))
+
+    return _with_splits(name, direction, sizes, records, decode_pair)
 
 
-def _encoded_pairs(dataset: PairedDataset, split: str) -> tf.data.Dataset:
-    """(input, target) as still-encoded bytes, in the requested direction and order of the split."""
-    skip = {"a": tfds.decode.SkipDecoding(), "b": tfds.decode.SkipDecoding()}
-    ds = dataset.builder.as_dataset(split=split, decoders=skip, shuffle_files=False)
-    if dataset.direction == "AtoB":
-        return ds.map(lambda ex: (ex["a"], ex["b"]))
-    return ds.map(lambda ex: (ex["b"], ex["a"]))
+def _folder_dataset(root: str, direction: str) -> PairedDataset:
+    from pix2pix_tf.datasets.folder import scan_folder
+
+    scan = scan_folder(root)
+
+    def records(split: str) -> tf.data.Dataset:
+        files = scan.splits[split]
+        return tf.data.Dataset.from_tensor_slices(tuple(list(column) for column in zip(*files)))
+
+    decode_pair = _decode_side_by_side_file if scan.layout == "aligned" else _decode_two_files
+    sizes = {split: len(files) for split, files in scan.splits.items()}
+    return _with_splits(f"folder:{scan.root}", direction, sizes, records, decode_pair)
+
+
+def _with_splits(name: str, direction: str, sizes: dict[str, int], records: Callable,
+                 decode_pair: Callable) -> PairedDataset:
+    if not sizes.get("train"):
+        raise DatasetError(f"{name} has no train split (splits: {sorted(sizes)}).")
+    held_out = next((s for s in ("test", "val") if sizes.get(s)), None)
+    if held_out is None:
+        logging.warning("%s has no val or test split: samples and held-out L1 use train images.", name)
+        held_out = "train"
+    return PairedDataset(name, direction, sizes, "train", held_out, records, decode_pair)
+
+
+def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
+    """JPEG/PNG bytes -> float32 RGB in [0, 1]: grey is replicated, alpha dropped, 16 bits scaled."""
+    return tf.io.decode_image(encoded, channels=3, dtype=tf.float32, expand_animations=False)
+
+
+def to_signed(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """[0, 1] RGB -> [-1, 1] with 1 (grey) or 3 channels."""
+    if channels == 1:
+        image = tf.image.rgb_to_grayscale(image)
+    elif channels != 3:
+        raise DatasetError(f"Images can be read with 1 or 3 channels, not {channels}.")
+    return image * 2.0 - 1.0
 
 
 def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
     """JPEG/PNG bytes -> float32 HxWxC in [-1, 1]."""
-    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
-    return tf.cast(image, tf.float32) / 127.5 - 1.0
+    return to_signed(decode_rgb(encoded), channels)
 
 
-def resize(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Bicubic with antialiasing (the reference resizes with PIL's bicubic), clipped to [-1, 1]."""
-    resized = tf.image.resize(image, [size, size], method="bicubic", antialias=True)
+def _decode_two_images(record: Record, a_channels: int, b_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
+    return decode(record[0], a_channels), decode(record[1], b_channels)
+
+
+def _decode_two_files(record: Record, a_channels: int, b_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """A/B trees: B is resized to A's size when the two differ, so that they can be cropped as one."""
+    a = decode(tf.io.read_file(record[0]), a_channels)
+    b = decode(tf.io.read_file(record[1]), b_channels)
+    b = tf.cond(tf.reduce_all(tf.shape(a)[:2] == tf.shape(b)[:2]), lambda: b,
+                lambda: resize(b, tf.shape(a)[:2]))
+    return a, b
+
+
+def _decode_side_by_side(record: Record, a_channels: int, b_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The authors' layout: one image, A on the left half and B on the right."""
+    image = decode_rgb(record[0])
+    half = tf.shape(image)[1] // 2
+    return to_signed(image[:, :half], a_channels), to_signed(image[:, half:2 * half], b_channels)
+
+
+def _decode_side_by_side_file(record: Record, a_channels: int, b_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
+    return _decode_side_by_side((tf.io.read_file(record[0]),), a_channels, b_channels)
+
+
+def resize(image: tf.Tensor, size) -> tf.Tensor:
+    """Bicubic with antialiasing (the reference resizes with PIL's bicubic), clipped to [-1, 1].
+
+    `size` is an int (a square) or [height, width].
+    """
+    size = [size, size] if isinstance(size, int) else size
+    resized = tf.image.resize(image, size, method="bicubic", antialias=True)
     return tf.clip_by_value(resized, -1.0, 1.0)
 
 
-def jitter(input_image: tf.Tensor, target: tf.Tensor, seed: tf.Tensor,
-           config: DataConfig) -> tuple[tf.Tensor, tf.Tensor]:
+def _round_to_multiple(image: tf.Tensor, multiple: int) -> tf.Tensor:
+    """Resizes to the nearest sides the generator accepts (the reference's __make_power_2)."""
+    shape = tf.shape(image)[:2]
+    rounded = tf.maximum(multiple, tf.cast(tf.round(shape / multiple), tf.int32) * multiple)
+    return tf.cond(tf.reduce_all(rounded == shape), lambda: image, lambda: resize(image, rounded))
+
+
+def _scale_width(image: tf.Tensor, width: int, min_height: int) -> tf.Tensor:
+    """The reference's __scale_width: width to `width`, height by the aspect ratio (>= min_height)."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    height = tf.maximum(tf.cast(width * shape[0] / shape[1], tf.int32), min_height)
+    return resize(image, tf.stack([height, width]))
+
+
+def jitter(input_image: tf.Tensor, target: tf.Tensor, seed: tf.Tensor, config: DataConfig,
+           multiple: int = 1) -> tuple[tf.Tensor, tf.Tensor]:
     """The reference's random jitter, identical for input and target (they are cropped as one)."""
     channels = input_image.shape[-1]
     pair = tf.concat([input_image, target], axis=-1)
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     if config.preprocess == "resize_and_crop":
         pair = resize(pair, config.load_size)
-    if config.preprocess in ("resize_and_crop", "crop"):
+    elif config.preprocess in ("scale_width", "scale_width_and_crop"):
+        pair = _scale_width(pair, config.load_size, config.crop_size)
+    if config.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop"):
         size = [config.crop_size, config.crop_size, pair.shape[-1]]
         pair = tf.image.stateless_random_crop(pair, size, seed=crop_seed)
+    pair = _round_to_multiple(pair, multiple)
     if config.flip:
         pair = tf.image.stateless_random_flip_left_right(pair, seed=flip_seed)
     return pair[..., :channels], pair[..., channels:]
 
 
-def held_out_resize(input_image: tf.Tensor, target: tf.Tensor,
-                    config: DataConfig) -> tuple[tf.Tensor, tf.Tensor]:
-    """Test-time preprocessing: resize to crop_size, no crop, no flip ("none": native size)."""
-    if config.preprocess == "none":
-        return input_image, target
-    return resize(input_image, config.crop_size), resize(target, config.crop_size)
+def held_out_resize(input_image: tf.Tensor, target: tf.Tensor, config: DataConfig,
+                    multiple: int = 1) -> tuple[tf.Tensor, tf.Tensor]:
+    """Test-time preprocessing: no crop, no flip; resize to crop_size (scale_width*: its width;
+    none: the native size), rounded to sides the generator accepts."""
+    def prepare(image: tf.Tensor) -> tf.Tensor:
+        if config.preprocess in ("resize_and_crop", "crop"):
+            image = resize(image, config.crop_size)
+        elif config.preprocess in ("scale_width", "scale_width_and_crop"):
+            image = _scale_width(image, config.crop_size, config.crop_size)
+        return _round_to_multiple(image, multiple)
+
+    return prepare(input_image), prepare(target)
 
 
 def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, output_nc: int,
-                 seed: int, start_example: int = 0) -> tf.data.Dataset:
+                 seed: int, start_example: int = 0, multiple: int = 1) -> tf.data.Dataset:
     """Endless batches of jittered (input, target), starting at example `start_example`.
 
     Epoch e is a fresh shuffle seeded by (seed, e), so reshuffling each epoch is as
@@ -144,30 +253,34 @@ def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, outp
     n = dataset.num_train
     if n < config.batch_size:
         raise DatasetError(f"The train split has {n} examples, fewer than --batch_size={config.batch_size}.")
-    pairs = _encoded_pairs(dataset, dataset.train_split)
+    records = dataset.records(dataset.train_split)
     buffer = min(config.shuffle_buffer, n)
     start_epoch, offset = divmod(start_example, n)
 
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
-        return pairs.shuffle(buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False)
+        return records.shuffle(buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False)
 
     stream = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch).skip(offset)
     stream = stream.enumerate(start=start_example)
 
-    def prepare(index: tf.Tensor, pair: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+    def prepare(index: tf.Tensor, record: Record) -> tuple[tf.Tensor, tf.Tensor]:
         example_seed = tf.stack([tf.constant(seed, tf.int64), index])
-        return jitter(decode(pair[0], input_nc), decode(pair[1], output_nc), example_seed, config)
+        input_image, target = dataset.input_target(record, input_nc, output_nc)
+        return jitter(input_image, target, example_seed, config, multiple)
 
     stream = stream.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return stream.batch(config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def held_out_pairs(dataset: PairedDataset, config: DataConfig, input_nc: int, output_nc: int,
-                   limit: Optional[int] = None) -> tf.data.Dataset:
+                   limit: Optional[int] = None, multiple: int = 1) -> tf.data.Dataset:
     """Unbatched (input, target) from the held-out split, with test-time preprocessing."""
-    pairs = _encoded_pairs(dataset, dataset.held_out_split)
+    records = dataset.records(dataset.held_out_split)
     if limit is not None:
-        pairs = pairs.take(limit)
-    return pairs.map(
-        lambda a, b: held_out_resize(decode(a, input_nc), decode(b, output_nc), config),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        records = records.take(limit)
+
+    def prepare(*record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        input_image, target = dataset.input_target(record, input_nc, output_nc)
+        return held_out_resize(input_image, target, config, multiple)
+
+    return records.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

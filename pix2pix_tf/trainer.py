@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from typing import Iterator, Optional
 
@@ -26,9 +27,9 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf import data, summaries
-from pix2pix_tf.config import CONFIG_FILE, TrainConfig, check_resumable
+from pix2pix_tf.config import CONFIG_FILE, CROPPING_MODES, TrainConfig, check_resumable
 from pix2pix_tf.distribute import make_strategy
-from pix2pix_tf.errors import ConfigError, NonFiniteLossError
+from pix2pix_tf.errors import ConfigError, DatasetError, NonFiniteLossError
 from pix2pix_tf.generator import size_multiple
 from pix2pix_tf.model import Pix2Pix
 
@@ -80,7 +81,7 @@ def _has_checkpoint(config: TrainConfig) -> bool:
 
 def _check_sizes(config: TrainConfig) -> None:
     multiple = size_multiple(config.model.generator)
-    if config.data.preprocess != "none" and config.data.crop_size % multiple:
+    if config.data.preprocess in CROPPING_MODES and config.data.crop_size % multiple:
         raise ConfigError(
             f"--generator={config.model.generator} takes images whose sides are multiples of "
             f"{multiple}; --crop_size={config.data.crop_size} is not. Use --crop_size="
@@ -102,7 +103,7 @@ def stop_requests() -> Iterator[list]:
             raise KeyboardInterrupt
         requested.append(signal.Signals(signum).name)
 
-    if sys.platform == "win32" or not _in_main_thread():
+    if threading.current_thread() is not threading.main_thread():  # signal.signal would raise
         yield requested
         return
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -111,12 +112,6 @@ def stop_requests() -> Iterator[list]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 class HeldOutMonitor:
@@ -170,8 +165,9 @@ def train(config: TrainConfig) -> TrainResult:
 
     start, end = gan.current_step(), total_steps(config, dataset.num_train)
     writer = summaries.Writer(os.path.join(workdir, "logs", "train"))
+    multiple = size_multiple(config.model.generator)
     held_out = list(data.held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
-                                        limit=config.run.eval_examples).as_numpy_iterator())
+                                        limit=config.run.eval_examples, multiple=multiple).as_numpy_iterator())
     monitor = HeldOutMonitor(gan, held_out, workdir, writer)
     result = TrainResult(start, end, {}, monitor(start), None, None)
     if start >= end:
@@ -180,13 +176,16 @@ def train(config: TrainConfig) -> TrainResult:
         return result
 
     stream = data.train_stream(dataset, config.data, config.model.input_nc, config.model.output_nc,
-                               config.run.seed, start_example=start * config.data.batch_size)
+                               config.run.seed, start_example=start * config.data.batch_size, multiple=multiple)
     iterator = iter(strategy.experimental_distribute_dataset(stream))
     progress = _progress_bar(end - start, config.run.progress)
     interval_start, interval_steps = time.perf_counter(), 0
     with stop_requests() as stop:
         for step in range(start + 1, end + 1):
-            losses = {name: float(value) for name, value in gan.train_step(iterator).items()}
+            try:
+                losses = {name: float(value) for name, value in gan.train_step(iterator).items()}
+            except tf.errors.InvalidArgumentError as e:
+                raise DatasetError(f"Step {step}: a batch could not be prepared or trained on: {e.message}") from e
             _check_finite(step, losses, manager.latest_checkpoint)
             result.step, result.losses = step, losses
             interval_steps += 1

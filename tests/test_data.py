@@ -99,8 +99,36 @@ def test_default_directions_follow_the_paper():
     assert data.default_direction("shapes/64") == "AtoB"
 
 
-def test_unknown_and_not_yet_supported_datasets_are_clear_errors(tmp_path):
+def test_unknown_datasets_are_clear_errors(tmp_path):
     with pytest.raises(DatasetError, match="not a known dataset"):
         data.load_paired_dataset(DataConfig(dataset="edges2cats", data_dir=str(tmp_path)))
-    with pytest.raises(DatasetError, match="not supported yet"):
-        data.load_paired_dataset(DataConfig(dataset="edges2shoes", data_dir=str(tmp_path)))
+    with pytest.raises(DatasetError, match="no such directory"):
+        data.load_paired_dataset(DataConfig(dataset=f"folder:{tmp_path}/missing"))
+
+
+def test_scale_width_keeps_the_aspect_ratio_and_the_minimum_height():
+    image = tf.zeros([100, 200, 3])
+    config = DataConfig(preprocess="scale_width", load_size=64, crop_size=16, flip=False)
+    a, _ = data.jitter(image, image, tf.constant([0, 0], tf.int64), config)
+    assert a.shape[:2] == (32, 64)
+    tall = DataConfig(preprocess="scale_width", load_size=64, crop_size=48, flip=False)
+    a, _ = data.jitter(image, image, tf.constant([0, 0], tf.int64), tall)
+    assert a.shape[:2] == (48, 64)  # height never below crop_size, as the reference
+    cropped = DataConfig(preprocess="scale_width_and_crop", load_size=64, crop_size=32)
+    a, _ = data.jitter(image, image, tf.constant([0, 0], tf.int64), cropped)
+    assert a.shape[:2] == (32, 32)
+
+
+def test_none_rounds_to_sides_the_generator_takes():
+    image = tf.zeros([90, 300, 3])
+    config = DataConfig(preprocess="none", flip=False)
+    a, _ = data.jitter(image, image, tf.constant([0, 0], tf.int64), config, multiple=128)
+    assert a.shape[:2] == (128, 256)
+    a, _ = data.held_out_resize(image, image, config, multiple=4)
+    assert a.shape[:2] == (88, 300)  # 22.5 rounds half to even, like the reference's Python round()
+
+
+def test_held_out_scale_width_uses_the_crop_size_as_width():
+    a, _ = data.held_out_resize(tf.zeros([100, 200, 3]), tf.zeros([100, 200, 3]),
+                                DataConfig(preprocess="scale_width", load_size=64, crop_size=32), multiple=4)
+    assert a.shape[:2] == (32, 32)

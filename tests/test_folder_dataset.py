@@ -1,0 +1,155 @@
+"""Users' own folders: both layouts, image kinds, and a clear answer for each kind of bad data."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pix2pix_tf import data
+from pix2pix_tf.config import DataConfig
+from pix2pix_tf.datasets.folder import scan_folder
+from pix2pix_tf.errors import DatasetError
+
+RNG = np.random.default_rng(0)
+
+
+def save(path, array: np.ndarray, **kwargs) -> str:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(array).save(path, **kwargs)
+    return str(path)
+
+
+def side_by_side(height: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a = np.full((height, height, 3), (255, 0, 0), np.uint8)
+    b = np.full((height, height, 3), (0, 0, 255), np.uint8)
+    return np.concatenate([a, b], axis=1), a, b
+
+
+def aligned_folder(root, counts=(("train", 3), ("val", 2))) -> str:
+    for split, count in counts:
+        for i in range(count):
+            save(root / split / f"{i}.png", side_by_side()[0])
+    return str(root)
+
+
+def first_pair(dataset: data.PairedDataset, split: str = "train", nc=(3, 3)) -> tuple[np.ndarray, np.ndarray]:
+    record = next(iter(dataset.records(split)))
+    input_image, target = dataset.input_target(record, *nc)
+    return input_image.numpy(), target.numpy()
+
+
+def load(root, **config) -> data.PairedDataset:
+    return data.load_paired_dataset(DataConfig(dataset=f"folder:{root}", **config))
+
+
+def test_aligned_layout_splits_a_left_b_right(tmp_path):
+    dataset = load(aligned_folder(tmp_path))
+    assert dataset.split_sizes == {"train": 3, "val": 2} and dataset.held_out_split == "val"
+    a, b = first_pair(dataset)
+    assert a.shape == (16, 16, 3) and np.allclose(a[..., 0], 1.0) and np.allclose(a[..., 2], -1.0)
+    assert np.allclose(b[..., 2], 1.0) and np.allclose(b[..., 0], -1.0)
+    a_to_b = load(tmp_path, direction="BtoA")
+    b_first, a_second = first_pair(a_to_b)
+    np.testing.assert_array_equal(b_first, b)
+    np.testing.assert_array_equal(a_second, a)
+
+
+def test_a_b_trees_are_matched_by_name_across_extensions(tmp_path):
+    for split in ("train", "test"):
+        for i in range(2):
+            save(tmp_path / "A" / split / f"{i}.png", np.full((8, 8, 3), 10 * i, np.uint8))
+            save(tmp_path / "B" / split / f"{i}.jpg", np.full((8, 8, 3), 200, np.uint8), quality=100)
+    dataset = load(tmp_path)
+    assert dataset.split_sizes == {"train": 2, "test": 2}
+    record = list(dataset.records("train"))[1]
+    assert record[0].numpy().decode().endswith("A/train/1.png")
+    assert record[1].numpy().decode().endswith("B/train/1.jpg")
+
+
+def test_a_b_trees_of_different_sizes_are_resized_together(tmp_path):
+    save(tmp_path / "A" / "0.png", np.zeros((8, 8, 3), np.uint8))
+    save(tmp_path / "B" / "0.png", np.zeros((16, 16, 3), np.uint8))
+    a, b = first_pair(load(tmp_path))
+    assert a.shape == b.shape == (8, 8, 3)
+
+
+def test_grayscale_rgba_and_16_bit_images_are_converted(tmp_path):
+    grey = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (16, 1))
+    save(tmp_path / "train" / "grey.png", grey)
+    rgba = np.concatenate([side_by_side()[0], np.full((16, 32, 1), 7, np.uint8)], axis=-1)
+    save(tmp_path / "train" / "rgba.png", rgba)
+    deep = (np.tile(np.linspace(0, 1, 32), (16, 1)) * 65535).astype(np.uint16)
+    save(tmp_path / "train" / "deep.png", deep)
+    dataset = load(tmp_path)
+    records = {r[0].numpy().decode().rsplit("/", 1)[1]: r for r in dataset.records("train")}
+    a, b = dataset.input_target(records["grey.png"], 3, 3)
+    assert a.shape == (16, 16, 3) and np.allclose(a[..., 0], a[..., 1])
+    a, b = dataset.input_target(records["rgba.png"], 3, 3)
+    assert np.allclose(a.numpy()[..., 0], 1.0)  # alpha dropped, colour kept
+    a, b = dataset.input_target(records["deep.png"], 3, 3)
+    assert a.numpy().min() == pytest.approx(-1.0) and b.numpy().max() == pytest.approx(1.0, abs=1e-3)
+    a, b = dataset.input_target(records["rgba.png"], 1, 3)  # --input_nc=1
+    assert a.shape == (16, 16, 1) and b.shape == (16, 16, 3)
+
+
+def test_corrupt_and_truncated_files_are_skipped_and_counted(tmp_path, caplog):
+    aligned_folder(tmp_path)
+    (tmp_path / "train" / "noise.jpg").write_bytes(RNG.integers(0, 256, 500, dtype=np.uint8).tobytes())
+    good = save(tmp_path / "train" / "cut.jpg", RNG.integers(0, 256, (64, 128, 3), dtype=np.uint8))
+    content = open(good, "rb").read()
+    open(good, "wb").write(content[: len(content) // 2])
+    with caplog.at_level(logging.WARNING):
+        dataset = load(tmp_path)
+    assert dataset.split_sizes["train"] == 3
+    assert "Skipped 2 file(s)" in caplog.text and "2 not a readable image" in caplog.text
+    assert "train/noise.jpg" in caplog.text and "train/cut.jpg" in caplog.text
+
+
+def test_images_that_are_not_side_by_side_are_skipped_and_counted(tmp_path, caplog):
+    aligned_folder(tmp_path)
+    save(tmp_path / "train" / "square.png", np.zeros((16, 16, 3), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        scan = scan_folder(str(tmp_path))
+    assert len(scan.splits["train"]) == 3
+    assert "1 not side by side (width is not twice the height) (train/square.png)" in caplog.text
+
+
+def test_an_a_without_its_b_is_skipped_and_counted(tmp_path, caplog):
+    for i in range(3):
+        save(tmp_path / "A" / f"{i}.png", np.zeros((8, 8, 3), np.uint8))
+    for i in range(2):
+        save(tmp_path / "B" / f"{i}.png", np.zeros((8, 8, 3), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        scan = scan_folder(str(tmp_path))
+    assert len(scan.splits["train"]) == 2
+    assert "1 without a partner of the same name in the other tree (A/2.png)" in caplog.text
+
+
+def test_empty_folder_and_an_empty_train_split_are_errors(tmp_path):
+    with pytest.raises(DatasetError, match="holds no usable image pairs"):
+        scan_folder(str(tmp_path))
+    save(tmp_path / "test" / "0.png", side_by_side()[0])
+    save(tmp_path / "train" / "bad.png", np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(DatasetError, match="the train split holds no usable pair") as error:
+        scan_folder(str(tmp_path))
+    assert "train/bad.png" in str(error.value)
+
+
+def test_duplicate_names_in_a_tree_are_an_error(tmp_path):
+    save(tmp_path / "A" / "x.png", np.zeros((8, 8, 3), np.uint8))
+    save(tmp_path / "A" / "x.jpg", np.zeros((8, 8, 3), np.uint8))
+    save(tmp_path / "B" / "x.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DatasetError, match="Two images named 'x'"):
+        scan_folder(str(tmp_path))
+
+
+def test_a_folder_trains_through_the_pipeline(tmp_path):
+    dataset = load(aligned_folder(tmp_path, counts=(("train", 4),)))
+    assert dataset.held_out_split == "train"  # no val/test: samples come from train, with a warning
+    config = DataConfig(load_size=36, crop_size=32, batch_size=2)
+    input_batch, target_batch = next(iter(data.train_stream(dataset, config, 3, 3, seed=0)))
+    assert input_batch.shape == (2, 32, 32, 3) and target_batch.shape == (2, 32, 32, 3)
