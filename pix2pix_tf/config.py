@@ -23,7 +23,7 @@ GAN_MODES = ("vanilla", "lsgan")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 DIRECTIONS = ("AtoB", "BtoA")
-STRATEGIES = ("mirrored", "default")
+STRATEGIES = ("mirrored", "default", "multi_worker", "tpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,8 +155,6 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         for part in (self.model, self.data, self.loss, self.optim, self.run):
             part.validate()
-        if self.model.norm == "syncbatch" and self.run.strategy == "default":
-            raise ConfigError("--norm=syncbatch synchronises across replicas: use --strategy=mirrored.")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -244,15 +244,23 @@ def held_out_resize(input_image: tf.Tensor, target: tf.Tensor, config: DataConfi
 
 
 def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, output_nc: int,
-                 seed: int, start_example: int = 0, multiple: int = 1) -> tf.data.Dataset:
+                 seed: int, start_example: int = 0, multiple: int = 1,
+                 shard: tuple[int, int] = (0, 1), replica_batch_size: Optional[int] = None) -> tf.data.Dataset:
     """Endless batches of jittered (input, target), starting at example `start_example`.
 
     Epoch e is a fresh shuffle seeded by (seed, e), so reshuffling each epoch is as
     reproducible as the first; jitter seeds are (seed, index of the example in the stream).
+
+    Distributed, `shard=(pipeline_id, num_pipelines)` keeps this input pipeline's slice of
+    every global batch (before decoding), in `replica_batch_size` batches for its replicas:
+    global batch k is examples [k*G, (k+1)*G) whatever the number of workers and replicas,
+    and no example is read by two workers.
     """
     n = dataset.num_train
-    if n < config.batch_size:
-        raise DatasetError(f"The train split has {n} examples, fewer than --batch_size={config.batch_size}.")
+    global_batch = config.batch_size
+    if n < global_batch:
+        raise DatasetError(f"The train split has {n} examples, fewer than --batch_size={global_batch}.")
+    pipeline_id, num_pipelines = shard
     records = dataset.records(dataset.train_split)
     buffer = min(config.shuffle_buffer, n)
     start_epoch, offset = divmod(start_example, n)
@@ -262,6 +270,9 @@ def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, outp
 
     stream = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch).skip(offset)
     stream = stream.enumerate(start=start_example)
+    if num_pipelines > 1:
+        per_pipeline = global_batch // num_pipelines
+        stream = stream.filter(lambda index, _: (index % global_batch) // per_pipeline == pipeline_id)
 
     def prepare(index: tf.Tensor, record: Record) -> tuple[tf.Tensor, tf.Tensor]:
         example_seed = tf.stack([tf.constant(seed, tf.int64), index])
@@ -269,7 +280,8 @@ def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, outp
         return jitter(input_image, target, example_seed, config, multiple)
 
     stream = stream.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return stream.batch(config.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    batched = stream.batch(replica_batch_size or global_batch, drop_remainder=True)
+    return batched.prefetch(tf.data.AUTOTUNE)
 
 
 def held_out_pairs(dataset: PairedDataset, config: DataConfig, input_nc: int, output_nc: int,

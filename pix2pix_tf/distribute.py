@@ -1,6 +1,15 @@
-"""The tf.distribute strategy a run trains under."""
+"""The tf.distribute strategy a run trains under, and who in a cluster writes files.
+
+    default       one device
+    mirrored      every local GPU, else the CPU (or its `--cpu_replicas` logical devices)
+    multi_worker  MultiWorkerMirroredStrategy over the cluster described by TF_CONFIG
+    tpu           TPUStrategy over the TPU found by the cluster resolver
+"""
 
 from __future__ import annotations
+
+import json
+import os
 
 import tensorflow as tf
 
@@ -23,7 +32,7 @@ def split_cpu(replicas: int) -> None:
 
 
 def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
-    """MirroredStrategy over every local GPU (or the CPU's logical devices), or one device."""
+    """The strategy named by `config.strategy` (see the module docstring)."""
     if config.strategy == "default":
         return tf.distribute.get_strategy()
     if config.strategy == "mirrored":
@@ -31,4 +40,54 @@ def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
         if not tf.config.list_logical_devices("GPU"):
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
+    if config.strategy == "multi_worker":
+        return _multi_worker_strategy()
+    if config.strategy == "tpu":
+        return _tpu_strategy()
     raise ConfigError(f"Unknown strategy {config.strategy!r}.")
+
+
+def _multi_worker_strategy() -> tf.distribute.Strategy:
+    tf_config = os.environ.get("TF_CONFIG")
+    if not tf_config:
+        raise ConfigError("--strategy=multi_worker reads the cluster from the TF_CONFIG environment variable, "
+                          "which is not set (see docs/distributed.md for an example).")
+    try:
+        cluster = json.loads(tf_config)
+        workers = cluster["cluster"]["worker"]
+        task = cluster["task"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"TF_CONFIG is not a valid cluster description ({e}): {tf_config}") from e
+    if task.get("type") not in ("worker", "chief") or not workers:
+        raise ConfigError(f"TF_CONFIG must describe this process as a worker (or chief): {tf_config}")
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def _tpu_strategy() -> tf.distribute.Strategy:
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        raise ConfigError(f"--strategy=tpu found no TPU ({type(e).__name__}: {e}). Run on a TPU VM, or set "
+                          "TPU_NAME to the TPU's name or grpc:// address.") from e
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Only the chief writes the real checkpoint, config.json, logs and samples."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0
+                                            and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def worker_index(strategy: tf.distribute.Strategy) -> int:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 0
+    return int(resolver.task_id or 0)

@@ -27,8 +27,9 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf import data, summaries
+from pix2pix_tf.checkpoints import RunCheckpoints, workdir_lock
 from pix2pix_tf.config import CONFIG_FILE, CROPPING_MODES, TrainConfig, check_resumable
-from pix2pix_tf.distribute import make_strategy
+from pix2pix_tf.distribute import is_chief, make_strategy, worker_index
 from pix2pix_tf.errors import ConfigError, DatasetError, NonFiniteLossError
 from pix2pix_tf.generator import size_multiple
 from pix2pix_tf.model import Pix2Pix
@@ -91,7 +92,7 @@ def _check_sizes(config: TrainConfig) -> None:
 
 
 @contextlib.contextmanager
-def stop_requests() -> Iterator[list]:
+def stop_requests(enabled: bool = True) -> Iterator[list]:
     """Turns SIGINT/SIGTERM into a request to checkpoint and stop after the current step.
 
     A second Ctrl-C interrupts at once.
@@ -103,7 +104,7 @@ def stop_requests() -> Iterator[list]:
             raise KeyboardInterrupt
         requested.append(signal.Signals(signum).name)
 
-    if threading.current_thread() is not threading.main_thread():  # signal.signal would raise
+    if not enabled or threading.current_thread() is not threading.main_thread():  # signal.signal would raise
         yield requested
         return
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -118,7 +119,8 @@ class HeldOutMonitor:
     """L1 on held-out pairs and sample grids, computed as the paper tests (batch 1)."""
 
     def __init__(self, gan: Pix2Pix, pairs: list[tuple[np.ndarray, np.ndarray]], workdir: str,
-                 writer: summaries.Writer):
+                 writer: Optional[summaries.Writer]):
+        """`writer` None: compute only (a non-chief worker still takes part in the collectives)."""
         self.gan = gan
         self.pairs = pairs
         self.workdir = workdir
@@ -129,6 +131,8 @@ class HeldOutMonitor:
             return None
         outputs = [self.gan.generate(tf.constant(a[None]))[0].numpy() for a, _ in self.pairs]
         l1 = float(np.mean([np.abs(out - b).mean() for out, (_, b) in zip(outputs, self.pairs)]))
+        if self.writer is None:
+            return l1
         rows = [(a, b, out) for (a, b), out in zip(self.pairs[:SAMPLE_ROWS], outputs)]
         self.writer.scalars(step, {"eval/held_out_l1": l1})
         self.writer.image(step, "samples/input_target_output", summaries.grid_image(rows))
@@ -143,28 +147,44 @@ def train(config: TrainConfig) -> TrainResult:
     keras.utils.set_random_seed(config.run.seed)
     if config.run.deterministic_ops:
         tf.config.experimental.enable_op_determinism()
-
-    workdir = config.run.workdir
     dataset = data.load_paired_dataset(config.data)
     strategy = make_strategy(config.run)
     logging.info("Training on %d replica(s) with %s.", strategy.num_replicas_in_sync, type(strategy).__name__)
     if config.data.batch_size % strategy.num_replicas_in_sync:
-        raise ConfigError(f"--batch_size={config.data.batch_size} must be a multiple of the "
+        raise ConfigError(f"--batch_size={config.data.batch_size} (the global batch) must be a multiple of the "
                           f"{strategy.num_replicas_in_sync} replicas.")
+    chief = is_chief(strategy)
+    with workdir_lock(config.run.workdir) if chief else contextlib.nullcontext():
+        return _train(config, dataset, strategy, chief)
 
-    steps_per_epoch = dataset.num_train / config.data.batch_size
-    gan = Pix2Pix(config, strategy, steps_per_epoch)
-    checkpoint = tf.train.Checkpoint(**gan.checkpointables())
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"),
-                                         max_to_keep=config.run.keep_checkpoints, step_counter=gan.step,
-                                         checkpoint_name="ckpt")
-    if manager.latest_checkpoint:
-        _restore(checkpoint, manager.latest_checkpoint)
-        logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, gan.current_step())
-    config.save(workdir)
+
+def _distributed_stream(strategy: tf.distribute.Strategy, dataset: data.PairedDataset, config: TrainConfig,
+                        start: int, multiple: int):
+    """Each input pipeline (one per worker) reads only its slice of every global batch."""
+    def stream(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        return data.train_stream(
+            dataset, config.data, config.model.input_nc, config.model.output_nc, config.run.seed,
+            start_example=start * config.data.batch_size, multiple=multiple,
+            shard=(context.input_pipeline_id, context.num_input_pipelines),
+            replica_batch_size=context.get_per_replica_batch_size(config.data.batch_size))
+
+    return iter(strategy.distribute_datasets_from_function(stream))
+
+
+def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distribute.Strategy,
+           chief: bool) -> TrainResult:
+    workdir = config.run.workdir
+    gan = Pix2Pix(config, strategy, dataset.num_train / config.data.batch_size)
+    checkpoints = RunCheckpoints(tf.train.Checkpoint(**gan.checkpointables()), workdir,
+                                 config.run.keep_checkpoints, gan.step, chief, worker_index(strategy))
+    restored = checkpoints.restore_latest()
+    if restored:
+        logging.info("Resumed from %s at step %d.", restored, gan.current_step())
+    if chief:
+        config.save(workdir)
 
     start, end = gan.current_step(), total_steps(config, dataset.num_train)
-    writer = summaries.Writer(os.path.join(workdir, "logs", "train"))
+    writer = summaries.Writer(os.path.join(workdir, "logs", "train")) if chief else None
     multiple = size_multiple(config.model.generator)
     held_out = list(data.held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
                                         limit=config.run.eval_examples, multiple=multiple).as_numpy_iterator())
@@ -172,24 +192,23 @@ def train(config: TrainConfig) -> TrainResult:
     result = TrainResult(start, end, {}, monitor(start), None, None)
     if start >= end:
         logging.info("The run in %s is complete (step %d of %d).", workdir, start, end)
-        result.held_out_l1_end, result.checkpoint = result.held_out_l1_start, manager.latest_checkpoint
+        result.held_out_l1_end, result.checkpoint = result.held_out_l1_start, checkpoints.latest
         return result
 
-    stream = data.train_stream(dataset, config.data, config.model.input_nc, config.model.output_nc,
-                               config.run.seed, start_example=start * config.data.batch_size, multiple=multiple)
-    iterator = iter(strategy.experimental_distribute_dataset(stream))
-    progress = _progress_bar(end - start, config.run.progress)
+    iterator = _distributed_stream(strategy, dataset, config, start, multiple)
+    train_step = _preemption_aware(gan.train_step, strategy, checkpoints)
+    progress = _progress_bar(end - start, config.run.progress and chief)
     interval_start, interval_steps = time.perf_counter(), 0
-    with stop_requests() as stop:
+    with stop_requests(enabled=not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)) as stop:
         for step in range(start + 1, end + 1):
             try:
-                losses = {name: float(value) for name, value in gan.train_step(iterator).items()}
+                losses = {name: float(value) for name, value in train_step(iterator).items()}
             except tf.errors.InvalidArgumentError as e:
                 raise DatasetError(f"Step {step}: a batch could not be prepared or trained on: {e.message}") from e
-            _check_finite(step, losses, manager.latest_checkpoint)
+            _check_finite(step, losses, checkpoints.latest)
             result.step, result.losses = step, losses
             interval_steps += 1
-            if step % config.run.log_every == 0 or step == end:
+            if writer and (step % config.run.log_every == 0 or step == end):
                 elapsed = time.perf_counter() - interval_start
                 rate = interval_steps * config.data.batch_size / elapsed
                 writer.scalars(step, {**{f"loss/{k}": v for k, v in losses.items()},
@@ -198,7 +217,7 @@ def train(config: TrainConfig) -> TrainResult:
             if step % config.run.sample_every == 0 and step != end:
                 monitor(step)
             if step % config.run.save_every == 0 and step != end:
-                manager.save(checkpoint_number=step)
+                checkpoints.save(step)
             if progress is not None:
                 progress.update(step - start, [(k, v) for k, v in losses.items() if k != "d_total"])
                 sys.stdout.flush()  # Progbar does not flush; a redirected log would lag behind.
@@ -206,19 +225,27 @@ def train(config: TrainConfig) -> TrainResult:
                 logging.warning("%s received: checkpointing step %d and stopping.", stop[0], step)
                 result.stopped_early = True
                 break
-    result.checkpoint = manager.save(checkpoint_number=result.step)
+    result.checkpoint = checkpoints.save(result.step)
     result.held_out_l1_end = monitor(result.step)
-    writer.flush()
+    if writer:
+        writer.flush()
     logging.info("Step %d/%d. Checkpoint: %s. Held-out L1: %s -> %s.", result.step, end, result.checkpoint,
                  _fmt(result.held_out_l1_start), _fmt(result.held_out_l1_end))
     return result
 
 
-def _restore(checkpoint: tf.train.Checkpoint, path: str) -> None:
-    try:
-        checkpoint.restore(path).assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise ConfigError(f"The checkpoint {path} does not fit the model of config.json: {e}") from e
+def _preemption_aware(train_step, strategy: tf.distribute.Strategy, checkpoints: RunCheckpoints):
+    """In a multi-worker cluster, TensorFlow's PreemptionCheckpointHandler runs each step.
+
+    When any worker is told to stop (SIGTERM), every worker checkpoints the same step and the
+    processes exit with code 42; the restarted cluster resumes from that checkpoint. One
+    machine needs no coordination: `stop_requests` does the same there.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return train_step
+    handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+        strategy.cluster_resolver, checkpoints.manager)
+    return lambda iterator: handler.run(train_step, iterator)
 
 
 def _check_finite(step: int, losses: dict[str, float], last_checkpoint: Optional[str]) -> None:

@@ -1,0 +1,110 @@
+"""Data parallelism is exact: 2 workers == 2 mirrored replicas == 1 device, same global batch.
+
+Each configuration runs train.py in its own processes (the multi-worker one as two workers
+talking over loopback ports), then the per-step losses (from the TensorBoard events) and the
+final weights (from the checkpoints) are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import TINY_DATASET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 3
+LR = 2e-4  # train.py's default Adam learning rate
+
+
+def command(workdir, data_dir, *extra: str) -> list[str]:
+    # Synchronized batch norm (statistics over the GLOBAL batch) and no dropout: the computation
+    # does not depend on how the global batch is split, so the runs must agree to float rounding.
+    # (Instance norm would too, but the conv biases before it get a zero gradient, which Adam
+    # turns into steps along float noise: no meaningful comparison.)
+    return [sys.executable, os.path.join(ROOT, "train.py"), f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
+            f"--workdir={workdir}", "--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143",
+            "--crop_size=128", "--batch_size=2", f"--steps={STEPS}", "--seed=3", "--norm=syncbatch",
+            "--no_dropout", "--log_every=1", "--eval_examples=0", "--noprogress", *extra]
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_all(commands: list[list[str]], envs: list[dict]) -> None:
+    processes = [subprocess.Popen(c, env={**os.environ, **e}, cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for c, e in zip(commands, envs)]
+    outputs = [p.communicate(timeout=400) for p in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-4000:]
+
+
+def losses_and_weights(workdir) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
+    events = EventAccumulator(str(workdir / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
+    losses = {tag: [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)]
+              for tag in events.Tags()["tensors"] if tag.startswith("loss/")}
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(workdir / "checkpoints")))
+    weights = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+               if k.startswith(("g_optimizer/_trainable_variables", "d_optimizer/_trainable_variables"))}
+    return losses, weights
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, data_dir) -> dict:
+    root = tmp_path_factory.mktemp("scale")
+    run_all([command(root / "one_device", data_dir, "--strategy=default"),
+             command(root / "mirrored", data_dir, "--strategy=mirrored", "--cpu_replicas=2")], [{}, {}])
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    run_all([command(root / "workers", data_dir, "--strategy=multi_worker")] * 2,
+            [{"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+             for i in range(2)])
+    return {name: losses_and_weights(root / name) for name in ("one_device", "mirrored", "workers")} | {
+        "root": root}
+
+
+@pytest.mark.parametrize("name", ["mirrored", "workers"])
+def test_same_losses_and_weights_as_one_device(runs, name):
+    expected_losses, expected_weights = runs["one_device"]
+    losses, weights = runs[name]
+    assert set(losses) == set(expected_losses) >= {"loss/g_l1", "loss/d_real"}
+    for tag in expected_losses:
+        assert len(losses[tag]) == STEPS
+        np.testing.assert_allclose(losses[tag], expected_losses[tag], rtol=1e-4, err_msg=tag)
+    assert weights.keys() == expected_weights.keys() and len(weights) > 20
+    # One device computes batch-norm moments in one pass over the batch, the replicas from
+    # all-reduced sums: rounding differs, and Adam (which divides each gradient by its own
+    # magnitude) turns rounding in near-zero gradients into steps of up to ~lr. So: every
+    # difference within Adam's step size, and on average far below the weights' scale.
+    differences = np.concatenate([np.abs(weights[k] - expected_weights[k]).ravel() for k in weights])
+    scale = np.concatenate([np.abs(expected_weights[k]).ravel() for k in weights]).mean()
+    assert differences.max() <= 2 * STEPS * LR
+    assert differences.mean() < 1e-3 * scale
+
+
+def test_two_workers_equal_two_mirrored_replicas_exactly(runs):
+    (worker_losses, worker_weights), (mirrored_losses, mirrored_weights) = runs["workers"], runs["mirrored"]
+    assert worker_losses == pytest.approx(mirrored_losses, rel=1e-6)
+    for key in mirrored_weights:
+        np.testing.assert_allclose(worker_weights[key], mirrored_weights[key], rtol=1e-6, atol=1e-9, err_msg=key)
+
+
+def test_only_the_chief_keeps_checkpoints(runs):
+    workdir = runs["root"] / "workers"
+    assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith(f"ckpt-{STEPS}")
+    assert not [p for p in os.listdir(workdir) if p.startswith("tmp_worker")]  # temporary copies cleaned
