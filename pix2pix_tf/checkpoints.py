@@ -64,11 +64,14 @@ class RunCheckpoints:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
             except (AssertionError, ValueError) as e:
                 raise ConfigError(f"The checkpoint {path} does not fit the model of config.json: {e}") from e
-            except tf.errors.OpError as e:
+            except (tf.errors.OpError, IndexError, OSError) as e:
+                # Truncated or corrupt files: TensorFlow's readers raise OpErrors, its
+                # Python-side readers IndexError or OSError.
                 files = sorted(glob.glob(path + ".*"))
                 fallback = candidates[i + 1] if i + 1 < len(candidates) else "none left"
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
                 logging.warning("Checkpoint %s is unreadable (%s: %s); files: %s. Falling back to: %s.",
-                                path, type(e).__name__, e.message.splitlines()[0], ", ".join(files), fallback)
+                                path, type(e).__name__, reason, ", ".join(files), fallback)
                 continue
             return path
         if candidates:
