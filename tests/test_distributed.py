@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -108,3 +110,35 @@ def test_only_the_chief_keeps_checkpoints(runs):
     workdir = runs["root"] / "workers"
     assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith(f"ckpt-{STEPS}")
     assert not [p for p in os.listdir(workdir) if p.startswith("tmp_worker")]  # temporary copies cleaned
+
+
+def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues(tmp_path, data_dir):
+    """TensorFlow's PreemptionCheckpointHandler: any worker's SIGTERM makes all checkpoint and exit (42)."""
+    workdir, total = tmp_path / "run", 40
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    envs = [{**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+            for i in range(2)]
+    cmd = command(workdir, data_dir, "--strategy=multi_worker", "--log_every=1") + [f"--steps={total}"]
+    logs = [open(tmp_path / f"worker{i}.log", "w+") for i in range(2)]
+    workers = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
+               for env, log in zip(envs, logs)]
+    events = workdir / "logs" / "train"
+    deadline = time.time() + 300
+    while not (events.exists() and sum(f.stat().st_size for f in events.iterdir()) > 2000):
+        assert time.time() < deadline and all(w.poll() is None for w in workers), open(logs[0].name).read()[-3000:]
+        time.sleep(0.2)
+    workers[1].send_signal(signal.SIGTERM)
+    codes = [w.wait(timeout=300) for w in workers]
+    assert codes == [42, 42], [open(log.name).read()[-2000:] for log in logs]
+    saved = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    assert saved is not None
+    stopped_at = int(tf.train.load_checkpoint(saved).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert 0 < stopped_at < total
+
+    restarted = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for env in envs]
+    outputs = [w.communicate(timeout=400) for w in restarted]
+    assert [w.returncode for w in restarted] == [0, 0], outputs[0][1][-3000:]
+    assert f"at step {stopped_at}." in outputs[0][1]
+    assert f"Done: step {total}/{total}" in outputs[0][0]
