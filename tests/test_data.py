@@ -7,11 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TINY_DATASET
 
 from pix2pix_tf import data
 from pix2pix_tf.config import DataConfig
 from pix2pix_tf.errors import DatasetError
+
+from conftest import TINY_DATASET
 
 JITTER = DataConfig(load_size=72, crop_size=64)
 

@@ -8,13 +8,14 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from pix2pix_tf import losses
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, NonFiniteLossError
 from pix2pix_tf.trainer import train
+
+from conftest import tiny_config
 
 
 def checkpoint_values(path: str, prefix: str) -> dict[str, np.ndarray]:
