@@ -23,7 +23,8 @@ def train_command(workdir, data_dir, *extra: str) -> list[str]:
 
 
 def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -32,6 +33,7 @@ def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess
     (["--crop_size=160", "--load_size=143"], "larger than --load_size"),
     (["--crop_size=96", "--load_size=143"], "multiples of 128"),
     (["--lambda_l1=-1"], "non-negative"),
+    (["--strategy=multi_worker"], "TF_CONFIG environment variable, which is not set"),
 ])
 def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, data_dir, flags, message):
     result = run(train_command(tmp_path / "run", data_dir, "--steps=1", *flags))
