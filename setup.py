@@ -19,13 +19,17 @@ setup(
         "matplotlib",
         "absl-py",
         "tensorboard",  # tf.summary needs it; TensorFlow 2.21 no longer installs it.
+        "ai-edge-litert",  # LiteRT interpreter: export checks every .tflite with it (tf.lite.Interpreter is going).
+        "tensorflow-serving-api",  # PredictionLog protos (warmup records) and the gRPC client; pins tensorflow>=2.21.
     ],
     extras_require={"test": ["pytest", "ruff", "dill"]},  # dill: tfds' builder test machinery
     entry_points={
         "console_scripts": [
             "pix2pix-train=train:run",
             "pix2pix-export=export:run",
+            "pix2pix-translate=pix2pix_tf.translate:run",
             "pix2pix-benchmark=pix2pix_tf.benchmark:run",
+            "pix2pix-evaluate=pix2pix_tf.evaluate:run",
         ],
     },
 )

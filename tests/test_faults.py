@@ -89,6 +89,12 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, data_dir):
                 run=stored.run).save(str(tmp_path))
     with pytest.raises(ConfigError, match=r"ckpt-1 does not fit the model of config.json"):
         train(other)
+    for app in (["export.py"], ["-m", "pix2pix_tf.evaluate"]):  # export and evaluate refuse it alike
+        script = [os.path.join(ROOT, app[0])] if app[0].endswith(".py") else app
+        result = subprocess.run([sys.executable, *script, f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert "ckpt-1 does not fit the model of" in result.stderr and "config.json" in result.stderr
 
 
 def test_a_second_process_on_the_same_workdir_refuses(tmp_path, data_dir):

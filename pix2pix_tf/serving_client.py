@@ -1,0 +1,346 @@
+"""A small client for the exported generator behind TensorFlow Serving: REST (JSON) and gRPC.
+
+The request builders follow Serving's documented contract and can be checked against the
+SavedModel's own SignatureDefs (`check_rest_request`, `check_grpc_request`), read from
+`saved_model.pb` with protobufs alone: a client built here agrees with the model it talks
+to on input names, dtypes and shapes before a server is involved.
+
+    REST  POST http://HOST:8501/v1/models/NAME[/versions/V]:predict
+          {"signature_name": "serving_default", "instances": [{"b64": "<base64 JPEG/PNG>"}, ...]}
+          -> {"predictions": [{"output_bytes": {"b64": "<base64 PNG>"}, "output": [[[...]]]}, ...]}
+    gRPC  tensorflow.serving.PredictionService/Predict on HOST:8500 with a PredictRequest
+
+gRPC needs `tensorflow-serving-api` and `grpcio` (both installed with the package); REST needs
+nothing beyond the standard library and NumPy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from pix2pix_tf.errors import Pix2pixError
+
+# Kept equal to pix2pix_tf.exporting's names; not imported so that this module loads without TensorFlow.
+SIGNATURE_BYTES = "serving_default"
+SIGNATURE_PNG = "translate_png"
+SIGNATURE_FLOAT = "translate_float"
+SIGNATURE_FLOAT_DETERMINISTIC = "translate_float_deterministic"
+INPUT_NAME = "images"
+OUTPUT_BYTES = "output_bytes"
+OUTPUT_FLOAT = "output"
+
+# gRPC clients default to a 4 MB receive limit; a batch of 256x256 float outputs is larger.
+GRPC_MESSAGE_LIMIT = 256 * 1024 * 1024
+
+_DTYPE_NAMES = {1: "DT_FLOAT", 3: "DT_INT32", 4: "DT_UINT8", 7: "DT_STRING", 9: "DT_INT64"}
+
+
+class ServingRequestError(Pix2pixError, ValueError):
+    """A request that does not fit the model's signature, or a server's error answer."""
+
+
+# ----------------------------------------------------------------------------- REST
+
+
+def rest_url(host: str, model_name: str, version: Optional[int] = None, port: int = 8501) -> str:
+    """The predict URL of Serving's REST API (`host` may include a scheme)."""
+    base = host if "://" in host else f"http://{host}:{port}"
+    path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version is not None else "")
+    return base.rstrip("/") + path + ":predict"
+
+
+def rest_bytes_request(images: Sequence[bytes], signature_name: str = SIGNATURE_BYTES) -> dict[str, Any]:
+    """Row-format body for the encoded-image signatures: each image is `{"b64": ...}`, the form
+    Serving requires for DT_STRING binary data."""
+    if not images:
+        raise ServingRequestError("No images to send.")
+    return {"signature_name": signature_name,
+            "instances": [{"b64": base64.b64encode(bytes(image)).decode("ascii")} for image in images]}
+
+
+def rest_float_request(images: np.ndarray, signature_name: str = SIGNATURE_FLOAT) -> dict[str, Any]:
+    """Columnar body for the float signatures: `images` float32 [N, H, W, C] in [-1, 1]."""
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4:
+        raise ServingRequestError(f"images must be [N, H, W, C], got shape {images.shape}.")
+    return {"signature_name": signature_name, "inputs": {INPUT_NAME: images.tolist()}}
+
+
+def parse_rest_response(body: dict[str, Any]) -> dict[str, Any]:
+    """Serving's JSON answer -> {output name: list of PNG bytes, or float32 array}."""
+    if "error" in body:
+        raise ServingRequestError(f"TensorFlow Serving answered: {body['error']}")
+    if "predictions" in body:
+        rows = body["predictions"]
+        if rows and _is_value(rows[0]):  # A one-output signature: the values themselves, unnamed.
+            columns = {_single_output_name(rows[0]): rows}
+        else:
+            columns = {name: [row[name] for row in rows] for name in (rows[0] if rows else {})}
+    elif "outputs" in body:
+        outputs = body["outputs"]
+        if isinstance(outputs, list) and outputs and _is_value(outputs[0]):
+            columns = {_single_output_name(outputs[0]): outputs}
+        else:
+            columns = outputs
+    else:
+        raise ServingRequestError(f"Unexpected answer (neither 'predictions' nor 'outputs'): {str(body)[:200]}")
+    return {name: _from_json(name, values) for name, values in columns.items()}
+
+
+def _is_value(item: Any) -> bool:
+    """A value in Serving's JSON (a number, a list, or {"b64": ...}), not an object of named outputs."""
+    return not isinstance(item, dict) or set(item) == {"b64"}
+
+
+def _single_output_name(item: Any) -> str:
+    # Serving leaves the name out when a signature has one output: ours are output_bytes or output.
+    return OUTPUT_BYTES if isinstance(item, dict) else OUTPUT_FLOAT
+
+
+def _from_json(name: str, values: list) -> Any:
+    if name.endswith("_bytes"):
+        return [base64.b64decode(v["b64"]) if isinstance(v, dict) else v.encode("latin-1") for v in values]
+    return np.asarray(values, np.float32)
+
+
+def summarize_error(text: str) -> str:
+    """The model's own message out of a TensorFlow error text (its graph assertions say
+    "assertion failed: [the message] ..."), else the text's first line."""
+    marker = "assertion failed: ["
+    if marker in text:
+        start = text.index(marker) + len(marker)
+        return text[start:text.index("]", start)]
+    for line in text.strip().splitlines():
+        if line.strip() and line.strip() != "Graph execution error:":
+            return line.strip()
+    return text.strip()
+
+
+class RestClient:
+    """Predict over Serving's REST API with the standard library's HTTP client."""
+
+    def __init__(self, host: str, model_name: str, version: Optional[int] = None, port: int = 8501,
+                 timeout: float = 60.0):
+        self.url = rest_url(host, model_name, version, port)
+        self.timeout = timeout
+
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as e:  # Serving puts the reason in a JSON body.
+            try:
+                detail = json.loads(e.read()).get("error", e.reason)
+            except (ValueError, AttributeError):
+                detail = e.reason
+            raise ServingRequestError(f"{self.url}: HTTP {e.code}: {summarize_error(str(detail))}") from e
+        except urllib.error.URLError as e:
+            raise ServingRequestError(f"{self.url}: {e.reason}") from e
+
+    def translate(self, images: Sequence[bytes], signature_name: str = SIGNATURE_PNG) -> list[bytes]:
+        """Encoded images in, translated PNG bytes out."""
+        return parse_rest_response(self.post(rest_bytes_request(images, signature_name)))[OUTPUT_BYTES]
+
+    def translate_float(self, images: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        name = SIGNATURE_FLOAT_DETERMINISTIC if deterministic else SIGNATURE_FLOAT
+        return parse_rest_response(self.post(rest_float_request(images, name)))[OUTPUT_FLOAT]
+
+
+# ----------------------------------------------------------------------------- gRPC
+
+
+def grpc_bytes_request(model_name: str, images: Sequence[bytes], signature_name: str = SIGNATURE_BYTES,
+                       version: Optional[int] = None, output_filter: Sequence[str] = ()) -> Any:
+    """A PredictRequest for the encoded-image signatures (DT_STRING [N]). `output_filter`
+    (e.g. ["output_bytes"]) asks Serving to return only those outputs."""
+    from tensorflow_serving.apis import predict_pb2
+
+    if not images:
+        raise ServingRequestError("No images to send.")
+    request = predict_pb2.PredictRequest()
+    _model_spec(request, model_name, signature_name, version)
+    tensor = request.inputs[INPUT_NAME]
+    tensor.dtype = 7  # DT_STRING
+    tensor.tensor_shape.dim.add().size = len(images)
+    tensor.string_val.extend(bytes(image) for image in images)
+    request.output_filter.extend(output_filter)
+    return request
+
+
+def grpc_float_request(model_name: str, images: np.ndarray, signature_name: str = SIGNATURE_FLOAT,
+                       version: Optional[int] = None) -> Any:
+    """A PredictRequest for the float signatures: float32 [N, H, W, C] in [-1, 1]."""
+    from tensorflow_serving.apis import predict_pb2
+
+    images = np.ascontiguousarray(images, np.float32)
+    if images.ndim != 4:
+        raise ServingRequestError(f"images must be [N, H, W, C], got shape {images.shape}.")
+    request = predict_pb2.PredictRequest()
+    _model_spec(request, model_name, signature_name, version)
+    tensor = request.inputs[INPUT_NAME]
+    tensor.dtype = 1  # DT_FLOAT
+    for size in images.shape:
+        tensor.tensor_shape.dim.add().size = size
+    tensor.tensor_content = images.tobytes()
+    return request
+
+
+def _model_spec(request: Any, model_name: str, signature_name: str, version: Optional[int]) -> None:
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature_name
+    if version is not None:
+        request.model_spec.version.value = version
+
+
+def parse_grpc_response(response: Any) -> dict[str, Any]:
+    """PredictResponse -> {output name: list of PNG bytes, or float32 array}."""
+    outputs = {}
+    for name, tensor in response.outputs.items():
+        shape = [d.size for d in tensor.tensor_shape.dim]
+        if tensor.dtype == 7:
+            outputs[name] = list(tensor.string_val)
+        elif tensor.tensor_content:
+            outputs[name] = np.frombuffer(tensor.tensor_content, np.float32).reshape(shape)
+        else:
+            outputs[name] = np.asarray(tensor.float_val, np.float32).reshape(shape)
+    return outputs
+
+
+class GrpcClient:
+    """Predict over Serving's gRPC API (port 8500 by default), with a receive limit that fits
+    batches of images."""
+
+    def __init__(self, target: str, model_name: str, version: Optional[int] = None, timeout: float = 60.0):
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        options = [("grpc.max_receive_message_length", GRPC_MESSAGE_LIMIT),
+                   ("grpc.max_send_message_length", GRPC_MESSAGE_LIMIT)]
+        self.channel = grpc.insecure_channel(target, options=options)
+        self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
+        self.model_name, self.version, self.timeout = model_name, version, timeout
+
+    def predict(self, request: Any) -> dict[str, Any]:
+        import grpc
+
+        try:
+            return parse_grpc_response(self.stub.Predict(request, timeout=self.timeout))
+        except grpc.RpcError as e:
+            raise ServingRequestError(f"gRPC Predict failed: {e.code().name}: {summarize_error(e.details())}") from e
+
+    def translate(self, images: Sequence[bytes]) -> list[bytes]:
+        """Encoded images in, translated PNG bytes out (only the PNG output is sent back)."""
+        request = grpc_bytes_request(self.model_name, images, SIGNATURE_BYTES, self.version,
+                                     output_filter=[OUTPUT_BYTES])
+        return self.predict(request)[OUTPUT_BYTES]
+
+    def translate_float(self, images: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        name = SIGNATURE_FLOAT_DETERMINISTIC if deterministic else SIGNATURE_FLOAT
+        return self.predict(grpc_float_request(self.model_name, images, name, self.version))[OUTPUT_FLOAT]
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+# ----------------------------------------------------------------------------- checks against the SavedModel
+
+
+def signature_defs(saved_model_dir: str) -> dict[str, Any]:
+    """The SignatureDefs of a SavedModel's 'serve' MetaGraph, parsed from saved_model.pb."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(saved_model_dir, "saved_model.pb")
+    model = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        model.ParseFromString(f.read())
+    for meta_graph in model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
+    raise ServingRequestError(f"{path} has no 'serve' MetaGraph: TensorFlow Serving could not load it.")
+
+
+def _signature(signatures: dict[str, Any], name: str) -> Any:
+    if name not in signatures:
+        raise ServingRequestError(f"The model has no signature {name!r}; it has {sorted(signatures)}.")
+    return signatures[name]
+
+
+def _check_shape(what: str, shape: Sequence[int], tensor_info: Any) -> None:
+    expected = [d.size for d in tensor_info.tensor_shape.dim]
+    if tensor_info.tensor_shape.unknown_rank:
+        return
+    if len(shape) != len(expected) or any(e != -1 and e != s for e, s in zip(expected, shape)):
+        raise ServingRequestError(f"{what}: shape {list(shape)} does not fit the signature's {expected}.")
+
+
+def check_grpc_request(request: Any, signatures: dict[str, Any]) -> None:
+    """Raises unless the PredictRequest's inputs are exactly the signature's, with its dtypes
+    and compatible shapes, and its output_filter names real outputs."""
+    signature = _signature(signatures, request.model_spec.signature_name or SIGNATURE_BYTES)
+    if set(request.inputs) != set(signature.inputs):
+        raise ServingRequestError(f"inputs {sorted(request.inputs)} != the signature's {sorted(signature.inputs)}.")
+    for name, tensor in request.inputs.items():
+        info = signature.inputs[name]
+        if tensor.dtype != info.dtype:
+            raise ServingRequestError(f"input {name!r}: dtype {_DTYPE_NAMES.get(tensor.dtype, tensor.dtype)} != the "
+                                      f"signature's {_DTYPE_NAMES.get(info.dtype, info.dtype)}.")
+        _check_shape(f"input {name!r}", [d.size for d in tensor.tensor_shape.dim], info)
+    unknown = set(request.output_filter) - set(signature.outputs)
+    if unknown:
+        raise ServingRequestError(f"output_filter {sorted(unknown)}: no such outputs ({sorted(signature.outputs)}).")
+
+
+def check_rest_request(body: dict[str, Any], signatures: dict[str, Any]) -> None:
+    """Raises unless the JSON body fits the signature as Serving would read it: names (row or
+    columnar form), {"b64": ...} for DT_STRING, numbers for DT_FLOAT, and shapes."""
+    signature = _signature(signatures, body.get("signature_name", SIGNATURE_BYTES))
+    names = sorted(signature.inputs)
+    if ("instances" in body) == ("inputs" in body):
+        raise ServingRequestError("A predict body has exactly one of 'instances' (row) or 'inputs' (columnar).")
+    if "instances" in body:
+        rows = body["instances"]
+        if not isinstance(rows, list) or not rows:
+            raise ServingRequestError("'instances' must be a non-empty list.")
+        named = [isinstance(row, dict) and set(row) != {"b64"} for row in rows]  # {"b64"} is a value.
+        if any(named) and not all(named):
+            raise ServingRequestError("instances mix named-input objects and bare values.")
+        if not any(named):
+            if len(names) != 1:
+                raise ServingRequestError(f"The signature has inputs {names}: name them in each instance.")
+            columns = {names[0]: rows}
+        else:
+            columns = {name: [row.get(name) for row in rows] for name in names}
+            extra = set().union(*(set(row) for row in rows)) - set(names)
+            if extra:
+                raise ServingRequestError(f"instances name unknown inputs {sorted(extra)}; the signature has {names}.")
+    else:
+        given = body["inputs"]
+        columns = given if isinstance(given, dict) and set(given) <= set(names) else {names[0]: given}
+        if isinstance(given, dict) and set(given) != set(names) and set(given) <= set(names):
+            raise ServingRequestError(f"inputs {sorted(given)} != the signature's {names}.")
+    for name, values in columns.items():
+        info = signature.inputs[name]
+        if info.dtype == 7:
+            bad = [v for v in values if not (isinstance(v, dict) and set(v) == {"b64"}) and not isinstance(v, str)]
+            if bad:
+                raise ServingRequestError(f"input {name!r} is DT_STRING: send each image as {{\"b64\": ...}}.")
+            for v in values:
+                if isinstance(v, dict):
+                    base64.b64decode(v["b64"], validate=True)
+            shape = [len(values)]
+        else:
+            array = np.asarray(values)
+            if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+                raise ServingRequestError(f"input {name!r} is {_DTYPE_NAMES.get(info.dtype)}: send nested lists of "
+                                          "numbers of one shape.")
+            shape = list(array.shape)
+        _check_shape(f"input {name!r}", shape, info)

@@ -1,0 +1,85 @@
+"""Translates images with a trained generator: `python -m pix2pix_tf.translate --workdir=runs/x --output_dir=out in/`.
+
+The model comes from a training run (`--workdir`, its newest checkpoint or `--checkpoint`),
+an exported SavedModel (`--saved_model`) or a TFLite file (`--tflite`). Inputs are image
+files and folders (searched recursively for .png/.jpg/.jpeg/.bmp/.gif). With `--paired`
+each file is a dataset pair A|B side by side and the run's direction picks the input half
+(the other half is the target, shown with `--side_by_side`). Also installed as
+`pix2pix-translate`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("workdir", None, "Translate with this training run's generator (config.json + checkpoint).")
+flags.DEFINE_string("checkpoint", None, "With --workdir: a specific checkpoint (default: the newest).")
+flags.DEFINE_string("saved_model", None, "Translate with an exported SavedModel: a version folder, or the model "
+                    "folder (the newest version is used).")
+flags.DEFINE_string("tflite", None, "Translate with a .tflite file written by export.py.")
+flags.DEFINE_multi_string("input", [], "Image files or folders (repeatable; positional arguments work too).")
+flags.DEFINE_string("output_dir", None, "Where translated PNGs go (folder structure of the inputs is kept).")
+flags.DEFINE_bool("paired", False, "Inputs are A|B pairs side by side (the datasets' format); the run's "
+                  "direction picks the input half.")
+flags.DEFINE_enum("direction", None, ["AtoB", "BtoA"], "With --paired: override the direction recorded by the "
+                  "run or the export.")
+flags.DEFINE_bool("side_by_side", False, "Write input | output (| target with --paired) instead of the output.")
+flags.DEFINE_bool("keep_size", False, "Resize each output back to its input's size (default: the model's size).")
+flags.DEFINE_bool("deterministic", False, "No dropout (checkpoint and SavedModel; TFLite files never have it).")
+flags.DEFINE_bool("batch_statistics", True, "With --workdir: batch norm with each image's statistics (the paper); "
+                  "--nobatch_statistics uses the moving averages.")
+flags.DEFINE_integer("seed", None, "With --workdir and dropout on: seed the noise z (image i uses (seed, i)).")
+flags.DEFINE_integer("image_size", None, "Square size the model runs at (default: the run's or the export's).")
+flags.DEFINE_integer("threads", 2, "TFLite interpreter threads.")
+flags.DEFINE_bool("progress", True, "Show a progress bar for more than one image.")
+
+
+def config_from_flags(argv: list[str]):
+    """The typed translation request; nothing below this module reads flags."""
+    from pix2pix_tf.inference import InferenceMode
+    from pix2pix_tf.translation import TranslateConfig
+
+    inputs = tuple(FLAGS.input) + tuple(argv[1:])
+    if not inputs:
+        raise app.UsageError("Give images or folders to translate (positional, or --input).")
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required.")
+    return TranslateConfig(
+        inputs=inputs, output_dir=FLAGS.output_dir, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint,
+        saved_model=FLAGS.saved_model, tflite=FLAGS.tflite, paired=FLAGS.paired, direction=FLAGS.direction,
+        side_by_side=FLAGS.side_by_side, keep_size=FLAGS.keep_size,
+        mode=InferenceMode(dropout=not FLAGS.deterministic, batch_statistics=FLAGS.batch_statistics),
+        seed=FLAGS.seed, image_size=FLAGS.image_size, threads=FLAGS.threads, progress=FLAGS.progress)
+
+
+def main(argv: list[str]) -> int:
+    from pix2pix_tf.errors import Pix2pixError
+    from pix2pix_tf.translation import translate_files
+
+    try:
+        result = translate_files(config_from_flags(argv))
+    except Pix2pixError as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for path, message in result.failed:
+        print(f"error: {path}: {message}", file=sys.stderr)
+    print(f"Translated {len(result.written)} image(s) into {result.output_dir} with {result.model}"
+          + (f"; {len(result.failed)} failed" if result.failed else ""))
+    return 1 if result.failed else 0
+
+
+def run() -> None:
+    """Console entry point `pix2pix-translate`."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

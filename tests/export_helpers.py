@@ -1,0 +1,53 @@
+"""A tiny trained run and its exports, built once per test session and shared by the export,
+translate and serving-client tests (pytest fixtures in a test module are per-module)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Optional
+
+from conftest import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CACHE: dict = {}
+
+
+def run(command: list[str], timeout: float = 300, cwd: Optional[str] = ROOT, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd, **kwargs)
+
+
+def trained_run(tmp_path_factory, data_dir: str) -> str:
+    """A unet_128 (ngf=8) run trained for 2 steps by the real trainer: the checkpoint format
+    export reads (G, D, both optimizers, step, dropout state)."""
+    if "run" not in _CACHE:
+        from pix2pix_tf.trainer import train
+
+        workdir = str(tmp_path_factory.mktemp("run"))
+        train(tiny_config(workdir, data_dir, optim=dict(steps=2)))
+        _CACHE["run"] = workdir
+    return _CACHE["run"]
+
+
+def exported(tmp_path_factory, data_dir: str) -> dict:
+    """The run exported twice with export.py: version 1 in paper mode with all four TFLite
+    variants, version 2 deterministic with a uint8-I/O int8 variant."""
+    if "export" not in _CACHE:
+        workdir = trained_run(tmp_path_factory, data_dir)
+        export_dir = str(tmp_path_factory.mktemp("export"))
+        common = [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}",
+                  f"--export_dir={export_dir}", "--model_name=tiny", "--check_examples=2",
+                  "--calibration_examples=4"]
+        paper = run(common)
+        assert paper.returncode == 0, paper.stderr[-4000:]
+        deterministic = run(common + ["--deterministic", "--tflite=int8", "--int8_io=uint8"])
+        assert deterministic.returncode == 0, deterministic.stderr[-4000:]
+        _CACHE["export"] = {
+            "workdir": workdir, "export_dir": export_dir, "base": os.path.join(export_dir, "tiny"),
+            "paper": os.path.join(export_dir, "tiny", "1"), "deterministic": os.path.join(export_dir, "tiny", "2"),
+            "tflite_paper": os.path.join(export_dir, "tflite", "tiny", "1"),
+            "tflite_deterministic": os.path.join(export_dir, "tflite", "tiny", "2"),
+            "paper_stdout": paper.stdout, "deterministic_stdout": deterministic.stdout,
+        }
+    return _CACHE["export"]

@@ -1,0 +1,293 @@
+"""export.py end to end: Serving's layout, the SavedModel in a fresh process without the package,
+saved_model_cli, warmup records, TFLite variants in the LiteRT interpreter, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pix2pix_tf import exporting, inference, serving_client
+
+from export_helpers import ROOT, exported, run, trained_run
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory, data_dir) -> dict:
+    return exported(tmp_path_factory, data_dir)
+
+
+def held_out_png(export_info: dict, data_dir: str, tmp_path) -> tuple[str, np.ndarray]:
+    """A held-out input of the run as a PNG file (the bytes a client sends) and its float image."""
+    from pix2pix_tf import data
+    from pix2pix_tf.config import TrainConfig
+
+    config = TrainConfig.load(export_info["workdir"])
+    dataset = data.load_paired_dataset(config.data)
+    a, _ = next(data.held_out_pairs(dataset, config.data, 3, 3, limit=1).as_numpy_iterator())
+    path = str(tmp_path / "input.png")
+    tf.io.write_file(path, tf.io.encode_png(inference.to_uint8(a)))
+    return path, a
+
+
+def test_serving_layout_versions_and_atomic_publish(export):
+    base = export["base"]
+    assert sorted(os.listdir(base)) == ["1", "2"]  # Integer versions only: nothing half-written in view.
+    assert not [n for n in os.listdir(export["export_dir"]) if n.startswith(".")]  # Staging folders removed.
+    for version in ("1", "2"):
+        folder = os.path.join(base, version)
+        assert os.path.exists(os.path.join(folder, "saved_model.pb"))
+        assert os.path.isdir(os.path.join(folder, "variables"))
+        assert os.path.exists(os.path.join(folder, "assets.extra", exporting.WARMUP_FILE))
+    # Each weight is stored once (tracking the Keras model in ExportArchive would store it twice).
+    from pix2pix_tf.config import TrainConfig
+    from pix2pix_tf.generator import build_generator
+
+    weights = build_generator(TrainConfig.load(export["workdir"]).model).count_params() * 4
+    stored = os.path.getsize(os.path.join(export["paper"], "variables", "variables.data-00000-of-00001"))
+    assert weights * 0.99 < stored < weights * 1.1, (weights, stored)
+    assert exporting.read_metadata(export["paper"])["mode"] == {"dropout": True, "batch_statistics": True}
+    assert exporting.read_metadata(export["deterministic"])["mode"] == {"dropout": False, "batch_statistics": True}
+    assert "SavedModel: " + export["paper"] in export["paper_stdout"]
+    for variant in exporting.TFLITE_VARIANTS:
+        assert variant in export["paper_stdout"] and "PSNR" in export["paper_stdout"]
+
+
+def test_existing_version_is_never_overwritten(export):
+    before = os.path.getmtime(os.path.join(export["paper"], "saved_model.pb"))
+    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={export['workdir']}",
+                  f"--export_dir={export['export_dir']}", "--model_name=tiny", "--version=1", "--tflite="])
+    assert result.returncode == 1
+    assert "Version 1 already exists" in result.stderr and "Traceback" not in result.stderr
+    assert os.path.getmtime(os.path.join(export["paper"], "saved_model.pb")) == before
+
+
+FRESH_PROCESS = textwrap.dedent("""
+    import sys
+    sys.modules["pix2pix_tf"] = None  # The package must not be needed: importing it now fails.
+    import numpy as np
+    import tensorflow as tf
+
+    path, png, floats, out = sys.argv[1:5]
+    model = tf.saved_model.load(path)
+    sig = model.signatures
+    variables = {id(v): v for f in sig.values() for v in f.variables}.values()  # Everything any signature reads.
+    before = [v.numpy().copy() for v in variables]
+    assert len(before) > 20
+    x = tf.constant(np.load(floats))
+    encoded = tf.constant([open(png, "rb").read()])
+    results = {
+        "bytes_1": sig["serving_default"](images=encoded)["output"].numpy(),
+        "bytes_2": sig["serving_default"](images=encoded)["output"].numpy(),
+        "png": sig["translate_png"](images=encoded)["output_bytes"].numpy()[0],
+        "float_1": sig["translate_float"](images=x)["output"].numpy(),
+        "float_2": sig["translate_float"](images=x)["output"].numpy(),
+        "deterministic": sig["translate_float_deterministic"](images=x)["output"].numpy(),
+    }
+    results["png"] = tf.io.decode_png(results["png"]).numpy()
+    unchanged = all(np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
+    np.savez(out, unchanged=unchanged, **results)
+    print("modules:", sorted(m for m in sys.modules if m.startswith("pix2pix")))
+""")
+
+
+def fresh_process(saved_model: str, png: str, image: np.ndarray, tmp_path) -> dict:
+    floats, out = str(tmp_path / "x.npy"), str(tmp_path / "out.npz")
+    np.save(floats, image[None].astype(np.float32))
+    script = tmp_path / "client.py"
+    script.write_text(FRESH_PROCESS)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = run([sys.executable, str(script), saved_model, png, floats, out], cwd=str(tmp_path), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "modules: ['pix2pix_tf']" in result.stdout  # Only our blocking entry: nothing was imported.
+    return dict(np.load(out))
+
+
+def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, data_dir, tmp_path):
+    png, image = held_out_png(export, data_dir, tmp_path)
+    got = fresh_process(export["deterministic"], png, image, tmp_path)
+    generator, _, _ = inference.load_generator(export["workdir"])
+    expected = inference.generate(generator, tf.constant(image[None]), inference.DETERMINISTIC).numpy()
+    from_bytes = inference.decode_images(tf.constant([open(png, "rb").read()]), 3, 128)
+    expected_bytes = inference.generate(generator, from_bytes, inference.DETERMINISTIC).numpy()
+    assert bool(got["unchanged"])
+    np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
+    np.testing.assert_allclose(got["float_1"], expected, atol=1e-4)  # Deterministic export: same function.
+    np.testing.assert_array_equal(got["float_1"], got["float_2"])
+    np.testing.assert_array_equal(got["bytes_1"], got["bytes_2"])
+    np.testing.assert_allclose(got["bytes_1"], expected_bytes, atol=1e-4)
+    np.testing.assert_allclose(got["png"].astype(int), inference.to_uint8(expected_bytes[0]).numpy().astype(int),
+                               atol=1)
+
+
+def test_paper_mode_saved_model_draws_noise_without_changing_state(export, data_dir, tmp_path):
+    png, image = held_out_png(export, data_dir, tmp_path)
+    got = fresh_process(export["paper"], png, image, tmp_path)
+    assert bool(got["unchanged"])  # Batch statistics and dropout write no variable.
+    first, second = got["float_1"], got["float_2"]
+    assert not np.array_equal(first, second)  # Dropout is on: the noise z differs between calls...
+    assert abs(first.mean() - second.mean()) < 0.05 and abs(first.std() - second.std()) < 0.05  # ...not its law.
+    # Dropout-free, the paper-mode export equals the checkpoint in the paper's normalisation.
+    generator, _, _ = inference.load_generator(export["workdir"])
+    expected = inference.generate(generator, tf.constant(image[None]), inference.DETERMINISTIC).numpy()
+    np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
+
+
+def test_paper_mode_equals_keras_training_mode_call_without_its_state_writes(export):
+    """At batch 1 the stateless path is exactly Keras' training-mode call (minus the noise)."""
+    from pix2pix_tf.config import ModelConfig
+    from pix2pix_tf.generator import build_generator
+
+    generator = build_generator(ModelConfig(generator="unet_128", ngf=8, dropout=False))
+    image = tf.random.stateless_uniform([1, 128, 128, 3], seed=[1, 2], minval=-1, maxval=1)
+    before = [v.numpy().copy() for v in generator.variables]
+    ours = inference.generate(generator, image, inference.DETERMINISTIC).numpy()
+    assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, generator.variables))
+    np.testing.assert_allclose(ours, generator(image, training=True).numpy(), atol=1e-5)
+
+
+def test_saved_model_cli_show_and_run(export, data_dir, tmp_path):
+    shown = run(["saved_model_cli", "show", "--dir", export["paper"], "--all"])
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    text = shown.stdout
+    for signature in (exporting.SIGNATURE_BYTES, exporting.SIGNATURE_PNG, exporting.SIGNATURE_FLOAT,
+                      exporting.SIGNATURE_FLOAT_DETERMINISTIC):
+        assert f"signature_def['{signature}']" in text
+    serving_default = text.split("signature_def['serving_default']")[1].split("signature_def[")[0]
+    assert "inputs['images']" in serving_default and "DT_STRING" in serving_default
+    assert "outputs['output_bytes']" in serving_default and "outputs['output']" in serving_default
+    assert "shape: (-1, 128, 128, 3)" in serving_default
+    assert "StatelessRandomUniformV2" in text and "Timestamp" in text  # Noise from a stateless RNG.
+
+    png, image = held_out_png(export, data_dir, tmp_path)
+    np.save(tmp_path / "bytes.npy", np.array([open(png, "rb").read()], dtype=object))
+    np.save(tmp_path / "floats.npy", image[None].astype(np.float32))
+    for signature, inputs in (("serving_default", f"images={tmp_path / 'bytes.npy'}"),
+                              ("translate_float_deterministic", f"images={tmp_path / 'floats.npy'}")):
+        outdir = tmp_path / signature
+        result = run(["saved_model_cli", "run", "--dir", export["deterministic"], "--tag_set", "serve",
+                      "--signature_def", signature, "--inputs", inputs, "--outdir", str(outdir)])
+        assert result.returncode == 0, result.stderr[-2000:]
+        output = np.load(outdir / "output.npy")
+        assert output.shape == (1, 128, 128, 3) and np.isfinite(output).all()
+    np.testing.assert_allclose(np.load(tmp_path / "translate_float_deterministic" / "output.npy"),
+                               np.load(tmp_path / "serving_default" / "output.npy"), atol=0.05)
+
+
+def test_warmup_records_fit_the_signatures(export):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    signatures = serving_client.signature_defs(export["paper"])
+    path = os.path.join(export["paper"], "assets.extra", exporting.WARMUP_FILE)
+    seen = set()
+    for record in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        assert request.model_spec.name == "tiny"
+        serving_client.check_grpc_request(request, signatures)
+        seen.add(request.model_spec.signature_name)
+    assert seen == set(signatures)  # Every signature is warmed up.
+
+
+def test_bad_inputs_give_clear_errors(export):
+    signatures = tf.saved_model.load(export["deterministic"]).signatures
+    png = tf.io.encode_png(np.zeros((40, 30, 3), np.uint8))
+    cases = [
+        ("serving_default", tf.constant([b""]), "empty"),
+        ("serving_default", tf.constant([b"not an image at all"]), "not JPEG, PNG, GIF or BMP"),
+        ("serving_default", tf.constant([png.numpy()[:40]]), "PNG"),  # Truncated.
+        ("translate_float", tf.zeros([1, 96, 128, 3]), "multiple of 128"),
+    ]
+    for name, value, message in cases:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            signatures[name](images=value)
+    for name, value in (("translate_float", tf.zeros([1, 128, 128, 4])),  # Wrong channels.
+                        ("translate_float", tf.zeros([128, 128, 3])),  # Wrong rank.
+                        ("serving_default", tf.constant(b"x"))):  # Not a batch.
+        with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
+            signatures[name](images=value)
+    # Any size and 1, 2, 3 or 4 channels are fine for encoded images.
+    for channels in (1, 2, 3, 4):
+        encoded = tf.io.encode_png(np.full((33, 70, channels), 200, np.uint8))
+        assert signatures["serving_default"](images=tf.constant([encoded.numpy()]))["output"].shape == (1, 128, 128, 3)
+
+
+def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, image = held_out_png(export, data_dir, tmp_path)
+    reference = tf.saved_model.load(export["paper"]).signatures["translate_float_deterministic"]
+    expected = reference(images=tf.constant(image[None]))["output"].numpy()
+    report = json.load(open(os.path.join(export["tflite_paper"], exporting.TFLITE_REPORT)))
+    for variant in exporting.TFLITE_VARIANTS:
+        path = os.path.join(export["tflite_paper"], f"tiny_{variant}.tflite")
+        interpreter = Interpreter(model_path=path, num_threads=2)
+        ops = {op["op_name"] for op in interpreter._get_ops_details()}
+        assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"], (variant, ops)
+        model = exporting.TFLiteModel(path)
+        assert model.input_shape == (1, 128, 128, 3)
+        value = exporting.psnr(expected, model(image[None]))
+        assert value >= exporting.PSNR_FLOORS[variant], (variant, value)
+        assert report["variants"][variant]["ok"] and report["variants"][variant]["size_bytes"] == os.path.getsize(path)
+    sizes = {v: os.path.getsize(os.path.join(export["tflite_paper"], f"tiny_{v}.tflite"))
+             for v in exporting.TFLITE_VARIANTS}
+    assert sizes["float16"] < 0.6 * sizes["float32"] and sizes["int8"] < 0.4 * sizes["float32"]
+
+    uint8 = exporting.TFLiteModel(os.path.join(export["tflite_deterministic"], "tiny_int8.tflite"))
+    assert uint8.io_dtype == "uint8"
+    scale, zero_point = uint8.io_quantization["input"]
+    assert 0 <= zero_point <= 255 and 0 < scale < 0.1  # [-1, 1] spread over (most of) 0..255.
+    report = json.load(open(os.path.join(export["tflite_deterministic"], exporting.TFLITE_REPORT)))
+    assert report["variants"]["int8"]["io_quantization"]["input"] == [scale, zero_point]
+    assert exporting.psnr(expected, uint8(image[None])) >= exporting.PSNR_FLOORS["int8"]
+    with pytest.raises(inference.InferenceError, match="batch 1, fixed size"):
+        uint8(np.zeros((1, 64, 64, 3), np.float32))
+
+
+def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(exporting.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass: "broken".
+    moving_averages = inference.InferenceMode(dropout=False, batch_statistics=False)
+    config = exporting.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m",
+                                    tflite=("float16",), check_examples=1, mode=moving_averages)
+    with pytest.raises(exporting.ExportError, match="(?s)float16 do not reproduce the SavedModel.*no TFLite file"):
+        exporting.export(config)
+    assert os.listdir(tmp_path / "m") == ["1"]  # The SavedModel passed its own check and was published...
+    assert not os.path.exists(tmp_path / "tflite" / "m")  # ...no TFLite file was.
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+    # --nobatch_statistics: the export is Keras' inference-mode call.
+    generator, _, _ = inference.load_generator(export["workdir"])
+    image = tf.random.stateless_uniform([1, 128, 128, 3], seed=[3, 4], minval=-1, maxval=1)
+    got = tf.saved_model.load(str(tmp_path / "m" / "1")).signatures["translate_float"](images=image)["output"]
+    np.testing.assert_allclose(got.numpy(), generator(image, training=False).numpy(), atol=1e-4)
+
+    nan = exporting.check_variant(lambda x: x * np.nan, lambda x: x, np.zeros((1, 8, 8, 3), np.float32))
+    assert np.isnan(nan[0])
+
+
+def test_export_user_mistake_gets_a_message_not_a_traceback(tmp_path):
+    result = run([sys.executable, os.path.join(ROOT, "export.py"), "--workdir=/nonexistent/run",
+                  f"--export_dir={tmp_path}"])
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "config.json does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("options,message", [
+    (dict(tflite=("float32", "int4")), "unknown variant"),
+    (dict(image_size=100), "multiples of 128"),
+    (dict(version=0), "positive integer"),
+    (dict(model_name="../x"), "plain folder name"),
+    (dict(checkpoint="/nonexistent/ckpt-3"), "Cannot restore the generator"),
+])
+def test_export_refuses_impossible_requests(tmp_path_factory, data_dir, tmp_path, options, message):
+    from pix2pix_tf.errors import Pix2pixError
+
+    config = exporting.ExportConfig(workdir=trained_run(tmp_path_factory, data_dir), export_dir=str(tmp_path),
+                                    **options)
+    with pytest.raises(Pix2pixError, match=message):
+        exporting.export(config)
+    assert not os.listdir(tmp_path)  # Refused before anything was written.

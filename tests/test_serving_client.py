@@ -1,0 +1,217 @@
+"""The serving client: its REST and gRPC requests are checked against the exported SavedModel's
+own SignatureDefs, then sent over loopback to stand-ins for TensorFlow Serving's front ends.
+
+The Serving binary cannot be installed here. The stand-ins implement the parts of its
+documented predict contract that the client relies on (REST: row/columnar JSON, {"b64"}
+for DT_STRING inputs and for outputs named *_bytes; gRPC: PredictionService/Predict with
+output_filter) on top of the real SavedModel signatures, so the round trip exercises real
+HTTP, real gRPC and the real model.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from pix2pix_tf import serving_client as sc
+
+from export_helpers import exported
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory, data_dir) -> dict:
+    return exported(tmp_path_factory, data_dir)
+
+
+@pytest.fixture(scope="module")
+def signatures(export) -> dict:
+    return sc.signature_defs(export["deterministic"])
+
+
+def png(shape=(50, 70, 3), seed=0) -> bytes:
+    return tf.io.encode_png(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).numpy()
+
+
+def test_signature_names_are_the_documented_contract(signatures):
+    assert set(signatures) == {sc.SIGNATURE_BYTES, sc.SIGNATURE_PNG, sc.SIGNATURE_FLOAT,
+                               sc.SIGNATURE_FLOAT_DETERMINISTIC}
+    for name, signature in signatures.items():
+        assert list(signature.inputs) == [sc.INPUT_NAME], name
+        assert signature.method_name == "tensorflow/serving/predict"
+    assert set(signatures[sc.SIGNATURE_BYTES].outputs) == {sc.OUTPUT_BYTES, sc.OUTPUT_FLOAT}
+    assert set(signatures[sc.SIGNATURE_PNG].outputs) == {sc.OUTPUT_BYTES}
+    assert sc.OUTPUT_BYTES.endswith("_bytes")  # Serving's REST API then answers {"b64": ...}.
+
+
+def test_requests_fit_the_signature(signatures):
+    images = [png(seed=1), png((30, 30, 1), seed=2)]
+    sc.check_rest_request(sc.rest_bytes_request(images), signatures)
+    sc.check_rest_request(sc.rest_bytes_request(images, sc.SIGNATURE_PNG), signatures)
+    sc.check_rest_request(sc.rest_float_request(np.zeros((2, 128, 128, 3))), signatures)
+    sc.check_grpc_request(sc.grpc_bytes_request("tiny", images, output_filter=[sc.OUTPUT_BYTES]), signatures)
+    sc.check_grpc_request(sc.grpc_float_request("tiny", np.zeros((1, 256, 128, 3)), sc.SIGNATURE_FLOAT_DETERMINISTIC,
+                                                version=2), signatures)
+    body = json.loads(json.dumps(sc.rest_bytes_request(images)))  # What goes over the wire.
+    assert base64.b64decode(body["instances"][1]["b64"]) == images[1]
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"signature_name": "translate", "instances": [{"b64": "AA=="}]}, "no signature 'translate'"),
+    ({"instances": [[0.0, 1.0]]}, "DT_STRING"),
+    ({"instances": [{"image": {"b64": "AA=="}}]}, "unknown inputs"),
+    ({"signature_name": "translate_float", "inputs": {"images": [[[[0.0] * 4] * 128] * 128]}}, "does not fit"),
+    ({"signature_name": "translate_float", "inputs": {"images": [[0.0] * 3] * 5}}, "does not fit"),
+    ({"signature_name": "translate_float", "inputs": {"images": [[["a"]]]}}, "numbers"),
+    ({"instances": [{"b64": "AA=="}], "inputs": {}}, "exactly one of"),
+])
+def test_bad_rest_bodies_are_refused(signatures, body, message):
+    with pytest.raises(sc.ServingRequestError, match=message):
+        sc.check_rest_request(body, signatures)
+
+
+def test_bad_grpc_requests_are_refused(signatures):
+    request = sc.grpc_float_request("tiny", np.zeros((1, 128, 128, 1)))
+    with pytest.raises(sc.ServingRequestError, match=r"shape \[1, 128, 128, 1\]"):
+        sc.check_grpc_request(request, signatures)
+    request = sc.grpc_bytes_request("tiny", [png()])
+    request.model_spec.signature_name = sc.SIGNATURE_FLOAT
+    with pytest.raises(sc.ServingRequestError, match="dtype DT_STRING"):
+        sc.check_grpc_request(request, signatures)
+    with pytest.raises(sc.ServingRequestError, match="output_filter"):
+        sc.check_grpc_request(sc.grpc_bytes_request("tiny", [png()], output_filter=["png"]), signatures)
+    with pytest.raises(sc.ServingRequestError, match="No images"):
+        sc.grpc_bytes_request("tiny", [])
+
+
+# ----------------------------------------------------------------------------- loopback stand-ins
+
+
+class FakeServing:
+    """REST + gRPC predict over one SavedModel, as TensorFlow Serving documents them."""
+
+    def __init__(self, saved_model: str, model_name: str):
+        self.model = tf.saved_model.load(saved_model)
+        self.name = model_name
+
+    def run(self, signature_name: str, inputs: dict) -> dict:
+        function = self.model.signatures[signature_name]
+        return {k: v.numpy() for k, v in function(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
+
+    # REST: decode {"b64"} for string inputs; wrap *_bytes outputs back into {"b64"}.
+    def rest(self, path: str, body: dict) -> tuple[int, dict]:
+        if not path.startswith(f"/v1/models/{self.name}") or not path.endswith(":predict"):
+            return 404, {"error": f"Servable not found for request: {path}"}
+        name = body.get("signature_name", "serving_default")
+        if "instances" in body:
+            values = [base64.b64decode(v["b64"]) if isinstance(v, dict) else v for v in body["instances"]]
+        else:
+            values = body["inputs"]["images"]
+        try:
+            outputs = self.run(name, {"images": np.array(values, dtype=object if isinstance(values[0], bytes)
+                                                          else np.float32)})
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            return 400, {"error": str(e)}
+
+        def encode(key, value):
+            if key.endswith("_bytes"):
+                return {"b64": base64.b64encode(value).decode()}
+            return value.tolist()
+
+        # A one-output signature's values come back unnamed.
+        if "instances" in body:
+            count = len(next(iter(outputs.values())))
+            rows = [{k: encode(k, v[i]) for k, v in outputs.items()} for i in range(count)]
+            return 200, {"predictions": [next(iter(r.values())) for r in rows] if len(outputs) == 1 else rows}
+        columns = {k: ([encode(k, x) for x in v] if k.endswith("_bytes") else v.tolist()) for k, v in outputs.items()}
+        return 200, {"outputs": next(iter(columns.values())) if len(columns) == 1 else columns}
+
+    def predict(self, request, context):
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        try:
+            outputs = self.run(request.model_spec.signature_name or "serving_default", inputs)
+        except tf.errors.InvalidArgumentError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        response = predict_pb2.PredictResponse()
+        response.model_spec.CopyFrom(request.model_spec)
+        for key, value in outputs.items():
+            if not request.output_filter or key in request.output_filter:
+                response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+        return response
+
+
+@pytest.fixture(scope="module")
+def servers(export):
+    fake = FakeServing(export["deterministic"], "tiny")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status, answer = fake.rest(self.path, body)
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+
+    class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):  # noqa: N802 (the generated stub's naming)
+            return fake.predict(request, context)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield {"rest": f"http://127.0.0.1:{http.server_address[1]}", "grpc": f"127.0.0.1:{port}", "fake": fake}
+    server.stop(0)
+    http.shutdown()
+
+
+def test_rest_and_grpc_round_trips_give_the_signature_s_pictures(servers):
+    images = [png(seed=3), png((40, 40, 4), seed=4)]
+    expected = servers["fake"].run("serving_default", {"images": np.array(images, dtype=object)})
+    rest = sc.RestClient(servers["rest"], "tiny", version=2)
+    assert rest.url.endswith("/v1/models/tiny/versions/2:predict")
+    via_rest = rest.translate(images)
+    grpc_client = sc.GrpcClient(servers["grpc"], "tiny")
+    via_grpc = grpc_client.translate(images)
+    for got in (via_rest, via_grpc):
+        assert len(got) == 2
+        for picture, reference in zip(got, expected["output_bytes"]):
+            assert np.array_equal(tf.io.decode_png(picture).numpy(), tf.io.decode_png(reference).numpy())
+    both = sc.parse_rest_response(rest.post(sc.rest_bytes_request(images, sc.SIGNATURE_BYTES)))
+    assert set(both) == {sc.OUTPUT_BYTES, sc.OUTPUT_FLOAT} and both[sc.OUTPUT_FLOAT].shape == (2, 128, 128, 3)
+    floats = np.random.default_rng(5).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+    reference = servers["fake"].run("translate_float_deterministic", {"images": floats})["output"]
+    np.testing.assert_allclose(rest.translate_float(floats, deterministic=True), reference, atol=1e-6)
+    np.testing.assert_array_equal(grpc_client.translate_float(floats, deterministic=True), reference)
+    grpc_client.close()
+
+
+def test_server_errors_reach_the_caller_as_messages(servers):
+    rest = sc.RestClient(servers["rest"], "tiny")
+    with pytest.raises(sc.ServingRequestError, match="HTTP 400.*empty"):
+        rest.translate([b""])
+    with pytest.raises(sc.ServingRequestError, match="HTTP 404"):
+        sc.RestClient(servers["rest"], "other").translate([png()])
+    grpc_client = sc.GrpcClient(servers["grpc"], "tiny")
+    with pytest.raises(sc.ServingRequestError, match="INVALID_ARGUMENT.*not JPEG, PNG"):
+        grpc_client.translate([b"plain text"])
+    grpc_client.close()
+    with pytest.raises(sc.ServingRequestError, match="refused|Connection"):
+        sc.RestClient("http://127.0.0.1:9", "tiny", timeout=5).translate([png()])

@@ -1,0 +1,174 @@
+"""python -m pix2pix_tf.translate as a user runs it, from a checkpoint, a SavedModel and a TFLite file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pix2pix_tf import inference, translation
+
+from conftest import tiny_config
+from export_helpers import exported, run
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory, data_dir) -> dict:
+    return exported(tmp_path_factory, data_dir)
+
+
+def translate(*flags: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "pix2pix_tf.translate", *flags])
+
+
+def write_png(path, pixels: np.ndarray) -> str:
+    os.makedirs(os.path.dirname(str(path)), exist_ok=True)
+    tf.io.write_file(str(path), tf.io.encode_png(pixels))
+    return str(path)
+
+
+def read_png(path) -> np.ndarray:
+    return tf.io.decode_png(tf.io.read_file(str(path))).numpy()
+
+
+@pytest.fixture
+def photos(tmp_path) -> str:
+    """A folder of inputs of odd sizes and channel counts, one in a subfolder."""
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "photos"
+    write_png(folder / "rgb.png", rng.integers(0, 256, (100, 150, 3), dtype=np.uint8))
+    write_png(folder / "sub" / "grey.png", rng.integers(0, 256, (64, 64, 1), dtype=np.uint8))
+    tf.io.write_file(str(folder / "rgba.jpg"), tf.io.encode_jpeg(rng.integers(0, 256, (90, 90, 3), dtype=np.uint8)))
+    (folder / "notes.txt").write_text("not an image, and not picked up")
+    return str(folder)
+
+
+def test_checkpoint_savedmodel_and_tflite_give_the_same_pictures(export, photos, tmp_path):
+    # The command line once (the checkpoint), the same library call for the other two forms.
+    result = translate(f"--workdir={export['workdir']}", "--deterministic", f"--output_dir={tmp_path / 'checkpoint'}",
+                       photos)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Translated 3 image(s)" in result.stdout and "image" in result.stdout  # Progress bar, then the summary.
+    sources = {
+        "saved_model": dict(saved_model=export["base"]),  # The model folder: its newest version (2).
+        "tflite": dict(tflite=os.path.join(export["tflite_paper"], "tiny_float32.tflite")),
+    }
+    for name, source in sources.items():
+        done = translation.translate_files(translation.TranslateConfig(
+            inputs=(photos,), output_dir=str(tmp_path / name), mode=inference.DETERMINISTIC, progress=False, **source))
+        assert not done.failed and len(done.written) == 3
+    for name in ("checkpoint", "saved_model", "tflite"):
+        out = tmp_path / name
+        assert sorted(os.path.relpath(os.path.join(r, f), out) for r, _, fs in os.walk(out) for f in fs) == \
+            ["rgb.png", "rgba.png", os.path.join("sub", "grey.png")]
+    for name in ("saved_model", "tflite"):
+        for file in ("rgb.png", "rgba.png", "sub/grey.png"):
+            picture, reference = read_png(tmp_path / name / file), read_png(tmp_path / "checkpoint" / file)
+            assert picture.shape == (128, 128, 3)
+            assert np.abs(picture.astype(int) - reference.astype(int)).max() <= 2, (name, file)
+
+
+def test_paired_side_by_side_honours_direction_and_keep_size(export, tmp_path):
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    b = np.zeros((128, 128, 3), np.uint8)  # Black: easy to tell from A.
+    pair = write_png(tmp_path / "in" / "pair.png", np.concatenate([a, b], axis=1))
+    outputs = {}
+    for direction in ("AtoB", "BtoA"):
+        out = tmp_path / direction
+        # The run is AtoB; direction=None uses it, "BtoA" overrides it (--direction).
+        result = translation.translate_files(translation.TranslateConfig(
+            inputs=(pair,), output_dir=str(out), workdir=export["workdir"], mode=inference.DETERMINISTIC,
+            paired=True, side_by_side=True, direction=None if direction == "AtoB" else direction, progress=False))
+        assert not result.failed, result.failed
+        outputs[direction] = read_png(out / "pair.png")
+    for direction, (shown_input, shown_target) in {"AtoB": (a, b), "BtoA": (b, a)}.items():
+        strip = outputs[direction]
+        assert strip.shape == (128, 3 * 128, 3)  # input | output | target
+        assert np.abs(strip[:, :128].astype(int) - shown_input.astype(int)).mean() < 8
+        assert np.abs(strip[:, 256:].astype(int) - shown_target.astype(int)).mean() < 8
+    big = write_png(tmp_path / "big" / "x.png", rng.integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    result = translation.translate_files(translation.TranslateConfig(
+        inputs=(big,), output_dir=str(tmp_path / "kept"), workdir=export["workdir"], keep_size=True,
+        mode=inference.DETERMINISTIC, progress=False))
+    assert not result.failed and read_png(tmp_path / "kept" / "x.png").shape == (200, 300, 3)
+
+
+def test_paper_mode_seed_repeats_and_differs_from_other_seeds(export):
+    image = np.random.default_rng(5).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+    seeded = translation.open_translator(workdir=export["workdir"], mode=inference.PAPER, seed=1)
+    first, again, other_index = seeded(image, 0), seeded(image, 0), seeded(image, 1)
+    other_seed = translation.open_translator(workdir=export["workdir"], mode=inference.PAPER, seed=2)(image, 0)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other_index) and not np.array_equal(first, other_seed)
+
+
+def test_single_channel_run_gets_grey_inputs(tmp_path, data_dir):
+    """A run with --input_nc=1 is fed grey images whatever the files hold."""
+    from pix2pix_tf.generator import build_generator
+
+    config = tiny_config(tmp_path / "grey_run", data_dir, model=dict(input_nc=1))
+    config.save(config.run.workdir)
+    generator = build_generator(config.model)
+    tf.train.Checkpoint(generator=generator).save(os.path.join(config.run.workdir, "checkpoints", "ckpt"))
+    translator = translation.open_translator(workdir=config.run.workdir, mode=inference.DETERMINISTIC)
+    assert (translator.input_nc, translator.output_nc) == (1, 3)
+    colour = write_png(tmp_path / "in" / "c.png", np.random.default_rng(6).integers(0, 256, (50, 80, 3), np.uint8))
+    result = translation.translate_files(translation.TranslateConfig(
+        inputs=(colour,), output_dir=str(tmp_path / "out"), workdir=config.run.workdir,
+        mode=inference.DETERMINISTIC, progress=False))
+    assert not result.failed and read_png(tmp_path / "out" / "c.png").shape == (128, 128, 3)
+
+
+def test_bad_files_are_reported_and_the_rest_translated(export, photos, tmp_path):
+    (tmp_path / "photos" / "empty.png").write_bytes(b"")
+    (tmp_path / "photos" / "fake.jpg").write_bytes(b"GIF? no, plain text")
+    out = tmp_path / "out"
+    result = translate(f"--workdir={export['workdir']}", f"--output_dir={out}", photos)
+    assert result.returncode == 1
+    assert "empty.png: empty file" in result.stderr
+    assert "fake.jpg: not a readable JPEG/PNG/GIF/BMP image" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Translated 3 image(s)" in result.stdout and "2 failed" in result.stdout
+    assert os.path.exists(out / "rgb.png")
+
+
+@pytest.mark.parametrize("source,message", [
+    (dict(inputs=("/nonexistent.png",)), "no such file or folder"),
+    (dict(tflite="/nonexistent.tflite"), "is not a file"),
+    (dict(saved_model="/tmp"), "no saved_model.pb"),
+    (dict(saved_model="{base}", tflite="{tflite}"), "exactly one of"),
+    (dict(), "exactly one of"),
+    (dict(tflite="{tflite}", image_size=256), "fixed to 128x128"),
+    (dict(tflite="{notflite}"), "Cannot load the TFLite model"),
+    (dict(tflite="{bare_tflite}", paired=True), "needs the direction"),  # No report.json beside it.
+    (dict(workdir="{workdir}", checkpoint="{workdir}/checkpoints/ckpt-999"), "Cannot restore the generator"),
+])
+def test_translate_user_mistakes_get_a_clear_error(export, tmp_path, source, message):
+    from pix2pix_tf.errors import Pix2pixError
+
+    image = write_png(tmp_path / "i.png", np.zeros((20, 20, 3), np.uint8))
+    notflite = tmp_path / "bad.tflite"
+    notflite.write_bytes(b"\0" * 64)
+    tflite = os.path.join(export["tflite_paper"], "tiny_float32.tflite")
+    bare_tflite = tmp_path / "copy.tflite"
+    bare_tflite.write_bytes(open(tflite, "rb").read())
+    values = dict(base=export["base"], notflite=str(notflite), workdir=export["workdir"], tflite=tflite,
+                  bare_tflite=str(bare_tflite))
+    given = {k: v.format(**values) if isinstance(v, str) else v for k, v in source.items()}
+    config = translation.TranslateConfig(**{"inputs": (image,), "output_dir": str(tmp_path / "out"),
+                                            "progress": False, **given})
+    with pytest.raises(Pix2pixError, match=message):
+        translation.translate_files(config)
+
+
+def test_translate_odd_pair_width_is_a_per_file_error(export, tmp_path):
+    odd = write_png(tmp_path / "odd.png", np.zeros((20, 21, 3), np.uint8))
+    result = translation.translate_files(translation.TranslateConfig(
+        inputs=(odd,), output_dir=str(tmp_path / "out"), paired=True, direction="AtoB", progress=False,
+        tflite=os.path.join(export["tflite_paper"], "tiny_float32.tflite")))
+    assert result.failed and "even width" in result.failed[0][1]
