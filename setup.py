@@ -13,7 +13,7 @@ setup(
     # The absl apps live at the top level of the repository, as the user asked.
     py_modules=["train", "export"],
     install_requires=[
-        "tensorflow>=2.16",
+        "tensorflow>=2.21",
         "keras>=3",
         "tensorflow-datasets",
         "matplotlib",
