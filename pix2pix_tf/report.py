@@ -1,0 +1,156 @@
+"""What an evaluation shows a person: a short stdout table, an HTML page and a PNG grid.
+
+The numbers live in metrics.json (written by `pix2pix_tf.evaluate`); this module only
+presents them. The HTML page is static (no scripts, relative image paths), so an output
+folder can be copied, zipped or served as it is: one row per image with input | output |
+target and that image's metrics, worst L1 last so that failures are easy to find.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from pix2pix_tf.summaries import to_uint8
+
+IMAGES_DIR = "images"
+HTML_FILE = "index.html"
+GRID_FILE = "grid.png"
+COLUMNS = ("input", "output", "target")
+
+
+def save_png(path: str, image: np.ndarray) -> None:
+    """A [-1, 1] image as an 8-bit PNG (PIL: no TensorFlow op per file)."""
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    Image.fromarray(to_uint8(image)).save(path)
+
+
+def save_example(output_dir: str, index: int, images: dict[str, np.ndarray]) -> dict[str, str]:
+    """Writes images/<index>_<column>.png for each column; returns column -> relative path."""
+    paths = {}
+    for column, image in images.items():
+        relative = f"{IMAGES_DIR}/{index:05d}_{column}.png"
+        save_png(os.path.join(output_dir, relative), image)
+        paths[column] = relative
+    return paths
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def summary_rows(result: dict) -> list[tuple[str, str]]:
+    """(name, value) lines of the headline metrics of a metrics.json dict; value +- std over
+    dropout samples when there were several."""
+    metrics, std = result["metrics"], result.get("metrics_std") or {}
+
+    def value(key: str, digits: int = 4, sub: Optional[str] = None) -> str:
+        v = metrics.get(key) if sub is None else (metrics.get(key) or {}).get(sub)
+        s = std.get(key) if sub is None else (std.get(key) or {}).get(sub)
+        text = _fmt(v, digits)
+        return text if s is None or v is None else f"{text} +- {_fmt(s, digits)}"
+
+    rows = [("L1 (in [-1, 1])", value("l1")), ("PSNR (dB)", value("psnr", 2)), ("SSIM", value("ssim"))]
+    for channel in ("L", "a", "b"):
+        rows.append((f"Lab histogram intersection {channel}", value("lab_histogram_intersection", 3, channel)))
+    if metrics.get("fcn"):
+        truth = (result.get("ground_truth") or {}).get("fcn") or {}
+        for key, name in (("per_pixel_accuracy", "per-pixel acc."), ("per_class_accuracy", "per-class acc."),
+                          ("class_iou", "class IoU")):
+            rows.append((f"FCN {name} (ground truth {_fmt(truth.get(key), 3)})", value("fcn", 3, key)))
+    if metrics.get("fid") is not None:
+        rows.append(("FID", value("fid", 2)))
+    return rows
+
+
+def format_table(result: dict) -> str:
+    """The short stdout table of an evaluation."""
+    rows = summary_rows(result)
+    width = max(len(name) for name, _ in rows)
+    head = (f"{result['model']}\n{result['dataset']} / {result['split']}: {result['num_examples']} image(s) x "
+            f"{result['num_samples']} sample(s), {result['mode_description']}")
+    return head + "\n" + "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+
+
+def _per_image_cells(entry: dict) -> str:
+    parts = [f"L1 {_fmt(entry.get('l1'))}", f"PSNR {_fmt(entry.get('psnr'), 2)} dB", f"SSIM {_fmt(entry.get('ssim'))}"]
+    lab = entry.get("lab_histogram_intersection")
+    if lab:
+        parts.append("Lab HI " + " / ".join(_fmt(lab[c], 3) for c in ("L", "a", "b")))
+    if entry.get("fcn_pixel_accuracy") is not None:
+        real = _fmt(entry.get("fcn_pixel_accuracy_real"), 3)
+        parts.append(f"FCN acc. {_fmt(entry['fcn_pixel_accuracy'], 3)} (real photo {real})")
+    return "<br>".join(html.escape(p) for p in parts)
+
+
+def write_html(output_dir: str, result: dict, examples: Sequence[dict]) -> str:
+    """index.html: the summary table, then one row per example (`examples`: per-image metrics
+    dicts with an `images` entry mapping column -> relative PNG path), sorted by L1."""
+    rows = "\n".join(f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
+                     for name, value in summary_rows(result))
+    ordered = sorted(examples, key=lambda e: e.get("l1", 0.0))
+    body = []
+    for entry in ordered:
+        cells = "".join(f'<td><img src="{html.escape(entry["images"][c])}" alt="{c}"></td>'
+                        for c in COLUMNS if c in entry["images"])
+        body.append(f"<tr><td>#{entry['index']}</td>{cells}<td class=m>{_per_image_cells(entry)}</td></tr>")
+    header = "".join(f"<th>{c}</th>" for c in COLUMNS)
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>pix2pix evaluation: {html.escape(result['dataset'])}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: middle; }}
+img {{ width: 192px; image-rendering: pixelated; }}
+td.m {{ font-size: 90%; font-family: monospace; }}
+</style></head><body>
+<h1>pix2pix evaluation</h1>
+<p>{html.escape(result['model'])}<br>
+{html.escape(result['dataset'])} / {html.escape(result['split'])}, direction {html.escape(str(result['direction']))},
+{result['num_examples']} image(s) x {result['num_samples']} sample(s); {html.escape(result['mode_description'])}.</p>
+<table>{rows}</table>
+<h2>Images (best L1 first; first dropout sample)</h2>
+<table><tr><th></th>{header}<th>metrics</th></tr>
+{chr(10).join(body)}
+</table></body></html>
+"""
+    path = os.path.join(output_dir, HTML_FILE)
+    with open(path, "w") as f:
+        f.write(page)
+    return path
+
+
+def save_grid(path: str, rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], title: str) -> str:
+    """A matplotlib grid of input | output | target rows, each captioned with its metrics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3.1 * len(rows) + 0.4), squeeze=False)
+    for r, (input_image, output, target, caption) in enumerate(rows):
+        for c, image in enumerate((input_image, output, target)):
+            axes[r, c].imshow(to_uint8(image))
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(COLUMNS[c])
+        axes[r, 1].set_xlabel(caption, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=72)
+    plt.close(fig)
+    return path

@@ -1,0 +1,229 @@
+"""Evaluation end to end: the FCN-score segmenter on tiny data, the evaluate CLI on a tiny trained run,
+and the same metrics from a checkpoint, its SavedModel and its float32 TFLite file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pix2pix_tf import data, segmentation
+from pix2pix_tf.config import DataConfig
+from pix2pix_tf.datasets.shapes import LABEL_COLOURS, NUM_CLASSES
+from pix2pix_tf.evaluate import FORM_TOLERANCE, EvalConfig, _split_pairs, _with_labels, evaluate
+from pix2pix_tf.metrics import confusion_matrix, segmentation_scores
+
+from export_helpers import run, trained_run
+
+SEGMENTER_STEPS = 5  # The evaluation tests need a segmenter, not a good one.
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, data_dir) -> str:
+    return trained_run(tmp_path_factory, data_dir)
+
+
+@pytest.fixture(scope="module")
+def segmenter_cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("segmenters"))
+
+
+def shapes_examples(data_dir: str, split: str, limit=None) -> tf.data.Dataset:
+    """(label image A, photo B, class map) of shapes/64 at its native 64x64."""
+    config = DataConfig(dataset="shapes/64", data_dir=data_dir, preprocess="none", direction="AtoB")
+    dataset = data.load_paired_dataset(config)
+    scheme = segmentation.label_scheme("shapes/64")
+    labels = segmentation.split_labels(scheme, dataset, split, data_dir)
+    if limit:
+        labels = labels.take(limit)
+    return _with_labels(_split_pairs(dataset, config, split, 3, 3, limit, 8), labels)
+
+
+# ----------------------------------------------------------------------------- labels and the segmenter
+
+
+def test_class_maps_line_up_with_the_pairs_they_label(data_dir):
+    """The n-th class map belongs to the n-th pair: it is exactly the input label image decoded
+    with the label colours (which also checks the palette decoder)."""
+    for a, _, label in shapes_examples(data_dir, "test", limit=4).as_numpy_iterator():
+        decoded = segmentation.palette_to_labels(tf.constant(a), LABEL_COLOURS.astype(np.float32), 60.0)
+        np.testing.assert_array_equal(decoded.numpy(), label)
+        assert len(np.unique(label)) > 1
+
+
+def test_palette_decoding_tolerates_jpeg_noise_and_marks_unknown_colours_void():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, len(segmentation.CITYSCAPES_PALETTE), (16, 16))
+    rgb = segmentation.CITYSCAPES_PALETTE[truth] + rng.uniform(-6, 6, (16, 16, 3))  # bus/train: 20 apart
+    rgb[0, 0] = (255, 255, 255)  # Not a Cityscapes class colour.
+    labels = segmentation.palette_to_labels(tf.constant(rgb / 127.5 - 1.0, tf.float32),
+                                            segmentation.CITYSCAPES_PALETTE, 60.0).numpy()
+    assert labels[0, 0] == segmentation.VOID
+    np.testing.assert_array_equal(labels.ravel()[1:], truth.ravel()[1:])
+
+
+def test_fcn_score_is_refused_where_it_means_nothing():
+    with pytest.raises(segmentation.SegmentationError, match="--nofcn"):
+        segmentation.label_scheme("facades")
+    with pytest.raises(segmentation.SegmentationError, match="not photos"):
+        segmentation.check_direction(segmentation.label_scheme("shapes"), "BtoA")
+    segmentation.check_direction(segmentation.label_scheme("cityscapes"), "BtoA")
+
+
+def test_segmenter_learns_real_photos_and_is_cached_as_a_contract_saved_model(data_dir, tmp_path):
+    spec = segmentation.SegmenterSpec(dataset="shapes/64", image_size=(64, 64), direction="AtoB", num_train=64,
+                                      steps=100, batch_size=8)
+    path = segmentation.ensure_segmenter(spec, lambda: shapes_examples(data_dir, "train").map(lambda a, b, y: (b, y)),
+                                         NUM_CLASSES, str(tmp_path))
+
+    def must_not_train():
+        raise AssertionError("the cached segmenter was trained again")
+
+    assert segmentation.ensure_segmenter(spec, must_not_train, NUM_CLASSES, str(tmp_path)) == path
+    assert not [n for n in os.listdir(tmp_path) if ".tmp" in n]
+
+    segment = segmentation.load_segmenter(path)
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for _, photo, label in shapes_examples(data_dir, "val").as_numpy_iterator():
+        confusion += confusion_matrix(label, segment(photo[None])[0], NUM_CLASSES)
+    scores = segmentation_scores(confusion)
+    background_only = confusion[0].sum() / confusion.sum()
+    # Held-out real photos: clearly better than calling everything background.
+    assert scores.per_pixel_accuracy > background_only + 0.1, (scores, background_only)
+    assert scores.per_class_accuracy > 2.0 / NUM_CLASSES, scores
+
+    # --segmenter_input=unit hands the model [0, 1] pixels: the same as giving it those ourselves.
+    _, photo, _ = next(shapes_examples(data_dir, "val", limit=1).as_numpy_iterator())
+    unit = segmentation.load_segmenter(path, "unit")
+    np.testing.assert_array_equal(unit(photo[None]), segment((photo[None] + 1.0) / 2.0))
+    with pytest.raises(segmentation.SegmentationError, match="not one of"):
+        segmentation.load_segmenter(path, "percent")
+    with pytest.raises(segmentation.SegmentationError, match="not a SavedModel"):
+        segmentation.load_segmenter(str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def test_evaluate_cli_end_to_end(workdir, segmenter_cache, tmp_path):
+    output_dir = str(tmp_path / "eval")
+    result = run([sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={workdir}", "--num_examples=3",
+                  "--num_samples=2", f"--segmenter_cache={segmenter_cache}", f"--segmenter_steps={SEGMENTER_STEPS}",
+                  f"--output_dir={output_dir}", "--noprogress"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    for line in ("L1 (in [-1, 1])", "PSNR (dB)", "SSIM", "Lab histogram intersection a", "FCN class IoU"):
+        assert line in result.stdout
+
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["source"] == "checkpoint" and metrics["split"] == "test" and metrics["direction"] == "AtoB"
+    assert metrics["image_size"] == [128, 128]  # The run's test-time preprocessing (crop_size).
+    assert metrics["num_examples"] == 3 and metrics["num_samples"] == 2
+    assert metrics["mode"] == {"dropout": True, "batch_statistics": True}  # Paper mode by default.
+    m = metrics["metrics"]
+    assert 0 < m["l1"] < 2 and 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1 and "fid" not in m
+    assert set(m["lab_histogram_intersection"]) == {"L", "a", "b"}
+    assert set(m["fcn"]) == {"per_pixel_accuracy", "per_class_accuracy", "class_iou"}
+    assert set(metrics["ground_truth"]["fcn"]) == set(m["fcn"])
+    assert metrics["metrics_std"]["l1"] > 0  # Two dropout samples differ: the noise z is on.
+    assert len(metrics["per_image"]) == 3
+
+    with open(os.path.join(output_dir, "index.html")) as f:
+        page = f.read()
+    images = [part.split('"')[0] for part in page.split('<img src="')[1:]]
+    assert len(images) == 9  # 3 rows of input | output | target.
+    assert all(os.path.exists(os.path.join(output_dir, image)) for image in images)
+    assert os.path.getsize(os.path.join(output_dir, "grid.png")) > 1000
+
+
+def test_evaluate_cli_asked_for_fid_without_weights_says_why(workdir, tmp_path):
+    """Answered before TensorFlow loads, as one message."""
+    result = run([sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={workdir}", "--fid", "--nofcn",
+                  f"--output_dir={tmp_path}", "--noprogress"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--inception_weights" in result.stderr and "never downloads" in result.stderr
+
+
+def test_fid_with_a_local_inception_weights_file(workdir, tmp_path):
+    """The Inception path of FID, with random weights saved by the test (no hub is reachable):
+    the file loads, gives 2048-d features, and FID of a set with itself is 0."""
+    import keras
+
+    from pix2pix_tf import metrics
+
+    keras.utils.set_random_seed(0)
+    path = str(tmp_path / "inception_v3_notop.weights.h5")
+    keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg",
+                                   input_shape=(299, 299, 3)).save_weights(path)
+    features = metrics.inception_features(path)
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 64, 64, 3)).astype(np.float32)
+    values = features(images)
+    assert values.shape == (3, 2048)
+    assert metrics.fid_from_features(values, features(images)) == pytest.approx(0.0, abs=1e-3)
+    bad = tmp_path / "not_inception.h5"
+    bad.write_bytes(b"not an h5 file")
+    with pytest.raises(metrics.MetricError, match="not a Keras Inception-v3"):
+        metrics.inception_features(str(bad))
+
+
+# ----------------------------------------------------------------------------- checkpoint = SavedModel = TFLite
+
+
+def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmenter_cache, tmp_path):
+    exporting = pytest.importorskip("pix2pix_tf.exporting", reason="the export modules are not in this checkout")
+    pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter is not installed")
+    exported = exporting.export(exporting.ExportConfig(workdir=workdir, export_dir=str(tmp_path / "export"),
+                                                       tflite=("float32",), check_examples=2))
+    tflite = exported.variants[0].path
+    common = EvalConfig(workdir=workdir, deterministic=True, num_examples=3, segmenter_cache=segmenter_cache,
+                        segmenter_steps=SEGMENTER_STEPS, html_examples=0, grid_examples=0, progress=False)
+    forms = {
+        "checkpoint": common,
+        "saved_model": dataclasses.replace(common, saved_model=exported.saved_model_dir),
+        "tflite": dataclasses.replace(common, tflite=tflite),
+        # Without --workdir: the run is found from the export's metadata.
+        "saved_model_alone": dataclasses.replace(common, workdir=None, saved_model=exported.saved_model_dir),
+    }
+    results = {name: evaluate(dataclasses.replace(c, output_dir=str(tmp_path / name))).metrics
+               for name, c in forms.items()}
+    reference = results["checkpoint"]["metrics"]
+    for name, result in results.items():
+        assert result["source"] == name.replace("_alone", "")
+        assert result["mode"]["dropout"] is False
+        m = result["metrics"]
+        for key in ("l1", "psnr", "ssim"):
+            assert abs(m[key] - reference[key]) <= FORM_TOLERANCE[key], (name, key, m[key], reference[key])
+        for channel in ("L", "a", "b"):
+            assert abs(m["lab_histogram_intersection"][channel] - reference["lab_histogram_intersection"][channel]) \
+                <= FORM_TOLERANCE["lab_histogram_intersection"], (name, channel)
+        for key, value in m["fcn"].items():
+            assert abs(value - reference["fcn"][key]) <= FORM_TOLERANCE["fcn"], (name, key)
+
+
+def test_paper_mode_noise_is_seeded(workdir, segmenter_cache, tmp_path):
+    config = EvalConfig(workdir=workdir, num_examples=2, fcn=False, html_examples=0, grid_examples=0, progress=False)
+    first, second, other = (evaluate(dataclasses.replace(config, seed=seed, output_dir=str(tmp_path / str(i)))).metrics
+                            for i, seed in enumerate((1, 1, 2)))
+    assert first["metrics"]["l1"] == second["metrics"]["l1"]
+    assert first["metrics"]["l1"] != other["metrics"]["l1"]
+    assert first["ground_truth"] is None  # --nofcn
+
+
+def test_evaluate_refuses_what_it_cannot_do(workdir, tmp_path):
+    from pix2pix_tf.errors import Pix2pixError
+
+    with pytest.raises(Pix2pixError, match="splits"):
+        evaluate(EvalConfig(workdir=workdir, split="holdout", fcn=False, progress=False, output_dir=str(tmp_path)))
+    with pytest.raises(Pix2pixError, match="at most one"):
+        evaluate(EvalConfig(workdir=workdir, saved_model="a", tflite="b"))
+    with pytest.raises(Pix2pixError, match="--workdir"):
+        evaluate(EvalConfig())
+    with pytest.raises(Pix2pixError, match="pass --workdir"):
+        evaluate(EvalConfig(saved_model=str(tmp_path)))
+    with pytest.raises(Pix2pixError, match="config.json"):
+        evaluate(EvalConfig(workdir=str(tmp_path / "nope")))
