@@ -133,3 +133,20 @@ def test_held_out_scale_width_uses_the_crop_size_as_width():
     a, _ = data.held_out_resize(tf.zeros([100, 200, 3]), tf.zeros([100, 200, 3]),
                                 DataConfig(preprocess="scale_width", load_size=64, crop_size=32), multiple=4)
     assert a.shape[:2] == (32, 32)
+
+
+def test_workers_read_disjoint_slices_of_each_global_batch(tiny):
+    """Two input pipelines together see each example of an epoch once, in the one-pipeline order."""
+    config = DataConfig(dataset=TINY_DATASET, preprocess="none", flip=False, batch_size=4)
+    n = tiny.num_train
+
+    def images(shard, replica_batch):
+        stream = data.train_stream(tiny, config, 3, 3, seed=5, shard=shard, replica_batch_size=replica_batch)
+        return [x.tobytes() for a, _ in stream.take(n // replica_batch // shard[1]) for x in a.numpy()]
+
+    whole = images((0, 1), 4)
+    first, second = images((0, 2), 2), images((1, 2), 2)
+    assert not set(first) & set(second)
+    assert sorted(first + second) == sorted(whole) and len(set(whole)) == n
+    interleaved = [x for k in range(0, len(first), 2) for x in first[k:k + 2] + second[k:k + 2]]
+    assert interleaved == whole  # global batch k = worker 0's slice, then worker 1's
