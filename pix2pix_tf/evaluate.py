@@ -134,6 +134,27 @@ def find_workdir(config: EvalConfig) -> str:
                       "preprocessing.")
 
 
+def _exported_batch_statistics(config: EvalConfig) -> bool:
+    """Whether the model normalises with batch statistics: an export fixed it when it was made
+    (its metadata says which); a checkpoint does what --batch_statistics asks."""
+    from pix2pix_tf import exporting, translation
+
+    mode = None
+    if config.saved_model:
+        mode = exporting.read_metadata(translation.resolve_saved_model(config.saved_model)).get("mode")
+    elif config.tflite:
+        report_path = os.path.join(os.path.dirname(config.tflite), exporting.TFLITE_REPORT)
+        if os.path.exists(report_path):
+            with open(report_path) as f:
+                mode = json.load(f).get("mode")
+    if mode is None:
+        return config.batch_statistics
+    if not config.batch_statistics:
+        logging.warning("--nobatch_statistics applies to checkpoints; the export was made with batch_statistics=%s.",
+                        mode.get("batch_statistics", True))
+    return bool(mode.get("batch_statistics", True))
+
+
 def _model_label(config: EvalConfig, translator) -> str:
     if config.tflite:
         return "tflite-" + os.path.splitext(os.path.basename(config.tflite))[0]
@@ -276,6 +297,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
                                  checkpoint=config.checkpoint, saved_model=config.saved_model, tflite=config.tflite,
                                  mode=mode, seed=config.seed, threads=config.threads)
     deterministic = translator.deterministic
+    batch_statistics = _exported_batch_statistics(config)
     if deterministic and not config.deterministic:
         logging.warning("%s has no dropout: evaluating it deterministically.", translator.description)
     num_samples = config.num_samples
@@ -410,10 +432,10 @@ def evaluate(config: EvalConfig) -> EvalResult:
         "image_size": list(image_hw),
         "num_examples": len(per_image),
         "num_samples": num_samples,
-        "mode": {"dropout": not deterministic, "batch_statistics": config.batch_statistics},
+        "mode": {"dropout": not deterministic, "batch_statistics": batch_statistics},
         "mode_description": ("deterministic (no dropout)" if deterministic else
                              f"paper mode (dropout on, {num_samples} noise sample(s))")
-                            + (", batch statistics" if config.batch_statistics else ", moving averages"),
+                            + (", batch statistics" if batch_statistics else ", moving averages"),
         "seed": config.seed,
         "metrics": mean,
         "metrics_std": std,
