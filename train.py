@@ -72,6 +72,10 @@ flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
 flags.DEFINE_integer("eval_examples", 16, "Held-out examples for the L1 and sample grids.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
+# Speed (docs/performance.md); neither changes what is learned beyond float rounding.
+flags.DEFINE_bool("fused_adam", True, "Update with TensorFlow's fused Adam kernel (--nofused_adam: Keras' own ops).")
+flags.DEFINE_bool("jit_compile", False, "Compile each replica's step with XLA (slower on CPU; try it on GPU).")
+
 
 def config_from_flags() -> cfg.TrainConfig:
     return cfg.TrainConfig(
@@ -91,7 +95,7 @@ def config_from_flags() -> cfg.TrainConfig:
             strategy=FLAGS.strategy, cpu_replicas=FLAGS.cpu_replicas, save_every=FLAGS.save_every,
             log_every=FLAGS.log_every, sample_every=FLAGS.sample_every,
             keep_checkpoints=FLAGS.keep_checkpoints, eval_examples=FLAGS.eval_examples,
-            progress=FLAGS.progress),
+            progress=FLAGS.progress, fused_adam=FLAGS.fused_adam, jit_compile=FLAGS.jit_compile),
     )
 
 

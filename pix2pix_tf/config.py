@@ -132,6 +132,8 @@ class RunConfig:
     keep_checkpoints: int = 3
     eval_examples: int = 16
     progress: bool = True
+    fused_adam: bool = True  # TensorFlow's one-pass Adam kernel; the same update as Keras' Adam.
+    jit_compile: bool = False  # XLA for the replica step: slower on CPU (docs/performance.md).
 
     def validate(self) -> None:
         _check_choice("strategy", self.strategy, STRATEGIES)

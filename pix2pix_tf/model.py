@@ -33,13 +33,16 @@ class Pix2Pix:
         with strategy.scope():
             self.generator = build_generator(config.model)
             self.discriminator = build_discriminator(config.model)
-            self.g_optimizer = make_optimizer(config.optim, steps_per_epoch, "g_adam")
-            self.d_optimizer = make_optimizer(config.optim, steps_per_epoch, "d_adam")
+            self.g_optimizer = make_optimizer(config.optim, steps_per_epoch, "g_adam", config.run.fused_adam)
+            self.d_optimizer = make_optimizer(config.optim, steps_per_epoch, "d_adam", config.run.fused_adam)
             # Built here: a lazy build inside strategy.run fails.
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        # XLA compiles what each replica runs; the cross-replica reduction stays outside.
+        self._replica_fn = (tf.function(self._replica_step, jit_compile=True) if config.run.jit_compile
+                            else self._replica_step)
 
     def checkpointables(self) -> dict:
         """Everything a resumed run needs to continue exactly."""
@@ -89,7 +92,7 @@ class Pix2Pix:
     def train_step(self, iterator) -> dict[str, tf.Tensor]:
         """One D step and one G step on the next global batch, on every replica."""
         input_image, target = next(iterator)
-        per_replica = self.strategy.run(self._replica_step, args=(input_image, target))
+        per_replica = self.strategy.run(self._replica_fn, args=(input_image, target))
         self.step.assign_add(1)
         return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                 for name, value in per_replica.items()}

@@ -1,0 +1,77 @@
+"""The speed levers change how fast, not what is learned; the benchmark measures what it says.
+
+No timing thresholds here: figures come from `python -m pix2pix_tf.benchmark` (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_training import checkpoint_values
+
+from pix2pix_tf.optimization import FusedAdam
+from pix2pix_tf.trainer import train
+
+from conftest import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_fused_adam_makes_the_keras_adam_update():
+    shapes = [(3, 3, 4, 8), (8,), (5, 7)]
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=s).astype(np.float32) for s in shapes]
+    grads = [[tf.constant(rng.normal(size=s).astype(np.float32)) for s in shapes] for _ in range(5)]
+    results = []
+    for adam in (keras.optimizers.Adam, FusedAdam):
+        variables = [keras.Variable(v) for v in start]
+        optimizer = adam(learning_rate=0.01, beta_1=0.5)
+        for step_grads in grads:
+            optimizer.apply_gradients(zip(step_grads, variables))
+        results.append(([v.numpy() for v in variables],
+                        [v.numpy() for v in optimizer.variables if v.path.endswith(("momentum", "velocity"))]))
+    (keras_vars, keras_slots), (fused_vars, fused_slots) = results
+    assert len(keras_slots) == len(fused_slots) == 2 * len(shapes)
+    for a, b in zip(keras_vars + keras_slots, fused_vars + fused_slots):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(keras_vars[0], start[0])  # The update did happen.
+
+
+def _same_run(reference, other, tolerance: float, label: str, weight_atol: float = 1e-4) -> None:
+    assert other.losses == pytest.approx(reference.losses, rel=tolerance, abs=1e-5), label
+    a, b = checkpoint_values(reference.checkpoint, "generator"), checkpoint_values(other.checkpoint, "generator")
+    assert a.keys() == b.keys() and a
+    for key in [k for k in a if "moving_" not in k]:  # The trained weights.
+        np.testing.assert_allclose(a[key], b[key], rtol=tolerance, atol=weight_atol, err_msg=f"{label}: {key}")
+
+
+def test_fused_adam_learns_what_keras_adam_learns(tmp_path, data_dir):
+    plain = train(tiny_config(tmp_path / "plain", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
+    fused = train(tiny_config(tmp_path / "fused", data_dir, optim=dict(steps=4)))  # The default.
+    _same_run(plain, fused, 1e-4, "fused Adam")
+
+
+def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir):
+    """Without dropout: XLA's stateless RNG draws other dropout masks (another sample of the
+    noise z, as a different seed would), so only the dropout-free run can be compared."""
+    no_dropout = dict(dropout=False)
+    plain = train(tiny_config(tmp_path / "plain", data_dir, model=no_dropout, optim=dict(steps=4),
+                              run=dict(fused_adam=False)))
+    xla = train(tiny_config(tmp_path / "xla", data_dir, model=no_dropout, optim=dict(steps=4),
+                            run=dict(jit_compile=True)))
+    # Adam moves a weight by about lr per step whatever its gradient's size, so round-off in
+    # a gradient near zero can change a weight by up to lr * steps (2e-4 * 4).
+    _same_run(plain, xla, 1e-3, "XLA", weight_atol=2 * 2e-4 * 4)
+
+
+def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir):
+    """Same slot variables: a run may switch --fused_adam between invocations."""
+    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
+    train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2)))
+    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
+    assert rest.step == 4
+    assert rest.losses == pytest.approx(whole.losses, rel=1e-3, abs=1e-5)
