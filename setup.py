@@ -28,7 +28,7 @@ setup(
             "pix2pix-train=train:run",
             "pix2pix-export=export:run",
             "pix2pix-translate=pix2pix_tf.translate:run",
-            "pix2pix-benchmark=pix2pix_tf.benchmark:run",
+            "pix2pix-benchmark=pix2pix_tf.benchmark.__main__:run",
             "pix2pix-evaluate=pix2pix_tf.evaluate:run",
         ],
     },

@@ -266,6 +266,9 @@ def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, outp
     start_epoch, offset = divmod(start_example, n)
 
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
+        # The order depends on `seed` alone. Left in place, the global seed would be mixed in,
+        # and a global seed of 0 (--seed=0) makes tf.data compare this tensor seed with 0 in Python.
+        tf.compat.v1.get_default_graph().seed = None
         return records.shuffle(buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False)
 
     stream = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch).skip(offset)

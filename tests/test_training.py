@@ -69,8 +69,9 @@ def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, da
     dict(loss=dict(gan_weight=0.0)),
     dict(data=dict(batch_size=2)),
     dict(run=dict(strategy="default")),
+    dict(run=dict(seed=0)),
 ], ids=["resnet", "encoder_decoder", "pixel_instance", "16x16_nonorm", "imagegan", "gan_lsgan",
-        "cgan_only", "l1_only", "batch2", "default_strategy"])
+        "cgan_only", "l1_only", "batch2", "default_strategy", "seed0"])
 def test_variants_train(tmp_path, data_dir, overrides):
     result = train(tiny_config(tmp_path, data_dir, optim=dict(steps=2), **overrides))
     assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())

@@ -1,0 +1,100 @@
+"""Benchmark: how fast pix2pix trains and translates here, against what this machine can do.
+
+    python -m pix2pix_tf.benchmark                      # the reference configuration (docs/performance.md)
+    python -m pix2pix_tf.benchmark --json=bench.json    # also write every figure as JSON
+    python -m pix2pix_tf.benchmark --dataset=folder:/data/facades --batch_sizes=1
+
+Prints, in one run: this machine's fp32 matmul GFLOP/s; for each batch size the training
+step's images/s and s/step (median of timed steps after warm-up, fed by the real input
+pipeline), its FLOPs counted from the traced graph, the achieved GFLOP/s as a fraction of the
+matmul's, the pipeline's images/s alone and the peak resident memory; each speed lever timed
+against the unoptimised step; and batch-1 generator latency of the Keras model, the SavedModel
+and each TFLite variant, with sizes. No figure is judged against a threshold in a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from pix2pix_tf import config as cfg  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("dataset", "shapes", "Dataset the training step reads (as train.py's --dataset).")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+flags.DEFINE_enum("generator", "unet_256", cfg.GENERATORS, "Generator (the discriminator is the basic 70x70 PatchGAN).")
+flags.DEFINE_integer("ngf", 64, "Generator base filters.")
+flags.DEFINE_integer("ndf", 64, "Discriminator base filters.")
+flags.DEFINE_integer("crop_size", 256, "Training and inference image size.")
+flags.DEFINE_integer("load_size", 286, "Resize before the random crop.")
+flags.DEFINE_list("batch_sizes", ["1", "4"], "Global batch sizes to time training at.")
+flags.DEFINE_integer("steps", 10, "Training steps timed per batch size (after 2 warm-up steps).")
+flags.DEFINE_integer("pipeline_images", 200, "Images timed through the input pipeline alone.")
+flags.DEFINE_list("levers", ["plain", "fused_adam", "xla"],
+                  "Step variants timed in turns at batch 1 (first: the reference for loss differences); empty: skip.")
+flags.DEFINE_integer("lever_steps", 6, "Steps timed per lever.")
+flags.DEFINE_list("tflite", ["float32", "float16", "dynamic_int8", "int8"], "TFLite variants to time; empty: none.")
+flags.DEFINE_bool("inference", True, "Time the generator's inference forms.")
+flags.DEFINE_integer("threads", 2, "TFLite interpreter threads.")
+flags.DEFINE_integer("rounds", 15, "Interleaved latency rounds.")
+flags.DEFINE_integer("matmul_size", 4096, "Side of the square fp32 matmul that measures the machine.")
+flags.DEFINE_float("tutorial_images_per_second", 0.96,
+                   "The TensorFlow tutorial's batch-1 step on a 2-core machine of this class (issue 6's "
+                   "measurement; not re-measured): only used to print our ratio to it.")
+flags.DEFINE_string("json", None, "Also write every figure to this JSON file.")
+
+
+def config_from_flags(batch_size: int) -> cfg.TrainConfig:
+    return cfg.TrainConfig(
+        model=cfg.ModelConfig(generator=FLAGS.generator, ngf=FLAGS.ngf, ndf=FLAGS.ndf),
+        data=cfg.DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, load_size=FLAGS.load_size,
+                            crop_size=FLAGS.crop_size, batch_size=batch_size),
+        run=cfg.RunConfig(seed=0, progress=False)).validate()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    from pix2pix_tf.benchmark import report
+    from pix2pix_tf.errors import Pix2pixError
+
+    try:
+        batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+    except ValueError:
+        print(f"error: --batch_sizes must be integers, got {','.join(FLAGS.batch_sizes)}.", file=sys.stderr)
+        return 2
+    try:
+        configs = [config_from_flags(b) for b in batch_sizes]
+        unknown = set(FLAGS.levers) - set(report.LEVER_NAMES)
+        if unknown:
+            raise cfg.ConfigError(f"--levers: unknown {sorted(unknown)}; choose from {', '.join(report.LEVER_NAMES)}.")
+        results = report.run_suite(report.SuiteConfig(
+            trainings=configs, steps=FLAGS.steps, pipeline_images=FLAGS.pipeline_images,
+            levers=tuple(FLAGS.levers), lever_steps=FLAGS.lever_steps, inference=FLAGS.inference,
+            tflite=tuple(FLAGS.tflite), threads=FLAGS.threads, rounds=FLAGS.rounds,
+            matmul_size=FLAGS.matmul_size, tutorial_images_per_second=FLAGS.tutorial_images_per_second))
+    except Pix2pixError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report.format_results(results))
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump(dataclasses.asdict(results), f, indent=2)
+            f.write("\n")
+        print(f"Figures written to {FLAGS.json}")
+    return 0
+
+
+def run() -> None:
+    """Console entry point `pix2pix-benchmark`."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

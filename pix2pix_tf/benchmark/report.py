@@ -1,0 +1,134 @@
+"""The benchmark suite: runs every measurement in order and prints the figures side by side."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from pix2pix_tf.benchmark import machine, training
+from pix2pix_tf.config import TrainConfig
+
+LEVER_NAMES = tuple(training.LEVERS)
+
+
+@dataclasses.dataclass
+class SuiteConfig:
+    trainings: list[TrainConfig]  # One per batch size; the first also sets the inference model.
+    steps: int = 10
+    pipeline_images: int = 200
+    levers: tuple[str, ...] = LEVER_NAMES
+    lever_steps: int = 6
+    inference: bool = True
+    tflite: tuple[str, ...] = ("float32", "float16", "dynamic_int8", "int8")
+    threads: int = 2
+    rounds: int = 15
+    matmul_size: int = 4096
+    tutorial_images_per_second: float = 0.96
+
+
+@dataclasses.dataclass
+class SuiteResults:
+    configuration: str
+    machine: machine.MachineInfo
+    training: list[training.TrainingFigures]
+    levers: list[training.LeverFigures]
+    inference: list  # LatencyRow
+    tutorial_images_per_second: float
+    summary: dict[str, Optional[float]]
+
+
+def _inference_rows(config: TrainConfig, suite: SuiteConfig) -> list:
+    """In a fresh process, after training's: latency is not measured on a heap training grew."""
+    from pix2pix_tf.benchmark.inference import measure_inference
+    from pix2pix_tf.generator import build_generator, size_multiple
+
+    generator = build_generator(config.model)  # Latency does not depend on the weights' values.
+    size, channels = config.data.crop_size, config.model.input_nc
+    calibration = np.random.default_rng(1).uniform(-1, 1, (8, size, size, channels)).astype(np.float32)
+    return measure_inference(generator, size, channels, size_multiple(config.model.generator), suite.tflite,
+                             suite.threads, suite.rounds, calibration)
+
+
+def run_suite(suite: SuiteConfig) -> SuiteResults:
+    info = training.in_subprocess(machine.machine_info, suite.matmul_size)
+    figures = [training.in_subprocess(training.measure_training, config, suite.steps, suite.pipeline_images)
+               for config in suite.trainings]
+    first = suite.trainings[0]
+    levers = []
+    if suite.levers:
+        one = dataclasses.replace(first, data=dataclasses.replace(first.data, batch_size=1))
+        levers = training.in_subprocess(training.compare_levers, one, suite.lever_steps, suite.levers)
+    rows = training.in_subprocess(_inference_rows, first, suite) if suite.inference else []
+    model = first.model
+    return SuiteResults(
+        configuration=(f"{model.generator} (ngf {model.ngf}) + {model.discriminator} D (ndf {model.ndf}), "
+                       f"{model.norm} norm, {first.data.crop_size}x{first.data.crop_size}, {first.data.dataset}"),
+        machine=info, training=figures, levers=levers, inference=rows,
+        tutorial_images_per_second=suite.tutorial_images_per_second, summary=_summary(info, figures, rows))
+
+
+def _find(rows: list, name: str):
+    return next((row for row in rows if row.name == name), None)
+
+
+def _summary(info: machine.MachineInfo, figures: list[training.TrainingFigures], rows: list) -> dict:
+    """The ratios issue 6 sets targets for."""
+    summary: dict[str, Optional[float]] = {"matmul_gflops": info.matmul_gflops}
+    by_batch = {f.batch_size: f for f in figures}
+    for f in figures:
+        summary[f"batch{f.batch_size}_images_per_second"] = f.images_per_second
+        summary[f"batch{f.batch_size}_model_flop_utilisation"] = f.achieved_gflops / info.matmul_gflops
+        summary[f"batch{f.batch_size}_peak_rss_gib"] = f.peak_rss_mib / 1024
+    if 1 in by_batch and 4 in by_batch:
+        summary["batch4_over_batch1_images_per_second"] = by_batch[4].images_per_second / by_batch[1].images_per_second
+    keras_row, f32, dyn = (_find(rows, "keras G(x, training=False)"), _find(rows, "TFLite float32"),
+                           _find(rows, "TFLite dynamic_int8"))
+    folded = _find(rows, "TFLite float32 (moving averages, BN folded)")
+    if keras_row and f32:
+        summary["tflite_float32_over_keras_latency"] = f32.latency_ms / keras_row.latency_ms
+    if keras_row and folded:
+        summary["tflite_float32_folded_over_keras_latency"] = folded.latency_ms / keras_row.latency_ms
+    if f32 and dyn:
+        summary["dynamic_int8_over_float32_size"] = dyn.size_mib / f32.size_mib
+    return summary
+
+
+def format_results(results: SuiteResults) -> str:
+    m = results.machine
+    lines = [
+        f"configuration   {results.configuration}",
+        f"machine         {m.cpu}, {m.cores} cores, TensorFlow {m.tensorflow}, oneDNN {'on' if m.onednn else 'off'}",
+        f"fp32 matmul     {m.matmul_gflops:8.1f} GFLOP/s  ({m.matmul_size}x{m.matmul_size}, median; best "
+        f"{m.matmul_gflops_best:.1f})",
+        "",
+        "training (real input pipeline; median of timed steps after 2 warm-up steps)",
+        f"  {'batch':>5} {'images/s':>9} {'s/step':>8} {'GFLOP/step':>11} {'GFLOP/s':>8} {'MFU':>6} "
+        f"{'pipeline img/s':>15} {'peak RSS':>10}",
+    ]
+    for f in results.training:
+        lines.append(f"  {f.batch_size:5d} {f.images_per_second:9.3f} {f.step_seconds:8.3f} {f.step_gflops:11.1f} "
+                     f"{f.achieved_gflops:8.1f} {f.achieved_gflops / m.matmul_gflops:6.1%} "
+                     f"{f.pipeline_images_per_second:15.1f} {f.peak_rss_mib / 1024:7.2f} GiB")
+    one = next((f for f in results.training if f.batch_size == 1), None)
+    if one:
+        tutorial = results.tutorial_images_per_second
+        lines.append(f"  batch 1 vs the TensorFlow tutorial's {tutorial:.2f} images/s "
+                     f"(issue 6's figure for this machine class): {one.images_per_second / tutorial:.2f}x")
+    if results.levers:
+        lines += ["", "speed levers at batch 1 (timed in turns on the same batches)",
+                  f"  {'lever':<11} {'s/step':>8} {'min':>7} {'vs plain':>9} {'max |loss diff|':>16}  what"]
+        plain = results.levers[0].step_seconds
+        for lever in results.levers:
+            lines.append(f"  {lever.name:<11} {lever.step_seconds:8.3f} {lever.step_seconds_min:7.3f} "
+                         f"{plain / lever.step_seconds:8.2f}x {lever.max_loss_difference:16.2e}  {lever.description}")
+    if results.inference:
+        lines += ["", "generator inference, batch 1 (median (min) of interleaved rounds)",
+                  f"  {'form':<46} {'latency ms':>16} {'size MiB':>9} {'PSNR dB':>8}"]
+        for row in results.inference:
+            size = "" if row.size_mib is None else f"{row.size_mib:9.1f}"
+            psnr = "" if row.psnr_db is None else f"{row.psnr_db:8.1f}"
+            lines.append(f"  {row.name:<46} {row.latency_ms:8.1f} ({row.latency_min_ms:5.1f}) {size:>9} {psnr:>8}")
+    lines += ["", "summary"] + [f"  {k:<44} {v:.3f}" for k, v in results.summary.items() if v is not None]
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""Training speed: the real step on the real pipeline, and what each speed lever changes.
+
+Each measurement runs in a fresh process (`in_subprocess`), so its peak memory is its own and
+one model's caches never warm another's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import statistics
+import time
+from typing import Any, Callable, Iterator
+
+import keras
+import tensorflow as tf
+
+from pix2pix_tf import data
+from pix2pix_tf.benchmark.machine import graph_flops, peak_rss_mib
+from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.distribute import make_strategy
+from pix2pix_tf.generator import size_multiple
+from pix2pix_tf.model import Pix2Pix
+
+
+@dataclasses.dataclass
+class TrainingFigures:
+    batch_size: int
+    step_seconds: float  # Median of the timed steps.
+    step_seconds_min: float
+    images_per_second: float
+    step_gflops: float  # Counted from the traced step by TensorFlow's profiler.
+    achieved_gflops: float
+    pipeline_images_per_second: float
+    peak_rss_mib: float
+    timed_steps: int
+
+
+@dataclasses.dataclass
+class LeverFigures:
+    """One variant of the step, timed in turns with the others on the same batches."""
+
+    name: str
+    description: str
+    step_seconds: float
+    step_seconds_min: float
+    max_loss_difference: float  # Largest |loss - plain path's loss| over the timed steps.
+
+
+def in_subprocess(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) in a fresh Python process (spawned: TensorFlow must not be forked)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def _stream(config: TrainConfig) -> tuple[Callable[[], tf.data.Dataset], int]:
+    dataset = data.load_paired_dataset(config.data)
+
+    def stream() -> tf.data.Dataset:
+        return data.train_stream(dataset, config.data, config.model.input_nc, config.model.output_nc, seed=0,
+                                 multiple=size_multiple(config.model.generator))
+    return stream, dataset.num_train
+
+
+def pipeline_images_per_second(stream: tf.data.Dataset, images: int, batch_size: int) -> float:
+    """Images/second the input pipeline delivers alone, once its prefetch buffers are full."""
+    iterator = iter(stream)
+    for _ in range(5):
+        next(iterator)
+    batches = max(1, images // batch_size)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def _wait_for_step(gan: Pix2Pix, iterator: Iterator) -> dict[str, float]:
+    return {name: float(value) for name, value in gan.train_step(iterator).items()}  # float() waits.
+
+
+def measure_training(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
+    """Times the training step of `config` fed by the real input pipeline."""
+    keras.utils.set_random_seed(0)
+    stream, num_train = _stream(config)
+    pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
+    strategy = make_strategy(config.run)
+    gan = Pix2Pix(config, strategy, num_train / config.data.batch_size)
+    iterator = iter(strategy.experimental_distribute_dataset(stream()))
+    median, fastest = _time_steps(lambda: _wait_for_step(gan, iterator), steps)
+    flops = graph_flops(gan.train_step.get_concrete_function(iterator).graph)
+    return TrainingFigures(
+        batch_size=config.data.batch_size, step_seconds=median, step_seconds_min=fastest,
+        images_per_second=config.data.batch_size / median, step_gflops=flops / 1e9,
+        achieved_gflops=flops / median / 1e9, pipeline_images_per_second=pipeline, peak_rss_mib=peak_rss_mib(),
+        timed_steps=steps)
+
+
+def _time_steps(step: Callable[[], object], steps: int, warmup: int = 2) -> tuple[float, float]:
+    for _ in range(warmup):  # The first call traces.
+        step()
+    durations = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        durations.append(time.perf_counter() - start)
+    return statistics.median(durations), min(durations)
+
+
+LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "plain": ("Keras Adam, no XLA (the unoptimised path)", dict(fused_adam=False, jit_compile=False)),
+    "fused_adam": ("TensorFlow's fused Adam kernel (the default)", dict(fused_adam=True, jit_compile=False)),
+    "xla": ("fused Adam + XLA jit_compile of the replica step", dict(fused_adam=True, jit_compile=True)),
+}
+
+
+def compare_levers(config: TrainConfig, steps: int, levers: tuple[str, ...]) -> list[LeverFigures]:
+    """Times each lever's step in turns (one step of each per round, so load from other
+    processes hits all alike), all from the same initial weights and the same batches."""
+    stream, num_train = _stream(config)
+    strategy = make_strategy(config.run)
+    runs = {}
+    for name in levers:
+        keras.utils.set_random_seed(0)  # Same initial weights and dropout masks for every variant.
+        run = dataclasses.replace(config.run, **LEVERS[name][1])
+        gan = Pix2Pix(dataclasses.replace(config, run=run), strategy, num_train / config.data.batch_size)
+        runs[name] = (gan, iter(strategy.experimental_distribute_dataset(stream())))
+    losses: dict[str, list[dict[str, float]]] = {name: [] for name in levers}
+    durations: dict[str, list[float]] = {name: [] for name in levers}
+    for name, (gan, iterator) in runs.items():
+        for _ in range(2):
+            losses[name].append(_wait_for_step(gan, iterator))
+    for _ in range(steps):
+        for name, (gan, iterator) in runs.items():
+            start = time.perf_counter()
+            losses[name].append(_wait_for_step(gan, iterator))
+            durations[name].append(time.perf_counter() - start)
+    reference = losses[levers[0]]
+    return [LeverFigures(name=name, description=LEVERS[name][0], step_seconds=statistics.median(durations[name]),
+                         step_seconds_min=min(durations[name]),
+                         max_loss_difference=max(abs(step[k] - ref[k]) for step, ref in zip(losses[name], reference)
+                                                 for k in ref))
+            for name in levers]
