@@ -5,7 +5,10 @@ No timing thresholds here: figures come from `python -m pix2pix_tf.benchmark` (d
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -16,7 +19,7 @@ from test_training import checkpoint_values
 from pix2pix_tf.optimization import FusedAdam
 from pix2pix_tf.trainer import train
 
-from conftest import tiny_config
+from conftest import TINY_DATASET, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,3 +78,42 @@ def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir):
     rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
     assert rest.step == 4
     assert rest.losses == pytest.approx(whole.losses, rel=1e-3, abs=1e-5)
+
+
+def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
+    """The suite runs end to end from the command line (tiny models; no timing is judged)."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pix2pix_tf.benchmark", f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
+         "--generator=unet_128", "--ngf=8", "--ndf=8", "--crop_size=128", "--load_size=143", "--batch_sizes=1,2",
+         "--steps=2", "--pipeline_images=8", "--levers=plain,fused_adam", "--lever_steps=2",
+         "--tflite=float32,dynamic_int8", "--rounds=2", "--matmul_size=256", f"--json={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert [t["batch_size"] for t in figures["training"]] == [1, 2]
+    for t in figures["training"]:
+        assert t["images_per_second"] > 0 and t["peak_rss_mib"] > 100 and t["pipeline_images_per_second"] > 0
+        assert t["achieved_gflops"] == pytest.approx(t["step_gflops"] / t["step_seconds"], rel=1e-6)
+    one, two = figures["training"]
+    # FLOPs come from the traced graph: batch 2 does twice batch 1's convolution work.
+    assert two["step_gflops"] == pytest.approx(2 * one["step_gflops"], rel=0.02)
+    assert figures["machine"]["matmul_gflops"] > 0
+    assert [lever["name"] for lever in figures["levers"]] == ["plain", "fused_adam"]
+    assert figures["levers"][0]["max_loss_difference"] == 0.0
+    forms = {row["name"]: row for row in figures["inference"]}
+    assert {"keras G(x, training=False)", "SavedModel translate_float_deterministic", "TFLite float32",
+            "TFLite dynamic_int8", "TFLite float32 (moving averages, BN folded)"} <= set(forms)
+    assert forms["TFLite float32"]["psnr_db"] > 60 and forms["TFLite dynamic_int8"]["psnr_db"] > 30
+    summary = figures["summary"]
+    assert summary["dynamic_int8_over_float32_size"] == pytest.approx(
+        forms["TFLite dynamic_int8"]["size_mib"] / forms["TFLite float32"]["size_mib"])
+    for line in ("fp32 matmul", "training (real input pipeline", "speed levers", "generator inference", "summary"):
+        assert line in result.stdout
+
+
+def test_benchmark_refuses_an_unknown_lever():
+    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark", "--levers=turbo"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "--levers: unknown ['turbo']" in result.stderr and "Traceback" not in result.stderr
