@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from pix2pix_tf import data
-from pix2pix_tf.benchmark.machine import graph_flops, peak_rss_mib
+from pix2pix_tf.benchmark.machine import graph_flops, median_seconds, peak_rss_mib
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.distribute import make_strategy
 from pix2pix_tf.generator import size_multiple
@@ -86,7 +86,7 @@ def measure_training(config: TrainConfig, steps: int, pipeline_images: int) -> T
     strategy = make_strategy(config.run)
     gan = Pix2Pix(config, strategy, num_train / config.data.batch_size)
     iterator = iter(strategy.experimental_distribute_dataset(stream()))
-    median, fastest = _time_steps(lambda: _wait_for_step(gan, iterator), steps)
+    median, fastest = median_seconds(lambda: _wait_for_step(gan, iterator), steps)  # Warm-up traces.
     flops = step_flops(gan, strategy, stream())
     return TrainingFigures(
         batch_size=config.data.batch_size, step_seconds=median, step_seconds_min=fastest,
@@ -103,17 +103,6 @@ def step_flops(gan: Pix2Pix, strategy: tf.distribute.Strategy, stream: tf.data.D
     iterator = iter(strategy.experimental_distribute_dataset(static))
     fresh = tf.function(gan.train_step.python_function)  # A new trace: the step's own would be reused.
     return graph_flops(fresh.get_concrete_function(iterator).graph)
-
-
-def _time_steps(step: Callable[[], object], steps: int, warmup: int = 2) -> tuple[float, float]:
-    for _ in range(warmup):  # The first call traces.
-        step()
-    durations = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        durations.append(time.perf_counter() - start)
-    return statistics.median(durations), min(durations)
 
 
 LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
