@@ -117,3 +117,25 @@ def test_benchmark_refuses_an_unknown_lever():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "--levers: unknown ['turbo']" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("use_bias, activation, size", [(False, None, 1), (True, "tanh", 8), (True, None, 5)])
+def test_phase_transposed_conv_computes_the_transposed_conv(use_bias, activation, size):
+    from pix2pix_tf.inference import phase_transposed_conv
+
+    layer = keras.layers.Conv2DTranspose(6, 4, strides=2, padding="same", use_bias=use_bias, activation=activation,
+                                         bias_initializer="random_normal")
+    x = tf.random.stateless_normal([2, size, size + 2, 5], seed=[0, 1])
+    expected = layer(x)
+    np.testing.assert_allclose(phase_transposed_conv(layer, x).numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_generator_with_phase_transposed_convs_is_the_same_generator():
+    from pix2pix_tf.config import ModelConfig
+    from pix2pix_tf.generator import build_generator
+    from pix2pix_tf.inference import DETERMINISTIC, generate
+
+    generator = build_generator(ModelConfig(generator="unet_128", ngf=8))
+    x = tf.random.stateless_uniform([1, 128, 128, 3], seed=[2, 3], minval=-1, maxval=1)
+    np.testing.assert_allclose(generate(generator, x, DETERMINISTIC, phase_transposed_convs=True).numpy(),
+                               generate(generator, x, DETERMINISTIC).numpy(), rtol=1e-4, atol=1e-5)
