@@ -75,6 +75,8 @@ flags.DEFINE_bool("progress", True, "Show a progress bar.")
 # Speed (docs/performance.md); neither changes what is learned beyond float rounding.
 flags.DEFINE_bool("fused_adam", True, "Update with TensorFlow's fused Adam kernel (--nofused_adam: Keras' own ops).")
 flags.DEFINE_bool("jit_compile", False, "Compile each replica's step with XLA (slower on CPU; try it on GPU).")
+flags.DEFINE_bool("reuse_memory", True, "Keep freed memory for the next step instead of page-faulting it back in "
+                  "(glibc malloc settings; --noreuse_memory: the system's defaults).")
 
 
 def config_from_flags() -> cfg.TrainConfig:
@@ -95,7 +97,8 @@ def config_from_flags() -> cfg.TrainConfig:
             strategy=FLAGS.strategy, cpu_replicas=FLAGS.cpu_replicas, save_every=FLAGS.save_every,
             log_every=FLAGS.log_every, sample_every=FLAGS.sample_every,
             keep_checkpoints=FLAGS.keep_checkpoints, eval_examples=FLAGS.eval_examples,
-            progress=FLAGS.progress, fused_adam=FLAGS.fused_adam, jit_compile=FLAGS.jit_compile),
+            progress=FLAGS.progress, fused_adam=FLAGS.fused_adam, jit_compile=FLAGS.jit_compile,
+            reuse_memory=FLAGS.reuse_memory),
     )
 
 
@@ -105,10 +108,14 @@ def main(argv: list[str]) -> int:
     # Imported here so that --help answers before TensorFlow loads.
     from pix2pix_tf.distribute import split_cpu
     from pix2pix_tf.errors import Pix2pixError
+    from pix2pix_tf.memory import reuse_freed_memory
     from pix2pix_tf.trainer import train
 
     try:
         config = config_from_flags().validate()
+        # Both are process-wide and must precede TensorFlow's first op.
+        if config.run.reuse_memory and not reuse_freed_memory():
+            logging.info("--reuse_memory: not glibc; the allocator keeps its own defaults.")
         split_cpu(config.run.cpu_replicas)
         result = train(config)
     except Pix2pixError as e:

@@ -91,13 +91,18 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert [t["batch_size"] for t in figures["training"]] == [1, 2]
+    rows = [(t["name"], t["batch_size"], t["reuse_memory"]) for t in figures["training"]]
+    assert rows == [("pix2pix_tf", 1, True), ("pix2pix_tf", 2, True), ("pix2pix_tf", 1, False), ("tutorial", 1, False)]
     for t in figures["training"]:
         assert t["images_per_second"] > 0 and t["peak_rss_mib"] > 100 and t["pipeline_images_per_second"] > 0
         assert t["achieved_gflops"] == pytest.approx(t["step_gflops"] / t["step_seconds"], rel=1e-6)
-    one, two = figures["training"]
+        assert t["minor_faults_per_step"] >= 0
+    one, two, system_malloc, tutorial = figures["training"]
     # FLOPs come from the traced graph: batch 2 does twice batch 1's convolution work.
     assert two["step_gflops"] == pytest.approx(2 * one["step_gflops"], rel=0.02)
+    assert system_malloc["step_gflops"] == pytest.approx(one["step_gflops"])
+    # The tutorial's step at its own 256x256 geometry: G 12.1 + 2 x D 6.4 GFLOP forward, and backward.
+    assert 100 < tutorial["step_gflops"] < 130
     assert figures["machine"]["matmul_gflops"] > 0
     assert [lever["name"] for lever in figures["levers"]] == ["plain", "fused_adam"]
     assert figures["levers"][0]["max_loss_difference"] == 0.0
@@ -106,6 +111,9 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
             "TFLite dynamic_int8", "TFLite float32 (moving averages, BN folded)"} <= set(forms)
     assert forms["TFLite float32"]["psnr_db"] > 60 and forms["TFLite dynamic_int8"]["psnr_db"] > 30
     summary = figures["summary"]
+    assert summary["batch1_over_tutorial_images_per_second"] == pytest.approx(
+        one["images_per_second"] / tutorial["images_per_second"])
+    assert summary["reuse_memory_speedup"] == pytest.approx(system_malloc["step_seconds"] / one["step_seconds"])
     assert summary["dynamic_int8_over_float32_size"] == pytest.approx(
         forms["TFLite dynamic_int8"]["size_mib"] / forms["TFLite float32"]["size_mib"])
     for line in ("fp32 matmul", "training (real input pipeline", "speed levers", "generator inference", "summary"):

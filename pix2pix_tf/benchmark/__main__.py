@@ -34,19 +34,18 @@ flags.DEFINE_integer("ndf", 64, "Discriminator base filters.")
 flags.DEFINE_integer("crop_size", 256, "Training and inference image size.")
 flags.DEFINE_integer("load_size", 286, "Resize before the random crop.")
 flags.DEFINE_list("batch_sizes", ["1", "4"], "Global batch sizes to time training at.")
-flags.DEFINE_integer("steps", 10, "Training steps timed per batch size (after 2 warm-up steps).")
+flags.DEFINE_integer("steps", 20, "Training steps timed per batch size (after 2 warm-up steps).")
 flags.DEFINE_integer("pipeline_images", 200, "Images timed through the input pipeline alone.")
 flags.DEFINE_list("levers", ["plain", "fused_adam", "xla"],
                   "Step variants timed in turns at batch 1 (first: the reference for loss differences); empty: skip.")
-flags.DEFINE_integer("lever_steps", 6, "Steps timed per lever.")
+flags.DEFINE_integer("lever_steps", 8, "Steps timed per lever.")
 flags.DEFINE_list("tflite", ["float32", "float16", "dynamic_int8", "int8"], "TFLite variants to time; empty: none.")
 flags.DEFINE_bool("inference", True, "Time the generator's inference forms.")
 flags.DEFINE_integer("threads", 2, "TFLite interpreter threads.")
 flags.DEFINE_integer("rounds", 15, "Interleaved latency rounds.")
 flags.DEFINE_integer("matmul_size", 4096, "Side of the square fp32 matmul that measures the machine.")
-flags.DEFINE_float("tutorial_images_per_second", 0.96,
-                   "The TensorFlow tutorial's batch-1 step on a 2-core machine of this class (issue 6's "
-                   "measurement; not re-measured): only used to print our ratio to it.")
+flags.DEFINE_bool("tutorial", True, "Also time the TensorFlow tutorial's training step at batch 1 (256x256 only).")
+flags.DEFINE_bool("compare_allocator", True, "Also time batch 1 with --noreuse_memory (the allocator's defaults).")
 flags.DEFINE_string("json", None, "Also write every figure to this JSON file.")
 
 
@@ -78,7 +77,8 @@ def main(argv: list[str]) -> int:
             trainings=configs, steps=FLAGS.steps, pipeline_images=FLAGS.pipeline_images,
             levers=tuple(FLAGS.levers), lever_steps=FLAGS.lever_steps, inference=FLAGS.inference,
             tflite=tuple(FLAGS.tflite), threads=FLAGS.threads, rounds=FLAGS.rounds,
-            matmul_size=FLAGS.matmul_size, tutorial_images_per_second=FLAGS.tutorial_images_per_second))
+            matmul_size=FLAGS.matmul_size, tutorial=FLAGS.tutorial,
+            compare_allocator=FLAGS.compare_allocator))
     except Pix2pixError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

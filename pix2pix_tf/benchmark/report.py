@@ -25,7 +25,8 @@ class SuiteConfig:
     threads: int = 2
     rounds: int = 15
     matmul_size: int = 4096
-    tutorial_images_per_second: float = 0.96
+    tutorial: bool = True  # Also time the TensorFlow tutorial's step at batch 1, side by side.
+    compare_allocator: bool = True  # Also time batch 1 with --noreuse_memory.
 
 
 @dataclasses.dataclass
@@ -35,7 +36,6 @@ class SuiteResults:
     training: list[training.TrainingFigures]
     levers: list[training.LeverFigures]
     inference: list  # LatencyRow
-    tutorial_images_per_second: float
     summary: dict[str, Optional[float]]
 
 
@@ -53,20 +53,25 @@ def _inference_rows(config: TrainConfig, suite: SuiteConfig) -> list:
 
 def run_suite(suite: SuiteConfig) -> SuiteResults:
     info = training.in_subprocess(machine.machine_info, suite.matmul_size)
-    figures = [training.in_subprocess(training.measure_training, config, suite.steps, suite.pipeline_images)
-               for config in suite.trainings]
     first = suite.trainings[0]
+    one = dataclasses.replace(first, data=dataclasses.replace(first.data, batch_size=1))
+    measurements = [(training.measure_training, config) for config in suite.trainings]
+    if suite.compare_allocator:
+        measurements.append((training.measure_training,
+                             dataclasses.replace(one, run=dataclasses.replace(one.run, reuse_memory=False))))
+    if suite.tutorial:
+        measurements.append((training.measure_tutorial, one))
+    figures = [training.in_subprocess(measure, config, suite.steps, suite.pipeline_images)
+               for measure, config in measurements]
     levers = []
     if suite.levers:
-        one = dataclasses.replace(first, data=dataclasses.replace(first.data, batch_size=1))
         levers = training.in_subprocess(training.compare_levers, one, suite.lever_steps, suite.levers)
     rows = training.in_subprocess(_inference_rows, first, suite) if suite.inference else []
     model = first.model
     return SuiteResults(
         configuration=(f"{model.generator} (ngf {model.ngf}) + {model.discriminator} D (ndf {model.ndf}), "
                        f"{model.norm} norm, {first.data.crop_size}x{first.data.crop_size}, {first.data.dataset}"),
-        machine=info, training=figures, levers=levers, inference=rows,
-        tutorial_images_per_second=suite.tutorial_images_per_second, summary=_summary(info, figures, rows))
+        machine=info, training=figures, levers=levers, inference=rows, summary=_summary(info, figures, rows))
 
 
 def _find(rows: list, name: str):
@@ -76,13 +81,21 @@ def _find(rows: list, name: str):
 def _summary(info: machine.MachineInfo, figures: list[training.TrainingFigures], rows: list) -> dict:
     """The ratios issue 6 sets targets for."""
     summary: dict[str, Optional[float]] = {"matmul_gflops": info.matmul_gflops}
-    by_batch = {f.batch_size: f for f in figures}
-    for f in figures:
+    ours = {f.batch_size: f for f in figures if f.name == "pix2pix_tf" and f.reuse_memory}
+    for f in ours.values():
         summary[f"batch{f.batch_size}_images_per_second"] = f.images_per_second
         summary[f"batch{f.batch_size}_model_flop_utilisation"] = f.achieved_gflops / info.matmul_gflops
         summary[f"batch{f.batch_size}_peak_rss_gib"] = f.peak_rss_mib / 1024
-    if 1 in by_batch and 4 in by_batch:
-        summary["batch4_over_batch1_images_per_second"] = by_batch[4].images_per_second / by_batch[1].images_per_second
+    if 1 in ours and 4 in ours:
+        summary["batch4_over_batch1_images_per_second"] = ours[4].images_per_second / ours[1].images_per_second
+    tutorial = next((f for f in figures if f.name == "tutorial"), None)
+    system_malloc = next((f for f in figures if f.name == "pix2pix_tf" and not f.reuse_memory), None)
+    if 1 in ours and tutorial:
+        summary["tutorial_images_per_second"] = tutorial.images_per_second
+        summary["tutorial_model_flop_utilisation"] = tutorial.achieved_gflops / info.matmul_gflops
+        summary["batch1_over_tutorial_images_per_second"] = ours[1].images_per_second / tutorial.images_per_second
+    if 1 in ours and system_malloc:
+        summary["reuse_memory_speedup"] = system_malloc.step_seconds / ours[1].step_seconds
     keras_row, f32, dyn = (_find(rows, "keras G(x, training=False)"), _find(rows, "TFLite float32"),
                            _find(rows, "TFLite dynamic_int8"))
     folded = _find(rows, "TFLite float32 (moving averages, BN folded)")
@@ -103,19 +116,17 @@ def format_results(results: SuiteResults) -> str:
         f"fp32 matmul     {m.matmul_gflops:8.1f} GFLOP/s  ({m.matmul_size}x{m.matmul_size}, median; best "
         f"{m.matmul_gflops_best:.1f})",
         "",
-        "training (real input pipeline; median of timed steps after 2 warm-up steps)",
-        f"  {'batch':>5} {'images/s':>9} {'s/step':>8} {'GFLOP/step':>11} {'GFLOP/s':>8} {'MFU':>6} "
-        f"{'pipeline img/s':>15} {'peak RSS':>10}",
+        "training (real input pipeline; median of timed steps after 2 warm-up steps; each row its own process)",
+        f"  {'step':<34} {'batch':>5} {'images/s':>9} {'s/step':>8} {'GFLOP/step':>11} {'GFLOP/s':>8} {'MFU':>6} "
+        f"{'pipeline img/s':>15} {'peak RSS':>10} {'faults/step':>12}",
     ]
     for f in results.training:
-        lines.append(f"  {f.batch_size:5d} {f.images_per_second:9.3f} {f.step_seconds:8.3f} {f.step_gflops:11.1f} "
-                     f"{f.achieved_gflops:8.1f} {f.achieved_gflops / m.matmul_gflops:6.1%} "
-                     f"{f.pipeline_images_per_second:15.1f} {f.peak_rss_mib / 1024:7.2f} GiB")
-    one = next((f for f in results.training if f.batch_size == 1), None)
-    if one:
-        tutorial = results.tutorial_images_per_second
-        lines.append(f"  batch 1 vs the TensorFlow tutorial's {tutorial:.2f} images/s "
-                     f"(issue 6's figure for this machine class): {one.images_per_second / tutorial:.2f}x")
+        label = {"tutorial": "TensorFlow tutorial (tutorial.py)"}.get(
+            f.name, "pix2pix_tf" + ("" if f.reuse_memory else ", --noreuse_memory"))
+        lines.append(f"  {label:<34} {f.batch_size:5d} {f.images_per_second:9.3f} {f.step_seconds:8.3f} "
+                     f"{f.step_gflops:11.1f} {f.achieved_gflops:8.1f} {f.achieved_gflops / m.matmul_gflops:6.1%} "
+                     f"{f.pipeline_images_per_second:15.1f} {f.peak_rss_mib / 1024:7.2f} GiB "
+                     f"{f.minor_faults_per_step:12.0f}")
     if results.levers:
         lines += ["", "speed levers at batch 1 (timed in turns on the same batches)",
                   f"  {'lever':<11} {'s/step':>8} {'min':>7} {'vs plain':>9} {'max |loss diff|':>16}  what"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import resource
 import statistics
 import time
 from typing import Any, Callable, Iterator
@@ -20,12 +21,15 @@ from pix2pix_tf.benchmark.machine import graph_flops, median_seconds, peak_rss_m
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.distribute import make_strategy
 from pix2pix_tf.generator import size_multiple
+from pix2pix_tf.memory import reuse_freed_memory
 from pix2pix_tf.model import Pix2Pix
 
 
 @dataclasses.dataclass
 class TrainingFigures:
+    name: str  # "pix2pix_tf", or "tutorial" for the TensorFlow tutorial's step.
     batch_size: int
+    reuse_memory: bool  # --reuse_memory (pix2pix_tf.memory) in the measuring process.
     step_seconds: float  # Median of the timed steps.
     step_seconds_min: float
     images_per_second: float
@@ -33,6 +37,7 @@ class TrainingFigures:
     achieved_gflops: float
     pipeline_images_per_second: float
     peak_rss_mib: float
+    minor_faults_per_step: float  # Pages the kernel had to map in (and zero) for each step.
     timed_steps: int
 
 
@@ -78,21 +83,65 @@ def _wait_for_step(gan: Pix2Pix, iterator: Iterator) -> dict[str, float]:
     return {name: float(value) for name, value in gan.train_step(iterator).items()}  # float() waits.
 
 
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def _time_steps(step: Callable[[], object], steps: int) -> tuple[float, float, float]:
+    """(median s, min s, minor page faults per step) of `steps` timed steps after warm-up."""
+    median, fastest = median_seconds(step, steps)  # Its warm-up traces.
+    before = minor_faults()
+    for _ in range(3):
+        step()
+    return median, fastest, (minor_faults() - before) / 3
+
+
 def measure_training(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
     """Times the training step of `config` fed by the real input pipeline."""
+    if config.run.reuse_memory:
+        reuse_freed_memory()  # Before TensorFlow's first op, as train.py does.
     keras.utils.set_random_seed(0)
     stream, num_train = _stream(config)
     pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
     strategy = make_strategy(config.run)
     gan = Pix2Pix(config, strategy, num_train / config.data.batch_size)
     iterator = iter(strategy.experimental_distribute_dataset(stream()))
-    median, fastest = median_seconds(lambda: _wait_for_step(gan, iterator), steps)  # Warm-up traces.
+    median, fastest, faults = _time_steps(lambda: _wait_for_step(gan, iterator), steps)
     flops = step_flops(gan, strategy, stream())
+    return _figures("pix2pix_tf", config, median, fastest, faults, flops, pipeline, steps)
+
+
+def measure_tutorial(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
+    """Times the TensorFlow tutorial's step (`tutorial.py`) on `config`'s dataset through our
+    pipeline, in a process set up as the tutorial's: its geometry (286 -> 256, batch 1, what
+    its models are built for), no strategy, the allocator's defaults."""
+    from pix2pix_tf.benchmark.tutorial import TutorialPix2Pix
+
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, load_size=286, crop_size=256,
+                                                                  batch_size=1))
+    keras.utils.set_random_seed(0)
+    stream, _ = _stream(config)
+    pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
+    tutorial = TutorialPix2Pix()
+    batches = iter(stream())
+
+    def step() -> dict[str, float]:
+        return {name: float(value) for name, value in tutorial.train_step(*next(batches)).items()}
+
+    median, fastest, faults = _time_steps(step, steps)
+    static = [tf.TensorSpec(t.shape, t.dtype) for t in next(batches)]
+    flops = graph_flops(tf.function(tutorial.train_step.python_function).get_concrete_function(*static).graph)
+    return _figures("tutorial", config, median, fastest, faults, flops, pipeline, steps)
+
+
+def _figures(name: str, config: TrainConfig, median: float, fastest: float, faults: float, flops: int,
+             pipeline: float, steps: int) -> TrainingFigures:
+    batch_size = config.data.batch_size
     return TrainingFigures(
-        batch_size=config.data.batch_size, step_seconds=median, step_seconds_min=fastest,
-        images_per_second=config.data.batch_size / median, step_gflops=flops / 1e9,
-        achieved_gflops=flops / median / 1e9, pipeline_images_per_second=pipeline, peak_rss_mib=peak_rss_mib(),
-        timed_steps=steps)
+        name=name, batch_size=batch_size, reuse_memory=config.run.reuse_memory and name != "tutorial",
+        step_seconds=median, step_seconds_min=fastest, images_per_second=batch_size / median,
+        step_gflops=flops / 1e9, achieved_gflops=flops / median / 1e9, pipeline_images_per_second=pipeline,
+        peak_rss_mib=peak_rss_mib(), minor_faults_per_step=faults, timed_steps=steps)
 
 
 def step_flops(gan: Pix2Pix, strategy: tf.distribute.Strategy, stream: tf.data.Dataset) -> int:
@@ -115,6 +164,8 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
 def compare_levers(config: TrainConfig, steps: int, levers: tuple[str, ...]) -> list[LeverFigures]:
     """Times each lever's step in turns (one step of each per round, so load from other
     processes hits all alike), all from the same initial weights and the same batches."""
+    if config.run.reuse_memory:
+        reuse_freed_memory()
     stream, num_train = _stream(config)
     strategy = make_strategy(config.run)
     runs = {}
