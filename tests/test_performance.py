@@ -95,14 +95,15 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     assert rows == [("pix2pix_tf", 1, True), ("pix2pix_tf", 2, True), ("pix2pix_tf", 1, False), ("tutorial", 1, False)]
     for t in figures["training"]:
         assert t["images_per_second"] > 0 and t["peak_rss_mib"] > 100 and t["pipeline_images_per_second"] > 0
-        assert t["achieved_gflops"] == pytest.approx(t["step_gflops"] / t["step_seconds"], rel=1e-6)
+        assert t["achieved_gflops"] == pytest.approx(t["executed_gflops"] / t["step_seconds"], rel=1e-6)
+        assert 0 < t["executed_gflops"] < t["step_gflops"]  # Gradients a tape computes but nothing uses.
         assert t["minor_faults_per_step"] >= 0
     one, two, system_malloc, tutorial = figures["training"]
     # FLOPs come from the traced graph: batch 2 does twice batch 1's convolution work.
     assert two["step_gflops"] == pytest.approx(2 * one["step_gflops"], rel=0.02)
     assert system_malloc["step_gflops"] == pytest.approx(one["step_gflops"])
     # The tutorial's step at its own 256x256 geometry: G 12.1 + 2 x D 6.4 GFLOP forward, and backward.
-    assert 100 < tutorial["step_gflops"] < 130
+    assert 100 < tutorial["step_gflops"] < 130 and 80 < tutorial["executed_gflops"] < 100
     assert figures["machine"]["matmul_gflops"] > 0
     assert [lever["name"] for lever in figures["levers"]] == ["plain", "fused_adam"]
     assert figures["levers"][0]["max_loss_difference"] == 0.0
@@ -118,6 +119,26 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
         forms["TFLite dynamic_int8"]["size_mib"] / forms["TFLite float32"]["size_mib"])
     for line in ("fp32 matmul", "training (real input pipeline", "speed levers", "generator inference", "summary"):
         assert line in result.stdout
+
+
+def test_executed_flops_leave_out_the_gradients_nothing_uses():
+    from pix2pix_tf.benchmark.machine import graph_flops
+
+    @tf.function
+    def kernel_gradient(x, kernel):
+        with tf.GradientTape() as tape:
+            tape.watch(kernel)
+            loss = tf.reduce_sum(tf.nn.conv2d(x, kernel, 1, "SAME"))
+        return tape.gradient(loss, kernel)
+
+    graph = kernel_gradient.get_concrete_function(tf.TensorSpec([1, 8, 8, 4]), tf.TensorSpec([3, 3, 4, 5])).graph
+    conv = 2 * 8 * 8 * 5 * 3 * 3 * 4
+    flops = graph_flops(graph)
+    # Traced: the convolution, its input gradient (unused), its kernel gradient, and the loss's sum.
+    assert flops.traced == 3 * conv + 8 * 8 * 5 - 1
+    # Run: only the kernel gradient. A sum's gradient is ones, so not even the forward
+    # convolution is needed; the loss's value and the input gradient feed nothing returned.
+    assert flops.executed == conv
 
 
 def test_benchmark_refuses_an_unknown_lever():

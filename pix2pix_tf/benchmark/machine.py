@@ -65,12 +65,47 @@ def machine_info(matmul_size: int = 4096) -> MachineInfo:
                        matmul_size=matmul_size, matmul_gflops=median, matmul_gflops_best=best)
 
 
-def graph_flops(graph: tf.Graph) -> int:
-    """Floating-point operations of one run of `graph`, as TensorFlow's profiler counts them
-    (each op's registered statistics: 2 * MACs for convolutions and their gradients)."""
+@dataclasses.dataclass
+class FlopCount:
+    traced: int  # Every op of the traced graph, as TensorFlow's profiler counts them.
+    executed: int  # Only the ops that run: those a fetched value or a side effect depends on.
+
+
+def graph_flops(graph: tf.Graph) -> FlopCount:
+    """Floating-point operations of one run of `graph`, from each op's registered statistics
+    as TensorFlow's profiler counts them (2 * MACs for convolutions and their gradients).
+
+    The traced count includes ops that never run: a tape computes the gradient of every
+    input of an op (e.g. D's weights under G's tape, or D's input pair) and grappler prunes
+    those nobody uses before the graph executes. MFU is judged on the executed count.
+    """
     options = (tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation())
                .with_empty_output().build())
-    return int(tf.compat.v1.profiler.profile(graph, options=options).total_float_ops)
+    per_op: dict[str, int] = {}
+    pending = [tf.compat.v1.profiler.profile(graph, options=options)]
+    while pending:
+        node = pending.pop()
+        per_op[node.name] = node.float_ops
+        pending.extend(node.children)
+    live = live_ops(graph)
+    return FlopCount(traced=sum(per_op.values()),
+                     executed=sum(flops for name, flops in per_op.items() if name in live))
+
+
+def live_ops(graph: tf.Graph) -> set[str]:
+    """Names of the ops that run: everything the outputs, the control outputs and the
+    stateful ops (variable updates) depend on; TensorFlow prunes the rest."""
+    pending = ([tensor.op for tensor in graph.outputs] + list(graph.control_outputs)
+               + [op for op in graph.get_operations() if op.op_def.is_stateful])
+    live: set[str] = set()
+    while pending:
+        op = pending.pop()
+        if op.name in live:
+            continue
+        live.add(op.name)
+        pending.extend(tensor.op for tensor in op.inputs)
+        pending.extend(op.control_inputs)
+    return live
 
 
 def peak_rss_mib() -> float:

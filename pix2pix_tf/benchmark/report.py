@@ -117,14 +117,15 @@ def format_results(results: SuiteResults) -> str:
         f"{m.matmul_gflops_best:.1f})",
         "",
         "training (real input pipeline; median of timed steps after 2 warm-up steps; each row its own process)",
-        f"  {'step':<34} {'batch':>5} {'images/s':>9} {'s/step':>8} {'GFLOP/step':>11} {'GFLOP/s':>8} {'MFU':>6} "
+        f"  {'step':<34} {'batch':>5} {'images/s':>9} {'s/step':>8} {'GFLOP traced/run':>17} {'GFLOP/s':>8} {'MFU':>6} "
         f"{'pipeline img/s':>15} {'peak RSS':>10} {'faults/step':>12}",
     ]
     for f in results.training:
         label = {"tutorial": "TensorFlow tutorial (tutorial.py)"}.get(
             f.name, "pix2pix_tf" + ("" if f.reuse_memory else ", --noreuse_memory"))
         lines.append(f"  {label:<34} {f.batch_size:5d} {f.images_per_second:9.3f} {f.step_seconds:8.3f} "
-                     f"{f.step_gflops:11.1f} {f.achieved_gflops:8.1f} {f.achieved_gflops / m.matmul_gflops:6.1%} "
+                     f"{f.step_gflops:8.1f} /{f.executed_gflops:6.1f} {f.achieved_gflops:8.1f} "
+                     f"{f.achieved_gflops / m.matmul_gflops:6.1%} "
                      f"{f.pipeline_images_per_second:15.1f} {f.peak_rss_mib / 1024:7.2f} GiB "
                      f"{f.minor_faults_per_step:12.0f}")
     if results.levers:

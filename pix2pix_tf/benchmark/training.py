@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from pix2pix_tf import data
-from pix2pix_tf.benchmark.machine import graph_flops, median_seconds, peak_rss_mib
+from pix2pix_tf.benchmark.machine import FlopCount, graph_flops, median_seconds, peak_rss_mib
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.distribute import make_strategy
 from pix2pix_tf.generator import size_multiple
@@ -34,7 +34,8 @@ class TrainingFigures:
     step_seconds_min: float
     images_per_second: float
     step_gflops: float  # Counted from the traced step by TensorFlow's profiler.
-    achieved_gflops: float
+    executed_gflops: float  # Of those, the ops that run (machine.graph_flops).
+    achieved_gflops: float  # Executed GFLOP per second.
     pipeline_images_per_second: float
     peak_rss_mib: float
     minor_faults_per_step: float  # Pages the kernel had to map in (and zero) for each step.
@@ -134,17 +135,18 @@ def measure_tutorial(config: TrainConfig, steps: int, pipeline_images: int) -> T
     return _figures("tutorial", config, median, fastest, faults, flops, pipeline, steps)
 
 
-def _figures(name: str, config: TrainConfig, median: float, fastest: float, faults: float, flops: int,
+def _figures(name: str, config: TrainConfig, median: float, fastest: float, faults: float, flops: FlopCount,
              pipeline: float, steps: int) -> TrainingFigures:
     batch_size = config.data.batch_size
     return TrainingFigures(
         name=name, batch_size=batch_size, reuse_memory=config.run.reuse_memory and name != "tutorial",
         step_seconds=median, step_seconds_min=fastest, images_per_second=batch_size / median,
-        step_gflops=flops / 1e9, achieved_gflops=flops / median / 1e9, pipeline_images_per_second=pipeline,
+        step_gflops=flops.traced / 1e9, executed_gflops=flops.executed / 1e9,
+        achieved_gflops=flops.executed / median / 1e9, pipeline_images_per_second=pipeline,
         peak_rss_mib=peak_rss_mib(), minor_faults_per_step=faults, timed_steps=steps)
 
 
-def step_flops(gan: Pix2Pix, strategy: tf.distribute.Strategy, stream: tf.data.Dataset) -> int:
+def step_flops(gan: Pix2Pix, strategy: tf.distribute.Strategy, stream: tf.data.Dataset) -> FlopCount:
     """FLOPs of one training step, from the step traced (not run) on a batch of fully known
     shape: the pipeline leaves image sides unknown, and the profiler skips such ops."""
     batch = next(iter(stream))
