@@ -115,9 +115,15 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     assert summary["batch1_over_tutorial_images_per_second"] == pytest.approx(
         one["images_per_second"] / tutorial["images_per_second"])
     assert summary["reuse_memory_speedup"] == pytest.approx(system_malloc["step_seconds"] / one["step_seconds"])
+    # The profiler's op times: convolutions and the fused Adam kernel, within the profiled step's time.
+    profile = figures["profile"]
+    assert {"Conv2D", "Conv2DBackpropFilter", "ResourceApplyAdam"} <= set(profile["op_milliseconds"])
+    assert 0 < sum(profile["op_milliseconds"].values()) < 1.2 * 1000 * profile["step_seconds"]
+    assert summary["profile_convolutions_ms_per_step"] > 0 and summary["profile_adam_update_ms_per_step"] > 0
     assert summary["dynamic_int8_over_float32_size"] == pytest.approx(
         forms["TFLite dynamic_int8"]["size_mib"] / forms["TFLite float32"]["size_mib"])
-    for line in ("fp32 matmul", "training (real input pipeline", "speed levers", "generator inference", "summary"):
+    for line in ("fp32 matmul", "training (real input pipeline", "speed levers", "where a batch-1 step's time goes",
+                 "generator inference", "summary"):
         assert line in result.stdout
 
 

@@ -46,6 +46,8 @@ flags.DEFINE_integer("rounds", 15, "Interleaved latency rounds.")
 flags.DEFINE_integer("matmul_size", 4096, "Side of the square fp32 matmul that measures the machine.")
 flags.DEFINE_bool("tutorial", True, "Also time the TensorFlow tutorial's training step at batch 1 (256x256 only).")
 flags.DEFINE_bool("compare_allocator", True, "Also time batch 1 with --noreuse_memory (the allocator's defaults).")
+flags.DEFINE_integer("profile_steps", 3, "Batch-1 steps traced with TensorFlow's profiler to show where the "
+                     "time goes (op time by type, ops run one at a time); 0: skip.")
 flags.DEFINE_string("json", None, "Also write every figure to this JSON file.")
 
 
@@ -78,7 +80,7 @@ def main(argv: list[str]) -> int:
             levers=tuple(FLAGS.levers), lever_steps=FLAGS.lever_steps, inference=FLAGS.inference,
             tflite=tuple(FLAGS.tflite), threads=FLAGS.threads, rounds=FLAGS.rounds,
             matmul_size=FLAGS.matmul_size, tutorial=FLAGS.tutorial,
-            compare_allocator=FLAGS.compare_allocator))
+            compare_allocator=FLAGS.compare_allocator, profile_steps=FLAGS.profile_steps))
     except Pix2pixError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -27,6 +27,7 @@ class SuiteConfig:
     matmul_size: int = 4096
     tutorial: bool = True  # Also time the TensorFlow tutorial's step at batch 1, side by side.
     compare_allocator: bool = True  # Also time batch 1 with --noreuse_memory.
+    profile_steps: int = 3  # Batch-1 steps traced by TensorFlow's profiler; 0: none.
 
 
 @dataclasses.dataclass
@@ -36,6 +37,7 @@ class SuiteResults:
     training: list[training.TrainingFigures]
     levers: list[training.LeverFigures]
     inference: list  # LatencyRow
+    profile: Optional[training.StepProfile]
     summary: dict[str, Optional[float]]
 
 
@@ -66,19 +68,22 @@ def run_suite(suite: SuiteConfig) -> SuiteResults:
     levers = []
     if suite.levers:
         levers = training.in_subprocess(training.compare_levers, one, suite.lever_steps, suite.levers)
+    profile = training.in_subprocess(training.profile_step, one, suite.profile_steps) if suite.profile_steps else None
     rows = training.in_subprocess(_inference_rows, first, suite) if suite.inference else []
     model = first.model
     return SuiteResults(
         configuration=(f"{model.generator} (ngf {model.ngf}) + {model.discriminator} D (ndf {model.ndf}), "
                        f"{model.norm} norm, {first.data.crop_size}x{first.data.crop_size}, {first.data.dataset}"),
-        machine=info, training=figures, levers=levers, inference=rows, summary=_summary(info, figures, rows))
+        machine=info, training=figures, levers=levers, inference=rows, profile=profile,
+        summary=_summary(info, figures, rows, profile))
 
 
 def _find(rows: list, name: str):
     return next((row for row in rows if row.name == name), None)
 
 
-def _summary(info: machine.MachineInfo, figures: list[training.TrainingFigures], rows: list) -> dict:
+def _summary(info: machine.MachineInfo, figures: list[training.TrainingFigures], rows: list,
+             profile: Optional[training.StepProfile]) -> dict:
     """The ratios issue 6 sets targets for."""
     summary: dict[str, Optional[float]] = {"matmul_gflops": info.matmul_gflops}
     ours = {f.batch_size: f for f in figures if f.name == "pix2pix_tf" and f.reuse_memory}
@@ -96,6 +101,9 @@ def _summary(info: machine.MachineInfo, figures: list[training.TrainingFigures],
         summary["batch1_over_tutorial_images_per_second"] = ours[1].images_per_second / tutorial.images_per_second
     if 1 in ours and system_malloc:
         summary["reuse_memory_speedup"] = system_malloc.step_seconds / ours[1].step_seconds
+    if profile:
+        for category, ms in profile.category_milliseconds().items():
+            summary[f"profile_{category.replace(' ', '_').lower()}_ms_per_step"] = ms
     keras_row, f32, dyn = (_find(rows, "keras G(x, training=False)"), _find(rows, "TFLite float32"),
                            _find(rows, "TFLite dynamic_int8"))
     folded = _find(rows, "TFLite float32 (moving averages, BN folded)")
@@ -135,6 +143,13 @@ def format_results(results: SuiteResults) -> str:
         for lever in results.levers:
             lines.append(f"  {lever.name:<11} {lever.step_seconds:8.3f} {lever.step_seconds_min:7.3f} "
                          f"{plain / lever.step_seconds:8.2f}x {lever.max_loss_difference:16.2e}  {lever.description}")
+    if results.profile:
+        profile = results.profile
+        lines += ["", f"where a batch-1 step's time goes (TensorFlow profiler, ops run one at a time; step "
+                      f"{profile.step_seconds:.3f} s with the profiler on)"]
+        lines += [f"  {category:<24} {ms:7.1f} ms" for category, ms in profile.category_milliseconds().items()]
+        lines += ["  largest op types: " + ", ".join(f"{op} {ms:.1f}" for op, ms in
+                                                   list(profile.op_milliseconds.items())[:8])]
     if results.inference:
         lines += ["", "generator inference, batch 1 (median (min) of interleaved rounds)",
                   f"  {'form':<46} {'latency ms':>16} {'size MiB':>9} {'PSNR dB':>8}"]

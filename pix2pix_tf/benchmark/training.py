@@ -7,9 +7,12 @@ one model's caches never warm another's.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import multiprocessing
+import os
 import resource
 import statistics
+import tempfile
 import time
 from typing import Any, Callable, Iterator
 
@@ -97,18 +100,23 @@ def _time_steps(step: Callable[[], object], steps: int) -> tuple[float, float, f
     return median, fastest, (minor_faults() - before) / 3
 
 
-def measure_training(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
-    """Times the training step of `config` fed by the real input pipeline."""
+def _training_setup(config: TrainConfig) -> tuple[Pix2Pix, Iterator, Callable[[], tf.data.Dataset]]:
+    """The GAN of `config` and its distributed batches, in a process set up as train.py's."""
     if config.run.reuse_memory:
-        reuse_freed_memory()  # Before TensorFlow's first op, as train.py does.
+        reuse_freed_memory()  # Before TensorFlow's first op.
     keras.utils.set_random_seed(0)
     stream, num_train = _stream(config)
-    pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
     strategy = make_strategy(config.run)
     gan = Pix2Pix(config, strategy, num_train / config.data.batch_size)
-    iterator = iter(strategy.experimental_distribute_dataset(stream()))
+    return gan, iter(strategy.experimental_distribute_dataset(stream())), stream
+
+
+def measure_training(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
+    """Times the training step of `config` fed by the real input pipeline."""
+    gan, iterator, stream = _training_setup(config)
+    pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
     median, fastest, faults = _time_steps(lambda: _wait_for_step(gan, iterator), steps)
-    flops = step_flops(gan, strategy, stream())
+    flops = step_flops(gan, stream())
     return _figures("pix2pix_tf", config, median, fastest, faults, flops, pipeline, steps)
 
 
@@ -146,14 +154,65 @@ def _figures(name: str, config: TrainConfig, median: float, fastest: float, faul
         peak_rss_mib=peak_rss_mib(), minor_faults_per_step=faults, timed_steps=steps)
 
 
-def step_flops(gan: Pix2Pix, strategy: tf.distribute.Strategy, stream: tf.data.Dataset) -> FlopCount:
+def step_flops(gan: Pix2Pix, stream: tf.data.Dataset) -> FlopCount:
     """FLOPs of one training step, from the step traced (not run) on a batch of fully known
     shape: the pipeline leaves image sides unknown, and the profiler skips such ops."""
     batch = next(iter(stream))
     static = tf.data.Dataset.from_tensors(batch).repeat()
-    iterator = iter(strategy.experimental_distribute_dataset(static))
+    iterator = iter(gan.strategy.experimental_distribute_dataset(static))
     fresh = tf.function(gan.train_step.python_function)  # A new trace: the step's own would be reused.
     return graph_flops(fresh.get_concrete_function(iterator).graph)
+
+
+@dataclasses.dataclass
+class StepProfile:
+    """Where one step's time goes: op time per step by op type, ops run one at a time."""
+
+    step_seconds: float  # Median wall time of the profiled steps (profiler on, inter-op 1).
+    op_milliseconds: dict[str, float]  # Op type -> ms per step, largest first.
+
+    def category_milliseconds(self) -> dict[str, float]:
+        categories: dict[str, float] = {}
+        for op_type, ms in self.op_milliseconds.items():
+            category = ("convolutions" if "Conv2D" in op_type else "Adam update" if "Adam" in op_type
+                        else "everything else")
+            categories[category] = categories.get(category, 0.0) + ms
+        return categories
+
+
+def profile_step(config: TrainConfig, steps: int) -> StepProfile:
+    """Traces `steps` training steps with TensorFlow's profiler, with one op at a time
+    (inter-op parallelism 1, each op still multi-threaded) so that each op's duration is
+    its own, and sums the op durations per op type."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    gan, iterator, _ = _training_setup(config)
+    for _ in range(3):
+        _wait_for_step(gan, iterator)
+    with tempfile.TemporaryDirectory(prefix="pix2pix-profile-") as logdir:
+        tf.profiler.experimental.start(logdir)
+        durations = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            _wait_for_step(gan, iterator)
+            durations.append(time.perf_counter() - start)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))[0], "rb") as f:
+            space.ParseFromString(f.read())
+    per_type: dict[str, float] = {}
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # The executor's threads: one event per op run.
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and "::" not in name:  # "op name:op type", not the executor's own events
+                    op_type = name.rsplit(":", 1)[1].removeprefix("_MklNative").removeprefix("_Mkl")
+                    per_type[op_type] = per_type.get(op_type, 0.0) + event.duration_ps / 1e9 / steps
+    ordered = dict(sorted(per_type.items(), key=lambda item: -item[1]))
+    return StepProfile(step_seconds=statistics.median(durations), op_milliseconds=ordered)
 
 
 LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
