@@ -127,7 +127,8 @@ def measure_tutorial(config: TrainConfig, steps: int, pipeline_images: int) -> T
     from pix2pix_tf.benchmark.tutorial import TutorialPix2Pix
 
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, load_size=286, crop_size=256,
-                                                                  batch_size=1))
+                                                                  batch_size=1),
+                                 run=dataclasses.replace(config.run, reuse_memory=False))
     keras.utils.set_random_seed(0)
     stream, _ = _stream(config)
     pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
@@ -147,7 +148,7 @@ def _figures(name: str, config: TrainConfig, median: float, fastest: float, faul
              pipeline: float, steps: int) -> TrainingFigures:
     batch_size = config.data.batch_size
     return TrainingFigures(
-        name=name, batch_size=batch_size, reuse_memory=config.run.reuse_memory and name != "tutorial",
+        name=name, batch_size=batch_size, reuse_memory=config.run.reuse_memory,
         step_seconds=median, step_seconds_min=fastest, images_per_second=batch_size / median,
         step_gflops=flops.traced / 1e9, executed_gflops=flops.executed / 1e9,
         achieved_gflops=flops.executed / median / 1e9, pipeline_images_per_second=pipeline,
