@@ -1,13 +1,13 @@
 """The allocator settings behind --reuse_memory: freed memory is reused, not faulted back in."""
 
-import platform
 import subprocess
 import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="glibc malloc settings")
+from pix2pix_tf.memory import has_glibc_malloc
+
+pytestmark = pytest.mark.skipif(not has_glibc_malloc(), reason="glibc malloc settings")
 
 # Allocates and frees a 64 MiB block five times (as a step's gradients are) and prints the
 # page faults that cost: glibc's default mmaps such a block afresh each time.
