@@ -144,10 +144,12 @@ class HeldOutMonitor:
 def train(config: TrainConfig) -> TrainResult:
     """Trains (or resumes) the run described by `config`; see the module docstring."""
     config = resolve_config(config.validate())
-    keras.utils.set_random_seed(config.run.seed)
     if config.run.deterministic_ops:
         tf.config.experimental.enable_op_determinism()
     dataset = data.load_paired_dataset(config.data)
+    # Seeded once the data is ready: preparing a dataset (tfds) draws from Python's `random`,
+    # so a run that prepares it would otherwise start from other weights than one that does not.
+    keras.utils.set_random_seed(config.run.seed)
     strategy = make_strategy(config.run)
     logging.info("Training on %d replica(s) with %s.", strategy.num_replicas_in_sync, type(strategy).__name__)
     if config.data.batch_size % strategy.num_replicas_in_sync:

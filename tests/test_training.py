@@ -51,6 +51,15 @@ def test_resumed_run_continues_exactly(tmp_path, data_dir):
             np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
 
 
+def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(tmp_path):
+    """tfds' preparation draws from Python's `random`: the seed must be set after it."""
+    fresh_data_dir = str(tmp_path / "tfds")
+    preparing = train(tiny_config(tmp_path / "a", fresh_data_dir, optim=dict(steps=2), run=dict(seed=5)))
+    prepared = train(tiny_config(tmp_path / "b", fresh_data_dir, optim=dict(steps=2), run=dict(seed=5)))
+    assert preparing.held_out_l1_start == prepared.held_out_l1_start
+    assert preparing.losses == prepared.losses
+
+
 def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, data_dir):
     runs = [train(tiny_config(tmp_path / name, data_dir, optim=dict(steps=3), run=dict(seed=seed)))
             for name, seed in (("a", 3), ("b", 3), ("c", 4))]
