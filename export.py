@@ -7,12 +7,13 @@ against the checkpoint it came from. See docs/serving.md and docs/tflite.md.
 
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ start-up chatter.
+from pix2pix_tf import cli
 
-from absl import app, flags, logging  # noqa: E402
+cli.quiet_tensorflow()
+
+from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -53,8 +54,8 @@ flags.DEFINE_integer("threads", 2, "Interpreter threads for the checks and --ben
 
 def config_from_flags():
     """The typed export request; nothing below export.py reads flags."""
-    from pix2pix_tf.exporting import ExportConfig
-    from pix2pix_tf.inference import InferenceMode
+    from pix2pix_tf.export.exporter import ExportConfig
+    from pix2pix_tf.inference.generate import InferenceMode
 
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required: the training run to export.")
@@ -77,19 +78,12 @@ def _positive_ints(name: str, values: list[str]) -> list[int]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.reject_arguments(argv)
     # Imported here so that --help answers before TensorFlow loads.
-    from pix2pix_tf.errors import Pix2pixError
-    from pix2pix_tf.exporting import export
+    from pix2pix_tf.export.exporter import export
 
-    try:
-        config = config_from_flags().validate()
-        result = export(config)
-    except Pix2pixError as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    config = config_from_flags().validate()
+    result = export(config)
     print(f"SavedModel: {result.saved_model_dir} (version {result.version}, {result.mode.describe()}, "
           f"{result.image_size}x{result.image_size}; max |diff| to {result.checkpoint}: "
           f"{result.saved_model_max_abs_diff:.2g})")
@@ -111,7 +105,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console entry point `pix2pix-export`."""
-    app.run(main)
+    cli.run_program(main)
 
 
 if __name__ == "__main__":

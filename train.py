@@ -6,12 +6,11 @@ See docs/training.md for every flag.
 
 from __future__ import annotations
 
-import os
-import sys
+from pix2pix_tf import cli
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Hide TensorFlow's C++ start-up chatter.
+cli.quiet_tensorflow()
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from pix2pix_tf import config as cfg  # noqa: E402
 
@@ -103,25 +102,18 @@ def config_from_flags() -> cfg.TrainConfig:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.reject_arguments(argv)
     # Imported here so that --help answers before TensorFlow loads.
-    from pix2pix_tf.distribute import split_cpu
-    from pix2pix_tf.errors import Pix2pixError
-    from pix2pix_tf.memory import reuse_freed_memory
-    from pix2pix_tf.trainer import train
+    from pix2pix_tf.speed.memory import reuse_freed_memory
+    from pix2pix_tf.training.distribute import split_cpu
+    from pix2pix_tf.training.loop import train
 
-    try:
-        config = config_from_flags().validate()
-        # Both are process-wide and must precede TensorFlow's first op.
-        if config.run.reuse_memory and not reuse_freed_memory():
-            logging.info("--reuse_memory: not glibc; the allocator keeps its own defaults.")
-        split_cpu(config.run.cpu_replicas)
-        result = train(config)
-    except Pix2pixError as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    config = config_from_flags().validate()
+    # Both are process-wide and must precede TensorFlow's first op.
+    if config.run.reuse_memory and not reuse_freed_memory():
+        logging.info("--reuse_memory: not glibc; the allocator keeps its own defaults.")
+    split_cpu(config.run.cpu_replicas)
+    result = train(config)
     print(f"Done: step {result.step}/{result.total_steps}, checkpoint {result.checkpoint}, "
           f"held-out L1 {result.held_out_l1_start} -> {result.held_out_l1_end}")
     return 0
@@ -129,7 +121,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console entry point `pix2pix-train`."""
-    app.run(main)
+    cli.run_program(main)
 
 
 if __name__ == "__main__":

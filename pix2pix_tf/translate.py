@@ -10,12 +10,13 @@ each file is a dataset pair A|B side by side and the run's direction picks the i
 
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from pix2pix_tf import cli
 
-from absl import app, flags, logging  # noqa: E402
+cli.quiet_tensorflow()
+
+from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -43,8 +44,8 @@ flags.DEFINE_bool("progress", True, "Show a progress bar for more than one image
 
 def config_from_flags(argv: list[str]):
     """The typed translation request; nothing below this module reads flags."""
-    from pix2pix_tf.inference import InferenceMode
-    from pix2pix_tf.translation import TranslateConfig
+    from pix2pix_tf.inference.generate import InferenceMode
+    from pix2pix_tf.inference.translation import TranslateConfig
 
     inputs = tuple(FLAGS.input) + tuple(argv[1:])
     if not inputs:
@@ -60,15 +61,9 @@ def config_from_flags(argv: list[str]):
 
 
 def main(argv: list[str]) -> int:
-    from pix2pix_tf.errors import Pix2pixError
-    from pix2pix_tf.translation import translate_files
+    from pix2pix_tf.inference.translation import translate_files
 
-    try:
-        result = translate_files(config_from_flags(argv))
-    except Pix2pixError as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    result = translate_files(config_from_flags(argv))
     for path, message in result.failed:
         print(f"error: {path}: {message}", file=sys.stderr)
     print(f"Translated {len(result.written)} image(s) into {result.output_dir} with {result.model}"
@@ -78,7 +73,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console entry point `pix2pix-translate`."""
-    app.run(main)
+    cli.run_program(main)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ TINY_DATASET = "shapes/64"
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> str:
     """A tfds data_dir holding the prepared `pix2pix_shapes/64`."""
-    from pix2pix_tf import data
+    from pix2pix_tf.data import pipeline as data
 
     path = str(tmp_path_factory.mktemp("tfds"))
     data.load_paired_dataset(cfg.DataConfig(dataset=TINY_DATASET, data_dir=path))

@@ -22,7 +22,7 @@ def trained_run(tmp_path_factory, data_dir: str) -> str:
     """A unet_128 (ngf=8) run trained for 2 steps by the real trainer: the checkpoint format
     export reads (G, D, both optimizers, step, dropout state)."""
     if "run" not in _CACHE:
-        from pix2pix_tf.trainer import train
+        from pix2pix_tf.training.loop import train
 
         workdir = str(tmp_path_factory.mktemp("run"))
         train(tiny_config(workdir, data_dir, optim=dict(steps=2)))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf import data
 from pix2pix_tf.config import DataConfig
+from pix2pix_tf.data import pipeline as data
 from pix2pix_tf.errors import DatasetError
 
 from conftest import TINY_DATASET

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf import data, segmentation
 from pix2pix_tf.config import DataConfig
-from pix2pix_tf.datasets.shapes import LABEL_COLOURS, NUM_CLASSES
-from pix2pix_tf.evaluate import FORM_TOLERANCE, EvalConfig, _split_pairs, _with_labels, evaluate
-from pix2pix_tf.metrics import confusion_matrix, segmentation_scores
+from pix2pix_tf.data import pipeline as data
+from pix2pix_tf.data.sources.shapes import LABEL_COLOURS, NUM_CLASSES
+from pix2pix_tf.evaluation import segmentation
+from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE, EvalConfig, _split_pairs, _with_labels, evaluate
+from pix2pix_tf.evaluation.metrics import confusion_matrix, segmentation_scores
 
 from export_helpers import run, trained_run
 
@@ -154,7 +155,7 @@ def test_fid_with_a_local_inception_weights_file(workdir, tmp_path):
     the file loads, gives 2048-d features, and FID of a set with itself is 0."""
     import keras
 
-    from pix2pix_tf import metrics
+    from pix2pix_tf.evaluation import metrics
 
     keras.utils.set_random_seed(0)
     path = str(tmp_path / "inception_v3_notop.weights.h5")
@@ -175,7 +176,7 @@ def test_fid_with_a_local_inception_weights_file(workdir, tmp_path):
 
 
 def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmenter_cache, tmp_path):
-    exporting = pytest.importorskip("pix2pix_tf.exporting", reason="the export modules are not in this checkout")
+    exporting = pytest.importorskip("pix2pix_tf.export.exporter", reason="the export modules are not in this checkout")
     pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter is not installed")
     exported = exporting.export(exporting.ExportConfig(workdir=workdir, export_dir=str(tmp_path / "export"),
                                                        tflite=("float32",), check_examples=2))

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf import exporting, inference, serving_client
+from pix2pix_tf.export import exporter as exporting
+from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.serving import client as serving_client
 
 from export_helpers import ROOT, exported, run, trained_run
 
@@ -24,8 +26,8 @@ def export(tmp_path_factory, data_dir) -> dict:
 
 def held_out_png(export_info: dict, data_dir: str, tmp_path) -> tuple[str, np.ndarray]:
     """A held-out input of the run as a PNG file (the bytes a client sends) and its float image."""
-    from pix2pix_tf import data
     from pix2pix_tf.config import TrainConfig
+    from pix2pix_tf.data import pipeline as data
 
     config = TrainConfig.load(export_info["workdir"])
     dataset = data.load_paired_dataset(config.data)

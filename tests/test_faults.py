@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.trainer import train
+from pix2pix_tf.training.loop import train
 
 from conftest import TINY_DATASET, tiny_config
 

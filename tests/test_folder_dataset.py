@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pix2pix_tf import data
 from pix2pix_tf.config import DataConfig
-from pix2pix_tf.datasets.folder import scan_folder
+from pix2pix_tf.data import pipeline as data
+from pix2pix_tf.data.sources.folder import scan_folder
 from pix2pix_tf.errors import DatasetError
 
 RNG = np.random.default_rng(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pix2pix_tf import metrics
+from pix2pix_tf.evaluation import metrics
 
 
 def random_images(seed: int = 0, shape=(2, 32, 32, 3)) -> np.ndarray:

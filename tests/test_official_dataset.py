@@ -1,4 +1,4 @@
-"""Tests of the `pix2pix` builder of the authors' datasets (`pix2pix_tf.datasets.official`).
+"""Tests of the `pix2pix` builder of the authors' datasets (`pix2pix_tf.data.sources.official`).
 
 The authors' server is unreachable from the test machines, so every archive
 here is built by the test itself, in the published layout
@@ -27,8 +27,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from pix2pix_tf.datasets import official
-from pix2pix_tf.datasets.official import (
+from pix2pix_tf.data.sources import official
+from pix2pix_tf.data.sources.official import (
     DATASET_NAMES,
     Pix2pix,
     Pix2pixConfig,

@@ -17,7 +17,7 @@ import tensorflow as tf
 from test_training import checkpoint_values
 
 from pix2pix_tf.optimization import FusedAdam
-from pix2pix_tf.trainer import train
+from pix2pix_tf.training.loop import train
 
 from conftest import TINY_DATASET, tiny_config
 
@@ -156,7 +156,7 @@ def test_benchmark_refuses_an_unknown_lever():
 
 @pytest.mark.parametrize("use_bias, activation, size", [(False, None, 1), (True, "tanh", 8), (True, None, 5)])
 def test_phase_transposed_conv_computes_the_transposed_conv(use_bias, activation, size):
-    from pix2pix_tf.inference import phase_transposed_conv
+    from pix2pix_tf.inference.generate import phase_transposed_conv
 
     layer = keras.layers.Conv2DTranspose(6, 4, strides=2, padding="same", use_bias=use_bias, activation=activation,
                                          bias_initializer="random_normal")
@@ -168,7 +168,7 @@ def test_phase_transposed_conv_computes_the_transposed_conv(use_bias, activation
 def test_generator_with_phase_transposed_convs_is_the_same_generator():
     from pix2pix_tf.config import ModelConfig
     from pix2pix_tf.generator import build_generator
-    from pix2pix_tf.inference import DETERMINISTIC, generate
+    from pix2pix_tf.inference.generate import DETERMINISTIC, generate
 
     generator = build_generator(ModelConfig(generator="unet_128", ngf=8))
     x = tf.random.stateless_uniform([1, 128, 128, 3], seed=[2, 3], minval=-1, maxval=1)

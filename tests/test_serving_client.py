@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from pix2pix_tf import serving_client as sc
+from pix2pix_tf.serving import client as sc
 
 from export_helpers import exported
 

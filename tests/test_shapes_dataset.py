@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from pix2pix_tf.datasets import shapes
-from pix2pix_tf.datasets.shapes import (
+from pix2pix_tf.data.sources import shapes
+from pix2pix_tf.data.sources.shapes import (
     CLASS_NAMES,
     LABEL_COLOURS,
     NUM_CLASSES,

@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from pix2pix_tf import losses
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, NonFiniteLossError
-from pix2pix_tf.trainer import train
+from pix2pix_tf.training import losses
+from pix2pix_tf.training.loop import train
 
 from conftest import tiny_config
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf import inference, translation
+from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.inference import translation
 
 from conftest import tiny_config
 from export_helpers import exported, run

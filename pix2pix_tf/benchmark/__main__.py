@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from pix2pix_tf import cli
+
+cli.quiet_tensorflow()
 
 from absl import app, flags  # noqa: E402
 
@@ -60,30 +60,23 @@ def config_from_flags(batch_size: int) -> cfg.TrainConfig:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.reject_arguments(argv)
     from pix2pix_tf.benchmark import report
-    from pix2pix_tf.errors import Pix2pixError
 
     try:
         batch_sizes = [int(b) for b in FLAGS.batch_sizes]
     except ValueError:
-        print(f"error: --batch_sizes must be integers, got {','.join(FLAGS.batch_sizes)}.", file=sys.stderr)
-        return 2
-    try:
-        configs = [config_from_flags(b) for b in batch_sizes]
-        unknown = set(FLAGS.levers) - set(report.LEVER_NAMES)
-        if unknown:
-            raise cfg.ConfigError(f"--levers: unknown {sorted(unknown)}; choose from {', '.join(report.LEVER_NAMES)}.")
-        results = report.run_suite(report.SuiteConfig(
-            trainings=configs, steps=FLAGS.steps, pipeline_images=FLAGS.pipeline_images,
-            levers=tuple(FLAGS.levers), lever_steps=FLAGS.lever_steps, inference=FLAGS.inference,
-            tflite=tuple(FLAGS.tflite), threads=FLAGS.threads, rounds=FLAGS.rounds,
-            matmul_size=FLAGS.matmul_size, tutorial=FLAGS.tutorial,
-            compare_allocator=FLAGS.compare_allocator, profile_steps=FLAGS.profile_steps))
-    except Pix2pixError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise app.UsageError(f"--batch_sizes must be integers, got {','.join(FLAGS.batch_sizes)}.") from None
+    configs = [config_from_flags(b) for b in batch_sizes]
+    unknown = set(FLAGS.levers) - set(report.LEVER_NAMES)
+    if unknown:
+        raise cfg.ConfigError(f"--levers: unknown {sorted(unknown)}; choose from {', '.join(report.LEVER_NAMES)}.")
+    results = report.run_suite(report.SuiteConfig(
+        trainings=configs, steps=FLAGS.steps, pipeline_images=FLAGS.pipeline_images,
+        levers=tuple(FLAGS.levers), lever_steps=FLAGS.lever_steps, inference=FLAGS.inference,
+        tflite=tuple(FLAGS.tflite), threads=FLAGS.threads, rounds=FLAGS.rounds,
+        matmul_size=FLAGS.matmul_size, tutorial=FLAGS.tutorial,
+        compare_allocator=FLAGS.compare_allocator, profile_steps=FLAGS.profile_steps))
     print(report.format_results(results))
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
@@ -95,7 +88,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console entry point `pix2pix-benchmark`."""
-    app.run(main)
+    cli.run_program(main)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Generator latency at batch 1: the Keras model, the exported SavedModel and each TFLite file.
 
-The files are made by the same functions export.py uses (`pix2pix_tf.exporting`), so what is
+The files are made by the same functions export.py uses (`pix2pix_tf.export.exporter`), so what is
 timed is what is shipped.
 """
 
@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pix2pix_tf import exporting, inference
+from pix2pix_tf.export import exporter as exporting
+from pix2pix_tf.inference import generate as inference
 
 PAPER_NORM = inference.DETERMINISTIC  # Per-image batch statistics (the paper), no dropout.
 MOVING_AVERAGES = inference.InferenceMode(dropout=False, batch_statistics=False)

@@ -19,20 +19,20 @@ from typing import Any, Callable, Iterator
 import keras
 import tensorflow as tf
 
-from pix2pix_tf import data
 from pix2pix_tf.benchmark.machine import FlopCount, graph_flops, median_seconds, peak_rss_mib
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.distribute import make_strategy
+from pix2pix_tf.data import pipeline as data
 from pix2pix_tf.generator import size_multiple
-from pix2pix_tf.memory import reuse_freed_memory
-from pix2pix_tf.model import Pix2Pix
+from pix2pix_tf.speed.memory import reuse_freed_memory
+from pix2pix_tf.training.distribute import make_strategy
+from pix2pix_tf.training.step import Pix2Pix
 
 
 @dataclasses.dataclass
 class TrainingFigures:
     name: str  # "pix2pix_tf", or "tutorial" for the TensorFlow tutorial's step.
     batch_size: int
-    reuse_memory: bool  # --reuse_memory (pix2pix_tf.memory) in the measuring process.
+    reuse_memory: bool  # --reuse_memory (pix2pix_tf.speed.memory) in the measuring process.
     step_seconds: float  # Median of the timed steps.
     step_seconds_min: float
     images_per_second: float

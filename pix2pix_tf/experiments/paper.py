@@ -9,7 +9,7 @@ L1+cGAN (Table 2); discriminator receptive fields 1x1, 16x16, 70x70, 286x286 (Ta
 L1+cGAN); and the Lab histogram intersections of L1, cGAN, L1+cGAN and PixelGAN (the colour
 table). Every variant uses the same data, seed and step count; only what the paper varies
 changes. Each variant is an ordinary training run in `<root>/<variant>/` (config.json,
-checkpoints, samples) evaluated by `pix2pix_tf.evaluate` into `<root>/<variant>/eval/`, so
+checkpoints, samples) evaluated by `pix2pix_tf.evaluation.evaluator.evaluate` into `<root>/<variant>/eval/`, so
 any of them can be inspected, resumed, exported or re-evaluated with the usual tools.
 
 Re-running the command skips the variants that are done and resumes an interrupted one from
@@ -31,11 +31,10 @@ import sys
 import time
 from typing import Any, Optional
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from pix2pix_tf.errors import ConfigError, Pix2pixError  # noqa: E402
+from pix2pix_tf import cli
+from pix2pix_tf.errors import ConfigError, Pix2pixError
 
 # ----------------------------------------------------------------------------- the paper's numbers
 
@@ -161,8 +160,8 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
     at this setting. Returns the marker: status, timings and where the metrics are."""
     import keras
 
-    from pix2pix_tf.evaluate import EvalConfig, evaluate
-    from pix2pix_tf.trainer import train
+    from pix2pix_tf.evaluation.evaluator import EvalConfig, evaluate
+    from pix2pix_tf.training.loop import train
 
     workdir = os.path.join(root, variant.name)
     marker_path = os.path.join(workdir, MARKER)
@@ -387,8 +386,7 @@ def define_flags() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    cli.reject_arguments(argv)
     FLAGS = flags.FLAGS
     setting = SETTINGS[FLAGS.setting]
     if FLAGS.steps is not None:
@@ -396,13 +394,8 @@ def main(argv: list[str]) -> int:
     if FLAGS.seed is not None:
         setting = dataclasses.replace(setting, seed=FLAGS.seed)
     command = "python -m pix2pix_tf.experiments.paper " + " ".join(argv_for_report(sys.argv[1:]))
-    try:
-        written = reproduce(setting, FLAGS.root, FLAGS.variants, FLAGS.data_dir, FLAGS.segmenter_cache,
-                            FLAGS.images_dir, command.strip(), FLAGS.report_only)
-    except Pix2pixError as e:
-        logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    written = reproduce(setting, FLAGS.root, FLAGS.variants, FLAGS.data_dir, FLAGS.segmenter_cache,
+                        FLAGS.images_dir, command.strip(), FLAGS.report_only)
     with open(written["markdown"]) as f:
         print(f.read())
     print("Written: " + ", ".join(written.values()))
@@ -415,8 +408,9 @@ def argv_for_report(args: list[str]) -> list[str]:
 
 
 def run() -> None:
+    cli.quiet_tensorflow()
     define_flags()
-    app.run(main)
+    cli.run_program(main)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ as a feature so that an FCN-score style segmenter can be trained on it.
 Import this module to register the builder with tensorflow-datasets::
 
     import tensorflow_datasets as tfds
-    import pix2pix_tf.datasets.shapes  # noqa: F401  (registers the builder)
+    import pix2pix_tf.data.sources.shapes  # noqa: F401  (registers the builder)
 
     ds = tfds.load("pix2pix_shapes/64", split="train")
 """

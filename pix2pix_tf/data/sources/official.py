@@ -6,7 +6,7 @@ config per archive the authors publish: facades, cityscapes, maps, edges2shoes,
 edges2handbags and night2day::
 
     import tensorflow_datasets as tfds
-    import pix2pix_tf.datasets.official  # noqa: F401  (registers the builder)
+    import pix2pix_tf.data.sources.official  # noqa: F401  (registers the builder)
 
     ds = tfds.load("pix2pix/facades", split="train")
 

@@ -8,8 +8,8 @@ import tensorflow as tf
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.discriminator import build_discriminator
 from pix2pix_tf.generator import build_generator
-from pix2pix_tf.losses import discriminator_loss, generator_loss
 from pix2pix_tf.optimization import make_optimizer
+from pix2pix_tf.training.losses import discriminator_loss, generator_loss
 
 
 def dropout_rng_state(model: keras.Model) -> list:

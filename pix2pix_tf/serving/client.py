@@ -27,7 +27,7 @@ import numpy as np
 
 from pix2pix_tf.errors import Pix2pixError
 
-# Kept equal to pix2pix_tf.exporting's names; not imported so that this module loads without TensorFlow.
+# Kept equal to pix2pix_tf.export.exporter's names; not imported so that this module loads without TensorFlow.
 SIGNATURE_BYTES = "serving_default"
 SIGNATURE_PNG = "translate_png"
 SIGNATURE_FLOAT = "translate_float"

@@ -12,15 +12,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pix2pix_tf import inference
 from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.progress import Progress
 
 SAVED_MODEL_FILE = "saved_model.pb"
 
@@ -99,7 +99,7 @@ def resolve_saved_model(path: str) -> str:
 
 
 def _saved_model_translator(path: str, mode: inference.InferenceMode, image_size: Optional[int]) -> Translator:
-    from pix2pix_tf import exporting
+    from pix2pix_tf.export import exporter as exporting
 
     path = resolve_saved_model(path)
     metadata = exporting.read_metadata(path)
@@ -127,7 +127,7 @@ def _saved_model_translator(path: str, mode: inference.InferenceMode, image_size
 
 
 def _tflite_translator(path: str, image_size: Optional[int], threads: int) -> Translator:
-    from pix2pix_tf.exporting import TFLITE_REPORT, TFLiteModel
+    from pix2pix_tf.export.exporter import TFLITE_REPORT, TFLiteModel
 
     if not os.path.isfile(path):
         raise ConfigError(f"--tflite={path} is not a file.")
@@ -256,12 +256,7 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
         logging.warning("--seed only applies to --workdir (a SavedModel seeds itself, a TFLite file has no dropout).")
     logging.info("Translating %d image(s) with %s.", len(images), translator.description)
     result = TranslateResult(config.output_dir, translator.description)
-    progress = None
-    if config.progress and len(images) > 1:
-        import keras
-
-        progress = keras.utils.Progbar(len(images), unit_name="image",
-                                       interval=0.1 if sys.stdout.isatty() else 30.0)
+    progress = Progress(len(images), "image", config.progress and len(images) > 1)
     for index, (path, relative) in enumerate(images):
         try:
             result.written.append(_translate_one(translator, config, direction, path, relative, index))
@@ -269,9 +264,7 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
             result.failed.append((path, str(e)))
         except tf.errors.OpError as e:
             result.failed.append((path, _first_line(e)))
-        if progress is not None:
-            progress.update(index + 1)
-            sys.stdout.flush()
+        progress.update(index + 1)
     return result
 
 

@@ -283,7 +283,7 @@ def decode_image(encoded: tf.Tensor, channels: int, size: int) -> tf.Tensor:
 
 def preprocess(image: tf.Tensor, channels: int, size: int) -> tf.Tensor:
     """A decoded HxWxC uint8 image -> float32 [size, size, channels] in [-1, 1], as in serving."""
-    from pix2pix_tf.data import resize  # The training pipeline's resize: identical pixels.
+    from pix2pix_tf.data.pipeline import resize  # The training pipeline's resize: identical pixels.
 
     image = to_channels(image, channels)
     image = tf.cast(image, tf.float32) / 127.5 - 1.0

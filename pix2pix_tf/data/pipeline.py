@@ -76,12 +76,12 @@ def load_paired_dataset(config: DataConfig) -> PairedDataset:
         return _folder_dataset(config.dataset[len(FOLDER_PREFIX):], direction)
     name, _, variant = config.dataset.partition("/")
     if name == "shapes":
-        import pix2pix_tf.datasets.shapes  # noqa: F401  (registers the builder with tfds)
+        import pix2pix_tf.data.sources.shapes  # noqa: F401  (registers the builder with tfds)
 
         builder = _prepared_builder("pix2pix_shapes" + (f"/{variant}" if variant else ""), config)
         return _tfds_dataset(config.dataset, builder, direction, ("a", "b"), _decode_two_images)
     if name in OFFICIAL_DATASETS and not variant:
-        import pix2pix_tf.datasets.official  # noqa: F401  (registers the builder with tfds)
+        import pix2pix_tf.data.sources.official  # noqa: F401  (registers the builder with tfds)
 
         builder = _prepared_builder(f"pix2pix/{name}", config)
         return _tfds_dataset(name, builder, direction, ("image",), _decode_side_by_side)
@@ -119,7 +119,7 @@ def _tfds_dataset(name: str, builder: tfds.core.DatasetBuilder, direction: str, 
 
 
 def _folder_dataset(root: str, direction: str) -> PairedDataset:
-    from pix2pix_tf.datasets.folder import scan_folder
+    from pix2pix_tf.data.sources.folder import scan_folder
 
     scan = scan_folder(root)
 

@@ -32,10 +32,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pix2pix_tf import inference
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, DatasetError, Pix2pixError
 from pix2pix_tf.generator import size_multiple
+from pix2pix_tf.inference import generate as inference
 
 METADATA_FILE = "pix2pix_export.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -534,7 +534,7 @@ def export_tflite(generator: keras.Model, train: TrainConfig, config: ExportConf
 def _examples(train: TrainConfig, config: ExportConfig, image_size: int,
               need_training_data: bool) -> tuple[np.ndarray, Optional[np.ndarray], str]:
     """(held-out inputs for the checks, training inputs for int8 calibration, where they came from)."""
-    from pix2pix_tf import data
+    from pix2pix_tf.data import pipeline as data
 
     data_config = dataclasses.replace(train.data, data_dir=config.data_dir or train.data.data_dir)
     nc = (train.model.input_nc, train.model.output_nc)
@@ -562,7 +562,7 @@ def _examples(train: TrainConfig, config: ExportConfig, image_size: int,
 def _resized(images: np.ndarray, size: int) -> np.ndarray:
     if images.shape[1:3] == (size, size):
         return images
-    from pix2pix_tf.data import resize
+    from pix2pix_tf.data.pipeline import resize
 
     return np.stack([resize(tf.constant(image), size).numpy() for image in images])
 

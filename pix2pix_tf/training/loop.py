@@ -16,7 +16,6 @@ import math
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from typing import Iterator, Optional
@@ -26,13 +25,15 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pix2pix_tf import data, summaries
-from pix2pix_tf.checkpoints import RunCheckpoints, workdir_lock
 from pix2pix_tf.config import CONFIG_FILE, CROPPING_MODES, TrainConfig, check_resumable
-from pix2pix_tf.distribute import is_chief, make_strategy, worker_index
+from pix2pix_tf.data import pipeline as data
 from pix2pix_tf.errors import ConfigError, DatasetError, NonFiniteLossError
 from pix2pix_tf.generator import size_multiple
-from pix2pix_tf.model import Pix2Pix
+from pix2pix_tf.progress import Progress
+from pix2pix_tf.training import summaries
+from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
+from pix2pix_tf.training.distribute import is_chief, make_strategy, worker_index
+from pix2pix_tf.training.step import Pix2Pix
 
 SAMPLE_ROWS = 4
 
@@ -199,7 +200,7 @@ def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distri
 
     iterator = _distributed_stream(strategy, dataset, config, start, multiple)
     train_step = _preemption_aware(gan.train_step, strategy, checkpoints)
-    progress = _progress_bar(end - start, config.run.progress and chief)
+    progress = Progress(end - start, "step", config.run.progress and chief)
     interval_start, interval_steps = time.perf_counter(), 0
     with stop_requests(enabled=not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)) as stop:
         for step in range(start + 1, end + 1):
@@ -220,9 +221,7 @@ def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distri
                 monitor(step)
             if step % config.run.save_every == 0 and step != end:
                 checkpoints.save(step)
-            if progress is not None:
-                progress.update(step - start, [(k, v) for k, v in losses.items() if k != "d_total"])
-                sys.stdout.flush()  # Progbar does not flush; a redirected log would lag behind.
+            progress.update(step - start, [(k, v) for k, v in losses.items() if k != "d_total"])
             if stop:
                 logging.warning("%s received: checkpointing step %d and stopping.", stop[0], step)
                 result.stopped_early = True
@@ -257,14 +256,6 @@ def _check_finite(step: int, losses: dict[str, float], last_checkpoint: Optional
             f"Step {step}: non-finite loss ({', '.join(f'{k}={v}' for k, v in bad.items())}). "
             f"Training stopped; the last good checkpoint is kept: {last_checkpoint or 'none yet'}."
         )
-
-
-def _progress_bar(steps: int, enabled: bool) -> Optional[keras.utils.Progbar]:
-    if not enabled:
-        return None
-    # On a terminal the bar redraws in place; in a log file one line every 30 s is enough.
-    interval = 0.1 if sys.stdout.isatty() else 30.0
-    return keras.utils.Progbar(steps, unit_name="step", interval=interval)
 
 
 def _fmt(value: Optional[float]) -> str:

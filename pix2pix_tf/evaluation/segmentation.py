@@ -13,7 +13,7 @@ module provides the three pieces:
   FCN that the package trains itself on real (photo -> label) pairs of the train split and
   caches as such a SavedModel (`ensure_segmenter`). Both paths are the same code at
   evaluation time.
-* the scores (`pix2pix_tf.metrics.segmentation_scores`): per-pixel accuracy, per-class
+* the scores (`pix2pix_tf.evaluation.metrics.segmentation_scores`): per-pixel accuracy, per-class
   accuracy and class IoU, for the generated photos and for the real ones (the paper's
   "ground truth" row, the ceiling the segmenter itself allows).
 """
@@ -87,7 +87,7 @@ def label_scheme(dataset_name: str) -> LabelScheme:
     """The label scheme of a dataset, or a SegmentationError saying FCN-score is unavailable."""
     base = dataset_name.split("/")[0]
     if base == "shapes":
-        from pix2pix_tf.datasets.shapes import CLASS_NAMES
+        from pix2pix_tf.data.sources.shapes import CLASS_NAMES
 
         return LabelScheme(dataset_name, tuple(CLASS_NAMES), "A")
     if base == "cityscapes":
@@ -119,7 +119,7 @@ def palette_to_labels(image: tf.Tensor, palette: np.ndarray, max_distance: float
 def _shapes_labels(dataset_name: str, data_dir: Optional[str], split: str) -> tf.data.Dataset:
     import tensorflow_datasets as tfds
 
-    import pix2pix_tf.datasets.shapes  # noqa: F401  (registers the builder)
+    import pix2pix_tf.data.sources.shapes  # noqa: F401  (registers the builder)
 
     variant = dataset_name.partition("/")[2]
     builder = tfds.builder("pix2pix_shapes" + (f"/{variant}" if variant else ""),
@@ -132,7 +132,7 @@ def _shapes_labels(dataset_name: str, data_dir: Optional[str], split: str) -> tf
 def split_labels(scheme: LabelScheme, dataset, split: str, data_dir: Optional[str]) -> tf.data.Dataset:
     """Per-pixel int32 class maps (native size) of `split`, in the order of `dataset.records(split)`.
 
-    `dataset` is a `pix2pix_tf.data.PairedDataset`; both read the split unshuffled, so the
+    `dataset` is a `pix2pix_tf.data.pipeline.PairedDataset`; both read the split unshuffled, so the
     n-th label belongs to the n-th pair.
     """
     if scheme.palette is None:

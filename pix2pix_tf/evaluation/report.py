@@ -1,6 +1,6 @@
 """What an evaluation shows a person: a short stdout table, an HTML page and a PNG grid.
 
-The numbers live in metrics.json (written by `pix2pix_tf.evaluate`); this module only
+The numbers live in metrics.json (written by `python -m pix2pix_tf.evaluate`); this module only
 presents them. The HTML page is static (no scripts, relative image paths), so an output
 folder can be copied, zipped or served as it is: one row per image with input | output |
 target and that image's metrics, worst L1 last so that failures are easy to find.
@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from pix2pix_tf.summaries import to_uint8
+from pix2pix_tf.training.summaries import to_uint8
 
 IMAGES_DIR = "images"
 HTML_FILE = "index.html"
