@@ -13,8 +13,7 @@ import os
 from typing import Any, Optional
 
 from pix2pix_tf.errors import ConfigError
-
-CONFIG_FILE = "config.json"
+from pix2pix_tf.workdir import Workdir
 
 GENERATORS = ("unet_256", "unet_128", "resnet_9blocks", "resnet_6blocks", "encoder_decoder")
 DISCRIMINATORS = ("basic", "n_layers", "pixel", "image")
@@ -179,7 +178,7 @@ class TrainConfig:
     def save(self, workdir: str) -> None:
         """Writes config.json atomically, so a crash never leaves half a file."""
         os.makedirs(workdir, exist_ok=True)
-        path = os.path.join(workdir, CONFIG_FILE)
+        path = Workdir(workdir).config_file
         with open(path + ".tmp", "w") as f:
             json.dump(self.to_dict(), f, indent=2, sort_keys=True)
             f.write("\n")
@@ -187,7 +186,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, workdir: str) -> TrainConfig:
-        path = os.path.join(workdir, CONFIG_FILE)
+        path = Workdir(workdir).config_file
         if not os.path.exists(path):
             raise ConfigError(f"{path} does not exist: is '{workdir}' the workdir of a training run?")
         try:

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf.export import exporter as exporting
+from pix2pix_tf.export import names
 from pix2pix_tf.inference import generate as inference
 from pix2pix_tf.serving import client as serving_client
 
@@ -45,7 +46,7 @@ def test_serving_layout_versions_and_atomic_publish(export):
         folder = os.path.join(base, version)
         assert os.path.exists(os.path.join(folder, "saved_model.pb"))
         assert os.path.isdir(os.path.join(folder, "variables"))
-        assert os.path.exists(os.path.join(folder, "assets.extra", exporting.WARMUP_FILE))
+        assert os.path.exists(os.path.join(folder, "assets.extra", names.WARMUP_FILE))
     # Each weight is stored once (tracking the Keras model in ExportArchive would store it twice).
     from pix2pix_tf.config import TrainConfig
     from pix2pix_tf.generator import build_generator
@@ -53,10 +54,10 @@ def test_serving_layout_versions_and_atomic_publish(export):
     weights = build_generator(TrainConfig.load(export["workdir"]).model).count_params() * 4
     stored = os.path.getsize(os.path.join(export["paper"], "variables", "variables.data-00000-of-00001"))
     assert weights * 0.99 < stored < weights * 1.1, (weights, stored)
-    assert exporting.read_metadata(export["paper"])["mode"] == {"dropout": True, "batch_statistics": True}
-    assert exporting.read_metadata(export["deterministic"])["mode"] == {"dropout": False, "batch_statistics": True}
+    assert names.read_metadata(export["paper"])["mode"] == {"dropout": True, "batch_statistics": True}
+    assert names.read_metadata(export["deterministic"])["mode"] == {"dropout": False, "batch_statistics": True}
     assert "SavedModel: " + export["paper"] in export["paper_stdout"]
-    for variant in exporting.TFLITE_VARIANTS:
+    for variant in names.TFLITE_VARIANTS:
         assert variant in export["paper_stdout"] and "PSNR" in export["paper_stdout"]
 
 
@@ -157,8 +158,8 @@ def test_saved_model_cli_show_and_run(export, data_dir, tmp_path):
     shown = run(["saved_model_cli", "show", "--dir", export["paper"], "--all"])
     assert shown.returncode == 0, shown.stderr[-2000:]
     text = shown.stdout
-    for signature in (exporting.SIGNATURE_BYTES, exporting.SIGNATURE_PNG, exporting.SIGNATURE_FLOAT,
-                      exporting.SIGNATURE_FLOAT_DETERMINISTIC):
+    for signature in (names.SIGNATURE_BYTES, names.SIGNATURE_PNG, names.SIGNATURE_FLOAT,
+                      names.SIGNATURE_FLOAT_DETERMINISTIC):
         assert f"signature_def['{signature}']" in text
     serving_default = text.split("signature_def['serving_default']")[1].split("signature_def[")[0]
     assert "inputs['images']" in serving_default and "DT_STRING" in serving_default
@@ -185,7 +186,7 @@ def test_warmup_records_fit_the_signatures(export):
     from tensorflow_serving.apis import prediction_log_pb2
 
     signatures = serving_client.signature_defs(export["paper"])
-    path = os.path.join(export["paper"], "assets.extra", exporting.WARMUP_FILE)
+    path = os.path.join(export["paper"], "assets.extra", names.WARMUP_FILE)
     seen = set()
     for record in tf.data.TFRecordDataset(path):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
@@ -225,8 +226,8 @@ def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, t
     _, image = held_out_png(export, data_dir, tmp_path)
     reference = tf.saved_model.load(export["paper"]).signatures["translate_float_deterministic"]
     expected = reference(images=tf.constant(image[None]))["output"].numpy()
-    report = json.load(open(os.path.join(export["tflite_paper"], exporting.TFLITE_REPORT)))
-    for variant in exporting.TFLITE_VARIANTS:
+    report = json.load(open(os.path.join(export["tflite_paper"], names.TFLITE_REPORT)))
+    for variant in names.TFLITE_VARIANTS:
         path = os.path.join(export["tflite_paper"], f"tiny_{variant}.tflite")
         interpreter = Interpreter(model_path=path, num_threads=2)
         ops = {op["op_name"] for op in interpreter._get_ops_details()}
@@ -237,14 +238,14 @@ def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, t
         assert value >= exporting.PSNR_FLOORS[variant], (variant, value)
         assert report["variants"][variant]["ok"] and report["variants"][variant]["size_bytes"] == os.path.getsize(path)
     sizes = {v: os.path.getsize(os.path.join(export["tflite_paper"], f"tiny_{v}.tflite"))
-             for v in exporting.TFLITE_VARIANTS}
+             for v in names.TFLITE_VARIANTS}
     assert sizes["float16"] < 0.6 * sizes["float32"] and sizes["int8"] < 0.4 * sizes["float32"]
 
     uint8 = exporting.TFLiteModel(os.path.join(export["tflite_deterministic"], "tiny_int8.tflite"))
     assert uint8.io_dtype == "uint8"
     scale, zero_point = uint8.io_quantization["input"]
     assert 0 <= zero_point <= 255 and 0 < scale < 0.1  # [-1, 1] spread over (most of) 0..255.
-    report = json.load(open(os.path.join(export["tflite_deterministic"], exporting.TFLITE_REPORT)))
+    report = json.load(open(os.path.join(export["tflite_deterministic"], names.TFLITE_REPORT)))
     assert report["variants"]["int8"]["io_quantization"]["input"] == [scale, zero_point]
     assert exporting.psnr(expected, uint8(image[None])) >= exporting.PSNR_FLOORS["int8"]
     with pytest.raises(inference.InferenceError, match="batch 1, fixed size"):

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from pix2pix_tf.export import exporter as exporting
+from pix2pix_tf.export import names
 from pix2pix_tf.inference import generate as inference
 
 PAPER_NORM = inference.DETERMINISTIC  # Per-image batch statistics (the paper), no dropout.
@@ -53,9 +54,9 @@ def measure_inference(generator: keras.Model, image_size: int, input_nc: int, mu
         saved_model_dir = os.path.join(scratch, "saved_model")
         exporting.build_archive(generator, PAPER_NORM, image_size, input_nc, multiple).write_out(
             saved_model_dir, verbose=False)
-        signature = tf.saved_model.load(saved_model_dir).signatures[exporting.SIGNATURE_FLOAT_DETERMINISTIC]
+        signature = tf.saved_model.load(saved_model_dir).signatures[names.SIGNATURE_FLOAT_DETERMINISTIC]
         calls["SavedModel translate_float_deterministic"] = (
-            lambda: signature(**{exporting.INPUT_NAME: x})[exporting.OUTPUT_FLOAT].numpy())
+            lambda: signature(**{names.INPUT_NAME: x})[names.OUTPUT_FLOAT].numpy())
         sizes = {"SavedModel translate_float_deterministic": _dir_size_mib(saved_model_dir)}
         references = {PAPER_NORM: calls["SavedModel translate_float_deterministic"](),
                       MOVING_AVERAGES: calls["keras G(x, training=False)"]()}

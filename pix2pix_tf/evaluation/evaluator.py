@@ -32,7 +32,9 @@ import numpy as np
 from absl import logging
 
 from pix2pix_tf.errors import ConfigError, Pix2pixError
+from pix2pix_tf.export import names
 from pix2pix_tf.progress import Progress
+from pix2pix_tf.workdir import Workdir
 
 METRICS_FILE = "metrics.json"
 
@@ -108,19 +110,17 @@ def find_workdir(config: EvalConfig) -> str:
     metadata names the checkpoint, which lives in <workdir>/checkpoints/)."""
     if config.workdir:
         return config.workdir
-    from pix2pix_tf.export import exporter as exporting
-    from pix2pix_tf.inference import translation
 
     saved_model = config.saved_model
     if config.tflite:
-        report = os.path.join(os.path.dirname(config.tflite), exporting.TFLITE_REPORT)
+        report = os.path.join(os.path.dirname(config.tflite), names.TFLITE_REPORT)
         if os.path.exists(report):
             with open(report) as f:
                 saved_model = json.load(f).get("saved_model")
     checkpoint = None
     if saved_model:
         try:
-            checkpoint = exporting.read_metadata(translation.resolve_saved_model(saved_model)).get("checkpoint")
+            checkpoint = names.read_metadata(names.resolve_saved_model(saved_model)).get("checkpoint")
         except (Pix2pixError, OSError, ValueError):
             checkpoint = None
     if checkpoint:
@@ -136,14 +136,12 @@ def find_workdir(config: EvalConfig) -> str:
 def _exported_batch_statistics(config: EvalConfig) -> bool:
     """Whether the model normalises with batch statistics: an export fixed it when it was made
     (its metadata says which); a checkpoint does what --batch_statistics asks."""
-    from pix2pix_tf.export import exporter as exporting
-    from pix2pix_tf.inference import translation
 
     mode = None
     if config.saved_model:
-        mode = exporting.read_metadata(translation.resolve_saved_model(config.saved_model)).get("mode")
+        mode = names.read_metadata(names.resolve_saved_model(config.saved_model)).get("mode")
     elif config.tflite:
-        report_path = os.path.join(os.path.dirname(config.tflite), exporting.TFLITE_REPORT)
+        report_path = os.path.join(os.path.dirname(config.tflite), names.TFLITE_REPORT)
         if os.path.exists(report_path):
             with open(report_path) as f:
                 mode = json.load(f).get("mode")
@@ -353,7 +351,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
     label = _model_label(config, translator)
     output_dir = config.output_dir or os.path.join(
-        workdir, "eval", f"{split}_{label}_{'deterministic' if deterministic else 'paper'}")
+        Workdir(workdir).evaluations, f"{split}_{label}_{'deterministic' if deterministic else 'paper'}")
     os.makedirs(output_dir, exist_ok=True)
     logging.info("Evaluating %s on %s/%s into %s.", translator.description, dataset.name, split, output_dir)
 

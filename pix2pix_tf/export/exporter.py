@@ -34,24 +34,23 @@ from absl import logging
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, DatasetError, Pix2pixError
+from pix2pix_tf.export.names import (
+    INPUT_NAME,
+    INT8_IO_TYPES,
+    OUTPUT_BYTES,
+    OUTPUT_FLOAT,
+    SIGNATURE_BYTES,
+    SIGNATURE_FLOAT,
+    SIGNATURE_FLOAT_DETERMINISTIC,
+    SIGNATURE_PNG,
+    TFLITE_REPORT,
+    TFLITE_VARIANTS,
+    metadata_path,
+    warmup_path,
+)
 from pix2pix_tf.generator import size_multiple
 from pix2pix_tf.inference import generate as inference
-
-METADATA_FILE = "pix2pix_export.json"
-WARMUP_FILE = "tf_serving_warmup_requests"
-TFLITE_REPORT = "report.json"
-
-# Signature and tensor names: a contract with clients (docs/serving.md). Never rename.
-SIGNATURE_BYTES = "serving_default"
-SIGNATURE_PNG = "translate_png"
-SIGNATURE_FLOAT = "translate_float"
-SIGNATURE_FLOAT_DETERMINISTIC = "translate_float_deterministic"
-INPUT_NAME = "images"
-OUTPUT_BYTES = "output_bytes"  # The `_bytes` suffix makes Serving's REST API answer {"b64": ...}.
-OUTPUT_FLOAT = "output"
-
-TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
-INT8_IO_TYPES = ("float32", "int8", "uint8")
+from pix2pix_tf.workdir import Workdir
 
 # PSNR (dB, on images scaled to [0, 1]) against the SavedModel below which a TFLite variant
 # is refused: it no longer computes the same network. These catch broken conversions (NaN,
@@ -153,7 +152,7 @@ class ExportResult:
 
 def model_base(config: ExportConfig) -> str:
     """`<export_dir>/<model_name>`: the path to give TensorFlow Serving (--model_base_path)."""
-    return os.path.join(config.export_dir or os.path.join(config.workdir, "export"), config.model_name)
+    return os.path.join(config.export_dir or Workdir(config.workdir).exports, config.model_name)
 
 
 def existing_versions(base: str) -> list[int]:
@@ -266,21 +265,12 @@ def warmup_requests(model_name: str, image_size: int, input_nc: int,
 def write_warmup(saved_model_dir: str, records: list[bytes]) -> str:
     if len(records) > 1000:
         raise ExportError(f"{len(records)} warmup records: TensorFlow Serving reads at most 1000.")
-    path = os.path.join(saved_model_dir, "assets.extra", WARMUP_FILE)
+    path = warmup_path(saved_model_dir)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tf.io.TFRecordWriter(path) as writer:
         for record in records:
             writer.write(record)
     return path
-
-
-def read_metadata(saved_model_dir: str) -> dict:
-    """What export wrote about a SavedModel (sizes, channels, direction, mode); {} if absent."""
-    path = os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
 
 
 def _metadata(train: TrainConfig, config: ExportConfig, checkpoint: str, version: int, image_size: int) -> dict:
@@ -320,7 +310,7 @@ def write_saved_model(generator: keras.Model, train: TrainConfig, config: Export
     archive.write_out(directory, verbose=False)
     write_warmup(directory, warmup_requests(config.model_name, image_size, train.model.input_nc,
                                             config.warmup_batch_sizes))
-    with open(os.path.join(directory, "assets.extra", METADATA_FILE), "w") as f:
+    with open(metadata_path(directory), "w") as f:
         json.dump(_metadata(train, config, checkpoint, version, image_size), f, indent=2)
         f.write("\n")
 
@@ -339,7 +329,7 @@ def verify_saved_model(directory: str, generator: keras.Model, mode: inference.I
                           f"> {SAVED_MODEL_MAX_ABS}. Nothing was published.")
     from tensorflow_serving.apis import prediction_log_pb2
 
-    for record in tf.data.TFRecordDataset(os.path.join(directory, "assets.extra", WARMUP_FILE)):
+    for record in tf.data.TFRecordDataset(warmup_path(directory)):
         request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
         name = request.model_spec.signature_name
         inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}

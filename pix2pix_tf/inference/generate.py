@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, Pix2pixError
+from pix2pix_tf.workdir import Workdir
 
 
 class InferenceError(Pix2pixError, ValueError):
@@ -315,7 +316,7 @@ def encode_pngs(images: tf.Tensor) -> tf.Tensor:
 
 def latest_checkpoint(workdir: str) -> str:
     """The newest training checkpoint of a workdir, or a clear error."""
-    directory = os.path.join(workdir, "checkpoints")
+    directory = Workdir(workdir).checkpoints
     path = tf.train.latest_checkpoint(directory)
     if path is None:
         raise ConfigError(f"No checkpoint in {directory}: train first (python train.py --workdir={workdir}).")

@@ -10,7 +10,6 @@ serving signature prepares encoded bytes (`inference.preprocess`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Optional
 
@@ -19,10 +18,9 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.export import names
 from pix2pix_tf.inference import generate as inference
 from pix2pix_tf.progress import Progress
-
-SAVED_MODEL_FILE = "saved_model.pb"
 
 
 @dataclasses.dataclass
@@ -85,40 +83,26 @@ def _checkpoint_translator(workdir: str, checkpoint: Optional[str], mode: infere
                       config.model.output_nc, config.data.direction, mode.deterministic, call)
 
 
-def resolve_saved_model(path: str) -> str:
-    """A SavedModel folder: `path` itself, or the highest integer version inside it (Serving's
-    layout, as export.py writes it)."""
-    if os.path.exists(os.path.join(path, SAVED_MODEL_FILE)):
-        return path
-    if os.path.isdir(path):
-        versions = sorted(int(n) for n in os.listdir(path)
-                          if n.isdigit() and os.path.exists(os.path.join(path, n, SAVED_MODEL_FILE)))
-        if versions:
-            return os.path.join(path, str(versions[-1]))
-    raise ConfigError(f"--saved_model={path}: no {SAVED_MODEL_FILE} there nor in an integer version folder.")
-
-
 def _saved_model_translator(path: str, mode: inference.InferenceMode, image_size: Optional[int]) -> Translator:
-    from pix2pix_tf.export import exporter as exporting
 
-    path = resolve_saved_model(path)
-    metadata = exporting.read_metadata(path)
+    path = names.resolve_saved_model(path)
+    metadata = names.read_metadata(path)
     try:
         loaded = tf.saved_model.load(path)
     except (OSError, ValueError, tf.errors.OpError) as e:
         raise ConfigError(f"Cannot load the SavedModel {path}: {e}") from e
-    name = exporting.SIGNATURE_FLOAT_DETERMINISTIC if mode.deterministic else exporting.SIGNATURE_FLOAT
+    name = names.SIGNATURE_FLOAT_DETERMINISTIC if mode.deterministic else names.SIGNATURE_FLOAT
     if name not in loaded.signatures:
         raise ConfigError(f"{path} has no '{name}' signature: was it written by export.py?")
     signature = loaded.signatures[name]
-    input_nc = int(signature.structured_input_signature[1][exporting.INPUT_NAME].shape[-1])
-    output_nc = int(metadata.get("output_nc", signature.structured_outputs[exporting.OUTPUT_FLOAT].shape[-1]))
+    input_nc = int(signature.structured_input_signature[1][names.INPUT_NAME].shape[-1])
+    output_nc = int(metadata.get("output_nc", signature.structured_outputs[names.OUTPUT_FLOAT].shape[-1]))
     size = image_size or metadata.get("image_size")
     if not size:
         raise ConfigError(f"{path} does not record its image size: pass --image_size.")
 
     def call(image: np.ndarray, index: int) -> np.ndarray:
-        return signature(images=tf.constant(image, tf.float32))[exporting.OUTPUT_FLOAT].numpy()
+        return signature(images=tf.constant(image, tf.float32))[names.OUTPUT_FLOAT].numpy()
 
     exported = metadata.get("mode", {})
     noise = "no dropout" if mode.deterministic or not exported.get("dropout", True) else "dropout on"
@@ -127,7 +111,7 @@ def _saved_model_translator(path: str, mode: inference.InferenceMode, image_size
 
 
 def _tflite_translator(path: str, image_size: Optional[int], threads: int) -> Translator:
-    from pix2pix_tf.export.exporter import TFLITE_REPORT, TFLiteModel
+    from pix2pix_tf.export.exporter import TFLiteModel
 
     if not os.path.isfile(path):
         raise ConfigError(f"--tflite={path} is not a file.")
@@ -138,11 +122,7 @@ def _tflite_translator(path: str, image_size: Optional[int], threads: int) -> Tr
     if image_size and image_size != shape[1]:
         raise ConfigError(f"{path} is fixed to {shape[1]}x{shape[1]} images; --image_size={image_size} cannot change "
                           "it (export again with --image_size).")
-    report_path = os.path.join(os.path.dirname(path), TFLITE_REPORT)
-    direction = None
-    if os.path.exists(report_path):
-        with open(report_path) as f:
-            direction = json.load(f).get("direction")
+    direction = names.read_tflite_report(path).get("direction")
     output_nc = int(model.interpreter.get_output_details()[0]["shape"][-1])
     return Translator(f"TFLite {path} ({model.io_dtype} I/O, no dropout)", shape[1], shape[3], output_nc,
                       direction, True, lambda image, index: model(image))

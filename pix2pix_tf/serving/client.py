@@ -26,15 +26,15 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from pix2pix_tf.errors import Pix2pixError
-
-# Kept equal to pix2pix_tf.export.exporter's names; not imported so that this module loads without TensorFlow.
-SIGNATURE_BYTES = "serving_default"
-SIGNATURE_PNG = "translate_png"
-SIGNATURE_FLOAT = "translate_float"
-SIGNATURE_FLOAT_DETERMINISTIC = "translate_float_deterministic"
-INPUT_NAME = "images"
-OUTPUT_BYTES = "output_bytes"
-OUTPUT_FLOAT = "output"
+from pix2pix_tf.export.names import (
+    INPUT_NAME,
+    OUTPUT_BYTES,
+    OUTPUT_FLOAT,
+    SIGNATURE_BYTES,
+    SIGNATURE_FLOAT,
+    SIGNATURE_FLOAT_DETERMINISTIC,
+    SIGNATURE_PNG,
+)
 
 # gRPC clients default to a 4 MB receive limit; a batch of 256x256 float outputs is larger.
 GRPC_MESSAGE_LIMIT = 256 * 1024 * 1024

@@ -29,9 +29,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.errors import ConfigError, Pix2pixError
-
-CHECKPOINT_DIR = "checkpoints"
-LOCK_FILE = ".train.lock"
+from pix2pix_tf.workdir import Workdir
 
 
 class CheckpointError(Pix2pixError):
@@ -45,7 +43,7 @@ class RunCheckpoints:
                  chief: bool = True, worker: int = 0):
         self.checkpoint = checkpoint
         self.chief = chief
-        self.directory = os.path.join(workdir, CHECKPOINT_DIR)
+        self.directory = Workdir(workdir).checkpoints
         self._temporary = None if chief else os.path.join(workdir, f"tmp_worker_{worker}")
         self.manager = tf.train.CheckpointManager(checkpoint, self._temporary or self.directory,
                                                   max_to_keep=keep, step_counter=step, checkpoint_name="ckpt")
@@ -109,7 +107,7 @@ class RunCheckpoints:
 def workdir_lock(workdir: str) -> Iterator[None]:
     """Held while a process trains in `workdir`; a second process gets a clear refusal."""
     os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, LOCK_FILE)
+    path = Workdir(workdir).lock_file
     handle = open(path, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

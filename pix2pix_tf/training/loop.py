@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import random
 import signal
 import threading
@@ -25,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pix2pix_tf.config import CONFIG_FILE, CROPPING_MODES, TrainConfig, check_resumable
+from pix2pix_tf.config import CROPPING_MODES, TrainConfig, check_resumable
 from pix2pix_tf.data import pipeline as data
 from pix2pix_tf.errors import ConfigError, DatasetError, NonFiniteLossError
 from pix2pix_tf.generator import size_multiple
@@ -34,6 +33,7 @@ from pix2pix_tf.training import summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
 from pix2pix_tf.training.distribute import is_chief, make_strategy, worker_index
 from pix2pix_tf.training.step import Pix2Pix
+from pix2pix_tf.workdir import Workdir
 
 SAMPLE_ROWS = 4
 
@@ -63,7 +63,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     """Fills in the seed (the stored one when resuming) and the direction, and checks that a
     run already in the workdir is the same run."""
     stored = None
-    if os.path.exists(os.path.join(config.run.workdir, CONFIG_FILE)):
+    if Workdir(config.run.workdir).has_config():
         stored = TrainConfig.load(config.run.workdir)
     seed = config.run.seed
     if seed is None:
@@ -78,7 +78,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
 
 
 def _has_checkpoint(config: TrainConfig) -> bool:
-    return tf.train.latest_checkpoint(os.path.join(config.run.workdir, "checkpoints")) is not None
+    return tf.train.latest_checkpoint(Workdir(config.run.workdir).checkpoints) is not None
 
 
 def _check_sizes(config: TrainConfig) -> None:
@@ -137,7 +137,7 @@ class HeldOutMonitor:
         rows = [(a, b, out) for (a, b), out in zip(self.pairs[:SAMPLE_ROWS], outputs)]
         self.writer.scalars(step, {"eval/held_out_l1": l1})
         self.writer.image(step, "samples/input_target_output", summaries.grid_image(rows))
-        summaries.save_grid_png(os.path.join(self.workdir, "samples", f"step_{step:07d}.png"), rows,
+        summaries.save_grid_png(Workdir(self.workdir).sample_grid(step), rows,
                                 f"step {step}: held-out L1 {l1:.4f}")
         return l1
 
@@ -187,7 +187,7 @@ def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distri
         config.save(workdir)
 
     start, end = gan.current_step(), total_steps(config, dataset.num_train)
-    writer = summaries.Writer(os.path.join(workdir, "logs", "train")) if chief else None
+    writer = summaries.Writer(Workdir(workdir).train_logs) if chief else None
     multiple = size_multiple(config.model.generator)
     held_out = list(data.held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
                                         limit=config.run.eval_examples, multiple=multiple).as_numpy_iterator())

@@ -1,0 +1,77 @@
+"""The export's contract with its users: file, signature and tensor names, and its metadata.
+
+TensorFlow-free, so that the serving client (and any script) can import it without loading
+TensorFlow. The names are a contract with clients (docs/serving.md): never rename them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+from pix2pix_tf.errors import ConfigError
+
+SAVED_MODEL_FILE = "saved_model.pb"
+METADATA_FILE = "pix2pix_export.json"  # in <version>/assets.extra/
+WARMUP_FILE = "tf_serving_warmup_requests"  # in <version>/assets.extra/
+TFLITE_REPORT = "report.json"  # beside the .tflite files of one version
+
+SIGNATURE_BYTES = "serving_default"
+SIGNATURE_PNG = "translate_png"
+SIGNATURE_FLOAT = "translate_float"
+SIGNATURE_FLOAT_DETERMINISTIC = "translate_float_deterministic"
+INPUT_NAME = "images"
+OUTPUT_BYTES = "output_bytes"  # The `_bytes` suffix makes Serving's REST API answer {"b64": ...}.
+OUTPUT_FLOAT = "output"
+
+TFLITE_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+INT8_IO_TYPES = ("float32", "int8", "uint8")
+
+
+def metadata_path(saved_model_dir: str) -> str:
+    return os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)
+
+
+def warmup_path(saved_model_dir: str) -> str:
+    return os.path.join(saved_model_dir, "assets.extra", WARMUP_FILE)
+
+
+def tflite_report_path(tflite_file: str) -> str:
+    return os.path.join(os.path.dirname(tflite_file), TFLITE_REPORT)
+
+
+def _read_json_object(path: str) -> Optional[dict[str, Any]]:
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"Cannot read {path}: {e}") from e
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} is not a JSON object: was it written by export.py?")
+    return value
+
+
+def read_metadata(saved_model_dir: str) -> dict[str, Any]:
+    """What export wrote about a SavedModel (sizes, channels, direction, mode); {} if absent."""
+    return _read_json_object(metadata_path(saved_model_dir)) or {}
+
+
+def read_tflite_report(tflite_file: str) -> dict[str, Any]:
+    """The report export wrote beside a .tflite file (direction, variants, checks); {} if absent."""
+    return _read_json_object(tflite_report_path(tflite_file)) or {}
+
+
+def resolve_saved_model(path: str) -> str:
+    """A SavedModel folder: `path` itself, or the highest integer version inside it (Serving's
+    layout, as export.py writes it)."""
+    if os.path.exists(os.path.join(path, SAVED_MODEL_FILE)):
+        return path
+    if os.path.isdir(path):
+        versions = sorted(int(n) for n in os.listdir(path)
+                          if n.isdigit() and os.path.exists(os.path.join(path, n, SAVED_MODEL_FILE)))
+        if versions:
+            return os.path.join(path, str(versions[-1]))
+    raise ConfigError(f"--saved_model={path}: no {SAVED_MODEL_FILE} there nor in an integer version folder.")

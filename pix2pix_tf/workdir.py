@@ -1,0 +1,82 @@
+"""The run folder (`--workdir`): the one place that knows its layout.
+
+    config.json          the run's TrainConfig (pix2pix_tf.config)
+    checkpoints/         G, D, both optimizers, the step (pix2pix_tf.training.checkpoints)
+    logs/train/          TensorBoard events
+    samples/step_N.png   held-out input | target | output grids
+    export/              SavedModels and TFLite files (export.py without --export_dir)
+    eval/                evaluation reports (python -m pix2pix_tf.evaluate without --output_dir)
+    .train.lock          held by the training process that owns the run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from pix2pix_tf.errors import ConfigError
+
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Workdir:
+    """Paths inside one run folder; creating nothing until asked."""
+
+    root: str
+
+    @property
+    def config_file(self) -> str:
+        return os.path.join(self.root, CONFIG_FILE)
+
+    @property
+    def checkpoints(self) -> str:
+        return os.path.join(self.root, "checkpoints")
+
+    @property
+    def train_logs(self) -> str:
+        return os.path.join(self.root, "logs", "train")
+
+    @property
+    def samples(self) -> str:
+        return os.path.join(self.root, "samples")
+
+    def sample_grid(self, step: int) -> str:
+        return os.path.join(self.samples, f"step_{step:07d}.png")
+
+    @property
+    def exports(self) -> str:
+        return os.path.join(self.root, "export")
+
+    @property
+    def evaluations(self) -> str:
+        return os.path.join(self.root, "eval")
+
+    @property
+    def lock_file(self) -> str:
+        return os.path.join(self.root, ".train.lock")
+
+    def has_config(self) -> bool:
+        return os.path.isfile(self.config_file)
+
+    def check_usable(self, writable: bool = True) -> None:
+        """Refuses, with a message, a workdir that is a file or (when `writable`) one that
+        cannot be written, before any work starts."""
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise ConfigError(f"--workdir={self.root} is a file; a run needs a folder.")
+        if writable:
+            check_writable(self.root, "--workdir")
+
+
+def check_writable(folder: str, what: str) -> None:
+    """Creates `folder` if needed and proves it can hold a new file, or says why not."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("x")
+        os.remove(probe)
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ConfigError(f"{what}={folder} cannot be written ({reason}). Choose a folder you can write to, "
+                          "with free space.") from e
