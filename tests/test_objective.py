@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf.config import LossConfig
-from pix2pix_tf.optimization import LinearDecaySchedule
+from pix2pix_tf.training.optimization import LinearDecaySchedule
 from pix2pix_tf.training.losses import discriminator_loss, gan_loss, generator_loss, l1_loss
 
 

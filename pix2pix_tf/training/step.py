@@ -8,8 +8,9 @@ import tensorflow as tf
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.discriminator import build_discriminator
 from pix2pix_tf.generator import build_generator
-from pix2pix_tf.optimization import make_optimizer
+from pix2pix_tf.speed.fused_adam import FusedAdam
 from pix2pix_tf.training.losses import discriminator_loss, generator_loss
+from pix2pix_tf.training.optimization import ReferenceAdam, make_optimizer
 
 
 def dropout_rng_state(model: keras.Model) -> list:
@@ -33,8 +34,9 @@ class Pix2Pix:
         with strategy.scope():
             self.generator = build_generator(config.model)
             self.discriminator = build_discriminator(config.model)
-            self.g_optimizer = make_optimizer(config.optim, steps_per_epoch, "g_adam", config.run.fused_adam)
-            self.d_optimizer = make_optimizer(config.optim, steps_per_epoch, "d_adam", config.run.fused_adam)
+            adam = FusedAdam if config.run.fused_adam else ReferenceAdam
+            self.g_optimizer = make_optimizer(config.optim, steps_per_epoch, "g_adam", adam)
+            self.d_optimizer = make_optimizer(config.optim, steps_per_epoch, "d_adam", adam)
             # Built here: a lazy build inside strategy.run fails.
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
