@@ -13,7 +13,16 @@ import keras
 from keras import layers
 
 from pix2pix_tf.config import ModelConfig
-from pix2pix_tf.layers import ReflectionPadding2D, conv, conv_transpose, leaky_relu, maybe_normalize, uses_bias
+from pix2pix_tf.layers import (
+    ReflectionPadding2D,
+    conv,
+    conv_transpose,
+    leaky_relu,
+    maybe_normalize,
+    torch_conv,
+    torch_conv_transpose,
+    uses_bias,
+)
 
 
 def unet(num_downs: int, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
@@ -57,38 +66,44 @@ def unet(num_downs: int, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n
 
 def resnet(n_blocks: int, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
            dropout: bool = True, name: str = "resnet") -> keras.Model:
-    """Johnson et al.'s generator: c7s1-64, d128, d256, n_blocks x R256, u128, u64, c7s1-3."""
+    """Johnson et al.'s generator: c7s1-64, d128, d256, n_blocks x R256, u128, u64, c7s1-3.
+
+    dk is the reference's Conv2d(3x3, stride 2, padding 1) and uk its ConvTranspose2d(3x3,
+    stride 2, padding 1, output_padding 1), with the padding and cropping spelled out:
+    TensorFlow's "same" would shift every down- and upsampling by a pixel.
+    """
     bias = uses_bias(norm)
     inputs = keras.Input((None, None, input_nc), name="input_image")
 
-    x = ReflectionPadding2D(3)(inputs)
-    x = conv(ngf, 7, 1, bias, padding="valid")(x)
-    x = layers.ReLU()(maybe_normalize(x, norm))
-    for mult in (1, 2):
-        x = conv(ngf * mult * 2, 3, 2, bias)(x)
-        x = layers.ReLU()(maybe_normalize(x, norm))
-    for _ in range(n_blocks):
-        x = _residual_block(x, ngf * 4, norm, bias, dropout)
-    for mult in (2, 1):
-        x = conv_transpose(ngf * mult, 3, 2, bias)(x)
-        x = layers.ReLU()(maybe_normalize(x, norm))
-    x = ReflectionPadding2D(3)(x)
-    x = conv(output_nc, 7, 1, use_bias=True, padding="valid")(x)
-    outputs = layers.Activation("tanh")(x)
+    x = ReflectionPadding2D(3, name="c7s1_pad")(inputs)
+    x = conv(ngf, 7, 1, bias, padding="valid", name="c7s1_conv")(x)
+    x = layers.ReLU(name="c7s1_relu")(maybe_normalize(x, norm, name="c7s1_norm"))
+    for i, mult in enumerate((1, 2), start=1):
+        x = torch_conv(x, ngf * mult * 2, 3, 2, padding=1, use_bias=bias, name=f"down{i}_conv")
+        x = layers.ReLU(name=f"down{i}_relu")(maybe_normalize(x, norm, name=f"down{i}_norm"))
+    for i in range(1, n_blocks + 1):
+        x = _residual_block(x, ngf * 4, norm, bias, dropout, name=f"res{i}")
+    for i, mult in enumerate((2, 1), start=1):
+        x = torch_conv_transpose(x, ngf * mult, 3, 2, padding=1, output_padding=1, use_bias=bias,
+                                 name=f"up{i}_deconv")
+        x = layers.ReLU(name=f"up{i}_relu")(maybe_normalize(x, norm, name=f"up{i}_norm"))
+    x = ReflectionPadding2D(3, name="out_pad")(x)
+    x = conv(output_nc, 7, 1, use_bias=True, padding="valid", name="out_conv")(x)
+    outputs = layers.Activation("tanh", name="out_tanh")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def _residual_block(x: keras.KerasTensor, filters: int, norm: str, bias: bool,
-                    dropout: bool) -> keras.KerasTensor:
-    y = ReflectionPadding2D(1)(x)
-    y = conv(filters, 3, 1, bias, padding="valid")(y)
-    y = layers.ReLU()(maybe_normalize(y, norm))
+def _residual_block(x: keras.KerasTensor, filters: int, norm: str, bias: bool, dropout: bool,
+                    name: str) -> keras.KerasTensor:
+    y = ReflectionPadding2D(1, name=f"{name}_pad1")(x)
+    y = conv(filters, 3, 1, bias, padding="valid", name=f"{name}_conv1")(y)
+    y = layers.ReLU(name=f"{name}_relu")(maybe_normalize(y, norm, name=f"{name}_norm1"))
     if dropout:
-        y = layers.Dropout(0.5)(y)
-    y = ReflectionPadding2D(1)(y)
-    y = conv(filters, 3, 1, bias, padding="valid")(y)
-    y = maybe_normalize(y, norm)
-    return layers.Add()([x, y])
+        y = layers.Dropout(0.5, name=f"{name}_dropout")(y)
+    y = ReflectionPadding2D(1, name=f"{name}_pad2")(y)
+    y = conv(filters, 3, 1, bias, padding="valid", name=f"{name}_conv2")(y)
+    y = maybe_normalize(y, norm, name=f"{name}_norm2")
+    return layers.Add(name=f"{name}_add")([x, y])
 
 
 _GENERATORS: dict[str, tuple[Callable[..., keras.Model], int]] = {

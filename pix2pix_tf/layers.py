@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 
@@ -29,7 +30,7 @@ def normalization(norm: str, name: Optional[str] = None) -> Optional[layers.Laye
     statistics): group norm with one group per channel. Returns None for "none".
     """
     if norm in ("batch", "syncbatch"):
-        return layers.BatchNormalization(
+        return TorchBatchNormalization(
             momentum=0.9,
             epsilon=1e-5,
             gamma_initializer=keras.initializers.RandomNormal(mean=1.0, stddev=0.02),
@@ -41,6 +42,56 @@ def normalization(norm: str, name: Optional[str] = None) -> Optional[layers.Laye
     if norm == "none":
         return None
     raise ValueError(f"Unknown norm {norm!r}.")
+
+
+@keras.saving.register_keras_serializable(package="pix2pix_tf")
+class TorchBatchNormalization(layers.BatchNormalization):
+    """Keras batch norm whose moving variance follows PyTorch's BatchNorm2d.
+
+    A training call normalises with the biased batch variance, as Keras does, but moves
+    `moving_variance` towards the unbiased one (x n / (n - 1), n the values per channel:
+    batch x height x width, summed over replicas when `synchronized`), as PyTorch's
+    `running_var`. Variables, their names and so checkpoints are Keras'; inference-mode
+    calls and renorm are Keras' own code.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        if mask is not None:
+            raise ValueError(f"{self.name}: masked inputs are not supported in training.")
+        x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        mean, variance, count = self._moments_and_count(x)
+        # PyTorch's n / (n - 1); a single value per channel (where PyTorch refuses to train)
+        # has variance 0 and moves the estimate towards 0 rather than NaN.
+        unbiased = variance * (count / tf.maximum(count - 1.0, 1.0))
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, unbiased)):
+            moving.assign(tf.cast(moving, x.dtype) * self.momentum + batch * (1.0 - self.momentum))
+        outputs = keras.ops.batch_normalization(
+            x, mean, variance, axis=self.axis, epsilon=self.epsilon,
+            offset=tf.cast(self.beta, x.dtype) if self.center else None,
+            scale=tf.cast(self.gamma, x.dtype) if self.scale else None)
+        return tf.cast(outputs, self.compute_dtype)
+
+    def _moments_and_count(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Per-channel (mean, biased variance, n) of the batch; with `synchronized`, of the
+        global batch over all replicas, whose per-replica sizes may differ."""
+        axes = self._reduction_axes
+        count = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), x.dtype)
+        context = tf.distribute.get_replica_context()
+        if not self.synchronized or context is None:
+            mean, variance = tf.nn.moments(x, axes)
+            return mean, variance, count
+        # Sums of x and x**2 and the count in one all-reduce; var = E(x**2) - E(x)**2, as
+        # Keras' own synchronized moments (also on one device, so that one device and N
+        # replicas round alike).
+        local = tf.concat([tf.reduce_sum(x, axes), tf.reduce_sum(tf.square(x), axes), count[None]], 0)
+        total = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+        channels = x.shape[self.axis]
+        count = total[-1]
+        mean = total[:channels] / count
+        variance = tf.maximum(total[channels:2 * channels] / count - tf.square(mean), 0.0)
+        return mean, variance, count
 
 
 def maybe_normalize(x: keras.KerasTensor, norm: str, name: Optional[str] = None) -> keras.KerasTensor:
@@ -56,9 +107,36 @@ def conv(filters: int, kernel_size: int, strides: int, use_bias: bool, padding: 
 
 def conv_transpose(filters: int, kernel_size: int, strides: int, use_bias: bool,
                    name: Optional[str] = None) -> layers.Conv2DTranspose:
-    # "same" with an even input is PyTorch's padding=1 (4x4) / padding=1, output_padding=1 (3x3).
+    # "same" on an even input is PyTorch's ConvTranspose2d(k=4, s=2, padding=1). Not for 3x3:
+    # see torch_conv_transpose.
     return layers.Conv2DTranspose(filters, kernel_size, strides=strides, padding="same",
                                   use_bias=use_bias, kernel_initializer=conv_init(), name=name)
+
+
+def torch_conv(x: keras.KerasTensor, filters: int, kernel_size: int, strides: int, padding: int,
+               use_bias: bool, name: str) -> keras.KerasTensor:
+    """PyTorch's Conv2d(kernel_size, stride, padding): `padding` zeros on every side, then a
+    valid convolution. TensorFlow's "same" puts the odd padding pixel after: a 3x3 stride-2
+    "same" convolution of an even input pads 0 before and 1 after, which shifts the sampling
+    grid by one pixel against the reference (4x4 stride 2 pads 1 and 1, so `conv` is exact)."""
+    x = layers.ZeroPadding2D(padding, name=f"{name}_pad")(x)
+    return conv(filters, kernel_size, strides, use_bias, padding="valid", name=name)(x)
+
+
+def torch_conv_transpose(x: keras.KerasTensor, filters: int, kernel_size: int, strides: int, padding: int,
+                         output_padding: int, use_bias: bool, name: str) -> keras.KerasTensor:
+    """PyTorch's ConvTranspose2d(kernel_size, stride, padding, output_padding): the full (valid)
+    transposed convolution, (n - 1) * stride + kernel_size rows, less `padding` rows before and
+    `padding - output_padding` after (likewise columns). For 3x3, stride 2, padding 1,
+    output_padding 1 it keeps rows 1..2n of 2n + 1, where TensorFlow's "same" keeps 0..2n-1."""
+    # Keras' "valid" output is (n - 1) * stride + kernel_size only for kernel_size >= stride.
+    if kernel_size < strides or not 0 <= output_padding <= padding:
+        raise ValueError(f"Unsupported transposed convolution: kernel_size {kernel_size}, stride {strides}, "
+                         f"padding {padding}, output_padding {output_padding}.")
+    x = layers.Conv2DTranspose(filters, kernel_size, strides=strides, padding="valid", use_bias=use_bias,
+                               kernel_initializer=conv_init(), name=name)(x)
+    crop = (padding, padding - output_padding)
+    return layers.Cropping2D((crop, crop), name=f"{name}_crop")(x)
 
 
 def leaky_relu(name: Optional[str] = None) -> layers.LeakyReLU:
