@@ -49,7 +49,7 @@ def test_serving_layout_versions_and_atomic_publish(export):
         assert os.path.exists(os.path.join(folder, "assets.extra", names.WARMUP_FILE))
     # Each weight is stored once (tracking the Keras model in ExportArchive would store it twice).
     from pix2pix_tf.config import TrainConfig
-    from pix2pix_tf.generator import build_generator
+    from pix2pix_tf.networks.generator import build_generator
 
     weights = build_generator(TrainConfig.load(export["workdir"]).model).count_params() * 4
     stored = os.path.getsize(os.path.join(export["paper"], "variables", "variables.data-00000-of-00001"))
@@ -144,7 +144,7 @@ def test_paper_mode_saved_model_draws_noise_without_changing_state(export, data_
 def test_paper_mode_equals_keras_training_mode_call_without_its_state_writes(export):
     """At batch 1 the stateless path is exactly Keras' training-mode call (minus the noise)."""
     from pix2pix_tf.config import ModelConfig
-    from pix2pix_tf.generator import build_generator
+    from pix2pix_tf.networks.generator import build_generator
 
     generator = build_generator(ModelConfig(generator="unet_128", ngf=8, dropout=False))
     image = tf.random.stateless_uniform([1, 128, 128, 3], seed=[1, 2], minval=-1, maxval=1)

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf.config import ModelConfig
-from pix2pix_tf.discriminator import build_discriminator, discriminator_input_channels
-from pix2pix_tf.generator import build_generator
+from pix2pix_tf.networks.discriminator import build_discriminator, discriminator_input_channels
+from pix2pix_tf.networks.generator import build_generator
 
 
 def trainable_count(model: keras.Model) -> int:

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf.config import LossConfig
-from pix2pix_tf.training.optimization import LinearDecaySchedule
 from pix2pix_tf.training.losses import discriminator_loss, gan_loss, generator_loss, l1_loss
+from pix2pix_tf.training.optimization import LinearDecaySchedule
 
 
 def logits(value: float, batch: int = 2) -> tf.Tensor:

@@ -58,7 +58,7 @@ def receptive_field(model: tf.keras.Model, size: int, channels: int) -> int:
 
 @pytest.mark.parametrize("variant, field", [("d_pixel", 1), ("d_16", 16), ("l1_cgan", 70), ("d_286", 286)])
 def test_table_3_variants_have_the_paper_receptive_fields(tmp_path, variant, field):
-    from pix2pix_tf.discriminator import build_discriminator
+    from pix2pix_tf.networks.discriminator import build_discriminator
 
     config = paper.variant_config(paper.VARIANTS[variant], paper.SETTINGS["tiny"], str(tmp_path), None)
     model = build_discriminator(config.model)

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf import layers as blocks
 from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.export import exporter as exporting
-from pix2pix_tf.generator import build_generator
 from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.networks import layers as blocks
+from pix2pix_tf.networks.generator import build_generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -249,7 +249,7 @@ _SYNCHRONIZED = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from pix2pix_tf.layers import normalization
+    from pix2pix_tf.networks.layers import normalization
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     parts = [np.asarray(p, np.float32) for p in json.loads(sys.stdin.read())]
     with strategy.scope():

@@ -110,7 +110,7 @@ def test_paper_mode_seed_repeats_and_differs_from_other_seeds(export):
 
 def test_single_channel_run_gets_grey_inputs(tmp_path, data_dir):
     """A run with --input_nc=1 is fed grey images whatever the files hold."""
-    from pix2pix_tf.generator import build_generator
+    from pix2pix_tf.networks.generator import build_generator
 
     config = tiny_config(tmp_path / "grey_run", data_dir, model=dict(input_nc=1))
     config.save(config.run.workdir)

@@ -44,7 +44,7 @@ class SuiteResults:
 def _inference_rows(config: TrainConfig, suite: SuiteConfig) -> list:
     """In a fresh process, after training's: latency is not measured on a heap training grew."""
     from pix2pix_tf.benchmark.inference import measure_inference
-    from pix2pix_tf.generator import build_generator, size_multiple
+    from pix2pix_tf.networks.generator import build_generator, size_multiple
 
     generator = build_generator(config.model)  # Latency does not depend on the weights' values.
     size, channels = config.data.crop_size, config.model.input_nc

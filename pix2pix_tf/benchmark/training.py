@@ -22,7 +22,7 @@ import tensorflow as tf
 from pix2pix_tf.benchmark.machine import FlopCount, graph_flops, median_seconds, peak_rss_mib
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline as data
-from pix2pix_tf.generator import size_multiple
+from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.speed.memory import reuse_freed_memory
 from pix2pix_tf.training.distribute import make_strategy
 from pix2pix_tf.training.step import Pix2Pix

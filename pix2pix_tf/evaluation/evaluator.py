@@ -265,9 +265,9 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
     from pix2pix_tf.data import pipeline as data
     from pix2pix_tf.evaluation import report, segmentation
-    from pix2pix_tf.generator import size_multiple
     from pix2pix_tf.inference import generate as inference
     from pix2pix_tf.inference.translation import open_translator
+    from pix2pix_tf.networks.generator import size_multiple
 
     data_config = dataclasses.replace(train.data, data_dir=config.data_dir or train.data.data_dir)
     direction = data_config.direction or data.default_direction(data_config.dataset)

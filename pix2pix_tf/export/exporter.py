@@ -48,8 +48,8 @@ from pix2pix_tf.export.names import (
     metadata_path,
     warmup_path,
 )
-from pix2pix_tf.generator import size_multiple
 from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.workdir import Workdir
 
 # PSNR (dB, on images scaled to [0, 1]) against the SavedModel below which a TFLite variant

@@ -329,7 +329,7 @@ def load_generator(workdir: str, checkpoint: Optional[str] = None) -> tuple[kera
     Only the generator is read (the checkpoint also holds D and both optimizers); a
     checkpoint whose generator does not fit config.json is refused rather than half-loaded.
     """
-    from pix2pix_tf.generator import build_generator
+    from pix2pix_tf.networks.generator import build_generator
 
     config = TrainConfig.load(workdir)
     path = checkpoint or latest_checkpoint(workdir)

@@ -63,7 +63,7 @@ def open_translator(*, workdir: Optional[str] = None, checkpoint: Optional[str] 
 
 def _checkpoint_translator(workdir: str, checkpoint: Optional[str], mode: inference.InferenceMode,
                            seed: Optional[int], image_size: Optional[int]) -> Translator:
-    from pix2pix_tf.generator import size_multiple
+    from pix2pix_tf.networks.generator import size_multiple
 
     generator, config, path = inference.load_generator(workdir, checkpoint)
     size = image_size or config.data.crop_size

@@ -27,7 +27,7 @@ from absl import logging
 from pix2pix_tf.config import CROPPING_MODES, TrainConfig, check_resumable
 from pix2pix_tf.data import pipeline as data
 from pix2pix_tf.errors import ConfigError, DatasetError, NonFiniteLossError
-from pix2pix_tf.generator import size_multiple
+from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock

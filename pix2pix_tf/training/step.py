@@ -6,8 +6,8 @@ import keras
 import tensorflow as tf
 
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.discriminator import build_discriminator
-from pix2pix_tf.generator import build_generator
+from pix2pix_tf.networks.discriminator import build_discriminator
+from pix2pix_tf.networks.generator import build_generator
 from pix2pix_tf.speed.fused_adam import FusedAdam
 from pix2pix_tf.training.losses import discriminator_loss, generator_loss
 from pix2pix_tf.training.optimization import ReferenceAdam, make_optimizer

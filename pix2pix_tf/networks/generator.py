@@ -13,7 +13,7 @@ import keras
 from keras import layers
 
 from pix2pix_tf.config import ModelConfig
-from pix2pix_tf.layers import (
+from pix2pix_tf.networks.layers import (
     ReflectionPadding2D,
     conv,
     conv_transpose,

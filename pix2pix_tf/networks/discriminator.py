@@ -12,7 +12,7 @@ import keras
 from keras import layers
 
 from pix2pix_tf.config import ModelConfig
-from pix2pix_tf.layers import conv, leaky_relu, maybe_normalize, uses_bias
+from pix2pix_tf.networks.layers import conv, leaky_relu, maybe_normalize, uses_bias
 
 
 def patchgan(n_layers: int = 3, input_nc: int = 6, ndf: int = 64, norm: str = "batch",
