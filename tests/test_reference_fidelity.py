@@ -22,7 +22,8 @@ from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.export import exporter as exporting
 from pix2pix_tf.inference import generate as inference
 from pix2pix_tf.networks import layers as blocks
-from pix2pix_tf.networks.generator import build_generator
+from pix2pix_tf.networks.discriminator import build_discriminator
+from pix2pix_tf.networks.generator import build_generator, unet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -125,15 +126,21 @@ def test_stride2_3x3_transposed_conv_keeps_torch_rows_1_to_2n(height, width):
     np.testing.assert_allclose(model(x).numpy(), nhwc(expected), atol=1e-5)
 
 
-def np_norm(x: np.ndarray, model: keras.Model, name: str, norm: str) -> np.ndarray:
-    """BatchNorm2d in eval mode (running statistics, affine) or InstanceNorm2d (per-image
-    statistics, no affine), epsilon 1e-5."""
+def np_norm(x: np.ndarray, model: keras.Model, name: str, norm: str, training: bool = False) -> np.ndarray:
+    """BatchNorm2d (affine) in eval mode (running statistics) or train mode (the batch's mean
+    and biased variance over N, H, W), or InstanceNorm2d (per-image statistics, no affine, no
+    running statistics: the reference's `track_running_stats=False`, so either mode),
+    epsilon 1e-5."""
     if norm == "instance":
         mean, var = x.mean(axis=(2, 3), keepdims=True), x.var(axis=(2, 3), keepdims=True)
         return (x - mean) / np.sqrt(var + 1e-5)
     layer = model.get_layer(name)
-    mean, var, gamma, beta = (v.numpy().astype(np.float64)[None, :, None, None] for v in
-                              (layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta))
+    gamma, beta = (v.numpy().astype(np.float64)[None, :, None, None] for v in (layer.gamma, layer.beta))
+    if training:
+        mean, var = x.mean(axis=(0, 2, 3), keepdims=True), x.var(axis=(0, 2, 3), keepdims=True)
+    else:
+        mean, var = (v.numpy().astype(np.float64)[None, :, None, None] for v in
+                     (layer.moving_mean, layer.moving_variance))
     return (x - mean) / np.sqrt(var + 1e-5) * gamma + beta
 
 
@@ -186,6 +193,206 @@ def test_resnet_generator_exports_to_builtin_tflite_ops(tmp_path):
     x = np.random.default_rng(8).uniform(-1, 1, size=(1, 16, 16, 3)).astype(np.float32)
     expected = inference.generate(model, tf.constant(x), inference.DETERMINISTIC).numpy()
     np.testing.assert_allclose(exporting.TFLiteModel(str(path))(x), expected, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- U-Net and PatchGAN
+#
+# Whole-network forward passes of the reference's UnetGenerator, NLayerDiscriminator and
+# PixelDiscriminator, written from their constructors in models/networks.py. The Keras model
+# supplies only the weight values, looked up by layer name; every kernel's shape and every
+# bias' presence is asserted against the reference's channel arithmetic and its use_bias rule
+# (bias only with instance norm, plus the layers it builds with PyTorch's default bias=True),
+# so a wrong width, a missing or extra bias, norm or skip cannot hide behind shared weights.
+#
+# Tolerance: Keras runs float32, NumPy float64. Each layer rounds to float32 (relative 6e-8)
+# after sums of up to 16 * 64 products of O(1) terms (kernels ~ N(0, 1/fan_in) keep
+# activations O(1)), about 1e-6 per layer; over up to 16 layers, with normalisation over as
+# few as 4 values (which rescales errors by 1/std), the float32 error stays a few 1e-6
+# (max seen: 2.9e-6 for unet_256 with batch statistics, 1.1e-6 on D's logits). A wrong
+# padding, a swapped skip order, a missing norm or a wrong slope moves outputs by O(0.1):
+# atol 1e-4 separates the two by more than an order of magnitude either way.
+
+
+def leaky(y: np.ndarray) -> np.ndarray:
+    return np.where(y > 0, y, 0.2 * y)  # nn.LeakyReLU(0.2, True)
+
+
+def _conv(model: keras.Model, y: np.ndarray, name: str, c_in: int, c_out: int, bias: bool, kernel: int = 4,
+          stride: int = 2, padding: int = 1) -> np.ndarray:
+    """nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=bias) with the Keras layer's values."""
+    layer = model.get_layer(name)
+    weight = torch_kernel(layer)
+    assert weight.shape == (c_out, c_in, kernel, kernel) and layer.use_bias == bias, (name, weight.shape)
+    return np_conv2d(y, weight, torch_bias(layer), stride, padding)
+
+
+def _conv_transpose(model: keras.Model, y: np.ndarray, name: str, c_in: int, c_out: int, bias: bool) -> np.ndarray:
+    """nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=bias)."""
+    layer = model.get_layer(name)
+    weight = torch_kernel(layer)
+    assert weight.shape == (c_in, c_out, 4, 4) and layer.use_bias == bias, (name, weight.shape)
+    return np_conv_transpose2d(y, weight, torch_bias(layer), 2, padding=1, output_padding=0)
+
+
+def reference_unet_blocks(num_downs: int, input_nc: int, output_nc: int, ngf: int) -> list[dict]:
+    """UnetGenerator.__init__'s UnetSkipConnectionBlocks, outermost first: (outer_nc, inner_nc,
+    input_nc), which end is which, and use_dropout (the num_downs - 5 blocks built in its loop)."""
+    inner = [dict(outer=ngf * 8, inner=ngf * 8, innermost=True, dropout=False)]
+    inner += [dict(outer=ngf * 8, inner=ngf * 8, dropout=True) for _ in range(num_downs - 5)]
+    inner += [dict(outer=ngf * 4, inner=ngf * 8), dict(outer=ngf * 2, inner=ngf * 4), dict(outer=ngf, inner=ngf * 2)]
+    blocks_ = [dict(outer=output_nc, inner=ngf, input=input_nc, outermost=True)] + inner[::-1]
+    for block in blocks_:
+        block.setdefault("input", block["outer"])  # input_nc=None: input_nc = outer_nc.
+        for key in ("outermost", "innermost", "dropout"):
+            block.setdefault(key, False)
+    assert len(blocks_) == num_downs  # Each block downsamples once.
+    return blocks_
+
+
+def np_unet(model: keras.Model, x: np.ndarray, num_downs: int, ngf: int, norm: str, training: bool,
+            input_nc: int = 3, output_nc: int = 3) -> np.ndarray:
+    """The reference's UnetGenerator without dropout, NCHW. Block `level` (0 = outermost) is
+    Keras' e{level+1} on the way down and d{num_downs-level} (out_deconv for level 0) up."""
+    bias = norm == "instance"
+    blocks_ = reference_unet_blocks(num_downs, input_nc, output_nc, ngf)
+    relu = lambda y: np.maximum(y, 0.0)  # noqa: E731
+
+    def forward(y: np.ndarray, level: int) -> np.ndarray:  # UnetSkipConnectionBlock.forward
+        b = blocks_[level]
+        if not b["outermost"]:
+            # downrelu is nn.LeakyReLU(0.2, inplace=True): it overwrites the block's input, so
+            # torch.cat([x, self.model(x)], 1) below concatenates LeakyReLU(x), not x. Its only
+            # reader is the enclosing block's in-place uprelu, and ReLU(LeakyReLU(x)) = ReLU(x):
+            # the network computes what the un-mutated skip would give. Kept as PyTorch runs it.
+            y = leaky(y)
+        h = _conv(model, y, f"e{level + 1}_conv", b["input"], b["inner"], bias)
+        if not (b["outermost"] or b["innermost"]):
+            h = np_norm(h, model, f"e{level + 1}_norm", norm, training)
+        if not b["innermost"]:
+            h = forward(h, level + 1)  # The submodule returns cat([its input, its output]).
+        h = relu(h)
+        up_in = b["inner"] if b["innermost"] else 2 * b["inner"]
+        if b["outermost"]:  # ConvTranspose2d(inner_nc * 2, outer_nc, ...) with PyTorch's default bias.
+            return np.tanh(_conv_transpose(model, h, "out_deconv", up_in, b["outer"], True))
+        name = f"d{num_downs - level}"
+        h = np_norm(_conv_transpose(model, h, f"{name}_deconv", up_in, b["outer"], bias), model, f"{name}_norm",
+                    norm, training)
+        return np.concatenate([y, h], axis=1)  # The encoder side first.
+
+    return forward(x, 0)
+
+
+def assert_close(got: np.ndarray, expected: np.ndarray, atol: float = 1e-4) -> float:
+    difference = float(np.abs(got - expected).max())
+    np.testing.assert_allclose(got, expected, atol=atol, rtol=0)
+    return difference
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_unet_equals_a_numpy_forward_pass_of_the_reference(norm, training):
+    """unet(5): the smallest U-Net the reference builds (num_downs - 5 = 0 middle blocks), with
+    every kind of block: outermost, three with norm on both paths, innermost. 32 x 64 reaches
+    1 x 2 at the bottleneck; non-square so that no height/width mix-up cancels out."""
+    model = unet(5, ngf=4, norm=norm, dropout=False)
+    assert not [la for la in model.layers if isinstance(la, keras.layers.Dropout)]
+    randomise(model, seed=11)
+    x = np.random.default_rng(12).uniform(-1, 1, size=(2, 32, 64, 3)).astype(np.float32)
+    expected = nhwc(np_unet(model, nchw(x), 5, 4, norm, training))
+    assert 0.05 < np.abs(expected).mean() and np.abs(expected).max() < 0.999  # Neither flat nor saturated.
+    assert_close(model(x, training=training).numpy(), expected)
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("generator,num_downs", [("unet_128", 7), ("unet_256", 8)])
+def test_unet_128_and_256_equal_a_numpy_forward_pass_of_the_reference(generator, num_downs, training):
+    """The real generators (1 and 3 middle 8ngf blocks) through build_generator, at ngf 2 and the
+    full 128 / 256 input, batch norm: the same code path as unet(5) with more middle blocks."""
+    model = build_generator(ModelConfig(generator=generator, ngf=2, dropout=False))
+    randomise(model, seed=13)
+    x = np.random.default_rng(14).uniform(-1, 1, size=(2, 2**num_downs, 2**num_downs, 3)).astype(np.float32)
+    expected = nhwc(np_unet(model, nchw(x), num_downs, 2, "batch", training))
+    assert 0.05 < np.abs(expected).mean() and np.abs(expected).max() < 0.999
+    assert_close(model(x, training=training).numpy(), expected)
+
+
+@pytest.mark.parametrize("num_downs", [5, 6, 7, 8])
+def test_unet_dropout_sits_where_the_reference_puts_it(num_downs):
+    """Dropout(0.5) ends exactly the reference's use_dropout blocks (those of its num_downs - 5
+    loop), after their up-norm and before the concatenation; nowhere else."""
+    model = unet(num_downs, ngf=2, dropout=True)
+    expected = {f"d{num_downs - level}_dropout" for level, b in
+                enumerate(reference_unet_blocks(num_downs, 3, 3, 2)) if b["dropout"]}
+    dropouts = [la for la in model.layers if isinstance(la, keras.layers.Dropout)]
+    assert {la.name for la in dropouts} == expected and len(expected) == num_downs - 5
+    for layer in dropouts:
+        name = layer.name.removesuffix("_dropout")
+        assert layer.rate == 0.5
+        assert layer.input is model.get_layer(f"{name}_norm").output
+        assert model.get_layer(f"{name}_skip").input[1] is layer.output
+
+
+def np_nlayer_discriminator(model: keras.Model, x: np.ndarray, n_layers: int, ndf: int, norm: str,
+                            training: bool) -> np.ndarray:
+    """The reference's NLayerDiscriminator, NCHW; Keras names its convolutions c1 .. c{n_layers+1}
+    and logits, its norms c2_norm .. c{n_layers+1}_norm."""
+    bias = norm == "instance"
+    y = leaky(_conv(model, x, "c1_conv", x.shape[1], ndf, True))  # PyTorch's default bias=True.
+    nf_mult = 1
+    for n in range(1, n_layers):
+        nf_mult_prev, nf_mult = nf_mult, min(2**n, 8)
+        y = _conv(model, y, f"c{n + 1}_conv", ndf * nf_mult_prev, ndf * nf_mult, bias, stride=2)
+        y = leaky(np_norm(y, model, f"c{n + 1}_norm", norm, training))
+    nf_mult_prev, nf_mult = nf_mult, min(2**n_layers, 8)
+    y = _conv(model, y, f"c{n_layers + 1}_conv", ndf * nf_mult_prev, ndf * nf_mult, bias, stride=1)
+    y = leaky(np_norm(y, model, f"c{n_layers + 1}_norm", norm, training))
+    return _conv(model, y, "logits_conv", ndf * nf_mult, 1, True, stride=1)
+
+
+def np_pixel_discriminator(model: keras.Model, x: np.ndarray, ndf: int, norm: str, training: bool) -> np.ndarray:
+    """The reference's PixelDiscriminator: 1x1 convolutions, the first with PyTorch's default
+    bias, the other two with use_bias. Keras leaves the first two and the norm unnamed: taken
+    in graph order (and exactly that many of each)."""
+    bias = norm == "instance"
+    convs = [la.name for la in model.layers if isinstance(la, keras.layers.Conv2D)]
+    norms = [la.name for la in model.layers
+             if isinstance(la, (keras.layers.BatchNormalization, keras.layers.GroupNormalization))]
+    assert len(convs) == 3 and convs[2] == "logits" and len(norms) == 1, (convs, norms)
+    y = leaky(_conv(model, x, convs[0], x.shape[1], ndf, True, kernel=1, stride=1, padding=0))
+    y = _conv(model, y, convs[1], ndf, ndf * 2, bias, kernel=1, stride=1, padding=0)
+    y = leaky(np_norm(y, model, norms[0], norm, training))
+    return _conv(model, y, convs[2], ndf * 2, 1, bias, kernel=1, stride=1, padding=0)
+
+
+# (discriminator, n_layers_d, height, width): every 4x4 convolution keeps >= 1 output. n_layers
+# stride-2 halvings then two stride-1 convolutions (-1 each): 1 x 2 logits at n_layers 4 and 5
+# (96 x 128 is the smallest height for n_layers 5: 96 / 32 = 3 -> 2 -> 1). 21 x 26 (odd) checks
+# PyTorch's floor((n + 2 - 4) / 2) + 1.
+DISCRIMINATORS = [("n_layers", 1, 20, 24), ("n_layers", 2, 21, 26), ("basic", 3, 40, 48), ("n_layers", 4, 48, 64),
+                  ("image", 5, 96, 128), ("pixel", 3, 9, 11)]
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["inference", "training"])
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+@pytest.mark.parametrize("discriminator,n_layers,height,width", DISCRIMINATORS,
+                         ids=[f"{d}{n}" if d == "n_layers" else d for d, n, _, _ in DISCRIMINATORS])
+def test_discriminator_equals_a_numpy_forward_pass_of_the_reference(discriminator, n_layers, height, width, norm,
+                                                                    training):
+    """D as the trainer builds it (build_discriminator, 6-channel pair), batch 2."""
+    ndf = 4
+    model = build_discriminator(ModelConfig(discriminator=discriminator, n_layers_d=n_layers, ndf=ndf, norm=norm))
+    randomise(model, seed=15 + n_layers)
+    x = np.random.default_rng(16).uniform(-1, 1, size=(2, height, width, 6)).astype(np.float32)
+    if discriminator == "pixel":
+        expected = np_pixel_discriminator(model, nchw(x), ndf, norm, training)
+        assert expected.shape[2:] == (height, width)
+    else:
+        expected = np_nlayer_discriminator(model, nchw(x), n_layers, ndf, norm, training)
+        assert min(expected.shape[2:]) >= 1
+    expected = nhwc(expected)
+    assert np.abs(expected).max() > 0.25  # Logits well above the tolerance, not a map of ~0.
+    assert_close(model(x, training=training).numpy(), expected)
+
 
 
 # ----------------------------------------------------------------------------- Batch norm
