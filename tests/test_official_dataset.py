@@ -365,6 +365,62 @@ def test_non_rgb_images_are_kept_as_rgb_jpeg(
     assert "JPEG CMYK: 1" in text and "skipped" not in text
 
 
+def test_only_members_in_the_documented_layout_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _no_network(monkeypatch)
+    members = {
+        "facades/train/1.jpg": pair_image(1),
+        "./facades/train/2.jpg": pair_image(2),  # What `tar czf x.tar.gz ./facades` writes.
+        "facades/val/1.jpg": pair_image(3),
+        "../x/train/1.jpg": pair_image(4),
+        "/abs/train/1.jpg": pair_image(5),
+        "facades/train/sub/1.jpg": pair_image(6),
+        "other/train/1.jpg": pair_image(7),
+        "facades/train/../../escape/train/1.jpg": pair_image(8),
+    }
+    with caplog.at_level(logging.WARNING, logger="pix2pix_tf.data.sources"):
+        builder = _prepare(tmp_path, "facades", members)
+    assert builder.info.splits["train"].num_examples == 2
+    assert builder.info.splits["val"].num_examples == 1
+    stored = builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
+    assert sorted(ex["image"] for ex in tfds.as_numpy(stored)) == sorted([pair_image(1), pair_image(2)])
+    text = _warnings(caplog)
+    assert "5 image file(s)" in text and "outside the layout facades/{train,val,test}/<file>" in text
+    for outside in ("../x/train/1.jpg", "/abs/train/1.jpg", "facades/train/sub/1.jpg", "other/train/1.jpg",
+                    "facades/train/../../escape/train/1.jpg"):
+        assert outside in text
+
+
+def test_archive_images_follow_the_image_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Content decides the format (a TIFF named .jpg is skipped, a WebP named .jpg is kept as RGB
+    JPEG), and a header over the pixel cap is skipped before decoding."""
+    _no_network(monkeypatch)
+    big = bytearray(pair_image(9))
+    sof = big.index(b"\xff\xc0")
+    big[sof + 5:sof + 9] = (6000).to_bytes(2, "big") + (12000).to_bytes(2, "big")  # 12000x6000: 72 megapixels.
+    members = {
+        "facades/train/1.jpg": pair_image(1),
+        "facades/train/tiff.jpg": pair_image(2, fmt="TIFF"),
+        "facades/train/webp.jpg": pair_image(3, fmt="WEBP"),
+        "facades/train/big.jpg": bytes(big),
+    }
+    with caplog.at_level(logging.WARNING, logger="pix2pix_tf.data.sources"):
+        builder = _prepare(tmp_path, "facades", members)
+    stored = _stored(builder, "train")
+    assert sorted(stored) == ["1.jpg", "webp.jpg"]
+    with Image.open(io.BytesIO(stored["webp.jpg"])) as image:
+        assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (32, 16))
+    text = _warnings(caplog)
+    assert "re-encoded 1 image(s)" in text and "WebP RGB: 1" in text
+    assert "not a decodable image: 1" in text
+    assert "tiff.jpg (not a decodable image: not JPEG, PNG, GIF, BMP or WebP" in text
+    assert "over the pixel limit: 1" in text
+    assert "big.jpg (over the pixel limit: 12000x6000 (72.0 megapixels) is over the limit of 16.8 megapixels" in text
+
+
 def test_archive_without_splits_or_damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _no_network(monkeypatch)
     with pytest.raises(DatasetError, match=r"holds no train/val/test folder.*Expected layout"):

@@ -16,15 +16,18 @@ buffers in checkpoints.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
+from pix2pix_tf import images
 from pix2pix_tf.config import DataConfig
 from pix2pix_tf.errors import DatasetError
+from pix2pix_tf.images import resize
 
 # The authors' datasets and the direction the paper trains them in.
 OFFICIAL_DATASETS = {
@@ -34,6 +37,7 @@ OFFICIAL_DATASETS = {
 FOLDER_PREFIX = "folder:"
 
 Record = Any  # One example's encoded images: a tuple of string tensors.
+PairSizes = Iterator[tuple[str, int, int]]  # (name of an example, height, width of its input and target)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +51,7 @@ class PairedDataset:
     held_out_split: str
     records: Callable[[str], tf.data.Dataset]  # split -> encoded records, in a fixed order
     decode_pair: Callable[[Record, int, int], tuple[tf.Tensor, tf.Tensor]]  # (A, B) in [-1, 1]
+    pair_sizes: Callable[[str], PairSizes]  # split -> native sizes of its pairs, from the headers
 
     @property
     def num_train(self) -> int:
@@ -69,22 +74,25 @@ def load_paired_dataset(config: DataConfig) -> PairedDataset:
     """Finds the dataset named by `config.dataset`, preparing it on first use.
 
     `shapes[/64]` is generated offline; the authors' datasets are downloaded once (or read
-    from a hand-copied archive); `folder:/path` is scanned and checked image by image.
+    from a hand-copied archive); `folder:/path` is scanned and checked image by image. Every
+    image is decoded by `pix2pix_tf.images`, within `config.max_pixels`.
     """
     direction = config.direction or default_direction(config.dataset)
     if config.dataset.startswith(FOLDER_PREFIX):
-        return _folder_dataset(config.dataset[len(FOLDER_PREFIX):], direction)
+        return _folder_dataset(config.dataset[len(FOLDER_PREFIX):], direction, config.max_pixels)
     name, _, variant = config.dataset.partition("/")
     if name == "shapes":
         import pix2pix_tf.data.sources.shapes  # noqa: F401  (registers the builder with tfds)
 
         builder = _prepared_builder("pix2pix_shapes" + (f"/{variant}" if variant else ""), config)
-        return _tfds_dataset(config.dataset, builder, direction, ("a", "b"), _decode_two_images)
+        decode_pair = functools.partial(_decode_two_images, max_pixels=config.max_pixels)
+        return _tfds_dataset(config.dataset, builder, direction, ("a", "b"), decode_pair, side_by_side=False)
     if name in OFFICIAL_DATASETS and not variant:
         import pix2pix_tf.data.sources.official  # noqa: F401  (registers the builder with tfds)
 
         builder = _prepared_builder(f"pix2pix/{name}", config)
-        return _tfds_dataset(name, builder, direction, ("image",), _decode_side_by_side)
+        decode_pair = functools.partial(_decode_side_by_side, max_pixels=config.max_pixels)
+        return _tfds_dataset(name, builder, direction, ("image",), decode_pair, side_by_side=True)
     known = ", ".join(["shapes", "shapes/64", *OFFICIAL_DATASETS, "folder:/path/to/images"])
     raise DatasetError(f"--dataset={config.dataset} is not a known dataset. Known: {known}.")
 
@@ -107,99 +115,94 @@ def _prepared_builder(name: str, config: DataConfig) -> tfds.core.DatasetBuilder
 
 
 def _tfds_dataset(name: str, builder: tfds.core.DatasetBuilder, direction: str, keys: tuple[str, ...],
-                  decode_pair: Callable) -> PairedDataset:
+                  decode_pair: Callable, side_by_side: bool) -> PairedDataset:
     sizes = {split: info.num_examples for split, info in builder.info.splits.items()}
+    skip = {key: tfds.decode.SkipDecoding() for key in keys}
 
     def records(split: str) -> tf.data.Dataset:
-        skip = {key: tfds.decode.SkipDecoding() for key in keys}
         examples = builder.as_dataset(split=split, decoders=skip, shuffle_files=False)
         return examples.map(lambda ex: tuple(ex[key] for key in keys))
 
-    return _with_splits(name, direction, sizes, records, decode_pair)
+    def pair_sizes(split: str) -> PairSizes:
+        # Headers only (no decoding); both builders store a file_name beside the images.
+        examples = builder.as_dataset(split=split, decoders=skip, shuffle_files=False)
+        headers = examples.map(lambda ex: (ex["file_name"], images.header_size(ex[keys[0]])),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        for file_name, (height, width) in headers.as_numpy_iterator():
+            yield f"{name} {split}/{file_name.decode()}", int(height), int(width) // 2 if side_by_side else int(width)
+
+    return _with_splits(name, direction, sizes, records, decode_pair, pair_sizes)
 
 
-def _folder_dataset(root: str, direction: str) -> PairedDataset:
+def _folder_dataset(root: str, direction: str, max_pixels: int) -> PairedDataset:
     from pix2pix_tf.data.sources.folder import scan_folder
 
-    scan = scan_folder(root)
+    scan = scan_folder(root, max_pixels)
 
     def records(split: str) -> tf.data.Dataset:
         files = scan.splits[split]
         return tf.data.Dataset.from_tensor_slices(tuple(list(column) for column in zip(*files)))
 
+    def pair_sizes(split: str) -> PairSizes:
+        for pair in scan.splits[split]:
+            width, height = scan.sizes[pair[0]]
+            yield pair[0], height, width // 2 if scan.layout == "aligned" else width
+
     decode_pair = _decode_side_by_side_file if scan.layout == "aligned" else _decode_two_files
     sizes = {split: len(files) for split, files in scan.splits.items()}
-    return _with_splits(f"folder:{scan.root}", direction, sizes, records, decode_pair)
+    return _with_splits(f"folder:{scan.root}", direction, sizes, records,
+                        functools.partial(decode_pair, max_pixels=max_pixels), pair_sizes)
 
 
 def _with_splits(name: str, direction: str, sizes: dict[str, int], records: Callable,
-                 decode_pair: Callable) -> PairedDataset:
+                 decode_pair: Callable, pair_sizes: Callable) -> PairedDataset:
     if not sizes.get("train"):
         raise DatasetError(f"{name} has no train split (splits: {sorted(sizes)}).")
     held_out = next((s for s in ("test", "val") if sizes.get(s)), None)
     if held_out is None:
         logging.warning("%s has no val or test split: samples and held-out L1 use train images.", name)
         held_out = "train"
-    return PairedDataset(name, direction, sizes, "train", held_out, records, decode_pair)
+    return PairedDataset(name, direction, sizes, "train", held_out, records, decode_pair, pair_sizes)
 
 
-def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
-    """JPEG/PNG bytes -> float32 RGB in [0, 1]: grey is replicated, alpha dropped, 16 bits scaled."""
-    return tf.io.decode_image(encoded, channels=3, dtype=tf.float32, expand_animations=False)
+def _decode_two_images(record: Record, a_channels: int, b_channels: int,
+                       max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
+    return images.decode(record[0], a_channels, max_pixels), images.decode(record[1], b_channels, max_pixels)
 
 
-def to_signed(image: tf.Tensor, channels: int) -> tf.Tensor:
-    """[0, 1] RGB -> [-1, 1] with 1 (grey) or 3 channels."""
-    if channels == 1:
-        image = tf.image.rgb_to_grayscale(image)
-    elif channels != 3:
-        raise DatasetError(f"Images can be read with 1 or 3 channels, not {channels}.")
-    return image * 2.0 - 1.0
-
-
-def decode(encoded: tf.Tensor, channels: int) -> tf.Tensor:
-    """JPEG/PNG bytes -> float32 HxWxC in [-1, 1]."""
-    return to_signed(decode_rgb(encoded), channels)
-
-
-def _decode_two_images(record: Record, a_channels: int, b_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
-    return decode(record[0], a_channels), decode(record[1], b_channels)
-
-
-def _decode_two_files(record: Record, a_channels: int, b_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
+def _decode_two_files(record: Record, a_channels: int, b_channels: int,
+                      max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
     """A/B trees: B is resized to A's size when the two differ, so that they can be cropped as one."""
-    a = decode(tf.io.read_file(record[0]), a_channels)
-    b = decode(tf.io.read_file(record[1]), b_channels)
+    a = images.decode(tf.io.read_file(record[0]), a_channels, max_pixels, name=record[0])
+    b = images.decode(tf.io.read_file(record[1]), b_channels, max_pixels, name=record[1])
     b = tf.cond(tf.reduce_all(tf.shape(a)[:2] == tf.shape(b)[:2]), lambda: b,
                 lambda: resize(b, tf.shape(a)[:2]))
     return a, b
 
 
-def _decode_side_by_side(record: Record, a_channels: int, b_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
+def _decode_side_by_side(record: Record, a_channels: int, b_channels: int, max_pixels: int,
+                         name: images.Name = None) -> tuple[tf.Tensor, tf.Tensor]:
     """The authors' layout: one image, A on the left half and B on the right."""
-    image = decode_rgb(record[0])
+    image = images.decode_uint8(record[0], max_pixels, name)
     half = tf.shape(image)[1] // 2
-    return to_signed(image[:, :half], a_channels), to_signed(image[:, half:2 * half], b_channels)
+    return (images.to_signed(images.to_channels(image[:, :half], a_channels)),
+            images.to_signed(images.to_channels(image[:, half:2 * half], b_channels)))
 
 
-def _decode_side_by_side_file(record: Record, a_channels: int, b_channels: int) -> tuple[tf.Tensor, tf.Tensor]:
-    return _decode_side_by_side((tf.io.read_file(record[0]),), a_channels, b_channels)
+def _decode_side_by_side_file(record: Record, a_channels: int, b_channels: int,
+                              max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
+    return _decode_side_by_side((tf.io.read_file(record[0]),), a_channels, b_channels, max_pixels, record[0])
 
 
-def resize(image: tf.Tensor, size) -> tf.Tensor:
-    """Bicubic with antialiasing (the reference resizes with PIL's bicubic), clipped to [-1, 1].
-
-    `size` is an int (a square) or [height, width].
-    """
-    size = [size, size] if isinstance(size, int) else size
-    resized = tf.image.resize(image, size, method="bicubic", antialias=True)
-    return tf.clip_by_value(resized, -1.0, 1.0)
+def rounded_sizes(sizes: tf.Tensor, multiple: int) -> tf.Tensor:
+    """Sides (int32, any shape) rounded to the nearest multiple the generator accepts."""
+    return tf.maximum(multiple, tf.cast(tf.round(sizes / multiple), tf.int32) * multiple)
 
 
 def _round_to_multiple(image: tf.Tensor, multiple: int) -> tf.Tensor:
     """Resizes to the nearest sides the generator accepts (the reference's __make_power_2)."""
     shape = tf.shape(image)[:2]
-    rounded = tf.maximum(multiple, tf.cast(tf.round(shape / multiple), tf.int32) * multiple)
+    rounded = rounded_sizes(shape, multiple)
     return tf.cond(tf.reduce_all(rounded == shape), lambda: image, lambda: resize(image, rounded))
 
 
@@ -266,10 +269,7 @@ def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, outp
     start_epoch, offset = divmod(start_example, n)
 
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
-        # The order depends on `seed` alone. Left in place, the global seed would be mixed in,
-        # and a global seed of 0 (--seed=0) makes tf.data compare this tensor seed with 0 in Python.
-        tf.compat.v1.get_default_graph().seed = None
-        return records.shuffle(buffer, seed=seed * 1_000_003 + e, reshuffle_each_iteration=False)
+        return _shuffled(records, buffer, seed * 1_000_003 + e)
 
     stream = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch).skip(offset)
     stream = stream.enumerate(start=start_example)
@@ -285,6 +285,22 @@ def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, outp
     stream = stream.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     batched = stream.batch(replica_batch_size or global_batch, drop_remainder=True)
     return batched.prefetch(tf.data.AUTOTUNE)
+
+
+def _shuffled(records: tf.data.Dataset, buffer: int, seed: tf.Tensor) -> tf.data.Dataset:
+    """`records` shuffled in an order that depends on `seed` alone.
+
+    tf.data pairs an op seed with the global seed when one is set (training sets it), and
+    with a global seed of 0 compares the tensor seed with 0 in Python. So the seed of the
+    graph being traced is cleared: this runs only while `flat_map` traces the epoch
+    function, whose graph is a FuncGraph made for that trace, so neither the process's
+    global seed nor its default graph changes.
+    """
+    if not tf.inside_function():
+        raise RuntimeError("_shuffled is traced by Dataset.flat_map; called eagerly it would clear the "
+                           "process's default graph seed.")
+    tf.compat.v1.get_default_graph().seed = None
+    return records.shuffle(buffer, seed=seed, reshuffle_each_iteration=False)
 
 
 def held_out_pairs(dataset: PairedDataset, config: DataConfig, input_nc: int, output_nc: int,

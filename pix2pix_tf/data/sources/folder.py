@@ -8,33 +8,36 @@ Two layouts are recognised:
   same split folders (or images directly inside), the pairs matched by file name (the same
   stem: `A/train/1.png` pairs with `B/train/1.jpg`).
 
-Every image is opened and fully decoded once when the run starts, so that bad data is found
-before training rather than in the middle of it. The policy (documented in docs/datasets.md):
+Every file of the split folders is checked once when the run starts, by its content (not
+its name) and with the decoder training uses (`pix2pix_tf.images`: JPEG, PNG, GIF, BMP,
+WebP, within the pixel cap), so that bad data is found before training rather than in the
+middle of it. The policy (documented in docs/datasets.md):
 
-- a file that is not a readable image (corrupt, truncated) is skipped;
+- a file that is not a supported image by its content (a TIFF named .jpg, a text file), or
+  that does not decode fully (corrupt, truncated), is skipped;
+- an image over the pixel cap (`--max_pixels`, read from its header) is skipped;
 - in the aligned layout, an image whose width is not exactly twice its height is skipped;
 - in the A/B layout, an image without its partner is skipped;
 - each skip is counted, and one warning at the end of the scan names the counts and the
   first files of each kind; a split left empty, or a folder with no images, is an error.
 
-JPEG and PNG are read; grayscale, RGBA and 16-bit images are converted when decoded (grey is
-replicated to RGB, alpha is dropped, 16 bits are scaled to 8).
+Grayscale, RGBA and 16-bit images are converted when decoded (grey is replicated to RGB,
+alpha is dropped, 16 bits are scaled to 8). Hidden files (names starting with ".") and
+sub-folders of a split folder are not looked at.
 """
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import dataclasses
 import os
 from typing import Optional
 
 from absl import logging
-from PIL import Image
 
+from pix2pix_tf import images
 from pix2pix_tf.errors import DatasetError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "val", "test")
 SHOWN_PER_REASON = 5
 
@@ -46,7 +49,8 @@ class FolderScan:
     root: str
     layout: str  # "aligned" (one side-by-side image per pair) or "AB" (two files per pair)
     splits: dict[str, list[tuple[str, ...]]]
-    skipped: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    skipped: dict[str, list[tuple[str, str]]] = dataclasses.field(default_factory=dict)  # reason: (file, detail)
+    sizes: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # file: (width, height)
 
     def skip_report(self) -> Optional[str]:
         if not self.skipped:
@@ -54,15 +58,17 @@ class FolderScan:
         total = sum(len(files) for files in self.skipped.values())
         parts = []
         for reason, files in self.skipped.items():
-            shown = ", ".join(os.path.relpath(f, self.root) for f in files[:SHOWN_PER_REASON])
+            shown = ", ".join(os.path.relpath(f, self.root) + (f": {detail}" if detail else "")
+                              for f, detail in files[:SHOWN_PER_REASON])
             more = f", and {len(files) - SHOWN_PER_REASON} more" if len(files) > SHOWN_PER_REASON else ""
             parts.append(f"{len(files)} {reason} ({shown}{more})")
         return f"Skipped {total} file(s) in {self.root}: " + "; ".join(parts) + "."
 
 
-def _images_in(directory: str) -> list[str]:
-    return sorted(os.path.join(directory, name) for name in os.listdir(directory)
-                  if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."))
+def _files_in(directory: str) -> list[str]:
+    """Every non-hidden file of `directory`: what is an image is decided by its content."""
+    return sorted(path for name in os.listdir(directory) if not name.startswith(".")
+                  and os.path.isfile(path := os.path.join(directory, name)))
 
 
 def _split_dirs(directory: str) -> dict[str, str]:
@@ -71,34 +77,42 @@ def _split_dirs(directory: str) -> dict[str, str]:
     return found or {"train": directory}
 
 
-def _problem(path: str, need_double_width: bool) -> Optional[str]:
-    """Why `path` cannot be used, or None. Decoding fully is what finds truncated files."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            width, height = image.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return "not a readable image"
-    if need_double_width and width != 2 * height:
-        return "not side by side (width is not twice the height)"
-    return None
+_NOT_SIDE_BY_SIDE = "not side by side (width is not twice the height)"
 
 
-def _check_all(paths: list[str], need_double_width: bool) -> list[Optional[str]]:
-    # PIL releases the GIL while decoding: threads use every core.
+def _check_all(paths: list[str], max_pixels: int, need_double_width: bool,
+               scan: FolderScan) -> list[bool]:
+    """Whether each file is usable; records the sizes of the usable ones and why the others are not."""
+    def check(path: str) -> tuple[Optional[tuple[int, int]], Optional[images.ImageError]]:
+        try:
+            return images.check_image_file(path, max_pixels), None
+        except images.ImageError as e:
+            return None, e
+
+    # TensorFlow's decoders release the GIL: threads use every core.
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-        return list(pool.map(lambda p: _problem(p, need_double_width), paths))
+        results = list(pool.map(check, paths))
+    usable = []
+    for path, (size, error) in zip(paths, results):
+        if error is not None:
+            scan.skipped.setdefault(error.reason, []).append((path, error.problem))
+        elif need_double_width and size[0] != 2 * size[1]:
+            scan.skipped.setdefault(_NOT_SIDE_BY_SIDE, []).append((path, ""))
+        else:
+            scan.sizes[path] = size
+        usable.append(path in scan.sizes)
+    return usable
 
 
-def scan_folder(root: str) -> FolderScan:
+def scan_folder(root: str, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> FolderScan:
     """Finds the layout and the valid pairs of a folder of user images (see the module docstring)."""
     root = os.path.abspath(os.path.expanduser(root))
     if not os.path.isdir(root):
         raise DatasetError(f"--dataset=folder:{root}: no such directory.")
     if os.path.isdir(os.path.join(root, "A")) and os.path.isdir(os.path.join(root, "B")):
-        scan = _scan_a_b(root)
+        scan = _scan_a_b(root, max_pixels)
     else:
-        scan = _scan_aligned(root)
+        scan = _scan_aligned(root, max_pixels)
     empty = [split for split, pairs in scan.splits.items() if not pairs]
     if not scan.splits or all(not pairs for pairs in scan.splits.values()):
         raise DatasetError(
@@ -117,38 +131,32 @@ def scan_folder(root: str) -> FolderScan:
     return scan
 
 
-def _scan_aligned(root: str) -> FolderScan:
-    splits, skipped = {}, collections.defaultdict(list)
+def _scan_aligned(root: str, max_pixels: int) -> FolderScan:
+    scan = FolderScan(root, "aligned", {})
     for split, directory in _split_dirs(root).items():
-        paths = _images_in(directory)
-        problems = _check_all(paths, need_double_width=True)
-        splits[split] = [(p,) for p, problem in zip(paths, problems) if problem is None]
-        for path, problem in zip(paths, problems):
-            if problem:
-                skipped[problem].append(path)
-    return FolderScan(root, "aligned", splits, dict(skipped))
+        paths = _files_in(directory)
+        usable = _check_all(paths, max_pixels, True, scan)
+        scan.splits[split] = [(p,) for p, ok in zip(paths, usable) if ok]
+    return scan
 
 
-def _scan_a_b(root: str) -> FolderScan:
-    splits, skipped = {}, collections.defaultdict(list)
+def _scan_a_b(root: str, max_pixels: int) -> FolderScan:
+    """Pairs are matched among the usable images only, so that a stray file beside `1.png`
+    (`1.txt`, a broken `1.jpg`) is skipped for what it is instead of spoiling the name."""
+    scan = FolderScan(root, "AB", {})
     a_splits, b_splits = _split_dirs(os.path.join(root, "A")), _split_dirs(os.path.join(root, "B"))
     for split in sorted(set(a_splits) | set(b_splits), key=SPLITS.index):
-        a_files = _by_stem(_images_in(a_splits[split])) if split in a_splits else {}
-        b_files = _by_stem(_images_in(b_splits[split])) if split in b_splits else {}
+        trees = []
+        for splits in (a_splits, b_splits):
+            paths = _files_in(splits[split]) if split in splits else []
+            usable = _check_all(paths, max_pixels, False, scan)
+            trees.append(_by_stem([p for p, ok in zip(paths, usable) if ok]))
+        a_files, b_files = trees
         for stem in sorted(set(a_files) ^ set(b_files)):
-            skipped["without a partner of the same name in the other tree"].append(
-                a_files.get(stem) or b_files[stem])
-        stems = sorted(set(a_files) & set(b_files))
-        candidates = [(a_files[s], b_files[s]) for s in stems]
-        problems = _check_all([p for pair in candidates for p in pair], need_double_width=False)
-        splits[split] = []
-        for i, pair in enumerate(candidates):
-            pair_problems = [(path, problems[2 * i + j]) for j, path in enumerate(pair) if problems[2 * i + j]]
-            for path, problem in pair_problems:
-                skipped[problem].append(path)
-            if not pair_problems:
-                splits[split].append(pair)
-    return FolderScan(root, "AB", splits, dict(skipped))
+            scan.skipped.setdefault("without a partner of the same name in the other tree", []).append(
+                (a_files.get(stem) or b_files[stem], ""))
+        scan.splits[split] = [(a_files[s], b_files[s]) for s in sorted(set(a_files) & set(b_files))]
+    return scan
 
 
 def _by_stem(paths: list[str]) -> dict[str, str]:

@@ -25,24 +25,29 @@ Where the data comes from
 What is stored
     The archive holds `{name}/{train,val[,test]}/*.jpg`, each JPEG the A image
     (left) and the B image (right) side by side. The splits are discovered
-    from the archive (the folder directly holding an image names its split),
-    not assumed. Each example is `{"image": <the side-by-side JPEG>,
-    "file_name": <its base name>}`, keyed by the member path in the archive.
-    RGB JPEGs are stored byte for byte as the archive holds them: the halves
-    are cut later, in the input pipeline, after decoding. The archive is
-    streamed, never extracted: one pass to discover the splits, then one pass
-    per split that stops after the split's last member.
+    from the archive, not assumed. Each example is `{"image": <the
+    side-by-side JPEG>, "file_name": <its base name>}`, keyed by the member
+    path in the archive. RGB JPEGs are stored byte for byte as the archive
+    holds them: the halves are cut later, in the input pipeline, after
+    decoding. The archive is streamed, never extracted: one pass to discover
+    the splits, then one pass per split that stops after the split's last
+    member (`archive.py`).
 
 Bad data: the policy
-    * Members that are not image files (by name: `IMAGE_SUFFIXES`, any case;
-      so README, lists, directories) and hidden or AppleDouble files
-      (`._x.jpg`, `__MACOSX/`) are ignored silently: they are not data.
-    * An image file that PIL cannot fully decode (`Image.open(...).load()`:
-      corrupt, truncated, empty, not an image at all) or whose width is not
-      exactly twice its height (it cannot be split into A | B) is SKIPPED.
-      So are tar links (unreadable while streaming) and repeated member paths
-      (the first copy is kept). Skips are counted per reason, and when a split
-      is done a warning names the counts and the first files skipped.
+    * Only members named exactly `{name}/{train,val,test}/<file>` are data.
+      Image files anywhere else (another top folder, deeper folders, `..`,
+      absolute paths) are not used, and a warning counts and names them.
+      Other members (README, lists, directories) and hidden or AppleDouble
+      files (`._x.jpg`, `__MACOSX/`) are ignored silently.
+    * Images are checked with the package's image policy
+      (`pix2pix_tf.images`, the decoder training uses): a file that is not
+      JPEG, PNG, GIF, BMP or WebP by its content, that does not fully decode
+      (corrupt, truncated, empty), that is over the default pixel cap, or
+      whose width is not exactly twice its height (it cannot be split into
+      A | B) is SKIPPED. So are tar links (unreadable while streaming) and
+      repeated member paths (the first copy is kept). Skips are counted per
+      reason, and when a split is done a warning names the counts and the
+      first files skipped.
     * An image that decodes but is not an RGB JPEG (grayscale or CMYK
       JPEG; PNG with or without alpha, ...) is KEPT, converted to RGB
       and re-encoded as JPEG (quality 95, no chroma subsampling), and counted
@@ -52,27 +57,27 @@ Bad data: the policy
     * A split that ends with no valid example raises `DatasetError` naming
       the split and the archive, as does an archive with no split folder at
       all or one that cannot be read (damaged or incomplete file).
-    * Image files outside a train/val/test folder are not used; a warning
-      names them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import logging
 import posixpath
-import tarfile
 import threading
-import zlib
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import tensorflow_datasets as tfds
-from PIL import Image, ImageFile, UnidentifiedImageError
 
+from pix2pix_tf.data.sources.archive import (
+    IMAGE_SUFFIXES,
+    SPLIT_NAMES,
+    Archive,
+    scan_archive,
+    split_examples,
+)
 from pix2pix_tf.errors import DatasetError
 
 __all__ = [
@@ -101,23 +106,11 @@ DATASET_NAMES: tuple[str, ...] = (
 # Read each time `archive_url` is called: assign it to use a mirror (or, in tests, a loopback server).
 URL_TEMPLATE: str = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 
-# The split folders an archive may hold, in the order they are prepared.
-SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-
-# Members with these suffixes (case-insensitive) are images: decoded, and kept
-# or skipped with a reason. Every other member is ignored silently.
-IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-)
-
 # Retries of tfds's HTTP session for our download (tfds's own default, 10 with
 # exponential back-off, keeps a machine without network waiting ~3.5 minutes).
 # They only cover opening the connection: a transfer that breaks mid-way is
 # not resumed by tfds anyway.
 DOWNLOAD_RETRIES: int = 2
-
-_MAX_LISTED = 5  # files named in a warning or an error
-_REENCODE_QUALITY = 95
 
 
 def archive_url(name: str) -> str:
@@ -153,207 +146,6 @@ def _check_name(name: str) -> None:
         raise DatasetError(
             f"Unknown pix2pix dataset {name!r}; the authors publish: {', '.join(DATASET_NAMES)}."
         )
-
-
-# ---------------------------------------------------------------------------
-# Reading the archive.
-# ---------------------------------------------------------------------------
-
-
-def _split_of(path: str) -> str | None:
-    """The split of an image member `path`, "" for an image outside any split
-    folder, or None for a member that is not data (ignored silently)."""
-    parts = path.split("/")
-    base = parts[-1]
-    if base.startswith(".") or "__MACOSX" in parts[:-1]:
-        return None  # hidden files and macOS AppleDouble metadata
-    if posixpath.splitext(base)[1].lower() not in IMAGE_SUFFIXES:
-        return None
-    parent = parts[-2] if len(parts) >= 2 else ""
-    return parent if parent in SPLIT_NAMES else ""
-
-
-def _normalise(member_name: str) -> str:
-    """Member path without "./" prefixes or doubled slashes: the example key."""
-    return posixpath.normpath(member_name).lstrip("/")
-
-
-def _damaged_archive_error(archive: tfds.core.Path, name: str, exc: BaseException) -> DatasetError:
-    return DatasetError(
-        f"Cannot read the pix2pix '{name}' archive {archive}: {type(exc).__name__}: {exc}. "
-        "The file is damaged or incomplete (an interrupted download or copy?): delete it, "
-        f"fetch it again ({archive_url(name)}) and re-run the preparation. "
-        + expected_layout_help(name)
-    )
-
-
-def _iter_archive(
-    archive: tfds.core.Path,
-    name: str,
-    wanted: Callable[[str], bool],
-    stop_after: int | None = None,
-) -> Iterator[tuple[int, str, tarfile.TarInfo, bytes | None]]:
-    """Stream the tar: yield (index, path, member, data) for every member.
-
-    `data` is read only for regular-file members whose path `wanted` accepts
-    (a stream can only be read in order, so it is read here). Stops after
-    member number `stop_after`. A damaged or truncated archive raises
-    `DatasetError` instead of a tarfile/zlib traceback.
-    """
-    try:
-        with archive.open("rb") as fobj, tarfile.open(fileobj=fobj, mode="r|*") as tar:
-            for index, member in enumerate(tar):
-                path = _normalise(member.name)
-                data = None
-                if member.isfile() and wanted(path):
-                    extracted = tar.extractfile(member)
-                    data = extracted.read() if extracted is not None else b""
-                yield index, path, member, data
-                if stop_after is not None and index >= stop_after:
-                    return
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise _damaged_archive_error(archive, name, exc) from exc
-
-
-@dataclasses.dataclass
-class _SplitIndex:
-    """What the discovery pass learnt about one split."""
-
-    num_candidates: int = 0  # image members (files or links) in the split folder
-    last_member: int = 0  # index of the split's last member: later ones are not read
-
-
-def _scan_archive(archive: tfds.core.Path, name: str) -> dict[str, _SplitIndex]:
-    """One streaming pass over member headers: which splits hold images, and where they end."""
-    splits: dict[str, _SplitIndex] = {}
-    strays: list[str] = []
-    num_strays = 0
-    seen: list[str] = []
-    for index, path, member, _ in _iter_archive(archive, name, wanted=lambda _path: False):
-        if len(seen) < _MAX_LISTED:
-            seen.append(path)
-        if not (member.isfile() or member.islnk() or member.issym()):
-            continue
-        split = _split_of(path)
-        if split is None:
-            continue
-        if not split:
-            num_strays += 1
-            if len(strays) < _MAX_LISTED:
-                strays.append(path)
-            continue
-        info = splits.setdefault(split, _SplitIndex())
-        info.num_candidates += 1
-        info.last_member = index
-    if num_strays:
-        logger.warning(
-            "pix2pix/%s: %d image file(s) in %s are not in a train/val/test folder and are not used: %s",
-            name, num_strays, archive, ", ".join(strays) + (", ..." if num_strays > len(strays) else ""),
-        )
-    if not splits:
-        found = ", ".join(seen) if seen else "nothing (an empty archive)"
-        raise DatasetError(
-            f"The pix2pix '{name}' archive {archive} holds no train/val/test folder with images "
-            f"(its first members: {found}). " + expected_layout_help(name)
-        )
-    return {split: splits[split] for split in SPLIT_NAMES if split in splits}
-
-
-class _Skip(Exception):
-    """An archive member that cannot be used: `reason` is counted, `detail` listed."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-_UNDECODABLE = "not a decodable image"
-_NOT_SIDE_BY_SIDE = "width is not twice the height"
-_LINK = "tar link (not readable while streaming)"
-_DUPLICATE = "repeated member path (first copy kept)"
-
-
-def _checked_image(data: bytes) -> tuple[bytes, str | None]:
-    """(bytes to store, None) for an RGB JPEG, kept unchanged; (RGB JPEG
-    bytes, what it was) for any other decodable image. Raises `_Skip`.
-
-    The aspect check reads only the header, so a file that is not a pair is
-    rejected before paying for its decoding.
-    """
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise _Skip(_UNDECODABLE, "no image format recognised") from None
-    except Exception as exc:  # PIL raises many types for garbage input
-        raise _Skip(_UNDECODABLE, f"{type(exc).__name__}: {exc}") from None
-    with image:
-        width, height = image.size
-        if width != 2 * height:
-            raise _Skip(_NOT_SIDE_BY_SIDE, f"{width}x{height}")
-        try:
-            image.load()  # decodes every pixel: catches truncated and corrupt data
-        except Exception as exc:
-            raise _Skip(_UNDECODABLE, f"{type(exc).__name__}: {exc}") from None
-        if image.format == "JPEG" and image.mode == "RGB":
-            return data, None
-        was = f"{image.format} {image.mode}"
-        buf = io.BytesIO()
-        image.convert("RGB").save(buf, format="JPEG", quality=_REENCODE_QUALITY, subsampling=0)
-        return buf.getvalue(), was
-
-
-class _SplitReport:
-    """Counts kept, skipped and re-encoded files of one split; logs them at the end."""
-
-    def __init__(self, dataset: str, split: str, archive: tfds.core.Path) -> None:
-        self.dataset, self.split, self.archive = dataset, split, archive
-        self.kept = 0
-        self.skipped: Counter[str] = Counter()
-        self.skipped_files: list[str] = []
-        self.reencoded: Counter[str] = Counter()
-        self.reencoded_files: list[str] = []
-
-    def skip(self, path: str, skip: _Skip) -> None:
-        self.skipped[skip.reason] += 1
-        if len(self.skipped_files) < _MAX_LISTED:
-            self.skipped_files.append(f"{path} ({skip.reason}: {skip.detail})")
-
-    def reencode(self, path: str, was: str) -> None:
-        self.reencoded[was] += 1
-        if len(self.reencoded_files) < _MAX_LISTED:
-            self.reencoded_files.append(f"{path} ({was})")
-
-    def _where(self) -> str:
-        return f"pix2pix/{self.dataset}, split '{self.split}' of {self.archive}"
-
-    def skipped_summary(self) -> str:
-        total = sum(self.skipped.values())
-        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.skipped.items()))
-        more = ", ..." if total > len(self.skipped_files) else ""
-        return (
-            f"skipped {total} of {total + self.kept} image file(s) ({reasons}); "
-            f"first skipped: {'; '.join(self.skipped_files)}{more}"
-        )
-
-    def finish(self) -> None:
-        """Log what was altered or lost; raise if nothing usable was left."""
-        if self.reencoded:
-            total = sum(self.reencoded.values())
-            kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(self.reencoded.items()))
-            more = ", ..." if total > len(self.reencoded_files) else ""
-            logger.warning(
-                "%s: re-encoded %d image(s) that were not RGB JPEG to RGB JPEG (quality %d) (%s): %s%s",
-                self._where(), total, _REENCODE_QUALITY, kinds, "; ".join(self.reencoded_files), more,
-            )
-        if self.skipped:
-            logger.warning("%s: %s", self._where(), self.skipped_summary())
-        if not self.kept:
-            raise DatasetError(
-                f"{self._where()}: no valid example: {self.skipped_summary()}. "
-                + expected_layout_help(self.dataset)
-            )
-        logger.info("%s: %d example(s) kept.", self._where(), self.kept)
 
 
 # ---------------------------------------------------------------------------
@@ -502,10 +294,10 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[str, dict[str, Any]]]]:
         name = self.builder_config.name
-        archive = self._archive(dl_manager)
-        splits = _scan_archive(archive, name)
+        archive = Archive(self._archive(dl_manager), name, archive_url(name), expected_layout_help(name))
+        splits = scan_archive(archive)
         logger.info(
-            "pix2pix/%s: %s holds %s.", name, archive,
+            "pix2pix/%s: %s holds %s.", name, archive.path,
             ", ".join(f"{split} ({info.num_candidates} image files)" for split, info in splits.items()),
         )
         return {
@@ -539,37 +331,8 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
         return tfds.core.Path(path)
 
     def _generate_examples(
-        self, archive: tfds.core.Path, split: str, last_member: int
+        self, archive: Archive, split: str, last_member: int
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """One streaming pass: yield the valid images of `split`, report the rest."""
-        name = self.builder_config.name
-        report = _SplitReport(name, split, archive)
-        keys: set[str] = set()
-        if ImageFile.LOAD_TRUNCATED_IMAGES:  # a process-wide PIL switch someone else set
-            logger.warning(
-                "pix2pix/%s: PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True, so truncated images "
-                "decode (padded) and cannot be detected and skipped.", name,
-            )
-        members = _iter_archive(
-            archive, name, wanted=lambda path: _split_of(path) == split, stop_after=last_member
-        )
-        for _, path, member, data in members:
-            if _split_of(path) != split:
-                continue
-            try:
-                if member.islnk() or member.issym():
-                    raise _Skip(_LINK, f"-> {member.linkname}")
-                if data is None:
-                    continue  # a directory or device node named like an image
-                if path in keys:
-                    raise _Skip(_DUPLICATE, "appears again later in the archive")
-                image, was = _checked_image(data)
-            except _Skip as skip:
-                report.skip(path, skip)
-                continue
-            if was is not None:
-                report.reencode(path, was)
-            keys.add(path)
-            report.kept += 1
-            yield path, {"image": image, "file_name": posixpath.basename(path)}
-        report.finish()
+        for key, image in split_examples(archive, split, last_member):
+            yield key, {"image": image, "file_name": posixpath.basename(key)}

@@ -1,0 +1,44 @@
+"""Checks that the train split fits the preprocessing, made before training starts.
+
+Two settings cannot take every image, and TensorFlow only finds out inside the first
+batches, with a message that names no file: `--preprocess=crop` takes the random crop
+from the native size, so an image smaller than `--crop_size` cannot be cropped; and
+`--preprocess=none` keeps native sizes, so a batch of more than one image needs them all
+to be one size. The sizes come from the headers (`PairedDataset.pair_sizes`): nothing is
+decoded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from pix2pix_tf.config import DataConfig
+from pix2pix_tf.data.pipeline import PairedDataset, rounded_sizes
+from pix2pix_tf.errors import DatasetError
+
+
+def check_fits_preprocessing(dataset: PairedDataset, config: DataConfig, multiple: int = 1) -> None:
+    """Raises DatasetError naming a train image that the preprocessing cannot take."""
+    if config.preprocess == "crop":
+        for name, height, width in dataset.pair_sizes(dataset.train_split):
+            if height < config.crop_size or width < config.crop_size:
+                raise DatasetError(
+                    f"{name}: its input and target are {width}x{height}, smaller than --crop_size="
+                    f"{config.crop_size}, and --preprocess=crop crops from the native size. Use a "
+                    f"--crop_size of at most {min(height, width)}, --preprocess=resize_and_crop, or "
+                    "remove the image.")
+    elif config.preprocess == "none" and config.batch_size > 1:
+        names, sizes = [], []
+        for name, height, width in dataset.pair_sizes(dataset.train_split):
+            names.append(name)
+            sizes.append((height, width))
+        batched = rounded_sizes(tf.constant(sizes, tf.int32), multiple).numpy()  # What the pipeline makes of them.
+        other = np.flatnonzero(np.any(batched != batched[0], axis=1))
+        if other.size:
+            (height, width), (other_height, other_width) = sizes[0], sizes[other[0]]
+            raise DatasetError(
+                f"--preprocess=none keeps native sizes, so a batch of --batch_size={config.batch_size} "
+                f"needs one size, but {names[0]} is {width}x{height} and {names[other[0]]} is "
+                f"{other_width}x{other_height}. Use --batch_size=1, or a --preprocess that resizes "
+                "(resize_and_crop).")

@@ -1,0 +1,396 @@
+"""The image policy: which bytes are images, how large they may be, and how they are decoded.
+
+Every path that reads an image goes through this module: the folder scan, the archive
+reader of the authors' datasets, the training pipeline, translate/evaluate and the
+SavedModel's bytes signatures. So a file accepted in one place is accepted everywhere, and
+decodes to the same pixels.
+
+- Formats: JPEG, PNG, GIF (the first frame), BMP and WebP, the ones TensorFlow decodes in
+  graph. The format is read from the content (the magic bytes), never from a file name:
+  a TIFF named `.jpg` is refused as what it is, a WebP named `.png` is read as WebP.
+- A pixel cap (`max_pixels`, default `DEFAULT_MAX_PIXELS`) is checked from the header,
+  BEFORE decoding: a small file can declare a huge image (a 12000x12000 PNG of one colour
+  is about 2 MB), and decoding it is what exhausts memory. A GIF counts the pixels of all
+  its frames, because TensorFlow's GIF decoder holds every frame whatever it returns.
+- Decoded images are uint8 with their own channels; `to_channels` converts to 1 or 3 (grey
+  is repeated, alpha dropped), `to_signed` scales to [-1, 1].
+
+The header parsing is plain TensorFlow (string and integer ops, one `while_loop` for GIF
+blocks), so the same code runs eagerly for files and inside a SavedModel signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Union
+
+import numpy as np
+import tensorflow as tf
+
+from pix2pix_tf.errors import ConfigError, Pix2pixError
+
+DEFAULT_MAX_PIXELS = 4096 * 4096
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+FORMATS_TEXT = "JPEG, PNG, GIF, BMP or WebP"
+
+# Why an image is refused (the reason a scan counts it under; the message says more).
+UNREADABLE = "not a readable image"
+TOO_LARGE = "over the pixel limit (--max_pixels)"
+_OK, _UNREADABLE, _TOO_LARGE = 0, 1, 2
+_REASONS = {_UNREADABLE: UNREADABLE, _TOO_LARGE: TOO_LARGE}
+
+_HEAD = 32  # Header bytes that hold the size of every format except JPEG and GIF.
+Name = Union[None, str, tf.Tensor]
+
+
+class ImageError(Pix2pixError, ValueError):
+    """A file or request that is not an image this package reads; names the file when known."""
+
+    def __init__(self, path: Optional[str], problem: str, reason: str = UNREADABLE) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path, self.problem, self.reason = path, problem, reason
+
+
+# ----------------------------------------------------------------------------- the header
+
+# The integer fields at fixed places in the first `_HEAD` bytes: (start, length, big-endian).
+# All are read with one product of the bytes and a weight matrix: in tf.data every op costs
+# per image, and one op per byte would cost more than the header is worth.
+_FIELDS = (
+    (0, 4, True), (4, 4, True),  # the magic bytes: 0-3, 4-7 (PNG's signature, GIF's version)
+    (8, 4, True), (12, 4, True),  # RIFF: the form type ("WEBP"), the first chunk ("VP8 ", "VP8L", "VP8X")
+    (16, 4, True), (20, 4, True),  # PNG: IHDR width, height
+    (18, 4, False), (22, 4, False),  # BMP: BITMAPINFOHEADER width, height (signed)
+    (26, 2, False), (28, 2, False),  # WebP VP8: 14 bits width, height (2 bits of scale above)
+    (21, 4, False),  # WebP VP8L: 14 bits width - 1, 14 bits height - 1
+    (24, 3, False), (27, 3, False),  # WebP VP8X: canvas width - 1, height - 1
+)
+
+
+def _weights() -> np.ndarray:
+    """[field, byte] -> the byte's place value in the field (exact in float64: at most 2**24)."""
+    weights = np.zeros([len(_FIELDS), _HEAD])
+    for row, (start, length, big_endian) in enumerate(_FIELDS):
+        for i in range(length):
+            weights[row, start + i] = 256.0 ** (length - 1 - i if big_endian else i)
+    return weights
+
+
+_WEIGHTS = _weights()
+
+
+def _fields(encoded: tf.Tensor) -> list[tf.Tensor]:
+    """The `_FIELDS` of the zero-padded head of `encoded`, as int64 scalars."""
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, 0, _HEAD), b"\0" * _HEAD]), 0, _HEAD)
+    values = tf.cast(tf.reshape(tf.io.decode_raw(head, tf.uint8), [_HEAD]), tf.float64)
+    return tf.unstack(tf.cast(tf.linalg.matvec(tf.constant(_WEIGHTS), values), tf.int64))
+
+
+def _format_index(magic: tf.Tensor, second: tf.Tensor, form: tf.Tensor) -> tf.Tensor:
+    """int64: 1 + the index in FORMATS of the format the magic bytes name; 0 for anything else."""
+    gif_version = second // 65536
+    matches = tf.stack([
+        tf.equal(magic // 256, 0xFFD8FF),  # JPEG: FF D8 FF
+        tf.equal(magic, 0x89504E47) & tf.equal(second, 0x0D0A1A0A),  # PNG: 89 "PNG" 0D 0A 1A 0A
+        tf.equal(magic, 0x47494638) & (tf.equal(gif_version, 0x3761) | tf.equal(gif_version, 0x3961)),  # GIF87a/89a
+        tf.equal(magic // 65536, 0x424D),  # BMP: "BM"
+        tf.equal(magic, 0x52494646) & tf.equal(form, 0x57454250),  # "RIFF" size "WEBP"
+    ])
+    return tf.reduce_max(tf.where(matches, tf.range(1, len(FORMATS) + 1, dtype=tf.int64), 0))
+
+
+def _still_sizes(fields: list[tf.Tensor]) -> tf.Tensor:
+    """[height, width] of each format whose size is at a fixed place (JPEG and GIF: zeros)."""
+    _, _, _, chunk, png_w, png_h, bmp_w, bmp_h, vp8_w, vp8_h, vp8l, vp8x_w, vp8x_h = fields
+    bmp = [tf.abs(tf.where(v >= 2**31, v - 2**32, v)) for v in (bmp_h, bmp_w)]  # Negative height: top-down.
+    webp = tf.where(tf.equal(chunk, 0x56503820), tf.stack([vp8_h % 16384, vp8_w % 16384]),  # "VP8 "
+                    tf.where(tf.equal(chunk, 0x5650384C), tf.stack([vp8l // 16384 % 16384 + 1, vp8l % 16384 + 1]),
+                             tf.where(tf.equal(chunk, 0x56503858), tf.stack([vp8x_h + 1, vp8x_w + 1]),  # "VP8X"
+                                      tf.zeros([2], tf.int64))))
+    zeros = tf.zeros([2], tf.int64)
+    return tf.stack([zeros, zeros, tf.stack([png_h, png_w]), zeros, tf.stack(bmp), webp])
+
+
+def _gif(encoded: tf.Tensor) -> tf.Tensor:
+    """Walks the GIF's blocks: TensorFlow decodes every frame (slurps the file) and returns the
+    largest frame's width and height, so that is the size and all frames count as pixels."""
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+    data = tf.cast(tf.io.decode_raw(tf.strings.join([encoded, b"\0" * 16]), tf.uint8), tf.int64)
+
+    def at(i: tf.Tensor) -> tf.Tensor:
+        return tf.gather(data, tf.minimum(i, length))
+
+    def table(packed: tf.Tensor) -> tf.Tensor:  # Size of a colour table flagged in a packed byte.
+        return tf.where(packed >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), packed % 8), 0)
+
+    def body(pos, in_blocks, done, width, height, pixels, frames):
+        # One step: a data sub-block (inside a block), an extension or image descriptor, or the end.
+        byte = at(pos)
+        image = tf.logical_not(in_blocks) & tf.equal(byte, 0x2C)
+        extension = tf.logical_not(in_blocks) & tf.equal(byte, 0x21)
+        frame_w, frame_h = at(pos + 5) + 256 * at(pos + 6), at(pos + 7) + 256 * at(pos + 8)
+        step = tf.where(in_blocks, byte + 1, tf.where(image, 11 + table(at(pos + 9)), 2))
+        width = tf.where(image, tf.maximum(width, frame_w), width)
+        height = tf.where(image, tf.maximum(height, frame_h), height)
+        pixels += tf.where(image, frame_w * frame_h, 0)
+        done = tf.logical_not(in_blocks | image | extension)
+        return (pos + step, tf.where(in_blocks, byte > 0, image | extension), done, width, height, pixels,
+                frames + tf.cast(image, tf.int64))
+
+    zero = tf.constant(0, tf.int64)
+    start = 13 + table(at(tf.constant(10, tf.int64)))
+    _, _, _, width, height, pixels, frames = tf.while_loop(
+        lambda pos, in_blocks, done, *_: tf.logical_not(done) & (pos < length), body,
+        (start, tf.constant(False), tf.constant(False), zero, zero, zero, zero))
+    return tf.stack([height, width, tf.maximum(pixels, height * width), frames])
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+def _read_header(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    # A tf.function: eager callers (files) run the compiled branches and GIF loop, graph callers
+    # (tf.data, the SavedModel) call it as a function of their graph.
+    fields = _fields(encoded)
+    index = _format_index(*fields[:3])
+    height, width = tf.unstack(tf.gather(_still_sizes(fields), index))
+    still = tf.stack([height, width, height * width, tf.constant(1, tf.int64)])
+
+    def jpeg() -> tf.Tensor:
+        shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)
+        return tf.stack([shape[0], shape[1], shape[0] * shape[1], tf.constant(1, tf.int64)])
+
+    branch = tf.gather(tf.constant([0, 1, 0, 2, 0, 0]), index)  # JPEG and GIF read more than the head.
+    return index, tf.switch_case(branch, [lambda: still, jpeg, lambda: _gif(encoded)])
+
+
+def header_info(encoded: tf.Tensor) -> tf.Tensor:
+    """int64 [height, width, pixels, frames] read from the header (GIF: its block list) without
+    decoding: the size the decoder will return, and the pixels it will hold. Zeros for bytes of
+    no supported format; a JPEG whose header is damaged raises the decoder's error."""
+    return _read_header(encoded)[1]
+
+
+def header_size(encoded: tf.Tensor) -> tf.Tensor:
+    """int64 [height, width] of the decoded image, from the header."""
+    return header_info(encoded)[:2]
+
+
+def _amount(pixels: Union[int, tf.Tensor], max_pixels: int) -> Union[str, tf.Tensor]:
+    """Pixels in the unit of the limit's message: megapixels, or pixels for a small limit."""
+    if isinstance(pixels, int):
+        return f"{pixels} pixels" if max_pixels < 100_000 else f"{pixels / 1e6:.1f} megapixels"
+    if max_pixels < 100_000:
+        return tf.strings.join([tf.strings.as_string(pixels), " pixels"])
+    return tf.strings.join([tf.strings.as_string(tf.cast(pixels, tf.float64) / 1e6, precision=1), " megapixels"])
+
+
+def _kind(encoded: tf.Tensor, index: tf.Tensor, info: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    unreadable = tf.equal(tf.strings.length(encoded), 0) | tf.equal(index, 0)
+    return tf.where(unreadable, _UNREADABLE, tf.where(info[2] > max_pixels, _TOO_LARGE, _OK))
+
+
+def _message(encoded: tf.Tensor, info: tf.Tensor, kind: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """Why `encoded` is refused, with its size and the limit ("" when it is not)."""
+    height, width, pixels, frames = tf.unstack(info)
+    hexes = tf.constant([f"{i:02x}" for i in range(256)])
+    first_bytes = tf.io.decode_raw(tf.strings.substr(encoded, 0, 8), tf.uint8)
+    first = tf.strings.reduce_join(tf.gather(hexes, tf.cast(first_bytes, tf.int32)), separator=" ")
+    size = tf.strings.join([tf.strings.as_string(width), "x", tf.strings.as_string(height)])
+    size = tf.where(frames > 1, tf.strings.join([size, ", ", tf.strings.as_string(frames), " frames, "]),
+                    tf.strings.join([size, " ("]))
+    amount = tf.strings.join([size, _amount(pixels, max_pixels), tf.where(frames > 1, " in all", ")")])
+    too_large = tf.strings.join([amount, f" is over the limit of {_amount(max_pixels, max_pixels)} (--max_pixels)"])
+    unreadable = tf.where(tf.equal(tf.strings.length(encoded), 0), "empty (0 bytes)",
+                          tf.strings.join([f"not {FORMATS_TEXT} data (its first bytes: ", first, ")"]))
+    return tf.where(tf.equal(kind, _UNREADABLE), unreadable, tf.where(tf.equal(kind, _TOO_LARGE), too_large, ""))
+
+
+def checked(encoded: tf.Tensor, max_pixels: int, name: Name = None) -> tf.Tensor:
+    """`encoded`, asserted (in graph) to be a supported image within the cap, so that the
+    decoder never starts on anything else. `name` (a file, "image 2 of the batch") prefixes
+    the assertion's message, which is only built for a refusal."""
+    index, info = _read_header(encoded)
+    kind = _kind(encoded, index, info, max_pixels)
+
+    def refuse() -> tf.Tensor:
+        message = _message(encoded, info, kind, max_pixels)
+        if name is not None:
+            message = tf.strings.join([name, ": ", message])
+        with tf.control_dependencies([tf.debugging.Assert(tf.constant(False), [message])]):
+            return tf.identity(encoded)
+
+    return tf.cond(tf.equal(kind, _OK), lambda: tf.identity(encoded), refuse)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def decode_uint8(encoded: tf.Tensor, max_pixels: int, name: Name = None) -> tf.Tensor:
+    """The one decoder: uint8 HxWxC with the image's own channels (1-4), after the checks."""
+    return tf.io.decode_image(checked(encoded, max_pixels, name), channels=0, dtype=tf.uint8, expand_animations=False)
+
+
+def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """A decoded HxWxC uint8 image (C = 1, 2, 3 or 4) with `channels` (1 or 3) channels.
+
+    Alpha is dropped (not composited); grey is repeated to RGB; RGB becomes grey with the
+    ITU-R 601 weights of `tf.image.rgb_to_grayscale`.
+    """
+    have = tf.shape(image)[-1]
+    colour = tf.cond(have >= 3, lambda: image[..., :3], lambda: tf.image.grayscale_to_rgb(image[..., :1]))
+    if channels == 3:
+        converted = colour
+    elif channels == 1:
+        converted = tf.cond(have >= 3, lambda: tf.image.rgb_to_grayscale(colour), lambda: image[..., :1])
+    else:
+        raise ConfigError(f"Images can be read with 1 or 3 channels, not {channels}.")
+    if image.shape.rank is None:
+        return converted
+    return tf.ensure_shape(converted, image.shape[:-1].concatenate([channels]))  # Static channels for the graph.
+
+
+def to_signed(image: tf.Tensor) -> tf.Tensor:
+    """uint8 pixels -> float32 in [-1, 1]."""
+    return tf.cast(image, tf.float32) / 127.5 - 1.0
+
+
+def decode(encoded: tf.Tensor, channels: int, max_pixels: int, name: Name = None) -> tf.Tensor:
+    """Encoded bytes -> float32 HxWx`channels` in [-1, 1]: what training and serving see."""
+    return to_signed(to_channels(decode_uint8(encoded, max_pixels, name), channels))
+
+
+def resize(image: tf.Tensor, size) -> tf.Tensor:
+    """Bicubic with antialiasing (the reference resizes with PIL's bicubic), clipped to [-1, 1].
+
+    `size` is an int (a square) or [height, width].
+    """
+    size = [size, size] if isinstance(size, int) else size
+    resized = tf.image.resize(image, size, method="bicubic", antialias=True)
+    return tf.clip_by_value(resized, -1.0, 1.0)
+
+
+def preprocess(image: tf.Tensor, channels: int, size: int) -> tf.Tensor:
+    """A decoded HxWxC uint8 image -> float32 [size, size, channels] in [-1, 1], as in serving."""
+    image = resize(to_signed(to_channels(image, channels)), size)
+    return tf.ensure_shape(image, [size, size, channels])
+
+
+def decode_images(encoded: tf.Tensor, channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tf.Tensor:
+    """A batch [N] of encoded images (a Serving request) -> float32 [N, size, size, channels].
+
+    Each image is checked before it is decoded; a refusal names its place in the batch.
+    """
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    if encoded.shape.rank is not None and encoded.shape.rank != 1:
+        raise ImageError(None, f"images must be a 1-D batch of encoded strings, got shape {encoded.shape}.")
+    nonempty = tf.debugging.assert_positive(tf.size(encoded), message="images: the batch is empty")
+    with tf.control_dependencies([nonempty]):
+        encoded = tf.identity(encoded)
+
+    def one(args: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+        name = tf.strings.join(["image ", tf.strings.as_string(args[1]), " of the batch"])
+        return preprocess(decode_uint8(args[0], max_pixels, name), channels, size)
+
+    return tf.map_fn(one, (encoded, tf.range(tf.size(encoded))),
+                     fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
+
+
+def to_uint8(images: tf.Tensor) -> tf.Tensor:
+    """[-1, 1] floats -> uint8 pixels, rounded (the inverse of the input scaling)."""
+    return tf.cast(tf.round(tf.clip_by_value((images + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
+
+
+def encode_pngs(images: tf.Tensor) -> tf.Tensor:
+    """float32 [N, H, W, C] in [-1, 1] -> [N] PNG strings."""
+    return tf.map_fn(tf.io.encode_png, to_uint8(images), fn_output_signature=tf.TensorSpec([], tf.string))
+
+
+# ----------------------------------------------------------------------------- files (eager)
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """What an image's header says, checked against the policy."""
+
+    format: str
+    width: int
+    height: int
+    components: int  # JPEG: channels as stored (CMYK: 4, though it decodes to 3); others: 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    """A fully decoded image."""
+
+    format: str
+    pixels: np.ndarray  # uint8 HxWxC, the image's own channels
+    components: int  # channels as stored
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+
+@tf.function(autograph=False)
+def _inspect(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, ...]:
+    # Compiled (once per limit): one call per file instead of one per op.
+    index, info = _read_header(encoded)
+    kind = _kind(encoded, index, info, max_pixels)
+    components = tf.cond(tf.equal(index, 1) & tf.equal(kind, _OK),
+                         lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[2], tf.int64),
+                         lambda: tf.constant(0, tf.int64))
+    return index, kind, _message(encoded, info, kind, max_pixels), info[:2], components
+
+
+def read_header(data: bytes, max_pixels: int, path: Optional[str] = None) -> Header:
+    """The header of `data`, or ImageError naming `path`: bytes of no supported format, empty,
+    or over the cap. Nothing is decoded."""
+    try:
+        index, kind, message, size, components = (
+            t.numpy() for t in _inspect(tf.constant(data, tf.string), int(max_pixels)))
+    except tf.errors.OpError as e:  # A JPEG whose header cannot be parsed.
+        raise ImageError(path, f"not a readable JPEG ({op_message(e)})") from None
+    if kind != _OK:
+        raise ImageError(path, message.decode(), _REASONS[int(kind)])
+    return Header(FORMATS[int(index) - 1], int(size[1]), int(size[0]), int(components))
+
+
+def decode_bytes(data: bytes, max_pixels: int, path: Optional[str] = None,
+                 header: Optional[Header] = None) -> Decoded:
+    """`read_header` (unless its `header` is given), then a full decode (what finds truncated
+    files) with the decoder training uses. Raises ImageError naming `path`, with the reason."""
+    header = header or read_header(data, max_pixels, path)
+    try:
+        pixels = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False).numpy()
+    except tf.errors.OpError as e:
+        raise ImageError(path, f"{header.format} data that cannot be decoded, truncated or corrupt "
+                         f"({op_message(e)})") from None
+    return Decoded(header.format, pixels, header.components or pixels.shape[-1])
+
+
+def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The uint8 HxWxC pixels (the image's own channels) of an image file, or ImageError naming it."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ImageError(path, f"cannot be read ({e.strerror or e})") from None
+    return decode_bytes(data, max_pixels, path).pixels
+
+
+def check_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file that training can use, or ImageError naming it and why."""
+    pixels = read_image_file(path, max_pixels)
+    return int(pixels.shape[1]), int(pixels.shape[0])
+
+
+def op_message(error: Exception) -> str:
+    """TensorFlow's error text without its `{{function_node ...}}` and `[Op:...]` wrapping."""
+    text = (getattr(error, "message", None) or str(error)).strip()
+    if text.startswith("{{") and "}}" in text:
+        text = text[text.index("}}") + 2:].strip()
+    text = text.splitlines()[0] if text else type(error).__name__
+    return text.split(" [Op:")[0].strip()
