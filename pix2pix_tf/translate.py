@@ -2,7 +2,7 @@
 
 The model comes from a training run (`--workdir`, its newest checkpoint or `--checkpoint`),
 an exported SavedModel (`--saved_model`) or a TFLite file (`--tflite`). Inputs are image
-files and folders (searched recursively for .png/.jpg/.jpeg/.bmp/.gif). With `--paired`
+files and folders (searched recursively for .png/.jpg/.jpeg/.bmp/.gif/.webp). With `--paired`
 each file is a dataset pair A|B side by side and the run's direction picks the input half
 (the other half is the target, shown with `--side_by_side`). Also installed as
 `pix2pix-translate`.
@@ -26,7 +26,8 @@ flags.DEFINE_string("saved_model", None, "Translate with an exported SavedModel:
                     "folder (the newest version is used).")
 flags.DEFINE_string("tflite", None, "Translate with a .tflite file written by export.py.")
 flags.DEFINE_multi_string("input", [], "Image files or folders (repeatable; positional arguments work too).")
-flags.DEFINE_string("output_dir", None, "Where translated PNGs go (folder structure of the inputs is kept).")
+flags.DEFINE_string("output_dir", None, "Where translated PNGs go (folder structure of the inputs is kept; "
+                    "an input is never written over, see docs/serving.md).")
 flags.DEFINE_bool("paired", False, "Inputs are A|B pairs side by side (the datasets' format); the run's "
                   "direction picks the input half.")
 flags.DEFINE_enum("direction", None, ["AtoB", "BtoA"], "With --paired: override the direction recorded by the "
@@ -39,13 +40,15 @@ flags.DEFINE_bool("batch_statistics", True, "With --workdir: batch norm with eac
 flags.DEFINE_integer("seed", None, "With --workdir and dropout on: seed the noise z (image i uses (seed, i)).")
 flags.DEFINE_integer("image_size", None, "Square size the model runs at (default: the run's or the export's).")
 flags.DEFINE_integer("threads", 2, "TFLite interpreter threads.")
+flags.DEFINE_integer("max_pixels", 4096 * 4096, "Largest input image, in pixels (checked from its header, before "
+                     "decoding); larger files are reported and not translated.")
 flags.DEFINE_bool("progress", True, "Show a progress bar for more than one image.")
 
 
 def config_from_flags(argv: list[str]):
     """The typed translation request; nothing below this module reads flags."""
+    from pix2pix_tf.inference.files import TranslateConfig
     from pix2pix_tf.inference.generate import InferenceMode
-    from pix2pix_tf.inference.translation import TranslateConfig
 
     inputs = tuple(FLAGS.input) + tuple(argv[1:])
     if not inputs:
@@ -57,11 +60,12 @@ def config_from_flags(argv: list[str]):
         saved_model=FLAGS.saved_model, tflite=FLAGS.tflite, paired=FLAGS.paired, direction=FLAGS.direction,
         side_by_side=FLAGS.side_by_side, keep_size=FLAGS.keep_size,
         mode=InferenceMode(dropout=not FLAGS.deterministic, batch_statistics=FLAGS.batch_statistics),
-        seed=FLAGS.seed, image_size=FLAGS.image_size, threads=FLAGS.threads, progress=FLAGS.progress)
+        seed=FLAGS.seed, image_size=FLAGS.image_size, threads=FLAGS.threads, progress=FLAGS.progress,
+        max_pixels=FLAGS.max_pixels)
 
 
 def main(argv: list[str]) -> int:
-    from pix2pix_tf.inference.translation import translate_files
+    from pix2pix_tf.inference.files import translate_files
 
     result = translate_files(config_from_flags(argv))
     for path, message in result.failed:

@@ -16,8 +16,9 @@ from pix2pix_tf.config import DataConfig
 from pix2pix_tf.data import pipeline as data
 from pix2pix_tf.data.sources.shapes import LABEL_COLOURS, NUM_CLASSES
 from pix2pix_tf.evaluation import segmentation
-from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE, EvalConfig, _split_pairs, _with_labels, evaluate
+from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE, EvalConfig, evaluate
 from pix2pix_tf.evaluation.metrics import confusion_matrix, segmentation_scores
+from pix2pix_tf.evaluation.plan import split_pairs, with_labels
 
 from export_helpers import run, trained_run
 
@@ -42,7 +43,7 @@ def shapes_examples(data_dir: str, split: str, limit=None) -> tf.data.Dataset:
     labels = segmentation.split_labels(scheme, dataset, split, data_dir)
     if limit:
         labels = labels.take(limit)
-    return _with_labels(_split_pairs(dataset, config, split, 3, 3, limit, 8), labels)
+    return with_labels(split_pairs(dataset, config, split, 3, 3, limit, 8), labels)
 
 
 # ----------------------------------------------------------------------------- labels and the segmenter

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pix2pix_tf.inference import files
 from pix2pix_tf.inference import generate as inference
-from pix2pix_tf.inference import translation
+from pix2pix_tf.inference.sources import ModelSource
 
 from conftest import tiny_config
 from export_helpers import exported, run
@@ -59,7 +60,7 @@ def test_checkpoint_savedmodel_and_tflite_give_the_same_pictures(export, photos,
         "tflite": dict(tflite=os.path.join(export["tflite_paper"], "tiny_float32.tflite")),
     }
     for name, source in sources.items():
-        done = translation.translate_files(translation.TranslateConfig(
+        done = files.translate_files(files.TranslateConfig(
             inputs=(photos,), output_dir=str(tmp_path / name), mode=inference.DETERMINISTIC, progress=False, **source))
         assert not done.failed and len(done.written) == 3
     for name in ("checkpoint", "saved_model", "tflite"):
@@ -82,7 +83,7 @@ def test_paired_side_by_side_honours_direction_and_keep_size(export, tmp_path):
     for direction in ("AtoB", "BtoA"):
         out = tmp_path / direction
         # The run is AtoB; direction=None uses it, "BtoA" overrides it (--direction).
-        result = translation.translate_files(translation.TranslateConfig(
+        result = files.translate_files(files.TranslateConfig(
             inputs=(pair,), output_dir=str(out), workdir=export["workdir"], mode=inference.DETERMINISTIC,
             paired=True, side_by_side=True, direction=None if direction == "AtoB" else direction, progress=False))
         assert not result.failed, result.failed
@@ -93,7 +94,7 @@ def test_paired_side_by_side_honours_direction_and_keep_size(export, tmp_path):
         assert np.abs(strip[:, :128].astype(int) - shown_input.astype(int)).mean() < 8
         assert np.abs(strip[:, 256:].astype(int) - shown_target.astype(int)).mean() < 8
     big = write_png(tmp_path / "big" / "x.png", rng.integers(0, 256, (200, 300, 3), dtype=np.uint8))
-    result = translation.translate_files(translation.TranslateConfig(
+    result = files.translate_files(files.TranslateConfig(
         inputs=(big,), output_dir=str(tmp_path / "kept"), workdir=export["workdir"], keep_size=True,
         mode=inference.DETERMINISTIC, progress=False))
     assert not result.failed and read_png(tmp_path / "kept" / "x.png").shape == (200, 300, 3)
@@ -101,9 +102,9 @@ def test_paired_side_by_side_honours_direction_and_keep_size(export, tmp_path):
 
 def test_paper_mode_seed_repeats_and_differs_from_other_seeds(export):
     image = np.random.default_rng(5).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
-    seeded = translation.open_translator(workdir=export["workdir"], mode=inference.PAPER, seed=1)
+    seeded = ModelSource.resolve(workdir=export["workdir"]).open(inference.PAPER, seed=1)
     first, again, other_index = seeded(image, 0), seeded(image, 0), seeded(image, 1)
-    other_seed = translation.open_translator(workdir=export["workdir"], mode=inference.PAPER, seed=2)(image, 0)
+    other_seed = ModelSource.resolve(workdir=export["workdir"]).open(inference.PAPER, seed=2)(image, 0)
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other_index) and not np.array_equal(first, other_seed)
 
@@ -116,10 +117,10 @@ def test_single_channel_run_gets_grey_inputs(tmp_path, data_dir):
     config.save(config.run.workdir)
     generator = build_generator(config.model)
     tf.train.Checkpoint(generator=generator).save(os.path.join(config.run.workdir, "checkpoints", "ckpt"))
-    translator = translation.open_translator(workdir=config.run.workdir, mode=inference.DETERMINISTIC)
+    translator = ModelSource.resolve(workdir=config.run.workdir).open(inference.DETERMINISTIC)
     assert (translator.input_nc, translator.output_nc) == (1, 3)
     colour = write_png(tmp_path / "in" / "c.png", np.random.default_rng(6).integers(0, 256, (50, 80, 3), np.uint8))
-    result = translation.translate_files(translation.TranslateConfig(
+    result = files.translate_files(files.TranslateConfig(
         inputs=(colour,), output_dir=str(tmp_path / "out"), workdir=config.run.workdir,
         mode=inference.DETERMINISTIC, progress=False))
     assert not result.failed and read_png(tmp_path / "out" / "c.png").shape == (128, 128, 3)
@@ -131,8 +132,8 @@ def test_bad_files_are_reported_and_the_rest_translated(export, photos, tmp_path
     out = tmp_path / "out"
     result = translate(f"--workdir={export['workdir']}", f"--output_dir={out}", photos)
     assert result.returncode == 1
-    assert "empty.png: empty file" in result.stderr
-    assert "fake.jpg: not a readable JPEG/PNG/GIF/BMP image" in result.stderr
+    assert "empty.png: empty (0 bytes)" in result.stderr
+    assert "fake.jpg: not JPEG, PNG, GIF, BMP or WebP data" in result.stderr
     assert "Traceback" not in result.stderr
     assert "Translated 3 image(s)" in result.stdout and "2 failed" in result.stdout
     assert os.path.exists(out / "rgb.png")
@@ -161,15 +162,67 @@ def test_translate_user_mistakes_get_a_clear_error(export, tmp_path, source, mes
     values = dict(base=export["base"], notflite=str(notflite), workdir=export["workdir"], tflite=tflite,
                   bare_tflite=str(bare_tflite))
     given = {k: v.format(**values) if isinstance(v, str) else v for k, v in source.items()}
-    config = translation.TranslateConfig(**{"inputs": (image,), "output_dir": str(tmp_path / "out"),
+    config = files.TranslateConfig(**{"inputs": (image,), "output_dir": str(tmp_path / "out"),
                                             "progress": False, **given})
     with pytest.raises(Pix2pixError, match=message):
-        translation.translate_files(config)
+        files.translate_files(config)
 
 
 def test_translate_odd_pair_width_is_a_per_file_error(export, tmp_path):
     odd = write_png(tmp_path / "odd.png", np.zeros((20, 21, 3), np.uint8))
-    result = translation.translate_files(translation.TranslateConfig(
+    result = files.translate_files(files.TranslateConfig(
         inputs=(odd,), output_dir=str(tmp_path / "out"), paired=True, direction="AtoB", progress=False,
         tflite=os.path.join(export["tflite_paper"], "tiny_float32.tflite")))
     assert result.failed and "even width" in result.failed[0][1]
+
+
+# ----------------------------------------------------------------------------- nothing the user owns is overwritten
+
+
+def written_files(folder) -> list[str]:
+    return sorted(os.path.relpath(os.path.join(r, f), folder) for r, _, fs in os.walk(folder) for f in fs)
+
+
+def test_translating_a_folder_into_itself_never_writes_over_an_input(export, tmp_path):
+    """`--output_dir=DIR DIR`: the 600x400 photo survives byte for byte; its result goes beside it."""
+    folder = tmp_path / "photos"
+    coffee = write_png(folder / "coffee.png", np.random.default_rng(7).integers(0, 256, (400, 600, 3), np.uint8))
+    original = open(coffee, "rb").read()
+    result = translate(f"--workdir={export['workdir']}", "--deterministic", f"--output_dir={folder}", str(folder))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert open(coffee, "rb").read() == original
+    assert written_files(folder) == ["coffee.png", "coffee_png.png"]
+    assert read_png(folder / "coffee_png.png").shape == (128, 128, 3)
+    assert "Translated 1 image(s)" in result.stdout
+
+
+@pytest.mark.parametrize("layout", ["one folder: x.jpg and x.png", "two arguments: a/1.jpg and b/1.jpg"])
+def test_inputs_whose_outputs_would_clash_get_distinct_names_and_the_count_is_true(export, tmp_path, layout):
+    rng = np.random.default_rng(8)
+    first, second = (rng.integers(0, 256, (64, 64, 3), np.uint8) for _ in range(2))
+    if layout.startswith("one folder"):
+        tf.io.write_file(str(tmp_path / "in" / "x.jpg"), tf.io.encode_jpeg(first))
+        write_png(tmp_path / "in" / "x.png", second)
+        inputs, expected = [str(tmp_path / "in")], ["x_jpg.png", "x_png.png"]
+    else:
+        inputs = [write_png(tmp_path / "a" / "1.jpg", first), write_png(tmp_path / "b" / "1.jpg", second)]
+        expected = ["1_jpg.png", "1_jpg_2.png"]  # In the order of the arguments.
+    out = tmp_path / "out"
+    result = translate(f"--workdir={export['workdir']}", "--deterministic", f"--output_dir={out}", *inputs)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert written_files(out) == expected
+    assert "Translated 2 image(s)" in result.stdout
+    one, two = (read_png(out / name) for name in expected)
+    assert not np.array_equal(one, two)  # Two inputs, two results: neither replaced the other.
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_searched(export, tmp_path):
+    """`--output_dir=DIR/out DIR`, twice: the second run translates the one photo again, not its result."""
+    folder = tmp_path / "photos"
+    write_png(folder / "cat.png", np.random.default_rng(9).integers(0, 256, (64, 64, 3), np.uint8))
+    for _ in range(2):
+        result = translate(f"--workdir={export['workdir']}", "--deterministic", f"--output_dir={folder / 'out'}",
+                           str(folder))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "Translated 1 image(s)" in result.stdout
+    assert written_files(folder / "out") == ["cat.png"]

@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from pix2pix_tf.training.summaries import to_uint8
+from pix2pix_tf.training.summaries import offscreen_figure, to_uint8
 
 IMAGES_DIR = "images"
 HTML_FILE = "index.html"
@@ -134,12 +134,8 @@ td.m {{ font-size: 90%; font-family: monospace; }}
 
 def save_grid(path: str, rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], title: str) -> str:
     """A matplotlib grid of input | output | target rows, each captioned with its metrics."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3.1 * len(rows) + 0.4), squeeze=False)
+    fig = offscreen_figure((9, 3.1 * len(rows) + 0.4))
+    axes = fig.subplots(len(rows), 3, squeeze=False)
     for r, (input_image, output, target, caption) in enumerate(rows):
         for c, image in enumerate((input_image, output, target)):
             axes[r, c].imshow(to_uint8(image))
@@ -152,5 +148,4 @@ def save_grid(path: str, rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=72)
-    plt.close(fig)
     return path

@@ -34,13 +34,14 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.errors import Pix2pixError
+from pix2pix_tf.networks.seeding import seeded_construction
 
 # The contract of a segmentation SavedModel (docs/evaluation.md).
 SEGMENTER_CONTRACT = ("signature 'serving_default' with one float32 input [N, H, W, 3] (photos; range given by "
                       "--segmenter_input, default [-1, 1]) and one output: logits or probabilities [N, H, W, C] "
                       "(argmax is taken) or class indices [N, H, W]")
 SEGMENTER_INFO = "pix2pix_segmenter.json"
-SEGMENTER_VERSION = 1  # Bump when the built-in network or its training changes: the cache key uses it.
+SEGMENTER_VERSION = 2  # Bump when the built-in network or its training changes: the cache key uses it.
 INPUT_RANGES = ("signed", "unit", "byte")  # [-1, 1], [0, 1], [0, 255]
 VOID = 255
 
@@ -248,17 +249,24 @@ def train_segmenter(pairs: tf.data.Dataset, num_classes: int, steps: int, batch_
     Pixels labelled VOID do not count. The pairs are real photos: the segmenter must never
     have seen a generated one, or it would learn the generator's artefacts (the paper's point).
     """
-    keras.utils.set_random_seed(seed)
-    model = build_segmenter(num_classes, width)
+    # Everything random follows `seed` alone, not the process's global seeds (left untouched).
+    with seeded_construction(seed):
+        model = build_segmenter(num_classes, width)
+    cached = pairs.cache()
 
-    def flip(photo: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def epoch(e: tf.Tensor) -> tf.data.Dataset:
+        tf.compat.v1.get_default_graph().seed = None  # This function's graph: the global seed stays out.
+        return cached.shuffle(256, seed=seed * 1_000_003 + e)
+
+    def flip(index: tf.Tensor, pair: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        photo, label = pair
         both = tf.concat([photo, tf.cast(label[..., None], photo.dtype)], axis=-1)
-        both = tf.image.random_flip_left_right(both, seed=seed)
+        both = tf.image.stateless_random_flip_left_right(both, seed=tf.stack([tf.constant(seed, tf.int64), index]))
         label = half_resolution(tf.cast(both[..., 3], tf.int32))
         weight = tf.cast(label != VOID, tf.float32)
         return both[..., :3], tf.where(label == VOID, 0, label), weight
 
-    stream = pairs.cache().shuffle(256, seed=seed).repeat().map(flip).batch(batch_size).prefetch(2)
+    stream = tf.data.Dataset.range(2**62).flat_map(epoch).enumerate().map(flip).batch(batch_size).prefetch(2)
     model.compile(optimizer=keras.optimizers.Adam(2e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)  # The stream is shuffled.

@@ -27,15 +27,13 @@ SavedModel signature and, dropout-free, converts to builtin TFLite ops.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable, Optional
 
 import keras
 import tensorflow as tf
 
-from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.errors import ConfigError, Pix2pixError
-from pix2pix_tf.workdir import Workdir
+from pix2pix_tf.errors import Pix2pixError
+from pix2pix_tf.speed import tflite_lowering
 
 
 class InferenceError(Pix2pixError, ValueError):
@@ -86,7 +84,7 @@ def generate(generator: keras.Model, images: tf.Tensor, mode: InferenceMode = PA
     None draws one from the clock. Layers other than batch norm and dropout run in inference
     mode, so any Keras functional generator of this package works. `phase_transposed_convs`
     computes each 4x4 stride-2 transposed convolution as four 2x2 convolutions (the same
-    numbers; twice as fast in TFLite's XNNPACK, see `phase_transposed_conv`).
+    numbers; twice as fast in TFLite's XNNPACK, see `speed.tflite_lowering`).
     """
     if mode.dropout and seed is None:
         seed = clock_seed()
@@ -102,8 +100,8 @@ def generate(generator: keras.Model, images: tf.Tensor, mode: InferenceMode = PA
             if not mode.dropout:
                 return args[0]
             return _stateless_dropout(args[0], layer.rate, tf.random.experimental.stateless_fold_in(seed, index))
-        if phase_transposed_convs and _phase_decomposable(layer):
-            return phase_transposed_conv(layer, args[0])
+        if phase_transposed_convs and tflite_lowering.phase_decomposable(layer):
+            return tflite_lowering.phase_transposed_conv(layer, args[0])
         if isinstance(layer, keras.Model):
             raise InferenceError(f"Nested model {layer.name!r} is not supported by the stateless generator call.")
         return layer(*args, **kwargs)
@@ -113,7 +111,10 @@ def generate(generator: keras.Model, images: tf.Tensor, mode: InferenceMode = PA
 
 def _batch_statistics_norm(layer: keras.layers.BatchNormalization, x: tf.Tensor) -> tf.Tensor:
     """Batch norm with each example's moments over height and width; written as mean,
-    squared difference, rsqrt, mul and add so that TFLite keeps it in builtin ops."""
+    squared difference, rsqrt, mul, sub and add so that TFLite keeps it in builtin ops, all
+    of which full-int8 quantises (a negation `-mean` would lower to NEG, which it runs in
+    float between DEQUANTIZE and QUANTIZE). `beta - mean * scale` is bit-identical to
+    `-mean * scale + beta` in IEEE arithmetic: the float paths' numbers do not change."""
     axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
     rank = x.shape.rank
     axis = axis % rank
@@ -123,44 +124,10 @@ def _batch_statistics_norm(layer: keras.layers.BatchNormalization, x: tf.Tensor)
     scale = tf.math.rsqrt(variance + layer.epsilon)
     if layer.scale:
         scale = scale * _broadcast(layer.gamma, axis, rank)
-    offset = -mean * scale
+    shift = mean * scale
     if layer.center:
-        offset = offset + _broadcast(layer.beta, axis, rank)
-    return x * scale + offset
-
-
-# Output phase (row or column parity) -> the kernel taps that reach it, for the 2x2 window
-# starting at that phase's offset in the input padded by one pixel.
-_PHASE_TAPS = {0: [3, 1], 1: [2, 0]}
-
-
-def _phase_decomposable(layer: keras.layers.Layer) -> bool:
-    return (isinstance(layer, keras.layers.Conv2DTranspose) and tuple(layer.kernel_size) == (4, 4)
-            and tuple(layer.strides) == (2, 2) and layer.padding == "same"
-            and tuple(layer.dilation_rate) == (1, 1) and layer.data_format == "channels_last")
-
-
-def phase_transposed_conv(layer: keras.layers.Conv2DTranspose, x: tf.Tensor) -> tf.Tensor:
-    """A 4x4, stride-2, "same" transposed convolution as four stride-1 2x2 convolutions.
-
-    Each output pixel of a given (row, column) parity is reached by the same 2x2 subset of
-    the kernel's taps from a 2x2 window of the input: one ordinary convolution per parity,
-    interleaved by depth_to_space. The FLOPs are the transposed convolution's; TFLite's
-    XNNPACK runs it about twice as fast as its TRANSPOSE_CONV (docs/performance.md).
-    """
-    height, width = x.shape[1], x.shape[2]
-    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
-    kernel = tf.transpose(tf.convert_to_tensor(layer.kernel), [0, 1, 3, 2])  # [4, 4, in, out]
-    phases = []
-    for row in (0, 1):
-        for col in (0, 1):
-            taps = tf.gather(tf.gather(kernel, _PHASE_TAPS[row], axis=0), _PHASE_TAPS[col], axis=1)
-            window = padded[:, row:row + height + 1, col:col + width + 1, :]
-            phases.append(tf.nn.conv2d(window, taps, strides=1, padding="VALID"))
-    output = tf.nn.depth_to_space(tf.concat(phases, axis=-1), 2)  # Channel blocks in (row, col) order.
-    if layer.use_bias:
-        output = tf.nn.bias_add(output, tf.convert_to_tensor(layer.bias))
-    return layer.activation(output) if layer.activation is not None else output
+        return x * scale + (_broadcast(layer.beta, axis, rank) - shift)
+    return x * scale - shift
 
 
 def _broadcast(variable: keras.Variable, axis: int, rank: int) -> tf.Tensor:
@@ -244,104 +211,3 @@ def check_images(images: tf.Tensor, input_nc: int, multiple: int) -> tf.Tensor:
     ]
     with tf.control_dependencies(checks):
         return tf.identity(images)
-
-
-def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
-    """A decoded HxWxC uint8 image (C = 1, 2, 3 or 4) with `channels` (1 or 3) channels.
-
-    Alpha is dropped (not composited); grey is repeated to RGB; RGB becomes grey with the
-    ITU-R 601 weights of `tf.image.rgb_to_grayscale`.
-    """
-    have = tf.shape(image)[-1]
-    colour = tf.cond(have >= 3, lambda: image[..., :3], lambda: tf.image.grayscale_to_rgb(image[..., :1]))
-    if channels == 3:
-        return colour
-    if channels == 1:
-        return tf.cond(have >= 3, lambda: tf.image.rgb_to_grayscale(colour), lambda: image[..., :1])
-    raise ConfigError(f"Images with {channels} channels cannot be decoded from JPEG/PNG; use 1 or 3.")
-
-
-def decode_image(encoded: tf.Tensor, channels: int, size: int) -> tf.Tensor:
-    """One JPEG/PNG/GIF/BMP string -> float32 [size, size, channels] in [-1, 1].
-
-    The model's test-time preprocessing: convert the channels, scale to [-1, 1], resize to
-    size x size with the training pipeline's bicubic resize (aspect ratio not kept).
-    Empty and undecodable strings fail with a message that says so.
-    """
-    encoded = tf.convert_to_tensor(encoded, tf.string)
-    nonempty = tf.debugging.assert_greater(tf.strings.length(encoded), 0,
-                                           message="an image is empty (0 bytes); send JPEG or PNG bytes")
-    with tf.control_dependencies([nonempty]):
-        head = tf.strings.substr(encoded, 0, 4)
-        known = (tf.image.is_jpeg(encoded) | tf.equal(head, b"\x89PNG") | tf.equal(head, b"GIF8")
-                 | tf.equal(tf.strings.substr(encoded, 0, 2), b"BM"))
-        recognised = tf.debugging.Assert(known, ["an image is not JPEG, PNG, GIF or BMP data; its first bytes are",
-                                                 tf.strings.substr(encoded, 0, 8)])
-    with tf.control_dependencies([recognised]):
-        image = tf.io.decode_image(encoded, channels=0, dtype=tf.uint8, expand_animations=False)
-    return preprocess(image, channels, size)
-
-
-def preprocess(image: tf.Tensor, channels: int, size: int) -> tf.Tensor:
-    """A decoded HxWxC uint8 image -> float32 [size, size, channels] in [-1, 1], as in serving."""
-    from pix2pix_tf.data.pipeline import resize  # The training pipeline's resize: identical pixels.
-
-    image = to_channels(image, channels)
-    image = tf.cast(image, tf.float32) / 127.5 - 1.0
-    image = resize(image, size)
-    return tf.ensure_shape(image, [size, size, channels])
-
-
-def decode_images(encoded: tf.Tensor, channels: int, size: int) -> tf.Tensor:
-    """A batch [N] of encoded images -> float32 [N, size, size, channels] in [-1, 1]."""
-    encoded = tf.convert_to_tensor(encoded, tf.string)
-    if encoded.shape.rank is not None and encoded.shape.rank != 1:
-        raise InferenceError(f"images must be a 1-D batch of encoded strings, got shape {encoded.shape}.")
-    nonempty = tf.debugging.assert_positive(tf.size(encoded), message="images: the batch is empty")
-    with tf.control_dependencies([nonempty]):
-        encoded = tf.identity(encoded)
-    return tf.map_fn(lambda e: decode_image(e, channels, size), encoded,
-                     fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
-
-
-def to_uint8(images: tf.Tensor) -> tf.Tensor:
-    """[-1, 1] floats -> uint8 pixels, rounded (the inverse of the input scaling)."""
-    return tf.cast(tf.round(tf.clip_by_value((images + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
-
-
-def encode_pngs(images: tf.Tensor) -> tf.Tensor:
-    """float32 [N, H, W, C] in [-1, 1] -> [N] PNG strings."""
-    return tf.map_fn(tf.io.encode_png, to_uint8(images), fn_output_signature=tf.TensorSpec([], tf.string))
-
-
-def latest_checkpoint(workdir: str) -> str:
-    """The newest training checkpoint of a workdir, or a clear error."""
-    directory = Workdir(workdir).checkpoints
-    path = tf.train.latest_checkpoint(directory)
-    if path is None:
-        raise ConfigError(f"No checkpoint in {directory}: train first (python train.py --workdir={workdir}).")
-    return path
-
-
-def load_generator(workdir: str, checkpoint: Optional[str] = None) -> tuple[keras.Model, TrainConfig, str]:
-    """G of a training run, rebuilt from its config.json and restored from a checkpoint.
-
-    Only the generator is read (the checkpoint also holds D and both optimizers); a
-    checkpoint whose generator does not fit config.json is refused rather than half-loaded.
-    """
-    from pix2pix_tf.networks.generator import build_generator
-
-    config = TrainConfig.load(workdir)
-    path = checkpoint or latest_checkpoint(workdir)
-    generator = build_generator(config.model)
-    if not tf.io.gfile.exists(f"{path}.index"):
-        raise ConfigError(f"Cannot restore the generator from {path}: no such checkpoint.")
-    try:
-        status = tf.train.Checkpoint(generator=generator).restore(path)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise ConfigError(
-            f"The checkpoint {path} does not fit the model of {os.path.join(workdir, 'config.json')} "
-            f"(generator {config.model.generator}, ngf {config.model.ngf}, norm {config.model.norm}): {e}") from e
-    return generator, config, path

@@ -1,0 +1,213 @@
+"""Translating image files: what `python -m pix2pix_tf.translate` does.
+
+`translate_files(TranslateConfig(...))` finds the images, decides every output name before
+anything is translated (`plan_outputs`), opens the model (`sources.ModelSource`) and writes
+one PNG per image. Images are prepared exactly as the SavedModel's serving signature
+prepares encoded bytes (`images.preprocess`), after the same checks (`images.read_image_file`:
+the format by content, the pixel cap from the header).
+
+Output names (docs/serving.md, "Translating files"): an input keeps its path relative to the
+folder it was found in (a file given by name: its file name), with `.png` for its extension.
+Where that name would be an input file, or several inputs would get the same one (`x.jpg`
+and `x.png`; `a/1.jpg` and `b/1.jpg` given as two arguments), each of them keeps its
+extension in the name (`x_jpg.png`, `x_png.png`), then a number if that is still taken
+(`1_jpg.png`, `1_jpg_2.png`). So no input is ever written over and no output replaces
+another of the same run; a file of an earlier run with the same name is replaced.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import os
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from pix2pix_tf import images
+from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.inference.sources import CHECKPOINT, ModelSource, Translator
+from pix2pix_tf.progress import Progress
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslateConfig:
+    """What translate.py was asked to do; library code reads no flags."""
+
+    inputs: tuple[str, ...]
+    output_dir: str
+    workdir: Optional[str] = None
+    checkpoint: Optional[str] = None
+    saved_model: Optional[str] = None
+    tflite: Optional[str] = None
+    paired: bool = False
+    direction: Optional[str] = None
+    side_by_side: bool = False
+    keep_size: bool = False
+    mode: inference.InferenceMode = inference.PAPER
+    seed: Optional[int] = None
+    image_size: Optional[int] = None
+    threads: int = 2
+    progress: bool = True
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
+
+
+@dataclasses.dataclass
+class TranslateResult:
+    output_dir: str
+    model: str
+    written: list[str] = dataclasses.field(default_factory=list)
+    failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def find_images(inputs: tuple[str, ...], output_dir: Optional[str] = None) -> list[tuple[str, str]]:
+    """(path, path relative to the output folder) for every image file given or found in the
+    given folders (recursively, sorted); a missing path is an error, not an empty result.
+    An output folder inside an input folder is not searched: earlier results are not inputs."""
+    skipped = os.path.realpath(output_dir) if output_dir else None
+    found = []
+    for given in inputs:
+        if os.path.isfile(given):
+            found.append((given, os.path.basename(given)))
+        elif os.path.isdir(given):
+            for root, dirs, files in os.walk(given):
+                dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(root, d)) != skipped)
+                for name in sorted(files):
+                    if name.lower().endswith(IMAGE_EXTENSIONS):
+                        path = os.path.join(root, name)
+                        found.append((path, os.path.relpath(path, given)))
+        else:
+            raise ConfigError(f"{given}: no such file or folder.")
+    if not found:
+        raise ConfigError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(inputs)}.")
+    return found
+
+
+def _file_id(path: str) -> Optional[tuple[int, int]]:
+    """What makes two names one file (links, case-insensitive file systems); None if absent."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def plan_outputs(found: list[tuple[str, str]], output_dir: str) -> list[tuple[str, str]]:
+    """(input, output PNG) for every image `find_images` found, with the names of the module
+    docstring: distinct, and none of them an input file. Decided before anything is written."""
+    inputs = {_file_id(path) for path, _ in found} - {None}
+    plain_names = [os.path.splitext(relative)[0] + ".png" for _, relative in found]
+    shared = collections.Counter(os.path.normcase(name) for name in plain_names)
+    taken: set[str] = set()
+
+    def free(name: str) -> bool:
+        return os.path.normcase(name) not in taken and _file_id(os.path.join(output_dir, name)) not in inputs
+
+    planned = []
+    for (path, relative), plain in zip(found, plain_names):
+        name = plain
+        if shared[os.path.normcase(plain)] > 1 or not free(plain):
+            name = _distinct_name(relative, free)
+            why = "another input would get it too" if shared[os.path.normcase(plain)] > 1 else "it is an input"
+            logging.info("%s -> %s, not %s: %s.", path, name, plain, why)
+        taken.add(os.path.normcase(name))
+        planned.append((path, os.path.join(output_dir, name)))
+    return planned
+
+
+def _distinct_name(relative: str, free) -> str:
+    """`x.jpg` -> x_jpg.png, else x_jpg_2.png, x_jpg_3.png, ...: the first name `free` accepts."""
+    stem, extension = os.path.splitext(relative)
+    base = f"{stem}_{extension.lstrip('.')}" if extension.strip(".") else stem
+    candidates = itertools.chain([f"{base}.png"] if extension.strip(".") else [],
+                                 (f"{base}_{number}.png" for number in itertools.count(2)))
+    return next(name for name in candidates if free(name))
+
+
+def split_pair(image: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """(input, target) halves of an A|B pair image in `direction`."""
+    width = image.shape[1]
+    if width % 2:
+        raise inference.InferenceError(f"a pair image must have an even width (A|B side by side), got {width} px.")
+    a, b = image[:, : width // 2], image[:, width // 2:]
+    return (a, b) if direction == "AtoB" else (b, a)
+
+
+def _first_line(error: Exception) -> str:
+    """TensorFlow's error text without its `{{function_node ...}}` and `[Op:...]` wrapping."""
+    text = (getattr(error, "message", None) or str(error)).strip()
+    if text.startswith("{{") and "}}" in text:
+        text = text[text.index("}}") + 2:].strip()
+    text = text.splitlines()[0] if text else type(error).__name__
+    return text.split(" [Op:")[0].strip()
+
+
+def _display(image: tf.Tensor, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """A [-1, 1] image as uint8 with `channels` channels at `size`, for side-by-side strips."""
+    image = tf.convert_to_tensor(image, tf.float32)
+    if image.shape[-1] != channels:
+        image = tf.image.grayscale_to_rgb(image) if channels == 3 else tf.image.rgb_to_grayscale(image)
+    if tuple(image.shape[:2]) != size:
+        image = tf.clip_by_value(tf.image.resize(image, size, method="bicubic", antialias=True), -1.0, 1.0)
+    return images.to_uint8(image).numpy()
+
+
+def translate_files(config: TranslateConfig) -> TranslateResult:
+    """Translates every image of `config.inputs` into `config.output_dir` as PNG.
+
+    A file that cannot be read is reported and skipped; the others are still written.
+    """
+    planned = plan_outputs(find_images(config.inputs, config.output_dir), config.output_dir)
+    source = ModelSource.resolve(workdir=config.workdir, checkpoint=config.checkpoint,
+                                 saved_model=config.saved_model, tflite=config.tflite)
+    translator = source.open(config.mode, seed=config.seed, image_size=config.image_size, threads=config.threads)
+    direction = config.direction or translator.direction
+    if config.paired and direction is None:
+        raise ConfigError("--paired needs the direction: the model does not record it, pass --direction.")
+    if config.seed is not None and source.kind != CHECKPOINT:
+        logging.warning("--seed only applies to --workdir (a SavedModel seeds itself, a TFLite file has no dropout).")
+    logging.info("Translating %d image(s) with %s.", len(planned), translator.description)
+    result = TranslateResult(config.output_dir, translator.description)
+    progress = Progress(len(planned), "image", config.progress and len(planned) > 1)
+    for index, (path, destination) in enumerate(planned):
+        try:
+            _translate_one(translator, config, direction, path, destination, index)
+            result.written.append(destination)
+        except images.ImageError as e:
+            result.failed.append((path, e.problem))
+        except inference.InferenceError as e:
+            result.failed.append((path, str(e)))
+        except tf.errors.OpError as e:
+            result.failed.append((path, _first_line(e)))
+        progress.update(index + 1)
+    return result
+
+
+def _translate_one(translator: Translator, config: TranslateConfig, direction: Optional[str], path: str,
+                   destination: str, index: int) -> None:
+    image = images.read_image_file(path, config.max_pixels)
+    target = None
+    if config.paired:
+        image, target = split_pair(image, direction)
+    original_size = tuple(image.shape[:2])
+    prepared = images.preprocess(tf.constant(image), translator.input_nc, translator.image_size)
+    output = translator(prepared.numpy()[None], index)[0]
+    if not np.isfinite(output).all():
+        raise inference.InferenceError("the model produced NaN/Inf")
+    size = original_size if config.keep_size else (translator.image_size, translator.image_size)
+    channels = translator.output_nc
+    strip = [_display(output, channels, size)]
+    if config.side_by_side:
+        strip.insert(0, _display(prepared, channels, size))
+        if target is not None:
+            shown_target = images.preprocess(tf.constant(target), channels, translator.image_size)
+            strip.append(_display(shown_target, channels, size))
+    picture = np.concatenate(strip, axis=1)
+    os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
+    tf.io.write_file(destination, tf.io.encode_png(picture))
