@@ -33,6 +33,8 @@ flags.DEFINE_integer("crop_size", 256, "Random crop size: the training image siz
 flags.DEFINE_bool("no_flip", False, "Disable the random horizontal flip.")
 flags.DEFINE_integer("batch_size", 1, "Global batch size, split over the replicas (reference: 1).")
 flags.DEFINE_integer("shuffle_buffer", 1000, "Shuffle buffer, in examples.")
+flags.DEFINE_integer("max_pixels", cfg.DataConfig.max_pixels, "Largest image read, in pixels (from its header, "
+                     "before decoding); larger files of a folder dataset are skipped, with a warning.")
 
 # Model.
 flags.DEFINE_enum("generator", "unet_256", cfg.GENERATORS, "Generator architecture.")
@@ -70,6 +72,8 @@ flags.DEFINE_integer("sample_every", 500, "Write held-out samples and L1 every t
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
 flags.DEFINE_integer("eval_examples", 16, "Held-out examples for the L1 and sample grids.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_float("cluster_timeout", 600, "--strategy=multi_worker: seconds to wait for the other workers of "
+                   "TF_CONFIG before giving up with a message naming them (SIGTERM stops the wait at once).")
 
 # Speed (docs/performance.md); neither changes what is learned beyond float rounding.
 flags.DEFINE_bool("fused_adam", True, "Update with TensorFlow's fused Adam kernel (--nofused_adam: Keras' own ops).")
@@ -87,7 +91,8 @@ def config_from_flags() -> cfg.TrainConfig:
         data=cfg.DataConfig(
             dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, direction=FLAGS.direction,
             preprocess=FLAGS.preprocess, load_size=FLAGS.load_size, crop_size=FLAGS.crop_size,
-            flip=not FLAGS.no_flip, batch_size=FLAGS.batch_size, shuffle_buffer=FLAGS.shuffle_buffer),
+            flip=not FLAGS.no_flip, batch_size=FLAGS.batch_size, shuffle_buffer=FLAGS.shuffle_buffer,
+            max_pixels=FLAGS.max_pixels),
         loss=cfg.LossConfig(gan_mode=FLAGS.gan_mode, lambda_l1=FLAGS.lambda_l1, gan_weight=FLAGS.gan_weight),
         optim=cfg.OptimConfig(lr=FLAGS.lr, beta1=FLAGS.beta1, epochs=FLAGS.epochs,
                               epochs_decay=FLAGS.epochs_decay, steps=FLAGS.steps),
@@ -103,17 +108,26 @@ def config_from_flags() -> cfg.TrainConfig:
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
-    # Imported here so that --help answers before TensorFlow loads.
     from pix2pix_tf.speed.memory import reuse_freed_memory
-    from pix2pix_tf.training.distribute import split_cpu
-    from pix2pix_tf.training.loop import train
+    from pix2pix_tf.training.cluster import formation_watch
 
     config = config_from_flags().validate()
-    # Both are process-wide and must precede TensorFlow's first op.
-    if config.run.reuse_memory and not reuse_freed_memory():
-        logging.info("--reuse_memory: not glibc; the allocator keeps its own defaults.")
-    split_cpu(config.run.cpu_replicas)
-    result = train(config)
+    # The process-wide settings, all before TensorFlow loads: its threads inherit the signal
+    # mask of the watch over a multi-worker cluster's formation, and the allocator's settings
+    # must precede its first allocation.
+    with formation_watch(config.run.strategy, FLAGS.cluster_timeout) as watch:
+        if config.run.reuse_memory and not reuse_freed_memory():
+            logging.info("--reuse_memory: not glibc; the allocator keeps its own defaults.")
+        # Imported here so that --help answers before TensorFlow loads.
+        import tensorflow as tf
+
+        from pix2pix_tf.training.distribute import split_cpu
+        from pix2pix_tf.training.loop import train
+
+        if config.run.deterministic_ops:  # --seed: two runs give the same losses.
+            tf.config.experimental.enable_op_determinism()
+        split_cpu(config.run.cpu_replicas)
+        result = train(config, formation=watch.forming)
     print(f"Done: step {result.step}/{result.total_steps}, checkpoint {result.checkpoint}, "
           f"held-out L1 {result.held_out_l1_start} -> {result.held_out_l1_end}")
     return 0

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import types
+import typing
 from typing import Any, Optional
 
 from pix2pix_tf.errors import ConfigError
@@ -62,9 +65,12 @@ class DataConfig:
     flip: bool = True
     batch_size: int = 1  # Global batch, split over the replicas.
     shuffle_buffer: int = 1000
+    max_pixels: int = 4096 * 4096  # pix2pix_tf.images.DEFAULT_MAX_PIXELS (not imported: no TensorFlow here).
 
     def validate(self) -> None:
         _check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
+        if self.max_pixels < 1:
+            raise ConfigError(f"--max_pixels must be at least 1, got {self.max_pixels}.")
         if self.direction is not None:
             _check_choice("direction", self.direction, DIRECTIONS)
         if self.crop_size < 1 or self.load_size < 1:
@@ -122,6 +128,8 @@ class RunConfig:
 
     workdir: str = "runs/pix2pix"
     seed: Optional[int] = None  # None: drawn at the start of the run and recorded.
+    # Records that the program turned on TensorFlow's op determinism (process-wide, so the
+    # program's to set, not the library's: train.py does for --seed).
     deterministic_ops: bool = False
     strategy: str = "mirrored"
     cpu_replicas: int = 1
@@ -163,16 +171,26 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, values: Any, source: str = "config.json") -> TrainConfig:
+        """The config in `values` (config.json's contents), checked as strictly as the flags are:
+        sections and fields by their declared types, then each section's `validate()`. Missing
+        sections and fields take their defaults (older runs); anything unknown is refused, since
+        the next save would silently drop it. Errors name `source` and the field."""
+        sections = {field.name: field.default_factory for field in dataclasses.fields(cls)}  # type: ignore[misc]
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source} must hold a JSON object with the sections {', '.join(sections)}; "
+                              f"it holds {_json_kind(values)}.")
+        unknown = sorted(set(values) - set(sections))
+        if unknown:
+            raise ConfigError(f"{source}: unknown sections {unknown}; the known ones are {', '.join(sections)}.")
         parts = {}
-        for field in dataclasses.fields(cls):
-            part_cls = field.default_factory  # type: ignore[misc]
-            known = {f.name for f in dataclasses.fields(part_cls)}
-            given = values.get(field.name, {})
-            unknown = set(given) - known
-            if unknown:
-                raise ConfigError(f"config.json: unknown keys in '{field.name}': {sorted(unknown)}")
-            parts[field.name] = part_cls(**given)
+        for name, part_cls in sections.items():
+            part = _typed_section(part_cls, name, values.get(name, {}), source)
+            try:
+                part.validate()
+            except ConfigError as e:
+                raise ConfigError(f"{source}, section '{name}': {e}") from e
+            parts[name] = part
         return cls(**parts)
 
     def save(self, workdir: str) -> None:
@@ -194,7 +212,7 @@ class TrainConfig:
                 values = json.load(f)
         except (OSError, json.JSONDecodeError) as e:
             raise ConfigError(f"Cannot read {path}: {e}") from e
-        return cls.from_dict(values)
+        return cls.from_dict(values, path)
 
 
 # Settings that say where things are, not what they are: free to change between invocations.
@@ -224,6 +242,42 @@ def check_resumable(stored: TrainConfig, requested: TrainConfig) -> None:
             + "\n  ".join(differences)
             + "\nUse another --workdir, or repeat the original flags to resume."
         )
+
+
+def _typed_section(part_cls: type, name: str, values: Any, source: str) -> Any:
+    """One section of config.json as `part_cls`, each field checked against its type hint."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: section '{name}' must be a JSON object, not {_json_kind(values)}.")
+    hints = typing.get_type_hints(part_cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"{source}: unknown keys in '{name}': {unknown}")
+    return part_cls(**{key: _typed_value(f"{name}.{key}", value, hints[key], source)
+                       for key, value in values.items()})
+
+
+def _typed_value(field: str, value: Any, hint: Any, source: str) -> Any:
+    """`value` if it has the type `hint` (int, float, bool, str, or Optional of one), else a
+    ConfigError. Strict: JSON true is not an int, "64" is not a number; an int is a float."""
+    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    kind = next(t for t in allowed if t is not type(None))
+    if kind is float and type(value) in (int, float) and math.isfinite(value):
+        return float(value)
+    if type(value) is kind and kind in (int, bool, str):
+        return value
+    expected = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(
+        kind, getattr(kind, "__name__", str(kind)))
+    optional = " or null" if type(None) in allowed else ""
+    raise ConfigError(f"{source}: {field} must be {expected}{optional}, not {json.dumps(value)}. "
+                      "Correct the file, or start the run again in a new --workdir.")
+
+
+def _json_kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -24,6 +24,19 @@ def data_dir(tmp_path_factory) -> str:
     return path
 
 
+@pytest.fixture
+def deterministic_ops():
+    """TensorFlow's op determinism, as train.py turns it on for --seed, for a test that compares
+    runs exactly. It is process-wide: turned off again after the test (TensorFlow has no public
+    switch for that), so every other test runs as it would alone."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    tf.config.experimental.enable_op_determinism()
+    yield
+    tf_config.disable_op_determinism()
+
+
 def tiny_config(workdir, data_dir: str, *, model: dict | None = None, data: dict | None = None,
                 loss: dict | None = None, optim: dict | None = None, run: dict | None = None) -> cfg.TrainConfig:
     """unet_128 with 8 base filters on 128x128 crops: the real architecture, at test cost."""

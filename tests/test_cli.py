@@ -127,3 +127,44 @@ def test_an_authors_archive_copied_by_hand_trains_offline(tmp_path):
     assert "Done: step 3/3" in result.stdout
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data"]["direction"] == "AtoB" and config["data"]["dataset"] == "edges2shoes"
+
+
+def damaged_config(workdir, data_dir, defect: str) -> None:
+    """A run's config.json with one kind of damage a hand edit or a bad copy leaves."""
+    from conftest import tiny_config
+
+    tiny_config(workdir, data_dir).save(str(workdir))
+    values = json.loads((workdir / "config.json").read_text())
+    if defect == "not_an_object":
+        values = [values]
+    elif defect == "section_of_another_type":
+        values["model"] = []
+    elif defect == "null_field":
+        values["model"]["ngf"] = None
+    elif defect == "unknown_generator":
+        values["model"]["generator"] = "unet_512"
+    elif defect == "unknown_top_level_key":
+        values["notes"] = "tuned by hand"
+    (workdir / "config.json").write_text(json.dumps(values))
+
+
+@pytest.mark.parametrize("program", ["train", "export"])
+@pytest.mark.parametrize("defect,message", [
+    ("not_an_object", "config.json must hold a JSON object with the sections model, data, loss, optim, run"),
+    ("section_of_another_type", "config.json: section 'model' must be a JSON object, not a list"),
+    ("null_field", "config.json: model.ngf must be an integer, not null"),
+    ("unknown_generator", "config.json, section 'model': --generator='unet_512' is not one of"),
+    ("unknown_top_level_key", "config.json: unknown sections ['notes']"),
+])
+def test_a_damaged_config_json_is_named_not_a_traceback(tmp_path, data_dir, program, defect, message):
+    """Resuming (train.py) and exporting read config.json alike, and refuse it alike."""
+    workdir = tmp_path / "run"
+    damaged_config(workdir, data_dir, defect)
+    before = (workdir / "config.json").read_text()
+    command = (train_command(workdir, data_dir, "--steps=1") if program == "train"
+               else [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}"])
+    result = run(command)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"error: {workdir / 'config.json'}" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (workdir / "config.json").read_text() == before  # nothing dropped by a save

@@ -144,3 +144,55 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     assert [w.returncode for w in restarted] == [0, 0], outputs[0][1][-3000:]
     assert f"at step {stopped_at}." in outputs[0][1]
     assert f"Done: step {total}/{total}" in outputs[0][0]
+
+
+def one_worker_of_two(tmp_path, data_dir, index: int, *extra: str) -> tuple[subprocess.Popen, object, list[str]]:
+    """Worker `index` of a two-worker TF_CONFIG whose other worker never starts."""
+    ports = free_ports(2)
+    addresses = [f"127.0.0.1:{p}" for p in ports]
+    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
+                                                  "task": {"type": "worker", "index": index}})}
+    log = open(tmp_path / "worker.log", "w+")
+    process = subprocess.Popen(command(tmp_path / "run", data_dir, "--strategy=multi_worker", *extra), env=env,
+                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+    return process, log, addresses
+
+
+def wait_for_output(process: subprocess.Popen, log, text: str, timeout: float = 180) -> float:
+    """Waits until the process has written `text`; returns when (time.time())."""
+    deadline = time.time() + timeout
+    while text not in open(log.name).read():
+        assert process.poll() is None and time.time() < deadline, open(log.name).read()[-3000:]
+        time.sleep(0.1)
+    return time.time()
+
+
+def test_a_worker_whose_peer_never_starts_gives_up_after_the_cluster_timeout(tmp_path, data_dir):
+    process, log, addresses = one_worker_of_two(tmp_path, data_dir, 0, "--cluster_timeout=5")
+    try:
+        waiting_since = wait_for_output(process, log, "Waiting up to 5 s (--cluster_timeout)")
+        code = process.wait(timeout=60)
+    finally:
+        process.kill()
+    output = open(log.name).read()
+    assert code != 0 and time.time() - waiting_since < 5 + 15, output[-3000:]
+    assert (f"error: The cluster did not form within 5 s (--cluster_timeout): worker 0 ({addresses[0]}) waited "
+            f"for worker 1 ({addresses[1]}) of TF_CONFIG.") in output
+    assert "Traceback" not in output
+
+
+def test_sigterm_while_waiting_for_the_cluster_stops_the_worker_at_once(tmp_path, data_dir):
+    process, log, addresses = one_worker_of_two(tmp_path, data_dir, 1)  # the default timeout: 10 minutes
+    try:
+        wait_for_output(process, log, "Waiting up to 600 s (--cluster_timeout)")
+        time.sleep(3)  # inside TensorFlow's wait for the other worker
+        process.send_signal(signal.SIGTERM)
+        sent = time.time()
+        code = process.wait(timeout=60)
+    finally:
+        process.kill()
+    output = open(log.name).read()
+    assert code != 0 and time.time() - sent < 10, output[-3000:]
+    assert (f"error: SIGTERM received while worker 1 ({addresses[1]}) waited for worker 0 ({addresses[0]}) "
+            "to form the cluster: stopped before training started.") in output
+    assert "Traceback" not in output

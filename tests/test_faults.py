@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,6 +69,7 @@ def test_sigkill_at_random_moments_then_rerun_completes(tmp_path, data_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Done: step {total}/{total}" in result.stdout
     assert latest_step(workdir) == total
+    assert not [p for p in os.listdir(workdir / "checkpoints") if "_temp" in p]  # no kill leaves a save behind
 
 
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir, caplog):
@@ -103,11 +105,14 @@ def test_a_second_process_on_the_same_workdir_refuses(tmp_path, data_dir):
     first = start(command(workdir, data_dir, "--steps=100000", "--save_every=2"))
     try:
         wait_for(lambda: latest_step(workdir) >= 2, first)
+        saving = workdir / "checkpoints" / "ckpt-99999999_temp"  # as a save of the live process in progress
+        saving.mkdir()
         second = subprocess.run(command(workdir, data_dir, "--steps=100000"), cwd=ROOT, capture_output=True,
                                 text=True, timeout=120)
         assert second.returncode == 1
         assert f"is in use by a training process (pid {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
+        assert saving.is_dir()  # a live process's save is never cleaned away
     finally:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=120)
@@ -115,30 +120,117 @@ def test_a_second_process_on_the_same_workdir_refuses(tmp_path, data_dir):
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 40 MB tmpfs: a real file system that fills up (needs root, as CI has)."""
+def mount():
+    """`mount(point, *options)` runs `mount *options point` (real file systems need root, as CI
+    has; the test is skipped, saying why, where mounting is impossible); all are unmounted after."""
+    points = []
+
+    def mount_at(point, *options: str) -> None:
+        result = subprocess.run(["mount", *options, str(point)], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount here (mount {' '.join(options)}): {result.stderr.strip()}")
+        if point not in points:
+            points.append(point)
+
+    yield mount_at
+    for point in reversed(points):
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path, mount):
+    """A 40 MB tmpfs: a real file system that fills up."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount_point)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+    mount(mount_point, "-t", "tmpfs", "-o", "size=40m", "tmpfs")
+    return mount_point
+
+
+def fill(path) -> None:
+    """Writes `path` until its file system refuses: by MiB, then by page, so none is left."""
+    with open(path, "wb", buffering=0) as f:
+        for chunk in (1 << 20, 4096):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError:
+                pass
+
+
+def refused(cmd: list[str]) -> str:
+    """Runs `cmd`, which must stop with one `error:` line and exit code 1; returns its stderr."""
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result.stderr
+
+
+def test_a_workdir_that_is_a_file_is_refused(tmp_path, data_dir):
+    workdir = tmp_path / "run"
+    workdir.write_text("my notes")
+    stderr = refused(command(workdir, data_dir, "--steps=1"))
+    assert f"error: --workdir={workdir} is a file; a run needs a folder." in stderr
+    assert workdir.read_text() == "my notes"
+
+
+@pytest.mark.parametrize("new_folder", [False, True], ids=["the_mount_itself", "a_folder_to_create_in_it"])
+def test_a_read_only_workdir_is_refused_for_a_new_run(tmp_path, data_dir, mount, new_folder):
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    mount(read_only, "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs")
+    workdir = read_only / "run" if new_folder else read_only
+    stderr = refused(command(workdir, data_dir, "--steps=1"))
+    assert f"error: --workdir={workdir} cannot be written (Read-only file system)." in stderr
+
+
+def test_a_read_only_workdir_is_refused_for_a_resumed_run(tmp_path, data_dir, mount):
+    run = tmp_path / "run"
+    first = subprocess.run(command(run, data_dir, "--steps=1"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    mount(read_only, "--bind", str(run))
+    mount(read_only, "-o", "remount,bind,ro")
+    before = sorted(os.listdir(run / "checkpoints"))
+    stderr = refused(command(read_only, data_dir, "--steps=2"))
+    assert f"error: --workdir={read_only} cannot be written (Read-only file system)." in stderr
+    assert sorted(os.listdir(run / "checkpoints")) == before
+
+
+def test_a_disk_full_at_the_start_is_refused(small_disk, data_dir):
+    fill(small_disk / "filler")
+    workdir = small_disk / "run"
+    stderr = refused(command(workdir, data_dir, "--steps=1"))
+    assert f"error: --workdir={workdir} cannot be written (No space left on device)." in stderr
+
+
+def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir):
+    workdir = tmp_path / "run"
+    cmd = command(workdir, data_dir, "--save_every=1")
+    first = subprocess.run(cmd + ["--steps=2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    checkpoints = workdir / "checkpoints"
+    # What SIGKILL during the save of step 3 leaves: TensorFlow's staging folder of the whole
+    # checkpoint (renamed into place only once complete) and the index file's temporary copy.
+    staging = checkpoints / "ckpt-3_temp"
+    staging.mkdir()
+    for file in checkpoints.glob("ckpt-2.*"):
+        shutil.copy(file, staging / file.name.replace("ckpt-2", "part-00000-of-00001"))
+    (checkpoints / "checkpoint.tmp5f1e0c2a").write_text((checkpoints / "checkpoint").read_text())
+    result = subprocess.run(cmd + ["--steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ckpt-3_temp" in result.stderr and "checkpoint.tmp5f1e0c2a" in result.stderr  # said, not silent
+    assert f"Resumed from {checkpoints / 'ckpt-2'} at step 2." in result.stderr
+    assert "Done: step 3/3" in result.stdout
+    assert sorted(p for p in os.listdir(checkpoints) if "temp" in p or ".tmp" in p) == []
+    assert latest_step(workdir) == 3
 
 
 def test_a_full_disk_while_saving_is_a_clear_error_and_keeps_the_previous_checkpoint(small_disk, data_dir):
     workdir = small_disk / "run"
     process = start(command(workdir, data_dir, "--steps=100000", "--save_every=3", "--log_every=100000"))
     wait_for(lambda: latest_step(workdir) >= 3, process)
-    filler = small_disk / "filler"
-    with open(filler, "wb") as f:  # fill the disk until it refuses
-        try:
-            while True:
-                f.write(b"\0" * (1 << 20))
-                f.flush()
-        except OSError:
-            pass
+    fill(small_disk / "filler")
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 1
     assert "Saving the checkpoint of step" in stderr and "The previous checkpoint is intact" in stderr

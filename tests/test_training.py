@@ -37,6 +37,7 @@ def test_one_step_of_the_reference_architecture_at_256(tmp_path, data_dir):
     assert sum(v.size for v in weights.values()) == 54_413_955
 
 
+@pytest.mark.usefixtures("deterministic_ops")
 def test_resumed_run_continues_exactly(tmp_path, data_dir):
     whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=6)))
     first = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=3)))
@@ -51,6 +52,7 @@ def test_resumed_run_continues_exactly(tmp_path, data_dir):
             np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
 
 
+@pytest.mark.usefixtures("deterministic_ops")
 def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(tmp_path):
     """tfds' preparation draws from Python's `random`: the seed must be set after it."""
     fresh_data_dir = str(tmp_path / "tfds")
@@ -60,6 +62,7 @@ def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(tmp_
     assert preparing.losses == prepared.losses
 
 
+@pytest.mark.usefixtures("deterministic_ops")
 def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, data_dir):
     runs = [train(tiny_config(tmp_path / name, data_dir, optim=dict(steps=3), run=dict(seed=seed)))
             for name, seed in (("a", 3), ("b", 3), ("c", 4))]
@@ -126,3 +129,22 @@ def test_resume_with_another_architecture_is_refused(tmp_path, data_dir):
     train(tiny_config(tmp_path, data_dir, optim=dict(steps=1)))
     with pytest.raises(ConfigError, match="model.ngf: 8 in config.json, 16 now"):
         train(tiny_config(tmp_path, data_dir, model=dict(ngf=16), optim=dict(steps=2)))
+
+
+def test_training_leaves_the_process_seeds_and_op_determinism_alone(tmp_path, data_dir):
+    """Only programs change process-wide state: a later export or evaluation in the same
+    process must run as it would alone (train.py turns op determinism on for --seed itself)."""
+    import random
+
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import config as tf_config
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    tf_seed, determinism = context.global_seed(), tf_config.is_op_determinism_enabled()
+    result = train(tiny_config(tmp_path, data_dir, optim=dict(steps=1), run=dict(seed=11, deterministic_ops=True)))
+    assert result.step == 1
+    assert random.getstate() == python_state
+    after = np.random.get_state()
+    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1]) and after[2:] == numpy_state[2:]
+    assert context.global_seed() == tf_seed
+    assert tf_config.is_op_determinism_enabled() == determinism

@@ -10,7 +10,8 @@
   error, not corruption: it is never skipped silently.
 - A failed save (a full disk, say) stops the run with a clear error; the files of the
   unfinished checkpoint are removed and the previous checkpoints are untouched (TensorFlow
-  writes to temporary names and renames only a complete checkpoint).
+  writes to temporary names and renames only a complete checkpoint). What a process killed
+  while saving leaves under those temporary names is removed by the next run, under the lock.
 - One training process per workdir: a lock held for the life of the process (released by
   the OS even on SIGKILL) makes a second process refuse to start.
 """
@@ -36,6 +37,48 @@ class CheckpointError(Pix2pixError):
     """No checkpoint could be written or restored; the message says which files and why."""
 
 
+class UnreadableCheckpointError(CheckpointError):
+    """A checkpoint's files are truncated or corrupt (not: written for another model)."""
+
+
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: str = "config.json",
+                       partial: bool = False) -> None:
+    """Restores `path` into `checkpoint`; a checkpoint of another `model` is a ConfigError,
+    unreadable files an UnreadableCheckpointError. `partial`: `checkpoint` tracks only some of
+    the saved objects (the generator alone, say)."""
+    try:
+        status = checkpoint.restore(path)
+        if partial:
+            status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
+        raise ConfigError(f"The checkpoint {path} does not fit the model of {model}: {e}") from e
+    except (tf.errors.OpError, IndexError, OSError) as e:
+        # Truncated or corrupt files: TensorFlow's readers raise OpErrors, its
+        # Python-side readers IndexError or OSError.
+        files = sorted(glob.glob(path + ".*"))
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UnreadableCheckpointError(f"Checkpoint {path} is unreadable ({type(e).__name__}: {reason}); "
+                                        f"files: {', '.join(files)}.") from e
+
+
+def restore_newest_readable(checkpoint: tf.train.Checkpoint, candidates: list[str], model: str = "config.json",
+                            partial: bool = False) -> Optional[str]:
+    """Restores the first readable of `candidates` (newest first) and returns it, warning by
+    name about each unreadable one it skips; None if none is readable. Training, export,
+    translate and evaluate share it so that a crash while writing a checkpoint costs them all
+    the same: the work since the previous one."""
+    for i, path in enumerate(candidates):
+        try:
+            restore_checkpoint(checkpoint, path, model, partial)
+        except UnreadableCheckpointError as e:
+            fallback = candidates[i + 1] if i + 1 < len(candidates) else "none left"
+            logging.warning("%s Falling back to: %s.", e, fallback)
+            continue
+        return path
+    return None
+
+
 class RunCheckpoints:
     """The checkpoints of one run, for one worker of the cluster (the chief or another)."""
 
@@ -57,20 +100,8 @@ class RunCheckpoints:
     def restore_latest(self) -> Optional[str]:
         """Restores the newest readable checkpoint of the run, or returns None if there is none."""
         candidates = list(reversed(self._real.checkpoints))
-        for i, path in enumerate(candidates):
-            try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
-            except (AssertionError, ValueError) as e:
-                raise ConfigError(f"The checkpoint {path} does not fit the model of config.json: {e}") from e
-            except (tf.errors.OpError, IndexError, OSError) as e:
-                # Truncated or corrupt files: TensorFlow's readers raise OpErrors, its
-                # Python-side readers IndexError or OSError.
-                files = sorted(glob.glob(path + ".*"))
-                fallback = candidates[i + 1] if i + 1 < len(candidates) else "none left"
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                logging.warning("Checkpoint %s is unreadable (%s: %s); files: %s. Falling back to: %s.",
-                                path, type(e).__name__, reason, ", ".join(files), fallback)
-                continue
+        path = restore_newest_readable(self.checkpoint, candidates)
+        if path:
             return path
         if candidates:
             raise CheckpointError(f"No checkpoint in {self.directory} is readable: {', '.join(candidates)}. "
@@ -93,14 +124,34 @@ class RunCheckpoints:
             return None
         return path
 
+    def remove_unfinished_saves(self) -> list[str]:
+        """Removes what a process killed while saving left behind, and returns it.
+
+        TensorFlow writes a checkpoint into `ckpt-N_temp/` (the model's full size) and
+        `checkpoint` through `checkpoint.tmp<hex>`, renaming only complete files into place, so
+        these are never part of a checkpoint; left alone they would stay for good. Call it only
+        while holding the workdir lock: then no live process is saving here.
+        """
+        stale = sorted(glob.glob(os.path.join(self.directory, "ckpt-*_temp*"))
+                       + glob.glob(os.path.join(self.directory, "checkpoint.tmp*")))
+        for path in stale:
+            _remove(path)
+        if stale:
+            logging.info("Removed the unfinished saves of a stopped run: %s.", ", ".join(stale))
+        return stale
+
     def _remove_unfinished(self, step: int) -> None:
         prefix = os.path.join(self.manager.directory, f"ckpt-{step}")
         for leftover in glob.glob(prefix + "_temp*") + glob.glob(prefix + ".*"):
-            if os.path.isdir(leftover):
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.remove(leftover)
+            _remove(leftover)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 @contextlib.contextmanager

@@ -3,18 +3,17 @@
     default       one device
     mirrored      every local GPU, else the CPU (or its `--cpu_replicas` logical devices)
     multi_worker  MultiWorkerMirroredStrategy over the cluster described by TF_CONFIG
+                  (the wait for the other workers: pix2pix_tf.training.cluster)
     tpu           TPUStrategy over the TPU found by the cluster resolver
 """
 
 from __future__ import annotations
 
-import json
-import os
-
 import tensorflow as tf
 
 from pix2pix_tf.config import RunConfig
 from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.training.cluster import cluster_from_env
 
 
 def split_cpu(replicas: int) -> None:
@@ -48,21 +47,16 @@ def make_strategy(config: RunConfig) -> tf.distribute.Strategy:
 
 
 def _multi_worker_strategy() -> tf.distribute.Strategy:
-    tf_config = os.environ.get("TF_CONFIG")
-    if not tf_config:
-        raise ConfigError("--strategy=multi_worker reads the cluster from the TF_CONFIG environment variable, "
-                          "which is not set (see docs/distributed.md for an example).")
-    try:
-        cluster = json.loads(tf_config)
-        workers = cluster["cluster"]["worker"]
-        task = cluster["task"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"TF_CONFIG is not a valid cluster description ({e}): {tf_config}") from e
-    if task.get("type") not in ("worker", "chief") or not workers:
-        raise ConfigError(f"TF_CONFIG must describe this process as a worker (or chief): {tf_config}")
+    cluster = cluster_from_env()
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.RING)
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except (tf.errors.OpError, RuntimeError) as e:  # TensorFlow gave up connecting (a missing chief, say).
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"--strategy=multi_worker: this worker ({cluster.me}) could not form the cluster with "
+                          f"{', '.join(cluster.peers)} ({reason}). Start every worker with the same TF_CONFIG "
+                          "cluster and check that these addresses are reachable.") from e
 
 
 def _tpu_strategy() -> tf.distribute.Strategy:

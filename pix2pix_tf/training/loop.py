@@ -17,15 +17,15 @@ import random
 import signal
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Callable, ContextManager, Iterator, Optional
 
-import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.config import CROPPING_MODES, TrainConfig, check_resumable
 from pix2pix_tf.data import pipeline as data
+from pix2pix_tf.data.checks import check_fits_preprocessing
 from pix2pix_tf.errors import ConfigError, DatasetError, NonFiniteLossError
 from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.progress import Progress
@@ -142,16 +142,24 @@ class HeldOutMonitor:
         return l1
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Trains (or resumes) the run described by `config`; see the module docstring."""
-    config = resolve_config(config.validate())
-    if config.run.deterministic_ops:
-        tf.config.experimental.enable_op_determinism()
+def train(config: TrainConfig,
+          formation: Callable[[], ContextManager[object]] = contextlib.nullcontext) -> TrainResult:
+    """Trains (or resumes) the run described by `config`; see the module docstring.
+
+    Process-wide settings are the program's: `config.run.deterministic_ops` records that it
+    turned on TensorFlow's op determinism (train.py does for --seed). The weights and every
+    random draw follow `config.run.seed` without touching the global seeds. `formation()`
+    wraps the creation of the strategy, where a multi-worker process waits for its peers
+    (train.py times it out and honours SIGTERM there: pix2pix_tf.training.cluster).
+    """
+    config.validate()
+    # A workdir that is a file, read-only or on a full disk is refused before any work.
+    Workdir(config.run.workdir).check_usable()
+    config = resolve_config(config)
     dataset = data.load_paired_dataset(config.data)
-    # Seeded once the data is ready: preparing a dataset (tfds) draws from Python's `random`,
-    # so a run that prepares it would otherwise start from other weights than one that does not.
-    keras.utils.set_random_seed(config.run.seed)
-    strategy = make_strategy(config.run)
+    check_fits_preprocessing(dataset, config.data, size_multiple(config.model.generator))
+    with formation():
+        strategy = make_strategy(config.run)
     logging.info("Training on %d replica(s) with %s.", strategy.num_replicas_in_sync, type(strategy).__name__)
     if config.data.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.data.batch_size} (the global batch) must be a multiple of the "
@@ -180,6 +188,8 @@ def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distri
     gan = Pix2Pix(config, strategy, dataset.num_train / config.data.batch_size)
     checkpoints = RunCheckpoints(tf.train.Checkpoint(**gan.checkpointables()), workdir,
                                  config.run.keep_checkpoints, gan.step, chief, worker_index(strategy))
+    if chief:  # Under the workdir lock: no live process is saving here.
+        checkpoints.remove_unfinished_saves()
     restored = checkpoints.restore_latest()
     if restored:
         logging.info("Resumed from %s at step %d.", restored, gan.current_step())
@@ -199,10 +209,26 @@ def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distri
         return result
 
     iterator = _distributed_stream(strategy, dataset, config, start, multiple)
-    train_step = _preemption_aware(gan.train_step, strategy, checkpoints)
-    progress = Progress(end - start, "step", config.run.progress and chief)
+    _run_steps(config, gan, iterator, checkpoints, monitor, result)
+    result.checkpoint = checkpoints.save(result.step)
+    result.held_out_l1_end = monitor(result.step)
+    if writer:
+        writer.flush()
+    logging.info("Step %d/%d. Checkpoint: %s. Held-out L1: %s -> %s.", result.step, end, result.checkpoint,
+                 _fmt(result.held_out_l1_start), _fmt(result.held_out_l1_end))
+    return result
+
+
+def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunCheckpoints, monitor: HeldOutMonitor,
+               result: TrainResult) -> None:
+    """Steps `result.step + 1 .. result.total_steps`, logging, sampling and checkpointing on the
+    way; stops early (`result.stopped_early`) after the step during which a stop was requested."""
+    start, end, writer = result.step, result.total_steps, monitor.writer
+    multi_worker = isinstance(gan.strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    train_step = _preemption_aware(gan.train_step, gan.strategy, checkpoints)
+    progress = Progress(end - start, "step", config.run.progress and writer is not None)
     interval_start, interval_steps = time.perf_counter(), 0
-    with stop_requests(enabled=not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)) as stop:
+    with stop_requests(enabled=not multi_worker) as stop:
         for step in range(start + 1, end + 1):
             try:
                 losses = {name: float(value) for name, value in train_step(iterator).items()}
@@ -212,8 +238,7 @@ def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distri
             result.step, result.losses = step, losses
             interval_steps += 1
             if writer and (step % config.run.log_every == 0 or step == end):
-                elapsed = time.perf_counter() - interval_start
-                rate = interval_steps * config.data.batch_size / elapsed
+                rate = interval_steps * config.data.batch_size / (time.perf_counter() - interval_start)
                 writer.scalars(step, {**{f"loss/{k}": v for k, v in losses.items()},
                                       "learning_rate": gan.learning_rate(), "images_per_second": rate})
                 interval_start, interval_steps = time.perf_counter(), 0
@@ -225,14 +250,7 @@ def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distri
             if stop:
                 logging.warning("%s received: checkpointing step %d and stopping.", stop[0], step)
                 result.stopped_early = True
-                break
-    result.checkpoint = checkpoints.save(result.step)
-    result.held_out_l1_end = monitor(result.step)
-    if writer:
-        writer.flush()
-    logging.info("Step %d/%d. Checkpoint: %s. Held-out L1: %s -> %s.", result.step, end, result.checkpoint,
-                 _fmt(result.held_out_l1_start), _fmt(result.held_out_l1_end))
-    return result
+                return
 
 
 def _preemption_aware(train_step, strategy: tf.distribute.Strategy, checkpoints: RunCheckpoints):

@@ -8,6 +8,7 @@ import tensorflow as tf
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.networks.discriminator import build_discriminator
 from pix2pix_tf.networks.generator import build_generator
+from pix2pix_tf.networks.seeding import seeded_construction
 from pix2pix_tf.speed.fused_adam import FusedAdam
 from pix2pix_tf.training.losses import discriminator_loss, generator_loss
 from pix2pix_tf.training.optimization import ReferenceAdam, make_optimizer
@@ -32,8 +33,10 @@ class Pix2Pix:
         self.global_batch_size = config.data.batch_size
         self.trains_d = config.loss.gan_weight > 0
         with strategy.scope():
-            self.generator = build_generator(config.model)
-            self.discriminator = build_discriminator(config.model)
+            # The initial weights and the dropout generators follow the run's seed.
+            with seeded_construction(config.run.seed):
+                self.generator = build_generator(config.model)
+                self.discriminator = build_discriminator(config.model)
             adam = FusedAdam if config.run.fused_adam else ReferenceAdam
             self.g_optimizer = make_optimizer(config.optim, steps_per_epoch, "g_adam", adam)
             self.d_optimizer = make_optimizer(config.optim, steps_per_epoch, "d_adam", adam)

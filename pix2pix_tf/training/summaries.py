@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # No display on training machines.
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 COLUMNS = ("input", "target", "output")
 
@@ -26,10 +24,18 @@ def grid_image(rows: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
     return np.concatenate([np.concatenate([to_uint8(x) for x in row], axis=1) for row in rows], axis=0)
 
 
+def offscreen_figure(figsize: tuple[float, float]) -> Figure:
+    """A matplotlib figure drawn straight onto a PNG canvas: no display needed, and no backend
+    selected (`matplotlib.use` would change it for the whole process)."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def save_grid_png(path: str, rows: Sequence[Sequence[np.ndarray]], title: str) -> None:
     """A labelled matplotlib grid of input | target | output rows."""
-    fig, axes = plt.subplots(len(rows), len(COLUMNS), figsize=(3 * len(COLUMNS), 3 * len(rows)),
-                             squeeze=False)
+    fig = offscreen_figure((3 * len(COLUMNS), 3 * len(rows)))
+    axes = fig.subplots(len(rows), len(COLUMNS), squeeze=False)
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
             axes[r, c].imshow(to_uint8(image))
@@ -40,7 +46,6 @@ def save_grid_png(path: str, rows: Sequence[Sequence[np.ndarray]], title: str) -
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 class Writer:
