@@ -50,11 +50,13 @@ flags.DEFINE_integer("check_examples", 8, "Held-out images each artifact is chec
 flags.DEFINE_bool("force", False, "Keep TFLite variants whose PSNR against the SavedModel is below its floor.")
 flags.DEFINE_bool("benchmark", False, "Also time each TFLite variant and the Keras model (batch 1).")
 flags.DEFINE_integer("threads", 2, "Interpreter threads for the checks and --benchmark.")
+flags.DEFINE_integer("max_pixels", 4096 * 4096, "Largest image the SavedModel's bytes signatures accept, in pixels "
+                     "(checked from the header, before decoding); larger ones are refused.")
 
 
 def config_from_flags():
     """The typed export request; nothing below export.py reads flags."""
-    from pix2pix_tf.export.exporter import ExportConfig
+    from pix2pix_tf.export.config import ExportConfig
     from pix2pix_tf.inference.generate import InferenceMode
 
     if not FLAGS.workdir:
@@ -67,6 +69,7 @@ def config_from_flags():
         calibration_examples=FLAGS.calibration_examples, check_examples=FLAGS.check_examples,
         data_dir=FLAGS.data_dir, force=FLAGS.force, benchmark=FLAGS.benchmark, threads=FLAGS.threads,
         warmup_batch_sizes=tuple(_positive_ints("warmup_batch_sizes", FLAGS.warmup_batch_sizes)),
+        max_pixels=FLAGS.max_pixels,
     )
 
 
@@ -97,6 +100,7 @@ def main(argv: list[str]) -> int:
               "translate_float_deterministic)")
         for report in result.variants:
             print("  " + report.line())
+    print(f"Model card: {', '.join(result.model_cards)}")
     broken = [r.variant for r in result.variants if not r.ok]
     if broken:
         print(f"WARNING: {', '.join(broken)} kept below the PSNR floor (--force).", file=sys.stderr)

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from pix2pix_tf import images
 from pix2pix_tf.export import exporter as exporting
 from pix2pix_tf.export import names
 from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.inference import sources
 from pix2pix_tf.serving import client as serving_client
 
 from export_helpers import ROOT, exported, run, trained_run
@@ -34,7 +39,7 @@ def held_out_png(export_info: dict, data_dir: str, tmp_path) -> tuple[str, np.nd
     dataset = data.load_paired_dataset(config.data)
     a, _ = next(data.held_out_pairs(dataset, config.data, 3, 3, limit=1).as_numpy_iterator())
     path = str(tmp_path / "input.png")
-    tf.io.write_file(path, tf.io.encode_png(inference.to_uint8(a)))
+    tf.io.write_file(path, tf.io.encode_png(images.to_uint8(a)))
     return path, a
 
 
@@ -114,9 +119,9 @@ def fresh_process(saved_model: str, png: str, image: np.ndarray, tmp_path) -> di
 def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, data_dir, tmp_path):
     png, image = held_out_png(export, data_dir, tmp_path)
     got = fresh_process(export["deterministic"], png, image, tmp_path)
-    generator, _, _ = inference.load_generator(export["workdir"])
+    generator, _, _ = sources.load_generator(export["workdir"])
     expected = inference.generate(generator, tf.constant(image[None]), inference.DETERMINISTIC).numpy()
-    from_bytes = inference.decode_images(tf.constant([open(png, "rb").read()]), 3, 128)
+    from_bytes = images.decode_images(tf.constant([open(png, "rb").read()]), 3, 128)
     expected_bytes = inference.generate(generator, from_bytes, inference.DETERMINISTIC).numpy()
     assert bool(got["unchanged"])
     np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
@@ -124,7 +129,7 @@ def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, d
     np.testing.assert_array_equal(got["float_1"], got["float_2"])
     np.testing.assert_array_equal(got["bytes_1"], got["bytes_2"])
     np.testing.assert_allclose(got["bytes_1"], expected_bytes, atol=1e-4)
-    np.testing.assert_allclose(got["png"].astype(int), inference.to_uint8(expected_bytes[0]).numpy().astype(int),
+    np.testing.assert_allclose(got["png"].astype(int), images.to_uint8(expected_bytes[0]).numpy().astype(int),
                                atol=1)
 
 
@@ -136,7 +141,7 @@ def test_paper_mode_saved_model_draws_noise_without_changing_state(export, data_
     assert not np.array_equal(first, second)  # Dropout is on: the noise z differs between calls...
     assert abs(first.mean() - second.mean()) < 0.05 and abs(first.std() - second.std()) < 0.05  # ...not its law.
     # Dropout-free, the paper-mode export equals the checkpoint in the paper's normalisation.
-    generator, _, _ = inference.load_generator(export["workdir"])
+    generator, _, _ = sources.load_generator(export["workdir"])
     expected = inference.generate(generator, tf.constant(image[None]), inference.DETERMINISTIC).numpy()
     np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
 
@@ -202,7 +207,7 @@ def test_bad_inputs_give_clear_errors(export):
     png = tf.io.encode_png(np.zeros((40, 30, 3), np.uint8))
     cases = [
         ("serving_default", tf.constant([b""]), "empty"),
-        ("serving_default", tf.constant([b"not an image at all"]), "not JPEG, PNG, GIF or BMP"),
+        ("serving_default", tf.constant([b"not an image at all"]), "not JPEG, PNG, GIF, BMP or WebP"),
         ("serving_default", tf.constant([png.numpy()[:40]]), "PNG"),  # Truncated.
         ("translate_float", tf.zeros([1, 96, 128, 3]), "multiple of 128"),
     ]
@@ -263,7 +268,7 @@ def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatc
     assert not os.path.exists(tmp_path / "tflite" / "m")  # ...no TFLite file was.
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
     # --nobatch_statistics: the export is Keras' inference-mode call.
-    generator, _, _ = inference.load_generator(export["workdir"])
+    generator, _, _ = sources.load_generator(export["workdir"])
     image = tf.random.stateless_uniform([1, 128, 128, 3], seed=[3, 4], minval=-1, maxval=1)
     got = tf.saved_model.load(str(tmp_path / "m" / "1")).signatures["translate_float"](images=image)["output"]
     np.testing.assert_allclose(got.numpy(), generator(image, training=False).numpy(), atol=1e-4)
@@ -294,3 +299,82 @@ def test_export_refuses_impossible_requests(tmp_path_factory, data_dir, tmp_path
     with pytest.raises(Pix2pixError, match=message):
         exporting.export(config)
     assert not os.listdir(tmp_path)  # Refused before anything was written.
+
+
+def _staging_folders(export_dir) -> set[str]:
+    return {n for n in os.listdir(export_dir) if n.startswith(".")} if os.path.isdir(export_dir) else set()
+
+
+def _start_until_staging(command: list[str], export_dir, log) -> tuple[subprocess.Popen, set[str]]:
+    """An export.py process, returned once its staging folder exists (and that folder)."""
+    before = _staging_folders(export_dir)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
+    deadline = time.monotonic() + 240
+    while not _staging_folders(export_dir) - before:
+        assert process.poll() is None, f"the export ended before staging (rc {process.returncode})"
+        assert time.monotonic() < deadline, "no staging folder appeared"
+        time.sleep(0.01)
+    return process, _staging_folders(export_dir) - before
+
+
+def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_ones_is_kept(
+        tmp_path_factory, data_dir, tmp_path):
+    workdir, export_dir = trained_run(tmp_path_factory, data_dir), tmp_path / "export"
+    command = [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
+               "--model_name=m", "--tflite=", "--check_examples=1"]
+    killed, left_behind = _start_until_staging(command, export_dir, subprocess.DEVNULL)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert _staging_folders(export_dir) == left_behind  # kill -9 mid-export: the staging folder stays...
+    with open(tmp_path / "live.log", "w") as log:
+        live, in_progress = _start_until_staging(command, export_dir, log)
+        live.send_signal(signal.SIGSTOP)  # A concurrent export, alive but not finishing while the next one runs.
+        try:
+            result = exporting.export(exporting.ExportConfig(workdir=workdir, export_dir=str(export_dir),
+                                                             model_name="m", tflite=(), check_examples=1))
+            assert os.listdir(export_dir / "m") == ["1"] and result.version == 1
+            assert _staging_folders(export_dir) == in_progress  # ...until the next export: the live one's is kept.
+        finally:
+            live.send_signal(signal.SIGCONT)
+        live.wait(timeout=240)
+    stderr = (tmp_path / "live.log").read_text()
+    # Two concurrent exports of one version: the second to finish refuses cleanly, overwriting nothing.
+    assert live.returncode == 1 and "appeared while exporting" in stderr and "Traceback" not in stderr, stderr[-3000:]
+    assert _staging_folders(export_dir) == set() and os.listdir(export_dir / "m") == ["1"]
+
+
+@pytest.fixture
+def read_only_run(tmp_path_factory, data_dir, tmp_path):
+    """The trained run seen through a read-only bind mount: root ignores file modes, not a
+    read-only mount (needs root, as CI has)."""
+    view = tmp_path / "read-only-run"
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", trained_run(tmp_path_factory, data_dir), str(view)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True, capture_output=True)
+        yield view
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
+
+
+def test_a_read_only_workdir_needs_export_dir_and_says_so(read_only_run, tmp_path):
+    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={read_only_run}", "--tflite="])
+    assert result.returncode == 1, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert os.path.join(str(read_only_run), "export") in errors[0] and "--export_dir" in errors[0]
+    # With --export_dir elsewhere, a read-only run exports: it is only read.
+    config = exporting.ExportConfig(workdir=str(read_only_run), export_dir=str(tmp_path / "out"), model_name="m",
+                                    tflite=(), check_examples=1)
+    assert exporting.export(config).saved_model_dir == str(tmp_path / "out" / "m" / "1")
+
+
+def test_a_workdir_that_is_a_file_is_a_message(tmp_path):
+    not_a_folder = tmp_path / "run"
+    not_a_folder.write_text("not a run")
+    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={not_a_folder}"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert f"error: --workdir={not_a_folder} is a file" in result.stderr

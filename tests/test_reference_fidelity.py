@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf.config import ModelConfig
-from pix2pix_tf.export import exporter as exporting
+from pix2pix_tf.export import tflite as exporting
 from pix2pix_tf.inference import generate as inference
 from pix2pix_tf.networks import layers as blocks
 from pix2pix_tf.networks.discriminator import build_discriminator

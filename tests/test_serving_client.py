@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import threading
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +26,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from pix2pix_tf.serving import client as sc
 
-from export_helpers import exported
+from export_helpers import ROOT, exported
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,16 @@ def signatures(export) -> dict:
 
 def png(shape=(50, 70, 3), seed=0) -> bytes:
     return tf.io.encode_png(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).numpy()
+
+
+def test_the_client_imports_without_tensorflow():
+    """A client process (or a web front end) sends images without loading TensorFlow: the
+    names it needs come from the TensorFlow-free pix2pix_tf.export.names."""
+    probe = ("import sys, pix2pix_tf.serving.client; "
+             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
 
 
 def test_signature_names_are_the_documented_contract(signatures):

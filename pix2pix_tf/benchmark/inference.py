@@ -1,7 +1,7 @@
 """Generator latency at batch 1: the Keras model, the exported SavedModel and each TFLite file.
 
-The files are made by the same functions export.py uses (`pix2pix_tf.export.exporter`), so what is
-timed is what is shipped.
+The files are made by the same functions export.py uses (`pix2pix_tf.export.saved_model` and
+`pix2pix_tf.export.tflite`), so what is timed is what is shipped.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pix2pix_tf.export import exporter as exporting
-from pix2pix_tf.export import names
+from pix2pix_tf.export import names, saved_model, tflite
 from pix2pix_tf.inference import generate as inference
 
 PAPER_NORM = inference.DETERMINISTIC  # Per-image batch statistics (the paper), no dropout.
@@ -52,7 +51,7 @@ def measure_inference(generator: keras.Model, image_size: int, input_nc: int, mu
     rows: dict[str, LatencyRow] = {}
     with tempfile.TemporaryDirectory(prefix="pix2pix-bench-") as scratch:
         saved_model_dir = os.path.join(scratch, "saved_model")
-        exporting.build_archive(generator, PAPER_NORM, image_size, input_nc, multiple).write_out(
+        saved_model.build_archive(generator, PAPER_NORM, image_size, input_nc, multiple).write_out(
             saved_model_dir, verbose=False)
         signature = tf.saved_model.load(saved_model_dir).signatures[names.SIGNATURE_FLOAT_DETERMINISTIC]
         calls["SavedModel translate_float_deterministic"] = (
@@ -70,13 +69,13 @@ def measure_inference(generator: keras.Model, image_size: int, input_nc: int, mu
             label = f"TFLite {variant}" + ("" if mode is PAPER_NORM else " (moving averages, BN folded)")
             archive_dir = os.path.join(scratch, "tflite_" + ("paper" if mode is PAPER_NORM else "moving"))
             if not os.path.exists(archive_dir):
-                exporting.tflite_archive(generator, mode, image_size, input_nc).write_out(archive_dir, verbose=False)
-            content = exporting.convert_tflite(archive_dir, variant, representative, "float32")
-            model = exporting.TFLiteModel(content, threads=threads)
+                tflite.tflite_archive(generator, mode, image_size, input_nc).write_out(archive_dir, verbose=False)
+            content = tflite.convert_tflite(archive_dir, variant, representative, "float32")
+            model = tflite.TFLiteModel(content, threads=threads)
             calls[label] = lambda m=model: m(image)
             sizes[label] = len(content) / 2 ** 20
-            rows[label] = LatencyRow(label, 0.0, 0.0, sizes[label], exporting.psnr(references[mode], model(image)))
-        timings = exporting.benchmark(calls, rounds=rounds)
+            rows[label] = LatencyRow(label, 0.0, 0.0, sizes[label], tflite.psnr(references[mode], model(image)))
+        timings = tflite.benchmark(calls, rounds=rounds)
     result = []
     for name, (median, fastest) in timings.items():
         row = rows.get(name) or LatencyRow(name, 0.0, 0.0, sizes.get(name))

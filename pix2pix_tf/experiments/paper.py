@@ -284,10 +284,6 @@ def markdown_tables(results: dict, setting: Setting, command: str) -> str:
 
 def _figure(results: dict, root: str, columns: list[tuple[str, str]], title: str, path: str) -> Optional[str]:
     """Rows of the same test images: input, each variant's output, target (from the eval PNGs)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     from PIL import Image
 
@@ -306,8 +302,10 @@ def _figure(results: dict, root: str, columns: list[tuple[str, str]], title: str
     rows = [i for i in range(FIGURE_EXAMPLES) if image(source, i, "input") is not None]
     if not rows:
         return None
-    fig, axes = plt.subplots(len(rows), len(panels), figsize=(1.45 * len(panels), 1.45 * len(rows) + 0.5),
-                             squeeze=False)
+    from pix2pix_tf.training.summaries import offscreen_figure
+
+    fig = offscreen_figure((1.45 * len(panels), 1.45 * len(rows) + 0.5))
+    axes = fig.subplots(len(rows), len(panels), squeeze=False)
     for r, index in enumerate(rows):
         for c, (label, name, column) in enumerate(panels):
             picture = image(name, index, column)
@@ -320,7 +318,6 @@ def _figure(results: dict, root: str, columns: list[tuple[str, str]], title: str
     fig.suptitle(title, fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -394,6 +391,10 @@ def main(argv: list[str]) -> int:
     if FLAGS.seed is not None:
         setting = dataclasses.replace(setting, seed=FLAGS.seed)
     command = "python -m pix2pix_tf.experiments.paper " + " ".join(argv_for_report(sys.argv[1:]))
+    if not FLAGS.report_only:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()  # The variants record deterministic_ops: runs repeat.
     written = reproduce(setting, FLAGS.root, FLAGS.variants, FLAGS.data_dir, FLAGS.segmenter_cache,
                         FLAGS.images_dir, command.strip(), FLAGS.report_only)
     with open(written["markdown"]) as f:

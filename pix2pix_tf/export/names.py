@@ -16,6 +16,7 @@ SAVED_MODEL_FILE = "saved_model.pb"
 METADATA_FILE = "pix2pix_export.json"  # in <version>/assets.extra/
 WARMUP_FILE = "tf_serving_warmup_requests"  # in <version>/assets.extra/
 TFLITE_REPORT = "report.json"  # beside the .tflite files of one version
+MODEL_CARD = "MODEL_CARD.md"  # in <version>/assets.extra/ and beside the .tflite files
 
 SIGNATURE_BYTES = "serving_default"
 SIGNATURE_PNG = "translate_png"
@@ -35,6 +36,11 @@ def metadata_path(saved_model_dir: str) -> str:
 
 def warmup_path(saved_model_dir: str) -> str:
     return os.path.join(saved_model_dir, "assets.extra", WARMUP_FILE)
+
+
+def model_card_path(saved_model_dir: str) -> str:
+    """The SavedModel's model card (assets.extra/: TensorFlow Serving reads only its warmup file there)."""
+    return os.path.join(saved_model_dir, "assets.extra", MODEL_CARD)
 
 
 def tflite_report_path(tflite_file: str) -> str:

@@ -7,8 +7,9 @@ paper's networks and training step, which call them only through these names:
 
 - `fused_adam.FusedAdam`: the reference's Adam through TensorFlow's `ApplyAdam` kernel (Keras'
   private slot lists); chosen by `--fused_adam`.
-- `tflite_lowering`: 4x4 stride-2 transposed convolutions as four 2x2 convolutions for TFLite,
-  found by walking the Keras functional graph.
+- `tflite_lowering.phase_transposed_conv`: a 4x4 stride-2 transposed convolution as four 2x2
+  convolutions for TFLite; the stateless generator call (`inference.generate`, which walks the
+  Keras functional graph) substitutes it for each layer `phase_decomposable` accepts.
 - `memory.reuse_freed_memory`: glibc malloc settings (`--reuse_memory`), called by train.py
   before TensorFlow's first op.
 """

@@ -1,0 +1,190 @@
+"""The SavedModel for TensorFlow Serving: its signatures, warmup records and metadata, and the
+check against the checkpoint it came from before it is published.
+
+Four signatures over G's variables (names in `names.py`, documented in docs/serving.md), none of
+which writes a variable: the paper's test-time G is a pure function (`inference.generate`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.export.config import ExportConfig, ExportError
+from pix2pix_tf.export.names import (
+    INPUT_NAME,
+    OUTPUT_BYTES,
+    OUTPUT_FLOAT,
+    SIGNATURE_BYTES,
+    SIGNATURE_FLOAT,
+    SIGNATURE_FLOAT_DETERMINISTIC,
+    SIGNATURE_PNG,
+    metadata_path,
+    warmup_path,
+)
+from pix2pix_tf.images import DEFAULT_MAX_PIXELS, decode_images, encode_pngs
+from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.networks.generator import size_multiple
+
+# Tolerance between the SavedModel and the checkpoint's own call before publishing.
+SAVED_MODEL_MAX_ABS = 1e-4
+
+
+def build_archive(generator: keras.Model, mode: inference.InferenceMode, image_size: int, input_nc: int,
+                  multiple: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> keras.export.ExportArchive:
+    """The four serving signatures over G's variables (names: module constants, docs/serving.md).
+
+    `serving_default` / `translate_png` take a batch of encoded images of any size and 1-4
+    channels and resize them to `image_size`; each image is checked from its header (a
+    supported format, at most `max_pixels` pixels) before it is decoded. The float signatures
+    take [-1, 1] NHWC batches whose sides are multiples of `multiple`. None of them writes a
+    variable.
+    """
+    deterministic = mode.without_dropout()
+
+    def translate_bytes(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        output = inference.generate(generator, decode_images(images, input_nc, image_size, max_pixels), mode)
+        return {OUTPUT_BYTES: encode_pngs(output), OUTPUT_FLOAT: output}
+
+    def translate_png(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        output = inference.generate(generator, decode_images(images, input_nc, image_size, max_pixels), mode)
+        return {OUTPUT_BYTES: encode_pngs(output)}
+
+    def translate_float(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_FLOAT: inference.generate(generator, inference.check_images(images, input_nc, multiple), mode)}
+
+    def translate_float_deterministic(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        checked = inference.check_images(images, input_nc, multiple)
+        return {OUTPUT_FLOAT: inference.generate(generator, checked, deterministic)}
+
+    encoded = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
+    floats = [tf.TensorSpec([None, None, None, input_nc], tf.float32, name=INPUT_NAME)]
+    archive = keras.export.ExportArchive()
+    # No archive.track(generator): ExportArchive saves the variables the endpoints use, and
+    # tracking the model as well stores every weight twice (Keras variables and the
+    # tf.Variables under them, Keras 3.15), doubling the SavedModel and Serving's memory.
+    archive.add_endpoint(SIGNATURE_BYTES, translate_bytes, encoded)  # The first one is serving_default.
+    archive.add_endpoint(SIGNATURE_PNG, translate_png, encoded)
+    archive.add_endpoint(SIGNATURE_FLOAT, translate_float, floats)
+    archive.add_endpoint(SIGNATURE_FLOAT_DETERMINISTIC, translate_float_deterministic, floats)
+    return archive
+
+
+def warmup_requests(model_name: str, image_size: int, input_nc: int,
+                    batch_sizes: tuple[int, ...]) -> list[bytes]:
+    """Serialized PredictionLogs, one per signature and batch size, so that Serving traces and
+    allocates every signature before the first real request."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    rng = np.random.default_rng(0)
+    records = []
+    for batch in batch_sizes:
+        # Odd sizes and a grey image exercise the resize and channel conversion in the graph.
+        pixels = rng.integers(0, 256, size=(batch, image_size + 3, image_size - 5, 3), dtype=np.uint8)
+        pngs = [tf.io.encode_png(p).numpy() for p in pixels]
+        floats = rng.uniform(-1, 1, size=(batch, image_size, image_size, input_nc)).astype(np.float32)
+        for signature, value in ((SIGNATURE_BYTES, tf.make_tensor_proto(pngs, dtype=tf.string)),
+                                 (SIGNATURE_PNG, tf.make_tensor_proto(pngs, dtype=tf.string)),
+                                 (SIGNATURE_FLOAT, tf.make_tensor_proto(floats)),
+                                 (SIGNATURE_FLOAT_DETERMINISTIC, tf.make_tensor_proto(floats))):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+            request.inputs[INPUT_NAME].CopyFrom(value)
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            records.append(log.SerializeToString())
+    return records
+
+
+def write_warmup(saved_model_dir: str, records: list[bytes]) -> str:
+    if len(records) > 1000:
+        raise ExportError(f"{len(records)} warmup records: TensorFlow Serving reads at most 1000.")
+    path = warmup_path(saved_model_dir)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+    return path
+
+
+def _metadata(train: TrainConfig, config: ExportConfig, checkpoint: str, version: int, image_size: int) -> dict:
+    return {
+        "format": 1,
+        "model_name": config.model_name,
+        "version": version,
+        "checkpoint": os.path.abspath(checkpoint),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "image_size": image_size,
+        "size_multiple": size_multiple(train.model.generator),
+        "input_nc": train.model.input_nc,
+        "output_nc": train.model.output_nc,
+        "direction": train.data.direction,
+        "generator": train.model.generator,
+        "mode": dataclasses.asdict(config.mode),
+        "max_pixels": config.max_pixels,
+        "signatures": {
+            SIGNATURE_BYTES: {"inputs": {INPUT_NAME: "string [-1]"},
+                              "outputs": {OUTPUT_BYTES: "string [-1] (PNG)",
+                                          OUTPUT_FLOAT: f"float32 [-1, {image_size}, {image_size}, "
+                                                        f"{train.model.output_nc}] in [-1, 1]"}},
+            SIGNATURE_PNG: {"inputs": {INPUT_NAME: "string [-1]"}, "outputs": {OUTPUT_BYTES: "string [-1] (PNG)"}},
+            SIGNATURE_FLOAT: {"inputs": {INPUT_NAME: f"float32 [-1, -1, -1, {train.model.input_nc}] in [-1, 1]"},
+                              "outputs": {OUTPUT_FLOAT: f"float32 [-1, -1, -1, {train.model.output_nc}]"}},
+            SIGNATURE_FLOAT_DETERMINISTIC: {
+                "inputs": {INPUT_NAME: f"float32 [-1, -1, -1, {train.model.input_nc}] in [-1, 1]"},
+                "outputs": {OUTPUT_FLOAT: f"float32 [-1, -1, -1, {train.model.output_nc}]"}},
+        },
+    }
+
+
+def write_saved_model(generator: keras.Model, train: TrainConfig, config: ExportConfig, checkpoint: str,
+                      version: int, image_size: int, directory: str) -> None:
+    """The SavedModel, its warmup records and its metadata, written into `directory`."""
+    archive = build_archive(generator, config.mode, image_size, train.model.input_nc,
+                            size_multiple(train.model.generator), config.max_pixels)
+    archive.write_out(directory, verbose=False)
+    write_warmup(directory, warmup_requests(config.model_name, image_size, train.model.input_nc,
+                                            config.warmup_batch_sizes))
+    with open(metadata_path(directory), "w") as f:
+        json.dump(_metadata(train, config, checkpoint, version, image_size), f, indent=2)
+        f.write("\n")
+
+
+def verify_saved_model(directory: str, generator: keras.Model, mode: inference.InferenceMode,
+                       images: np.ndarray) -> float:
+    """Loads the SavedModel back and compares its dropout-free signature with the checkpoint's
+    generator (in `mode`, without dropout) on `images`; also runs every warmup record.
+    Returns the max abs difference."""
+    loaded = tf.saved_model.load(directory)
+    expected = inference.generate(generator, tf.constant(images), mode.without_dropout()).numpy()
+    got = loaded.signatures[SIGNATURE_FLOAT_DETERMINISTIC](images=tf.constant(images))[OUTPUT_FLOAT].numpy()
+    diff = float(np.max(np.abs(expected - got)))
+    if not np.isfinite(got).all() or diff > SAVED_MODEL_MAX_ABS:
+        raise ExportError(f"The SavedModel in {directory} does not reproduce the checkpoint: max |diff| {diff} "
+                          f"> {SAVED_MODEL_MAX_ABS}. Nothing was published.")
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    for record in tf.data.TFRecordDataset(warmup_path(directory)):
+        request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        name = request.model_spec.signature_name
+        inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        try:
+            outputs = loaded.signatures[name](**inputs)
+        except tf.errors.FailedPreconditionError as e:
+            if "determinism" not in str(e):
+                raise
+            # The clock that seeds the noise z is refused in a process with op determinism on
+            # (e.g. right after a deterministic training run); Serving does not turn it on.
+            logging.warning("Not running the %s warmup request here: op determinism is enabled in this process "
+                            "and the noise z is seeded from the clock.", name)
+            continue
+        if any(not np.isfinite(v.numpy()).all() for v in outputs.values() if v.dtype.is_floating):
+            raise ExportError(f"Warmup request for {name} gave NaN/Inf.")
+    return diff

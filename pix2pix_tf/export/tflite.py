@@ -1,0 +1,273 @@
+"""TFLite files of the generator: conversion of each variant with builtin ops only, the
+LiteRT model they run in (`TFLiteModel`), their check against the SavedModel, and the report.
+
+Every variant is run by the LiteRT interpreter and compared with the published SavedModel on
+held-out images; a variant below its PSNR floor (or with NaNs) is refused (docs/tflite.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from typing import Callable, Iterator, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.export import contents
+from pix2pix_tf.export.config import ExportConfig, ExportError
+from pix2pix_tf.export.names import INPUT_NAME, OUTPUT_FLOAT, TFLITE_REPORT
+from pix2pix_tf.inference import generate as inference
+
+# PSNR (dB, on images scaled to [0, 1]) against the SavedModel below which a TFLite variant
+# is refused: it no longer computes the same network. These catch broken conversions (NaN,
+# garbage, a wrong layout), they are not quality targets. Measured (docs/tflite.md): float32
+# 120-135 dB, float16 ~90, dynamic-range int8 55-57, full int8 ~38 on trained unet_128/unet_256.
+PSNR_FLOORS = {"float32": 60.0, "float16": 40.0, "dynamic_int8": 30.0, "int8": 25.0}
+
+# Why the files carry no LiteRT metadata block (the model card holds its content instead).
+METADATA_NOTE = ("The files carry no metadata block: no maintained LiteRT metadata writer installs beside "
+                 "TensorFlow 2.21 (docs/tflite.md, \"Metadata\").")
+
+
+@dataclasses.dataclass
+class VariantReport:
+    """One TFLite file and how far it is from the SavedModel on held-out images."""
+
+    variant: str
+    path: str
+    size_bytes: int
+    psnr_db: float
+    max_abs_diff: float
+    floor_db: float
+    ok: bool
+    latency_ms: Optional[float] = None  # Median of --benchmark's rounds.
+    latency_min_ms: Optional[float] = None
+    io_dtype: str = "float32"
+    io_quantization: Optional[dict] = None  # int8/uint8 I/O: {"input"|"output": [scale, zero_point]}.
+    ops: list[str] = dataclasses.field(default_factory=list)  # Builtin op names, as the file lists them.
+    float_ops_inside: Optional[list[str]] = None  # int8: ops computing in float between input and output.
+    model: Optional[object] = dataclasses.field(default=None, repr=False, compare=False)
+
+    def line(self) -> str:
+        latency = "" if self.latency_ms is None else f"  {self.latency_ms:7.1f} ms (min {self.latency_min_ms:.1f})"
+        status = "ok" if self.ok else f"BELOW FLOOR {self.floor_db:.0f} dB"
+        return (f"{self.variant:<13} {self.size_bytes / 2**20:8.2f} MiB  PSNR {self.psnr_db:6.2f} dB  "
+                f"max|diff| {self.max_abs_diff:.4f}{latency}  {status}")
+
+
+def tflite_archive(generator: keras.Model, mode: inference.InferenceMode, image_size: int,
+                   input_nc: int) -> keras.export.ExportArchive:
+    """Batch 1, fixed size, no dropout: what runs on a phone (stateless random ops and image
+    codecs are not builtin TFLite ops). Batch statistics become mean/rsqrt/mul builtins;
+    transposed convolutions become 2x2 convolutions (`speed.tflite_lowering`), which XNNPACK
+    runs twice as fast."""
+    mode = mode.without_dropout()
+
+    def translate(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_FLOAT: inference.generate(generator, images, mode, phase_transposed_convs=True)}
+
+    archive = keras.export.ExportArchive()  # Not tracking the model: see saved_model.build_archive.
+    archive.add_endpoint("serving_default", translate,
+                         [tf.TensorSpec([1, image_size, image_size, input_nc], tf.float32, name=INPUT_NAME)])
+    return archive
+
+
+def convert_tflite(saved_model_dir: str, variant: str, representative: Optional[Callable[[], Iterator]],
+                   int8_io: str) -> bytes:
+    """One TFLite variant from a batch-1 SavedModel, with builtin ops only."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif variant == "dynamic_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif variant == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io != "float32":
+            converter.inference_input_type = converter.inference_output_type = getattr(tf, int8_io)
+    try:
+        return converter.convert()
+    except Exception as e:  # The converter raises ConverterError and several others.
+        raise ExportError(f"TFLite conversion ({variant}) failed with builtin ops only: {e}") from e
+
+
+class TFLiteModel:
+    """A .tflite generator run with the LiteRT interpreter, taking and returning [-1, 1] floats
+    whatever its I/O type (int8/uint8 I/O is (de)quantised with the file's own parameters)."""
+
+    def __init__(self, model: bytes | str, threads: int = 2):
+        from ai_edge_litert.interpreter import Interpreter
+
+        kwargs = {"model_path": model} if isinstance(model, str) else {"model_content": model}
+        try:
+            self.interpreter = Interpreter(num_threads=threads, **kwargs)
+        except ValueError as e:
+            raise inference.InferenceError(f"Cannot load the TFLite model: {e}") from e
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.input["shape"])
+
+    @property
+    def io_dtype(self) -> str:
+        return np.dtype(self.input["dtype"]).name
+
+    @property
+    def io_quantization(self) -> Optional[dict]:
+        """{"input": [scale, zero_point], "output": [...]} for integer I/O, else None: an app
+        quantises [-1, 1] pixels x as round(x / scale) + zero_point."""
+        if self.input["dtype"] == np.float32:
+            return None
+        return {name: [float(d["quantization"][0]), int(d["quantization"][1])]
+                for name, d in (("input", self.input), ("output", self.output))}
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """One float32 [1, H, W, C] image in [-1, 1] -> [1, H, W, C_out] in [-1, 1]."""
+        image = np.asarray(image, np.float32)
+        if image.shape != self.input_shape:
+            raise inference.InferenceError(f"This TFLite model takes images of shape {self.input_shape} (batch 1, "
+                                           f"fixed size), got {image.shape}.")
+        self.interpreter.set_tensor(self.input["index"], _quantize(image, self.input))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return x
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return x
+    scale, zero_point = detail["quantization"]
+    return (x.astype(np.float32) - zero_point) * scale
+
+
+def psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    """PSNR in dB of images in [-1, 1], measured on the [0, 1] scale (peak 1)."""
+    mse = float(np.mean(((reference - test) / 2.0) ** 2))
+    if not math.isfinite(mse):
+        return float("nan")
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def check_variant(model: TFLiteModel, reference: Callable[[np.ndarray], np.ndarray],
+                  images: np.ndarray) -> tuple[float, float]:
+    """(PSNR, max abs diff) of the TFLite model against `reference` over `images` [N, H, W, C]."""
+    outputs, expected = [], []
+    for image in images:
+        outputs.append(model(image[None]))
+        expected.append(reference(image[None]))
+    outputs, expected = np.concatenate(outputs), np.concatenate(expected)
+    if not np.isfinite(outputs).all():
+        return float("nan"), float("nan")
+    return psnr(expected, outputs), float(np.max(np.abs(expected - outputs)))
+
+
+def benchmark(calls: dict[str, Callable[[], object]], rounds: int = 15) -> dict[str, tuple[float, float]]:
+    """{name: (median, min) wall milliseconds} of each call, measured in interleaved rounds
+    (each round calls every model once) so that a burst of load from other processes on a
+    shared machine hits all of them alike; two warm-up calls each first."""
+    for fn in calls.values():
+        fn()
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - start) * 1000)
+    return {name: (float(np.median(t)), float(np.min(t))) for name, t in samples.items()}
+
+
+def export_tflite(generator: keras.Model, train: TrainConfig, config: ExportConfig, image_size: int,
+                  reference: Callable[[np.ndarray], np.ndarray], check_images: np.ndarray,
+                  calibration: Optional[np.ndarray], directory: str) -> list[VariantReport]:
+    """Converts, runs and checks each requested variant; files go into `directory`."""
+    reports = []
+    with tempfile.TemporaryDirectory(prefix="pix2pix-tflite-") as scratch:
+        # Converted from a SavedModel (a concrete function was seen to give NaNs), written by
+        # ExportArchive: a tf.Module holding the Keras model keeps its variables as TFLite
+        # resource variables instead of constants, which int8 calibration cannot read.
+        tflite_archive(generator, config.mode, image_size, train.model.input_nc).write_out(scratch, verbose=False)
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            for image in calibration:
+                yield [image[None].astype(np.float32)]
+
+        for variant in config.tflite:
+            logging.info("Converting the %s TFLite variant.", variant)
+            content = convert_tflite(scratch, variant, representative if calibration is not None else None,
+                                     config.int8_io)
+            path = os.path.join(directory, f"{config.model_name}_{variant}.tflite")
+            with open(path, "wb") as f:
+                f.write(content)
+            model = TFLiteModel(path, threads=config.threads)
+            value, max_abs = check_variant(model, reference, check_images)
+            floor = PSNR_FLOORS[variant]
+            ok = math.isfinite(value) and value >= floor
+            report = VariantReport(variant, path, len(content), value, max_abs, floor, ok, io_dtype=model.io_dtype,
+                                   io_quantization=model.io_quantization, ops=contents.builtin_ops(content))
+            if variant == "int8":
+                report.float_ops_inside = _float_ops_inside(content)
+            report.model = model  # For the benchmark; not part of the report.
+            reports.append(report)
+    return reports
+
+
+def _float_ops_inside(content: bytes) -> list[str]:
+    """The int8 file's float ops between input and output, with a warning when there are any:
+    docs/tflite.md offers it to integer-only accelerators, which cannot run them."""
+    inside = contents.float_ops_inside(content)
+    if inside:
+        logging.warning("The int8 TFLite file computes %d op(s) in float between its input and output (%s): "
+                        "integer-only accelerators cannot run it whole.", len(inside), "; ".join(inside[:5]))
+    return inside
+
+
+def write_report(directory: str, variants: list[VariantReport], train: TrainConfig, config: ExportConfig, *,
+                 saved_model_dir: str, checkpoint: str, image_size: int, compared_on: str,
+                 latencies: dict[str, tuple[float, float]]) -> None:
+    """`report.json` beside the files: what each variant is, how it was checked and against
+    what (docs/tflite.md); `latencies` is `benchmark`'s answer ({} without --benchmark)."""
+    report = {
+        "saved_model": saved_model_dir,
+        "checkpoint": checkpoint,
+        "image_size": image_size,
+        "input": {"shape": [1, image_size, image_size, train.model.input_nc], "range": [-1, 1]},
+        "output": {"shape": [1, image_size, image_size, train.model.output_nc], "range": [-1, 1]},
+        "direction": train.data.direction,
+        "mode": dataclasses.asdict(config.mode.without_dropout()),
+        "compared_on": compared_on,
+        "threads": config.threads,
+        "latency": "median (min) ms over interleaved rounds, batch 1" if latencies else None,
+        "keras_latency_ms": list(latencies.get("keras", (None, None))),
+        "saved_model_latency_ms": list(latencies.get("saved_model", (None, None))),
+        "variants": {r.variant: {"file": os.path.basename(r.path), "size_bytes": r.size_bytes,
+                                 "psnr_db": r.psnr_db, "max_abs_diff": r.max_abs_diff, "floor_db": r.floor_db,
+                                 "ok": r.ok, "latency_ms": [r.latency_ms, r.latency_min_ms], "io_dtype": r.io_dtype,
+                                 "io_quantization": r.io_quantization, "ops": r.ops,
+                                 **({} if r.float_ops_inside is None else {"float_ops_inside": r.float_ops_inside})}
+                     for r in variants},
+    }
+    with open(os.path.join(directory, TFLITE_REPORT), "w") as f:
+        json.dump(report, f, indent=2, allow_nan=True)
+        f.write("\n")

@@ -1,0 +1,126 @@
+"""Where an export goes: the base folder, the version number, the staging folder, the atomic
+publish, and the removal of staging folders that killed exports left behind.
+
+TensorFlow Serving polls a model's base path and loads any integer-named folder it sees, so a
+version is built in a hidden staging folder BESIDE the base path (on the same filesystem, so
+the final rename is atomic; outside the folder Serving scans) and renamed into place only when
+it is complete. A kill -9 during an export leaves its staging folder behind; the name says
+whose it is (`.<model>-<version>-<pid>@<host>-<random>`), so the next export of the same model
+removes the folders whose process is gone and never those of an export still running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+from typing import Optional
+
+from absl import logging
+
+from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.export.config import ExportError
+from pix2pix_tf.workdir import Workdir, check_writable
+
+
+def export_folder(export_dir: Optional[str], workdir: str) -> str:
+    """The export base folder (`--export_dir`, else `<workdir>/export`), proven writable before
+    any work starts: a read-only run folder is refused with the way out, not after the model
+    and the data are loaded."""
+    if export_dir is not None:
+        check_writable(export_dir, "--export_dir")
+        return export_dir
+    folder = Workdir(workdir).exports
+    try:
+        check_writable(folder, "--workdir")
+    except ConfigError as e:
+        reason = getattr(e.__cause__, "strerror", None) or "cannot be written"
+        raise ExportError(f"Cannot write the export folder {folder} ({reason}): pass --export_dir=DIR to export "
+                          "into a folder you can write (the run folder is only read).") from e
+    return folder
+
+
+def model_base(export_dir: str, model_name: str) -> str:
+    """`<export_dir>/<model_name>`: the path to give TensorFlow Serving (--model_base_path)."""
+    return os.path.join(export_dir, model_name)
+
+
+def tflite_base(export_dir: str, model_name: str) -> str:
+    """`<export_dir>/tflite/<model_name>`: the TFLite files' versions, beside the SavedModels."""
+    return os.path.join(export_dir, "tflite", model_name)
+
+
+def existing_versions(base: str) -> list[int]:
+    """Integer-named folders under a model's base path: what Serving would load."""
+    if not os.path.isdir(base):
+        return []
+    return sorted(int(name) for name in os.listdir(base) if name.isdigit())
+
+
+def choose_version(base: str, requested: Optional[int]) -> int:
+    """The next free version, or `requested` when it is free (a published version is never
+    overwritten: Serving may be serving it)."""
+    versions = existing_versions(base)
+    if requested is None:
+        return (versions[-1] + 1) if versions else 1
+    if requested in versions or os.path.exists(os.path.join(base, str(requested))):
+        raise ExportError(f"Version {requested} already exists in {base}; choose another --version "
+                          f"(existing: {versions}) or leave --version out for the next free one ({versions[-1] + 1}).")
+    return requested
+
+
+def publish(staging: str, final: str) -> None:
+    """Renames a complete export into place (atomic on one filesystem)."""
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    if os.path.exists(final):
+        raise ExportError(f"{final} appeared while exporting (another export?); nothing was overwritten.")
+    os.rename(staging, final)
+
+
+def _host() -> str:
+    """This machine's name as it may appear in a file name (no '@', no '/')."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+
+
+def staging_dir(base: str, label: str) -> str:
+    """A new hidden staging folder beside `base`, named after its owner (this process)."""
+    parent = os.path.dirname(os.path.abspath(base))
+    os.makedirs(parent, exist_ok=True)
+    path = tempfile.mkdtemp(prefix=f".{os.path.basename(base)}-{label}-{os.getpid()}@{_host()}-", dir=parent)
+    # mkdtemp makes it private (0700); the published version must be readable by the serving
+    # user, like any folder this user creates.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o777 & ~umask)
+    return path
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # Signal 0: nothing is sent, the process is only looked up.
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Another user's process: alive.
+        return True
+    return True
+
+
+def remove_stale_staging(base: str) -> list[str]:
+    """Removes the staging folders of `base` whose export process is gone (on this host);
+    returns them. Folders of live processes, of other hosts and of unknown form are kept."""
+    parent = os.path.dirname(os.path.abspath(base))
+    if not os.path.isdir(parent):
+        return []
+    owner = re.compile(re.escape(f".{os.path.basename(base)}-") + r"\d+-(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]+")
+    host, removed = _host(), []
+    for name in sorted(os.listdir(parent)):
+        match = owner.fullmatch(name)
+        if match is None or match["host"] != host or _process_exists(int(match["pid"])):
+            continue
+        path = os.path.join(parent, name)
+        logging.info("Removing %s, left by an export (pid %s) that did not finish.", path, match["pid"])
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
