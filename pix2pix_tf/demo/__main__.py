@@ -1,0 +1,81 @@
+"""A web page to try a trained generator: `python -m pix2pix_tf.demo --workdir=runs/quickstart`.
+
+Draw the input (in the colours of the run's dataset) or upload an image and see the output
+beside it; the run's held-out inputs are one-click examples. The model is a training run
+(`--workdir`), an exported SavedModel (`--saved_model`), a TFLite file (`--tflite`) or a
+running TensorFlow Serving (`--serving_url`, `--model_name`). Needs the `demo` extra
+(`pip install -e ".[demo]"`, Gradio); runs offline. Also installed as `pix2pix-demo`. See
+docs/demo.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+
+from pix2pix_tf import cli
+
+cli.quiet_tensorflow()
+# Gradio reports usage to its makers unless told not to; the demo contacts nothing outside
+# this machine. Set before Gradio is imported.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+from absl import flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("workdir", None, "Serve this training run's generator (config.json + newest checkpoint); its "
+                    "dataset decides the drawing colours and gives the examples.")
+flags.DEFINE_string("checkpoint", None, "With --workdir: a specific checkpoint (default: the newest readable).")
+flags.DEFINE_string("saved_model", None, "Serve an exported SavedModel (version folder or model folder).")
+flags.DEFINE_string("tflite", None, "Serve a .tflite file written by export.py (no dropout).")
+flags.DEFINE_string("serving_url", None, "Front a running TensorFlow Serving: its REST address, e.g. "
+                    "http://localhost:8501.")
+flags.DEFINE_string("model_name", "pix2pix", "With --serving_url: the model's name in TensorFlow Serving.")
+flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every interface, for other machines).")
+flags.DEFINE_integer("port", 7860, "Port to listen on.")
+flags.DEFINE_integer("num_examples", 6, "Held-out inputs of the run shown as examples (0: none).")
+flags.DEFINE_integer("max_pixels", None, "Refuse images with more pixels than this (default: the image policy's, "
+                     "4096x4096).")
+flags.DEFINE_integer("threads", 2, "TFLite interpreter threads.")
+
+
+def config_from_flags():
+    """The typed demo request; nothing below this module reads flags."""
+    from pix2pix_tf.demo.model import DemoConfig
+
+    f = FLAGS
+    return DemoConfig(workdir=f.workdir, checkpoint=f.checkpoint, saved_model=f.saved_model, tflite=f.tflite,
+                      serving_url=f.serving_url, model_name=f.model_name, host=f.host, port=f.port,
+                      num_examples=f.num_examples, max_pixels=f.max_pixels, threads=f.threads)
+
+
+def main(argv: list[str]) -> int:
+    cli.reject_arguments(argv)
+    config = config_from_flags()
+    try:
+        from pix2pix_tf.demo import app
+    except ModuleNotFoundError as e:
+        if e.name != "gradio":
+            raise
+        from pix2pix_tf.errors import ConfigError
+
+        raise ConfigError("The demo needs Gradio, which is not installed: pip install -e \".[demo]\"") from e
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests to itself, one line each.
+    from pix2pix_tf.demo.model import load_demo_model
+
+    app.check_address(config)
+    with tempfile.TemporaryDirectory(prefix="pix2pix_demo_") as examples_dir:
+        model = load_demo_model(config, examples_dir)
+        app.serve(model, config, allowed_paths=(examples_dir,))
+    return 0
+
+
+def run() -> None:
+    """Console entry point `pix2pix-demo`."""
+    cli.run_program(main)
+
+
+if __name__ == "__main__":
+    run()

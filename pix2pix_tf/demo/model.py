@@ -1,0 +1,203 @@
+"""What the demo page runs, without the page: the model, its drawing and its examples.
+
+Every image the page sends, uploaded or drawn, arrives here as encoded bytes and goes through
+the image policy (`pix2pix_tf.images.decode_bytes`): the same formats, pixel cap, decoder and
+messages as training, translate and the SavedModel. It is then prepared as serving prepares
+it (`images.preprocess`) and given to a `Translator` from the one model source
+(`inference.sources.ModelSource`), or, with a serving URL, to TensorFlow Serving's float
+signatures through the REST client: the same [1, S, S, C] in [-1, 1] whichever the source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from pix2pix_tf import images
+from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.errors import ConfigError, DatasetError
+from pix2pix_tf.inference.generate import DETERMINISTIC, PAPER, InferenceError, InferenceMode
+from pix2pix_tf.inference.sources import CHECKPOINT, SAVED_MODEL, ModelSource, Translator
+
+LABELS, EDGES, COLOUR = "labels", "edges", "colour"
+EDGE_DATASETS = ("edges2shoes", "edges2handbags")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """What `python -m pix2pix_tf.demo` was asked to serve; library code reads no flags."""
+
+    workdir: Optional[str] = None
+    checkpoint: Optional[str] = None
+    saved_model: Optional[str] = None
+    tflite: Optional[str] = None
+    serving_url: Optional[str] = None  # TensorFlow Serving's REST address, e.g. http://localhost:8501
+    model_name: str = "pix2pix"  # The model's name in TensorFlow Serving.
+    host: str = "127.0.0.1"
+    port: int = 7860
+    num_examples: int = 6
+    max_pixels: Optional[int] = None  # None: images.DEFAULT_MAX_PIXELS.
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        given = [name for name, value in (("workdir", self.workdir), ("saved_model", self.saved_model),
+                                          ("tflite", self.tflite), ("serving_url", self.serving_url)) if value]
+        if len(given) != 1:
+            raise ConfigError("Give exactly one of --workdir, --saved_model, --tflite, --serving_url "
+                              f"(got {', '.join('--' + g for g in given) or 'none'}).")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"--port={self.port} is not a TCP port (1-65535).")
+        if self.num_examples < 0:
+            raise ConfigError(f"--num_examples must be at least 0, got {self.num_examples}.")
+        if self.max_pixels is not None and self.max_pixels < 1:
+            raise ConfigError(f"--max_pixels must be at least 1, got {self.max_pixels}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Drawing:
+    """How the canvas draws: brush colours on a background, as the model's inputs look."""
+
+    kind: str  # LABELS (the dataset's class colours), EDGES (black on white) or COLOUR (any colour).
+    colours: tuple[str, ...]  # Brush colours as #rrggbb; the first is the default.
+    background: str  # #rrggbb of the empty canvas.
+    fixed: bool  # Only these colours (a label map or an edge map has no others).
+    legend: str  # What the colours mean, for the page.
+    names: tuple[tuple[str, str], ...] = ()  # (colour, class name) of a label map, background first.
+
+
+@dataclasses.dataclass(frozen=True)
+class Translation:
+    model_input: np.ndarray  # uint8 S x S x C_in: the image as the model was given it.
+    output: np.ndarray  # uint8 S x S x C_out.
+    model: str  # Which model and mode made it.
+
+
+def _hex(rgb) -> str:
+    return "#" + "".join(f"{int(v):02x}" for v in rgb)
+
+
+def drawing_for(dataset: Optional[str], direction: Optional[str]) -> Drawing:
+    """The canvas for a model's inputs: the class colours of the embedded `shapes` label maps on
+    the background class, a black pen on white for the edge datasets, else any colour on white."""
+    name = (dataset or "").split("/")[0]
+    if name == "shapes" and direction == "AtoB":
+        from pix2pix_tf.data.sources import shapes
+
+        colours = tuple(_hex(c) for c in shapes.LABEL_COLOURS)
+        names = tuple(zip(colours, shapes.CLASS_NAMES))
+        legend = ", ".join(f"{name} {colour}" for colour, name in names)
+        # The background class is the empty canvas, and the last brush colour (to paint it back).
+        return Drawing(LABELS, colours[1:] + colours[:1], colours[0], True, f"Label map classes: {legend}.", names)
+    if name in EDGE_DATASETS and direction == "AtoB":
+        return Drawing(EDGES, ("#000000",), "#ffffff", True, "Edges: a black pen on white.")
+    return Drawing(COLOUR, ("#000000", "#ffffff", "#ff0000", "#00a000", "#0000ff"), "#ffffff", False,
+                   "Any colour.")
+
+
+class DemoModel:
+    """One model behind the page, deterministic and (where the model has dropout) paper mode."""
+
+    def __init__(self, name: str, open_mode: Callable[[InferenceMode], Translator], has_dropout: bool,
+                 drawing: Drawing, max_pixels: int, examples: tuple[str, ...] = ()):
+        self.name = name
+        self.has_dropout = has_dropout  # Paper mode differs from deterministic.
+        self.drawing = drawing
+        self.max_pixels = max_pixels
+        self.examples = examples
+        self._open_mode = open_mode
+        self._translators: dict[bool, Translator] = {False: open_mode(DETERMINISTIC)}
+        self._lock = threading.Lock()
+
+    @property
+    def image_size(self) -> int:
+        return self._translators[False].image_size
+
+    def translator(self, paper: bool) -> Translator:
+        """The deterministic translator, or the paper-mode one (opened on first use: a second
+        copy of the weights that a page used deterministically never needs)."""
+        paper = paper and self.has_dropout
+        with self._lock:
+            if paper not in self._translators:
+                self._translators[paper] = self._open_mode(PAPER)
+            return self._translators[paper]
+
+    def translate(self, data: bytes, name: Optional[str], paper: bool) -> Translation:
+        """Encoded image bytes (`name` for messages) -> the model's input and output as uint8.
+        Raises ImageError (the policy's refusal) or InferenceError."""
+        decoded = images.decode_bytes(data, self.max_pixels, name)
+        translator = self.translator(paper)
+        prepared = images.preprocess(tf.constant(decoded.pixels), translator.input_nc, translator.image_size)
+        try:
+            output = np.asarray(translator(prepared.numpy()[None], 0))
+        except tf.errors.OpError as e:  # The model refused the image (e.g. a size it cannot take).
+            raise InferenceError(f"the model cannot translate it: {images.op_message(e)}") from None
+        if not np.isfinite(output).all():
+            raise InferenceError("the model produced NaN/Inf")
+        return Translation(images.to_uint8(prepared).numpy(), images.to_uint8(output[0]).numpy(),
+                           translator.description)
+
+
+# ----------------------------------------------------------------------------- building one
+
+
+def load_demo_model(config: DemoConfig, examples_dir: Optional[str] = None) -> DemoModel:
+    """The model `config` names, opened deterministic; the run's held-out inputs written as PNG
+    examples into `examples_dir` when the run is known (a workdir, or the run an export was
+    made from)."""
+    max_pixels = config.max_pixels or images.DEFAULT_MAX_PIXELS
+    if config.serving_url:
+        from pix2pix_tf.demo import serving
+
+        return DemoModel(f"TensorFlow Serving model '{config.model_name}' at {config.serving_url}",
+                         serving.opener(config.serving_url, config.model_name), True, drawing_for(None, None),
+                         max_pixels)
+    source = ModelSource.resolve(workdir=config.workdir, checkpoint=config.checkpoint,
+                                 saved_model=config.saved_model, tflite=config.tflite)
+    run = source.train or (TrainConfig.load(source.run_workdir) if source.run_workdir else None)
+    direction = source.direction or (run and _run_direction(run))
+    drawing = drawing_for(run.data.dataset if run else None, direction)
+    has_dropout = source.kind == CHECKPOINT or (
+        source.kind == SAVED_MODEL and bool((source.exported_mode or {}).get("dropout", True)))
+
+    def open_mode(mode: InferenceMode) -> Translator:
+        return source.open(mode, threads=config.threads)
+
+    model = DemoModel(f"{source.kind} {source.path}", open_mode, has_dropout, drawing, max_pixels)
+    if run and examples_dir and config.num_examples:
+        model.examples = write_held_out_inputs(run, config.num_examples, examples_dir)
+    return model
+
+
+def _run_direction(run: TrainConfig) -> str:
+    from pix2pix_tf.data.pipeline import default_direction
+
+    return run.data.direction or default_direction(run.data.dataset)
+
+
+def write_held_out_inputs(run: TrainConfig, count: int, folder: str) -> tuple[str, ...]:
+    """The first `count` held-out inputs of the run's dataset, as the run's held-out monitor
+    sees them (test-time preprocessing), written as PNGs into `folder`. None (with a warning)
+    when the dataset cannot be read here: the page works without examples."""
+    from pix2pix_tf.data import pipeline
+    from pix2pix_tf.networks.generator import size_multiple
+
+    try:
+        dataset = pipeline.load_paired_dataset(run.data)
+        pairs = pipeline.held_out_pairs(dataset, run.data, run.model.input_nc, run.model.output_nc, limit=count,
+                                        multiple=size_multiple(run.model.generator))
+        inputs = [input_image for input_image, _ in pairs.as_numpy_iterator()]
+    except (DatasetError, tf.errors.OpError) as e:
+        logging.warning("No examples: the run's dataset %s cannot be read here (%s).", run.data.dataset, e)
+        return ()
+    paths = []
+    for index, image in enumerate(inputs):
+        path = os.path.join(folder, f"held_out_{index:03d}.png")
+        tf.io.write_file(path, tf.io.encode_png(images.to_uint8(image)))
+        paths.append(path)
+    return tuple(paths)
