@@ -8,6 +8,13 @@ setup(
     description="pix2pix image-to-image translation in TensorFlow 2 / Keras 3: train, evaluate, serve.",
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     python_requires=">=3.10",
     packages=find_packages(include=["pix2pix_tf", "pix2pix_tf.*"]),
     # The absl apps live at the top level of the repository, as the user asked.
@@ -22,7 +29,10 @@ setup(
         "ai-edge-litert",  # LiteRT interpreter: export checks every .tflite with it (tf.lite.Interpreter is going).
         "tensorflow-serving-api",  # PredictionLog protos (warmup records) and the gRPC client; pins tensorflow>=2.21.
     ],
-    extras_require={"test": ["pytest", "ruff", "dill"]},  # dill: tfds' builder test machinery
+    extras_require={
+        "test": ["pytest", "ruff", "dill", "selenium"],  # dill: tfds' builder test machinery; selenium: the demo test
+        "demo": ["gradio>=6"],  # python -m pix2pix_tf.demo (docs/demo.md)
+    },
     entry_points={
         "console_scripts": [
             "pix2pix-train=train:run",
@@ -30,6 +40,7 @@ setup(
             "pix2pix-translate=pix2pix_tf.translate:run",
             "pix2pix-benchmark=pix2pix_tf.benchmark.__main__:run",
             "pix2pix-evaluate=pix2pix_tf.evaluate:run",
+            "pix2pix-demo=pix2pix_tf.demo.__main__:run",
         ],
     },
 )

@@ -54,7 +54,11 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
 
 
 def run_program(main: Callable[[list[str]], int]) -> None:
-    """Runs an absl program whose `main` returns the exit code."""
+    """Runs an absl program whose `main` returns the exit code, its stderr without the C++ log
+    lines that are known noise (`native_logs`)."""
+    from pix2pix_tf import native_logs
+
+    native_logs.drop_known_noise()
     app.run(guarded(main))
 
 

@@ -1,0 +1,117 @@
+"""TensorFlow's C++ log lines that are known noise, dropped from a program's stderr; every
+other line, C++ or Python, passes unchanged.
+
+TensorFlow's C++ code logs straight to file descriptor 2, out of Python's reach, and its only
+switch (TF_CPP_MIN_LOG_LEVEL=3) would also hide the errors that matter. Two ERROR lines are
+noise for our programs:
+
+* `remapper failed: ... fanout '.../LeakyReluGrad' exist for missing node '.../BiasAdd'`,
+  at the first training step: with oneDNN (TensorFlow's CPU default) grappler's remapper
+  fuses Conv2D + BiasAdd + LeakyRelu although the BiasAdd also feeds LeakyReluGrad. That is
+  the discriminator's first layer (a biased convolution, then LeakyReLU) in the generator's
+  step, which differentiates D with respect to its input only. The remapper notices, logs,
+  and leaves that graph unoptimised; the step computes the same numbers.
+* `Premature end of JPEG data. Stopped at line N/M`: libjpeg's warning for a truncated JPEG,
+  which the decode op then raises as an error that our programs report with the file's name.
+
+`drop_known_noise()` (run by `cli.run_program`, i.e. only by programs) routes descriptor 2
+through a child process (this file run as a script) that drops exactly those lines. The
+child is in its own session, so Ctrl-C reaches only the program, and it ends when the
+program's end of the pipe closes, after writing out what the program wrote last, even if
+the program is killed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import subprocess
+import sys
+from typing import Optional
+
+# One C++ log line's prefix: severity, date (0000 before absl::InitializeLog), time, thread, file:line.
+_PREFIX = rb"E\d{4} [\d:.]+\s+\d+ "
+NOISE = (
+    _PREFIX + rb"meta_optimizer\.cc:\d+\] remapper failed: INVALID_ARGUMENT: Mutation::Apply error: "
+              rb"fanout '[^']*LeakyReluGrad' exist for missing node '[^']*BiasAdd'\.",
+    _PREFIX + rb"jpeg_mem\.cc:\d+\] Premature end of JPEG data\. Stopped at line \d+/\d+",
+)
+_HOLD_LIMIT = 1 << 16  # A partial line longer than this is passed on without waiting for its end.
+_child: Optional[subprocess.Popen] = None
+
+
+def forward(source: int, sink: int, patterns: tuple[bytes, ...] = NOISE) -> None:
+    """Copies `source` to `sink` until end of file, without the lines that fully match a pattern.
+
+    A partial line is passed on at once (progress bars redraw with carriage returns) unless
+    it could be a C++ error line (it starts with "E"), which waits for its end of line."""
+    noise = [re.compile(p) for p in patterns]
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(source, 1 << 16)
+        except InterruptedError:
+            continue
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        out = [line + b"\n" for line in lines if not any(n.fullmatch(line.rstrip(b"\r")) for n in noise)]
+        if pending and (not pending.startswith(b"E") or len(pending) > _HOLD_LIMIT):
+            out.append(pending)
+            pending = b""
+        _write(sink, b"".join(out))
+    _write(sink, pending)
+
+
+def _write(fd: int, data: bytes) -> None:
+    """Writes all of `data`; a sink that is gone drops it (the program must never block on us)."""
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+        except InterruptedError:
+            continue
+        except OSError:
+            return
+
+
+def drop_known_noise() -> None:
+    """Routes this process's descriptor 2 through the filter (once per process; a no-op where
+    the child cannot be started). Changes process state: for programs only."""
+    global _child
+    if _child is not None:
+        return
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    try:
+        _child = subprocess.Popen([sys.executable, "-S", os.path.abspath(__file__)], stdin=read_end, stdout=original,
+                                  stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True)
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        os.close(original)
+        return
+    os.close(read_end)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    atexit.register(_restore, original)
+
+
+def _restore(original: int) -> None:
+    """At exit: stderr back to where it was, and the child's last lines out before the shell's
+    prompt."""
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os.dup2(original, 2)  # Closes our end of the pipe: the child reads end of file.
+    os.close(original)
+    try:
+        _child.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+if __name__ == "__main__":
+    forward(0, 1)
