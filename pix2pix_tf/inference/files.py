@@ -139,15 +139,6 @@ def split_pair(image: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarra
     return (a, b) if direction == "AtoB" else (b, a)
 
 
-def _first_line(error: Exception) -> str:
-    """TensorFlow's error text without its `{{function_node ...}}` and `[Op:...]` wrapping."""
-    text = (getattr(error, "message", None) or str(error)).strip()
-    if text.startswith("{{") and "}}" in text:
-        text = text[text.index("}}") + 2:].strip()
-    text = text.splitlines()[0] if text else type(error).__name__
-    return text.split(" [Op:")[0].strip()
-
-
 def _display(image: tf.Tensor, channels: int, size: tuple[int, int]) -> np.ndarray:
     """A [-1, 1] image as uint8 with `channels` channels at `size`, for side-by-side strips."""
     image = tf.convert_to_tensor(image, tf.float32)
@@ -184,7 +175,7 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
         except inference.InferenceError as e:
             result.failed.append((path, str(e)))
         except tf.errors.OpError as e:
-            result.failed.append((path, _first_line(e)))
+            result.failed.append((path, images.op_message(e)))
         progress.update(index + 1)
     return result
 

@@ -71,6 +71,7 @@ from typing import Any, ClassVar
 
 import tensorflow_datasets as tfds
 
+from pix2pix_tf.data.sources import PAPER_CITATION
 from pix2pix_tf.data.sources.archive import (
     IMAGE_SUFFIXES,
     SPLIT_NAMES,
@@ -237,14 +238,6 @@ half) side by side, exactly as in the authors' archive; split it in two after
 decoding. `file_name` is the image's base name in the archive.
 """
 
-_CITATION = """\
-@inproceedings{isola2017image,
-  title={Image-to-Image Translation with Conditional Adversarial Networks},
-  author={Isola, Phillip and Zhu, Jun-Yan and Zhou, Tinghui and Efros, Alexei A},
-  booktitle={CVPR},
-  year={2017}
-}
-"""
 
 
 class Pix2pix(tfds.core.GeneratorBasedBuilder):
@@ -289,7 +282,7 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
             ),
             supervised_keys=None,
             homepage="https://phillipi.github.io/pix2pix/",
-            citation=_CITATION,
+            citation=PAPER_CITATION,
         )
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator[tuple[str, dict[str, Any]]]]:

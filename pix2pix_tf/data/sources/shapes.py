@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from pix2pix_tf.data.sources import PAPER_CITATION
 from pix2pix_tf.data.sources.shapes_scene import (
     BACKGROUND_PALETTE,
     CLASS_NAMES,
@@ -89,14 +90,6 @@ input does not determine the output colour), and "label" the per-pixel class
 index. Classes: {classes}.
 """.format(classes=", ".join(CLASS_NAMES))
 
-_CITATION = """\
-@inproceedings{isola2017image,
-  title={Image-to-Image Translation with Conditional Adversarial Networks},
-  author={Isola, Phillip and Zhu, Jun-Yan and Zhou, Tinghui and Efros, Alexei A},
-  booktitle={CVPR},
-  year={2017}
-}
-"""
 
 
 class Pix2pixShapes(tfds.core.GeneratorBasedBuilder):
@@ -128,7 +121,7 @@ class Pix2pixShapes(tfds.core.GeneratorBasedBuilder):
                 }
             ),
             supervised_keys=("a", "b"),
-            citation=_CITATION,
+            citation=PAPER_CITATION,
         )
 
     def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
