@@ -35,6 +35,7 @@ from absl import flags, logging
 
 from pix2pix_tf import cli
 from pix2pix_tf.errors import ConfigError, Pix2pixError
+from pix2pix_tf.workdir import Workdir
 
 # ----------------------------------------------------------------------------- the paper's numbers
 
@@ -181,7 +182,7 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
         start = time.perf_counter()
         evaluation = evaluate(EvalConfig(
             workdir=workdir, split="test", num_examples=setting.eval_examples, seed=0,
-            output_dir=os.path.join(workdir, "eval"), segmenter_cache=segmenter_cache,
+            output_dir=Workdir(workdir).evaluations, segmenter_cache=segmenter_cache,
             segmenter_steps=setting.segmenter_steps, html_examples=setting.html_examples, grid_examples=4,
             progress=False))
         marker["eval_seconds"] = round(time.perf_counter() - start, 1)
@@ -288,7 +289,7 @@ def _figure(results: dict, root: str, columns: list[tuple[str, str]], title: str
     from PIL import Image
 
     def image(name: str, index: int, column: str) -> Optional[np.ndarray]:
-        file = os.path.join(root, name, "eval", "images", f"{index:05d}_{column}.png")
+        file = os.path.join(Workdir(os.path.join(root, name)).evaluations, "images", f"{index:05d}_{column}.png")
         if not os.path.exists(file):
             return None
         return np.asarray(Image.open(file).convert("RGB").resize((128, 128), Image.BICUBIC))

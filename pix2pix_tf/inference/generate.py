@@ -27,13 +27,14 @@ SavedModel signature and, dropout-free, converts to builtin TFLite ops.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import keras
 import tensorflow as tf
 
 from pix2pix_tf.errors import Pix2pixError
 from pix2pix_tf.speed import tflite_lowering
+from pix2pix_tf.speed.keras_graph import run_functional_graph
 
 
 class InferenceError(Pix2pixError, ValueError):
@@ -106,7 +107,7 @@ def generate(generator: keras.Model, images: tf.Tensor, mode: InferenceMode = PA
             raise InferenceError(f"Nested model {layer.name!r} is not supported by the stateless generator call.")
         return layer(*args, **kwargs)
 
-    return _run_graph(generator, images, call)
+    return run_functional_graph(generator, images, call)
 
 
 def _batch_statistics_norm(layer: keras.layers.BatchNormalization, x: tf.Tensor) -> tf.Tensor:
@@ -142,51 +143,6 @@ def _stateless_dropout(x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
         return x
     keep = tf.random.stateless_uniform(tf.shape(x), seed=seed, dtype=x.dtype) >= rate
     return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
-
-
-def _run_graph(model: keras.Model, inputs: tf.Tensor,
-               call: Callable[[keras.layers.Layer, list, dict], Any]) -> tf.Tensor:
-    """Evaluates a Keras functional model layer by layer with `call` deciding each layer's call.
-
-    The graph is read from `model.get_config()`, the stable format of `.keras` files: each
-    layer lists the (layer, node, tensor) that feed it, in topological order.
-    """
-    config = model.get_config()
-    input_ref, output_ref = (_single_reference(config.get(key)) for key in ("input_layers", "output_layers"))
-    if input_ref is None or output_ref is None:
-        raise InferenceError(f"{model.name}: expected a functional model with one input and one output.")
-    computed: dict[tuple[str, int, int], Any] = {input_ref: inputs}
-
-    def resolve(value: Any) -> Any:
-        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
-            return computed[tuple(value["config"]["keras_history"])]
-        if isinstance(value, (list, tuple)):
-            return [resolve(v) for v in value]
-        if isinstance(value, dict):
-            return {k: resolve(v) for k, v in value.items()}
-        return value
-
-    for entry in config["layers"]:
-        if entry["class_name"] == "InputLayer":
-            continue
-        layer = model.get_layer(entry["name"])
-        for node_index, node in enumerate(entry["inbound_nodes"]):
-            args = resolve(node.get("args", []))
-            kwargs = {k: v for k, v in resolve(node.get("kwargs", {})).items() if v is not None}
-            outputs = call(layer, args, kwargs)
-            for tensor_index, output in enumerate(tf.nest.flatten(outputs)):
-                computed[(entry["name"], node_index, tensor_index)] = output
-    return computed[output_ref]
-
-
-def _single_reference(value: Any) -> Optional[tuple[str, int, int]]:
-    """`["name", 0, 0]` or `[["name", 0, 0]]` (how a functional config names its one input or
-    output) -> ("name", 0, 0); None for anything else."""
-    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
-        value = value[0]
-    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
-        return (value[0], int(value[1]), int(value[2]))
-    return None
 
 
 def check_images(images: tf.Tensor, input_nc: int, multiple: int) -> tf.Tensor:
