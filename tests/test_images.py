@@ -286,3 +286,19 @@ def test_mixed_sizes_without_resizing_are_refused_before_training(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert (f"error: --preprocess=none keeps native sizes, so a batch of --batch_size=2 needs one size, but "
             f"{root / 'train' / 'a.png'} is 16x16 and {root / 'train' / 'b.png'} is 24x24") in result.stderr
+
+
+def test_mixed_aspect_ratios_with_scale_width_are_refused_before_training(tmp_path, data_dir):
+    """`--preprocess=scale_width` keeps each image's aspect ratio: a batch needs them to agree."""
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for side in ("A", "B"):  # A/B trees: the halves of a pair need not be square.
+        write(root / side / "train" / "square.png", encoded(rng.integers(0, 256, (32, 32, 3), np.uint8), "PNG"))
+        write(root / side / "train" / "wide.png", encoded(rng.integers(0, 256, (32, 64, 3), np.uint8), "PNG"))
+    config = tiny_config(tmp_path / "run", data_dir, model=dict(generator="resnet_6blocks", ngf=4, ndf=4),
+                         data=dict(dataset=f"folder:{root}", preprocess="scale_width", load_size=32, crop_size=16,
+                                   batch_size=2), run=dict(strategy="default"))
+    with pytest.raises(DatasetError, match=r"--preprocess=scale_width keeps the aspect ratio \(width 32\), so a "
+                                           r"batch of --batch_size=2 needs one size, but .*square\.png is 32x32 "
+                                           r"and .*wide\.png is 64x32"):
+        train(config)
