@@ -39,8 +39,12 @@ flags.DEFINE_integer("max_pixels", cfg.DataConfig.max_pixels, "Largest image rea
 # Model.
 flags.DEFINE_enum("generator", "unet_256", cfg.GENERATORS, "Generator architecture.")
 flags.DEFINE_enum("discriminator", "basic", cfg.DISCRIMINATORS,
-                  "basic: 70x70 PatchGAN; n_layers: PatchGAN of --n_layers_d; pixel: 1x1; image: 286x286.")
-flags.DEFINE_integer("n_layers_d", 3, "PatchGAN depth with --discriminator=n_layers (1: 16x16, 2: 34x34).")
+                  "basic: 70x70 PatchGAN; n_layers: PatchGAN of --n_layers_d; pixel: 1x1; image: 286x286; "
+                  "multiscale: pix2pixHD's --num_d PatchGANs on the pair at 1, 1/2, 1/4... of its size.")
+flags.DEFINE_integer("n_layers_d", 3, "PatchGAN depth with --discriminator=n_layers (1: 16x16, 2: 34x34), and "
+                     "of each scale with --discriminator=multiscale.")
+flags.DEFINE_integer("num_d", 3, "--discriminator=multiscale: PatchGANs, scale i judging the pair downsampled "
+                     "i times (pix2pixHD: 3).")
 flags.DEFINE_integer("ngf", 64, "Generator filters in the first layer.")
 flags.DEFINE_integer("ndf", 64, "Discriminator filters in the first layer.")
 flags.DEFINE_enum("norm", "batch", cfg.NORMS, "Normalisation; syncbatch synchronises across replicas.")
@@ -53,6 +57,8 @@ flags.DEFINE_bool("unconditional_d", False, "D sees only the output (the paper's
 flags.DEFINE_enum("gan_mode", "vanilla", cfg.GAN_MODES, "vanilla: BCE with logits; lsgan: least squares.")
 flags.DEFINE_float("lambda_l1", 100.0, "Weight of the L1 term (0: the paper's 'cGAN only').")
 flags.DEFINE_float("gan_weight", 1.0, "Weight of the GAN term (0: the paper's 'L1 only', no D is trained).")
+flags.DEFINE_float("lambda_feat", 0.0, "Weight of pix2pixHD's discriminator feature matching (L1 between D's "
+                   "activations on the real and generated pairs; pix2pixHD: 10). 0: off, the reference.")
 
 # Optimisation.
 flags.DEFINE_float("lr", 2e-4, "Adam learning rate.")
@@ -80,6 +86,10 @@ flags.DEFINE_bool("fused_adam", True, "Update with TensorFlow's fused Adam kerne
 flags.DEFINE_bool("jit_compile", False, "Compile each replica's step with XLA (slower on CPU; try it on GPU).")
 flags.DEFINE_bool("reuse_memory", True, "Keep freed memory for the next step instead of page-faulting it back in "
                   "(glibc malloc settings; --noreuse_memory: the system's defaults).")
+flags.DEFINE_enum("mixed_precision", "off", cfg.MIXED_PRECISION,
+                  "Compute in 16 bits, keep variables and checkpoints float32: mixed_float16 (with loss scaling; "
+                  "GPUs), mixed_bfloat16 (TPUs, CPUs with AVX512-BF16 or AMX), auto (the device's), off (float32, "
+                  "the reference). Checkpoints resume under any setting; exports are float32.")
 
 
 def config_from_flags() -> cfg.TrainConfig:
@@ -87,13 +97,15 @@ def config_from_flags() -> cfg.TrainConfig:
         model=cfg.ModelConfig(
             generator=FLAGS.generator, discriminator=FLAGS.discriminator, n_layers_d=FLAGS.n_layers_d,
             ngf=FLAGS.ngf, ndf=FLAGS.ndf, norm=FLAGS.norm, input_nc=FLAGS.input_nc,
-            output_nc=FLAGS.output_nc, dropout=not FLAGS.no_dropout, unconditional_d=FLAGS.unconditional_d),
+            output_nc=FLAGS.output_nc, dropout=not FLAGS.no_dropout, unconditional_d=FLAGS.unconditional_d,
+            num_d=FLAGS.num_d),
         data=cfg.DataConfig(
             dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, direction=FLAGS.direction,
             preprocess=FLAGS.preprocess, load_size=FLAGS.load_size, crop_size=FLAGS.crop_size,
             flip=not FLAGS.no_flip, batch_size=FLAGS.batch_size, shuffle_buffer=FLAGS.shuffle_buffer,
             max_pixels=FLAGS.max_pixels),
-        loss=cfg.LossConfig(gan_mode=FLAGS.gan_mode, lambda_l1=FLAGS.lambda_l1, gan_weight=FLAGS.gan_weight),
+        loss=cfg.LossConfig(gan_mode=FLAGS.gan_mode, lambda_l1=FLAGS.lambda_l1, gan_weight=FLAGS.gan_weight,
+                            lambda_feat=FLAGS.lambda_feat),
         optim=cfg.OptimConfig(lr=FLAGS.lr, beta1=FLAGS.beta1, epochs=FLAGS.epochs,
                               epochs_decay=FLAGS.epochs_decay, steps=FLAGS.steps),
         run=cfg.RunConfig(
@@ -102,7 +114,7 @@ def config_from_flags() -> cfg.TrainConfig:
             log_every=FLAGS.log_every, sample_every=FLAGS.sample_every,
             keep_checkpoints=FLAGS.keep_checkpoints, eval_examples=FLAGS.eval_examples,
             progress=FLAGS.progress, fused_adam=FLAGS.fused_adam, jit_compile=FLAGS.jit_compile,
-            reuse_memory=FLAGS.reuse_memory),
+            reuse_memory=FLAGS.reuse_memory, mixed_precision=FLAGS.mixed_precision),
     )
 
 

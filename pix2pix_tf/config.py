@@ -19,13 +19,15 @@ from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.workdir import Workdir
 
 GENERATORS = ("unet_256", "unet_128", "resnet_9blocks", "resnet_6blocks", "encoder_decoder")
-DISCRIMINATORS = ("basic", "n_layers", "pixel", "image")
+DISCRIMINATORS = ("basic", "n_layers", "pixel", "image", "multiscale")
 NORMS = ("batch", "syncbatch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "default", "multi_worker", "tpu")
+# off: float32 (the reference); auto: the device's mixed policy; or a Keras mixed policy by name.
+MIXED_PRECISION = ("off", "auto", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +44,13 @@ class ModelConfig:
     output_nc: int = 3
     dropout: bool = True
     unconditional_d: bool = False
+    num_d: int = 3  # Scales of --discriminator=multiscale (pix2pixHD's num_D); unused by the others.
 
     def validate(self) -> None:
         _check_choice("generator", self.generator, GENERATORS)
         _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
         _check_choice("norm", self.norm, NORMS)
-        for name in ("n_layers_d", "ngf", "ndf", "input_nc", "output_nc"):
+        for name in ("n_layers_d", "ngf", "ndf", "input_nc", "output_nc", "num_d"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
 
@@ -93,6 +96,7 @@ class LossConfig:
     gan_mode: str = "vanilla"
     lambda_l1: float = 100.0
     gan_weight: float = 1.0
+    lambda_feat: float = 0.0  # pix2pixHD's discriminator feature matching (its paper: 10); 0: off.
 
     def validate(self) -> None:
         _check_choice("gan_mode", self.gan_mode, GAN_MODES)
@@ -100,6 +104,11 @@ class LossConfig:
             raise ConfigError("--lambda_l1 and --gan_weight must be non-negative.")
         if self.lambda_l1 == 0 and self.gan_weight == 0:
             raise ConfigError("--lambda_l1=0 and --gan_weight=0 leave the generator no objective.")
+        if not self.lambda_feat >= 0:
+            raise ConfigError(f"--lambda_feat must be non-negative, got {self.lambda_feat}.")
+        if self.lambda_feat > 0 and self.gan_weight == 0:
+            raise ConfigError("--lambda_feat matches the features of the discriminator, and --gan_weight=0 trains "
+                              "none: set --gan_weight above 0, or --lambda_feat=0.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,9 +151,12 @@ class RunConfig:
     fused_adam: bool = True  # TensorFlow's one-pass Adam kernel; the same update as Keras' Adam.
     jit_compile: bool = False  # XLA for the replica step: slower on CPU (docs/performance.md).
     reuse_memory: bool = True  # Keep freed memory in the process (pix2pix_tf.speed.memory): no page faults per step.
+    # Arithmetic precision (pix2pix_tf.training.precision); variables and checkpoints stay float32.
+    mixed_precision: str = "off"
 
     def validate(self) -> None:
         _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         for name in ("save_every", "log_every", "sample_every", "keep_checkpoints", "cpu_replicas"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
@@ -165,6 +177,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         for part in (self.model, self.data, self.loss, self.optim, self.run):
             part.validate()
+        _check_feature_matching(self.model, self.loss)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,6 +204,10 @@ class TrainConfig:
             except ConfigError as e:
                 raise ConfigError(f"{source}, section '{name}': {e}") from e
             parts[name] = part
+        try:
+            _check_feature_matching(parts["model"], parts["loss"])
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from e
         return cls(**parts)
 
     def save(self, workdir: str) -> None:
@@ -278,6 +295,14 @@ def _json_kind(value: Any) -> str:
     names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
              float: "a number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
+
+
+def _check_feature_matching(model: ModelConfig, loss: LossConfig) -> None:
+    """Feature matching compares D's intermediate activations: PixelGAN has none to compare."""
+    if loss.lambda_feat > 0 and model.discriminator == "pixel":
+        raise ConfigError("--lambda_feat needs a discriminator with intermediate features (a PatchGAN: "
+                          "basic, n_layers, image or multiscale); --discriminator=pixel has none. "
+                          "Choose another --discriminator, or --lambda_feat=0.")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

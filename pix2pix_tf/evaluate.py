@@ -46,6 +46,9 @@ flags.DEFINE_integer("html_examples", 50, "Images shown in index.html.")
 flags.DEFINE_integer("grid_examples", 6, "Rows of grid.png.")
 flags.DEFINE_integer("threads", 2, "TFLite interpreter threads.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("native_size", False, "Translate each image at its own size and aspect ratio (no test-time "
+                  "resize; reflection-padded to the generator's size multiple and cropped back) and compare it "
+                  "with the target at that size. No FCN-score; not for TFLite.")
 
 
 def config_from_flags():
@@ -59,7 +62,8 @@ def config_from_flags():
         num_samples=f.num_samples, seed=f.seed, output_dir=f.output_dir, data_dir=f.data_dir, fcn=f.fcn,
         segmenter=f.segmenter, segmenter_input=f.segmenter_input, segmenter_cache=f.segmenter_cache,
         segmenter_steps=f.segmenter_steps, fid=f.fid, inception_weights=f.inception_weights,
-        html_examples=f.html_examples, grid_examples=f.grid_examples, threads=f.threads, progress=f.progress)
+        html_examples=f.html_examples, grid_examples=f.grid_examples, threads=f.threads, progress=f.progress,
+        native_size=f.native_size)
 
 
 def main(argv: list[str]) -> int:

@@ -34,6 +34,9 @@ flags.DEFINE_enum("direction", None, ["AtoB", "BtoA"], "With --paired: override 
                   "run or the export.")
 flags.DEFINE_bool("side_by_side", False, "Write input | output (| target with --paired) instead of the output.")
 flags.DEFINE_bool("keep_size", False, "Resize each output back to its input's size (default: the model's size).")
+flags.DEFINE_bool("native_size", False, "Translate each image at its own size and aspect ratio (reflection-padded "
+                  "to the generator's size multiple, cropped back; checkpoint or SavedModel, not TFLite). Default: "
+                  "resized to the model's square.")
 flags.DEFINE_bool("deterministic", False, "No dropout (checkpoint and SavedModel; TFLite files never have it).")
 flags.DEFINE_bool("batch_statistics", True, "With --workdir: batch norm with each image's statistics (the paper); "
                   "--nobatch_statistics uses the moving averages.")
@@ -61,7 +64,7 @@ def config_from_flags(argv: list[str]):
         side_by_side=FLAGS.side_by_side, keep_size=FLAGS.keep_size,
         mode=InferenceMode(dropout=not FLAGS.deterministic, batch_statistics=FLAGS.batch_statistics),
         seed=FLAGS.seed, image_size=FLAGS.image_size, threads=FLAGS.threads, progress=FLAGS.progress,
-        max_pixels=FLAGS.max_pixels)
+        max_pixels=FLAGS.max_pixels, native_size=FLAGS.native_size)
 
 
 def main(argv: list[str]) -> int:

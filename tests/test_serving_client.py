@@ -24,6 +24,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from pix2pix_tf.export import names
 from pix2pix_tf.serving import client as sc
 
 from export_helpers import ROOT, exported
@@ -55,12 +56,13 @@ def test_the_client_imports_without_tensorflow():
 
 def test_signature_names_are_the_documented_contract(signatures):
     assert set(signatures) == {sc.SIGNATURE_BYTES, sc.SIGNATURE_PNG, sc.SIGNATURE_FLOAT,
-                               sc.SIGNATURE_FLOAT_DETERMINISTIC}
+                               sc.SIGNATURE_FLOAT_DETERMINISTIC, names.SIGNATURE_NATIVE}
     for name, signature in signatures.items():
         assert list(signature.inputs) == [sc.INPUT_NAME], name
         assert signature.method_name == "tensorflow/serving/predict"
     assert set(signatures[sc.SIGNATURE_BYTES].outputs) == {sc.OUTPUT_BYTES, sc.OUTPUT_FLOAT}
     assert set(signatures[sc.SIGNATURE_PNG].outputs) == {sc.OUTPUT_BYTES}
+    assert set(signatures[names.SIGNATURE_NATIVE].outputs) == {sc.OUTPUT_BYTES, sc.OUTPUT_FLOAT}
     assert sc.OUTPUT_BYTES.endswith("_bytes")  # Serving's REST API then answers {"b64": ...}.
 
 

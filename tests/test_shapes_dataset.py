@@ -75,7 +75,7 @@ def test_constants() -> None:
 def test_registered_with_256_as_default(tmp_path: Path) -> None:
     assert tfds.builder_cls("pix2pix_shapes") is Pix2pixShapes
     names = [c.name for c in Pix2pixShapes.BUILDER_CONFIGS]
-    assert names == ["256", "64"]
+    assert names == ["256", "64", "512"]
     default = tfds.builder("pix2pix_shapes", data_dir=str(tmp_path))
     assert default.builder_config.name == "256"
     cfg = default.builder_config

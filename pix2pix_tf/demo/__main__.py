@@ -39,6 +39,9 @@ flags.DEFINE_integer("num_examples", 6, "Held-out inputs of the run shown as exa
 flags.DEFINE_integer("max_pixels", None, "Refuse images with more pixels than this (default: the image policy's, "
                      "4096x4096).")
 flags.DEFINE_integer("threads", 2, "TFLite interpreter threads.")
+flags.DEFINE_bool("native_size", False, "Translate each image at its own size and aspect ratio (reflection-padded "
+                  "to the generator's size multiple, cropped back); --workdir or --saved_model only. Default: "
+                  "resized to the model's square.")
 
 
 def config_from_flags():
@@ -48,7 +51,8 @@ def config_from_flags():
     f = FLAGS
     return DemoConfig(workdir=f.workdir, checkpoint=f.checkpoint, saved_model=f.saved_model, tflite=f.tflite,
                       serving_url=f.serving_url, model_name=f.model_name, host=f.host, port=f.port,
-                      num_examples=f.num_examples, max_pixels=f.max_pixels, threads=f.threads)
+                      num_examples=f.num_examples, max_pixels=f.max_pixels, threads=f.threads,
+                      native_size=f.native_size)
 
 
 def main(argv: list[str]) -> int:

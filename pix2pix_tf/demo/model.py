@@ -22,6 +22,7 @@ from absl import logging
 from pix2pix_tf import images
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, DatasetError
+from pix2pix_tf.inference import geometry
 from pix2pix_tf.inference.generate import DETERMINISTIC, PAPER, InferenceError, InferenceMode
 from pix2pix_tf.inference.sources import CHECKPOINT, SAVED_MODEL, ModelSource, Translator
 
@@ -44,6 +45,7 @@ class DemoConfig:
     num_examples: int = 6
     max_pixels: Optional[int] = None  # None: images.DEFAULT_MAX_PIXELS.
     threads: int = 2
+    native_size: bool = False  # Translate at the image's own size (`inference.geometry`), not a square.
 
     def __post_init__(self) -> None:
         given = [name for name, value in (("workdir", self.workdir), ("saved_model", self.saved_model),
@@ -57,6 +59,10 @@ class DemoConfig:
             raise ConfigError(f"--num_examples must be at least 0, got {self.num_examples}.")
         if self.max_pixels is not None and self.max_pixels < 1:
             raise ConfigError(f"--max_pixels must be at least 1, got {self.max_pixels}.")
+        if self.native_size and (self.serving_url or self.tflite):
+            given = "--serving_url" if self.serving_url else "--tflite (one fixed size)"
+            raise ConfigError(f"--native_size needs --workdir or --saved_model, not {given}; TensorFlow Serving "
+                              "users can call the export's translate_native signature (docs/serving.md).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +79,8 @@ class Drawing:
 
 @dataclasses.dataclass(frozen=True)
 class Translation:
-    model_input: np.ndarray  # uint8 S x S x C_in: the image as the model was given it.
-    output: np.ndarray  # uint8 S x S x C_out.
+    model_input: np.ndarray  # uint8 S x S x C_in (native size: H x W x C_in), as the model was given it.
+    output: np.ndarray  # uint8, the model_input's height and width, C_out.
     model: str  # Which model and mode made it.
 
 
@@ -132,9 +138,14 @@ class DemoModel:
         Raises ImageError (the policy's refusal) or InferenceError."""
         decoded = images.decode_bytes(data, self.max_pixels, name)
         translator = self.translator(paper)
-        prepared = images.preprocess(tf.constant(decoded.pixels), translator.input_nc, translator.image_size)
+        if translator.native:
+            prepared = images.to_signed(images.to_channels(tf.constant(decoded.pixels), translator.input_nc))
+        else:
+            prepared = images.preprocess(tf.constant(decoded.pixels), translator.input_nc, translator.image_size)
         try:
             output = np.asarray(translator(prepared.numpy()[None], 0))
+        except images.ImageError as e:  # Native size: its padded size is over the cap.
+            raise InferenceError(e.problem) from None
         except tf.errors.OpError as e:  # The model refused the image (e.g. a size it cannot take).
             raise InferenceError(f"the model cannot translate it: {images.op_message(e)}") from None
         if not np.isfinite(output).all():
@@ -166,7 +177,8 @@ def load_demo_model(config: DemoConfig, examples_dir: Optional[str] = None) -> D
         source.kind == SAVED_MODEL and bool((source.exported_mode or {}).get("dropout", True)))
 
     def open_mode(mode: InferenceMode) -> Translator:
-        return source.open(mode, threads=config.threads)
+        translator = source.open(mode, threads=config.threads)
+        return geometry.native_translator(translator, max_pixels) if config.native_size else translator
 
     model = DemoModel(f"{source.kind} {source.path}", open_mode, has_dropout, drawing, max_pixels)
     if run and examples_dir and config.num_examples:

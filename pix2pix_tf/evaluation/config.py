@@ -36,6 +36,7 @@ class EvalConfig:
     grid_examples: int = 6
     threads: int = 2
     progress: bool = True
+    native_size: bool = False  # Each image at its own size (`inference.geometry`), not the run's square.
 
     @property
     def exported(self) -> bool:
@@ -59,4 +60,10 @@ class EvalConfig:
             raise ConfigError("--html_examples and --grid_examples must be non-negative.")
         if self.fcn is False and self.segmenter:
             raise ConfigError("--segmenter was given with --nofcn.")
+        if self.native_size and (self.fcn or self.segmenter):
+            raise ConfigError("The FCN-score is computed at one fixed size (its segmenter's): give --nofcn, or drop "
+                              "--native_size.")
+        if self.native_size and self.tflite:
+            raise ConfigError("--native_size needs a model that takes any size: a TFLite file has one fixed size. "
+                              "Evaluate --workdir or --saved_model, or drop --native_size.")
         return self

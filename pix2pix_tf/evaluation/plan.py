@@ -46,11 +46,16 @@ class EvalPlan:
 
 
 def split_pairs(dataset, data_config: DataConfig, split: str, input_nc: int, output_nc: int, limit: Optional[int],
-                multiple: int):
+                multiple: int, native: bool = False):
     """(input, target) of any split with the test-time preprocessing: `data.held_out_pairs` on a
-    copy of the dataset whose held-out split is `split`."""
+    copy of the dataset whose held-out split is `split`. `native`: as decoded, no resize (every
+    source gives the target at its input's size: a folder's B is resized to its A)."""
     from pix2pix_tf.data import pipeline as data
 
+    if native:
+        records = dataset.records(split)
+        records = records if limit is None else records.take(limit)
+        return records.map(lambda *record: dataset.input_target(record, input_nc, output_nc))
     return data.held_out_pairs(dataclasses.replace(dataset, held_out_split=split), data_config, input_nc, output_nc,
                                limit=limit, multiple=multiple)
 
@@ -94,7 +99,12 @@ def make_plan(config: EvalConfig) -> EvalPlan:
         raise ConfigError(f"--split={split}: {dataset.name} has splits "
                           f"{', '.join(f'{k} ({v})' for k, v in sorted(dataset.split_sizes.items()))}.")
     nc = (train.model.input_nc, train.model.output_nc)
-    pairs = split_pairs(dataset, data_config, split, *nc, config.num_examples, size_multiple(train.model.generator))
+    pairs = split_pairs(dataset, data_config, split, *nc, config.num_examples, size_multiple(train.model.generator),
+                        native=config.native_size)
+    if config.native_size:
+        from pix2pix_tf.inference import geometry
+
+        translator = geometry.native_translator(translator, data_config.max_pixels)
     first_input, _ = next(iter(pairs.take(1)))
     image_hw = tuple(int(d) for d in first_input.shape[:2])
     if source.kind == TFLITE and image_hw != (translator.image_size, translator.image_size):
@@ -105,7 +115,7 @@ def make_plan(config: EvalConfig) -> EvalPlan:
                     min(config.num_examples or dataset.split_sizes[split], dataset.split_sizes[split]), num_samples,
                     feature_fn=feature_fn)
     _attach_labels(plan, scheme, dataset, data_config, nc, size_multiple(train.model.generator))
-    mode = "deterministic" if translator.deterministic else "paper"
+    mode = ("deterministic" if translator.deterministic else "paper") + ("_native" if config.native_size else "")
     plan.output_dir = config.output_dir or os.path.join(Workdir(workdir).evaluations,
                                                         f"{split}_{source.label}_{mode}")
     return plan
@@ -138,7 +148,9 @@ def _fcn_scheme(config: EvalConfig, dataset_name: str, direction: str):
     are checked before anything slow happens."""
     from pix2pix_tf.evaluation import segmentation
 
-    if config.fcn is False:
+    if config.fcn is False or config.native_size:
+        if config.native_size:
+            logging.info("No FCN-score at native size: its segmenter runs at one fixed size.")
         return None
     try:
         scheme = segmentation.label_scheme(dataset_name)

@@ -105,7 +105,9 @@ def _limits(f: CardFacts) -> list[str]:
         "pix2pix learns one paired mapping. It draws a plausible picture, not a measurement: it can invent "
         "detail that is not in the input and drop detail that is. It gives no confidence. Not for medical, "
         "forensic, surveillance or safety decisions, nor to depict real people or events.",
-        f"Resolution is fixed at {f.image_size} x {f.image_size}; other sizes are resized (aspect ratio not kept).",
+        f"The TFLite files and the SavedModel's square signatures take {f.image_size} x {f.image_size}: other sizes "
+        "are resized (aspect ratio not kept). The SavedModel's `translate_native` keeps each image's own size "
+        "(docs/serving.md).",
         f"The weights are derived from `{data.dataset}`: its terms of use apply to what you do with them.",
     ]
     if f.mode.dropout:

@@ -22,6 +22,7 @@ SIGNATURE_BYTES = "serving_default"
 SIGNATURE_PNG = "translate_png"
 SIGNATURE_FLOAT = "translate_float"
 SIGNATURE_FLOAT_DETERMINISTIC = "translate_float_deterministic"
+SIGNATURE_NATIVE = "translate_native"  # Encoded images translated at their own size (inference.geometry).
 INPUT_NAME = "images"
 OUTPUT_BYTES = "output_bytes"  # The `_bytes` suffix makes Serving's REST API answer {"b64": ...}.
 OUTPUT_FLOAT = "output"

@@ -1,7 +1,7 @@
 """The SavedModel for TensorFlow Serving: its signatures, warmup records and metadata, and the
 check against the checkpoint it came from before it is published.
 
-Four signatures over G's variables (names in `names.py`, documented in docs/serving.md), none of
+Five signatures over G's variables (names in `names.py`, documented in docs/serving.md), none of
 which writes a variable: the paper's test-time G is a pure function (`inference.generate`).
 """
 
@@ -26,12 +26,14 @@ from pix2pix_tf.export.names import (
     SIGNATURE_BYTES,
     SIGNATURE_FLOAT,
     SIGNATURE_FLOAT_DETERMINISTIC,
+    SIGNATURE_NATIVE,
     SIGNATURE_PNG,
     metadata_path,
     warmup_path,
 )
 from pix2pix_tf.images import DEFAULT_MAX_PIXELS, decode_images, encode_pngs
 from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.inference import geometry
 from pix2pix_tf.networks.generator import size_multiple
 
 # Tolerance between the SavedModel and the checkpoint's own call before publishing.
@@ -40,13 +42,15 @@ SAVED_MODEL_MAX_ABS = 1e-4
 
 def build_archive(generator: keras.Model, mode: inference.InferenceMode, image_size: int, input_nc: int,
                   multiple: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> keras.export.ExportArchive:
-    """The four serving signatures over G's variables (names: module constants, docs/serving.md).
+    """The five serving signatures over G's variables (names: module constants, docs/serving.md).
 
     `serving_default` / `translate_png` take a batch of encoded images of any size and 1-4
     channels and resize them to `image_size`; each image is checked from its header (a
     supported format, at most `max_pixels` pixels) before it is decoded. The float signatures
-    take [-1, 1] NHWC batches whose sides are multiples of `multiple`. None of them writes a
-    variable.
+    take [-1, 1] NHWC batches whose sides are multiples of `multiple`. `translate_native`
+    takes a batch of encoded images of one size and translates them at that size (padded to
+    `multiple` and cropped back by `inference.geometry`; the cap also applies to the padded
+    size). None of them writes a variable.
     """
     deterministic = mode.without_dropout()
 
@@ -65,6 +69,13 @@ def build_archive(generator: keras.Model, mode: inference.InferenceMode, image_s
         checked = inference.check_images(images, input_nc, multiple)
         return {OUTPUT_FLOAT: inference.generate(generator, checked, deterministic)}
 
+    def translate_native(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        decoded = geometry.decode_same_size(images, input_nc, max_pixels)
+        shape = tf.shape(decoded)
+        padded = geometry.assert_padded_pixels(geometry.pad(decoded, multiple), max_pixels)
+        output = geometry.crop(inference.generate(generator, padded, mode), shape[1], shape[2])
+        return {OUTPUT_BYTES: encode_pngs(output), OUTPUT_FLOAT: output}
+
     encoded = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
     floats = [tf.TensorSpec([None, None, None, input_nc], tf.float32, name=INPUT_NAME)]
     archive = keras.export.ExportArchive()
@@ -75,6 +86,7 @@ def build_archive(generator: keras.Model, mode: inference.InferenceMode, image_s
     archive.add_endpoint(SIGNATURE_PNG, translate_png, encoded)
     archive.add_endpoint(SIGNATURE_FLOAT, translate_float, floats)
     archive.add_endpoint(SIGNATURE_FLOAT_DETERMINISTIC, translate_float_deterministic, floats)
+    archive.add_endpoint(SIGNATURE_NATIVE, translate_native, encoded)
     return archive
 
 
@@ -93,6 +105,7 @@ def warmup_requests(model_name: str, image_size: int, input_nc: int,
         floats = rng.uniform(-1, 1, size=(batch, image_size, image_size, input_nc)).astype(np.float32)
         for signature, value in ((SIGNATURE_BYTES, tf.make_tensor_proto(pngs, dtype=tf.string)),
                                  (SIGNATURE_PNG, tf.make_tensor_proto(pngs, dtype=tf.string)),
+                                 (SIGNATURE_NATIVE, tf.make_tensor_proto(pngs, dtype=tf.string)),
                                  (SIGNATURE_FLOAT, tf.make_tensor_proto(floats)),
                                  (SIGNATURE_FLOAT_DETERMINISTIC, tf.make_tensor_proto(floats))):
             request = predict_pb2.PredictRequest(
@@ -140,6 +153,10 @@ def _metadata(train: TrainConfig, config: ExportConfig, checkpoint: str, version
             SIGNATURE_FLOAT_DETERMINISTIC: {
                 "inputs": {INPUT_NAME: f"float32 [-1, -1, -1, {train.model.input_nc}] in [-1, 1]"},
                 "outputs": {OUTPUT_FLOAT: f"float32 [-1, -1, -1, {train.model.output_nc}]"}},
+            SIGNATURE_NATIVE: {"inputs": {INPUT_NAME: "string [-1] (images of one size)"},
+                               "outputs": {OUTPUT_BYTES: "string [-1] (PNG at the input's size)",
+                                           OUTPUT_FLOAT: f"float32 [-1, H, W, {train.model.output_nc}] in [-1, 1] "
+                                                         "(H, W: the input's)"}},
         },
     }
 

@@ -30,6 +30,7 @@ from absl import logging
 from pix2pix_tf import images
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.inference import geometry
 from pix2pix_tf.inference.sources import CHECKPOINT, ModelSource, Translator
 from pix2pix_tf.progress import Progress
 
@@ -56,6 +57,7 @@ class TranslateConfig:
     threads: int = 2
     progress: bool = True
     max_pixels: int = images.DEFAULT_MAX_PIXELS
+    native_size: bool = False  # Translate at each image's own size (`inference.geometry`), not a square.
 
 
 @dataclasses.dataclass
@@ -149,6 +151,14 @@ def _display(image: tf.Tensor, channels: int, size: tuple[int, int]) -> np.ndarr
     return images.to_uint8(image).numpy()
 
 
+def _prepare(image: np.ndarray, channels: int, translator: Translator) -> tf.Tensor:
+    """uint8 pixels -> [-1, 1] with `channels`: at their own size for a native-size translator,
+    else resized to its square as the serving signature does."""
+    if translator.native:
+        return images.to_signed(images.to_channels(tf.constant(image), channels))
+    return images.preprocess(tf.constant(image), channels, translator.image_size)
+
+
 def translate_files(config: TranslateConfig) -> TranslateResult:
     """Translates every image of `config.inputs` into `config.output_dir` as PNG.
 
@@ -157,7 +167,11 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
     planned = plan_outputs(find_images(config.inputs, config.output_dir), config.output_dir)
     source = ModelSource.resolve(workdir=config.workdir, checkpoint=config.checkpoint,
                                  saved_model=config.saved_model, tflite=config.tflite)
+    if config.native_size and config.image_size:
+        raise ConfigError("--image_size and --native_size contradict each other: give one.")
     translator = source.open(config.mode, seed=config.seed, image_size=config.image_size, threads=config.threads)
+    if config.native_size:
+        translator = geometry.native_translator(translator, config.max_pixels)
     direction = config.direction or translator.direction
     if config.paired and direction is None:
         raise ConfigError("--paired needs the direction: the model does not record it, pass --direction.")
@@ -187,18 +201,18 @@ def _translate_one(translator: Translator, config: TranslateConfig, direction: O
     if config.paired:
         image, target = split_pair(image, direction)
     original_size = tuple(image.shape[:2])
-    prepared = images.preprocess(tf.constant(image), translator.input_nc, translator.image_size)
+    prepared = _prepare(image, translator.input_nc, translator)
     output = translator(prepared.numpy()[None], index)[0]
     if not np.isfinite(output).all():
         raise inference.InferenceError("the model produced NaN/Inf")
-    size = original_size if config.keep_size else (translator.image_size, translator.image_size)
+    native = config.keep_size or translator.native
+    size = original_size if native else (translator.image_size, translator.image_size)
     channels = translator.output_nc
     strip = [_display(output, channels, size)]
     if config.side_by_side:
         strip.insert(0, _display(prepared, channels, size))
         if target is not None:
-            shown_target = images.preprocess(tf.constant(target), channels, translator.image_size)
-            strip.append(_display(shown_target, channels, size))
+            strip.append(_display(_prepare(target, channels, translator), channels, size))
     picture = np.concatenate(strip, axis=1)
     os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
     tf.io.write_file(destination, tf.io.encode_png(picture))

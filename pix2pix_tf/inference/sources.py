@@ -7,7 +7,8 @@ TFLite report) without loading TensorFlow, so that a wrong path is answered at o
 `source.open(mode)` then gives a `Translator` over any of the three: float32
 [1, S, S, C_in] in [-1, 1] in, [1, S, S, C_out] out, with the size, channels, direction and
 the inference mode the model really runs in (an export fixed its batch-norm mode when it was
-made; a TFLite file has no dropout).
+made; a TFLite file has no dropout). `inference.geometry.native_translator` turns a checkpoint's
+or SavedModel's Translator into one that takes any size and returns the same size.
 
 A workdir's generator is restored from its newest readable checkpoint: a truncated newest
 one is skipped with a warning that names it, exactly as training resumes
@@ -48,6 +49,8 @@ class Translator:
     direction: Optional[str]  # AtoB / BtoA of the training run, when known.
     mode: InferenceMode  # The mode the model runs in, which an export may have fixed.
     _fn: Callable[[Any, int], Any] = dataclasses.field(repr=False, default=None)
+    size_multiple: Optional[int] = None  # Sides it takes are multiples of this; None: image_size only.
+    native: bool = False  # Takes any size and returns the same size (`geometry.native_translator`).
 
     @property
     def deterministic(self) -> bool:
@@ -172,7 +175,7 @@ class ModelSource:
             return run(tf.constant(image, tf.float32), seed_pair).numpy()
 
         return Translator(f"checkpoint {self.checkpoint} ({mode.describe()})", size, model.input_nc,
-                          model.output_nc, self.direction, mode, call)
+                          model.output_nc, self.direction, mode, call, size_multiple=multiple)
 
     def _open_saved_model(self, mode: InferenceMode, image_size: Optional[int]) -> Translator:
         import tensorflow as tf
@@ -196,8 +199,9 @@ class ModelSource:
 
         runs = self._exported(mode, dropout=True)
         noise = "no dropout" if runs.deterministic else "dropout on"
+        multiple = self.metadata.get("size_multiple")
         return Translator(f"SavedModel {self.path} (signature {name}, {noise})", int(size), input_nc, output_nc,
-                          self.direction, runs, call)
+                          self.direction, runs, call, size_multiple=int(multiple) if multiple else None)
 
     def _open_tflite(self, mode: InferenceMode, image_size: Optional[int], threads: int) -> Translator:
         from pix2pix_tf.export.tflite import TFLiteModel

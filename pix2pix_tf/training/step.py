@@ -6,10 +6,11 @@ import keras
 import tensorflow as tf
 
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.networks.discriminator import build_discriminator
+from pix2pix_tf.networks.discriminator import build_discriminator, feature_discriminator
 from pix2pix_tf.networks.generator import build_generator
 from pix2pix_tf.networks.seeding import seeded_construction
 from pix2pix_tf.speed.fused_adam import FusedAdam
+from pix2pix_tf.training import precision
 from pix2pix_tf.training.losses import discriminator_loss, generator_loss
 from pix2pix_tf.training.optimization import ReferenceAdam, make_optimizer
 
@@ -32,14 +33,19 @@ class Pix2Pix:
         self.strategy = strategy
         self.global_batch_size = config.data.batch_size
         self.trains_d = config.loss.gan_weight > 0
+        self.policy = precision.resolve_policy(config.run.mixed_precision, strategy)
         with strategy.scope():
             # The initial weights and the dropout generators follow the run's seed.
             with seeded_construction(config.run.seed):
-                self.generator = build_generator(config.model)
-                self.discriminator = build_discriminator(config.model)
+                self.generator = precision.apply_policy(build_generator(config.model), self.policy)
+                self.discriminator = precision.apply_policy(build_discriminator(config.model), self.policy)
+            # pix2pixHD's feature matching reads D's activations: a second view of D's layers.
+            self.d_features = feature_discriminator(self.discriminator) if config.loss.lambda_feat > 0 else None
             adam = FusedAdam if config.run.fused_adam else ReferenceAdam
-            self.g_optimizer = make_optimizer(config.optim, steps_per_epoch, "g_adam", adam)
-            self.d_optimizer = make_optimizer(config.optim, steps_per_epoch, "d_adam", adam)
+            self.g_optimizer = precision.scaled_optimizer(
+                make_optimizer(config.optim, steps_per_epoch, "g_adam", adam), self.policy)
+            self.d_optimizer = precision.scaled_optimizer(
+                make_optimizer(config.optim, steps_per_epoch, "d_adam", adam), self.policy)
             # Built here: a lazy build inside strategy.run fails.
             self.g_optimizer.build(self.generator.trainable_variables)
             self.d_optimizer.build(self.discriminator.trainable_variables)
@@ -52,7 +58,8 @@ class Pix2Pix:
     def checkpointables(self) -> dict:
         """Everything a resumed run needs to continue exactly."""
         return {"generator": self.generator, "discriminator": self.discriminator,
-                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer,
+                "g_optimizer": precision.unscaled(self.g_optimizer),
+                "d_optimizer": precision.unscaled(self.d_optimizer),
                 "step": self.step, "generator_dropout_rng": dropout_rng_state(self.generator)}
 
     def current_step(self) -> int:
@@ -67,12 +74,26 @@ class Pix2Pix:
             return output_image
         return tf.concat([input_image, output_image], axis=-1)
 
+    def _judge(self, input_image: tf.Tensor, target: tf.Tensor, output: tf.Tensor) -> tuple:
+        """D's logits on (x, G(x)) for G's step and, with feature matching, D's (fake, real) activations.
+
+        pix2pixHD computes the real pair's activations once, with the same D (before its update)
+        that judges G. Here G is judged by the updated D (pix2pix's order), so the real pair's
+        activations are taken from that updated D too, as a constant (pix2pixHD's .detach()):
+        both sides of the L1 come from the same weights.
+        """
+        if self.d_features is None:
+            return self.discriminator(self._d_input(input_image, output), training=True), None
+        _, real = self.d_features(self._d_input(input_image, target), training=True)
+        logits, fake = self.d_features(self._d_input(input_image, output), training=True)
+        return logits, (fake, tf.nest.map_structure(tf.stop_gradient, real))
+
     def _replica_step(self, input_image: tf.Tensor, target: tf.Tensor) -> dict[str, tf.Tensor]:
         def average(per_example: tf.Tensor) -> tf.Tensor:
             return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
 
         losses = {}
-        judged_logits = None  # Stays None for "L1 only": no D at all.
+        judged_logits, features = None, None  # Stay None for "L1 only": no D at all.
         with tf.GradientTape() as g_tape:
             output = self.generator(input_image, training=True)
             if self.trains_d:
@@ -82,13 +103,14 @@ class Pix2Pix:
                     fake_logits = self.discriminator(
                         self._d_input(input_image, tf.stop_gradient(output)), training=True)
                     losses.update(discriminator_loss(real_logits, fake_logits, self.config.loss.gan_mode))
-                    d_loss = average(losses["d_total"])
+                    # scale_loss: the float16 loss scale (identity otherwise), inside the tape.
+                    d_loss = self.d_optimizer.scale_loss(average(losses["d_total"]))
                 d_variables = self.discriminator.trainable_variables
                 self.d_optimizer.apply_gradients(zip(d_tape.gradient(d_loss, d_variables), d_variables))
                 # As the reference, G is judged by the D just updated.
-                judged_logits = self.discriminator(self._d_input(input_image, output), training=True)
-            losses.update(generator_loss(judged_logits, target, output, self.config.loss))
-            g_loss = average(losses["g_total"])
+                judged_logits, features = self._judge(input_image, target, output)
+            losses.update(generator_loss(judged_logits, target, output, self.config.loss, features))
+            g_loss = self.g_optimizer.scale_loss(average(losses["g_total"]))
         g_variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_variables), g_variables))
         return {name: average(value) for name, value in losses.items()}

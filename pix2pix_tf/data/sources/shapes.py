@@ -106,6 +106,8 @@ class Pix2pixShapes(tfds.core.GeneratorBasedBuilder):
                      image_size=256, num_train=1000, num_val=100, num_test=100),
         ShapesConfig(name="64", description="64x64 images; 64 train, 16 val, 16 test (tests, smoke runs).",
                      image_size=64, num_train=64, num_val=16, num_test=16),
+        ShapesConfig(name="512", description="512x512 images; 400 train, 50 val, 50 test (high resolution).",
+                     image_size=512, num_train=400, num_val=50, num_test=50),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:

@@ -1,0 +1,186 @@
+"""pix2pixHD's multi-scale D and feature matching: the pooling, each scale's receptive field,
+parameter counts, the losses against NumPy, the config's refusals, and a run that logs,
+resumes and exports like the default D's."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_models import measured_receptive_field, trainable_count
+from test_training import checkpoint_values
+
+from pix2pix_tf.config import LossConfig, ModelConfig, TrainConfig
+from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.inference import sources
+from pix2pix_tf.networks.discriminator import Downsample, build_discriminator, feature_discriminator, patchgan
+from pix2pix_tf.training import losses
+from pix2pix_tf.training.loop import train
+
+from conftest import tiny_config
+from export_helpers import ROOT, run
+
+
+def numpy_avg_pool_excluding_padding(x: np.ndarray) -> np.ndarray:
+    """3x3 windows at stride 2 with one pixel of padding on every side, each averaged over its
+    pixels inside the image (PyTorch's count_include_pad=False), one output at a time."""
+    n, h, w, c = x.shape
+    out = np.zeros((n, (h - 1) // 2 + 1, (w - 1) // 2 + 1, c), np.float64)
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            rows = range(max(2 * i - 1, 0), min(2 * i + 2, h))
+            cols = range(max(2 * j - 1, 0), min(2 * j + 2, w))
+            out[:, i, j] = x[:, rows][:, :, cols].mean(axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("height,width", [(8, 8), (7, 9), (1, 1), (2, 5), (16, 3)])
+def test_downsample_is_average_pooling_that_excludes_the_padding(height, width):
+    x = np.random.default_rng(height * 10 + width).uniform(-1, 1, (2, height, width, 3)).astype(np.float32)
+    got = Downsample()(tf.constant(x)).numpy()
+    np.testing.assert_allclose(got, numpy_avg_pool_excluding_padding(x), rtol=1e-5, atol=1e-6)
+
+
+def test_scales_are_patchgans_on_the_pair_downsampled_full_resolution_first():
+    d = build_discriminator(ModelConfig(discriminator="multiscale", ndf=4))
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 256, 256, 6)).astype(np.float32)
+    outputs = d(x, training=False)
+    assert [o.shape[1] for o in outputs] == [30, 14, 6]
+    pyramid = [x]
+    for _ in range(2):
+        pyramid.append(numpy_avg_pool_excluding_padding(pyramid[-1]).astype(np.float32))
+    for i, (output, image) in enumerate(zip(outputs, pyramid)):
+        expected = d.get_layer(f"scale{i}")(image, training=False)
+        np.testing.assert_allclose(output.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_d", [1, 2, 3])
+def test_parameter_count_is_num_d_patchgans(num_d):
+    d = build_discriminator(ModelConfig(discriminator="multiscale", num_d=num_d))
+    assert trainable_count(d) == num_d * 2_768_705  # The basic D's count (tests/test_models.py), per scale.
+    assert trainable_count(build_discriminator(ModelConfig())) == 2_768_705  # The default D is unchanged.
+
+
+def test_receptive_field_of_each_scale():
+    """Measured as tests/test_models.py measures the single Ds: 70 pixels of the scale's input,
+    so 3 + 2 * (70 - 1) = 141 of the full image at scale 1 and 3 + 2 * (141 - 1) = 283 at scale 2."""
+    d = build_discriminator(ModelConfig(discriminator="multiscale", ndf=4))
+    fields = [measured_receptive_field(keras.Model(d.input, output), 384, 6)[:2] for output in d.outputs]
+    assert fields == [(70, 70), (141, 141), (283, 283)]
+    assert measured_receptive_field(patchgan(3, ndf=4), 256, 6)[:2] == (70, 70)
+
+
+@pytest.mark.parametrize("discriminator", ["basic", "multiscale"])
+def test_feature_view_shares_the_weights_and_repeats_the_logits(discriminator):
+    d = build_discriminator(ModelConfig(discriminator=discriminator, ndf=4))
+    view = feature_discriminator(d)
+    assert {id(v) for v in view.trainable_weights} == {id(v) for v in d.trainable_weights}
+    x = tf.random.uniform([1, 256, 256, 6], -1, 1)
+    logits, features = view(x, training=False)
+    expected = d(x, training=False)
+    expected = expected if isinstance(expected, list) else [expected]
+    assert len(logits) == len(features) == len(expected)
+    for got, want, scale in zip(logits, expected, features):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        assert [f.shape[-1] for f in scale] == [4, 8, 16, 32]  # n_layers + 1 = 4 blocks: C64-C128-C256-C512 / 16
+
+
+def test_feature_matching_loss_against_numpy():
+    rng = np.random.default_rng(1)
+    shapes = [[(2, 8, 8, 3), (2, 4, 4, 5), (2, 3, 3, 7)], [(2, 4, 4, 3), (2, 2, 2, 5), (2, 1, 1, 7)]]
+    fake = [[rng.normal(size=s).astype(np.float32) for s in scale] for scale in shapes]
+    real = [[rng.normal(size=s).astype(np.float32) for s in scale] for scale in shapes]
+    expected = np.zeros(2)
+    for fs, rs in zip(fake, real):  # pix2pixHD: D_weights = 1/num_D, feat_weights = 4/(n_layers_D + 1).
+        for f, r in zip(fs, rs):
+            expected += (1 / 2) * (4 / 3) * np.abs(f - r).mean(axis=(1, 2, 3))
+    fake_t = [[tf.Variable(f) for f in scale] for scale in fake]
+    real_t = [[tf.Variable(r) for r in scale] for scale in real]
+    with tf.GradientTape(persistent=True) as tape:
+        got = losses.feature_matching_loss(fake_t, real_t)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+    assert tape.gradient(got, fake_t[0][0]) is not None
+    assert tape.gradient(got, real_t[0][0]) is None  # The real side is a constant, as pix2pixHD's .detach().
+
+
+def test_gan_loss_of_a_multiscale_d_is_the_sum_over_its_scales():
+    maps = [np.random.default_rng(i).normal(size=(2, s, s, 1)).astype(np.float32) for i, s in enumerate((6, 3, 2))]
+    bce_real = [np.log1p(np.exp(-m)).mean(axis=(1, 2, 3)) for m in maps]  # -log(sigmoid(logit))
+    np.testing.assert_allclose(losses.gan_loss([tf.constant(m) for m in maps], True, "vanilla").numpy(),
+                               sum(bce_real), rtol=1e-5)
+    d = losses.discriminator_loss([tf.constant(m) for m in maps], [tf.constant(-m) for m in maps], "lsgan")
+    lsgan_real = sum(((m - 1) ** 2).mean(axis=(1, 2, 3)) for m in maps)
+    lsgan_fake = sum((m ** 2).mean(axis=(1, 2, 3)) for m in maps)
+    np.testing.assert_allclose(d["d_total"].numpy(), 0.5 * (lsgan_real + lsgan_fake), rtol=1e-5)
+
+
+def test_config_refusals_and_old_config_files():
+    with pytest.raises(ConfigError, match="--discriminator=pixel has none"):
+        TrainConfig(model=ModelConfig(discriminator="pixel"), loss=LossConfig(lambda_feat=10.0)).validate()
+    with pytest.raises(ConfigError, match="--gan_weight=0 trains none"):
+        TrainConfig(loss=LossConfig(lambda_feat=10.0, gan_weight=0.0)).validate()
+    with pytest.raises(ConfigError, match="--lambda_feat must be non-negative"):
+        LossConfig(lambda_feat=-1.0).validate()
+    with pytest.raises(ConfigError, match="--num_d must be at least 1"):
+        ModelConfig(discriminator="multiscale", num_d=0).validate()
+    old = TrainConfig().to_dict()
+    del old["model"]["num_d"], old["loss"]["lambda_feat"]  # A config.json written before these options.
+    loaded = TrainConfig.from_dict(old)
+    assert (loaded.model.num_d, loaded.loss.lambda_feat) == (3, 0.0)
+    edited = TrainConfig().to_dict()
+    edited["model"]["discriminator"], edited["loss"]["lambda_feat"] = "pixel", 10.0
+    with pytest.raises(ConfigError, match="my/config.json: --lambda_feat needs"):
+        TrainConfig.from_dict(edited, "my/config.json")
+
+
+MULTISCALE = dict(model=dict(discriminator="multiscale", num_d=2), loss=dict(lambda_feat=10.0))
+
+EXPORTED_OUTPUT = """
+import sys
+import numpy as np
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+x = tf.constant(np.load(sys.argv[2]))
+np.save(sys.argv[3], model.signatures["translate_float_deterministic"](images=x)["output"].numpy())
+"""
+
+
+@pytest.mark.usefixtures("deterministic_ops")
+def test_multiscale_feature_matching_run_logs_resumes_and_exports(tmp_path, data_dir):
+    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=4), run=dict(log_every=2), **MULTISCALE))
+    assert set(whole.losses) == {"d_real", "d_fake", "d_total", "g_gan", "g_l1", "g_feat", "g_total"}
+    events = EventAccumulator(str(tmp_path / "whole" / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
+    assert [e.step for e in events.Tensors("loss/g_feat")] == [2, 4]
+
+    train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2), **MULTISCALE))
+    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), **MULTISCALE))
+    assert rest.losses == pytest.approx(whole.losses, rel=1e-6, abs=1e-7)
+    for prefix in ("generator", "discriminator", "g_optimizer", "d_optimizer"):
+        a, b = checkpoint_values(whole.checkpoint, prefix), checkpoint_values(rest.checkpoint, prefix)
+        assert a.keys() == b.keys() and a
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+    # Export reads only G: the SavedModel, in a fresh process, computes the checkpoint's G.
+    workdir, export_dir = str(tmp_path / "whole"), str(tmp_path / "export")
+    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
+                  "--model_name=ms", "--tflite=", "--check_examples=1"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.load(open(os.path.join(workdir, "config.json")))["model"]["discriminator"] == "multiscale"
+
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "client.py").write_text(EXPORTED_OUTPUT)
+    client = run([sys.executable, str(tmp_path / "client.py"), os.path.join(export_dir, "ms", "1"),
+                  str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], cwd=str(tmp_path))
+    assert client.returncode == 0, client.stderr[-3000:]
+    generator, _, _ = sources.load_generator(workdir)
+    expected = inference.generate(generator, tf.constant(x), inference.DETERMINISTIC).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-4)

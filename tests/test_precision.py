@@ -1,0 +1,160 @@
+"""--mixed_precision: 16-bit arithmetic with float32 variables, checkpoints and exports."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.inference.generate import DETERMINISTIC
+from pix2pix_tf.inference.sources import ModelSource
+from pix2pix_tf.networks.generator import build_generator
+from pix2pix_tf.training import precision
+from pix2pix_tf.training.loop import train
+from pix2pix_tf.training.step import Pix2Pix
+
+from conftest import tiny_config
+from export_helpers import ROOT, run
+
+NO_GPU = not tf.config.list_logical_devices("GPU")
+
+
+def gan_under(tmp_path, data_dir, policy: str) -> Pix2Pix:
+    config = tiny_config(tmp_path, data_dir, run=dict(mixed_precision=policy))
+    return Pix2Pix(config, tf.distribute.get_strategy(), steps_per_epoch=10)
+
+
+def layer_output_dtypes(model: keras.Model, x: tf.Tensor) -> set[str]:
+    """The dtypes every layer of `model` produces on `x` (a functional model over all layers)."""
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
+    return {str(t.dtype.name) for t in probe(x, training=True)}
+
+
+@pytest.mark.parametrize("policy,low", [("mixed_bfloat16", "bfloat16"), ("mixed_float16", "float16")])
+def test_layers_compute_in_16_bits_and_keep_float32_state_and_outputs(tmp_path, data_dir, policy, low):
+    gan = gan_under(tmp_path, data_dir, policy)
+    x = tf.random.stateless_uniform((1, 128, 128, 3), (1, 2), -1, 1)
+    pair = tf.concat([x, x], axis=-1)
+    for model, inputs in ((gan.generator, x), (gan.discriminator, pair)):
+        assert {v.dtype for v in model.weights} == {"float32"}, model.name
+        assert {v.dtype for v in model.non_trainable_variables if "moving" in v.path} == {"float32"}
+        # The hidden layers run in 16 bits; the output layer (G's tanh, D's logits) in float32.
+        assert layer_output_dtypes(model, inputs) == {low, "float32"}, model.name
+        assert model(inputs, training=True).dtype == tf.float32
+    # Only these models: Keras' global policy, and so every other model built, stays float32.
+    assert keras.config.dtype_policy().name == "float32"
+    assert {layer.compute_dtype for layer in build_generator(gan.config.model).layers} == {"float32"}
+
+
+def test_16_bit_arithmetic_changes_the_output_by_its_rounding_only(tmp_path, data_dir):
+    full = gan_under(tmp_path / "a", data_dir, "off").generator
+    half = gan_under(tmp_path / "b", data_dir, "mixed_bfloat16").generator
+    x = tf.random.stateless_uniform((1, 128, 128, 3), (3, 4), -1, 1)
+    # The same seed builds the same float32 weights; bfloat16 keeps 8 bits of mantissa.
+    for a, b in zip(full.weights, half.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    difference = np.abs(full(x, training=False).numpy() - half(x, training=False).numpy())
+    assert 0 < difference.max() < 0.05
+
+
+def test_float16_scales_the_loss_and_checkpoints_the_plain_optimizer(tmp_path, data_dir):
+    gan = gan_under(tmp_path, data_dir, "mixed_float16")
+    assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    saved = gan.checkpointables()
+    assert not isinstance(saved["g_optimizer"], keras.optimizers.LossScaleOptimizer)
+    assert saved["g_optimizer"] is gan.g_optimizer.inner_optimizer
+    bf16 = gan_under(tmp_path / "bf16", data_dir, "mixed_bfloat16")
+    assert not isinstance(bf16.g_optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+@pytest.mark.skipif(not NO_GPU, reason="auto picks float16 where a GPU is present")
+def test_auto_picks_bfloat16_on_a_cpu_and_off_is_float32():
+    strategy = tf.distribute.get_strategy()
+    assert precision.resolve_policy("auto", strategy) == "mixed_bfloat16"
+    assert precision.resolve_policy("off", strategy) is None
+    with pytest.raises(ConfigError, match="--mixed_precision='half' is not one of off, auto"):
+        precision.resolve_policy("half", strategy)
+    with pytest.raises(ConfigError, match="--mixed_precision='half' is not one of"):
+        tiny_config("w", "d", run=dict(mixed_precision="half")).validate()
+
+
+def test_bfloat16_learns_what_float32_learns(tmp_path, data_dir):
+    """Same seed, same batches: the held-out L1 falls alike (the tolerance: docs/training.md)."""
+    results = {policy: train(tiny_config(tmp_path / policy, data_dir, optim=dict(steps=30),
+                                         run=dict(mixed_precision=policy, eval_examples=8)))
+               for policy in ("off", "mixed_bfloat16")}
+    full, half = results["off"], results["mixed_bfloat16"]
+    assert half.held_out_l1_start == pytest.approx(full.held_out_l1_start, abs=2e-3)
+    assert full.held_out_l1_end < full.held_out_l1_start - 0.05
+    assert half.held_out_l1_end == pytest.approx(full.held_out_l1_end, abs=0.02)
+    for name in ("g_l1", "d_total"):
+        assert half.losses[name] == pytest.approx(full.losses[name], rel=0.25), name
+
+
+def test_a_run_resumes_under_every_precision_with_the_same_checkpoint(tmp_path, data_dir):
+    workdir = tmp_path / "run"
+    keys = None
+    previous = None
+    for steps, policy in ((2, "off"), (4, "mixed_bfloat16"), (6, "mixed_float16"), (8, "off")):
+        result = train(tiny_config(workdir, data_dir, optim=dict(steps=steps), run=dict(mixed_precision=policy)))
+        assert result.step == steps
+        assert all(np.isfinite(v) for v in result.losses.values())
+        if previous is not None:  # Resumed: it starts from the weights the previous one saved.
+            assert result.held_out_l1_start == pytest.approx(previous.held_out_l1_end, abs=5e-3)
+        reader = tf.train.load_checkpoint(result.checkpoint)
+        dtypes = reader.get_variable_to_dtype_map()
+        found = {k: dtypes[k] for k in dtypes if k.endswith("VARIABLE_VALUE") and "save_counter" not in k}
+        assert keys is None or found == keys, policy  # The same variables, names and dtypes.
+        keys = found
+        previous = result
+    assert {str(d.name) for d in keys.values()} <= {"float32", "int64", "int32"}
+    assert TrainConfig.load(str(workdir)).run.mixed_precision == "off"
+
+
+def test_a_bfloat16_run_exports_the_float32_generator(tmp_path, data_dir):
+    workdir = str(tmp_path / "run")
+    train(tiny_config(workdir, data_dir, optim=dict(steps=2), run=dict(mixed_precision="mixed_bfloat16")))
+    export_dir = str(tmp_path / "export")
+    done = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
+                "--model_name=bf16", "--deterministic", "--tflite=", "--check_examples=1"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(os.path.join(export_dir, "bf16", "1", "assets.extra", "pix2pix_export.json")) as f:
+        assert json.load(f)  # Written as for any run.
+    exported = ModelSource.resolve(saved_model=os.path.join(export_dir, "bf16")).open(DETERMINISTIC)
+    # The float32 generator of the same checkpoint, as translate runs it.
+    float32 = ModelSource.resolve(workdir=workdir).open(DETERMINISTIC)
+    x = tf.random.stateless_uniform((2, 128, 128, 3), (5, 6), -1, 1).numpy()
+    got, want = np.asarray(exported(x, 0)), np.asarray(float32(x, 0))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    stored = tf.train.load_checkpoint(os.path.join(export_dir, "bf16", "1", "variables", "variables"))
+    dtypes = {name: dtype for name, dtype in stored.get_variable_to_dtype_map().items() if "VARIABLE_VALUE" in name}
+    assert dtypes and set(dtypes.values()) == {tf.float32}
+
+
+def test_config_json_of_an_older_run_reads_as_float32(tmp_path, data_dir):
+    config = tiny_config(tmp_path, data_dir)
+    values = config.to_dict()
+    del values["run"]["mixed_precision"]
+    restored = TrainConfig.from_dict(values)
+    assert restored == dataclasses.replace(config, run=dataclasses.replace(config.run, mixed_precision="off"))
+
+
+def test_multiscale_d_with_feature_matching_trains_under_bfloat16(tmp_path, data_dir):
+    """pix2pixHD's options under bfloat16: the per-scale logits and the features reach the
+    losses as float32 (float32 output layers; the feature L1 casts)."""
+    result = train(tiny_config(tmp_path, data_dir, model=dict(discriminator="multiscale", num_d=2),
+                               loss=dict(lambda_feat=10.0), optim=dict(steps=2),
+                               run=dict(mixed_precision="mixed_bfloat16")))
+    assert result.step == 2
+    assert {"g_feat", "g_gan", "d_total"} <= set(result.losses)
+    assert all(np.isfinite(v) for v in result.losses.values())
