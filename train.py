@@ -18,7 +18,8 @@ FLAGS = flags.FLAGS
 
 # Data.
 flags.DEFINE_string("dataset", "shapes",
-                    "'shapes' (embedded, generated offline; 'shapes/64': tiny), an authors' dataset "
+                    "'shapes' (embedded, generated offline; 'shapes/64': tiny; 'shapes/512': 512x512), "
+                    "an authors' dataset "
                     "(facades, cityscapes, maps, edges2shoes, edges2handbags, night2day: downloaded once, or "
                     "read from <data_dir>/downloads/manual/NAME.tar.gz), or 'folder:/path' (your images: "
                     "train/ val/ test/ of A|B side by side, or A/ and B/ trees matched by name).")

@@ -164,7 +164,7 @@ def test_saved_model_cli_show_and_run(export, data_dir, tmp_path):
     assert shown.returncode == 0, shown.stderr[-2000:]
     text = shown.stdout
     for signature in (names.SIGNATURE_BYTES, names.SIGNATURE_PNG, names.SIGNATURE_FLOAT,
-                      names.SIGNATURE_FLOAT_DETERMINISTIC):
+                      names.SIGNATURE_FLOAT_DETERMINISTIC, names.SIGNATURE_NATIVE):
         assert f"signature_def['{signature}']" in text
     serving_default = text.split("signature_def['serving_default']")[1].split("signature_def[")[0]
     assert "inputs['images']" in serving_default and "DT_STRING" in serving_default

@@ -88,7 +88,8 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
         [sys.executable, "-m", "pix2pix_tf.benchmark", f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
          "--generator=unet_128", "--ngf=8", "--ndf=8", "--crop_size=128", "--load_size=143", "--batch_sizes=1,2",
          "--steps=2", "--pipeline_images=8", "--levers=plain,fused_adam", "--lever_steps=2",
-         "--tflite=float32,dynamic_int8", "--rounds=2", "--matmul_size=256", f"--json={out}"],
+         "--tflite=float32,dynamic_int8", "--rounds=2", "--matmul_size=256", "--side_by_side_rounds=1",
+         "--side_by_side_steps=1", "--precisions=off", f"--json={out}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
@@ -116,6 +117,9 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     assert summary["batch1_over_tutorial_images_per_second"] == pytest.approx(
         one["images_per_second"] / tutorial["images_per_second"])
     assert summary["reuse_memory_speedup"] == pytest.approx(system_malloc["step_seconds"] / one["step_seconds"])
+    side = figures["side_by_side"]  # tests/test_benchmark_side_by_side.py checks its figures.
+    assert list(side["median_seconds"]) == ["tutorial", "pix2pix_tf float32"]
+    assert summary["side_by_side_float32_over_tutorial"] == side["over_baseline"]["pix2pix_tf float32"]
     # The profiler's op times: convolutions and the fused Adam kernel, within the profiled step's time.
     profile = figures["profile"]
     assert {"Conv2D", "Conv2DBackpropFilter", "ResourceApplyAdam"} <= set(profile["op_milliseconds"])
@@ -124,7 +128,7 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     assert summary["dynamic_int8_over_float32_size"] == pytest.approx(
         forms["TFLite dynamic_int8"]["size_mib"] / forms["TFLite float32"]["size_mib"])
     for line in ("fp32 matmul", "training (real input pipeline", "speed levers", "where a batch-1 step's time goes",
-                 "generator inference", "summary"):
+                 "generator inference", "training steps side by side", "summary"):
         assert line in result.stdout
 
 
@@ -153,6 +157,13 @@ def test_benchmark_refuses_an_unknown_lever():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "--levers: unknown ['turbo']" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_benchmark_refuses_an_unknown_precision():
+    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark", "--precisions=off,float8"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "--precisions: unknown ['float8']" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("use_bias, activation, size", [(False, None, 1), (True, "tanh", 8), (True, None, 5)])

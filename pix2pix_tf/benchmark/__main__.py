@@ -9,7 +9,9 @@ step's images/s and s/step (median of timed steps after warm-up, fed by the real
 pipeline), its FLOPs counted from the traced graph, the achieved GFLOP/s as a fraction of the
 matmul's, the pipeline's images/s alone and the peak resident memory; each speed lever timed
 against the unoptimised step; and batch-1 generator latency of the Keras model, the SavedModel
-and each TFLite variant, with sizes. No figure is judged against a threshold in a test.
+and each TFLite variant, with sizes; and the tutorial's step against ours (float32 and each
+--precisions value) in interleaved rounds, each in its own process. No figure is judged
+against a threshold in a test.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ flags.DEFINE_integer("ndf", 64, "Discriminator base filters.")
 flags.DEFINE_integer("crop_size", 256, "Training and inference image size.")
 flags.DEFINE_integer("load_size", 286, "Resize before the random crop.")
 flags.DEFINE_list("batch_sizes", ["1", "4"], "Global batch sizes to time training at.")
+flags.DEFINE_enum("mixed_precision", "off", cfg.MIXED_PRECISION, "As train.py's, for the training rows and levers.")
+flags.DEFINE_bool("jit_compile", False, "As train.py's (XLA), for the training rows.")
 flags.DEFINE_integer("steps", 20, "Training steps timed per batch size (after 2 warm-up steps).")
 flags.DEFINE_integer("pipeline_images", 200, "Images timed through the input pipeline alone.")
 flags.DEFINE_list("levers", ["plain", "fused_adam", "xla"],
@@ -48,6 +52,11 @@ flags.DEFINE_bool("tutorial", True, "Also time the TensorFlow tutorial's trainin
 flags.DEFINE_bool("compare_allocator", True, "Also time batch 1 with --noreuse_memory (the allocator's defaults).")
 flags.DEFINE_integer("profile_steps", 3, "Batch-1 steps traced with TensorFlow's profiler to show where the "
                      "time goes (op time by type, ops run one at a time); 0: skip.")
+flags.DEFINE_integer("side_by_side_rounds", 5, "Interleaved rounds timing the tutorial's step against ours at "
+                     "batch 1, each step in its own process; 0: skip.")
+flags.DEFINE_integer("side_by_side_steps", 3, "Steps of each participant per side-by-side round.")
+flags.DEFINE_list("precisions", ["off", "mixed_bfloat16"], "Our step's --mixed_precision values timed side by side "
+                  f"with the tutorial's float32 step ({', '.join(cfg.MIXED_PRECISION)}).")
 flags.DEFINE_string("json", None, "Also write every figure to this JSON file.")
 
 
@@ -56,7 +65,8 @@ def config_from_flags(batch_size: int) -> cfg.TrainConfig:
         model=cfg.ModelConfig(generator=FLAGS.generator, ngf=FLAGS.ngf, ndf=FLAGS.ndf),
         data=cfg.DataConfig(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, load_size=FLAGS.load_size,
                             crop_size=FLAGS.crop_size, batch_size=batch_size),
-        run=cfg.RunConfig(seed=0, progress=False)).validate()
+        run=cfg.RunConfig(seed=0, progress=False, mixed_precision=FLAGS.mixed_precision,
+                          jit_compile=FLAGS.jit_compile)).validate()
 
 
 def main(argv: list[str]) -> int:
@@ -71,12 +81,17 @@ def main(argv: list[str]) -> int:
     unknown = set(FLAGS.levers) - set(report.LEVER_NAMES)
     if unknown:
         raise cfg.ConfigError(f"--levers: unknown {sorted(unknown)}; choose from {', '.join(report.LEVER_NAMES)}.")
+    bad = [p for p in FLAGS.precisions if p not in cfg.MIXED_PRECISION]
+    if bad:
+        raise cfg.ConfigError(f"--precisions: unknown {bad}; choose from {', '.join(cfg.MIXED_PRECISION)}.")
     results = report.run_suite(report.SuiteConfig(
         trainings=configs, steps=FLAGS.steps, pipeline_images=FLAGS.pipeline_images,
         levers=tuple(FLAGS.levers), lever_steps=FLAGS.lever_steps, inference=FLAGS.inference,
         tflite=tuple(FLAGS.tflite), threads=FLAGS.threads, rounds=FLAGS.rounds,
         matmul_size=FLAGS.matmul_size, tutorial=FLAGS.tutorial,
-        compare_allocator=FLAGS.compare_allocator, profile_steps=FLAGS.profile_steps))
+        compare_allocator=FLAGS.compare_allocator, profile_steps=FLAGS.profile_steps,
+        side_by_side_rounds=FLAGS.side_by_side_rounds, side_by_side_steps=FLAGS.side_by_side_steps,
+        precisions=tuple(FLAGS.precisions)))
     print(report.format_results(results))
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:

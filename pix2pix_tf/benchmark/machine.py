@@ -12,10 +12,14 @@ from typing import Callable
 
 import tensorflow as tf
 
+# The x86 flags that decide which of oneDNN's kernels run: bf16 in hardware needs avx512_bf16 or amx_bf16.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
 
 @dataclasses.dataclass
 class MachineInfo:
     cpu: str
+    cpu_features: list[str]  # Those of CPU_FEATURES this CPU has (Linux' /proc/cpuinfo flags).
     cores: int
     tensorflow: str
     onednn: bool
@@ -33,6 +37,15 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_features() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return [feature for feature in CPU_FEATURES if feature in flags]
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 2) -> tuple[float, float]:
@@ -61,7 +74,8 @@ def matmul_gflops(size: int = 4096, repeats: int = 10) -> tuple[float, float]:
 def machine_info(matmul_size: int = 4096) -> MachineInfo:
     median, best = matmul_gflops(matmul_size)
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
-    return MachineInfo(cpu=cpu_name(), cores=os.cpu_count() or 1, tensorflow=tf.__version__, onednn=onednn,
+    return MachineInfo(cpu=cpu_name(), cpu_features=cpu_features(), cores=os.cpu_count() or 1,
+                       tensorflow=tf.__version__, onednn=onednn,
                        matmul_size=matmul_size, matmul_gflops=median, matmul_gflops_best=best)
 
 

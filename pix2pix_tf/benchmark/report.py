@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from pix2pix_tf.benchmark import machine, training
+from pix2pix_tf.benchmark import machine, sidebyside, training
 from pix2pix_tf.config import TrainConfig
 
 LEVER_NAMES = tuple(training.LEVERS)
@@ -28,6 +28,9 @@ class SuiteConfig:
     tutorial: bool = True  # Also time the TensorFlow tutorial's step at batch 1, side by side.
     compare_allocator: bool = True  # Also time batch 1 with --noreuse_memory.
     profile_steps: int = 3  # Batch-1 steps traced by TensorFlow's profiler; 0: none.
+    side_by_side_rounds: int = 5  # Interleaved rounds of the tutorial's step against ours; 0: none.
+    side_by_side_steps: int = 3  # Steps of each participant per round.
+    precisions: tuple[str, ...] = ("off",)  # Our step's --mixed_precision values timed side by side.
 
 
 @dataclasses.dataclass
@@ -38,6 +41,7 @@ class SuiteResults:
     levers: list[training.LeverFigures]
     inference: list  # LatencyRow
     profile: Optional[training.StepProfile]
+    side_by_side: Optional[sidebyside.SideBySide]
     summary: dict[str, Optional[float]]
 
 
@@ -69,13 +73,18 @@ def run_suite(suite: SuiteConfig) -> SuiteResults:
     if suite.levers:
         levers = training.in_subprocess(training.compare_levers, one, suite.lever_steps, suite.levers)
     profile = training.in_subprocess(training.profile_step, one, suite.profile_steps) if suite.profile_steps else None
+    side_by_side = None
+    if suite.side_by_side_rounds:
+        side_by_side = sidebyside.tutorial_against_ours(first, suite.precisions, suite.side_by_side_rounds,
+                                                        suite.side_by_side_steps)
     rows = training.in_subprocess(_inference_rows, first, suite) if suite.inference else []
     model = first.model
     return SuiteResults(
         configuration=(f"{model.generator} (ngf {model.ngf}) + {model.discriminator} D (ndf {model.ndf}), "
-                       f"{model.norm} norm, {first.data.crop_size}x{first.data.crop_size}, {first.data.dataset}"),
-        machine=info, training=figures, levers=levers, inference=rows, profile=profile,
-        summary=_summary(info, figures, rows, profile))
+                       f"{model.norm} norm, {first.data.crop_size}x{first.data.crop_size}, {first.data.dataset}, "
+                       f"--mixed_precision={first.run.mixed_precision}" + (", XLA" if first.run.jit_compile else "")),
+        machine=info, training=figures, levers=levers, inference=rows, profile=profile, side_by_side=side_by_side,
+        summary=_summary(info, figures, rows, profile, side_by_side))
 
 
 def _find(rows: list, name: str):
@@ -83,7 +92,7 @@ def _find(rows: list, name: str):
 
 
 def _summary(info: machine.MachineInfo, figures: list[training.TrainingFigures], rows: list,
-             profile: Optional[training.StepProfile]) -> dict:
+             profile: Optional[training.StepProfile], side_by_side: Optional[sidebyside.SideBySide]) -> dict:
     """The ratios issue 6 sets targets for."""
     summary: dict[str, Optional[float]] = {"matmul_gflops": info.matmul_gflops}
     ours = {f.batch_size: f for f in figures if f.name == "pix2pix_tf" and f.reuse_memory}
@@ -104,6 +113,10 @@ def _summary(info: machine.MachineInfo, figures: list[training.TrainingFigures],
     if profile:
         for category, ms in profile.category_milliseconds().items():
             summary[f"profile_{category.replace(' ', '_').lower()}_ms_per_step"] = ms
+    if side_by_side:
+        for name, ratio in side_by_side.over_baseline.items():
+            if name != side_by_side.baseline:
+                summary[f"side_by_side_{name.split()[-1]}_over_tutorial"] = ratio
     keras_row, f32, dyn = (_find(rows, "keras G(x, training=False)"), _find(rows, "TFLite float32"),
                            _find(rows, "TFLite dynamic_int8"))
     folded = _find(rows, "TFLite float32 (moving averages, BN folded)")
@@ -121,6 +134,7 @@ def format_results(results: SuiteResults) -> str:
     lines = [
         f"configuration   {results.configuration}",
         f"machine         {m.cpu}, {m.cores} cores, TensorFlow {m.tensorflow}, oneDNN {'on' if m.onednn else 'off'}",
+        f"CPU features    {' '.join(m.cpu_features) or 'none of ' + ' '.join(machine.CPU_FEATURES)}",
         f"fp32 matmul     {m.matmul_gflops:8.1f} GFLOP/s  ({m.matmul_size}x{m.matmul_size}, median; best "
         f"{m.matmul_gflops_best:.1f})",
         "",
@@ -150,6 +164,8 @@ def format_results(results: SuiteResults) -> str:
         lines += [f"  {category:<24} {ms:7.1f} ms" for category, ms in profile.category_milliseconds().items()]
         lines += ["  largest op types: " + ", ".join(f"{op} {ms:.1f}" for op, ms in
                                                    list(profile.op_milliseconds.items())[:8])]
+    if results.side_by_side:
+        lines += [""] + format_side_by_side(results.side_by_side)
     if results.inference:
         lines += ["", "generator inference, batch 1 (median (min) of interleaved rounds)",
                   f"  {'form':<46} {'latency ms':>16} {'size MiB':>9} {'PSNR dB':>8}"]
@@ -159,3 +175,15 @@ def format_results(results: SuiteResults) -> str:
             lines.append(f"  {row.name:<46} {row.latency_ms:8.1f} ({row.latency_min_ms:5.1f}) {size:>9} {psnr:>8}")
     lines += ["", "summary"] + [f"  {k:<44} {v:.3f}" for k, v in results.summary.items() if v is not None]
     return "\n".join(lines)
+
+
+def format_side_by_side(s: sidebyside.SideBySide) -> list[str]:
+    lines = [f"training steps side by side at batch 1 ({s.rounds} interleaved rounds of {s.steps_per_round} steps "
+             f"each, one process per step; median over rounds of each round's median; load average "
+             f"{s.load_average[0]:.2f} before, {s.load_average[-1]:.2f} after)",
+             f"  {'step':<26} {'s/step':>7} {'images/s':>9} {'x tutorial':>11}  per round  (what)"]
+    for name, seconds in s.median_seconds.items():
+        rounds = " ".join(f"{r:.2f}" for r in s.round_over_baseline[name])
+        lines.append(f"  {name:<26} {seconds:7.3f} {1 / seconds:9.3f} {s.over_baseline[name]:10.3f}x  {rounds}  "
+                     f"({s.descriptions[name]})")
+    return lines

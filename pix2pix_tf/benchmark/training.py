@@ -83,7 +83,7 @@ def pipeline_images_per_second(stream: tf.data.Dataset, images: int, batch_size:
     return batches * batch_size / (time.perf_counter() - start)
 
 
-def _wait_for_step(gan: Pix2Pix, iterator: Iterator) -> dict[str, float]:
+def wait_for_step(gan: Pix2Pix, iterator: Iterator) -> dict[str, float]:
     return {name: float(value) for name, value in gan.train_step(iterator).items()}  # float() waits.
 
 
@@ -100,7 +100,7 @@ def _time_steps(step: Callable[[], object], steps: int) -> tuple[float, float, f
     return median, fastest, (minor_faults() - before) / 3
 
 
-def _training_setup(config: TrainConfig) -> tuple[Pix2Pix, Iterator, Callable[[], tf.data.Dataset]]:
+def training_setup(config: TrainConfig) -> tuple[Pix2Pix, Iterator, Callable[[], tf.data.Dataset]]:
     """The GAN of `config` and its distributed batches, in a process set up as train.py's."""
     if config.run.reuse_memory:
         reuse_freed_memory()  # Before TensorFlow's first op.
@@ -113,33 +113,43 @@ def _training_setup(config: TrainConfig) -> tuple[Pix2Pix, Iterator, Callable[[]
 
 def measure_training(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
     """Times the training step of `config` fed by the real input pipeline."""
-    gan, iterator, stream = _training_setup(config)
+    gan, iterator, stream = training_setup(config)
     pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
-    median, fastest, faults = _time_steps(lambda: _wait_for_step(gan, iterator), steps)
+    median, fastest, faults = _time_steps(lambda: wait_for_step(gan, iterator), steps)
     flops = step_flops(gan, stream())
     return _figures("pix2pix_tf", config, median, fastest, faults, flops, pipeline, steps)
 
 
-def measure_tutorial(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
-    """Times the TensorFlow tutorial's step (`tutorial.py`) on `config`'s dataset through our
-    pipeline, in a process set up as the tutorial's: its geometry (286 -> 256, batch 1, what
-    its models are built for), no strategy, the allocator's defaults."""
+def tutorial_config(config: TrainConfig) -> TrainConfig:
+    """`config` at the tutorial's geometry (286 -> 256, batch 1, what its models are built for)
+    in a process set up as the tutorial's: no strategy, the allocator's defaults."""
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, load_size=286, crop_size=256,
+                                                                batch_size=1),
+                               run=dataclasses.replace(config.run, reuse_memory=False))
+
+
+def tutorial_setup(config: TrainConfig) -> tuple[Any, Callable[[], dict[str, float]], Callable[[], tf.data.Dataset]]:
+    """The tutorial's models (`tutorial.py`), a step on `config`'s dataset through our pipeline
+    that waits for its losses, and the pipeline's stream."""
     from pix2pix_tf.benchmark.tutorial import TutorialPix2Pix
 
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, load_size=286, crop_size=256,
-                                                                  batch_size=1),
-                                 run=dataclasses.replace(config.run, reuse_memory=False))
     keras.utils.set_random_seed(0)
     stream, _ = _stream(config)
-    pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
     tutorial = TutorialPix2Pix()
     batches = iter(stream())
 
     def step() -> dict[str, float]:
         return {name: float(value) for name, value in tutorial.train_step(*next(batches)).items()}
+    return tutorial, step, stream
 
+
+def measure_tutorial(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
+    """Times the TensorFlow tutorial's step on `config`'s dataset (`tutorial_config`)."""
+    config = tutorial_config(config)
+    tutorial, step, stream = tutorial_setup(config)
+    pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
     median, fastest, faults = _time_steps(step, steps)
-    static = [tf.TensorSpec(t.shape, t.dtype) for t in next(batches)]
+    static = [tf.TensorSpec(t.shape, t.dtype) for t in next(iter(stream()))]
     flops = graph_flops(tf.function(tutorial.train_step.python_function).get_concrete_function(*static).graph)
     return _figures("tutorial", config, median, fastest, faults, flops, pipeline, steps)
 
@@ -188,15 +198,15 @@ def profile_step(config: TrainConfig, steps: int) -> StepProfile:
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    gan, iterator, _ = _training_setup(config)
+    gan, iterator, _ = training_setup(config)
     for _ in range(3):
-        _wait_for_step(gan, iterator)
+        wait_for_step(gan, iterator)
     with tempfile.TemporaryDirectory(prefix="pix2pix-profile-") as logdir:
         tf.profiler.experimental.start(logdir)
         durations = []
         for _ in range(steps):
             start = time.perf_counter()
-            _wait_for_step(gan, iterator)
+            wait_for_step(gan, iterator)
             durations.append(time.perf_counter() - start)
         tf.profiler.experimental.stop()
         space = xplane_pb2.XSpace()
@@ -240,11 +250,11 @@ def compare_levers(config: TrainConfig, steps: int, levers: tuple[str, ...]) -> 
     durations: dict[str, list[float]] = {name: [] for name in levers}
     for name, (gan, iterator) in runs.items():
         for _ in range(2):
-            losses[name].append(_wait_for_step(gan, iterator))
+            losses[name].append(wait_for_step(gan, iterator))
     for _ in range(steps):
         for name, (gan, iterator) in runs.items():
             start = time.perf_counter()
-            losses[name].append(_wait_for_step(gan, iterator))
+            losses[name].append(wait_for_step(gan, iterator))
             durations[name].append(time.perf_counter() - start)
     reference = losses[levers[0]]
     return [LeverFigures(name=name, description=LEVERS[name][0], step_seconds=statistics.median(durations[name]),

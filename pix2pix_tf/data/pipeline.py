@@ -93,7 +93,7 @@ def load_paired_dataset(config: DataConfig) -> PairedDataset:
         builder = _prepared_builder(f"pix2pix/{name}", config)
         decode_pair = functools.partial(_decode_side_by_side, max_pixels=config.max_pixels)
         return _tfds_dataset(name, builder, direction, ("image",), decode_pair, side_by_side=True)
-    known = ", ".join(["shapes", "shapes/64", *OFFICIAL_DATASETS, "folder:/path/to/images"])
+    known = ", ".join(["shapes", "shapes/64", "shapes/512", *OFFICIAL_DATASETS, "folder:/path/to/images"])
     raise DatasetError(f"--dataset={config.dataset} is not a known dataset. Known: {known}.")
 
 
