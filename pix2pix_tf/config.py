@@ -53,6 +53,9 @@ class ModelConfig:
         for name in ("n_layers_d", "ngf", "ndf", "input_nc", "output_nc", "num_d"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if self.num_d != ModelConfig.num_d and self.discriminator != "multiscale":
+            raise ConfigError(f"--num_d={self.num_d} applies to --discriminator=multiscale only (it is "
+                              f"--discriminator={self.discriminator}).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -130,6 +130,8 @@ def test_config_refusals_and_old_config_files():
         LossConfig(lambda_feat=-1.0).validate()
     with pytest.raises(ConfigError, match="--num_d must be at least 1"):
         ModelConfig(discriminator="multiscale", num_d=0).validate()
+    with pytest.raises(ConfigError, match="--num_d=2 applies to --discriminator=multiscale only"):
+        ModelConfig(discriminator="basic", num_d=2).validate()
     old = TrainConfig().to_dict()
     del old["model"]["num_d"], old["loss"]["lambda_feat"]  # A config.json written before these options.
     loaded = TrainConfig.from_dict(old)
