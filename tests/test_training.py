@@ -37,6 +37,15 @@ def test_one_step_of_the_reference_architecture_at_256(tmp_path, data_dir):
     assert sum(v.size for v in weights.values()) == 54_413_955
 
 
+def assert_same_run_state(a: str, b: str) -> None:
+    """Two checkpoints hold the same G, D and optimizer state (to float rounding)."""
+    for prefix in ("generator", "discriminator", "g_optimizer", "d_optimizer"):
+        values_a, values_b = checkpoint_values(a, prefix), checkpoint_values(b, prefix)
+        assert values_a.keys() == values_b.keys() and values_a
+        for key in values_a:
+            np.testing.assert_allclose(values_a[key], values_b[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+
 @pytest.mark.usefixtures("deterministic_ops")
 def test_resumed_run_continues_exactly(tmp_path, data_dir):
     whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=6)))
@@ -45,11 +54,7 @@ def test_resumed_run_continues_exactly(tmp_path, data_dir):
     rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=6)))
     assert rest.step == 6
     assert rest.losses == pytest.approx(whole.losses, rel=1e-6, abs=1e-7)
-    for prefix in ("generator", "discriminator", "g_optimizer", "d_optimizer"):
-        a, b = checkpoint_values(whole.checkpoint, prefix), checkpoint_values(rest.checkpoint, prefix)
-        assert a.keys() == b.keys() and a
-        for key in a:
-            np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=1e-7, err_msg=key)
+    assert_same_run_state(whole.checkpoint, rest.checkpoint)
 
 
 @pytest.mark.usefixtures("deterministic_ops")
