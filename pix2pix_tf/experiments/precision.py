@@ -51,8 +51,9 @@ def float32_held_out_l1(config) -> float:
     re-opened under --mixed_precision=off trains no further and measures its start."""
     from pix2pix_tf.training.loop import train
 
-    return float(train(dataclasses.replace(config, run=dataclasses.replace(
-        config.run, mixed_precision="off"))).held_out_l1_start)
+    measured = train(dataclasses.replace(config, run=dataclasses.replace(config.run, mixed_precision="off")))
+    config.save(config.run.workdir)  # config.json records the precision the run was trained in.
+    return float(measured.held_out_l1_start)
 
 
 def run_one(seed: int, policy: str) -> Optional[dict]:
