@@ -138,10 +138,7 @@ class DemoModel:
         Raises ImageError (the policy's refusal) or InferenceError."""
         decoded = images.decode_bytes(data, self.max_pixels, name)
         translator = self.translator(paper)
-        if translator.native:
-            prepared = images.to_signed(images.to_channels(tf.constant(decoded.pixels), translator.input_nc))
-        else:
-            prepared = images.preprocess(tf.constant(decoded.pixels), translator.input_nc, translator.image_size)
+        prepared = translator.prepare(decoded.pixels)
         try:
             output = np.asarray(translator(prepared.numpy()[None], 0))
         except images.ImageError as e:  # Native size: its padded size is over the cap.

@@ -151,14 +151,6 @@ def _display(image: tf.Tensor, channels: int, size: tuple[int, int]) -> np.ndarr
     return images.to_uint8(image).numpy()
 
 
-def _prepare(image: np.ndarray, channels: int, translator: Translator) -> tf.Tensor:
-    """uint8 pixels -> [-1, 1] with `channels`: at their own size for a native-size translator,
-    else resized to its square as the serving signature does."""
-    if translator.native:
-        return images.to_signed(images.to_channels(tf.constant(image), channels))
-    return images.preprocess(tf.constant(image), channels, translator.image_size)
-
-
 def translate_files(config: TranslateConfig) -> TranslateResult:
     """Translates every image of `config.inputs` into `config.output_dir` as PNG.
 
@@ -201,7 +193,7 @@ def _translate_one(translator: Translator, config: TranslateConfig, direction: O
     if config.paired:
         image, target = split_pair(image, direction)
     original_size = tuple(image.shape[:2])
-    prepared = _prepare(image, translator.input_nc, translator)
+    prepared = translator.prepare(image)
     output = translator(prepared.numpy()[None], index)[0]
     if not np.isfinite(output).all():
         raise inference.InferenceError("the model produced NaN/Inf")
@@ -212,7 +204,7 @@ def _translate_one(translator: Translator, config: TranslateConfig, direction: O
     if config.side_by_side:
         strip.insert(0, _display(prepared, channels, size))
         if target is not None:
-            strip.append(_display(_prepare(target, channels, translator), channels, size))
+            strip.append(_display(translator.prepare(target, channels), channels, size))
     picture = np.concatenate(strip, axis=1)
     os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
     tf.io.write_file(destination, tf.io.encode_png(picture))

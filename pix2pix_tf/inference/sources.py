@@ -56,6 +56,19 @@ class Translator:
     def deterministic(self) -> bool:
         return self.mode.deterministic
 
+    def prepare(self, pixels: Any, channels: Optional[int] = None):
+        """uint8 H x W x C pixels as this translator takes them: [-1, 1] with `channels` (default:
+        its input's), at their own size when `native`, else resized to its square as the serving
+        signatures resize."""
+        import tensorflow as tf
+
+        from pix2pix_tf import images
+
+        channels = channels or self.input_nc
+        if self.native:
+            return images.to_signed(images.to_channels(tf.constant(pixels), channels))
+        return images.preprocess(tf.constant(pixels), channels, self.image_size)
+
     def __call__(self, image, index: int = 0):
         """[1, S, S, C_in] float32 in [-1, 1] -> [1, S, S, C_out]; `index` seeds the noise
         where a seed was given (same index, same output)."""

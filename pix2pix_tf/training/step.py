@@ -86,7 +86,7 @@ class Pix2Pix:
             return self.discriminator(self._d_input(input_image, output), training=True), None
         _, real = self.d_features(self._d_input(input_image, target), training=True)
         logits, fake = self.d_features(self._d_input(input_image, output), training=True)
-        return logits, (fake, tf.nest.map_structure(tf.stop_gradient, real))
+        return logits, (fake, real)  # feature_matching_loss holds `real` constant.
 
     def _replica_step(self, input_image: tf.Tensor, target: tf.Tensor) -> dict[str, tf.Tensor]:
         def average(per_example: tf.Tensor) -> tf.Tensor:
