@@ -50,6 +50,10 @@ flags.DEFINE_integer("check_examples", 8, "Held-out images each artifact is chec
 flags.DEFINE_bool("force", False, "Keep TFLite variants whose PSNR against the SavedModel is below its floor.")
 flags.DEFINE_bool("benchmark", False, "Also time each TFLite variant and the Keras model (batch 1).")
 flags.DEFINE_integer("threads", 2, "Interpreter threads for the checks and --benchmark.")
+flags.DEFINE_bool("web", False, "Also write a static web page running --web_variant in the visitor's browser "
+                  "(LiteRT.js): <export_dir>/web/<model_name>/<version>/; see docs/web.md.")
+flags.DEFINE_enum("web_variant", "float16", ["float32", "float16", "dynamic_int8", "int8"],
+                  "The TFLite variant the --web page runs (one of --tflite).")
 flags.DEFINE_integer("max_pixels", 4096 * 4096, "Largest image the SavedModel's bytes signatures accept, in pixels "
                      "(checked from the header, before decoding); larger ones are refused.")
 
@@ -69,7 +73,7 @@ def config_from_flags():
         calibration_examples=FLAGS.calibration_examples, check_examples=FLAGS.check_examples,
         data_dir=FLAGS.data_dir, force=FLAGS.force, benchmark=FLAGS.benchmark, threads=FLAGS.threads,
         warmup_batch_sizes=tuple(_positive_ints("warmup_batch_sizes", FLAGS.warmup_batch_sizes)),
-        max_pixels=FLAGS.max_pixels,
+        max_pixels=FLAGS.max_pixels, web=FLAGS.web_variant if FLAGS.web else None,
     )
 
 
@@ -101,6 +105,8 @@ def main(argv: list[str]) -> int:
         for report in result.variants:
             print("  " + report.line())
     print(f"Model card: {', '.join(result.model_cards)}")
+    if result.web_dir:
+        print(f"Web page: {result.web_dir} (serve it: python -m http.server -d {result.web_dir})")
     broken = [r.variant for r in result.variants if not r.ok]
     if broken:
         print(f"WARNING: {', '.join(broken)} kept below the PSNR floor (--force).", file=sys.stderr)

@@ -40,6 +40,7 @@ class ExportConfig:
     threads: int = 2
     warmup_batch_sizes: tuple[int, ...] = (1,)
     max_pixels: int = DEFAULT_MAX_PIXELS  # The bytes signatures refuse larger images, before decoding.
+    web: Optional[str] = None  # The TFLite variant the static web page runs (export.py --web); None: no page.
 
     def validate(self) -> ExportConfig:
         unknown = [v for v in self.tflite if v not in TFLITE_VARIANTS]
@@ -58,4 +59,7 @@ class ExportConfig:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
         if not self.warmup_batch_sizes or min(self.warmup_batch_sizes) < 1:
             raise ConfigError("--warmup_batch_sizes must be positive integers.")
+        if self.web is not None and (self.web not in self.tflite or (self.web == "int8" and self.int8_io != "float32")):
+            raise ConfigError(f"--web runs --web_variant={self.web} in the page: add it to --tflite (now "
+                              f"{','.join(self.tflite) or 'empty'}); the page feeds int8 with --int8_io=float32 only.")
         return self

@@ -34,7 +34,7 @@ from absl import logging
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.export import model_card, saved_model, tflite, versions
+from pix2pix_tf.export import model_card, saved_model, tflite, versions, web
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.examples import Examples, load_examples
 from pix2pix_tf.export.names import OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
@@ -65,6 +65,7 @@ class ExportResult:
     saved_model_latency_ms: Optional[float] = None
     saved_model_latency_min_ms: Optional[float] = None
     model_cards: list[str] = dataclasses.field(default_factory=list)
+    web_dir: Optional[str] = None  # The static page (--web).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +91,8 @@ def export(config: ExportConfig) -> ExportResult:
     """Writes and checks the SavedModel, then the TFLite variants; see the module docstring."""
     config.validate()
     train, image_size = _check_request(config)
+    if config.web:
+        web.runtime_version()  # Refused before minutes of work when LiteRT.js is not installed.
     export_dir = versions.export_folder(config.export_dir, config.workdir)
     generator, train, checkpoint = sources.load_generator(config.workdir, config.checkpoint, train)
     logging.info("Exporting %s (%s) from %s.", train.model.generator, config.mode.describe(), checkpoint)
@@ -104,6 +107,8 @@ def export(config: ExportConfig) -> ExportResult:
     reference = _reference(result.saved_model_dir)
     if config.tflite:
         _publish_tflite(job, result, reference)
+        if config.web:
+            result.web_dir = _publish_web(job, result)
     else:
         _benchmark(job, result, reference)
     return result
@@ -204,6 +209,19 @@ def _publish_tflite(job: _Job, result: ExportResult, reference: Callable[[np.nda
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _publish_web(job: _Job, result: ExportResult) -> str:
+    """The static page over the checked TFLite variant --web_variant, as version `result.version`."""
+    from pix2pix_tf.data.pipeline import default_direction
+
+    report = next(r for r in result.variants if r.variant == job.config.web)
+    facts = web.PageFacts(
+        model_name=job.config.model_name, version=result.version, variant=report.variant, image_size=job.image_size,
+        input_nc=job.train.model.input_nc, output_nc=job.train.model.output_nc, dataset=job.train.data.dataset,
+        direction=job.train.data.direction or default_direction(job.train.data.dataset),
+        checkpoint_step=job.card.step, psnr_db=report.psnr_db)
+    return web.publish_page(job.export_dir, report.path, facts, job.images)
 
 
 def _benchmark(job: _Job, result: ExportResult,

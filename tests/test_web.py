@@ -1,0 +1,233 @@
+"""The static web page of `export.py --web` in a real headless Chromium (Debian's, through
+Selenium and Debian's chromedriver), served by `python -m http.server` from the exported folder.
+
+The page runs the generator's .tflite file with LiteRT.js (WebAssembly) in the browser; every
+output it shows is read back from its canvas and compared with the Python LiteRT interpreter's
+output for the same file and input. Chromium resolves no name but 127.0.0.1 and every request
+it made is read from its performance log, so "no request outside its folder" is checked.
+
+Skipped when Chromium, chromedriver, Selenium or LiteRT.js (`npm ci --prefix
+pix2pix_tf/export/web`) is missing, except under CI (`CI` set), where that is a failure.
+PIX2PIX_WRITE_DOCS_SCREENSHOT=1 also writes docs/images/web.png.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_demo import CHROMEDRIVER, CHROMIUM, find, finds, free_port, wait_for
+
+from pix2pix_tf import images
+from pix2pix_tf.export import web
+from pix2pix_tf.export.config import ExportError
+from pix2pix_tf.export.tflite import TFLiteModel
+
+from export_helpers import ROOT, run, trained_run
+
+SCREENSHOT = os.path.join(ROOT, "docs", "images", "web.png")
+# The page and the Python interpreter run the same XNNPACK kernels on the same float32 input; the
+# shown pixels may still differ by one level where an output sits on a rounding boundary.
+MAX_LEVELS = 1
+TIMED_TRANSLATIONS = 10
+
+
+def _require() -> None:
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
+    missing += [name for name in ("selenium",) if importlib.util.find_spec(name) is None]
+    try:
+        web.runtime_version()
+    except ExportError:
+        missing.append(f"LiteRT.js ({web.install_hint()})")
+    if missing:
+        message = (f"the web page test needs {', '.join(missing)} (apt-get install chromium chromium-driver; "
+                   "pip install -e '.[test]')")
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}: CI must run it.")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, data_dir) -> str:
+    """The tiny run exported with --web (its default variant, float16); the page's folder."""
+    _require()
+    workdir = trained_run(tmp_path_factory, data_dir)
+    export_dir = str(tmp_path_factory.mktemp("web_export"))
+    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
+                  "--model_name=tiny", "--check_examples=2", "--tflite=float32,float16", "--web"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    folder = os.path.join(export_dir, "web", "tiny", "1")
+    assert f"Web page: {folder}" in result.stdout
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(page, tmp_path_factory):
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("http") / "stderr", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=page,
+                               stdout=subprocess.DEVNULL, stderr=log)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                break
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, "http.server did not answer"
+            time.sleep(0.2)
+    yield {"url": url, "port": port, "log": log}
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1200,1000",
+                     f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_script_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def until(driver, condition, what: str, timeout: float = 120):
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        return wait_for(driver, condition, timeout)
+    except TimeoutException:
+        pytest.fail(f"{what} within {timeout} s; the status line: {status(driver)!r}")
+
+
+def open_page(driver, server) -> None:
+    driver.get(server["url"])
+    until(driver, lambda d: status(d).startswith(("Ready", "error")), "the page was not ready")
+    assert status(driver).startswith("Ready"), status(driver)
+
+
+def status(driver) -> str:
+    return find(driver, "#status").text
+
+
+def translated(driver, before: str = "") -> str:
+    """Waits for the status line of a new translation; returns it."""
+    return until(driver, lambda d: status(d) != before and status(d).startswith(("Translated", "error"))
+                 and status(d), "no translation")
+
+
+def canvas(driver, element_id: str) -> np.ndarray:
+    """The canvas's pixels, as a lossless PNG from the page."""
+    url = driver.execute_script(f"return document.getElementById('{element_id}').toDataURL('image/png');")
+    return tf.io.decode_png(base64.b64decode(url.split(",", 1)[1]), channels=3).numpy()
+
+
+def interpreter_output(tflite_file: str, pixels: np.ndarray) -> np.ndarray:
+    """The Python LiteRT interpreter's output for uint8 pixels, as uint8 pixels."""
+    model = TFLiteModel(tflite_file, threads=1)
+    output = model(images.to_signed(tf.constant(pixels)).numpy()[None])
+    return images.to_uint8(tf.constant(output[0])).numpy()
+
+
+def assert_close(shown: np.ndarray, expected: np.ndarray) -> None:
+    difference = np.abs(shown.astype(int) - expected.astype(int))
+    assert shown.shape == expected.shape and difference.max() <= MAX_LEVELS, difference.max()
+    assert (difference == 0).mean() > 0.99, (difference == 0).mean()
+
+
+def test_an_uploaded_input_gives_the_python_interpreter_s_output(page, server, browser):
+    config = json.load(open(os.path.join(page, "page.json")))
+    assert config["model"]["file"] == "tiny_float16.tflite" and config["model"]["variant"] == "float16"
+    open_page(browser, server)
+    assert "tiny_float16.tflite" in find(browser, "#model-info").text
+    assert "float16 weights" in find(browser, "#model-info").text
+    example = os.path.join(page, config["examples"][1])
+    before = status(browser)
+    find(browser, "#upload").send_keys(example)
+    line = translated(browser, before)
+    assert line.startswith("Translated by tiny_float16.tflite (float16) in ") and " ms " in line, line
+    pixels = tf.io.decode_png(tf.io.read_file(example)).numpy()
+    np.testing.assert_array_equal(canvas(browser, "input"), pixels)  # The model input, exactly.
+    assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_float16.tflite"), pixels))
+
+
+def test_a_stroke_is_drawn_in_the_dataset_s_classes_and_translated(page, server, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    open_page(browser, server)
+    assert "ellipse" in find(browser, "#legend").text  # The run is `shapes`: its classes are the palette.
+    assert len(finds(browser, "#palette button")) == 6 and not finds(browser, "#palette input")
+    before = status(browser)
+    ActionChains(browser).move_to_element_with_offset(find(browser, "#input"), -60, -40).click_and_hold() \
+        .move_by_offset(40, 20).move_by_offset(40, 20).release().perform()
+    assert translated(browser, before).startswith("Translated by"), status(browser)
+    drawn = canvas(browser, "input")
+    colours = {tuple(c) for c in drawn.reshape(-1, 3)}
+    assert colours == {(0, 0, 0), (255, 0, 0)}  # Background and the default brush (ellipse), nothing between.
+    assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_float16.tflite"), drawn))
+
+
+def test_examples_and_the_time_per_translation(page, server, browser):
+    open_page(browser, server)
+    examples = finds(browser, "#examples button")
+    assert len(examples) == 2
+    before = status(browser)
+    examples[0].click()
+    translated(browser, before)
+    pixels = tf.io.decode_png(tf.io.read_file(os.path.join(page, "examples", "held_out_000.png"))).numpy()
+    assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_float16.tflite"), pixels))
+    if os.environ.get("PIX2PIX_WRITE_DOCS_SCREENSHOT") == "1":
+        browser.save_screenshot(SCREENSHOT)
+    times = []
+    for _ in range(TIMED_TRANSLATIONS):
+        browser.execute_script("document.getElementById('status').textContent = '';")
+        find(browser, "#translate").click()
+        translated(browser)
+        times.append(float(find(browser, "#status").get_attribute("data-milliseconds")))
+    print(f"\nweb page, tiny_float16.tflite (unet_128 ngf=8, 128x128), LiteRT.js on CPU (WebAssembly): "
+          f"median {statistics.median(times):.1f} ms, min {min(times):.1f} ms over {TIMED_TRANSLATIONS} translations")
+    assert all(t > 0 for t in times)
+
+
+def test_nothing_is_fetched_from_outside_the_page_s_folder(page, server, browser):
+    """Every request of this module's page loads went to the page's server, for a file in its folder."""
+    open_page(browser, server)
+    urls = {json.loads(entry["message"])["message"]["params"].get("request", {}).get("url", "")
+            for entry in browser.get_log("performance")}
+    network = {url for url in urls if url.split(":")[0] in ("http", "https", "ws", "wss")}
+    local = f"http://127.0.0.1:{server['port']}/"
+    assert all(url.startswith(local) for url in network), sorted(network)
+    files = {url[len(local):].split("?")[0] for url in network}
+    assert {"app.js", "page.json", "tiny_float16.tflite", "runtime/litert.js"} <= files, files
+    assert all(name == "" or os.path.isfile(os.path.join(page, name)) for name in files), files
+    server["log"].seek(0)
+    assert '" 404 ' not in server["log"].read()  # The page asked for nothing its folder lacks.
+
+
+def test_web_refusals_are_one_line_messages(tmp_path, page):
+    with pytest.raises(ExportError, match=r"npm ci --prefix .*pix2pix_tf/export/web"):
+        web.runtime_version(str(tmp_path))
+    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={tmp_path}", "--web",
+                  "--tflite=float32"], timeout=120)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "error: --web runs --web_variant=float16 in the page: add it to --tflite" in result.stderr, result.stderr
