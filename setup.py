@@ -19,6 +19,7 @@ setup(
     packages=find_packages(include=["pix2pix_tf", "pix2pix_tf.*"]),
     # The absl apps live at the top level of the repository, as the user asked.
     py_modules=["train", "export"],
+    package_data={"pix2pix_tf.export.web": ["index.html", "app.js", "page.css", "package.json", "package-lock.json"]},
     install_requires=[
         "tensorflow>=2.21",
         "keras>=3",
