@@ -29,6 +29,7 @@ import tensorflow as tf
 from test_demo import CHROMEDRIVER, CHROMIUM, find, finds, free_port, wait_for
 
 from pix2pix_tf import images
+from pix2pix_tf.benchmark.web import translate_times
 from pix2pix_tf.export import web
 from pix2pix_tf.export.config import ExportError
 from pix2pix_tf.export.tflite import TFLiteModel
@@ -187,6 +188,17 @@ def test_a_stroke_is_drawn_in_the_dataset_s_classes_and_translated(page, server,
     assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_float16.tflite"), drawn))
 
 
+def test_a_file_that_is_not_an_image_is_refused_in_the_page(page, server, browser, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello, not an image")
+    open_page(browser, server)
+    before = canvas(browser, "input")
+    find(browser, "#upload").send_keys(str(notes))
+    until(browser, lambda d: status(d).startswith("error"), "no refusal")
+    assert status(browser).startswith("error: notes.txt is not an image this browser can decode"), status(browser)
+    np.testing.assert_array_equal(canvas(browser, "input"), before)  # The input is kept.
+
+
 def test_examples_and_the_time_per_translation(page, server, browser):
     open_page(browser, server)
     examples = finds(browser, "#examples button")
@@ -198,12 +210,7 @@ def test_examples_and_the_time_per_translation(page, server, browser):
     assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_float16.tflite"), pixels))
     if os.environ.get("PIX2PIX_WRITE_DOCS_SCREENSHOT") == "1":
         browser.save_screenshot(SCREENSHOT)
-    times = []
-    for _ in range(TIMED_TRANSLATIONS):
-        browser.execute_script("document.getElementById('status').textContent = '';")
-        find(browser, "#translate").click()
-        translated(browser)
-        times.append(float(find(browser, "#status").get_attribute("data-milliseconds")))
+    times = translate_times(browser, TIMED_TRANSLATIONS)
     print(f"\nweb page, tiny_float16.tflite (unet_128 ngf=8, 128x128), LiteRT.js on CPU (WebAssembly): "
           f"median {statistics.median(times):.1f} ms, min {min(times):.1f} ms over {TIMED_TRANSLATIONS} translations")
     assert all(t > 0 for t in times)
@@ -231,3 +238,11 @@ def test_web_refusals_are_one_line_messages(tmp_path, page):
                   "--tflite=float32"], timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "error: --web runs --web_variant=float16 in the page: add it to --tflite" in result.stderr, result.stderr
+
+
+def test_the_page_benchmark_prints_the_time_per_translation(page):
+    result = run([sys.executable, "-m", "pix2pix_tf.benchmark.web", f"--page={page}", "--translations=2"],
+                 timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tiny_float16.tflite (float16 weights, float32 activations, 128x128), LiteRT.js 2.5.3" in result.stdout
+    assert "translation median " in result.stdout and " over 2" in result.stdout, result.stdout

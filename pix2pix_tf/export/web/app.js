@@ -164,8 +164,9 @@ function describe() {
   $("model-name").textContent = `· ${m.name}, version ${m.version}`;
   $("model-info").textContent =
     `Runs ${m.file} (${m.precision}; ${(m.size_bytes / 2 ** 20).toFixed(2)} MiB; PSNR ${m.psnr_db_vs_saved_model} dB ` +
-    `against the SavedModel) at ${config.image_size}x${config.image_size}, ${config.dataset ?? "unknown dataset"} ` +
-    `${config.direction ?? ""}, with ${config.runtime.package} ${config.runtime.version} in this browser.`;
+    `against the SavedModel; dropout off) at ${config.image_size}x${config.image_size}, ` +
+    `${config.dataset ?? "unknown dataset"} ${config.direction ?? ""}, with ${config.runtime.package} ` +
+    `${config.runtime.version} in this browser.`;
 }
 
 function setUpExamples() {

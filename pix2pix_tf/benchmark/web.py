@@ -1,0 +1,139 @@
+"""Time per translation of an `export.py --web` page, in headless Chromium on this machine.
+
+    python -m pix2pix_tf.benchmark.web --page=runs/quickstart/export/web/pix2pix/1
+
+Serves the folder on 127.0.0.1 (as `python -m http.server` would), opens it in Chromium through
+Selenium (`pip install -e ".[test]"`; Debian's chromium and chromium-driver), waits until the
+runtime and the model are loaded, puts the first example (or the empty canvas) in, and clicks
+Translate `--translations` times. Prints the load time and the median and minimum of the times
+the page itself states (the model run and reading its output). The first translation is a
+warm-up and not counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import http.server
+import statistics
+import threading
+import time
+from typing import Iterator
+
+from absl import app, flags
+
+from pix2pix_tf import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("page", None, "The exported page's folder (<export_dir>/web/<model_name>/<version>).")
+flags.DEFINE_integer("translations", 10, "Timed translations (after one warm-up).")
+flags.DEFINE_string("chromium", "/usr/bin/chromium", "Chromium's binary.")
+flags.DEFINE_string("chromedriver", "/usr/bin/chromedriver", "Its driver.")
+flags.DEFINE_integer("timeout", 300, "Seconds the page may take to load the runtime and the model.")
+
+
+@dataclasses.dataclass(frozen=True)
+class PageTiming:
+    load_s: float  # From opening the page to "Ready": runtime, model download and compilation.
+    milliseconds: tuple[float, ...]  # Per translation, as the page states them.
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.milliseconds)
+
+    def line(self) -> str:
+        return (f"loaded in {self.load_s:.1f} s; translation median {self.median_ms:.1f} ms, "
+                f"min {min(self.milliseconds):.1f} ms over {len(self.milliseconds)}")
+
+
+def page_status(driver) -> str:
+    return driver.find_element("id", "status").text
+
+
+def translate_times(driver, count: int, timeout: float = 600) -> tuple[float, ...]:
+    """Clicks Translate `count` times on an open, ready page; the time the page states for each."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    times = []
+    for _ in range(count):
+        driver.execute_script("document.getElementById('status').textContent = '';")
+        driver.find_element("id", "translate").click()
+        line = WebDriverWait(driver, timeout).until(lambda d: page_status(d).startswith(("Translated", "error"))
+                                                    and page_status(d))
+        if line.startswith("error"):
+            raise RuntimeError(line)
+        times.append(float(driver.find_element("id", "status").get_attribute("data-milliseconds")))
+    return tuple(times)
+
+
+def time_page(driver, url: str, count: int, timeout: float) -> PageTiming:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    start = time.monotonic()
+    driver.get(url)
+    WebDriverWait(driver, timeout).until(lambda d: page_status(d).startswith(("Ready", "error")))
+    load_s = time.monotonic() - start
+    if not page_status(driver).startswith("Ready"):
+        raise RuntimeError(page_status(driver))
+    examples = driver.find_elements("css selector", "#examples button")
+    if examples:
+        examples[0].click()
+    translate_times(driver, 1)  # Warm-up.
+    return PageTiming(load_s, translate_times(driver, count))
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(folder: str) -> Iterator[str]:
+    """The folder served on a free port of 127.0.0.1, as `python -m http.server` serves it; its URL."""
+    handler = functools.partial(_QuietHandler, directory=folder)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+
+
+def chromium(binary: str, driver_path: str):
+    """Headless Chromium that resolves no name but 127.0.0.1."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1200,1000",
+                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+def main(argv: list[str]) -> int:
+    import json
+    import os
+
+    cli.reject_arguments(argv)
+    if not FLAGS.page or not os.path.isfile(os.path.join(FLAGS.page, "page.json")):
+        raise app.UsageError(f"--page={FLAGS.page}: not a page folder of export.py --web (no page.json).")
+    with open(os.path.join(FLAGS.page, "page.json")) as f:
+        config = json.load(f)
+    with serve(os.path.abspath(FLAGS.page)) as url:
+        driver = chromium(FLAGS.chromium, FLAGS.chromedriver)
+        try:
+            timing = time_page(driver, url, FLAGS.translations, FLAGS.timeout)
+        finally:
+            driver.quit()
+    print(f"{config['model']['file']} ({config['model']['precision']}, {config['image_size']}x{config['image_size']}), "
+          f"LiteRT.js {config['runtime']['version']} on CPU (WebAssembly) in headless Chromium: {timing.line()}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_program(main)
