@@ -60,12 +60,12 @@ def _require() -> None:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory, data_dir) -> str:
-    """The tiny run exported with --web (its default variant, float16); the page's folder."""
+    """The tiny run exported with --web (its default variant, dynamic_int8); the page's folder."""
     _require()
     workdir = trained_run(tmp_path_factory, data_dir)
     export_dir = str(tmp_path_factory.mktemp("web_export"))
     result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
-                  "--model_name=tiny", "--check_examples=2", "--tflite=float32,float16", "--web"])
+                  "--model_name=tiny", "--check_examples=2", "--tflite=float32,dynamic_int8", "--web"])
     assert result.returncode == 0, result.stderr[-4000:]
     folder = os.path.join(export_dir, "web", "tiny", "1")
     assert f"Web page: {folder}" in result.stdout
@@ -154,22 +154,23 @@ def assert_close(shown: np.ndarray, expected: np.ndarray) -> None:
     difference = np.abs(shown.astype(int) - expected.astype(int))
     assert shown.shape == expected.shape and difference.max() <= MAX_LEVELS, difference.max()
     assert (difference == 0).mean() > 0.99, (difference == 0).mean()
+    print(f"\npage vs Python LiteRT interpreter: max {difference.max()} levels, {(difference == 0).mean():.2%} exact")
 
 
 def test_an_uploaded_input_gives_the_python_interpreter_s_output(page, server, browser):
     config = json.load(open(os.path.join(page, "page.json")))
-    assert config["model"]["file"] == "tiny_float16.tflite" and config["model"]["variant"] == "float16"
+    assert config["model"]["file"] == "tiny_dynamic_int8.tflite" and config["model"]["variant"] == "dynamic_int8"
     open_page(browser, server)
-    assert "tiny_float16.tflite" in find(browser, "#model-info").text
-    assert "float16 weights" in find(browser, "#model-info").text
+    assert "tiny_dynamic_int8.tflite" in find(browser, "#model-info").text
+    assert "int8 weights, float32 activations" in find(browser, "#model-info").text
     example = os.path.join(page, config["examples"][1])
     before = status(browser)
     find(browser, "#upload").send_keys(example)
     line = translated(browser, before)
-    assert line.startswith("Translated by tiny_float16.tflite (float16) in ") and " ms " in line, line
+    assert line.startswith("Translated by tiny_dynamic_int8.tflite (dynamic_int8) in ") and " ms " in line, line
     pixels = tf.io.decode_png(tf.io.read_file(example)).numpy()
     np.testing.assert_array_equal(canvas(browser, "input"), pixels)  # The model input, exactly.
-    assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_float16.tflite"), pixels))
+    assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_dynamic_int8.tflite"), pixels))
 
 
 def test_a_stroke_is_drawn_in_the_dataset_s_classes_and_translated(page, server, browser):
@@ -185,7 +186,7 @@ def test_a_stroke_is_drawn_in_the_dataset_s_classes_and_translated(page, server,
     drawn = canvas(browser, "input")
     colours = {tuple(c) for c in drawn.reshape(-1, 3)}
     assert colours == {(0, 0, 0), (255, 0, 0)}  # Background and the default brush (ellipse), nothing between.
-    assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_float16.tflite"), drawn))
+    assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_dynamic_int8.tflite"), drawn))
 
 
 def test_a_file_that_is_not_an_image_is_refused_in_the_page(page, server, browser, tmp_path):
@@ -207,11 +208,11 @@ def test_examples_and_the_time_per_translation(page, server, browser):
     examples[0].click()
     translated(browser, before)
     pixels = tf.io.decode_png(tf.io.read_file(os.path.join(page, "examples", "held_out_000.png"))).numpy()
-    assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_float16.tflite"), pixels))
+    assert_close(canvas(browser, "output"), interpreter_output(os.path.join(page, "tiny_dynamic_int8.tflite"), pixels))
     if os.environ.get("PIX2PIX_WRITE_DOCS_SCREENSHOT") == "1":
         browser.save_screenshot(SCREENSHOT)
     times = translate_times(browser, TIMED_TRANSLATIONS)
-    print(f"\nweb page, tiny_float16.tflite (unet_128 ngf=8, 128x128), LiteRT.js on CPU (WebAssembly): "
+    print(f"\nweb page, tiny_dynamic_int8.tflite (unet_128 ngf=8, 128x128), LiteRT.js on CPU (WebAssembly): "
           f"median {statistics.median(times):.1f} ms, min {min(times):.1f} ms over {TIMED_TRANSLATIONS} translations")
     assert all(t > 0 for t in times)
 
@@ -225,7 +226,7 @@ def test_nothing_is_fetched_from_outside_the_page_s_folder(page, server, browser
     local = f"http://127.0.0.1:{server['port']}/"
     assert all(url.startswith(local) for url in network), sorted(network)
     files = {url[len(local):].split("?")[0] for url in network}
-    assert {"app.js", "page.json", "tiny_float16.tflite", "runtime/litert.js"} <= files, files
+    assert {"app.js", "page.json", "tiny_dynamic_int8.tflite", "runtime/litert.js"} <= files, files
     assert all(name == "" or os.path.isfile(os.path.join(page, name)) for name in files), files
     server["log"].seek(0)
     assert '" 404 ' not in server["log"].read()  # The page asked for nothing its folder lacks.
@@ -237,12 +238,13 @@ def test_web_refusals_are_one_line_messages(tmp_path, page):
     result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={tmp_path}", "--web",
                   "--tflite=float32"], timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "error: --web runs --web_variant=float16 in the page: add it to --tflite" in result.stderr, result.stderr
+    message = "error: --web runs --web_variant=dynamic_int8 in the page: add it to --tflite"
+    assert message in result.stderr, result.stderr
 
 
 def test_the_page_benchmark_prints_the_time_per_translation(page):
     result = run([sys.executable, "-m", "pix2pix_tf.benchmark.web", f"--page={page}", "--translations=2"],
                  timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "tiny_float16.tflite (float16 weights, float32 activations, 128x128), LiteRT.js 2.5.3" in result.stdout
+    assert "tiny_dynamic_int8.tflite (int8 weights, float32 activations, 128x128), LiteRT.js 2.5.3" in result.stdout
     assert "translation median " in result.stdout and " over 2" in result.stdout, result.stdout
