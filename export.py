@@ -55,6 +55,8 @@ flags.DEFINE_bool("web", False, "Also write a static web page running --web_vari
 flags.DEFINE_enum("web_variant", "dynamic_int8", ["float32", "float16", "dynamic_int8", "int8"],
                   "The TFLite variant the --web page runs (one of --tflite; dynamic_int8: a quarter of float32's "
                   "download, the fastest in WebAssembly).")
+flags.DEFINE_string("web_runtime", None, "The node_modules folder holding LiteRT.js for --web (default: "
+                    "pix2pix_tf/export/web/node_modules, installed by npm ci there; docs/web.md).")
 flags.DEFINE_integer("max_pixels", 4096 * 4096, "Largest image the SavedModel's bytes signatures accept, in pixels "
                      "(checked from the header, before decoding); larger ones are refused.")
 
@@ -75,6 +77,7 @@ def config_from_flags():
         data_dir=FLAGS.data_dir, force=FLAGS.force, benchmark=FLAGS.benchmark, threads=FLAGS.threads,
         warmup_batch_sizes=tuple(_positive_ints("warmup_batch_sizes", FLAGS.warmup_batch_sizes)),
         max_pixels=FLAGS.max_pixels, web=FLAGS.web_variant if FLAGS.web else None,
+        web_runtime=FLAGS.web_runtime,
     )
 
 

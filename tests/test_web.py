@@ -232,9 +232,17 @@ def test_nothing_is_fetched_from_outside_the_page_s_folder(page, server, browser
     assert '" 404 ' not in server["log"].read()  # The page asked for nothing its folder lacks.
 
 
-def test_web_refusals_are_one_line_messages(tmp_path, page):
+def test_web_refusals_are_one_line_messages(tmp_path, page, tmp_path_factory, data_dir):
     with pytest.raises(ExportError, match=r"npm ci --prefix .*pix2pix_tf/export/web"):
         web.runtime_version(str(tmp_path))
+    workdir = trained_run(tmp_path_factory, data_dir)
+    export_dir = tmp_path / "export"
+    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
+                  "--web", f"--web_runtime={tmp_path}"], timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith("error: --web needs the web runtime LiteRT.js"), lines
+    assert not export_dir.exists()  # Refused before any work.
     result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={tmp_path}", "--web",
                   "--tflite=float32"], timeout=120)
     assert result.returncode != 0 and "Traceback" not in result.stderr

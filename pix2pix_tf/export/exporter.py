@@ -92,7 +92,7 @@ def export(config: ExportConfig) -> ExportResult:
     config.validate()
     train, image_size = _check_request(config)
     if config.web:
-        web.runtime_version()  # Refused before minutes of work when LiteRT.js is not installed.
+        web.runtime_version(config.web_runtime)  # Refused before minutes of work when LiteRT.js is not installed.
     export_dir = versions.export_folder(config.export_dir, config.workdir)
     generator, train, checkpoint = sources.load_generator(config.workdir, config.checkpoint, train)
     logging.info("Exporting %s (%s) from %s.", train.model.generator, config.mode.describe(), checkpoint)
@@ -221,7 +221,7 @@ def _publish_web(job: _Job, result: ExportResult) -> str:
         input_nc=job.train.model.input_nc, output_nc=job.train.model.output_nc, dataset=job.train.data.dataset,
         direction=job.train.data.direction or default_direction(job.train.data.dataset),
         checkpoint_step=job.card.step, psnr_db=report.psnr_db)
-    return web.publish_page(job.export_dir, report.path, facts, job.images)
+    return web.publish_page(job.export_dir, report.path, facts, job.images, job.config.web_runtime)
 
 
 def _benchmark(job: _Job, result: ExportResult,

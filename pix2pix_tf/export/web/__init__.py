@@ -71,7 +71,8 @@ def runtime_version(node_modules: Optional[str] = None) -> str:
                if not os.path.isfile(os.path.join(modules, package, path))]
     if missing:
         raise ExportError(f"--web needs the web runtime LiteRT.js ({RUNTIME_PACKAGE}), which is not installed "
-                          f"(no {os.path.join(modules, missing[0])}): run `{install_hint()}` (Node 20 and npm).")
+                          f"(no {os.path.join(modules, missing[0])}): run `{install_hint()}` (Node 20 and npm), "
+                          "or pass --web_runtime=<a node_modules folder holding it>.")
     with open(os.path.join(modules, RUNTIME_PACKAGE, "package.json")) as f:
         return str(json.load(f)["version"])
 
@@ -92,7 +93,8 @@ class PageFacts:
     psnr_db: float  # The TFLite file against the SavedModel, from the export's check.
 
 
-def publish_page(export_dir: str, tflite_file: str, facts: PageFacts, examples: np.ndarray) -> str:
+def publish_page(export_dir: str, tflite_file: str, facts: PageFacts, examples: np.ndarray,
+                 node_modules: Optional[str] = None) -> str:
     """The page written to a staging folder and renamed into `<web_base>/<version>`, as the
     TFLite files are; returns that folder."""
     from pix2pix_tf.export import versions
@@ -102,7 +104,7 @@ def publish_page(export_dir: str, tflite_file: str, facts: PageFacts, examples: 
     final = os.path.join(base, str(facts.version))
     staging = versions.staging_dir(base, str(facts.version))
     try:
-        write_page(staging, tflite_file, facts, examples)
+        write_page(staging, tflite_file, facts, examples, node_modules)
         versions.publish(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
