@@ -1,13 +1,15 @@
-"""Time per translation of an `export.py --web` page, in headless Chromium on this machine.
+"""Time per translation of `export.py --web` pages, in headless Chromium on this machine.
 
     python -m pix2pix_tf.benchmark.web --page=runs/quickstart/export/web/pix2pix/1
+    python -m pix2pix_tf.benchmark.web --page=EXPORT/web/pix2pix/1,EXPORT/web/pix2pix/2   # side by side
 
-Serves the folder on 127.0.0.1 (as `python -m http.server` would), opens it in Chromium through
-Selenium (`pip install -e ".[test]"`; Debian's chromium and chromium-driver), waits until the
-runtime and the model are loaded, puts the first example (or the empty canvas) in, and clicks
-Translate `--translations` times. Prints the load time and the median and minimum of the times
-the page itself states (the model run and reading its output). The first translation is a
-warm-up and not counted.
+Serves each folder on 127.0.0.1 (as `python -m http.server` would), opens it in its own Chromium
+through Selenium (`pip install -e ".[test]"`; Debian's chromium and chromium-driver), waits until
+the runtime and the model are loaded, puts the first example (or the empty canvas) in and
+translates once (warm-up, not counted). Then, in `--translations` rounds, clicks Translate once on
+every page in turn, so that a burst of load from other processes hits all pages alike. Prints
+each page's load time and the median and minimum of the times the page itself states (the model
+run and reading its output).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import contextlib
 import dataclasses
 import functools
 import http.server
+import json
+import os
 import statistics
 import threading
 import time
@@ -26,11 +30,16 @@ from absl import app, flags
 from pix2pix_tf import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("page", None, "The exported page's folder (<export_dir>/web/<model_name>/<version>).")
-flags.DEFINE_integer("translations", 10, "Timed translations (after one warm-up).")
-flags.DEFINE_string("chromium", "/usr/bin/chromium", "Chromium's binary.")
-flags.DEFINE_string("chromedriver", "/usr/bin/chromedriver", "Its driver.")
-flags.DEFINE_integer("timeout", 300, "Seconds the page may take to load the runtime and the model.")
+
+
+def define_flags() -> None:
+    """The program's flags; defined when it runs, not on import (the tests import every module)."""
+    flags.DEFINE_list("page", None, "The exported pages' folders (<export_dir>/web/<model_name>/<version>), "
+                      "comma-separated: timed side by side.")
+    flags.DEFINE_integer("translations", 10, "Timed rounds: translations per page (after one warm-up).")
+    flags.DEFINE_string("chromium", "/usr/bin/chromium", "Chromium's binary.")
+    flags.DEFINE_string("chromedriver", "/usr/bin/chromedriver", "Its driver.")
+    flags.DEFINE_integer("timeout", 300, "Seconds the page may take to load the runtime and the model.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +76,8 @@ def translate_times(driver, count: int, timeout: float = 600) -> tuple[float, ..
     return tuple(times)
 
 
-def time_page(driver, url: str, count: int, timeout: float) -> PageTiming:
+def open_page(driver, url: str, timeout: float) -> float:
+    """Opens a page, waits until it is ready and translates its first example once; the load time."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     start = time.monotonic()
@@ -80,7 +90,17 @@ def time_page(driver, url: str, count: int, timeout: float) -> PageTiming:
     if examples:
         examples[0].click()
     translate_times(driver, 1)  # Warm-up.
-    return PageTiming(load_s, translate_times(driver, count))
+    return load_s
+
+
+def time_pages(drivers: list, urls: list[str], rounds: int, timeout: float) -> list[PageTiming]:
+    """Each page opened in its own driver, then timed in interleaved rounds."""
+    loads = [open_page(driver, url, timeout) for driver, url in zip(drivers, urls)]
+    times: list[list[float]] = [[] for _ in drivers]
+    for _ in range(rounds):
+        for index, driver in enumerate(drivers):
+            times[index].extend(translate_times(driver, 1))
+    return [PageTiming(load, tuple(t)) for load, t in zip(loads, times)]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -115,25 +135,33 @@ def chromium(binary: str, driver_path: str):
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
 
-def main(argv: list[str]) -> int:
-    import json
-    import os
+def _page_config(folder: str) -> dict:
+    path = os.path.join(folder, "page.json")
+    if not os.path.isfile(path):
+        raise app.UsageError(f"--page={folder}: not a page folder of export.py --web (no page.json).")
+    with open(path) as f:
+        return json.load(f)
 
+
+def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
-    if not FLAGS.page or not os.path.isfile(os.path.join(FLAGS.page, "page.json")):
-        raise app.UsageError(f"--page={FLAGS.page}: not a page folder of export.py --web (no page.json).")
-    with open(os.path.join(FLAGS.page, "page.json")) as f:
-        config = json.load(f)
-    with serve(os.path.abspath(FLAGS.page)) as url:
-        driver = chromium(FLAGS.chromium, FLAGS.chromedriver)
-        try:
-            timing = time_page(driver, url, FLAGS.translations, FLAGS.timeout)
-        finally:
-            driver.quit()
-    print(f"{config['model']['file']} ({config['model']['precision']}, {config['image_size']}x{config['image_size']}), "
-          f"LiteRT.js {config['runtime']['version']} on CPU (WebAssembly) in headless Chromium: {timing.line()}")
+    if not FLAGS.page:
+        raise app.UsageError("--page is required: the folder(s) export.py --web wrote.")
+    configs = [_page_config(folder) for folder in FLAGS.page]
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(serve(os.path.abspath(folder))) for folder in FLAGS.page]
+        drivers = []
+        for _ in urls:
+            drivers.append(chromium(FLAGS.chromium, FLAGS.chromedriver))
+            stack.callback(drivers[-1].quit)
+        timings = time_pages(drivers, urls, FLAGS.translations, FLAGS.timeout)
+    for config, timing in zip(configs, timings):
+        size = config["image_size"]
+        print(f"{config['model']['file']} ({config['model']['precision']}, {size}x{size}), LiteRT.js "
+              f"{config['runtime']['version']} on CPU (WebAssembly) in headless Chromium: {timing.line()}")
     return 0
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run_program(main)
