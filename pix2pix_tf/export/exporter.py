@@ -8,6 +8,7 @@
         assets.extra/pix2pix_export.json                   what was exported, from which run
         assets.extra/MODEL_CARD.md                         the model card (`model_card`)
     <export_dir>/tflite/<model_name>/<version>/            one .tflite per variant, report.json, MODEL_CARD.md
+    <export_dir>/web/<model_name>/<version>/               with --web: a static page running one of them (`web`)
 
 in steps, each in its own module: `versions` (where: the export folder, the version, a staging
 folder beside the base path, the atomic publish, the removal of staging folders left by killed
@@ -221,7 +222,8 @@ def _publish_web(job: _Job, result: ExportResult) -> str:
         input_nc=job.train.model.input_nc, output_nc=job.train.model.output_nc, dataset=job.train.data.dataset,
         direction=job.train.data.direction or default_direction(job.train.data.dataset),
         checkpoint_step=job.card.step, psnr_db=report.psnr_db)
-    return web.publish_page(job.export_dir, report.path, facts, job.images, job.config.web_runtime)
+    held_out = job.images if job.examples.targets is not None else job.images[:0]  # Not synthetic noise.
+    return web.publish_page(job.export_dir, report.path, facts, held_out, job.config.web_runtime)
 
 
 def _benchmark(job: _Job, result: ExportResult,
