@@ -40,6 +40,7 @@ class ExportConfig:
     threads: int = 2
     warmup_batch_sizes: tuple[int, ...] = (1,)
     max_pixels: int = DEFAULT_MAX_PIXELS  # The bytes signatures refuse larger images, before decoding.
+    onnx: bool = False  # Also the ONNX file (`onnx_model`; the `onnx` extra).
 
     def validate(self) -> ExportConfig:
         unknown = [v for v in self.tflite if v not in TFLITE_VARIANTS]
