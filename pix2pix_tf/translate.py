@@ -37,8 +37,8 @@ flags.DEFINE_enum("direction", None, ["AtoB", "BtoA"], "With --paired: override 
 flags.DEFINE_bool("side_by_side", False, "Write input | output (| target with --paired) instead of the output.")
 flags.DEFINE_bool("keep_size", False, "Resize each output back to its input's size (default: the model's size).")
 flags.DEFINE_bool("native_size", False, "Translate each image at its own size and aspect ratio (reflection-padded "
-                  "to the generator's size multiple, cropped back; checkpoint, SavedModel or ONNX, not TFLite). Default: "
-                  "resized to the model's square.")
+                  "to the generator's size multiple, cropped back; checkpoint, SavedModel or ONNX, not TFLite). "
+                  "Default: resized to the model's square.")
 flags.DEFINE_bool("deterministic", False, "No dropout (checkpoint and SavedModel; TFLite files never have it).")
 flags.DEFINE_bool("batch_statistics", True, "With --workdir: batch norm with each image's statistics (the paper); "
                   "--nobatch_statistics uses the moving averages.")
