@@ -170,6 +170,9 @@ def test_demo_serves_the_onnx_file(export):
     expected = _reference(export)(images=tf.constant(translation.model_input[None] / 127.5 - 1, tf.float32))
     assert "ONNX" in translation.model
     assert np.abs(translation.output.astype(int) - images.to_uint8(expected["output"][0]).numpy()).max() <= 1
+    native = load_demo_model(DemoConfig(onnx=export["file"], num_examples=0, native_size=True))
+    wide = tf.io.encode_png(np.full((100, 150, 3), 90, np.uint8)).numpy()
+    assert native.translate(wide, "wide.png", paper=False).output.shape == (100, 150, 3)
 
 
 def test_onnx_mistakes_are_messages(export, tmp_path):
