@@ -179,6 +179,14 @@ def test_onnx_mistakes_are_messages(export, tmp_path):
     from pix2pix_tf.inference.generate import DETERMINISTIC
     from pix2pix_tf.inference.sources import ModelSource
 
+    # Without tf2onnx (None in sys.modules: not importable), export --onnx stops before writing anything.
+    blocked = ("import runpy, sys; sys.modules['tf2onnx'] = None; sys.argv = ['export.py'] + sys.argv[1:]; "
+               f"runpy.run_path({os.path.join(ROOT, 'export.py')!r}, run_name='__main__')")
+    without = run([sys.executable, "-c", blocked, f"--workdir={export['workdir']}", f"--export_dir={tmp_path / 'e'}",
+                   "--onnx"])
+    assert without.returncode == 1 and "Traceback" not in without.stderr, without.stderr[-3000:]
+    assert 'error: ONNX needs tf2onnx (not installed): pip install -e ".[onnx]"' in without.stderr
+    assert not os.path.exists(tmp_path / "e")
     missing = run([sys.executable, "-m", "pix2pix_tf.translate", f"--onnx={tmp_path / 'no.onnx'}",
                    f"--output_dir={tmp_path / 'out'}", os.path.join(ROOT, "README.md")])
     assert missing.returncode == 1 and "is not a file" in missing.stderr and "Traceback" not in missing.stderr

@@ -52,7 +52,7 @@ def require(*modules: str) -> None:
     """Refuses, before any work, a request that needs a missing part of the `onnx` extra."""
     missing = [m for m in (modules or ("tf2onnx", "onnx", "onnxruntime")) if importlib.util.find_spec(m) is None]
     if missing:
-        raise ConfigError(f"ONNX needs {', '.join(missing)}, which is not installed: {INSTALL}")
+        raise ConfigError(f"ONNX needs {', '.join(missing)} (not installed): {INSTALL}")
 
 
 def onnx_base(export_dir: str, model_name: str) -> str:
@@ -121,7 +121,7 @@ class OnnxModel:
             self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except _runtime_errors() as e:
             raise ConfigError(f"Cannot load the ONNX model {path}: {e}") from e
-        self.metadata = read_metadata(self.session)
+        self.metadata = _decoded(self.session.get_modelmeta().custom_metadata_map)
         self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         shape = self.input.shape
         if self.input.type != "tensor(float)" or len(shape) != 4 or not isinstance(shape[3], int):
@@ -146,13 +146,15 @@ class OnnxModel:
             raise InferenceError(f"onnxruntime cannot translate it: {e}") from None
 
 
-def read_metadata(session_or_path: Any) -> dict[str, Any]:
-    """The file's metadata_props, decoded ({} for a file that has none, or not as JSON)."""
-    session = session_or_path
-    if isinstance(session_or_path, str):
-        session = OnnxModel(session_or_path, threads=1).session
+def read_metadata(path: str) -> dict[str, Any]:
+    """The file's metadata_props, decoded ({} for a file that has none)."""
+    return OnnxModel(path, threads=1).metadata
+
+
+def _decoded(properties: dict[str, str]) -> dict[str, Any]:
+    """metadata_props with their JSON values decoded; a value that is not JSON stays a string."""
     metadata = {}
-    for key, value in session.get_modelmeta().custom_metadata_map.items():
+    for key, value in properties.items():
         try:
             metadata[key] = json.loads(value)
         except ValueError:
