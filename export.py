@@ -45,6 +45,9 @@ flags.DEFINE_list("tflite", ["float32", "float16", "dynamic_int8", "int8"],
                   "TFLite variants to write (comma-separated; empty for none): float32, float16, dynamic_int8 "
                   "(int8 weights), int8 (int8 weights and activations, calibrated on the run's training data).")
 flags.DEFINE_enum("int8_io", "float32", ["float32", "int8", "uint8"], "Input/output type of the int8 variant.")
+flags.DEFINE_bool("onnx", False, "Also write the generator as ONNX (opset 17, dynamic batch/height/width, checked "
+                  "with onnxruntime) to <export_dir>/onnx/<model_name>/<version>; needs pip install -e \".[onnx]\" "
+                  "(docs/onnx.md).")
 flags.DEFINE_integer("calibration_examples", 64, "Training images that calibrate the int8 variant.")
 flags.DEFINE_integer("check_examples", 8, "Held-out images each artifact is checked on.")
 flags.DEFINE_bool("force", False, "Keep TFLite variants whose PSNR against the SavedModel is below its floor.")
@@ -77,7 +80,7 @@ def config_from_flags():
         data_dir=FLAGS.data_dir, force=FLAGS.force, benchmark=FLAGS.benchmark, threads=FLAGS.threads,
         warmup_batch_sizes=tuple(_positive_ints("warmup_batch_sizes", FLAGS.warmup_batch_sizes)),
         max_pixels=FLAGS.max_pixels, web=FLAGS.web_variant if FLAGS.web else None,
-        web_runtime=FLAGS.web_runtime,
+        web_runtime=FLAGS.web_runtime, onnx=FLAGS.onnx,
     )
 
 
@@ -108,6 +111,8 @@ def main(argv: list[str]) -> int:
               "translate_float_deterministic)")
         for report in result.variants:
             print("  " + report.line())
+    if result.onnx:
+        print(f"ONNX (onnxruntime against the SavedModel's translate_float_deterministic): {result.onnx.line()}")
     print(f"Model card: {', '.join(result.model_cards)}")
     if result.web_dir:
         print(f"Web page: {result.web_dir} (serve it: python -m http.server -d {result.web_dir})")

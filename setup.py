@@ -31,8 +31,10 @@ setup(
         "tensorflow-serving-api",  # PredictionLog protos (warmup records) and the gRPC client; pins tensorflow>=2.21.
     ],
     extras_require={
-        "test": ["pytest", "ruff", "dill", "selenium"],  # dill: tfds' builder test machinery; selenium: the demo test
+        # dill: tfds' builder test machinery; selenium: the demo test; nbclient, nbformat, ipykernel: the notebook's.
+        "test": ["pytest", "ruff", "dill", "selenium", "nbclient", "nbformat", "ipykernel"],
         "demo": ["gradio>=6"],  # python -m pix2pix_tf.demo (docs/demo.md)
+        "onnx": ["tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],  # export.py --onnx, --onnx sources (docs/onnx.md)
     },
     entry_points={
         "console_scripts": [

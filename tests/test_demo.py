@@ -360,7 +360,7 @@ def test_the_demo_refuses_bad_flags_with_a_message(gradio_installed):
     from pix2pix_tf.demo.model import DemoConfig
     from pix2pix_tf.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="exactly one of --workdir, --saved_model, --tflite, --serving_url"):
+    with pytest.raises(ConfigError, match="exactly one of --workdir, --saved_model, --tflite, --onnx, --serving_url"):
         DemoConfig(workdir="a", serving_url="http://localhost:8501")
     with pytest.raises(ConfigError, match="got none"):
         DemoConfig()

@@ -2,8 +2,8 @@
 
 Draw the input (in the colours of the run's dataset) or upload an image and see the output
 beside it; the run's held-out inputs are one-click examples. The model is a training run
-(`--workdir`), an exported SavedModel (`--saved_model`), a TFLite file (`--tflite`) or a
-running TensorFlow Serving (`--serving_url`, `--model_name`). Needs the `demo` extra
+(`--workdir`), an exported SavedModel (`--saved_model`), a TFLite file (`--tflite`), an ONNX
+file (`--onnx`) or a running TensorFlow Serving (`--serving_url`, `--model_name`). Needs the `demo` extra
 (`pip install -e ".[demo]"`, Gradio); runs offline. Also installed as `pix2pix-demo`. See
 docs/demo.md.
 """
@@ -30,6 +30,7 @@ flags.DEFINE_string("workdir", None, "Serve this training run's generator (confi
 flags.DEFINE_string("checkpoint", None, "With --workdir: a specific checkpoint (default: the newest readable).")
 flags.DEFINE_string("saved_model", None, "Serve an exported SavedModel (version folder or model folder).")
 flags.DEFINE_string("tflite", None, "Serve a .tflite file written by export.py (no dropout).")
+flags.DEFINE_string("onnx", None, "Serve an .onnx file written by export.py --onnx (onnxruntime, no dropout).")
 flags.DEFINE_string("serving_url", None, "Front a running TensorFlow Serving: its REST address, e.g. "
                     "http://localhost:8501.")
 flags.DEFINE_string("model_name", "pix2pix", "With --serving_url: the model's name in TensorFlow Serving.")
@@ -38,7 +39,7 @@ flags.DEFINE_integer("port", 7860, "Port to listen on.")
 flags.DEFINE_integer("num_examples", 6, "Held-out inputs of the run shown as examples (0: none).")
 flags.DEFINE_integer("max_pixels", None, "Refuse images with more pixels than this (default: the image policy's, "
                      "4096x4096).")
-flags.DEFINE_integer("threads", 2, "TFLite interpreter threads.")
+flags.DEFINE_integer("threads", 2, "TFLite interpreter (or onnxruntime) threads.")
 flags.DEFINE_bool("native_size", False, "Translate each image at its own size and aspect ratio (reflection-padded "
                   "to the generator's size multiple, cropped back); --workdir or --saved_model only. Default: "
                   "resized to the model's square.")
@@ -50,7 +51,7 @@ def config_from_flags():
 
     f = FLAGS
     return DemoConfig(workdir=f.workdir, checkpoint=f.checkpoint, saved_model=f.saved_model, tflite=f.tflite,
-                      serving_url=f.serving_url, model_name=f.model_name, host=f.host, port=f.port,
+                      onnx=f.onnx, serving_url=f.serving_url, model_name=f.model_name, host=f.host, port=f.port,
                       num_examples=f.num_examples, max_pixels=f.max_pixels, threads=f.threads,
                       native_size=f.native_size)
 

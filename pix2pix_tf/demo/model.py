@@ -38,6 +38,7 @@ class DemoConfig:
     checkpoint: Optional[str] = None
     saved_model: Optional[str] = None
     tflite: Optional[str] = None
+    onnx: Optional[str] = None
     serving_url: Optional[str] = None  # TensorFlow Serving's REST address, e.g. http://localhost:8501
     model_name: str = "pix2pix"  # The model's name in TensorFlow Serving.
     host: str = "127.0.0.1"
@@ -49,9 +50,10 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         given = [name for name, value in (("workdir", self.workdir), ("saved_model", self.saved_model),
-                                          ("tflite", self.tflite), ("serving_url", self.serving_url)) if value]
+                                          ("tflite", self.tflite), ("onnx", self.onnx),
+                                          ("serving_url", self.serving_url)) if value]
         if len(given) != 1:
-            raise ConfigError("Give exactly one of --workdir, --saved_model, --tflite, --serving_url "
+            raise ConfigError("Give exactly one of --workdir, --saved_model, --tflite, --onnx, --serving_url "
                               f"(got {', '.join('--' + g for g in given) or 'none'}).")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"--port={self.port} is not a TCP port (1-65535).")
@@ -166,7 +168,7 @@ def load_demo_model(config: DemoConfig, examples_dir: Optional[str] = None) -> D
                          serving.opener(config.serving_url, config.model_name), True, drawing_for(None, None),
                          max_pixels)
     source = ModelSource.resolve(workdir=config.workdir, checkpoint=config.checkpoint,
-                                 saved_model=config.saved_model, tflite=config.tflite)
+                                 saved_model=config.saved_model, tflite=config.tflite, onnx=config.onnx)
     run = source.train or (TrainConfig.load(source.run_workdir) if source.run_workdir else None)
     direction = source.direction or (run and _run_direction(run))
     drawing = drawing_for(run.data.dataset if run else None, direction)

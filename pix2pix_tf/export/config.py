@@ -42,6 +42,7 @@ class ExportConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS  # The bytes signatures refuse larger images, before decoding.
     web: Optional[str] = None  # The TFLite variant the static web page runs (export.py --web); None: no page.
     web_runtime: Optional[str] = None  # node_modules holding LiteRT.js; None: the one beside export/web.
+    onnx: bool = False  # Also the ONNX file (`onnx_model`; the `onnx` extra).
 
     def validate(self) -> ExportConfig:
         unknown = [v for v in self.tflite if v not in TFLITE_VARIANTS]

@@ -9,6 +9,8 @@
         assets.extra/MODEL_CARD.md                         the model card (`model_card`)
     <export_dir>/tflite/<model_name>/<version>/            one .tflite per variant, report.json, MODEL_CARD.md
     <export_dir>/web/<model_name>/<version>/               with --web: a static page running one of them (`web`)
+    <export_dir>/onnx/<model_name>/<version>/              with --onnx: <model_name>.onnx (`onnx_model`), report.json,
+                                                           MODEL_CARD.md
 
 in steps, each in its own module: `versions` (where: the export folder, the version, a staging
 folder beside the base path, the atomic publish, the removal of staging folders left by killed
@@ -35,10 +37,10 @@ from absl import logging
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.export import model_card, saved_model, tflite, versions, web
+from pix2pix_tf.export import model_card, onnx_model, saved_model, tflite, versions, web
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.examples import Examples, load_examples
-from pix2pix_tf.export.names import OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
+from pix2pix_tf.export.names import MODEL_CARD, OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
 from pix2pix_tf.export.tflite import PSNR_FLOORS, TFLiteModel, VariantReport, benchmark, check_variant, psnr
 from pix2pix_tf.inference import generate as inference
 from pix2pix_tf.inference import sources
@@ -67,6 +69,7 @@ class ExportResult:
     saved_model_latency_min_ms: Optional[float] = None
     model_cards: list[str] = dataclasses.field(default_factory=list)
     web_dir: Optional[str] = None  # The static page (--web).
+    onnx: Optional[onnx_model.OnnxReport] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +94,8 @@ class _Job:
 def export(config: ExportConfig) -> ExportResult:
     """Writes and checks the SavedModel, then the TFLite variants; see the module docstring."""
     config.validate()
+    if config.onnx:
+        onnx_model.require()
     train, image_size = _check_request(config)
     if config.web:
         web.runtime_version(config.web_runtime)  # Refused before minutes of work when LiteRT.js is not installed.
@@ -112,6 +117,11 @@ def export(config: ExportConfig) -> ExportResult:
             result.web_dir = _publish_web(job, result)
     else:
         _benchmark(job, result, reference)
+    if config.onnx:
+        facts = dataclasses.replace(job.card, version=result.version, mode=config.mode.without_dropout())
+        result.onnx = onnx_model.publish(result.saved_model_dir, export_dir, facts, reference, job.images,
+                                         job.examples.source, config.threads)
+        result.model_cards.append(os.path.join(os.path.dirname(result.onnx.path), MODEL_CARD))
     return result
 
 

@@ -118,14 +118,18 @@ def _limits(f: CardFacts) -> list[str]:
     return lines
 
 
-def render(f: CardFacts, tflite: Optional[Sequence] = None, metadata_note: str = "") -> str:
-    """The card as markdown; `tflite` (the variants' reports) adds the TFLite section."""
+def render(f: CardFacts, tflite: Optional[Sequence] = None, metadata_note: str = "",
+           onnx: Optional[Sequence[str]] = None) -> str:
+    """The card as markdown; `tflite` (the variants' reports) adds the TFLite section, `onnx`
+    (its lines, from `onnx_model`) the ONNX file's."""
     out = [f"# Model card: {f.model_name}, version {f.version}", "",
            f"Written by pix2pix_tf's export.py on {time.strftime('%Y-%m-%d')}. pix2pix: Isola et al., "
            "\"Image-to-Image Translation with Conditional Adversarial Networks\", CVPR 2017.", "", "## Facts", ""]
     out += [f"- **{key}**: {value}" for key, value in _facts(f)]
     out += ["", "## Intended use and limits", ""] + [f"- {line}" for line in _limits(f)]
-    if tflite is None:
+    if onnx is not None:
+        out += ["", "## ONNX file", "", *onnx]
+    elif tflite is None:
         out += ["", "## This SavedModel", "",
                 f"Signatures `serving_default` / `translate_png` take {FORMATS_TEXT} bytes of any size up to "
                 f"{f.max_pixels:,} pixels, resize them (bicubic) and return PNG bytes; `translate_float` takes "

@@ -47,6 +47,7 @@ class TranslateConfig:
     checkpoint: Optional[str] = None
     saved_model: Optional[str] = None
     tflite: Optional[str] = None
+    onnx: Optional[str] = None
     paired: bool = False
     direction: Optional[str] = None
     side_by_side: bool = False
@@ -158,7 +159,7 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
     """
     planned = plan_outputs(find_images(config.inputs, config.output_dir), config.output_dir)
     source = ModelSource.resolve(workdir=config.workdir, checkpoint=config.checkpoint,
-                                 saved_model=config.saved_model, tflite=config.tflite)
+                                 saved_model=config.saved_model, tflite=config.tflite, onnx=config.onnx)
     if config.native_size and config.image_size:
         raise ConfigError("--image_size and --native_size contradict each other: give one.")
     translator = source.open(config.mode, seed=config.seed, image_size=config.image_size, threads=config.threads)

@@ -1,10 +1,12 @@
-"""One model source: a training run's checkpoint, an exported SavedModel, or a TFLite file.
+"""One model source: a training run's checkpoint, an exported SavedModel, a TFLite or an ONNX file.
 
 translate, evaluate and export all start from "the model the user named". `ModelSource.resolve`
-takes exactly one of a workdir (with an optional checkpoint), a SavedModel or a .tflite file,
-and reads what is recorded about it once (the run's config.json, the export's metadata, the
-TFLite report) without loading TensorFlow, so that a wrong path is answered at once.
-`source.open(mode)` then gives a `Translator` over any of the three: float32
+takes exactly one of a workdir (with an optional checkpoint), a SavedModel, a .tflite file or
+an .onnx file (`export.onnx_model` reads and runs those), and reads what is recorded about it
+once (the run's config.json, the export's metadata, the TFLite report; the ONNX file's own
+metadata, with onnxruntime) without loading TensorFlow (an ONNX file: after its path is
+checked), so that a wrong path is answered at once.
+`source.open(mode)` then gives a `Translator` over any of them: float32
 [1, S, S, C_in] in [-1, 1] in, [1, S, S, C_out] out, with the size, channels, direction and
 the inference mode the model really runs in (an export fixed its batch-norm mode when it was
 made; a TFLite file has no dropout). `inference.geometry.native_translator` turns a checkpoint's
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 
     from pix2pix_tf.inference.generate import InferenceMode
 
-CHECKPOINT, SAVED_MODEL, TFLITE = "checkpoint", "saved_model", "tflite"
+CHECKPOINT, SAVED_MODEL, TFLITE, ONNX = "checkpoint", "saved_model", "tflite", "onnx"
 
 
 @dataclasses.dataclass
@@ -80,22 +82,24 @@ class ModelSource:
 
     def __init__(self, kind: str, path: str, *, checkpoint: Optional[str] = None,
                  train: Optional[TrainConfig] = None, metadata: Optional[dict[str, Any]] = None):
-        self.kind = kind  # CHECKPOINT, SAVED_MODEL or TFLITE.
-        self.path = path  # The workdir, the SavedModel's version folder, or the .tflite file.
+        self.kind = kind  # CHECKPOINT, SAVED_MODEL, TFLITE or ONNX.
+        self.path = path  # The workdir, the SavedModel's version folder, or the .tflite or .onnx file.
         self.requested_checkpoint = checkpoint
         self.checkpoint: Optional[str] = None  # The checkpoint restored, once opened.
         self.train = train  # The run's config.json (checkpoint sources).
-        self.metadata = metadata or {}  # The export's metadata or the TFLite report.
+        self.metadata = metadata or {}  # The export's metadata, the TFLite report, the ONNX file's metadata.
 
     @classmethod
     def resolve(cls, *, workdir: Optional[str] = None, checkpoint: Optional[str] = None,
-                saved_model: Optional[str] = None, tflite: Optional[str] = None) -> ModelSource:
+                saved_model: Optional[str] = None, tflite: Optional[str] = None,
+                onnx: Optional[str] = None) -> ModelSource:
         """The source named by exactly one of workdir (+ checkpoint), saved_model (a version
-        folder, or a model folder whose newest version is used) and tflite."""
-        given = [name for name, value in (("workdir", workdir), ("saved_model", saved_model), ("tflite", tflite))
-                 if value]
+        folder, or a model folder whose newest version is used), tflite and onnx."""
+        given = [name for name, value in (("workdir", workdir), ("saved_model", saved_model), ("tflite", tflite),
+                                          ("onnx", onnx)) if value]
         if len(given) != 1:
-            raise ConfigError(f"Give exactly one of --workdir, --saved_model, --tflite (got {given or 'none'}).")
+            raise ConfigError("Give exactly one of --workdir, --saved_model, --tflite, --onnx "
+                              f"(got {given or 'none'}).")
         if checkpoint and not workdir:
             raise ConfigError("--checkpoint needs --workdir (the run whose config.json describes the model).")
         if workdir:
@@ -103,9 +107,19 @@ class ModelSource:
         if saved_model:
             path = names.resolve_saved_model(saved_model)
             return cls(SAVED_MODEL, path, metadata=names.read_metadata(path))
+        if onnx:
+            return cls._onnx(onnx)
         if not os.path.isfile(tflite):
             raise ConfigError(f"--tflite={tflite} is not a file.")
         return cls(TFLITE, tflite, metadata=names.read_tflite_report(tflite))
+
+    @classmethod
+    def _onnx(cls, path: str) -> ModelSource:
+        if not os.path.isfile(path):
+            raise ConfigError(f"--onnx={path} is not a file.")
+        from pix2pix_tf.export import onnx_model
+
+        return cls(ONNX, path, metadata=onnx_model.read_metadata(path))
 
     @property
     def direction(self) -> Optional[str]:
@@ -141,7 +155,7 @@ class ModelSource:
         elif self.kind == SAVED_MODEL:
             label = "savedmodel-" + os.path.basename(os.path.normpath(self.path))
         else:
-            label = "tflite-" + os.path.splitext(os.path.basename(self.path))[0]
+            label = f"{self.kind}-" + os.path.splitext(os.path.basename(self.path))[0]
         return re.sub(r"[^A-Za-z0-9._-]+", "_", label)
 
     def open(self, mode: InferenceMode, *, seed: Optional[int] = None, image_size: Optional[int] = None,
@@ -158,6 +172,11 @@ class ModelSource:
             return self._open_checkpoint(mode, seed, image_size)
         if self.kind == SAVED_MODEL:
             return self._open_saved_model(mode, image_size)
+        if self.kind == ONNX:
+            from pix2pix_tf.export import onnx_model
+
+            return onnx_model.open_translator(self.path, self.metadata, self.direction,
+                                              self._exported(mode, dropout=False), image_size, threads)
         return self._open_tflite(mode, image_size, threads)
 
     def _exported(self, mode: InferenceMode, dropout: bool) -> InferenceMode:

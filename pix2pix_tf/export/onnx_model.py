@@ -1,0 +1,282 @@
+"""The generator as an ONNX file: converted from the published SavedModel, run by onnxruntime
+(`OnnxModel`), checked against the SavedModel, and published beside it; also the `--onnx`
+model source of translate and the demo (`open_translator`).
+
+`python export.py --onnx` writes `<export_dir>/onnx/<model_name>/<version>/<model_name>.onnx`
+with `report.json` and `MODEL_CARD.md`. tf2onnx converts the SavedModel's
+`translate_float_deterministic` signature at opset `OPSET`, so the file computes what that
+signature computes, with the same normalisation: input `images`, float32 NHWC
+[batch, height, width, C_in] in [-1, 1] (pixel / 127.5 - 1); output `output`, float32
+[batch, height, width, C_out] in [-1, 1]; batch, height and width are dynamic (named so in the
+file); height and width must be multiples of the generator's size multiple. The file carries
+this contract in its own `metadata_props` (JSON values), so that a copy that left its folder
+still says how to feed it.
+
+The conversion is refused unless onnxruntime reproduces the SavedModel on the held-out images,
+at the export's square size and at a wider one, in batches of two (dynamic batch, height and
+width), to within `MAX_ABS_DIFF` everywhere (docs/onnx.md). tf2onnx, onnx and onnxruntime are
+the optional `onnx` extra: nothing here imports them before it is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import shutil
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.export import model_card, names, versions
+from pix2pix_tf.export.config import ExportError
+from pix2pix_tf.inference.generate import InferenceError, InferenceMode
+from pix2pix_tf.inference.sources import Translator
+
+OPSET = 17
+# float32 from end to end, like the SavedModel: anything beyond rounding differences between two
+# runtimes' kernels is a broken conversion.
+MAX_ABS_DIFF = 1e-3
+DYNAMIC_DIMS = ("batch", "height", "width")
+INSTALL = 'pip install -e ".[onnx]"'
+REPORT = "report.json"  # Beside the .onnx file.
+# The SavedModel metadata copied into the file's metadata_props (with the contract's own keys).
+_COPIED = ("model_name", "version", "checkpoint", "image_size", "size_multiple", "input_nc", "output_nc",
+           "direction", "generator")
+
+
+def require(*modules: str) -> None:
+    """Refuses, before any work, a request that needs a missing part of the `onnx` extra."""
+    missing = [m for m in (modules or ("tf2onnx", "onnx", "onnxruntime")) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"ONNX needs {', '.join(missing)} (not installed): {INSTALL}")
+
+
+def onnx_base(export_dir: str, model_name: str) -> str:
+    """`<export_dir>/onnx/<model_name>`: the ONNX files' versions, beside the SavedModels."""
+    return os.path.join(export_dir, "onnx", model_name)
+
+
+# ----------------------------------------------------------------------------- the file
+
+
+def contract(saved_model_metadata: dict[str, Any]) -> dict[str, Any]:
+    """What the file's metadata_props say: the export's facts and how to feed the model."""
+    facts = {key: saved_model_metadata[key] for key in _COPIED if key in saved_model_metadata}
+    mode = dict(saved_model_metadata.get("mode", {}), dropout=False)
+    return {**facts, "mode": mode, "source_signature": names.SIGNATURE_FLOAT_DETERMINISTIC, "layout": "NHWC",
+            "input_range": [-1, 1], "output_range": [-1, 1],
+            "normalisation": "input = pixel / 127.5 - 1; pixel = (output + 1) * 127.5, clipped to 0..255"}
+
+
+def convert(saved_model_dir: str, path: str) -> None:
+    """The SavedModel's dropout-free float signature as an ONNX file at `path`, with named
+    dynamic dimensions and the contract in its metadata."""
+    import onnx
+    from tf2onnx import convert as tf2onnx_convert
+    from tf2onnx import tf_loader
+
+    try:
+        graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
+            saved_model_dir, None, None, tag=["serve"], signatures=[names.SIGNATURE_FLOAT_DETERMINISTIC],
+            return_tensors_to_rename=True)
+        model, _ = tf2onnx_convert.from_graph_def(graph_def, name=names.SIGNATURE_FLOAT_DETERMINISTIC,
+                                                  input_names=inputs, output_names=outputs, opset=OPSET,
+                                                  tensors_to_rename=renames)
+    except Exception as e:  # tf2onnx raises ValueError, KeyError, RuntimeError and its own errors.
+        raise ExportError(f"ONNX conversion (tf2onnx, opset {OPSET}) failed: {e}") from e
+    for value in (*model.graph.input, *model.graph.output):
+        for dim, name in zip(value.type.tensor_type.shape.dim, DYNAMIC_DIMS):
+            dim.dim_param = name
+    for key, value in contract(names.read_metadata(saved_model_dir)).items():
+        model.metadata_props.add(key=key, value=json.dumps(value))
+    model.doc_string = ("pix2pix generator (pix2pix_tf export.py --onnx): images float32 NHWC in [-1, 1] -> "
+                        "output float32 NHWC in [-1, 1]; see metadata_props.")
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def _runtime_errors() -> tuple[type, ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile,
+            state.NotImplemented, state.RuntimeException)
+
+
+class OnnxModel:
+    """An ONNX generator run by onnxruntime on the CPU: float32 NHWC in [-1, 1] in and out, the
+    sides checked against the file's size multiple so that a wrong size is a message."""
+
+    def __init__(self, path: str, threads: int = 2):
+        require("onnxruntime")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3  # Errors only: its warnings are about graph fusions, not the user.
+        try:
+            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except _runtime_errors() as e:
+            raise ConfigError(f"Cannot load the ONNX model {path}: {e}") from e
+        self.metadata = _decoded(self.session.get_modelmeta().custom_metadata_map)
+        self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        shape = self.input.shape
+        if self.input.type != "tensor(float)" or len(shape) != 4 or not isinstance(shape[3], int):
+            raise ConfigError(f"{path} takes {self.input.type} {shape}; expected float32 [batch, height, width, "
+                              "channels] as export.py --onnx writes.")
+        self.input_nc = int(shape[3])
+        self.output_nc = int(self.output.shape[3])
+        self.size_multiple: Optional[int] = self.metadata.get("size_multiple")
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """float32 [N, H, W, C_in] in [-1, 1] -> [N, H, W, C_out] in [-1, 1]."""
+        images = np.asarray(images, np.float32)
+        if images.ndim != 4 or images.shape[3] != self.input_nc:
+            raise InferenceError(f"This ONNX model takes [batch, height, width, {self.input_nc}], got {images.shape}.")
+        multiple = self.size_multiple
+        if multiple and (images.shape[1] % multiple or images.shape[2] % multiple):
+            raise InferenceError(f"This ONNX model takes sides that are multiples of {multiple}, got "
+                                 f"{images.shape[2]}x{images.shape[1]}.")
+        try:
+            return self.session.run([self.output.name], {self.input.name: images})[0]
+        except _runtime_errors() as e:
+            raise InferenceError(f"onnxruntime cannot translate it: {e}") from None
+
+
+def read_metadata(path: str) -> dict[str, Any]:
+    """The file's metadata_props, decoded ({} for a file that has none)."""
+    return OnnxModel(path, threads=1).metadata
+
+
+def _decoded(properties: dict[str, str]) -> dict[str, Any]:
+    """metadata_props with their JSON values decoded; a value that is not JSON stays a string."""
+    metadata = {}
+    for key, value in properties.items():
+        try:
+            metadata[key] = json.loads(value)
+        except ValueError:
+            metadata[key] = value
+    return metadata
+
+
+def open_translator(path: str, metadata: dict[str, Any], direction: Optional[str], mode: InferenceMode,
+                    image_size: Optional[int], threads: int) -> Translator:
+    """The `--onnx` model source's Translator (`inference.sources`): any size that is a
+    multiple of the file's size multiple, so `--native_size` works too."""
+    model = OnnxModel(path, threads=threads)
+    size = image_size or metadata.get("image_size")
+    if not size:
+        raise ConfigError(f"{path} does not record its image size: pass --image_size.")
+    multiple = model.size_multiple
+    if multiple and size % multiple:
+        raise ConfigError(f"--image_size={size}: {path} takes multiples of {multiple}.")
+    return Translator(f"ONNX {path} (onnxruntime, no dropout)", int(size), model.input_nc, model.output_nc,
+                      direction, mode, lambda image, index: model(image), size_multiple=multiple)
+
+
+# ----------------------------------------------------------------------------- the check
+
+
+@dataclasses.dataclass
+class OnnxReport:
+    """The published ONNX file and how far onnxruntime's output is from the SavedModel's."""
+
+    path: str
+    size_bytes: int
+    psnr_db: float
+    max_abs_diff: float
+    sizes_checked: list[list[int]]  # [height, width] of each size compared.
+    ok: bool
+
+    def line(self) -> str:
+        sizes = ", ".join(f"{w}x{h}" for h, w in self.sizes_checked)
+        status = "ok" if self.ok else f"ABOVE {MAX_ABS_DIFF:g}"
+        return (f"{os.path.basename(self.path)}  {self.size_bytes / 2**20:.2f} MiB  opset {OPSET}  "
+                f"PSNR {self.psnr_db:.2f} dB  max|diff| {self.max_abs_diff:.2g} at {sizes}  {status}")
+
+
+def check(model: Callable[[np.ndarray], np.ndarray], reference: Callable[[np.ndarray], np.ndarray],
+          images: np.ndarray, multiple: int) -> tuple[float, float, list[list[int]]]:
+    """(PSNR, max abs diff, sizes) of `model` against `reference` on `images` [N, S, S, C] and on
+    the same images widened by `multiple` columns (mirrored), in batches of two."""
+    from pix2pix_tf.export.tflite import psnr
+
+    wide = np.concatenate([images, images[:, :, ::-1][:, :, :multiple]], axis=2)
+    got, expected = [], []
+    for batch in (images, wide):
+        for start in range(0, len(batch), 2):
+            got.append(np.asarray(model(batch[start:start + 2])).ravel())
+            expected.append(np.asarray(reference(batch[start:start + 2])).ravel())
+    got, expected = np.concatenate(got), np.concatenate(expected)
+    sizes = [list(images.shape[1:3]), list(wide.shape[1:3])]
+    if not np.isfinite(got).all():
+        return float("nan"), float("nan"), sizes
+    return psnr(expected, got), float(np.max(np.abs(expected - got))), sizes
+
+
+def publish(saved_model_dir: str, export_dir: str, facts: model_card.CardFacts,
+            reference: Callable[[np.ndarray], np.ndarray], images: np.ndarray, compared_on: str,
+            threads: int) -> OnnxReport:
+    """Converts, checks and publishes the ONNX file of `facts.version`; a file that does not
+    reproduce the SavedModel is refused and nothing is published."""
+    base = onnx_base(export_dir, facts.model_name)
+    versions.remove_stale_staging(base)
+    final = os.path.join(base, str(facts.version))
+    staging = versions.staging_dir(base, str(facts.version))
+    try:
+        path = os.path.join(staging, f"{facts.model_name}.onnx")
+        convert(saved_model_dir, path)
+        model = OnnxModel(path, threads=threads)
+        psnr_db, max_abs, sizes = check(model, reference, images, model.size_multiple or 1)
+        report = OnnxReport(os.path.join(final, os.path.basename(path)), os.path.getsize(path), psnr_db, max_abs,
+                            sizes, math.isfinite(max_abs) and max_abs <= MAX_ABS_DIFF)
+        _write_report(staging, report, saved_model_dir, compared_on)
+        model_card.write(staging, model_card.render(facts, onnx=_card_lines(report, model)))
+        if not report.ok:
+            raise ExportError(f"The ONNX file does not reproduce the SavedModel on {compared_on} (max |diff| "
+                              f"{max_abs:.3g} > {MAX_ABS_DIFF:g}, or NaN):\n  {report.line()}")
+        versions.publish(staging, final)
+    except ExportError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(f"{e}\nThe SavedModel {saved_model_dir} (and any TFLite file) was published; no ONNX "
+                          "file was.") from e
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report
+
+
+def _write_report(directory: str, report: OnnxReport, saved_model_dir: str, compared_on: str) -> None:
+    from importlib.metadata import version
+
+    content = {
+        "file": os.path.basename(report.path), "size_bytes": report.size_bytes, "opset": OPSET,
+        "converted_from": {"saved_model": saved_model_dir, "signature": names.SIGNATURE_FLOAT_DETERMINISTIC},
+        "input": {"name": names.INPUT_NAME, "dtype": "float32", "shape": list(DYNAMIC_DIMS) + ["C_in"],
+                  "range": [-1, 1]},
+        "output": {"name": names.OUTPUT_FLOAT, "dtype": "float32", "shape": list(DYNAMIC_DIMS) + ["C_out"],
+                   "range": [-1, 1]},
+        "compared_on": compared_on, "sizes_checked": report.sizes_checked, "psnr_db": report.psnr_db,
+        "max_abs_diff": report.max_abs_diff, "max_abs_diff_allowed": MAX_ABS_DIFF, "ok": report.ok,
+        "tools": {name: version(name) for name in ("tf2onnx", "onnx", "onnxruntime")},
+    }
+    with open(os.path.join(directory, REPORT), "w") as f:
+        json.dump(content, f, indent=2, allow_nan=True)
+        f.write("\n")
+
+
+def _card_lines(report: OnnxReport, model: OnnxModel) -> list[str]:
+    multiple = model.size_multiple
+    return [
+        f"`{os.path.basename(report.path)}`, opset {OPSET}, converted by tf2onnx from the SavedModel's "
+        f"`{names.SIGNATURE_FLOAT_DETERMINISTIC}` signature (dropout off). Input `{model.input.name}` float32 "
+        f"[batch, height, width, {model.input_nc}] in [-1, 1] (pixel / 127.5 - 1), NHWC; output "
+        f"`{model.output.name}` float32 [batch, height, width, {model.output_nc}] in [-1, 1] "
+        "(pixel = (value + 1) * 127.5). Batch, height and width are dynamic"
+        + (f"; height and width must be multiples of {multiple}." if multiple else "."),
+        "",
+        f"Checked with onnxruntime against the SavedModel: {report.line()}. docs/onnx.md shows how to run it.",
+    ]

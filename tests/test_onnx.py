@@ -1,0 +1,226 @@
+"""export.py --onnx end to end: the file in onnxruntime against the SavedModel at two sizes, its
+contract read from the file, the refusal of a file that does not match, and --onnx as a model
+source of translate and the demo; docs/onnx.md's five lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pix2pix_tf import images
+from pix2pix_tf.errors import Pix2pixError
+from pix2pix_tf.export import exporter as exporting
+from pix2pix_tf.export import onnx_model
+from pix2pix_tf.inference.generate import InferenceError
+
+from export_helpers import ROOT, run, trained_run
+
+if os.environ.get("CI"):  # CI installs the onnx extra (.ci/run): missing, it is a failure, not a skip.
+    import onnx
+    import onnxruntime as ort
+else:
+    onnx = pytest.importorskip("onnx", reason='the onnx extra: pip install -e ".[onnx]"')
+    ort = pytest.importorskip("onnxruntime", reason='the onnx extra: pip install -e ".[onnx]"')
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory, data_dir) -> dict:
+    """The tiny run (unet_128, ngf 8) exported by export.py with --onnx and no TFLite."""
+    workdir = trained_run(tmp_path_factory, data_dir)
+    export_dir = str(tmp_path_factory.mktemp("onnx_export"))
+    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}",
+                  f"--export_dir={export_dir}", "--model_name=tiny", "--check_examples=2", "--tflite=", "--onnx"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    return {"workdir": workdir, "export_dir": export_dir, "stdout": result.stdout,
+            "saved_model": os.path.join(export_dir, "tiny", "1"),
+            "folder": os.path.join(export_dir, "onnx", "tiny", "1"),
+            "file": os.path.join(export_dir, "onnx", "tiny", "1", "tiny.onnx")}
+
+
+def _reference(export: dict):
+    return tf.saved_model.load(export["saved_model"]).signatures["translate_float_deterministic"]
+
+
+def _held_out(export: dict, count: int = 2) -> np.ndarray:
+    from pix2pix_tf.config import TrainConfig
+    from pix2pix_tf.data import pipeline as data
+
+    config = TrainConfig.load(export["workdir"])
+    pairs = data.held_out_pairs(data.load_paired_dataset(config.data), config.data, 3, 3, limit=count)
+    return np.stack([a for a, _ in pairs.as_numpy_iterator()])
+
+
+def test_export_publishes_a_checked_onnx_file_that_matches_the_saved_model_at_two_sizes(export):
+    assert sorted(os.listdir(export["folder"])) == ["MODEL_CARD.md", "report.json", "tiny.onnx"]
+    report = json.load(open(os.path.join(export["folder"], "report.json")))
+    assert report["ok"] and report["opset"] == 17 and report["max_abs_diff"] <= onnx_model.MAX_ABS_DIFF
+    assert report["sizes_checked"] == [[128, 128], [128, 256]] and report["size_bytes"] == os.path.getsize(
+        export["file"])
+    assert report["converted_from"]["signature"] == "translate_float_deterministic"
+    line = re.search(r"ONNX .*tiny\.onnx .* PSNR +([\d.]+) dB +max\|diff\| (\S+) at 128x128, 256x128 +ok",
+                     export["stdout"])
+    assert line and float(line[1]) > 60, export["stdout"]
+    card = open(os.path.join(export["folder"], "MODEL_CARD.md")).read()
+    assert "## ONNX file" in card and "[batch, height, width, 3]" in card and "dropout off" in card
+
+    # Round trip in a plain onnxruntime session: square, non-square, batch 2.
+    session = ort.InferenceSession(export["file"], providers=["CPUExecutionProvider"])
+    reference = _reference(export)
+    held_out = _held_out(export)
+    rng = np.random.default_rng(1)
+    for batch in (held_out, rng.uniform(-1, 1, (2, 128, 256, 3)).astype(np.float32),
+                  rng.uniform(-1, 1, (1, 256, 384, 3)).astype(np.float32)):
+        got = session.run(None, {"images": batch})[0]
+        expected = reference(images=tf.constant(batch))["output"].numpy()
+        assert got.shape == batch.shape
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_contract_is_in_the_file(export):
+    model = onnx.load(export["file"])
+    assert {o.domain: o.version for o in model.opset_import}[""] == 17
+    (inp,), (out,) = model.graph.input, model.graph.output
+    for value, name in ((inp, "images"), (out, "output")):
+        assert value.name == name
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        dims = [(d.dim_param, d.dim_value) for d in value.type.tensor_type.shape.dim]
+        assert dims == [("batch", 0), ("height", 0), ("width", 0), ("", 3)]  # NHWC, dynamic N, H, W.
+    metadata = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert metadata["layout"] == "NHWC" and metadata["input_range"] == metadata["output_range"] == [-1, 1]
+    assert metadata["size_multiple"] == 128 and metadata["image_size"] == 128
+    assert metadata["mode"] == {"dropout": False, "batch_statistics": True}
+    assert metadata["source_signature"] == "translate_float_deterministic" and metadata["direction"] == "AtoB"
+    assert "pixel / 127.5 - 1" in metadata["normalisation"]
+    # The range: tanh output stays in [-1, 1] even for inputs far outside it.
+    session = ort.InferenceSession(export["file"], providers=["CPUExecutionProvider"])
+    wild = np.random.default_rng(2).uniform(-5, 5, (1, 128, 128, 3)).astype(np.float32)
+    output = session.run(None, {"images": wild})[0]
+    assert output.dtype == np.float32 and output.min() >= -1 and output.max() <= 1
+
+
+def _perturbing(real_convert):
+    """A converter that writes the real ONNX file, then adds noise to its largest weight (scaling
+    it would not do: batch normalisation undoes a convolution's scale): a file that does not
+    compute the SavedModel's network."""
+
+    def convert(saved_model_dir: str, path: str) -> None:
+        real_convert(saved_model_dir, path)
+        model = onnx.load(path)
+        weight = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+        values = onnx.numpy_helper.to_array(weight)
+        values = values + np.random.default_rng(0).normal(0, values.std(), values.shape)
+        weight.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), weight.name))
+        onnx.save(model, path)
+
+    return convert
+
+
+def test_a_mismatching_onnx_file_is_refused(export, tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_model, "convert", _perturbing(onnx_model.convert))
+    config = exporting.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m", tflite=(),
+                                    check_examples=1, onnx=True)
+    with pytest.raises(exporting.ExportError, match="(?s)ONNX file does not reproduce the SavedModel.*no ONNX file"):
+        exporting.export(config)
+    assert os.listdir(tmp_path / "m") == ["1"]  # The SavedModel passed its own check and was published...
+    assert not os.path.exists(tmp_path / "onnx" / "m" / "1")  # ...no ONNX file was,
+    assert not [n for n in os.listdir(tmp_path / "onnx") if n.startswith(".")]  # nor a staging folder left.
+
+
+def test_translate_onnx_end_to_end(export, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for index, image in enumerate(_held_out(export)):
+        tf.io.write_file(str(source / f"{index}.png"), tf.io.encode_png(images.to_uint8(image)))
+    tf.io.write_file(str(source / "wide.png"), tf.io.encode_png(np.full((100, 150, 3), 90, np.uint8)))
+    outputs, stdout = {}, {}
+    for name, model in (("onnx", [f"--onnx={export['file']}"]),
+                        ("saved_model", [f"--saved_model={export['saved_model']}", "--deterministic"])):
+        result = run([sys.executable, "-m", "pix2pix_tf.translate", *model, f"--output_dir={tmp_path / name}",
+                      str(source)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        stdout[name] = result.stdout
+        outputs[name] = {n: tf.io.decode_png(tf.io.read_file(str(tmp_path / name / n))).numpy().astype(int)
+                         for n in ("0.png", "1.png", "wide.png")}
+    assert f"Translated 3 image(s) into {tmp_path / 'onnx'} with ONNX {export['file']}" in stdout["onnx"]
+    for name in outputs["onnx"]:
+        assert outputs["onnx"][name].shape == (128, 128, 3)
+        assert np.abs(outputs["onnx"][name] - outputs["saved_model"][name]).max() <= 1, name
+
+    native = run([sys.executable, "-m", "pix2pix_tf.translate", f"--onnx={export['file']}", "--native_size",
+                  f"--output_dir={tmp_path / 'native'}", str(source / "wide.png")])
+    assert native.returncode == 0, native.stderr[-3000:]
+    assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "native" / "wide.png"))).shape == (100, 150, 3)
+
+
+def test_demo_serves_the_onnx_file(export):
+    from pix2pix_tf.demo.model import LABELS, DemoConfig, load_demo_model
+
+    demo = load_demo_model(DemoConfig(onnx=export["file"], num_examples=0))
+    assert demo.drawing.kind == LABELS and not demo.has_dropout and demo.image_size == 128  # From the file + run.
+    png = tf.io.encode_png(images.to_uint8(_held_out(export, 1)[0])).numpy()
+    translation = demo.translate(png, "drawn.png", paper=True)
+    expected = _reference(export)(images=tf.constant(translation.model_input[None] / 127.5 - 1, tf.float32))
+    assert "ONNX" in translation.model
+    assert np.abs(translation.output.astype(int) - images.to_uint8(expected["output"][0]).numpy()).max() <= 1
+    native = load_demo_model(DemoConfig(onnx=export["file"], num_examples=0, native_size=True))
+    wide = tf.io.encode_png(np.full((100, 150, 3), 90, np.uint8)).numpy()
+    assert native.translate(wide, "wide.png", paper=False).output.shape == (100, 150, 3)
+
+
+def test_onnx_mistakes_are_messages(export, tmp_path):
+    from pix2pix_tf.inference.generate import DETERMINISTIC
+    from pix2pix_tf.inference.sources import ModelSource
+
+    # Without tf2onnx (None in sys.modules: not importable), export --onnx stops before writing anything.
+    blocked = ("import runpy, sys; sys.modules['tf2onnx'] = None; sys.argv = ['export.py'] + sys.argv[1:]; "
+               f"runpy.run_path({os.path.join(ROOT, 'export.py')!r}, run_name='__main__')")
+    without = run([sys.executable, "-c", blocked, f"--workdir={export['workdir']}", f"--export_dir={tmp_path / 'e'}",
+                   "--onnx"])
+    assert without.returncode == 1 and "Traceback" not in without.stderr, without.stderr[-3000:]
+    assert 'error: ONNX needs tf2onnx (not installed): pip install -e ".[onnx]"' in without.stderr
+    assert not os.path.exists(tmp_path / "e")
+    missing = run([sys.executable, "-m", "pix2pix_tf.translate", f"--onnx={tmp_path / 'no.onnx'}",
+                   f"--output_dir={tmp_path / 'out'}", os.path.join(ROOT, "README.md")])
+    assert missing.returncode == 1 and "is not a file" in missing.stderr and "Traceback" not in missing.stderr
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not an onnx model" * 10)
+    with pytest.raises(Pix2pixError, match="Cannot load the ONNX model"):
+        ModelSource.resolve(onnx=str(garbage))
+    source = ModelSource.resolve(onnx=export["file"])
+    with pytest.raises(Pix2pixError, match="takes multiples of 128"):
+        source.open(DETERMINISTIC, image_size=100)
+    with pytest.raises(Pix2pixError, match="exactly one of"):
+        ModelSource.resolve(onnx=export["file"], tflite=export["file"])
+    model = onnx_model.OnnxModel(export["file"])
+    with pytest.raises(InferenceError, match="multiples of 128"):
+        model(np.zeros((1, 128, 100, 3), np.float32))
+    with pytest.raises(InferenceError, match=r"\[batch, height, width, 3\]"):
+        model(np.zeros((1, 128, 128, 4), np.float32))
+
+
+def test_docs_five_lines_run(export, tmp_path):
+    text = open(os.path.join(ROOT, "docs", "onnx.md")).read()
+    snippet = re.search(r"<!-- onnxruntime snippet:.*?-->\n```python\n(.*?)```", text, re.S)[1]
+    assert len(snippet.strip().splitlines()) == 5
+    place = tmp_path / "runs" / "quickstart" / "export" / "onnx" / "pix2pix" / "1"
+    place.mkdir(parents=True)
+    shutil.copy(export["file"], place / "pix2pix.onnx")
+    held_out = images.to_uint8(_held_out(export)).numpy()  # Two 128x128 inputs, tiled into one 256x256 picture.
+    picture = np.concatenate([np.concatenate([held_out[0], held_out[1]], 1), np.concatenate([held_out[1],
+                                                                                               held_out[0]], 1)], 0)
+    tf.io.write_file(str(tmp_path / "input.png"), tf.io.encode_png(picture))
+    result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    got = tf.io.decode_png(tf.io.read_file(str(tmp_path / "output.png"))).numpy().astype(int)
+    expected = _reference(export)(images=tf.constant(picture[None] / 127.5 - 1, tf.float32))["output"]
+    assert got.shape == (256, 256, 3)
+    assert np.abs(got - images.to_uint8(expected[0]).numpy()).max() <= 1
