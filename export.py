@@ -52,6 +52,9 @@ flags.DEFINE_bool("benchmark", False, "Also time each TFLite variant and the Ker
 flags.DEFINE_integer("threads", 2, "Interpreter threads for the checks and --benchmark.")
 flags.DEFINE_integer("max_pixels", 4096 * 4096, "Largest image the SavedModel's bytes signatures accept, in pixels "
                      "(checked from the header, before decoding); larger ones are refused.")
+flags.DEFINE_integer("max_request_pixels", None, "Most pixels one request to any signature may hold in all (each "
+                     "image counted at the larger of its own size and the size the generator runs it at); larger "
+                     "requests are refused before decoding. Default: --max_pixels.")
 
 
 def config_from_flags():
@@ -69,7 +72,7 @@ def config_from_flags():
         calibration_examples=FLAGS.calibration_examples, check_examples=FLAGS.check_examples,
         data_dir=FLAGS.data_dir, force=FLAGS.force, benchmark=FLAGS.benchmark, threads=FLAGS.threads,
         warmup_batch_sizes=tuple(_positive_ints("warmup_batch_sizes", FLAGS.warmup_batch_sizes)),
-        max_pixels=FLAGS.max_pixels,
+        max_pixels=FLAGS.max_pixels, max_request_pixels=FLAGS.max_request_pixels,
     )
 
 

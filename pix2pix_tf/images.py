@@ -12,6 +12,15 @@ decodes to the same pixels.
   BEFORE decoding: a small file can declare a huge image (a 12000x12000 PNG of one colour
   is about 2 MB), and decoding it is what exhausts memory. A GIF counts the pixels of all
   its frames, because TensorFlow's GIF decoder holds every frame whatever it returns.
+- Reads are bounded before they cost memory or time: a file is opened only if it is a regular
+  file (a FIFO would block, a device never ends), its first bytes must name a supported
+  format, and it is read only up to `max_file_bytes(max_pixels)` (the most an image within
+  the cap can need, uncompressed, plus its metadata); the GIF block walk stops after
+  `GIF_MAX_BLOCKS` blocks and sub-blocks. A request of several images is capped as a whole
+  (`request_pixels`), so that many images each under the cap cannot add up past it.
+- EXIF orientation is ignored, as TensorFlow's decoders ignore it: the stored pixels are the
+  image, in training and at inference alike (a photo a camera tagged "rotate 90" is
+  translated as stored, not as a viewer shows it).
 - Decoded images are uint8 with their own channels; `to_channels` converts to 1 or 3 (grey
   is repeated, alpha dropped), `to_signed` scales to [-1, 1].
 
@@ -22,6 +31,8 @@ blocks), so the same code runs eagerly for files and inside a SavedModel signatu
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from typing import Optional, Union
 
 import numpy as np
@@ -36,10 +47,19 @@ FORMATS_TEXT = "JPEG, PNG, GIF, BMP or WebP"
 # Why an image is refused (the reason a scan counts it under; the message says more).
 UNREADABLE = "not a readable image"
 TOO_LARGE = "over the pixel limit (--max_pixels)"
+NOT_A_FILE = "not a regular file"
 _OK, _UNREADABLE, _TOO_LARGE = 0, 1, 2
 _REASONS = {_UNREADABLE: UNREADABLE, _TOO_LARGE: TOO_LARGE}
 
 _HEAD = 32  # Header bytes that hold the size of every format except JPEG and GIF.
+# The most bytes per pixel an encoding stores: 16-bit RGBA PNG without compression.
+_BYTES_PER_PIXEL = 8
+# Bytes a file may hold beside its pixels: EXIF, ICC profiles, comments, palettes, thumbnails.
+_METADATA_BYTES = 16 * 2**20
+# Blocks and sub-blocks the GIF walk visits at most: full 255-byte sub-blocks carry about 16 MB
+# of image data, far more than a GIF of a few megapixels needs; a comment of one-byte sub-blocks
+# would otherwise make the walk as long as the file.
+GIF_MAX_BLOCKS = 2**16
 Name = Union[None, str, tf.Tensor]
 
 
@@ -113,7 +133,8 @@ def _still_sizes(fields: list[tf.Tensor]) -> tf.Tensor:
 
 def _gif(encoded: tf.Tensor) -> tf.Tensor:
     """Walks the GIF's blocks: TensorFlow decodes every frame (slurps the file) and returns the
-    largest frame's width and height, so that is the size and all frames count as pixels."""
+    largest frame's width and height, so that is the size and all frames count as pixels.
+    [0, 0, 0, -1] when the walk needs more than GIF_MAX_BLOCKS steps."""
     length = tf.cast(tf.strings.length(encoded), tf.int64)
     data = tf.cast(tf.io.decode_raw(tf.strings.join([encoded, b"\0" * 16]), tf.uint8), tf.int64)
 
@@ -123,26 +144,34 @@ def _gif(encoded: tf.Tensor) -> tf.Tensor:
     def table(packed: tf.Tensor) -> tf.Tensor:  # Size of a colour table flagged in a packed byte.
         return tf.where(packed >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), packed % 8), 0)
 
-    def body(pos, in_blocks, done, width, height, pixels, frames):
-        # One step: a data sub-block (inside a block), an extension or image descriptor, or the end.
+    def sub_blocks(pos: tf.Tensor, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        # The data sub-blocks of one block, up to its 0 terminator: the few ops of this inner
+        # loop are most of the walk, one iteration per sub-block.
+        pos, steps = tf.while_loop(lambda p, n: (at(p) > 0) & (p < length) & (n < GIF_MAX_BLOCKS),
+                                   lambda p, n: (p + at(p) + 1, n + 1), (pos, steps))
+        return pos + 1, steps
+
+    def body(pos, steps, done, width, height, pixels, frames):
+        # One block: an image descriptor or an extension with its sub-blocks; anything else ends.
         byte = at(pos)
-        image = tf.logical_not(in_blocks) & tf.equal(byte, 0x2C)
-        extension = tf.logical_not(in_blocks) & tf.equal(byte, 0x21)
+        image, extension = tf.equal(byte, 0x2C), tf.equal(byte, 0x21)
         frame_w, frame_h = at(pos + 5) + 256 * at(pos + 6), at(pos + 7) + 256 * at(pos + 8)
-        step = tf.where(in_blocks, byte + 1, tf.where(image, 11 + table(at(pos + 9)), 2))
-        width = tf.where(image, tf.maximum(width, frame_w), width)
-        height = tf.where(image, tf.maximum(height, frame_h), height)
-        pixels += tf.where(image, frame_w * frame_h, 0)
-        done = tf.logical_not(in_blocks | image | extension)
-        return (pos + step, tf.where(in_blocks, byte > 0, image | extension), done, width, height, pixels,
+        after, steps = sub_blocks(pos + tf.where(image, 11 + table(at(pos + 9)), 2), steps + 1)
+        pos = tf.where(image | extension, after, pos)
+        return (pos, steps, tf.logical_not(image | extension), tf.where(image, tf.maximum(width, frame_w), width),
+                tf.where(image, tf.maximum(height, frame_h), height), pixels + tf.where(image, frame_w * frame_h, 0),
                 frames + tf.cast(image, tf.int64))
+
+    def more(pos, steps, done, *_):
+        return tf.logical_not(done) & (pos < length)
 
     zero = tf.constant(0, tf.int64)
     start = 13 + table(at(tf.constant(10, tf.int64)))
-    _, _, _, width, height, pixels, frames = tf.while_loop(
-        lambda pos, in_blocks, done, *_: tf.logical_not(done) & (pos < length), body,
-        (start, tf.constant(False), tf.constant(False), zero, zero, zero, zero))
-    return tf.stack([height, width, tf.maximum(pixels, height * width), frames])
+    state = tf.while_loop(lambda *state: more(*state) & (state[1] < GIF_MAX_BLOCKS), body,
+                          (start, zero, tf.constant(False), zero, zero, zero, zero))
+    _, steps, _, width, height, pixels, frames = state
+    info = tf.stack([height, width, tf.maximum(pixels, height * width), frames])
+    return tf.where(more(*state) & (steps >= GIF_MAX_BLOCKS), tf.constant([0, 0, 0, -1], tf.int64), info)
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
@@ -184,7 +213,7 @@ def _amount(pixels: Union[int, tf.Tensor], max_pixels: int) -> Union[str, tf.Ten
 
 
 def _kind(encoded: tf.Tensor, index: tf.Tensor, info: tf.Tensor, max_pixels: int) -> tf.Tensor:
-    unreadable = tf.equal(tf.strings.length(encoded), 0) | tf.equal(index, 0)
+    unreadable = tf.equal(tf.strings.length(encoded), 0) | tf.equal(index, 0) | (info[3] < 0)
     return tf.where(unreadable, _UNREADABLE, tf.where(info[2] > max_pixels, _TOO_LARGE, _OK))
 
 
@@ -201,6 +230,8 @@ def _message(encoded: tf.Tensor, info: tf.Tensor, kind: tf.Tensor, max_pixels: i
     too_large = tf.strings.join([amount, f" is over the limit of {_amount(max_pixels, max_pixels)} (--max_pixels)"])
     unreadable = tf.where(tf.equal(tf.strings.length(encoded), 0), "empty (0 bytes)",
                           tf.strings.join([f"not {FORMATS_TEXT} data (its first bytes: ", first, ")"]))
+    unreadable = tf.where(frames < 0, f"a GIF of more than {GIF_MAX_BLOCKS} blocks and sub-blocks, which is not read",
+                          unreadable)
     return tf.where(tf.equal(kind, _UNREADABLE), unreadable, tf.where(tf.equal(kind, _TOO_LARGE), too_large, ""))
 
 
@@ -274,24 +305,58 @@ def preprocess(image: tf.Tensor, channels: int, size: int) -> tf.Tensor:
     return tf.ensure_shape(image, [size, size, channels])
 
 
-def decode_images(encoded: tf.Tensor, channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tf.Tensor:
-    """A batch [N] of encoded images (a Serving request) -> float32 [N, size, size, channels].
+def limit_request(values: tf.Tensor, pixels: tf.Tensor, max_request_pixels: int) -> tf.Tensor:
+    """`values`, asserted in graph to come from a request whose images cost at most
+    `max_request_pixels` pixels together (`pixels`: [N], what each one costs), so that many
+    images each under the per-image cap cannot add up to more memory than one image may take."""
+    total = tf.reduce_sum(tf.cast(pixels, tf.int64))
+    message = tf.strings.join([
+        "the request's ", tf.strings.as_string(tf.size(pixels)), " image(s) hold ", tf.strings.as_string(total),
+        f" pixels in all, over the limit of {max_request_pixels} pixels per request (max_request_pixels): send "
+        "fewer or smaller images per request"])
+    with tf.control_dependencies([tf.debugging.Assert(total <= max_request_pixels, [message])]):
+        return tf.identity(values)
 
-    Each image is checked before it is decoded; a refusal names its place in the batch.
-    """
+
+def request_batch(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A Serving request's [N] encoded images, checked to be a non-empty 1-D batch, and their places."""
     encoded = tf.convert_to_tensor(encoded, tf.string)
     if encoded.shape.rank is not None and encoded.shape.rank != 1:
         raise ImageError(None, f"images must be a 1-D batch of encoded strings, got shape {encoded.shape}.")
     nonempty = tf.debugging.assert_positive(tf.size(encoded), message="images: the batch is empty")
     with tf.control_dependencies([nonempty]):
-        encoded = tf.identity(encoded)
+        return tf.identity(encoded), tf.range(tf.size(encoded))
+
+
+def batch_name(place: tf.Tensor) -> tf.Tensor:
+    """How a refusal names an image of a request: "image 2 of the batch"."""
+    return tf.strings.join(["image ", tf.strings.as_string(place), " of the batch"])
+
+
+def checked_sizes(encoded: tf.Tensor, places: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """int64 [N, 4]: `header_info` of each image of a request, each checked by the policy
+    (named by its place) before anything of the request is decoded."""
+    return tf.map_fn(lambda a: header_info(checked(a[0], max_pixels, batch_name(a[1]))), (encoded, places),
+                     fn_output_signature=tf.TensorSpec([4], tf.int64))
+
+
+def decode_images(encoded: tf.Tensor, channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  max_request_pixels: Optional[int] = None) -> tf.Tensor:
+    """A batch [N] of encoded images (a Serving request) -> float32 [N, size, size, channels].
+
+    Each image is checked before it is decoded; a refusal names its place in the batch. With
+    `max_request_pixels`, the request is refused before decoding when its images cost more
+    together, each counted at the larger of its own pixels and the `size` x `size` it becomes.
+    """
+    encoded, places = request_batch(encoded)
+    if max_request_pixels is not None:
+        info = checked_sizes(encoded, places, max_pixels)
+        places = limit_request(places, tf.maximum(info[:, 2], size * size), max_request_pixels)
 
     def one(args: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
-        name = tf.strings.join(["image ", tf.strings.as_string(args[1]), " of the batch"])
-        return preprocess(decode_uint8(args[0], max_pixels, name), channels, size)
+        return preprocess(decode_uint8(args[0], max_pixels, batch_name(args[1])), channels, size)
 
-    return tf.map_fn(one, (encoded, tf.range(tf.size(encoded))),
-                     fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
+    return tf.map_fn(one, (encoded, places), fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
 
 
 def to_uint8(images: tf.Tensor) -> tf.Tensor:
@@ -371,14 +436,67 @@ def decode_bytes(data: bytes, max_pixels: int, path: Optional[str] = None,
     return Decoded(header.format, pixels, header.components or pixels.shape[-1])
 
 
-def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The uint8 HxWxC pixels (the image's own channels) of an image file, or ImageError naming it."""
+def max_file_bytes(max_pixels: int) -> int:
+    """The most bytes read from one image file or archive member within `max_pixels`: the
+    pixels at the largest encoding (uncompressed 16-bit RGBA) plus room for metadata. A file
+    that is larger cannot be an image within the cap, whatever it claims."""
+    return _BYTES_PER_PIXEL * int(max_pixels) + _METADATA_BYTES
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+def _format_of(head: tf.Tensor) -> tf.Tensor:
+    return _format_index(*_fields(head)[:3])
+
+
+def oversize(size: int, max_pixels: int) -> Optional[str]:
+    """Why `size` bytes cannot be an image within `max_pixels` (over `max_file_bytes`); None if it can."""
+    limit = max_file_bytes(max_pixels)
+    if size <= limit:
+        return None
+    return (f"{size} bytes, more than an image of at most {_amount(int(max_pixels), max_pixels)} can need "
+            f"({limit} bytes; --max_pixels)")
+
+
+def _check_size(size: int, max_pixels: int, path: str) -> None:
+    problem = oversize(size, max_pixels)
+    if problem:
+        raise ImageError(path, problem, TOO_LARGE)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def read_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """The bytes of the image file `path`, read bounded: ImageError (naming it) for something
+    that is not a regular file (after links; opened without blocking, so a FIFO cannot hang
+    the reader), whose first bytes are no supported format, or that is larger than
+    `max_file_bytes`; the rest of the file is read only after those checks."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise ImageError(path, f"cannot be read ({e.strerror or e})") from None
-    return decode_bytes(data, max_pixels, path).pixels
+    with os.fdopen(fd, "rb") as f:
+        try:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                raise ImageError(path, f"{_file_kind(status.st_mode)}, not a regular file", NOT_A_FILE)
+            head = f.read(_HEAD)
+            if not int(_format_of(tf.constant(head, tf.string))):
+                read_header(head, max_pixels, path)  # Raises: empty, or the first bytes named.
+            _check_size(status.st_size, max_pixels, path)
+            data = head + f.read(max_file_bytes(max_pixels) + 1 - len(head))
+        except OSError as e:
+            raise ImageError(path, f"cannot be read ({e.strerror or e})") from None
+    _check_size(len(data), max_pixels, path)  # Grown since it was measured.
+    return data
+
+
+def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The uint8 HxWxC pixels (the image's own channels) of an image file, or ImageError naming it."""
+    return decode_bytes(read_file(path, max_pixels), max_pixels, path).pixels
 
 
 def check_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:

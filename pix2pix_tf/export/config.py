@@ -40,6 +40,12 @@ class ExportConfig:
     threads: int = 2
     warmup_batch_sizes: tuple[int, ...] = (1,)
     max_pixels: int = DEFAULT_MAX_PIXELS  # The bytes signatures refuse larger images, before decoding.
+    max_request_pixels: Optional[int] = None  # Every signature refuses larger requests; None: max_pixels.
+
+    @property
+    def request_pixels(self) -> int:
+        """The pixels one request may hold in all (the images of a batch together)."""
+        return self.max_request_pixels or self.max_pixels
 
     def validate(self) -> ExportConfig:
         unknown = [v for v in self.tflite if v not in TFLITE_VARIANTS]
@@ -56,6 +62,8 @@ class ExportConfig:
         for name in ("calibration_examples", "check_examples", "threads", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if self.max_request_pixels is not None and self.max_request_pixels < 1:
+            raise ConfigError(f"--max_request_pixels must be at least 1, got {self.max_request_pixels}.")
         if not self.warmup_batch_sizes or min(self.warmup_batch_sizes) < 1:
             raise ConfigError("--warmup_batch_sizes must be positive integers.")
         return self

@@ -1,0 +1,384 @@
+"""Hostile inputs as a table: every input class through every entry point that reads images,
+each run asserting bounded memory (peak RSS growth, sampled) and time, and one message per
+refused input (docs/reliability.md, "Bounded reads").
+
+Input classes (`INPUTS`): huge (a 1 GB sparse file behind a real PNG header), the 1 GB
+all-zero sparse file, zero bytes, truncated, disguised (TIFF bytes named .png), a header that
+declares 30000x30000, a GIF whose comment holds 500,000 one-byte sub-blocks, a PNG with
+20,000 extra chunks, a FIFO, a link to a character device and a link loop. Entry points
+(`test_*`): the folder dataset's scan and the training/evaluation pipeline over it, the
+authors' archive reader, translate, the demo's upload handler and each Serving signature of
+one tiny SavedModel shared by the module (plus requests whose images add up past the
+request cap). A request carries bytes, so the special files apply to the file readers only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import tarfile
+import threading
+import time
+import zlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pix2pix_tf import images
+from pix2pix_tf.export import names
+
+MAX_PIXELS = 256 * 256 * 4  # Per image: max_file_bytes is then 18 MiB.
+MAX_REQUEST_PIXELS = 2 * MAX_PIXELS
+IMAGE_SIZE = 128
+RSS_BOUND = 600 * 2**20  # Generous: the classes above would cost GBs unbounded.
+SECONDS_BOUND = 60.0
+
+NOT_AN_IMAGE = "not JPEG, PNG, GIF, BMP or WebP data"
+ACCEPTED = None
+# name -> the message its refusal must hold (ACCEPTED: a valid image, read within bounds).
+INPUTS = {
+    "huge_sparse_png": "more than an image of at most",
+    "zeros_1g": NOT_AN_IMAGE + " (its first bytes: 00 00",
+    "zero_bytes": "empty (0 bytes)",
+    "truncated": "cannot be decoded, truncated or corrupt",
+    "disguised_tiff": NOT_AN_IMAGE + " (its first bytes: 49 49 2a 00",
+    "header_bomb": "is over the limit of",
+    "gif_flood": f"a GIF of more than {images.GIF_MAX_BLOCKS} blocks",
+    "png_many_chunks": ACCEPTED,
+    "fifo": "a FIFO, not a regular file",
+    "link_to_device": "a character device, not a regular file",
+    "link_loop": "cannot be read",
+}
+SPECIAL = ("huge_sparse_png", "zeros_1g", "fifo", "link_to_device", "link_loop")  # Files, not bytes.
+
+
+class Bounded:
+    """Peak RSS growth (sampled every 2 ms from /proc) and seconds of the `with` block."""
+
+    def __enter__(self) -> Bounded:
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        self.start = time.monotonic()
+        return self
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *_) -> None:
+        self.seconds = time.monotonic() - self.start
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.growth = self.peak - self.base
+        print(f"peak RSS growth {self.growth / 2**20:.0f} MiB, {self.seconds:.1f} s")
+        assert self.growth < RSS_BOUND, f"RSS grew by {self.growth / 2**20:.0f} MiB"
+        assert self.seconds < SECONDS_BOUND, f"took {self.seconds:.1f} s"
+
+
+# ----------------------------------------------------------------------------- the inputs
+
+
+def _png(width: int, height: int) -> bytes:
+    rng = np.random.default_rng(width * 1000 + height)
+    return tf.io.encode_png(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).numpy()
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _header_bomb() -> bytes:
+    """A PNG signature and IHDR declaring 30000x30000, then a few bytes: no real pixels."""
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def _gif_flood() -> bytes:
+    """A 64x32 GIF header, then a comment extension of 500,000 one-byte sub-blocks (1 MB)."""
+    screen = b"GIF89a" + struct.pack("<HH", 64, 32) + b"\0\0\0"
+    return screen + b"\x21\xfe" + b"\x01A" * 500_000 + b"\0;"
+
+
+def _png_many_chunks() -> bytes:
+    """A valid 64x32 PNG with 20,000 private ancillary chunks between IHDR and IDAT."""
+    png = _png(64, 32)
+    extra = _chunk(b"prVt", b"x") * 20_000
+    return png[:33] + extra + png[33:]
+
+
+def input_bytes(name: str) -> bytes:
+    """The bytes of an input class a request or an archive member can carry."""
+    return {
+        "zero_bytes": lambda: b"",
+        "truncated": lambda: _png(64, 32)[:200],
+        "disguised_tiff": lambda: b"II*\0\x08\0\0\0" + b"\0" * 200,
+        "header_bomb": _header_bomb,
+        "gif_flood": _gif_flood,
+        "png_many_chunks": _png_many_chunks,
+    }[name]()
+
+
+def make_input(folder: str, name: str) -> str:
+    """The input class `name` as `<folder>/<name>.png`; sparse files cost no disk."""
+    path = os.path.join(folder, f"{name}.png")
+    if name == "huge_sparse_png":
+        with open(path, "wb") as f:
+            f.write(_png(64, 32))
+            f.truncate(2**30)
+    elif name == "zeros_1g":
+        with open(path, "wb") as f:
+            f.truncate(2**30)
+    elif name == "fifo":
+        os.mkfifo(path)
+    elif name == "link_to_device":
+        os.symlink("/dev/zero", path)
+    elif name == "link_loop":
+        os.symlink(os.path.basename(path), path)
+    else:
+        with open(path, "wb") as f:
+            f.write(input_bytes(name))
+    return path
+
+
+def hostile_folder(folder: str) -> dict[str, str]:
+    os.makedirs(folder, exist_ok=True)
+    return {name: make_input(folder, name) for name in INPUTS}
+
+
+# ----------------------------------------------------------------------------- file readers
+
+
+def test_folder_dataset_scan(tmp_path):
+    from pix2pix_tf.data.sources.folder import scan_folder
+
+    train = str(tmp_path / "train")
+    paths = hostile_folder(train)
+    with open(os.path.join(train, "good.png"), "wb") as f:
+        f.write(_png(64, 32))
+    with Bounded():
+        scan = scan_folder(str(tmp_path), MAX_PIXELS)
+    skipped = {os.path.basename(path): detail for files in scan.skipped.values() for path, detail in files}
+    for name, message in INPUTS.items():
+        if message is ACCEPTED:
+            assert (paths[name],) in scan.splits["train"]
+        else:
+            assert message in skipped[f"{name}.png"], (name, skipped.get(f"{name}.png"))
+    assert len(skipped) == len(INPUTS) - 1
+    assert "not a regular file" in scan.skip_report()
+
+
+def test_training_and_evaluation_pipeline(tmp_path):
+    """What train.py and evaluate.py read: the folder dataset through the pipeline."""
+    from pix2pix_tf.config import DataConfig
+    from pix2pix_tf.data import pipeline
+
+    hostile_folder(str(tmp_path / "train"))
+    with open(str(tmp_path / "train" / "good.png"), "wb") as f:
+        f.write(_png(64, 32))
+    with Bounded():
+        dataset = pipeline.load_paired_dataset(DataConfig(dataset=f"folder:{tmp_path}", max_pixels=MAX_PIXELS))
+    assert dataset is not None
+
+
+def _tar_member(tar: tarfile.TarFile, name: str, data: bytes = b"", **kind) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in kind.items():
+        setattr(info, key, value)
+    tar.addfile(info, io.BytesIO(data) if data else None)
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = b"\0" * n
+        self.left -= n
+        return n
+
+
+def test_archive_members(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from pix2pix_tf.data.sources import archive
+
+    path = tmp_path / "facades.tar.gz"
+    huge = archive.MAX_MEMBER_BYTES + 2**20
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        _tar_member(tar, "facades/train/good.png", _png(64, 32))
+        for name in INPUTS:
+            if name not in SPECIAL:
+                _tar_member(tar, f"facades/train/{name}.png", input_bytes(name))
+        info = tarfile.TarInfo("facades/train/zeros_huge.png")
+        info.size = huge
+        tar.addfile(info, _Zeros(huge))
+        _tar_member(tar, "facades/train/fifo.png", type=tarfile.FIFOTYPE)
+        _tar_member(tar, "facades/train/link.png", type=tarfile.SYMTYPE, linkname="/dev/zero")
+    source = archive.Archive(tfds.core.Path(str(path)), "facades", "https://example.invalid", "")
+    index = archive.scan_archive(source)["train"]
+    with Bounded():
+        kept = dict(archive.split_examples(source, "train", index.last_member))
+    assert set(kept) == {"facades/train/good.png", "facades/train/png_many_chunks.png"}
+
+
+def test_archive_skip_messages(tmp_path, caplog):
+    """The same archive's refusals, one per member, with the reason and the size."""
+    import tensorflow_datasets as tfds
+
+    from pix2pix_tf.data.sources import archive
+
+    path = tmp_path / "facades.tar"
+    with tarfile.open(path, "w") as tar:
+        _tar_member(tar, "facades/train/good.png", _png(64, 32))
+        _tar_member(tar, "facades/train/gif_flood.png", input_bytes("gif_flood"))
+        _tar_member(tar, "facades/train/fifo.png", type=tarfile.FIFOTYPE)
+    source = archive.Archive(tfds.core.Path(str(path)), "facades", "https://example.invalid", "")
+    with caplog.at_level("WARNING"):
+        list(archive.split_examples(source, "train", archive.scan_archive(source)["train"].last_member))
+    text = caplog.text
+    assert f"a GIF of more than {images.GIF_MAX_BLOCKS} blocks" in text
+    assert "not a regular file" in text
+
+
+# ----------------------------------------------------------------------------- the model's readers
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> str:
+    """One tiny SavedModel (unet_128, ngf 8, untrained: what is tested is what it reads) with
+    the table's caps, shared by the module."""
+    from pix2pix_tf.config import ModelConfig
+    from pix2pix_tf.export.saved_model import build_archive
+    from pix2pix_tf.inference.generate import DETERMINISTIC
+    from pix2pix_tf.networks.generator import build_generator
+
+    directory = str(tmp_path_factory.mktemp("saved_model") / "1")
+    generator = build_generator(ModelConfig(generator="unet_128", ngf=8, ndf=8))
+    build_archive(generator, DETERMINISTIC, IMAGE_SIZE, 3, 128, MAX_PIXELS, MAX_REQUEST_PIXELS).write_out(
+        directory, verbose=False)
+    os.makedirs(os.path.dirname(names.metadata_path(directory)))
+    with open(names.metadata_path(directory), "w") as f:
+        json.dump({"image_size": IMAGE_SIZE, "size_multiple": 128, "input_nc": 3, "output_nc": 3}, f)
+    return directory
+
+
+def test_translate(saved_model, tmp_path):
+    from pix2pix_tf.inference.files import TranslateConfig, translate_files
+
+    paths = hostile_folder(str(tmp_path / "in"))
+    config = TranslateConfig(inputs=(str(tmp_path / "in"),), output_dir=str(tmp_path / "out"),
+                             saved_model=saved_model, max_pixels=MAX_PIXELS, progress=False)
+    with Bounded():
+        result = translate_files(config)
+    failed = dict(result.failed)
+    for name, message in INPUTS.items():
+        if message is ACCEPTED:
+            assert any(os.path.basename(out) == f"{name}.png" for out in result.written)
+        else:
+            assert message in failed[paths[name]], (name, failed.get(paths[name]))
+    assert len(failed) == len(INPUTS) - 1
+
+
+def test_demo_upload_handler(saved_model, tmp_path):
+    pytest.importorskip("gradio")
+    from pix2pix_tf.demo.app import answer
+    from pix2pix_tf.demo.model import DemoModel, drawing_for
+    from pix2pix_tf.inference.sources import ModelSource
+
+    source = ModelSource.resolve(saved_model=saved_model)
+    model = DemoModel("tiny", source.open, False, drawing_for(None, None), MAX_PIXELS)
+    paths = hostile_folder(str(tmp_path / "uploads"))
+    for name, message in INPUTS.items():
+        with Bounded():
+            model_input, output, status = answer(model, paths[name], None, False)
+        if message is ACCEPTED:
+            assert status.startswith("Translated by"), status
+        else:
+            assert status.startswith(f"error: {name}.png: ") and message in status, status
+            assert status.count("error:") == 1 and model_input is None and output is None
+
+
+@pytest.fixture(scope="module")
+def signatures(saved_model):
+    return tf.saved_model.load(saved_model).signatures
+
+
+BYTES_SIGNATURES = (names.SIGNATURE_BYTES, names.SIGNATURE_PNG, names.SIGNATURE_NATIVE)
+
+
+@pytest.mark.parametrize("signature", BYTES_SIGNATURES)
+def test_bytes_signatures(signatures, signature):
+    for name, message in INPUTS.items():
+        if name in SPECIAL:
+            continue
+        request = tf.constant([input_bytes(name)])
+        with Bounded():
+            if message is ACCEPTED:
+                outputs = signatures[signature](images=request)
+                assert outputs[names.OUTPUT_BYTES].shape == [1]
+                continue
+            with pytest.raises(tf.errors.InvalidArgumentError) as refused:
+                signatures[signature](images=request)
+        assert message in refused.value.message and "image 0 of the batch" in refused.value.message, (
+            name, refused.value.message[:300])
+
+
+@pytest.mark.parametrize("signature", BYTES_SIGNATURES)
+def test_a_request_of_many_images_under_the_cap_is_refused_as_a_whole(signatures, signature):
+    """40 images of 128x128, each far under the per-image cap, past the request cap together."""
+    request = tf.constant([_png(128, 128)] * 40)
+    with Bounded():
+        with pytest.raises(tf.errors.InvalidArgumentError) as refused:
+            signatures[signature](images=request)
+    assert f"over the limit of {MAX_REQUEST_PIXELS} pixels per request" in refused.value.message
+    assert "40 image(s) hold 655360 pixels" in refused.value.message
+    fits = signatures[signature](images=tf.constant([_png(128, 128)] * 2))
+    assert fits[names.OUTPUT_BYTES].shape == [2]
+
+
+@pytest.mark.parametrize("signature", (names.SIGNATURE_FLOAT, names.SIGNATURE_FLOAT_DETERMINISTIC))
+def test_float_signatures_cap_the_request(signatures, signature):
+    over = tf.zeros([33, IMAGE_SIZE, IMAGE_SIZE, 3])  # 540672 pixels > MAX_REQUEST_PIXELS
+    with Bounded():
+        with pytest.raises(tf.errors.InvalidArgumentError) as refused:
+            signatures[signature](images=over)
+    assert f"over the limit of {MAX_REQUEST_PIXELS} pixels per request" in refused.value.message
+    assert signatures[signature](images=tf.zeros([2, IMAGE_SIZE, IMAGE_SIZE, 3]))[names.OUTPUT_FLOAT].shape[0] == 2
+
+
+def test_exif_orientation_is_ignored_in_training_and_inference(saved_model, tmp_path):
+    """One policy: the stored pixels are the image. A JPEG tagged Orientation=6 (rotate 90)
+    decodes unrotated in the policy's decoder (training, translate, the demo) and in graph."""
+    from PIL import Image
+
+    pixels = np.zeros((32, 64, 3), np.uint8)
+    pixels[:, :32] = 255  # Left half white: rotated, the white half would be on top.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", exif=exif, quality=95)
+    data = buffer.getvalue()
+    assert Image.open(io.BytesIO(data)).getexif()[0x0112] == 6
+    decoded = images.decode_bytes(data, MAX_PIXELS).pixels
+    assert decoded.shape == (32, 64, 3) and decoded[:, :32].mean() > 200 and decoded[:, 32:].mean() < 50
+    in_graph = images.decode_images(tf.constant([data]), 3, 64).numpy()[0]
+    assert in_graph.shape == (64, 64, 3) and in_graph[:, :32].mean() > 0.5 and in_graph[:, 32:].mean() < -0.5
+    path = tmp_path / "tagged.jpg"
+    path.write_bytes(data)
+    assert images.read_image_file(str(path), MAX_PIXELS).shape == (32, 64, 3)
