@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import stat
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import tensorflow as tf
@@ -257,7 +257,12 @@ def checked(encoded: tf.Tensor, max_pixels: int, name: Name = None) -> tf.Tensor
 
 def decode_uint8(encoded: tf.Tensor, max_pixels: int, name: Name = None) -> tf.Tensor:
     """The one decoder: uint8 HxWxC with the image's own channels (1-4), after the checks."""
-    return tf.io.decode_image(checked(encoded, max_pixels, name), channels=0, dtype=tf.uint8, expand_animations=False)
+    return _decode(checked(encoded, max_pixels, name))
+
+
+def _decode(encoded: tf.Tensor) -> tf.Tensor:
+    # Only for bytes already `checked`: the decoder itself never sees anything else.
+    return tf.io.decode_image(encoded, channels=0, dtype=tf.uint8, expand_animations=False)
 
 
 def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
@@ -318,7 +323,7 @@ def limit_request(values: tf.Tensor, pixels: tf.Tensor, max_request_pixels: int)
         return tf.identity(values)
 
 
-def request_batch(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _request_batch(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """A Serving request's [N] encoded images, checked to be a non-empty 1-D batch, and their places."""
     encoded = tf.convert_to_tensor(encoded, tf.string)
     if encoded.shape.rank is not None and encoded.shape.rank != 1:
@@ -328,35 +333,49 @@ def request_batch(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return tf.identity(encoded), tf.range(tf.size(encoded))
 
 
-def batch_name(place: tf.Tensor) -> tf.Tensor:
+def _batch_name(place: tf.Tensor) -> tf.Tensor:
     """How a refusal names an image of a request: "image 2 of the batch"."""
     return tf.strings.join(["image ", tf.strings.as_string(place), " of the batch"])
 
 
-def checked_sizes(encoded: tf.Tensor, places: tf.Tensor, max_pixels: int) -> tf.Tensor:
-    """int64 [N, 4]: `header_info` of each image of a request, each checked by the policy
-    (named by its place) before anything of the request is decoded."""
-    return tf.map_fn(lambda a: header_info(checked(a[0], max_pixels, batch_name(a[1]))), (encoded, places),
+def checked_request(encoded: tf.Tensor, max_pixels: int, max_request_pixels: Optional[int],
+                    cost: Callable[[tf.Tensor], tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+    """(places, int64 [N, 4] `header_info`) of a request's images, every image checked by the
+    policy (a refusal names its place) and, with `max_request_pixels`, the request as a whole
+    (each image costing `cost(info)` pixels), before any image is decoded: decode after
+    `places` (`decode_request`)."""
+    encoded, places = _request_batch(encoded)
+    info = tf.map_fn(lambda a: header_info(checked(a[0], max_pixels, _batch_name(a[1]))), (encoded, places),
                      fn_output_signature=tf.TensorSpec([4], tf.int64))
+    if max_request_pixels is None:
+        with tf.control_dependencies([info]):
+            return tf.identity(places), info
+    return limit_request(places, cost(info), max_request_pixels), info
+
+
+def decode_request(encoded: tf.Tensor, places: tf.Tensor, channels: int,
+                   prepare: Callable[[tf.Tensor], tf.Tensor], spec: tf.TensorSpec) -> tf.Tensor:
+    """The images of a request `checked_request` passed (`places`), each decoded once, to
+    `channels`, then `prepare`d (a resize, or nothing) into `spec`."""
+    return tf.map_fn(lambda a: prepare(to_signed(to_channels(_decode(a[0]), channels))),
+                     (tf.convert_to_tensor(encoded, tf.string), places), fn_output_signature=spec)
 
 
 def decode_images(encoded: tf.Tensor, channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
                   max_request_pixels: Optional[int] = None) -> tf.Tensor:
     """A batch [N] of encoded images (a Serving request) -> float32 [N, size, size, channels].
 
-    Each image is checked before it is decoded; a refusal names its place in the batch. With
+    Each image is checked before any is decoded; a refusal names its place in the batch. With
     `max_request_pixels`, the request is refused before decoding when its images cost more
     together, each counted at the larger of its own pixels and the `size` x `size` it becomes.
     """
-    encoded, places = request_batch(encoded)
-    if max_request_pixels is not None:
-        info = checked_sizes(encoded, places, max_pixels)
-        places = limit_request(places, tf.maximum(info[:, 2], size * size), max_request_pixels)
+    places, _ = checked_request(encoded, max_pixels, max_request_pixels,
+                                lambda info: tf.maximum(info[:, 2], size * size))
 
-    def one(args: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
-        return preprocess(decode_uint8(args[0], max_pixels, batch_name(args[1])), channels, size)
+    def prepare(image: tf.Tensor) -> tf.Tensor:
+        return tf.ensure_shape(resize(image, size), [size, size, channels])
 
-    return tf.map_fn(one, (encoded, places), fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
+    return decode_request(encoded, places, channels, prepare, tf.TensorSpec([size, size, channels], tf.float32))
 
 
 def to_uint8(images: tf.Tensor) -> tf.Tensor:

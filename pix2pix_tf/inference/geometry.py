@@ -108,19 +108,18 @@ def decode_same_size(encoded: tf.Tensor, channels: int, max_pixels: int, max_req
     before anything is decoded; images of different sizes are refused (a dense batch has one
     size): send them in separate requests. With `max_request_pixels`, the request is refused
     before decoding when its images padded to `multiple` (what the generator holds) cost more."""
-    encoded, places = images.request_batch(encoded)
-    sizes = images.checked_sizes(encoded, places, max_pixels)[:, :2]
+    def padded_pixels(info: tf.Tensor) -> tf.Tensor:
+        return _padded_side(info[:, 0], multiple) * _padded_side(info[:, 1], multiple)
+
+    places, info = images.checked_request(encoded, max_pixels, max_request_pixels, padded_pixels)
     same = tf.debugging.assert_equal(
-        sizes, tf.broadcast_to(sizes[:1], tf.shape(sizes)),
+        info[:, :2], tf.broadcast_to(info[:1, :2], tf.shape(info[:, :2])),
         message="translate_native: the images of one request must have one size; send images of other sizes "
                 "in separate requests")
     with tf.control_dependencies([same]):
         places = tf.identity(places)
-    if max_request_pixels is not None:
-        padded = _padded_side(sizes[:, 0], multiple) * _padded_side(sizes[:, 1], multiple)
-        places = images.limit_request(places, padded, max_request_pixels)
-    return tf.map_fn(lambda a: images.decode(a[0], channels, max_pixels, images.batch_name(a[1])), (encoded, places),
-                     fn_output_signature=tf.TensorSpec([None, None, channels], tf.float32))
+    return images.decode_request(encoded, places, channels, tf.identity,
+                                 tf.TensorSpec([None, None, channels], tf.float32))
 
 
 def native_translator(translator, max_pixels: int = images.DEFAULT_MAX_PIXELS):

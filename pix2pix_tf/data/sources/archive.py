@@ -110,7 +110,7 @@ def iter_archive(
 class SplitIndex:
     """What the discovery pass learnt about one split."""
 
-    num_candidates: int = 0  # image members (files or links) in the split folder
+    num_candidates: int = 0  # image members (files, links, FIFOs...) in the split folder
     last_member: int = 0  # index of the split's last member: later ones are not read
 
 
@@ -123,7 +123,7 @@ def scan_archive(archive: Archive) -> dict[str, SplitIndex]:
     for index, path, member, _ in iter_archive(archive, wanted=lambda _path: False):
         if len(seen) < MAX_LISTED:
             seen.append(path)
-        split = member_split(path, archive.name) if member.isfile() or member.islnk() or member.issym() else None
+        split = member_split(path, archive.name) if not member.isdir() else None
         if split == "":
             num_outside += 1
             if len(outside) < MAX_LISTED:
