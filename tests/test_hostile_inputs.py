@@ -18,10 +18,15 @@ import io
 import json
 import os
 import shutil
+import signal
+import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import zlib
 
 import numpy as np
@@ -223,23 +228,39 @@ def test_archive_members(tmp_path, caplog):
 # ----------------------------------------------------------------------------- the model's readers
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory) -> str:
-    """One tiny SavedModel (unet_128, ngf 8, untrained: what is tested is what it reads) with
-    the table's caps, shared by the module."""
-    from pix2pix_tf.config import ModelConfig
-    from pix2pix_tf.export.saved_model import build_archive
+def _export(directory: str, max_request_pixels: int) -> None:
+    """A tiny SavedModel (unet_128, ngf 8, untrained: what is tested is what it reads) written
+    as export.py writes it, with the table's caps."""
+    from pix2pix_tf.export.config import ExportConfig
+    from pix2pix_tf.export.saved_model import write_saved_model
     from pix2pix_tf.inference.generate import DETERMINISTIC
     from pix2pix_tf.networks.generator import build_generator
 
-    directory = str(tmp_path_factory.mktemp("saved_model") / "1")
-    generator = build_generator(ModelConfig(generator="unet_128", ngf=8, ndf=8))
-    build_archive(generator, DETERMINISTIC, IMAGE_SIZE, 3, 128, MAX_PIXELS, MAX_REQUEST_PIXELS).write_out(
-        directory, verbose=False)
-    os.makedirs(os.path.dirname(names.metadata_path(directory)))
-    with open(names.metadata_path(directory), "w") as f:
-        json.dump({"image_size": IMAGE_SIZE, "size_multiple": 128, "input_nc": 3, "output_nc": 3}, f)
+    from conftest import tiny_config
+
+    train = tiny_config(os.path.dirname(directory), "unused")
+    config = ExportConfig(workdir=train.run.workdir, mode=DETERMINISTIC, max_pixels=MAX_PIXELS,
+                          max_request_pixels=max_request_pixels)
+    write_saved_model(build_generator(train.model), train, config, os.path.join(directory, "ckpt-0"), 1,
+                      IMAGE_SIZE, directory)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory) -> str:
+    """The table's SavedModel, shared by the module."""
+    directory = str(tmp_path_factory.mktemp("export") / "1")
+    _export(directory, MAX_REQUEST_PIXELS)
     return directory
+
+
+def test_the_request_cap_is_recorded_and_must_fit_the_warmup(saved_model, tmp_path):
+    from pix2pix_tf.export.config import ExportError
+
+    assert names.read_metadata(saved_model)["max_request_pixels"] == MAX_REQUEST_PIXELS
+    assert names.read_metadata(saved_model)["max_pixels"] == MAX_PIXELS
+    with pytest.raises(ExportError, match="--max_request_pixels=1000 is below what the warmup requests hold"):
+        _export(str(tmp_path / "1"), 1000)
+    assert not (tmp_path / "1").exists()
 
 
 def test_translate(saved_model, tmp_path):
@@ -349,3 +370,53 @@ def test_exif_orientation_is_ignored_in_training_and_inference(saved_model, tmp_
     path = tmp_path / "tagged.jpg"
     path.write_bytes(data)
     assert images.read_image_file(str(path), MAX_PIXELS).shape == (32, 64, 3)
+
+
+def _post_file(url: str, name: str, data: bytes) -> tuple[int, str]:
+    boundary = "pix2pixboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_demo_server_caps_uploads_and_removes_them_on_exit(saved_model, tmp_path):
+    """The demo's server refuses an upload larger than any image within --max_pixels while it
+    arrives (413), keeps uploads in a folder of its own run, and removes it when it exits."""
+    pytest.importorskip("gradio")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, TMPDIR=str(temp))
+    server = subprocess.Popen([sys.executable, "-m", "pix2pix_tf.demo", f"--saved_model={saved_model}",
+                               f"--port={port}", f"--max_pixels={MAX_PIXELS}", "--num_examples=0"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stdout.read()[-3000:]
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the demo did not answer within 180 s"
+                time.sleep(0.5)
+        status, text = _post_file(url + "gradio_api/upload", "big.png", b"\0" * (images.max_file_bytes(MAX_PIXELS) + 1))
+        assert status == 413 and "maximum allowed size" in text, (status, text[:300])
+        status, text = _post_file(url + "gradio_api/upload", "good.png", _png(64, 32))
+        assert status == 200, text
+        (uploaded,) = json.loads(text)
+        (run_dir,) = temp.glob("pix2pix_demo_*")
+        assert os.path.realpath(uploaded).startswith(os.path.realpath(run_dir / "uploads"))
+        assert os.path.getsize(uploaded) == len(_png(64, 32))
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+    assert not list(temp.glob("pix2pix_demo_*")), list(temp.rglob("*"))
