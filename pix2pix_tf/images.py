@@ -17,7 +17,7 @@ decodes to the same pixels.
   format, and it is read only up to `max_file_bytes(max_pixels)` (the most an image within
   the cap can need, uncompressed, plus its metadata); the GIF block walk stops after
   `GIF_MAX_BLOCKS` blocks and sub-blocks. A request of several images is capped as a whole
-  (`request_pixels`), so that many images each under the cap cannot add up past it.
+  (`limit_request`), so that many images each under the cap cannot add up past it.
 - EXIF orientation is ignored, as TensorFlow's decoders ignore it: the stored pixels are the
   image, in training and at inference alike (a photo a camera tagged "rotate 90" is
   translated as stored, not as a viewer shows it).
@@ -69,7 +69,8 @@ class ImageError(Pix2pixError, ValueError):
 def header_info(encoded: tf.Tensor) -> tf.Tensor:
     """int64 [height, width, pixels, frames] read from the header (GIF: its block list) without
     decoding: the size the decoder will return, and the pixels it will hold. Zeros for bytes of
-    no supported format; a JPEG whose header is damaged raises the decoder's error."""
+    no supported format ([0, 0, 0, -1] for a GIF whose walk is longer than GIF_MAX_BLOCKS); a
+    JPEG whose header is damaged raises the decoder's error."""
     return parse(encoded)[1]
 
 

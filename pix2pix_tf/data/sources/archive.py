@@ -239,6 +239,12 @@ class SplitReport:
         logger.info("%s: %d example(s) kept.", self._where(), self.kept)
 
 
+def _member_kind(member: tarfile.TarInfo) -> str:
+    kinds = ((member.isfifo(), "a FIFO"), (member.ischr(), "a character device"), (member.isblk(), "a block device"),
+             (member.isdir(), "a folder"))
+    return next((kind for found, kind in kinds if found), "a tar member that is not a file")
+
+
 def split_examples(archive: Archive, split: str, last_member: int) -> Iterator[tuple[str, bytes]]:
     """One streaming pass: (key, image bytes to store) for the valid images of `split`;
     the rest is reported (and `DatasetError` raised if nothing was valid)."""
@@ -255,8 +261,8 @@ def split_examples(archive: Archive, split: str, last_member: int) -> Iterator[t
                 raise Skip(LINK, f"-> {member.linkname}")
             if member.isfile() and member.size > MAX_MEMBER_BYTES:
                 raise Skip(TOO_LARGE, images.oversize(member.size, images.DEFAULT_MAX_PIXELS))
-            if not member.isfile():  # a FIFO, device or folder named like an image
-                raise Skip(NOT_A_FILE, "a tar member of another type")
+            if not member.isfile():  # Named like an image, but not a file.
+                raise Skip(NOT_A_FILE, _member_kind(member))
             if key in keys:
                 raise Skip(DUPLICATE, "appears again later in the archive")
             image, was = checked_image(data)

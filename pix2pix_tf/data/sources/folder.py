@@ -18,7 +18,7 @@ middle of it. The policy (documented in docs/datasets.md):
 - an image over the pixel cap (`--max_pixels`, read from its header), or a file larger than
   any image within it can be (`images.max_file_bytes`, refused before it is read), is skipped;
 - an entry that is not a regular file (a FIFO, a device, a socket, a broken link; links are
-  followed) is skipped without being opened for reading in a way that could block;
+  followed) is skipped: it is opened without blocking and never read;
 - in the aligned layout, an image whose width is not exactly twice its height is skipped;
 - in the A/B layout, an image without its partner is skipped;
 - each skip is counted, and one warning at the end of the scan names the counts and the
