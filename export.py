@@ -62,6 +62,9 @@ flags.DEFINE_string("web_runtime", None, "The node_modules folder holding LiteRT
                     "pix2pix_tf/export/web/node_modules, installed by npm ci there; docs/web.md).")
 flags.DEFINE_integer("max_pixels", 4096 * 4096, "Largest image the SavedModel's bytes signatures accept, in pixels "
                      "(checked from the header, before decoding); larger ones are refused.")
+flags.DEFINE_integer("max_request_pixels", None, "Most pixels one request to any signature may hold in all (each "
+                     "image counted at the larger of its own size and the size the generator runs it at); larger "
+                     "requests are refused before decoding. Default: --max_pixels.")
 
 
 def config_from_flags():
@@ -80,7 +83,7 @@ def config_from_flags():
         data_dir=FLAGS.data_dir, force=FLAGS.force, benchmark=FLAGS.benchmark, threads=FLAGS.threads,
         warmup_batch_sizes=tuple(_positive_ints("warmup_batch_sizes", FLAGS.warmup_batch_sizes)),
         max_pixels=FLAGS.max_pixels, web=FLAGS.web_variant if FLAGS.web else None,
-        web_runtime=FLAGS.web_runtime, onnx=FLAGS.onnx,
+        web_runtime=FLAGS.web_runtime, onnx=FLAGS.onnx, max_request_pixels=FLAGS.max_request_pixels,
     )
 
 

@@ -12,34 +12,49 @@ decodes to the same pixels.
   BEFORE decoding: a small file can declare a huge image (a 12000x12000 PNG of one colour
   is about 2 MB), and decoding it is what exhausts memory. A GIF counts the pixels of all
   its frames, because TensorFlow's GIF decoder holds every frame whatever it returns.
+- Reads are bounded before they cost memory or time: a file is opened only if it is a regular
+  file (a FIFO would block, a device never ends), its first bytes must name a supported
+  format, and it is read only up to `max_file_bytes(max_pixels)` (the most an image within
+  the cap can need, uncompressed, plus its metadata); the GIF block walk stops after
+  `GIF_MAX_BLOCKS` blocks and sub-blocks. A request of several images is capped as a whole
+  (`limit_request`), so that many images each under the cap cannot add up past it.
+- EXIF orientation is ignored, as TensorFlow's decoders ignore it: the stored pixels are the
+  image, in training and at inference alike (a photo a camera tagged "rotate 90" is
+  translated as stored, not as a viewer shows it).
 - Decoded images are uint8 with their own channels; `to_channels` converts to 1 or 3 (grey
   is repeated, alpha dropped), `to_signed` scales to [-1, 1].
 
-The header parsing is plain TensorFlow (string and integer ops, one `while_loop` for GIF
-blocks), so the same code runs eagerly for files and inside a SavedModel signature.
+The header parsing (`image_header`) is plain TensorFlow, so the same code runs eagerly for
+files and inside a SavedModel signature.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Union
+import os
+import stat
+from typing import Callable, Optional, Union
 
 import numpy as np
 import tensorflow as tf
 
 from pix2pix_tf.errors import ConfigError, Pix2pixError
+from pix2pix_tf.image_header import FORMATS, GIF_MAX_BLOCKS, HEAD, format_of, parse
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
-FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
 FORMATS_TEXT = "JPEG, PNG, GIF, BMP or WebP"
 
 # Why an image is refused (the reason a scan counts it under; the message says more).
 UNREADABLE = "not a readable image"
 TOO_LARGE = "over the pixel limit (--max_pixels)"
+NOT_A_FILE = "not a regular file"
 _OK, _UNREADABLE, _TOO_LARGE = 0, 1, 2
 _REASONS = {_UNREADABLE: UNREADABLE, _TOO_LARGE: TOO_LARGE}
 
-_HEAD = 32  # Header bytes that hold the size of every format except JPEG and GIF.
+# The most bytes per pixel an encoding stores: 16-bit RGBA PNG without compression.
+_BYTES_PER_PIXEL = 8
+# Bytes a file may hold beside its pixels: EXIF, ICC profiles, comments, palettes, thumbnails.
+_METADATA_BYTES = 16 * 2**20
 Name = Union[None, str, tf.Tensor]
 
 
@@ -51,122 +66,12 @@ class ImageError(Pix2pixError, ValueError):
         self.path, self.problem, self.reason = path, problem, reason
 
 
-# ----------------------------------------------------------------------------- the header
-
-# The integer fields at fixed places in the first `_HEAD` bytes: (start, length, big-endian).
-# All are read with one product of the bytes and a weight matrix: in tf.data every op costs
-# per image, and one op per byte would cost more than the header is worth.
-_FIELDS = (
-    (0, 4, True), (4, 4, True),  # the magic bytes: 0-3, 4-7 (PNG's signature, GIF's version)
-    (8, 4, True), (12, 4, True),  # RIFF: the form type ("WEBP"), the first chunk ("VP8 ", "VP8L", "VP8X")
-    (16, 4, True), (20, 4, True),  # PNG: IHDR width, height
-    (18, 4, False), (22, 4, False),  # BMP: BITMAPINFOHEADER width, height (signed)
-    (26, 2, False), (28, 2, False),  # WebP VP8: 14 bits width, height (2 bits of scale above)
-    (21, 4, False),  # WebP VP8L: 14 bits width - 1, 14 bits height - 1
-    (24, 3, False), (27, 3, False),  # WebP VP8X: canvas width - 1, height - 1
-)
-
-
-def _weights() -> np.ndarray:
-    """[field, byte] -> the byte's place value in the field (exact in float64: at most 2**24)."""
-    weights = np.zeros([len(_FIELDS), _HEAD])
-    for row, (start, length, big_endian) in enumerate(_FIELDS):
-        for i in range(length):
-            weights[row, start + i] = 256.0 ** (length - 1 - i if big_endian else i)
-    return weights
-
-
-_WEIGHTS = _weights()
-
-
-def _fields(encoded: tf.Tensor) -> list[tf.Tensor]:
-    """The `_FIELDS` of the zero-padded head of `encoded`, as int64 scalars."""
-    head = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, 0, _HEAD), b"\0" * _HEAD]), 0, _HEAD)
-    values = tf.cast(tf.reshape(tf.io.decode_raw(head, tf.uint8), [_HEAD]), tf.float64)
-    return tf.unstack(tf.cast(tf.linalg.matvec(tf.constant(_WEIGHTS), values), tf.int64))
-
-
-def _format_index(magic: tf.Tensor, second: tf.Tensor, form: tf.Tensor) -> tf.Tensor:
-    """int64: 1 + the index in FORMATS of the format the magic bytes name; 0 for anything else."""
-    gif_version = second // 65536
-    matches = tf.stack([
-        tf.equal(magic // 256, 0xFFD8FF),  # JPEG: FF D8 FF
-        tf.equal(magic, 0x89504E47) & tf.equal(second, 0x0D0A1A0A),  # PNG: 89 "PNG" 0D 0A 1A 0A
-        tf.equal(magic, 0x47494638) & (tf.equal(gif_version, 0x3761) | tf.equal(gif_version, 0x3961)),  # GIF87a/89a
-        tf.equal(magic // 65536, 0x424D),  # BMP: "BM"
-        tf.equal(magic, 0x52494646) & tf.equal(form, 0x57454250),  # "RIFF" size "WEBP"
-    ])
-    return tf.reduce_max(tf.where(matches, tf.range(1, len(FORMATS) + 1, dtype=tf.int64), 0))
-
-
-def _still_sizes(fields: list[tf.Tensor]) -> tf.Tensor:
-    """[height, width] of each format whose size is at a fixed place (JPEG and GIF: zeros)."""
-    _, _, _, chunk, png_w, png_h, bmp_w, bmp_h, vp8_w, vp8_h, vp8l, vp8x_w, vp8x_h = fields
-    bmp = [tf.abs(tf.where(v >= 2**31, v - 2**32, v)) for v in (bmp_h, bmp_w)]  # Negative height: top-down.
-    webp = tf.where(tf.equal(chunk, 0x56503820), tf.stack([vp8_h % 16384, vp8_w % 16384]),  # "VP8 "
-                    tf.where(tf.equal(chunk, 0x5650384C), tf.stack([vp8l // 16384 % 16384 + 1, vp8l % 16384 + 1]),
-                             tf.where(tf.equal(chunk, 0x56503858), tf.stack([vp8x_h + 1, vp8x_w + 1]),  # "VP8X"
-                                      tf.zeros([2], tf.int64))))
-    zeros = tf.zeros([2], tf.int64)
-    return tf.stack([zeros, zeros, tf.stack([png_h, png_w]), zeros, tf.stack(bmp), webp])
-
-
-def _gif(encoded: tf.Tensor) -> tf.Tensor:
-    """Walks the GIF's blocks: TensorFlow decodes every frame (slurps the file) and returns the
-    largest frame's width and height, so that is the size and all frames count as pixels."""
-    length = tf.cast(tf.strings.length(encoded), tf.int64)
-    data = tf.cast(tf.io.decode_raw(tf.strings.join([encoded, b"\0" * 16]), tf.uint8), tf.int64)
-
-    def at(i: tf.Tensor) -> tf.Tensor:
-        return tf.gather(data, tf.minimum(i, length))
-
-    def table(packed: tf.Tensor) -> tf.Tensor:  # Size of a colour table flagged in a packed byte.
-        return tf.where(packed >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), packed % 8), 0)
-
-    def body(pos, in_blocks, done, width, height, pixels, frames):
-        # One step: a data sub-block (inside a block), an extension or image descriptor, or the end.
-        byte = at(pos)
-        image = tf.logical_not(in_blocks) & tf.equal(byte, 0x2C)
-        extension = tf.logical_not(in_blocks) & tf.equal(byte, 0x21)
-        frame_w, frame_h = at(pos + 5) + 256 * at(pos + 6), at(pos + 7) + 256 * at(pos + 8)
-        step = tf.where(in_blocks, byte + 1, tf.where(image, 11 + table(at(pos + 9)), 2))
-        width = tf.where(image, tf.maximum(width, frame_w), width)
-        height = tf.where(image, tf.maximum(height, frame_h), height)
-        pixels += tf.where(image, frame_w * frame_h, 0)
-        done = tf.logical_not(in_blocks | image | extension)
-        return (pos + step, tf.where(in_blocks, byte > 0, image | extension), done, width, height, pixels,
-                frames + tf.cast(image, tf.int64))
-
-    zero = tf.constant(0, tf.int64)
-    start = 13 + table(at(tf.constant(10, tf.int64)))
-    _, _, _, width, height, pixels, frames = tf.while_loop(
-        lambda pos, in_blocks, done, *_: tf.logical_not(done) & (pos < length), body,
-        (start, tf.constant(False), tf.constant(False), zero, zero, zero, zero))
-    return tf.stack([height, width, tf.maximum(pixels, height * width), frames])
-
-
-@tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
-def _read_header(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    # A tf.function: eager callers (files) run the compiled branches and GIF loop, graph callers
-    # (tf.data, the SavedModel) call it as a function of their graph.
-    fields = _fields(encoded)
-    index = _format_index(*fields[:3])
-    height, width = tf.unstack(tf.gather(_still_sizes(fields), index))
-    still = tf.stack([height, width, height * width, tf.constant(1, tf.int64)])
-
-    def jpeg() -> tf.Tensor:
-        shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)
-        return tf.stack([shape[0], shape[1], shape[0] * shape[1], tf.constant(1, tf.int64)])
-
-    branch = tf.gather(tf.constant([0, 1, 0, 2, 0, 0]), index)  # JPEG and GIF read more than the head.
-    return index, tf.switch_case(branch, [lambda: still, jpeg, lambda: _gif(encoded)])
-
-
 def header_info(encoded: tf.Tensor) -> tf.Tensor:
     """int64 [height, width, pixels, frames] read from the header (GIF: its block list) without
     decoding: the size the decoder will return, and the pixels it will hold. Zeros for bytes of
-    no supported format; a JPEG whose header is damaged raises the decoder's error."""
-    return _read_header(encoded)[1]
+    no supported format ([0, 0, 0, -1] for a GIF whose walk is longer than GIF_MAX_BLOCKS); a
+    JPEG whose header is damaged raises the decoder's error."""
+    return parse(encoded)[1]
 
 
 def header_size(encoded: tf.Tensor) -> tf.Tensor:
@@ -184,7 +89,7 @@ def _amount(pixels: Union[int, tf.Tensor], max_pixels: int) -> Union[str, tf.Ten
 
 
 def _kind(encoded: tf.Tensor, index: tf.Tensor, info: tf.Tensor, max_pixels: int) -> tf.Tensor:
-    unreadable = tf.equal(tf.strings.length(encoded), 0) | tf.equal(index, 0)
+    unreadable = tf.equal(tf.strings.length(encoded), 0) | tf.equal(index, 0) | (info[3] < 0)
     return tf.where(unreadable, _UNREADABLE, tf.where(info[2] > max_pixels, _TOO_LARGE, _OK))
 
 
@@ -201,6 +106,8 @@ def _message(encoded: tf.Tensor, info: tf.Tensor, kind: tf.Tensor, max_pixels: i
     too_large = tf.strings.join([amount, f" is over the limit of {_amount(max_pixels, max_pixels)} (--max_pixels)"])
     unreadable = tf.where(tf.equal(tf.strings.length(encoded), 0), "empty (0 bytes)",
                           tf.strings.join([f"not {FORMATS_TEXT} data (its first bytes: ", first, ")"]))
+    unreadable = tf.where(frames < 0, f"a GIF of more than {GIF_MAX_BLOCKS} blocks and sub-blocks, which is not read",
+                          unreadable)
     return tf.where(tf.equal(kind, _UNREADABLE), unreadable, tf.where(tf.equal(kind, _TOO_LARGE), too_large, ""))
 
 
@@ -208,7 +115,7 @@ def checked(encoded: tf.Tensor, max_pixels: int, name: Name = None) -> tf.Tensor
     """`encoded`, asserted (in graph) to be a supported image within the cap, so that the
     decoder never starts on anything else. `name` (a file, "image 2 of the batch") prefixes
     the assertion's message, which is only built for a refusal."""
-    index, info = _read_header(encoded)
+    index, info = parse(encoded)
     kind = _kind(encoded, index, info, max_pixels)
 
     def refuse() -> tf.Tensor:
@@ -226,7 +133,12 @@ def checked(encoded: tf.Tensor, max_pixels: int, name: Name = None) -> tf.Tensor
 
 def decode_uint8(encoded: tf.Tensor, max_pixels: int, name: Name = None) -> tf.Tensor:
     """The one decoder: uint8 HxWxC with the image's own channels (1-4), after the checks."""
-    return tf.io.decode_image(checked(encoded, max_pixels, name), channels=0, dtype=tf.uint8, expand_animations=False)
+    return _decode(checked(encoded, max_pixels, name))
+
+
+def _decode(encoded: tf.Tensor) -> tf.Tensor:
+    # Only for bytes already `checked`: the decoder itself never sees anything else.
+    return tf.io.decode_image(encoded, channels=0, dtype=tf.uint8, expand_animations=False)
 
 
 def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
@@ -274,24 +186,72 @@ def preprocess(image: tf.Tensor, channels: int, size: int) -> tf.Tensor:
     return tf.ensure_shape(image, [size, size, channels])
 
 
-def decode_images(encoded: tf.Tensor, channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> tf.Tensor:
-    """A batch [N] of encoded images (a Serving request) -> float32 [N, size, size, channels].
+def limit_request(values: tf.Tensor, pixels: tf.Tensor, max_request_pixels: int) -> tf.Tensor:
+    """`values`, asserted in graph to come from a request whose images cost at most
+    `max_request_pixels` pixels together (`pixels`: [N], what each one costs), so that many
+    images each under the per-image cap cannot add up to more memory than one image may take."""
+    total = tf.reduce_sum(tf.cast(pixels, tf.int64))
+    message = tf.strings.join([
+        "the request's ", tf.strings.as_string(tf.size(pixels)), " image(s) hold ", tf.strings.as_string(total),
+        f" pixels in all, over the limit of {max_request_pixels} pixels per request (max_request_pixels): send "
+        "fewer or smaller images per request"])
+    with tf.control_dependencies([tf.debugging.Assert(total <= max_request_pixels, [message])]):
+        return tf.identity(values)
 
-    Each image is checked before it is decoded; a refusal names its place in the batch.
-    """
+
+def _request_batch(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A Serving request's [N] encoded images, checked to be a non-empty 1-D batch, and their places."""
     encoded = tf.convert_to_tensor(encoded, tf.string)
     if encoded.shape.rank is not None and encoded.shape.rank != 1:
         raise ImageError(None, f"images must be a 1-D batch of encoded strings, got shape {encoded.shape}.")
     nonempty = tf.debugging.assert_positive(tf.size(encoded), message="images: the batch is empty")
     with tf.control_dependencies([nonempty]):
-        encoded = tf.identity(encoded)
+        return tf.identity(encoded), tf.range(tf.size(encoded))
 
-    def one(args: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
-        name = tf.strings.join(["image ", tf.strings.as_string(args[1]), " of the batch"])
-        return preprocess(decode_uint8(args[0], max_pixels, name), channels, size)
 
-    return tf.map_fn(one, (encoded, tf.range(tf.size(encoded))),
-                     fn_output_signature=tf.TensorSpec([size, size, channels], tf.float32))
+def _batch_name(place: tf.Tensor) -> tf.Tensor:
+    """How a refusal names an image of a request: "image 2 of the batch"."""
+    return tf.strings.join(["image ", tf.strings.as_string(place), " of the batch"])
+
+
+def checked_request(encoded: tf.Tensor, max_pixels: int, max_request_pixels: Optional[int],
+                    cost: Callable[[tf.Tensor], tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+    """(places, int64 [N, 4] `header_info`) of a request's images, every image checked by the
+    policy (a refusal names its place) and, with `max_request_pixels`, the request as a whole
+    (each image costing `cost(info)` pixels), before any image is decoded: decode after
+    `places` (`decode_request`)."""
+    encoded, places = _request_batch(encoded)
+    info = tf.map_fn(lambda a: header_info(checked(a[0], max_pixels, _batch_name(a[1]))), (encoded, places),
+                     fn_output_signature=tf.TensorSpec([4], tf.int64))
+    if max_request_pixels is None:
+        with tf.control_dependencies([info]):
+            return tf.identity(places), info
+    return limit_request(places, cost(info), max_request_pixels), info
+
+
+def decode_request(encoded: tf.Tensor, places: tf.Tensor, channels: int,
+                   prepare: Callable[[tf.Tensor], tf.Tensor], spec: tf.TensorSpec) -> tf.Tensor:
+    """The images of a request `checked_request` passed (`places`), each decoded once, to
+    `channels`, then `prepare`d (a resize, or nothing) into `spec`."""
+    return tf.map_fn(lambda a: prepare(to_signed(to_channels(_decode(a[0]), channels))),
+                     (tf.convert_to_tensor(encoded, tf.string), places), fn_output_signature=spec)
+
+
+def decode_images(encoded: tf.Tensor, channels: int, size: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  max_request_pixels: Optional[int] = None) -> tf.Tensor:
+    """A batch [N] of encoded images (a Serving request) -> float32 [N, size, size, channels].
+
+    Each image is checked before any is decoded; a refusal names its place in the batch. With
+    `max_request_pixels`, the request is refused before decoding when its images cost more
+    together, each counted at the larger of its own pixels and the `size` x `size` it becomes.
+    """
+    places, _ = checked_request(encoded, max_pixels, max_request_pixels,
+                                lambda info: tf.maximum(info[:, 2], size * size))
+
+    def prepare(image: tf.Tensor) -> tf.Tensor:
+        return tf.ensure_shape(resize(image, size), [size, size, channels])
+
+    return decode_request(encoded, places, channels, prepare, tf.TensorSpec([size, size, channels], tf.float32))
 
 
 def to_uint8(images: tf.Tensor) -> tf.Tensor:
@@ -337,7 +297,7 @@ class Decoded:
 @tf.function(autograph=False)
 def _inspect(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, ...]:
     # Compiled (once per limit): one call per file instead of one per op.
-    index, info = _read_header(encoded)
+    index, info = parse(encoded)
     kind = _kind(encoded, index, info, max_pixels)
     components = tf.cond(tf.equal(index, 1) & tf.equal(kind, _OK),
                          lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[2], tf.int64),
@@ -371,14 +331,62 @@ def decode_bytes(data: bytes, max_pixels: int, path: Optional[str] = None,
     return Decoded(header.format, pixels, header.components or pixels.shape[-1])
 
 
-def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The uint8 HxWxC pixels (the image's own channels) of an image file, or ImageError naming it."""
+def max_file_bytes(max_pixels: int) -> int:
+    """The most bytes read from one image file or archive member within `max_pixels`: the
+    pixels at the largest encoding (uncompressed 16-bit RGBA) plus room for metadata. A file
+    that is larger cannot be an image within the cap, whatever it claims."""
+    return _BYTES_PER_PIXEL * int(max_pixels) + _METADATA_BYTES
+
+
+def oversize(size: int, max_pixels: int) -> Optional[str]:
+    """Why `size` bytes cannot be an image within `max_pixels` (over `max_file_bytes`); None if it can."""
+    limit = max_file_bytes(max_pixels)
+    if size <= limit:
+        return None
+    return (f"{size} bytes, more than an image of at most {_amount(int(max_pixels), max_pixels)} can need "
+            f"({limit} bytes; --max_pixels)")
+
+
+def _check_size(size: int, max_pixels: int, path: str) -> None:
+    problem = oversize(size, max_pixels)
+    if problem:
+        raise ImageError(path, problem, TOO_LARGE)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def read_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """The bytes of the image file `path`, read bounded: ImageError (naming it) for something
+    that is not a regular file (after links; opened without blocking, so a FIFO cannot hang
+    the reader), whose first bytes are no supported format, or that is larger than
+    `max_file_bytes`; the rest of the file is read only after those checks."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise ImageError(path, f"cannot be read ({e.strerror or e})") from None
-    return decode_bytes(data, max_pixels, path).pixels
+    with os.fdopen(fd, "rb") as f:
+        try:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):
+                raise ImageError(path, f"{_file_kind(status.st_mode)}, not a regular file", NOT_A_FILE)
+            head = f.read(HEAD)
+            if not int(format_of(tf.constant(head, tf.string))):
+                read_header(head, max_pixels, path)  # Raises: empty, or the first bytes named.
+            _check_size(status.st_size, max_pixels, path)
+            data = head + f.read(max_file_bytes(max_pixels) + 1 - len(head))
+        except OSError as e:
+            raise ImageError(path, f"cannot be read ({e.strerror or e})") from None
+    _check_size(len(data), max_pixels, path)  # Grown since it was measured.
+    return data
+
+
+def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The uint8 HxWxC pixels (the image's own channels) of an image file, or ImageError naming it."""
+    return decode_bytes(read_file(path, max_pixels), max_pixels, path).pixels
 
 
 def check_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:

@@ -290,6 +290,7 @@ def test_export_user_mistake_gets_a_message_not_a_traceback(tmp_path):
     (dict(version=0), "positive integer"),
     (dict(model_name="../x"), "plain folder name"),
     (dict(checkpoint="/nonexistent/ckpt-3"), "Cannot restore the generator"),
+    (dict(max_request_pixels=1000), "below what the warmup requests hold"),
 ])
 def test_export_refuses_impossible_requests(tmp_path_factory, data_dir, tmp_path, options, message):
     from pix2pix_tf.errors import Pix2pixError

@@ -258,7 +258,8 @@ def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path):
 
     generator, _, _ = load_generator(runs["none"])
     directory = str(tmp_path / "saved_model")
-    build_archive(generator, inference.DETERMINISTIC, 48, 3, 4, max_pixels=2400).write_out(directory, verbose=False)
+    build_archive(generator, inference.DETERMINISTIC, 48, 3, 4, max_pixels=2400,
+                  max_request_pixels=2 * 2400).write_out(directory, verbose=False)
     sizes = [(35, 59), (59, 35), (37, 61)]  # The last is under the cap but pads over it.
     paths = [write_png(tmp_path / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in sizes]
     script = tmp_path / "client.py"

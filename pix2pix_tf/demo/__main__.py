@@ -59,6 +59,14 @@ def config_from_flags():
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
     config = config_from_flags()
+    # Gradio keeps uploads in its temp folder, read when Gradio is imported: one of this run's
+    # own, removed with the examples when the demo exits.
+    with tempfile.TemporaryDirectory(prefix="pix2pix_demo_") as run_dir:
+        os.environ["GRADIO_TEMP_DIR"] = os.path.join(run_dir, "uploads")
+        return _serve(config, os.path.join(run_dir, "examples"))
+
+
+def _serve(config, examples_dir: str) -> int:
     try:
         from pix2pix_tf.demo import app
     except ModuleNotFoundError as e:
@@ -71,9 +79,9 @@ def main(argv: list[str]) -> int:
     from pix2pix_tf.demo.model import load_demo_model
 
     app.check_address(config)
-    with tempfile.TemporaryDirectory(prefix="pix2pix_demo_") as examples_dir:
-        model = load_demo_model(config, examples_dir)
-        app.serve(model, config, allowed_paths=(examples_dir,))
+    os.makedirs(examples_dir)
+    model = load_demo_model(config, examples_dir)
+    app.serve(model, config, allowed_paths=(examples_dir,))
     return 0
 
 

@@ -5,7 +5,9 @@ fonts (no web fonts), analytics off, no share link, no server-side rendering (no
 works on a machine without a network. The uploaded file reaches `DemoModel.translate` as the
 bytes the user chose (a `File` component, not an `Image` one, which would decode it with PIL
 first), so the image policy alone decides what is an image and its message appears in the
-page's status box; a user's bad file is not a server error and leaves no traceback.
+page's status box; a user's bad file is not a server error and leaves no traceback. An upload
+larger than any image within the pixel cap can be (`images.max_file_bytes`) is refused by the
+server while it arrives.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import gradio as gr
 import numpy as np
 from absl import logging
 
-from pix2pix_tf import cli
+from pix2pix_tf import cli, images
 from pix2pix_tf.demo.model import LABELS, DemoConfig, DemoModel, Drawing
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 
@@ -38,10 +40,9 @@ def answer(model: DemoModel, path: Optional[str], name: Optional[str], paper: bo
     """(model input, output, status) for the image file at `path` (`name` in messages)."""
     if not path:
         return None, None, NOTHING
+    name = name or os.path.basename(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-        result = model.translate(data, name or os.path.basename(path), paper)
+        result = model.translate(_read(path, name, model.max_pixels), name, paper)
     except Pix2pixError as e:
         message = str(e)
     except OSError as e:
@@ -50,6 +51,14 @@ def answer(model: DemoModel, path: Optional[str], name: Optional[str], paper: bo
         return _shown(result.model_input), _shown(result.output), f"Translated by {result.model}."
     logging.info("Refused: %s", message)
     return None, None, f"error: {message}"
+
+
+def _read(path: str, name: str, max_pixels: int) -> bytes:
+    """The upload's bytes, read as the image policy reads a file (bounded; refusals name `name`)."""
+    try:
+        return images.read_file(path, max_pixels)
+    except images.ImageError as e:
+        raise images.ImageError(name, e.problem, e.reason) from None
 
 
 def _legend(drawing: Drawing) -> str:
@@ -76,7 +85,8 @@ def build_page(model: DemoModel) -> gr.Blocks:
     """The page: input tabs (draw, upload), the paper-mode toggle and Translate on the left;
     the model's input and output on the right; the run's held-out inputs as examples."""
     size = model.image_size
-    with gr.Blocks(title="pix2pix demo", analytics_enabled=False) as page:
+    # Uploads stay in Gradio's temp folder: every 10 minutes those older than an hour go.
+    with gr.Blocks(title="pix2pix demo", analytics_enabled=False, delete_cache=(600, 3600)) as page:
         gr.Markdown(f"# pix2pix\n{model.name}: draw or upload an input, then Translate. The input is resized to "
                     f"{size}x{size}, the size the model translates.")
         which = gr.State(DRAW)
@@ -139,7 +149,7 @@ def serve(model: DemoModel, config: DemoConfig, allowed_paths: tuple[str, ...] =
         _, url, _ = page.launch(server_name=config.host, server_port=config.port, share=False, ssr_mode=False,
                                 theme=THEME, css=CSS, allowed_paths=list(allowed_paths), quiet=True,
                                 prevent_thread_lock=True, show_error=False, mcp_server=False, pwa=False,
-                                enable_monitoring=False)
+                                enable_monitoring=False, max_file_size=images.max_file_bytes(model.max_pixels))
     except OSError as e:  # Taken since check_address.
         raise _cannot_listen(config, e) from e
     print(f"pix2pix demo of {model.name} at {url} (Ctrl-C to stop)", flush=True)

@@ -43,6 +43,12 @@ class ExportConfig:
     web: Optional[str] = None  # The TFLite variant the static web page runs (export.py --web); None: no page.
     web_runtime: Optional[str] = None  # node_modules holding LiteRT.js; None: the one beside export/web.
     onnx: bool = False  # Also the ONNX file (`onnx_model`; the `onnx` extra).
+    max_request_pixels: Optional[int] = None  # Every signature refuses larger requests; None: max_pixels.
+
+    @property
+    def request_pixels(self) -> int:
+        """The pixels one request may hold in all (the images of a batch together)."""
+        return self.max_request_pixels or self.max_pixels
 
     def validate(self) -> ExportConfig:
         unknown = [v for v in self.tflite if v not in TFLITE_VARIANTS]
@@ -59,6 +65,8 @@ class ExportConfig:
         for name in ("calibration_examples", "check_examples", "threads", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if self.max_request_pixels is not None and self.max_request_pixels < 1:
+            raise ConfigError(f"--max_request_pixels must be at least 1, got {self.max_request_pixels}.")
         if not self.warmup_batch_sizes or min(self.warmup_batch_sizes) < 1:
             raise ConfigError("--warmup_batch_sizes must be positive integers.")
         if self.web is not None and (self.web not in self.tflite or (self.web == "int8" and self.int8_io != "float32")):

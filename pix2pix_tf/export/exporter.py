@@ -136,6 +136,7 @@ def _check_request(config: ExportConfig) -> tuple[TrainConfig, int]:
                           f"{multiple}; use {max(multiple, image_size // multiple * multiple)}.")
     if train.model.input_nc not in (1, 3):
         raise ConfigError(f"The run takes {train.model.input_nc}-channel inputs; encoded images give 1 or 3.")
+    saved_model.check_warmup_fits(config, image_size, multiple)
     return train, image_size
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import time
+from typing import Optional
 
 import keras
 import numpy as np
@@ -31,7 +32,7 @@ from pix2pix_tf.export.names import (
     metadata_path,
     warmup_path,
 )
-from pix2pix_tf.images import DEFAULT_MAX_PIXELS, decode_images, encode_pngs
+from pix2pix_tf.images import DEFAULT_MAX_PIXELS, decode_images, encode_pngs, limit_request
 from pix2pix_tf.inference import generate as inference
 from pix2pix_tf.inference import geometry
 from pix2pix_tf.networks.generator import size_multiple
@@ -41,7 +42,8 @@ SAVED_MODEL_MAX_ABS = 1e-4
 
 
 def build_archive(generator: keras.Model, mode: inference.InferenceMode, image_size: int, input_nc: int,
-                  multiple: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> keras.export.ExportArchive:
+                  multiple: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  max_request_pixels: Optional[int] = None) -> keras.export.ExportArchive:
     """The five serving signatures over G's variables (names: module constants, docs/serving.md).
 
     `serving_default` / `translate_png` take a batch of encoded images of any size and 1-4
@@ -50,27 +52,36 @@ def build_archive(generator: keras.Model, mode: inference.InferenceMode, image_s
     take [-1, 1] NHWC batches whose sides are multiples of `multiple`. `translate_native`
     takes a batch of encoded images of one size and translates them at that size (padded to
     `multiple` and cropped back by `inference.geometry`; the cap also applies to the padded
-    size). None of them writes a variable.
+    size). Every one of them refuses a request whose images hold more than
+    `max_request_pixels` (default `max_pixels`) in all, counted as the generator holds them,
+    before decoding. None of them writes a variable.
     """
     deterministic = mode.without_dropout()
+    request = max_request_pixels or max_pixels
+
+    def bytes_request(images: tf.Tensor) -> tf.Tensor:
+        return decode_images(images, input_nc, image_size, max_pixels, request)
+
+    def float_request(images: tf.Tensor) -> tf.Tensor:
+        shape = tf.shape(images, out_type=tf.int64)
+        return limit_request(inference.check_images(images, input_nc, multiple),
+                             tf.fill(shape[:1], shape[1] * shape[2]), request)
 
     def translate_bytes(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        output = inference.generate(generator, decode_images(images, input_nc, image_size, max_pixels), mode)
+        output = inference.generate(generator, bytes_request(images), mode)
         return {OUTPUT_BYTES: encode_pngs(output), OUTPUT_FLOAT: output}
 
     def translate_png(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        output = inference.generate(generator, decode_images(images, input_nc, image_size, max_pixels), mode)
-        return {OUTPUT_BYTES: encode_pngs(output)}
+        return {OUTPUT_BYTES: encode_pngs(inference.generate(generator, bytes_request(images), mode))}
 
     def translate_float(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_FLOAT: inference.generate(generator, inference.check_images(images, input_nc, multiple), mode)}
+        return {OUTPUT_FLOAT: inference.generate(generator, float_request(images), mode)}
 
     def translate_float_deterministic(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        checked = inference.check_images(images, input_nc, multiple)
-        return {OUTPUT_FLOAT: inference.generate(generator, checked, deterministic)}
+        return {OUTPUT_FLOAT: inference.generate(generator, float_request(images), deterministic)}
 
     def translate_native(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        decoded = geometry.decode_same_size(images, input_nc, max_pixels)
+        decoded = geometry.decode_same_size(images, input_nc, max_pixels, request, multiple)
         shape = tf.shape(decoded)
         padded = geometry.assert_padded_pixels(geometry.pad(decoded, multiple), max_pixels)
         output = geometry.crop(inference.generate(generator, padded, mode), shape[1], shape[2])
@@ -90,6 +101,10 @@ def build_archive(generator: keras.Model, mode: inference.InferenceMode, image_s
     return archive
 
 
+def _warmup_size(image_size: int) -> tuple[int, int]:
+    return image_size + 3, image_size - 5
+
+
 def warmup_requests(model_name: str, image_size: int, input_nc: int,
                     batch_sizes: tuple[int, ...]) -> list[bytes]:
     """Serialized PredictionLogs, one per signature and batch size, so that Serving traces and
@@ -100,7 +115,7 @@ def warmup_requests(model_name: str, image_size: int, input_nc: int,
     records = []
     for batch in batch_sizes:
         # Odd sizes and a grey image exercise the resize and channel conversion in the graph.
-        pixels = rng.integers(0, 256, size=(batch, image_size + 3, image_size - 5, 3), dtype=np.uint8)
+        pixels = rng.integers(0, 256, size=(batch, *_warmup_size(image_size), 3), dtype=np.uint8)
         pngs = [tf.io.encode_png(p).numpy() for p in pixels]
         floats = rng.uniform(-1, 1, size=(batch, image_size, image_size, input_nc)).astype(np.float32)
         for signature, value in ((SIGNATURE_BYTES, tf.make_tensor_proto(pngs, dtype=tf.string)),
@@ -114,6 +129,18 @@ def warmup_requests(model_name: str, image_size: int, input_nc: int,
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             records.append(log.SerializeToString())
     return records
+
+
+def check_warmup_fits(config: ExportConfig, image_size: int, multiple: int) -> None:
+    """Refuses a request cap that the export's own warmup requests (`warmup_requests`' sizes,
+    as `translate_native` pads them) would break, before anything is written."""
+    height, width = geometry.padded_size(*_warmup_size(image_size), multiple)
+    need = max(config.warmup_batch_sizes) * max(height * width, image_size * image_size)
+    if need > config.request_pixels:
+        raise ExportError(f"--max_request_pixels={config.request_pixels} is below what the warmup requests hold "
+                          f"({need} pixels: batch {max(config.warmup_batch_sizes)} at {image_size}x{image_size}, "
+                          f"padded to {width}x{height} for translate_native): raise it, or lower "
+                          "--warmup_batch_sizes.")
 
 
 def write_warmup(saved_model_dir: str, records: list[bytes]) -> str:
@@ -142,6 +169,7 @@ def _metadata(train: TrainConfig, config: ExportConfig, checkpoint: str, version
         "generator": train.model.generator,
         "mode": dataclasses.asdict(config.mode),
         "max_pixels": config.max_pixels,
+        "max_request_pixels": config.request_pixels,
         "signatures": {
             SIGNATURE_BYTES: {"inputs": {INPUT_NAME: "string [-1]"},
                               "outputs": {OUTPUT_BYTES: "string [-1] (PNG)",
@@ -164,8 +192,10 @@ def _metadata(train: TrainConfig, config: ExportConfig, checkpoint: str, version
 def write_saved_model(generator: keras.Model, train: TrainConfig, config: ExportConfig, checkpoint: str,
                       version: int, image_size: int, directory: str) -> None:
     """The SavedModel, its warmup records and its metadata, written into `directory`."""
-    archive = build_archive(generator, config.mode, image_size, train.model.input_nc,
-                            size_multiple(train.model.generator), config.max_pixels)
+    multiple = size_multiple(train.model.generator)
+    check_warmup_fits(config, image_size, multiple)
+    archive = build_archive(generator, config.mode, image_size, train.model.input_nc, multiple, config.max_pixels,
+                            config.request_pixels)
     archive.write_out(directory, verbose=False)
     write_warmup(directory, warmup_requests(config.model_name, image_size, train.model.input_nc,
                                             config.warmup_batch_sizes))

@@ -76,7 +76,7 @@ def find_images(inputs: tuple[str, ...], output_dir: Optional[str] = None) -> li
     skipped = os.path.realpath(output_dir) if output_dir else None
     found = []
     for given in inputs:
-        if os.path.isfile(given):
+        if os.path.lexists(given) and not os.path.isdir(given):  # Not a regular file: refused when read.
             found.append((given, os.path.basename(given)))
         elif os.path.isdir(given):
             for root, dirs, files in os.walk(given):

@@ -28,6 +28,7 @@ and inside the SavedModel signature.
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -100,31 +101,25 @@ def assert_padded_pixels(padded: tf.Tensor, max_pixels: int) -> tf.Tensor:
         return tf.identity(padded)
 
 
-def decode_same_size(encoded: tf.Tensor, channels: int, max_pixels: int) -> tf.Tensor:
+def decode_same_size(encoded: tf.Tensor, channels: int, max_pixels: int, max_request_pixels: Optional[int] = None,
+                     multiple: int = 1) -> tf.Tensor:
     """A batch [N] of encoded images of one size -> float32 [N, H, W, `channels`] in [-1, 1] at
     that size (the SavedModel's `translate_native`). Each image is checked by the image policy
     before anything is decoded; images of different sizes are refused (a dense batch has one
-    size): send them in separate requests."""
-    encoded = tf.convert_to_tensor(encoded, tf.string)
-    if encoded.shape.rank is not None and encoded.shape.rank != 1:
-        raise images.ImageError(None, f"images must be a 1-D batch of encoded strings, got shape {encoded.shape}.")
-    nonempty = tf.debugging.assert_positive(tf.size(encoded), message="images: the batch is empty")
-    with tf.control_dependencies([nonempty]):
-        places = tf.range(tf.size(encoded))
+    size): send them in separate requests. With `max_request_pixels`, the request is refused
+    before decoding when its images padded to `multiple` (what the generator holds) cost more."""
+    def padded_pixels(info: tf.Tensor) -> tf.Tensor:
+        return _padded_side(info[:, 0], multiple) * _padded_side(info[:, 1], multiple)
 
-    def name(place: tf.Tensor) -> tf.Tensor:
-        return tf.strings.join(["image ", tf.strings.as_string(place), " of the batch"])
-
-    sizes = tf.map_fn(lambda a: images.header_size(images.checked(a[0], max_pixels, name(a[1]))),
-                      (encoded, places), fn_output_signature=tf.TensorSpec([2], tf.int64))
+    places, info = images.checked_request(encoded, max_pixels, max_request_pixels, padded_pixels)
     same = tf.debugging.assert_equal(
-        sizes, tf.broadcast_to(sizes[:1], tf.shape(sizes)),
+        info[:, :2], tf.broadcast_to(info[:1, :2], tf.shape(info[:, :2])),
         message="translate_native: the images of one request must have one size; send images of other sizes "
                 "in separate requests")
     with tf.control_dependencies([same]):
         places = tf.identity(places)
-    return tf.map_fn(lambda a: images.decode(a[0], channels, max_pixels, name(a[1])), (encoded, places),
-                     fn_output_signature=tf.TensorSpec([None, None, channels], tf.float32))
+    return images.decode_request(encoded, places, channels, tf.identity,
+                                 tf.TensorSpec([None, None, channels], tf.float32))
 
 
 def native_translator(translator, max_pixels: int = images.DEFAULT_MAX_PIXELS):

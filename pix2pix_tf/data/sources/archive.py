@@ -37,6 +37,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 
 MAX_LISTED = 5  # files named in a warning or an error
 REENCODE_QUALITY = 95
+MAX_MEMBER_BYTES = images.max_file_bytes(images.DEFAULT_MAX_PIXELS)  # Larger members are not read.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,15 +87,16 @@ def iter_archive(
 ) -> Iterator[tuple[int, str, tarfile.TarInfo, bytes | None]]:
     """Stream the tar: yield (index, member name, member, data) for every member.
 
-    `data` is read only for regular-file members whose name `wanted` accepts (a stream can
-    only be read in order, so it is read here). Stops after member number `stop_after`. A
+    `data` is read only for regular-file members whose name `wanted` accepts and whose size
+    is within `images.max_file_bytes` (a stream can only be read in order, so it is read
+    here; a larger member is passed over unread). Stops after member number `stop_after`. A
     damaged or truncated archive raises `DatasetError` instead of a tarfile/zlib traceback.
     """
     try:
         with archive.path.open("rb") as fobj, tarfile.open(fileobj=fobj, mode="r|*") as tar:
             for index, member in enumerate(tar):
                 data = None
-                if member.isfile() and wanted(member.name):
+                if member.isfile() and wanted(member.name) and member.size <= MAX_MEMBER_BYTES:
                     extracted = tar.extractfile(member)
                     data = extracted.read() if extracted is not None else b""
                 yield index, member.name, member, data
@@ -108,7 +110,7 @@ def iter_archive(
 class SplitIndex:
     """What the discovery pass learnt about one split."""
 
-    num_candidates: int = 0  # image members (files or links) in the split folder
+    num_candidates: int = 0  # image members (files, links, FIFOs...) in the split folder
     last_member: int = 0  # index of the split's last member: later ones are not read
 
 
@@ -121,7 +123,7 @@ def scan_archive(archive: Archive) -> dict[str, SplitIndex]:
     for index, path, member, _ in iter_archive(archive, wanted=lambda _path: False):
         if len(seen) < MAX_LISTED:
             seen.append(path)
-        split = member_split(path, archive.name) if member.isfile() or member.islnk() or member.issym() else None
+        split = member_split(path, archive.name) if not member.isdir() else None
         if split == "":
             num_outside += 1
             if len(outside) < MAX_LISTED:
@@ -158,6 +160,7 @@ UNDECODABLE = "not a decodable image"
 TOO_LARGE = "over the pixel limit"
 NOT_SIDE_BY_SIDE = "width is not twice the height"
 LINK = "tar link (not readable while streaming)"
+NOT_A_FILE = "not a regular file"
 DUPLICATE = "repeated member path (first copy kept)"
 _MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
@@ -236,6 +239,12 @@ class SplitReport:
         logger.info("%s: %d example(s) kept.", self._where(), self.kept)
 
 
+def _member_kind(member: tarfile.TarInfo) -> str:
+    kinds = ((member.isfifo(), "a FIFO"), (member.ischr(), "a character device"), (member.isblk(), "a block device"),
+             (member.isdir(), "a folder"))
+    return next((kind for found, kind in kinds if found), "a tar member that is not a file")
+
+
 def split_examples(archive: Archive, split: str, last_member: int) -> Iterator[tuple[str, bytes]]:
     """One streaming pass: (key, image bytes to store) for the valid images of `split`;
     the rest is reported (and `DatasetError` raised if nothing was valid)."""
@@ -250,8 +259,10 @@ def split_examples(archive: Archive, split: str, last_member: int) -> Iterator[t
         try:
             if member.islnk() or member.issym():
                 raise Skip(LINK, f"-> {member.linkname}")
-            if data is None:
-                continue  # a directory or device node named like an image
+            if member.isfile() and member.size > MAX_MEMBER_BYTES:
+                raise Skip(TOO_LARGE, images.oversize(member.size, images.DEFAULT_MAX_PIXELS))
+            if not member.isfile():  # Named like an image, but not a file.
+                raise Skip(NOT_A_FILE, _member_kind(member))
             if key in keys:
                 raise Skip(DUPLICATE, "appears again later in the archive")
             image, was = checked_image(data)

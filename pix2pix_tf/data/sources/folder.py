@@ -15,7 +15,10 @@ middle of it. The policy (documented in docs/datasets.md):
 
 - a file that is not a supported image by its content (a TIFF named .jpg, a text file), or
   that does not decode fully (corrupt, truncated), is skipped;
-- an image over the pixel cap (`--max_pixels`, read from its header) is skipped;
+- an image over the pixel cap (`--max_pixels`, read from its header), or a file larger than
+  any image within it can be (`images.max_file_bytes`, refused before it is read), is skipped;
+- an entry that is not a regular file (a FIFO, a device, a socket, a broken link; links are
+  followed) is skipped: it is opened without blocking and never read;
 - in the aligned layout, an image whose width is not exactly twice its height is skipped;
 - in the A/B layout, an image without its partner is skipped;
 - each skip is counted, and one warning at the end of the scan names the counts and the
@@ -66,9 +69,10 @@ class FolderScan:
 
 
 def _files_in(directory: str) -> list[str]:
-    """Every non-hidden file of `directory`: what is an image is decided by its content."""
+    """Every non-hidden entry of `directory` but its folders: what is an image is decided by
+    its content, and a FIFO, device or broken link is skipped and reported (`images.read_file`)."""
     return sorted(path for name in os.listdir(directory) if not name.startswith(".")
-                  and os.path.isfile(path := os.path.join(directory, name)))
+                  and not os.path.isdir(path := os.path.join(directory, name)))
 
 
 def _split_dirs(directory: str) -> dict[str, str]:

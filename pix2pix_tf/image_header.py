@@ -1,0 +1,145 @@
+"""Reading an image's header in TensorFlow: its format from the magic bytes, its size, and for
+a GIF the pixels of all its frames, without decoding (the policy that uses it: `images`).
+
+Plain TensorFlow (string and integer ops, `while_loop`s for the GIF blocks), so the same
+code runs eagerly for files and inside a SavedModel signature. The GIF walk is bounded by
+`GIF_MAX_BLOCKS` steps, so that no header costs more time than that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+HEAD = 32  # Header bytes that hold the size of every format except JPEG and GIF.
+# Blocks and sub-blocks the GIF walk visits at most: full 255-byte sub-blocks carry about 16 MB
+# of image data, far more than a GIF of a few megapixels needs; a comment of one-byte sub-blocks
+# would otherwise make the walk as long as the file.
+GIF_MAX_BLOCKS = 2**16
+
+
+# The integer fields at fixed places in the first `HEAD` bytes: (start, length, big-endian).
+# All are read with one product of the bytes and a weight matrix: in tf.data every op costs
+# per image, and one op per byte would cost more than the header is worth.
+_FIELDS = (
+    (0, 4, True), (4, 4, True),  # the magic bytes: 0-3, 4-7 (PNG's signature, GIF's version)
+    (8, 4, True), (12, 4, True),  # RIFF: the form type ("WEBP"), the first chunk ("VP8 ", "VP8L", "VP8X")
+    (16, 4, True), (20, 4, True),  # PNG: IHDR width, height
+    (18, 4, False), (22, 4, False),  # BMP: BITMAPINFOHEADER width, height (signed)
+    (26, 2, False), (28, 2, False),  # WebP VP8: 14 bits width, height (2 bits of scale above)
+    (21, 4, False),  # WebP VP8L: 14 bits width - 1, 14 bits height - 1
+    (24, 3, False), (27, 3, False),  # WebP VP8X: canvas width - 1, height - 1
+)
+
+
+def _weights() -> np.ndarray:
+    """[field, byte] -> the byte's place value in the field (exact in float64: at most 2**24)."""
+    weights = np.zeros([len(_FIELDS), HEAD])
+    for row, (start, length, big_endian) in enumerate(_FIELDS):
+        for i in range(length):
+            weights[row, start + i] = 256.0 ** (length - 1 - i if big_endian else i)
+    return weights
+
+
+_WEIGHTS = _weights()
+
+
+def _fields(encoded: tf.Tensor) -> list[tf.Tensor]:
+    """The `_FIELDS` of the zero-padded head of `encoded`, as int64 scalars."""
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, 0, HEAD), b"\0" * HEAD]), 0, HEAD)
+    values = tf.cast(tf.reshape(tf.io.decode_raw(head, tf.uint8), [HEAD]), tf.float64)
+    return tf.unstack(tf.cast(tf.linalg.matvec(tf.constant(_WEIGHTS), values), tf.int64))
+
+
+def _format_index(magic: tf.Tensor, second: tf.Tensor, form: tf.Tensor) -> tf.Tensor:
+    """int64: 1 + the index in FORMATS of the format the magic bytes name; 0 for anything else."""
+    gif_version = second // 65536
+    matches = tf.stack([
+        tf.equal(magic // 256, 0xFFD8FF),  # JPEG: FF D8 FF
+        tf.equal(magic, 0x89504E47) & tf.equal(second, 0x0D0A1A0A),  # PNG: 89 "PNG" 0D 0A 1A 0A
+        tf.equal(magic, 0x47494638) & (tf.equal(gif_version, 0x3761) | tf.equal(gif_version, 0x3961)),  # GIF87a/89a
+        tf.equal(magic // 65536, 0x424D),  # BMP: "BM"
+        tf.equal(magic, 0x52494646) & tf.equal(form, 0x57454250),  # "RIFF" size "WEBP"
+    ])
+    return tf.reduce_max(tf.where(matches, tf.range(1, len(FORMATS) + 1, dtype=tf.int64), 0))
+
+
+def _still_sizes(fields: list[tf.Tensor]) -> tf.Tensor:
+    """[height, width] of each format whose size is at a fixed place (JPEG and GIF: zeros)."""
+    _, _, _, chunk, png_w, png_h, bmp_w, bmp_h, vp8_w, vp8_h, vp8l, vp8x_w, vp8x_h = fields
+    bmp = [tf.abs(tf.where(v >= 2**31, v - 2**32, v)) for v in (bmp_h, bmp_w)]  # Negative height: top-down.
+    webp = tf.where(tf.equal(chunk, 0x56503820), tf.stack([vp8_h % 16384, vp8_w % 16384]),  # "VP8 "
+                    tf.where(tf.equal(chunk, 0x5650384C), tf.stack([vp8l // 16384 % 16384 + 1, vp8l % 16384 + 1]),
+                             tf.where(tf.equal(chunk, 0x56503858), tf.stack([vp8x_h + 1, vp8x_w + 1]),  # "VP8X"
+                                      tf.zeros([2], tf.int64))))
+    zeros = tf.zeros([2], tf.int64)
+    return tf.stack([zeros, zeros, tf.stack([png_h, png_w]), zeros, tf.stack(bmp), webp])
+
+
+def _gif(encoded: tf.Tensor) -> tf.Tensor:
+    """Walks the GIF's blocks: TensorFlow decodes every frame (slurps the file) and returns the
+    largest frame's width and height, so that is the size and all frames count as pixels.
+    [0, 0, 0, -1] when the walk needs more than GIF_MAX_BLOCKS steps."""
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+    data = tf.cast(tf.io.decode_raw(tf.strings.join([encoded, b"\0" * 16]), tf.uint8), tf.int64)
+
+    def at(i: tf.Tensor) -> tf.Tensor:
+        return tf.gather(data, tf.minimum(i, length))
+
+    def table(packed: tf.Tensor) -> tf.Tensor:  # Size of a colour table flagged in a packed byte.
+        return tf.where(packed >= 128, 3 * tf.bitwise.left_shift(tf.constant(2, tf.int64), packed % 8), 0)
+
+    def sub_blocks(pos: tf.Tensor, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        # The data sub-blocks of one block, up to its 0 terminator: the few ops of this inner
+        # loop are most of the walk, one iteration per sub-block.
+        pos, steps = tf.while_loop(lambda p, n: (at(p) > 0) & (p < length) & (n < GIF_MAX_BLOCKS),
+                                   lambda p, n: (p + at(p) + 1, n + 1), (pos, steps))
+        return pos + 1, steps
+
+    def body(pos, steps, done, width, height, pixels, frames):
+        # One block: an image descriptor or an extension with its sub-blocks; anything else ends.
+        byte = at(pos)
+        image, extension = tf.equal(byte, 0x2C), tf.equal(byte, 0x21)
+        frame_w, frame_h = at(pos + 5) + 256 * at(pos + 6), at(pos + 7) + 256 * at(pos + 8)
+        after, steps = sub_blocks(pos + tf.where(image, 11 + table(at(pos + 9)), 2), steps + 1)
+        pos = tf.where(image | extension, after, pos)
+        return (pos, steps, tf.logical_not(image | extension), tf.where(image, tf.maximum(width, frame_w), width),
+                tf.where(image, tf.maximum(height, frame_h), height), pixels + tf.where(image, frame_w * frame_h, 0),
+                frames + tf.cast(image, tf.int64))
+
+    def more(pos, steps, done, *_):
+        return tf.logical_not(done) & (pos < length)
+
+    zero = tf.constant(0, tf.int64)
+    start = 13 + table(at(tf.constant(10, tf.int64)))
+    state = tf.while_loop(lambda *state: more(*state) & (state[1] < GIF_MAX_BLOCKS), body,
+                          (start, zero, tf.constant(False), zero, zero, zero, zero))
+    _, steps, _, width, height, pixels, frames = state
+    info = tf.stack([height, width, tf.maximum(pixels, height * width), frames])
+    return tf.where(more(*state) & (steps >= GIF_MAX_BLOCKS), tf.constant([0, 0, 0, -1], tf.int64), info)
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(int64 1 + the index in FORMATS, 0 for none; int64 [height, width, pixels, frames], frames
+    -1 for a GIF walk stopped by GIF_MAX_BLOCKS). A JPEG whose header is damaged raises."""
+    # A tf.function: eager callers (files) run the compiled branches and GIF loop, graph callers
+    # (tf.data, the SavedModel) call it as a function of their graph.
+    fields = _fields(encoded)
+    index = _format_index(*fields[:3])
+    height, width = tf.unstack(tf.gather(_still_sizes(fields), index))
+    still = tf.stack([height, width, height * width, tf.constant(1, tf.int64)])
+
+    def jpeg() -> tf.Tensor:
+        shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)
+        return tf.stack([shape[0], shape[1], shape[0] * shape[1], tf.constant(1, tf.int64)])
+
+    branch = tf.gather(tf.constant([0, 1, 0, 2, 0, 0]), index)  # JPEG and GIF read more than the head.
+    return index, tf.switch_case(branch, [lambda: still, jpeg, lambda: _gif(encoded)])
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+def format_of(head: tf.Tensor) -> tf.Tensor:
+    """int64: 1 + the index in FORMATS of the format the first bytes name; 0 for none."""
+    return _format_index(*_fields(head)[:3])
