@@ -7,22 +7,13 @@ reported medians and ratios are the ones its own timings give.
 from __future__ import annotations
 
 import statistics
-import time
-from typing import Callable
 
 import pytest
 
 from pix2pix_tf.benchmark import report, sidebyside
 
 from conftest import tiny_config
-
-
-def sleeper(seconds: float) -> Callable[[], None]:
-    return lambda: time.sleep(seconds)
-
-
-def broken() -> Callable[[], None]:
-    raise ValueError("no step here")
+from sleepers import broken, sleeper
 
 
 def _check_figures(result: sidebyside.SideBySide, names: list[str], rounds: int) -> None:
