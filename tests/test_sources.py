@@ -57,6 +57,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(damaged_ru
             assert f'"checkpoint": "{os.path.abspath(used)}"' in f.read()
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_named_explicitly_is_refused_not_replaced(damaged_run, tmp_path):
     bad = os.path.join(damaged_run["workdir"], "checkpoints", "ckpt-4")
     result = run([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={damaged_run['workdir']}",

@@ -24,6 +24,7 @@ def checkpoint_values(path: str, prefix: str) -> dict[str, np.ndarray]:
             if k.startswith(prefix) and k.endswith("VARIABLE_VALUE")}
 
 
+@pytest.mark.slow
 def test_one_step_of_the_reference_architecture_at_256(tmp_path, data_dir):
     config = tiny_config(tmp_path, data_dir, model=dict(generator="unet_256", ngf=64, ndf=64),
                          data=dict(load_size=286, crop_size=256), optim=dict(steps=1),
@@ -46,6 +47,7 @@ def assert_same_run_state(a: str, b: str) -> None:
             np.testing.assert_allclose(values_a[key], values_b[key], rtol=1e-6, atol=1e-7, err_msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_resumed_run_continues_exactly(tmp_path, data_dir):
     whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=6)))
@@ -57,6 +59,7 @@ def test_resumed_run_continues_exactly(tmp_path, data_dir):
     assert_same_run_state(whole.checkpoint, rest.checkpoint)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(tmp_path):
     """tfds' preparation draws from Python's `random`: the seed must be set after it."""
@@ -67,6 +70,7 @@ def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(tmp_
     assert preparing.losses == prepared.losses
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, data_dir):
     runs = [train(tiny_config(tmp_path / name, data_dir, optim=dict(steps=3), run=dict(seed=seed)))
