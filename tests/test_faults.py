@@ -74,6 +74,7 @@ def test_sigkill_at_random_moments_then_rerun_completes(tmp_path, data_dir):
     assert not [p for p in os.listdir(workdir / "checkpoints") if "_temp" in p]  # no kill leaves a save behind
 
 
+@pytest.mark.slow
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir, caplog):
     train(tiny_config(tmp_path, data_dir, optim=dict(steps=4), run=dict(save_every=2)))
     data_file = next((tmp_path / "checkpoints").glob("ckpt-4.data-*"))

@@ -79,20 +79,24 @@ def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, da
     assert runs[0].losses != runs[2].losses
 
 
+SLOW = pytest.mark.slow  # Each variant is a training of its own: two in the quick set.
+
+
 @pytest.mark.parametrize("overrides", [
-    dict(model=dict(generator="resnet_6blocks")),
-    dict(model=dict(generator="encoder_decoder"), data=dict(load_size=286, crop_size=256)),
-    dict(model=dict(discriminator="pixel", norm="instance")),
-    dict(model=dict(discriminator="n_layers", n_layers_d=1, norm="none")),
-    dict(model=dict(discriminator="image"), data=dict(load_size=286, crop_size=256)),
-    dict(model=dict(unconditional_d=True), loss=dict(gan_mode="lsgan")),
-    dict(loss=dict(lambda_l1=0.0)),
-    dict(loss=dict(gan_weight=0.0)),
-    dict(data=dict(batch_size=2)),
-    dict(run=dict(strategy="default")),
-    dict(run=dict(seed=0)),
-], ids=["resnet", "encoder_decoder", "pixel_instance", "16x16_nonorm", "imagegan", "gan_lsgan",
-        "cgan_only", "l1_only", "batch2", "default_strategy", "seed0"])
+    pytest.param(dict(model=dict(generator="resnet_6blocks")), id="resnet", marks=SLOW),
+    pytest.param(dict(model=dict(generator="encoder_decoder"), data=dict(load_size=286, crop_size=256)),
+                 id="encoder_decoder", marks=SLOW),
+    pytest.param(dict(model=dict(discriminator="pixel", norm="instance")), id="pixel_instance"),
+    pytest.param(dict(model=dict(discriminator="n_layers", n_layers_d=1, norm="none")), id="16x16_nonorm", marks=SLOW),
+    pytest.param(dict(model=dict(discriminator="image"), data=dict(load_size=286, crop_size=256)), id="imagegan",
+                 marks=SLOW),
+    pytest.param(dict(model=dict(unconditional_d=True), loss=dict(gan_mode="lsgan")), id="gan_lsgan", marks=SLOW),
+    pytest.param(dict(loss=dict(lambda_l1=0.0)), id="cgan_only", marks=SLOW),
+    pytest.param(dict(loss=dict(gan_weight=0.0)), id="l1_only"),
+    pytest.param(dict(data=dict(batch_size=2)), id="batch2", marks=SLOW),
+    pytest.param(dict(run=dict(strategy="default")), id="default_strategy", marks=SLOW),
+    pytest.param(dict(run=dict(seed=0)), id="seed0", marks=SLOW),
+])
 def test_variants_train(tmp_path, data_dir, overrides):
     result = train(tiny_config(tmp_path, data_dir, optim=dict(steps=2), **overrides))
     assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
