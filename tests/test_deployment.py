@@ -77,7 +77,6 @@ def docs_op_table() -> str:
     return match.group(1)
 
 
-@pytest.mark.slow
 def test_docs_op_table_is_what_the_files_contain(export):
     reports = [json.load(open(os.path.join(export[k], names.TFLITE_REPORT)))
                for k in ("tflite_paper", "tflite_deterministic")]

@@ -53,9 +53,16 @@ def _same_run(reference, other, tolerance: float, label: str, weight_atol: float
         np.testing.assert_allclose(a[key], b[key], rtol=tolerance, atol=weight_atol, err_msg=f"{label}: {key}")
 
 
+@pytest.fixture(scope="module")
+def keras_adam_run(tmp_path_factory, data_dir):
+    """4 steps with Keras' Adam: what the fused Adam's runs are compared with (read only)."""
+    return train(tiny_config(tmp_path_factory.mktemp("keras_adam"), data_dir, optim=dict(steps=4),
+                             run=dict(fused_adam=False)))
+
+
 @pytest.mark.slow
-def test_fused_adam_learns_what_keras_adam_learns(tmp_path, data_dir):
-    plain = train(tiny_config(tmp_path / "plain", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
+def test_fused_adam_learns_what_keras_adam_learns(tmp_path, data_dir, keras_adam_run):
+    plain = keras_adam_run
     fused = train(tiny_config(tmp_path / "fused", data_dir, optim=dict(steps=4)))  # The default.
     _same_run(plain, fused, 1e-4, "fused Adam")
 
@@ -75,9 +82,9 @@ def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir):
+def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, keras_adam_run):
     """Same slot variables: a run may switch --fused_adam between invocations."""
-    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
+    whole = keras_adam_run
     train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2)))
     rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
     assert rest.step == 4
