@@ -54,7 +54,7 @@ def test_sigkill_at_random_moments_then_rerun_completes(tmp_path, data_dir):
     """Kills land anywhere, checkpoint writes included (one every step); nothing is lost."""
     # More steps than three short lives can reach (each step also saves a checkpoint, a tenth of
     # a second or more), so the last kill still lands mid-run.
-    workdir, total = tmp_path / "run", 60
+    workdir, total = tmp_path / "run", 80
     cmd = command(workdir, data_dir, f"--steps={total}", "--save_every=1")
     rng = random.Random(0)
     resumed_from = []
