@@ -152,6 +152,7 @@ def test_config_json_of_an_older_run_reads_as_float32(tmp_path, data_dir):
     assert restored == dataclasses.replace(config, run=dataclasses.replace(config.run, mixed_precision="off"))
 
 
+@pytest.mark.slow
 def test_multiscale_d_with_feature_matching_trains_under_bfloat16(tmp_path, data_dir):
     """pix2pixHD's options under bfloat16: the per-scale logits and the features reach the
     losses as float32 (float32 output layers; the feature L1 casts)."""

@@ -79,14 +79,14 @@ def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, da
     assert runs[0].losses != runs[2].losses
 
 
-SLOW = pytest.mark.slow  # Each variant is a training of its own: two in the quick set.
+SLOW = pytest.mark.slow  # Each variant is a training of its own: one in the quick set.
 
 
 @pytest.mark.parametrize("overrides", [
     pytest.param(dict(model=dict(generator="resnet_6blocks")), id="resnet", marks=SLOW),
     pytest.param(dict(model=dict(generator="encoder_decoder"), data=dict(load_size=286, crop_size=256)),
                  id="encoder_decoder", marks=SLOW),
-    pytest.param(dict(model=dict(discriminator="pixel", norm="instance")), id="pixel_instance"),
+    pytest.param(dict(model=dict(discriminator="pixel", norm="instance")), id="pixel_instance", marks=SLOW),
     pytest.param(dict(model=dict(discriminator="n_layers", n_layers_d=1, norm="none")), id="16x16_nonorm", marks=SLOW),
     pytest.param(dict(model=dict(discriminator="image"), data=dict(load_size=286, crop_size=256)), id="imagegan",
                  marks=SLOW),
