@@ -154,7 +154,7 @@ def damaged_config(workdir, data_dir, defect: str) -> None:
     (workdir / "config.json").write_text(json.dumps(values))
 
 
-@pytest.mark.parametrize("program", ["train", "export"])
+@pytest.mark.parametrize("program", ["train", pytest.param("export", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("defect,message", [  # Each a fresh process that loads TensorFlow: one in the quick set.
     ("not_an_object", "config.json must hold a JSON object with the sections model, data, loss, optim, run"),
     pytest.param("section_of_another_type", "config.json: section 'model' must be a JSON object, not a list",

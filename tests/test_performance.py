@@ -170,6 +170,7 @@ def test_benchmark_refuses_an_unknown_lever():
     assert "--levers: unknown ['turbo']" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_benchmark_refuses_an_unknown_precision():
     result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark", "--precisions=off,float8"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)

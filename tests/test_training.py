@@ -79,7 +79,7 @@ def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, da
     assert runs[0].losses != runs[2].losses
 
 
-SLOW = pytest.mark.slow  # Each variant is a training of its own: one in the quick set.
+SLOW = pytest.mark.slow  # Each variant is a training of its own: the quick set trains the default.
 
 
 @pytest.mark.parametrize("overrides", [
@@ -92,7 +92,7 @@ SLOW = pytest.mark.slow  # Each variant is a training of its own: one in the qui
                  marks=SLOW),
     pytest.param(dict(model=dict(unconditional_d=True), loss=dict(gan_mode="lsgan")), id="gan_lsgan", marks=SLOW),
     pytest.param(dict(loss=dict(lambda_l1=0.0)), id="cgan_only", marks=SLOW),
-    pytest.param(dict(loss=dict(gan_weight=0.0)), id="l1_only"),
+    pytest.param(dict(loss=dict(gan_weight=0.0)), id="l1_only", marks=SLOW),
     pytest.param(dict(data=dict(batch_size=2)), id="batch2", marks=SLOW),
     pytest.param(dict(run=dict(strategy="default")), id="default_strategy", marks=SLOW),
     pytest.param(dict(run=dict(seed=0)), id="seed0", marks=SLOW),
