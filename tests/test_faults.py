@@ -52,9 +52,8 @@ def latest_step(workdir) -> int:
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_rerun_completes(tmp_path, data_dir):
     """Kills land anywhere, checkpoint writes included (one every step); nothing is lost."""
-    # More steps than three short lives can reach (each step also saves a checkpoint, a tenth of
-    # a second or more), so the last kill still lands mid-run.
-    workdir, total = tmp_path / "run", 80
+    # Far more steps than three short lives can reach, so the last kill still lands mid-run.
+    workdir, total = tmp_path / "run", 150
     cmd = command(workdir, data_dir, f"--steps={total}", "--save_every=1")
     rng = random.Random(0)
     resumed_from = []
