@@ -7,22 +7,13 @@ reported medians and ratios are the ones its own timings give.
 from __future__ import annotations
 
 import statistics
-import time
-from typing import Callable
 
 import pytest
+from sleepers import broken, sleeper
 
 from pix2pix_tf.benchmark import report, sidebyside
 
 from conftest import tiny_config
-
-
-def sleeper(seconds: float) -> Callable[[], None]:
-    return lambda: time.sleep(seconds)
-
-
-def broken() -> Callable[[], None]:
-    raise ValueError("no step here")
 
 
 def _check_figures(result: sidebyside.SideBySide, names: list[str], rounds: int) -> None:
@@ -55,6 +46,7 @@ def test_a_failing_participant_is_reported_by_name():
         sidebyside.interleave(participants, rounds=1, steps=1)
 
 
+@pytest.mark.slow
 def test_the_tutorials_step_against_ours_in_float32_and_mixed_precision(tmp_path, data_dir):
     """Real steps: the tutorial's (its own 256x256 models) and our tiny one in each precision."""
     config = tiny_config(tmp_path, data_dir, run=dict(deterministic_ops=False, seed=0))

@@ -27,11 +27,13 @@ def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
+# The refusals a flag check makes before TensorFlow loads cost a fraction of a second; the others
+# load TensorFlow first (seconds each), so they run in the full suite only.
 @pytest.mark.parametrize("flags,message", [
-    (["--dataset=edges2cats"], "not a known dataset"),
-    (["--dataset=folder:/nonexistent/images"], "no such directory"),
+    pytest.param(["--dataset=edges2cats"], "not a known dataset", marks=pytest.mark.slow),
+    pytest.param(["--dataset=folder:/nonexistent/images"], "no such directory", marks=pytest.mark.slow),
     (["--crop_size=160", "--load_size=143"], "larger than --load_size"),
-    (["--crop_size=96", "--load_size=143"], "multiples of 128"),
+    pytest.param(["--crop_size=96", "--load_size=143"], "multiples of 128", marks=pytest.mark.slow),
     (["--lambda_l1=-1"], "non-negative"),
     (["--strategy=multi_worker"], "TF_CONFIG environment variable, which is not set"),
 ])
@@ -55,6 +57,7 @@ def wait_for_checkpoint(workdir, step: int, process: subprocess.Popen, timeout: 
     raise TimeoutError(f"no checkpoint of step {step} within {timeout} s")
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(tmp_path, data_dir):
     workdir = tmp_path / "run"
     command = train_command(workdir, data_dir, "--steps=30", "--save_every=4", "--seed=5")
@@ -70,6 +73,7 @@ def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(tmp_path, data_dir)
     assert "Done: step 30/30" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "ctrl-c"])
 def test_sigterm_and_ctrl_c_checkpoint_and_stop_cleanly(tmp_path, data_dir, signum):
     workdir = tmp_path / "run"
@@ -85,6 +89,7 @@ def test_sigterm_and_ctrl_c_checkpoint_and_stop_cleanly(tmp_path, data_dir, sign
     assert os.path.exists(workdir / "checkpoints" / f"ckpt-{stopped_at}.index")
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpu_replicas_with_synchronized_batch_norm(tmp_path, data_dir):
     result = run(train_command(tmp_path / "run", data_dir, "--steps=2", "--cpu_replicas=2", "--batch_size=2",
                                "--norm=syncbatch"))
@@ -113,6 +118,7 @@ def fake_authors_archive(path, name: str, splits=(("train", 6), ("val", 2))) -> 
                 archive.addfile(member, buffer)
 
 
+@pytest.mark.slow
 def test_an_authors_archive_copied_by_hand_trains_offline(tmp_path):
     manual = tmp_path / "tfds" / "downloads" / "manual"
     manual.mkdir(parents=True)
@@ -148,13 +154,15 @@ def damaged_config(workdir, data_dir, defect: str) -> None:
     (workdir / "config.json").write_text(json.dumps(values))
 
 
-@pytest.mark.parametrize("program", ["train", "export"])
-@pytest.mark.parametrize("defect,message", [
+@pytest.mark.parametrize("program", ["train", pytest.param("export", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("defect,message", [  # Each a fresh process that loads TensorFlow: one in the quick set.
     ("not_an_object", "config.json must hold a JSON object with the sections model, data, loss, optim, run"),
-    ("section_of_another_type", "config.json: section 'model' must be a JSON object, not a list"),
-    ("null_field", "config.json: model.ngf must be an integer, not null"),
-    ("unknown_generator", "config.json, section 'model': --generator='unet_512' is not one of"),
-    ("unknown_top_level_key", "config.json: unknown sections ['notes']"),
+    pytest.param("section_of_another_type", "config.json: section 'model' must be a JSON object, not a list",
+                 marks=pytest.mark.slow),
+    pytest.param("null_field", "config.json: model.ngf must be an integer, not null", marks=pytest.mark.slow),
+    pytest.param("unknown_generator", "config.json, section 'model': --generator='unet_512' is not one of",
+                 marks=pytest.mark.slow),
+    pytest.param("unknown_top_level_key", "config.json: unknown sections ['notes']", marks=pytest.mark.slow),
 ])
 def test_a_damaged_config_json_is_named_not_a_traceback(tmp_path, data_dir, program, defect, message):
     """Resuming (train.py) and exporting read config.json alike, and refuse it alike."""

@@ -230,6 +230,7 @@ def shown(driver, element_id: str) -> np.ndarray:
     return tf.io.decode_png(data).numpy()
 
 
+@pytest.mark.slow
 def test_an_uploaded_held_out_input_gives_the_model_s_deterministic_output(server, browser, held_out,
                                                                            deterministic):
     open_page(browser, server)
@@ -240,6 +241,7 @@ def test_an_uploaded_held_out_input_gives_the_model_s_deterministic_output(serve
     np.testing.assert_array_equal(shown(browser, "output"), output)  # Exactly: the page's PNG is lossless.
 
 
+@pytest.mark.slow
 def test_a_stroke_on_the_label_canvas_is_translated(server, browser):
     from selenium.webdriver.common.action_chains import ActionChains
 
@@ -256,6 +258,7 @@ def test_a_stroke_on_the_label_canvas_is_translated(server, browser):
     assert shown(browser, "output").shape == (128, 128, 3)
 
 
+@pytest.mark.slow
 def test_bad_uploads_show_the_image_policy_s_message_in_the_page(server, browser, tmp_path):
     not_an_image = tmp_path / "notes.txt"
     not_an_image.write_text("hello, not an image")
@@ -273,6 +276,7 @@ def test_bad_uploads_show_the_image_policy_s_message_in_the_page(server, browser
     assert "Traceback" not in log and "not JPEG, PNG" in log  # Logged as a refusal, not as a server error.
 
 
+@pytest.mark.slow
 def test_examples_and_paper_mode(server, browser, held_out, deterministic):
     open_page(browser, server)
     examples = finds(browser, "#examples button.gallery-item")
@@ -291,6 +295,7 @@ def test_examples_and_paper_mode(server, browser, held_out, deterministic):
     assert not np.array_equal(shown(browser, "output"), output)  # The noise z changes the picture.
 
 
+@pytest.mark.slow
 def test_nothing_is_fetched_from_outside_this_machine(server, browser):
     """Everything the browser asked for, over all tests of this module, came from the demo's server,
     and the server looked up no name and opened no connection off this machine."""

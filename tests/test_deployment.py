@@ -147,6 +147,7 @@ def fenced_block(path: str, heading: str) -> str:
     return re.search(r"```sh\n(.*?)```", after, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_docs_rest_recipe_runs_with_a_large_image(servers, tmp_path):  # noqa: F811 (the fixture)
     recipe = fenced_block(os.path.join(ROOT, "docs", "serving.md"), "## REST")
     pixels = np.random.default_rng(0).integers(0, 256, (600, 500, 3), dtype=np.uint8)
@@ -185,6 +186,7 @@ NOISY_PROGRAM = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_programs_drop_known_native_noise_and_keep_real_errors(export, tmp_path):
     # Real programs: a training step (the remapper line) and a truncated JPEG (libjpeg's line).
     workdir = tmp_path / "run"

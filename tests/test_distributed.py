@@ -80,6 +80,7 @@ def runs(tmp_path_factory, data_dir) -> dict:
         "root": root}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mirrored", "workers"])
 def test_same_losses_and_weights_as_one_device(runs, name):
     expected_losses, expected_weights = runs["one_device"]
@@ -99,6 +100,7 @@ def test_same_losses_and_weights_as_one_device(runs, name):
     assert differences.mean() < 1e-3 * scale
 
 
+@pytest.mark.slow
 def test_two_workers_equal_two_mirrored_replicas_exactly(runs):
     (worker_losses, worker_weights), (mirrored_losses, mirrored_weights) = runs["workers"], runs["mirrored"]
     assert worker_losses.keys() == mirrored_losses.keys()
@@ -108,12 +110,14 @@ def test_two_workers_equal_two_mirrored_replicas_exactly(runs):
         np.testing.assert_allclose(worker_weights[key], mirrored_weights[key], rtol=1e-6, atol=1e-9, err_msg=key)
 
 
+@pytest.mark.slow
 def test_only_the_chief_keeps_checkpoints(runs):
     workdir = runs["root"] / "workers"
     assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith(f"ckpt-{STEPS}")
     assert not [p for p in os.listdir(workdir) if p.startswith("tmp_worker")]  # temporary copies cleaned
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues(tmp_path, data_dir):
     """TensorFlow's PreemptionCheckpointHandler: any worker's SIGTERM makes all checkpoint and exit (42)."""
     workdir, total = tmp_path / "run", 40
@@ -181,6 +185,7 @@ def test_a_worker_whose_peer_never_starts_gives_up_after_the_cluster_timeout(tmp
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_sigterm_while_waiting_for_the_cluster_stops_the_worker_at_once(tmp_path, data_dir):
     process, log, addresses = one_worker_of_two(tmp_path, data_dir, 1)  # the default timeout: 10 minutes
     try:

@@ -77,6 +77,7 @@ def test_fcn_score_is_refused_where_it_means_nothing():
     segmentation.check_direction(segmentation.label_scheme("cityscapes"), "BtoA")
 
 
+@pytest.mark.slow
 def test_segmenter_learns_real_photos_and_is_cached_as_a_contract_saved_model(data_dir, tmp_path):
     spec = segmentation.SegmenterSpec(dataset="shapes/64", image_size=(64, 64), direction="AtoB", num_train=64,
                                       steps=100, batch_size=8)
@@ -112,6 +113,7 @@ def test_segmenter_learns_real_photos_and_is_cached_as_a_contract_saved_model(da
 # ----------------------------------------------------------------------------- the CLI
 
 
+@pytest.mark.slow
 def test_evaluate_cli_end_to_end(workdir, segmenter_cache, tmp_path):
     output_dir = str(tmp_path / "eval")
     result = run([sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={workdir}", "--num_examples=3",
@@ -151,6 +153,7 @@ def test_evaluate_cli_asked_for_fid_without_weights_says_why(workdir, tmp_path):
     assert "--inception_weights" in result.stderr and "never downloads" in result.stderr
 
 
+@pytest.mark.slow
 def test_fid_with_a_local_inception_weights_file(workdir, tmp_path):
     """The Inception path of FID, with random weights saved by the test (no hub is reachable):
     the file loads, gives 2048-d features, and FID of a set with itself is 0."""
@@ -176,6 +179,7 @@ def test_fid_with_a_local_inception_weights_file(workdir, tmp_path):
 # ----------------------------------------------------------------------------- checkpoint = SavedModel = TFLite
 
 
+@pytest.mark.slow
 def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmenter_cache, tmp_path):
     exporting = pytest.importorskip("pix2pix_tf.export.exporter", reason="the export modules are not in this checkout")
     pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter is not installed")

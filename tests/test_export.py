@@ -66,6 +66,7 @@ def test_serving_layout_versions_and_atomic_publish(export):
         assert variant in export["paper_stdout"] and "PSNR" in export["paper_stdout"]
 
 
+@pytest.mark.slow
 def test_existing_version_is_never_overwritten(export):
     before = os.path.getmtime(os.path.join(export["paper"], "saved_model.pb"))
     result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={export['workdir']}",
@@ -116,6 +117,7 @@ def fresh_process(saved_model: str, png: str, image: np.ndarray, tmp_path) -> di
     return dict(np.load(out))
 
 
+@pytest.mark.slow
 def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, data_dir, tmp_path):
     png, image = held_out_png(export, data_dir, tmp_path)
     got = fresh_process(export["deterministic"], png, image, tmp_path)
@@ -159,6 +161,7 @@ def test_paper_mode_equals_keras_training_mode_call_without_its_state_writes(exp
     np.testing.assert_allclose(ours, generator(image, training=True).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_saved_model_cli_show_and_run(export, data_dir, tmp_path):
     shown = run(["saved_model_cli", "show", "--dir", export["paper"], "--all"])
     assert shown.returncode == 0, shown.stderr[-2000:]
@@ -257,6 +260,7 @@ def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, t
         uint8(np.zeros((1, 64, 64, 3), np.float32))
 
 
+@pytest.mark.slow
 def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(exporting.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass: "broken".
     moving_averages = inference.InferenceMode(dropout=False, batch_statistics=False)
@@ -318,6 +322,7 @@ def _start_until_staging(command: list[str], export_dir, log) -> tuple[subproces
     return process, _staging_folders(export_dir) - before
 
 
+@pytest.mark.slow
 def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_ones_is_kept(
         tmp_path_factory, data_dir, tmp_path):
     workdir, export_dir = trained_run(tmp_path_factory, data_dir), tmp_path / "export"
@@ -361,6 +366,7 @@ def read_only_run(tmp_path_factory, data_dir, tmp_path):
         subprocess.run(["umount", "-l", str(view)], check=False)
 
 
+@pytest.mark.slow
 def test_a_read_only_workdir_needs_export_dir_and_says_so(read_only_run, tmp_path):
     result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={read_only_run}", "--tflite="])
     assert result.returncode == 1, result.stderr[-2000:]
@@ -373,6 +379,7 @@ def test_a_read_only_workdir_needs_export_dir_and_says_so(read_only_run, tmp_pat
     assert exporting.export(config).saved_model_dir == str(tmp_path / "out" / "m" / "1")
 
 
+@pytest.mark.slow
 def test_a_workdir_that_is_a_file_is_a_message(tmp_path):
     not_a_folder = tmp_path / "run"
     not_a_folder.write_text("not a run")

@@ -49,6 +49,7 @@ def latest_step(workdir) -> int:
     return int(path.rsplit("-", 1)[1]) if path else 0
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_rerun_completes(tmp_path, data_dir):
     """Kills land anywhere, checkpoint writes included (one every step); nothing is lost."""
     # Far more steps than three short lives can reach, so the last kill still lands mid-run.
@@ -72,6 +73,7 @@ def test_sigkill_at_random_moments_then_rerun_completes(tmp_path, data_dir):
     assert not [p for p in os.listdir(workdir / "checkpoints") if "_temp" in p]  # no kill leaves a save behind
 
 
+@pytest.mark.slow
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir, caplog):
     train(tiny_config(tmp_path, data_dir, optim=dict(steps=4), run=dict(save_every=2)))
     data_file = next((tmp_path / "checkpoints").glob("ckpt-4.data-*"))
@@ -83,6 +85,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, da
     assert result.step == 6
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, data_dir):
     train(tiny_config(tmp_path, data_dir, optim=dict(steps=1)))
     stored = TrainConfig.load(str(tmp_path))
@@ -100,6 +103,7 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, data_dir):
         assert "ckpt-1 does not fit the model of" in result.stderr and "config.json" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_second_process_on_the_same_workdir_refuses(tmp_path, data_dir):
     workdir = tmp_path / "run"
     first = start(command(workdir, data_dir, "--steps=100000", "--save_every=2"))
@@ -173,6 +177,7 @@ def test_a_workdir_that_is_a_file_is_refused(tmp_path, data_dir):
     assert workdir.read_text() == "my notes"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("new_folder", [False, True], ids=["the_mount_itself", "a_folder_to_create_in_it"])
 def test_a_read_only_workdir_is_refused_for_a_new_run(tmp_path, data_dir, mount, new_folder):
     read_only = tmp_path / "ro"
@@ -183,6 +188,7 @@ def test_a_read_only_workdir_is_refused_for_a_new_run(tmp_path, data_dir, mount,
     assert f"error: --workdir={workdir} cannot be written (Read-only file system)." in stderr
 
 
+@pytest.mark.slow
 def test_a_read_only_workdir_is_refused_for_a_resumed_run(tmp_path, data_dir, mount):
     run = tmp_path / "run"
     first = subprocess.run(command(run, data_dir, "--steps=1"), cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -197,6 +203,7 @@ def test_a_read_only_workdir_is_refused_for_a_resumed_run(tmp_path, data_dir, mo
     assert sorted(os.listdir(run / "checkpoints")) == before
 
 
+@pytest.mark.slow
 def test_a_disk_full_at_the_start_is_refused(small_disk, data_dir):
     fill(small_disk / "filler")
     workdir = small_disk / "run"
@@ -204,6 +211,7 @@ def test_a_disk_full_at_the_start_is_refused(small_disk, data_dir):
     assert f"error: --workdir={workdir} cannot be written (No space left on device)." in stderr
 
 
+@pytest.mark.slow
 def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir):
     workdir = tmp_path / "run"
     cmd = command(workdir, data_dir, "--save_every=1")
@@ -226,6 +234,7 @@ def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir)
     assert latest_step(workdir) == 3
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_is_a_clear_error_and_keeps_the_previous_checkpoint(small_disk, data_dir):
     workdir = small_disk / "run"
     process = start(command(workdir, data_dir, "--steps=100000", "--save_every=3", "--log_every=100000"))

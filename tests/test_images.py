@@ -231,6 +231,7 @@ print(json.dumps(answers))
 """
 
 
+@pytest.mark.slow
 def test_the_saved_model_reads_webp_and_refuses_a_big_request_before_decoding(
         tmp_path_factory, data_dir, mixed_folder, tmp_path):
     workdir = trained_run(tmp_path_factory, data_dir)
@@ -276,6 +277,7 @@ def test_a_tfds_dataset_is_checked_from_its_records_headers(tmp_path, data_dir):
         train(config)
 
 
+@pytest.mark.slow
 def test_mixed_sizes_without_resizing_are_refused_before_training(tmp_path):
     root = tmp_path / "data"
     write(root / "train" / "a.png", encoded(pair(height=16), "PNG"))

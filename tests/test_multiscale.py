@@ -154,6 +154,7 @@ np.save(sys.argv[3], model.signatures["translate_float_deterministic"](images=x)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_multiscale_feature_matching_run_logs_resumes_and_exports(tmp_path, data_dir):
     whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=4), run=dict(log_every=2), **MULTISCALE))

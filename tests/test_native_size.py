@@ -184,6 +184,7 @@ def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
         assert np.abs(written.astype(int) - expected).max() <= 1  # Rounding of float differences.
 
 
+@pytest.mark.slow
 def test_translate_cli_native_size_and_its_refusals(runs, tmp_path):
     path = write_png(tmp_path / "in" / "odd.png", random_pixels(37, 61))
     result = run([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={runs['none']}", "--native_size",
@@ -253,6 +254,7 @@ FRESH_PROCESS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path):
     from pix2pix_tf.export.saved_model import build_archive
 

@@ -81,6 +81,7 @@ def test_tables_put_ours_beside_the_papers_numbers():
     assert "| cGAN | - | - | - |" in text  # Not run yet.
 
 
+@pytest.mark.slow
 def test_tiny_setting_end_to_end_then_skips_what_is_done(tmp_path, data_dir):
     root, images = str(tmp_path / "paper"), str(tmp_path / "images")
     result = run([sys.executable, "-m", "pix2pix_tf.experiments.paper", f"--root={root}", "--setting=tiny",

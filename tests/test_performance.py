@@ -53,12 +53,21 @@ def _same_run(reference, other, tolerance: float, label: str, weight_atol: float
         np.testing.assert_allclose(a[key], b[key], rtol=tolerance, atol=weight_atol, err_msg=f"{label}: {key}")
 
 
-def test_fused_adam_learns_what_keras_adam_learns(tmp_path, data_dir):
-    plain = train(tiny_config(tmp_path / "plain", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
+@pytest.fixture(scope="module")
+def keras_adam_run(tmp_path_factory, data_dir):
+    """4 steps with Keras' Adam: what the fused Adam's runs are compared with (read only)."""
+    return train(tiny_config(tmp_path_factory.mktemp("keras_adam"), data_dir, optim=dict(steps=4),
+                             run=dict(fused_adam=False)))
+
+
+@pytest.mark.slow
+def test_fused_adam_learns_what_keras_adam_learns(tmp_path, data_dir, keras_adam_run):
+    plain = keras_adam_run
     fused = train(tiny_config(tmp_path / "fused", data_dir, optim=dict(steps=4)))  # The default.
     _same_run(plain, fused, 1e-4, "fused Adam")
 
 
+@pytest.mark.slow
 def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir):
     """Without dropout: XLA's stateless RNG draws other dropout masks (another sample of the
     noise z, as a different seed would), so only the dropout-free run can be compared."""
@@ -72,15 +81,17 @@ def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir):
     _same_run(plain, xla, 1e-3, "XLA", weight_atol=2 * 2e-4 * 4)
 
 
-def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir):
+@pytest.mark.slow
+def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, keras_adam_run):
     """Same slot variables: a run may switch --fused_adam between invocations."""
-    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
+    whole = keras_adam_run
     train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2)))
     rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
     assert rest.step == 4
     assert rest.losses == pytest.approx(whole.losses, rel=1e-3, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     """The suite runs end to end from the command line (tiny models; no timing is judged)."""
     out = tmp_path / "bench.json"
@@ -159,6 +170,7 @@ def test_benchmark_refuses_an_unknown_lever():
     assert "--levers: unknown ['turbo']" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_benchmark_refuses_an_unknown_precision():
     result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark", "--precisions=off,float8"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)

@@ -87,6 +87,7 @@ def test_auto_picks_bfloat16_on_a_cpu_and_off_is_float32():
         tiny_config("w", "d", run=dict(mixed_precision="half")).validate()
 
 
+@pytest.mark.slow
 def test_bfloat16_learns_what_float32_learns(tmp_path, data_dir):
     """Same seed, same batches: the held-out L1 falls alike (the tolerance: docs/training.md)."""
     results = {policy: train(tiny_config(tmp_path / policy, data_dir, optim=dict(steps=30),
@@ -100,6 +101,7 @@ def test_bfloat16_learns_what_float32_learns(tmp_path, data_dir):
         assert half.losses[name] == pytest.approx(full.losses[name], rel=0.25), name
 
 
+@pytest.mark.slow
 def test_a_run_resumes_under_every_precision_with_the_same_checkpoint(tmp_path, data_dir):
     workdir = tmp_path / "run"
     keys = None
@@ -120,6 +122,7 @@ def test_a_run_resumes_under_every_precision_with_the_same_checkpoint(tmp_path, 
     assert TrainConfig.load(str(workdir)).run.mixed_precision == "off"
 
 
+@pytest.mark.slow
 def test_a_bfloat16_run_exports_the_float32_generator(tmp_path, data_dir):
     workdir = str(tmp_path / "run")
     train(tiny_config(workdir, data_dir, optim=dict(steps=2), run=dict(mixed_precision="mixed_bfloat16")))
@@ -149,6 +152,7 @@ def test_config_json_of_an_older_run_reads_as_float32(tmp_path, data_dir):
     assert restored == dataclasses.replace(config, run=dataclasses.replace(config.run, mixed_precision="off"))
 
 
+@pytest.mark.slow
 def test_multiscale_d_with_feature_matching_trains_under_bfloat16(tmp_path, data_dir):
     """pix2pixHD's options under bfloat16: the per-scale logits and the features reach the
     losses as float32 (float32 output layers; the feature L1 casts)."""

@@ -475,6 +475,7 @@ _SYNCHRONIZED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_synchronized_batch_norm_counts_the_global_batch_over_replicas():
     """Two replicas with 3 and 1 examples: statistics and n are the global batch's (4 x 5 x 7)."""
     import json

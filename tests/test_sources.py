@@ -38,7 +38,8 @@ COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("command", [  # Each a fresh process: translate's in the quick set.
+    pytest.param(name, marks=[] if name == "translate" else pytest.mark.slow) for name in sorted(COMMANDS)])
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(damaged_run, tmp_path, command):
     workdir = damaged_run["workdir"]
     result = run([sys.executable, *COMMANDS[command](damaged_run, tmp_path / "out"), f"--workdir={workdir}"])
@@ -57,6 +58,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(damaged_ru
             assert f'"checkpoint": "{os.path.abspath(used)}"' in f.read()
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_named_explicitly_is_refused_not_replaced(damaged_run, tmp_path):
     bad = os.path.join(damaged_run["workdir"], "checkpoints", "ckpt-4")
     result = run([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={damaged_run['workdir']}",

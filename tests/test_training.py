@@ -24,6 +24,7 @@ def checkpoint_values(path: str, prefix: str) -> dict[str, np.ndarray]:
             if k.startswith(prefix) and k.endswith("VARIABLE_VALUE")}
 
 
+@pytest.mark.slow
 def test_one_step_of_the_reference_architecture_at_256(tmp_path, data_dir):
     config = tiny_config(tmp_path, data_dir, model=dict(generator="unet_256", ngf=64, ndf=64),
                          data=dict(load_size=286, crop_size=256), optim=dict(steps=1),
@@ -46,6 +47,7 @@ def assert_same_run_state(a: str, b: str) -> None:
             np.testing.assert_allclose(values_a[key], values_b[key], rtol=1e-6, atol=1e-7, err_msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_resumed_run_continues_exactly(tmp_path, data_dir):
     whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=6)))
@@ -57,6 +59,7 @@ def test_resumed_run_continues_exactly(tmp_path, data_dir):
     assert_same_run_state(whole.checkpoint, rest.checkpoint)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(tmp_path):
     """tfds' preparation draws from Python's `random`: the seed must be set after it."""
@@ -67,6 +70,7 @@ def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(tmp_
     assert preparing.losses == prepared.losses
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, data_dir):
     runs = [train(tiny_config(tmp_path / name, data_dir, optim=dict(steps=3), run=dict(seed=seed)))
@@ -75,20 +79,24 @@ def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, da
     assert runs[0].losses != runs[2].losses
 
 
+SLOW = pytest.mark.slow  # Each variant is a training of its own: the quick set trains the default.
+
+
 @pytest.mark.parametrize("overrides", [
-    dict(model=dict(generator="resnet_6blocks")),
-    dict(model=dict(generator="encoder_decoder"), data=dict(load_size=286, crop_size=256)),
-    dict(model=dict(discriminator="pixel", norm="instance")),
-    dict(model=dict(discriminator="n_layers", n_layers_d=1, norm="none")),
-    dict(model=dict(discriminator="image"), data=dict(load_size=286, crop_size=256)),
-    dict(model=dict(unconditional_d=True), loss=dict(gan_mode="lsgan")),
-    dict(loss=dict(lambda_l1=0.0)),
-    dict(loss=dict(gan_weight=0.0)),
-    dict(data=dict(batch_size=2)),
-    dict(run=dict(strategy="default")),
-    dict(run=dict(seed=0)),
-], ids=["resnet", "encoder_decoder", "pixel_instance", "16x16_nonorm", "imagegan", "gan_lsgan",
-        "cgan_only", "l1_only", "batch2", "default_strategy", "seed0"])
+    pytest.param(dict(model=dict(generator="resnet_6blocks")), id="resnet", marks=SLOW),
+    pytest.param(dict(model=dict(generator="encoder_decoder"), data=dict(load_size=286, crop_size=256)),
+                 id="encoder_decoder", marks=SLOW),
+    pytest.param(dict(model=dict(discriminator="pixel", norm="instance")), id="pixel_instance", marks=SLOW),
+    pytest.param(dict(model=dict(discriminator="n_layers", n_layers_d=1, norm="none")), id="16x16_nonorm", marks=SLOW),
+    pytest.param(dict(model=dict(discriminator="image"), data=dict(load_size=286, crop_size=256)), id="imagegan",
+                 marks=SLOW),
+    pytest.param(dict(model=dict(unconditional_d=True), loss=dict(gan_mode="lsgan")), id="gan_lsgan", marks=SLOW),
+    pytest.param(dict(loss=dict(lambda_l1=0.0)), id="cgan_only", marks=SLOW),
+    pytest.param(dict(loss=dict(gan_weight=0.0)), id="l1_only", marks=SLOW),
+    pytest.param(dict(data=dict(batch_size=2)), id="batch2", marks=SLOW),
+    pytest.param(dict(run=dict(strategy="default")), id="default_strategy", marks=SLOW),
+    pytest.param(dict(run=dict(seed=0)), id="seed0", marks=SLOW),
+])
 def test_variants_train(tmp_path, data_dir, overrides):
     result = train(tiny_config(tmp_path, data_dir, optim=dict(steps=2), **overrides))
     assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())

@@ -126,6 +126,7 @@ def test_single_channel_run_gets_grey_inputs(tmp_path, data_dir):
     assert not result.failed and read_png(tmp_path / "out" / "c.png").shape == (128, 128, 3)
 
 
+@pytest.mark.slow
 def test_bad_files_are_reported_and_the_rest_translated(export, photos, tmp_path):
     (tmp_path / "photos" / "empty.png").write_bytes(b"")
     (tmp_path / "photos" / "fake.jpg").write_bytes(b"GIF? no, plain text")
@@ -183,6 +184,7 @@ def written_files(folder) -> list[str]:
     return sorted(os.path.relpath(os.path.join(r, f), folder) for r, _, fs in os.walk(folder) for f in fs)
 
 
+@pytest.mark.slow
 def test_translating_a_folder_into_itself_never_writes_over_an_input(export, tmp_path):
     """`--output_dir=DIR DIR`: the 600x400 photo survives byte for byte; its result goes beside it."""
     folder = tmp_path / "photos"
@@ -196,6 +198,7 @@ def test_translating_a_folder_into_itself_never_writes_over_an_input(export, tmp
     assert "Translated 1 image(s)" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["one folder: x.jpg and x.png", "two arguments: a/1.jpg and b/1.jpg"])
 def test_inputs_whose_outputs_would_clash_get_distinct_names_and_the_count_is_true(export, tmp_path, layout):
     rng = np.random.default_rng(8)
@@ -216,6 +219,7 @@ def test_inputs_whose_outputs_would_clash_get_distinct_names_and_the_count_is_tr
     assert not np.array_equal(one, two)  # Two inputs, two results: neither replaced the other.
 
 
+@pytest.mark.slow
 def test_an_output_folder_inside_the_input_folder_is_not_searched(export, tmp_path):
     """`--output_dir=DIR/out DIR`, twice: the second run translates the one photo again, not its result."""
     folder = tmp_path / "photos"

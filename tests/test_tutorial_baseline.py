@@ -31,6 +31,7 @@ def test_discriminator_outputs_30x30_logits():
     assert tutorial_discriminator()([inp, tar], training=False).shape == (1, 30, 30, 1)
 
 
+@pytest.mark.slow
 def test_train_step_updates_both_models_without_retracing(tutorial):
     # First and last variables: the 1x1 bottleneck's batch norm zeroes some gradients at batch 1.
     watched = {name: [model.trainable_variables[0], model.trainable_variables[-1]]
