@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.names import (
@@ -169,9 +170,8 @@ def write_saved_model(generator: keras.Model, train: TrainConfig, config: Export
     archive.write_out(directory, verbose=False)
     write_warmup(directory, warmup_requests(config.model_name, image_size, train.model.input_nc,
                                             config.warmup_batch_sizes))
-    with open(metadata_path(directory), "w") as f:
-        json.dump(_metadata(train, config, checkpoint, version, image_size), f, indent=2)
-        f.write("\n")
+    writing.write_text(metadata_path(directory),
+                       json.dumps(_metadata(train, config, checkpoint, version, image_size), indent=2) + "\n")
 
 
 def verify_saved_model(directory: str, generator: keras.Model, mode: inference.InferenceMode,

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pix2pix_tf import images
+from pix2pix_tf import images, writing
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import generate as inference
 from pix2pix_tf.inference import geometry
@@ -206,5 +206,4 @@ def _translate_one(translator: Translator, config: TranslateConfig, direction: O
         if target is not None:
             strip.append(_display(translator.prepare(target, channels), channels, size))
     picture = np.concatenate(strip, axis=1)
-    os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
-    tf.io.write_file(destination, tf.io.encode_png(picture))
+    writing.write_file(destination, tf.io.encode_png(picture).numpy(), within=config.output_dir)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from pix2pix_tf import writing
 
 COLUMNS = ("input", "target", "output")
 
@@ -44,8 +45,7 @@ def save_grid_png(path: str, rows: Sequence[Sequence[np.ndarray]], title: str) -
                 axes[r, c].set_title(COLUMNS[c])
     fig.suptitle(title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=80)
+    writing.write_figure(path, fig, dpi=80)
 
 
 class Writer:
