@@ -122,6 +122,7 @@ def write_warmup(saved_model_dir: str, records: list[bytes]) -> str:
         raise ExportError(f"{len(records)} warmup records: TensorFlow Serving reads at most 1000.")
     path = warmup_path(saved_model_dir)
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    writing.write_point(path)  # Inside the staging folder, which a failed export removes.
     with tf.io.TFRecordWriter(path) as writer:
         for record in records:
             writer.write(record)
@@ -167,6 +168,7 @@ def write_saved_model(generator: keras.Model, train: TrainConfig, config: Export
     """The SavedModel, its warmup records and its metadata, written into `directory`."""
     archive = build_archive(generator, config.mode, image_size, train.model.input_nc,
                             size_multiple(train.model.generator), config.max_pixels)
+    writing.write_point(directory)  # TensorFlow writes the SavedModel itself.
     archive.write_out(directory, verbose=False)
     write_warmup(directory, warmup_requests(config.model_name, image_size, train.model.input_nc,
                                             config.warmup_batch_sizes))
