@@ -236,10 +236,13 @@ class RunCheckpoints:
         if not problem:
             return
         found = [os.path.basename(c) for c in complete_checkpoints(self.directory)]
-        lines = ([f'model_checkpoint_path: "{found[-1]}"'] if found else []) + \
-            [f'all_model_checkpoint_paths: "{name}"' for name in found]
         logging.warning("%s; rebuilt from the complete checkpoints on disk: %s.", problem, ", ".join(found) or "none")
-        writing.write_text(os.path.join(self.directory, "checkpoint"), "\n".join(lines) + "\n")
+        index = os.path.join(self.directory, "checkpoint")
+        if not found:  # An index must name one; restore_latest refuses what files there are.
+            os.remove(index)
+            return
+        lines = [f'model_checkpoint_path: "{found[-1]}"'] + [f'all_model_checkpoint_paths: "{name}"' for name in found]
+        writing.write_text(index, "\n".join(lines) + "\n")
 
     def remove_unfinished_saves(self) -> list[str]:
         """Removes what a process killed while saving left behind, and returns it.
