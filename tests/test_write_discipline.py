@@ -3,10 +3,10 @@ matrix that fails each program's writes in turn (docs/reliability.md, "Writes").
 
 The matrix runs each program's `main` through `cli.guarded` in one process per program
 (tests/write_matrix.py), failing the k-th write with ENOSPC or EIO (alternating), and checks
-for every k: everything that was on disk before is byte-identical after (the checkpoint
-index, derived from the files, excepted), no file under a final name is partial, one
-`error:` line and no traceback, a non-zero exit, and the same command without the fault
-completes.
+for every k: everything that was on disk before is byte-identical after, unless the run wrote
+it whole at another write point than the failed one (the checkpoint index, derived from the
+files, too), no file under a final name is partial, one `error:` line and no traceback, a
+non-zero exit, and the same command without the fault completes.
 """
 
 from __future__ import annotations
@@ -109,15 +109,18 @@ def matrix(base, tmp_path, program: str, ks: list, flags: list[str]) -> list[dic
     return rows
 
 
-def check_every_fault(rows: list[dict]) -> None:
+def check_every_fault(rows: list[dict], scratch) -> None:
+    """The invariants of the module docstring; a file the run wrote whole at another write point
+    than the failed one may differ (metrics.json records timings, config.json the new --steps)."""
     faults = [r for r in rows if isinstance(r["k"], int)]
     assert {r["error"] for r in faults} == ({"ENOSPC", "EIO"} if len(faults) > 1 else {"ENOSPC"})
     for row in faults:
-        failed = row["failed"]
-        where = f"k={row['k']} ({failed['points'][-1]}, {row['error']})"
+        failed, k = row["failed"], row["k"]
+        where = f"k={k} ({failed['points'][k - 1]}, {row['error']})"
         assert failed["rc"] == 1, where
         assert len(failed["errors"]) == 1 and not failed["traceback"], (where, failed["errors"])
-        assert row["changed"] == [], (where, row["changed"])
+        rewritten = {os.path.relpath(p, str(scratch)) for i, p in enumerate(failed["points"]) if i != k - 1}
+        assert set(row["changed"]) <= rewritten, (where, row["changed"])
         assert row["partial"] == [] and row["rerun_partial"] == [], where
         assert row["rerun_rc"] == 0 and row["rerun_errors"] == [], (where, row["rerun_errors"])
 
@@ -131,7 +134,7 @@ def test_train_fails_each_kind_of_write_in_turn_and_loses_nothing(base, tmp_path
     assert points == ["run/config.json", "run/samples/step_0000004.png", "run/samples/step_0000006.png",
                       "run/logs/train", "run/checkpoints/ckpt-6", "run/checkpoints/ckpt-8",
                       "run/samples/step_0000008.png", "run/logs/train"]
-    check_every_fault(rows)
+    check_every_fault(rows, tmp_path / "scratch")
     by_k = {r["k"]: r["failed"]["errors"][0] for r in rows[1:]}
     # A sample that cannot be written stops the run, after saving the step.
     assert "the checkpoint of step 6 is on disk" in by_k[3]
@@ -147,7 +150,7 @@ def test_translate_fails_each_write_and_an_earlier_output_survives(base, tmp_pat
     flags = ["--workdir=scratch/run", "--output_dir=scratch/out", "--deterministic", "--noprogress", "scratch/in"]
     rows = matrix(base, tmp_path, "translate", ["baseline", 1, 2, 3], flags)
     assert len(rows[0]["points"]) == 3
-    check_every_fault(rows)
+    check_every_fault(rows, tmp_path / "scratch")
     assert all("not written: " in r["failed"]["errors"][0] for r in rows[1:])
 
 
@@ -158,7 +161,7 @@ def test_evaluate_fails_each_kind_of_write_and_the_earlier_report_survives(base,
     rows = matrix(base, tmp_path, "evaluate", ["baseline", 1, 7, 8, 9], flags)
     names = [os.path.basename(p) for p in rows[0]["points"]]
     assert names[6:] == ["metrics.json", "index.html", "grid.png"] and len(names) == 9
-    check_every_fault(rows)
+    check_every_fault(rows, tmp_path / "scratch")
 
 
 def test_export_fails_each_kind_of_write_and_the_earlier_version_survives(base, tmp_path):
@@ -170,4 +173,4 @@ def test_export_fails_each_kind_of_write_and_the_earlier_version_survives(base, 
     names = [os.path.basename(p.rstrip("/")) for p in rows[0]["points"]]
     assert names[2:] == ["pix2pix_export.json", "MODEL_CARD.md", "pix2pix_float32.tflite", "report.json",
                          "MODEL_CARD.md"], names
-    check_every_fault(rows)
+    check_every_fault(rows, tmp_path / "scratch")

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 PROGRAMS = {"train": "train", "export": "export", "translate": "pix2pix_tf.translate",
             "evaluate": "pix2pix_tf.evaluate"}
 # Rewritten by every successful run, by design: the checkpoint index (derived from the files)
-# and the lock file's holder line; and config.json when train resumes with a new --steps.
+# and the lock file's holder line.
 DERIVED = ("checkpoints/checkpoint", ".train.lock")
 
 
@@ -99,7 +99,6 @@ def main() -> None:
     ks, argv = rest[: rest.index("--")], rest[rest.index("--") + 1:]
     program = importlib.import_module(PROGRAMS[name])
     argv = [name] + argv
-    derived = DERIVED + (("config.json",) if name == "train" else ())
     for index, k in enumerate(ks):
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.copytree(state, scratch, symlinks=True)
@@ -113,7 +112,7 @@ def main() -> None:
         error = (errno.ENOSPC, errno.EIO)[index % 2]
         failed = run_once(program, argv, (int(k),), error)
         after = snapshot(scratch)
-        changed = sorted(p for p, digest in before.items() if after.get(p) != digest and not p.endswith(derived))
+        changed = sorted(p for p, digest in before.items() if after.get(p) != digest and not p.endswith(DERIVED))
         partial = partial_files(scratch)
         again = run_once(program, argv, (), error)
         print(json.dumps({"k": int(k), "error": errno.errorcode[error], "failed": failed, "changed": changed,
