@@ -174,3 +174,24 @@ def test_export_fails_each_kind_of_write_and_the_earlier_version_survives(base, 
     assert names[2:] == ["pix2pix_export.json", "MODEL_CARD.md", "pix2pix_float32.tflite", "report.json",
                          "MODEL_CARD.md"], names
     check_every_fault(rows, tmp_path / "scratch")
+
+
+def test_translate_never_writes_through_a_link_in_the_output_folder(base, tmp_path):
+    """`out/photo.png -> ../precious/holiday.png`: the user's photo outside --output_dir stays."""
+    precious = tmp_path / "precious" / "holiday.png"
+    precious.parent.mkdir()
+    shutil.copy(base / "in" / "p0.png", precious)
+    original = precious.read_bytes()
+    (tmp_path / "in").mkdir()
+    shutil.copy(base / "in" / "p1.png", tmp_path / "in" / "photo.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "photo.png").symlink_to("../precious/holiday.png")
+    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={base / 'run'}",
+                             f"--output_dir={out}", "--noprogress", str(tmp_path / "in")], cwd=ROOT,
+                            capture_output=True, text=True, env=_env(), timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (f"error: {tmp_path / 'in' / 'photo.png'}: {out / 'photo.png'} is a symbolic link "
+            "(to ../precious/holiday.png); it is not written through.") in result.stderr
+    assert "Translated 0 image(s)" in result.stdout and "1 failed" in result.stdout
+    assert precious.read_bytes() == original and os.path.islink(out / "photo.png")
