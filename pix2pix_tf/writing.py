@@ -94,8 +94,8 @@ def write_file(path: str, data: bytes, within: Optional[str] = None) -> str:
     Creates the folder if needed. `within`: the folder `path` must stay in (the output folder
     the user named), checked after resolving links."""
     folder = os.path.dirname(os.path.abspath(path))
+    check_destination(path, within)  # Before creating folders, which could be through a link.
     os.makedirs(folder, exist_ok=True)
-    check_destination(path, within)
     temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
     fail = _faults is not None and _faults.check(path)
     try:
