@@ -15,6 +15,7 @@ import types
 import typing
 from typing import Any, Optional
 
+from pix2pix_tf import writing
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.workdir import Workdir
 
@@ -214,13 +215,8 @@ class TrainConfig:
         return cls(**parts)
 
     def save(self, workdir: str) -> None:
-        """Writes config.json atomically, so a crash never leaves half a file."""
-        os.makedirs(workdir, exist_ok=True)
-        path = Workdir(workdir).config_file
-        with open(path + ".tmp", "w") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(path + ".tmp", path)
+        """Writes config.json whole or not at all (`writing`): a crash never leaves half a file."""
+        writing.write_text(Workdir(workdir).config_file, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, workdir: str) -> TrainConfig:

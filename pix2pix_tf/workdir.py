@@ -64,6 +64,10 @@ class Workdir:
         cannot be written, before any work starts."""
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise ConfigError(f"--workdir={self.root} is a file; a run needs a folder.")
+        for folder in (self.checkpoints, self.train_logs, self.samples):
+            if os.path.lexists(folder) and not os.path.isdir(folder):
+                raise ConfigError(f"{folder} is a file where the run keeps a folder: move it away, or use another "
+                                  "--workdir.")
         if writable:
             check_writable(self.root, "--workdir")
 

@@ -26,6 +26,7 @@ cli.quiet_tensorflow()
 from absl import app, flags  # noqa: E402
 
 from pix2pix_tf import config as cfg  # noqa: E402
+from pix2pix_tf import writing  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "shapes", "Dataset the training step reads (as train.py's --dataset).")
@@ -94,9 +95,7 @@ def main(argv: list[str]) -> int:
         precisions=tuple(FLAGS.precisions)))
     print(report.format_results(results))
     if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(dataclasses.asdict(results), f, indent=2)
-            f.write("\n")
+        writing.write_text(FLAGS.json, json.dumps(dataclasses.asdict(results), indent=2) + "\n")
         print(f"Figures written to {FLAGS.json}")
     return 0
 

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pix2pix_tf import images
+from pix2pix_tf import images, writing
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, DatasetError
 from pix2pix_tf.inference import geometry
@@ -209,6 +209,6 @@ def write_held_out_inputs(run: TrainConfig, count: int, folder: str) -> tuple[st
     paths = []
     for index, image in enumerate(inputs):
         path = os.path.join(folder, f"held_out_{index:03d}.png")
-        tf.io.write_file(path, tf.io.encode_png(images.to_uint8(image)))
+        writing.write_file(path, tf.io.encode_png(images.to_uint8(image)).numpy())
         paths.append(path)
     return tuple(paths)

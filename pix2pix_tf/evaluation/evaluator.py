@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from absl import logging
 
+from pix2pix_tf import writing
 from pix2pix_tf.evaluation.config import EvalConfig
 from pix2pix_tf.evaluation.plan import EvalPlan, make_plan
 
@@ -73,14 +74,10 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
 
 def _write_files(plan: EvalPlan, result: dict[str, Any], found: Measurements) -> EvalResult:
-    """metrics.json (atomically: a reader never sees half of it), index.html and grid.png."""
+    """metrics.json, index.html and grid.png, each whole or not at all (`writing`)."""
     from pix2pix_tf.evaluation import report
 
-    metrics_path = os.path.join(plan.output_dir, METRICS_FILE)
-    with open(metrics_path + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(metrics_path + ".tmp", metrics_path)
+    metrics_path = writing.write_text(os.path.join(plan.output_dir, METRICS_FILE), json.dumps(result, indent=2) + "\n")
     html_path = report.write_html(plan.output_dir, result, [e for e in found.per_image if "images" in e]) \
         if plan.config.html_examples else None
     title = f"{plan.dataset_name}/{plan.split}: {plan.source.label}, {result['mode_description']}"

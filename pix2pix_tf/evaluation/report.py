@@ -9,12 +9,14 @@ target and that image's metrics, worst L1 last so that failures are easy to find
 from __future__ import annotations
 
 import html
+import io
 import math
 import os
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from pix2pix_tf import writing
 from pix2pix_tf.training.summaries import offscreen_figure, to_uint8
 
 IMAGES_DIR = "images"
@@ -27,8 +29,9 @@ def save_png(path: str, image: np.ndarray) -> None:
     """A [-1, 1] image as an 8-bit PNG (PIL: no TensorFlow op per file)."""
     from PIL import Image
 
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    Image.fromarray(to_uint8(image)).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buffer, format="PNG")
+    writing.write_file(path, buffer.getvalue())
 
 
 def save_example(output_dir: str, index: int, images: dict[str, np.ndarray]) -> dict[str, str]:
@@ -126,10 +129,7 @@ td.m {{ font-size: 90%; font-family: monospace; }}
 {chr(10).join(body)}
 </table></body></html>
 """
-    path = os.path.join(output_dir, HTML_FILE)
-    with open(path, "w") as f:
-        f.write(page)
-    return path
+    return writing.write_text(os.path.join(output_dir, HTML_FILE), page)
 
 
 def save_grid(path: str, rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], title: str) -> str:
@@ -146,6 +146,4 @@ def save_grid(path: str, rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray
         axes[r, 1].set_xlabel(caption, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=72)
-    return path
+    return writing.write_figure(path, fig, dpi=72)

@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from pix2pix_tf import writing
 from pix2pix_tf.errors import Pix2pixError
 from pix2pix_tf.networks.seeding import seeded_construction
 
@@ -282,9 +283,7 @@ def save_segmenter(model: keras.Model, path: str, info: dict) -> None:
     archive.track(model)
     archive.add_endpoint("serving_default", logits, [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
     archive.write_out(path, verbose=False)
-    with open(os.path.join(path, SEGMENTER_INFO), "w") as f:
-        json.dump(info, f, indent=2, sort_keys=True)
-        f.write("\n")
+    writing.write_text(os.path.join(path, SEGMENTER_INFO), json.dumps(info, indent=2, sort_keys=True) + "\n")
 
 
 @dataclasses.dataclass(frozen=True)

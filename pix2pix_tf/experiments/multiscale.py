@@ -23,7 +23,7 @@ from typing import Optional
 
 from absl import flags
 
-from pix2pix_tf import cli
+from pix2pix_tf import cli, writing
 from pix2pix_tf.experiments.paper import Setting, Variant, argv_for_report, collect, run_variant
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -58,11 +58,9 @@ def run_ablation(settings: tuple[Setting, ...], root: str, data_dir: Optional[st
             run_variant(variant, setting, resolution_root, data_dir, os.path.join(root, "segmenters"))
     results = {s.name: collect(os.path.join(root, s.name), list(VARIANTS)) for s in settings}
     paths = {"json": os.path.join(root, "results.json"), "markdown": os.path.join(root, "results.md")}
-    with open(paths["json"], "w") as f:
-        json.dump({"command": command, "settings": [dataclasses.asdict(s) for s in settings],
-                   "results": results}, f, indent=2)
-    with open(paths["markdown"], "w") as f:
-        f.write(markdown_table(results, settings, command))
+    summary = {"command": command, "settings": [dataclasses.asdict(s) for s in settings], "results": results}
+    writing.write_text(paths["json"], json.dumps(summary, indent=2) + "\n")
+    writing.write_text(paths["markdown"], markdown_table(results, settings, command))
     return paths
 
 

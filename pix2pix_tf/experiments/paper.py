@@ -26,14 +26,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 from typing import Any, Optional
 
 from absl import flags, logging
 
-from pix2pix_tf import cli
+from pix2pix_tf import cli, writing
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.workdir import Workdir
 
@@ -149,10 +148,7 @@ def _read_json(path: str) -> Optional[dict]:
 
 
 def _write_json(path: str, value: Any) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f, indent=2)
-        f.write("\n")
-    os.replace(path + ".tmp", path)
+    writing.write_text(path, json.dumps(value, indent=2) + "\n")
 
 
 def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optional[str],
@@ -318,8 +314,7 @@ def _figure(results: dict, root: str, columns: list[tuple[str, str]], title: str
                 axes[r, c].set_title(label, fontsize=7)
     fig.suptitle(title, fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))
-    fig.savefig(path, dpi=100)
-    return path
+    return writing.write_figure(path, fig, dpi=100)
 
 
 def write_report(results: dict, root: str, setting: Setting, command: str,
@@ -331,8 +326,7 @@ def write_report(results: dict, root: str, setting: Setting, command: str,
                                                      "paper_fcn": PAPER_FCN, "paper_colour": PAPER_COLOUR,
                                                      "variants": results})
     written["json"] = os.path.join(root, "results.json")
-    with open(os.path.join(root, "results.md"), "w") as f:
-        f.write(markdown_tables(results, setting, command))
+    writing.write_text(os.path.join(root, "results.md"), markdown_tables(results, setting, command))
     written["markdown"] = os.path.join(root, "results.md")
     figures = {
         "table1": [(label, name) for label, name, _ in TABLES[0][2] if name != "ground_truth"],
@@ -345,8 +339,8 @@ def write_report(results: dict, root: str, setting: Setting, command: str,
         if path:
             written[key] = path
             if images_dir:
-                os.makedirs(images_dir, exist_ok=True)
-                shutil.copy(path, os.path.join(images_dir, os.path.basename(path)))
+                with open(path, "rb") as f:
+                    writing.write_file(os.path.join(images_dir, os.path.basename(path)), f.read())
     return written
 
 

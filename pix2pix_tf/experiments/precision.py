@@ -23,7 +23,7 @@ from typing import Optional
 
 from absl import flags
 
-from pix2pix_tf import cli
+from pix2pix_tf import cli, writing
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "runs/precision", "Folder of the runs and results.json.")
@@ -99,8 +99,7 @@ def main(argv: list[str]) -> int:
                 print("Stopped; every run is checkpointed: re-run the command to resume.", file=sys.stderr)
                 return 1
             rows.append(row)
-    with open(os.path.join(FLAGS.root, "results.json"), "w") as f:
-        json.dump(rows, f, indent=2)
+    writing.write_text(os.path.join(FLAGS.root, "results.json"), json.dumps(rows, indent=2) + "\n")
     print(table(rows, FLAGS.policies))
     return 0
 

@@ -18,6 +18,7 @@ import os
 import time
 from typing import Optional, Sequence
 
+from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.export.names import MODEL_CARD
 from pix2pix_tf.images import FORMATS_TEXT
@@ -159,8 +160,4 @@ def _tflite_lines(f: CardFacts, variants: Sequence, metadata_note: str) -> list[
 
 
 def write(directory: str, text: str) -> str:
-    path = os.path.join(directory, MODEL_CARD)
-    os.makedirs(directory, exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+    return writing.write_text(os.path.join(directory, MODEL_CARD), text)

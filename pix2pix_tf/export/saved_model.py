@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.names import (
@@ -148,6 +149,7 @@ def write_warmup(saved_model_dir: str, records: list[bytes]) -> str:
         raise ExportError(f"{len(records)} warmup records: TensorFlow Serving reads at most 1000.")
     path = warmup_path(saved_model_dir)
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    writing.write_point(path)  # Inside the staging folder, which a failed export removes.
     with tf.io.TFRecordWriter(path) as writer:
         for record in records:
             writer.write(record)
@@ -196,12 +198,12 @@ def write_saved_model(generator: keras.Model, train: TrainConfig, config: Export
     check_warmup_fits(config, image_size, multiple)
     archive = build_archive(generator, config.mode, image_size, train.model.input_nc, multiple, config.max_pixels,
                             config.request_pixels)
+    writing.write_point(directory)  # TensorFlow writes the SavedModel itself.
     archive.write_out(directory, verbose=False)
     write_warmup(directory, warmup_requests(config.model_name, image_size, train.model.input_nc,
                                             config.warmup_batch_sizes))
-    with open(metadata_path(directory), "w") as f:
-        json.dump(_metadata(train, config, checkpoint, version, image_size), f, indent=2)
-        f.write("\n")
+    writing.write_text(metadata_path(directory),
+                       json.dumps(_metadata(train, config, checkpoint, version, image_size), indent=2) + "\n")
 
 
 def verify_saved_model(directory: str, generator: keras.Model, mode: inference.InferenceMode,

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.export import contents
 from pix2pix_tf.export.config import ExportConfig, ExportError
@@ -218,8 +219,7 @@ def export_tflite(generator: keras.Model, train: TrainConfig, config: ExportConf
             content = convert_tflite(scratch, variant, representative if calibration is not None else None,
                                      config.int8_io)
             path = os.path.join(directory, f"{config.model_name}_{variant}.tflite")
-            with open(path, "wb") as f:
-                f.write(content)
+            writing.write_file(path, content)
             model = TFLiteModel(path, threads=config.threads)
             value, max_abs = check_variant(model, reference, check_images)
             floor = PSNR_FLOORS[variant]
@@ -268,6 +268,4 @@ def write_report(directory: str, variants: list[VariantReport], train: TrainConf
                                  **({} if r.float_ops_inside is None else {"float_ops_inside": r.float_ops_inside})}
                      for r in variants},
     }
-    with open(os.path.join(directory, TFLITE_REPORT), "w") as f:
-        json.dump(report, f, indent=2, allow_nan=True)
-        f.write("\n")
+    writing.write_text(os.path.join(directory, TFLITE_REPORT), json.dumps(report, indent=2, allow_nan=True) + "\n")

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pix2pix_tf import images
+from pix2pix_tf import images, writing
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import generate as inference
 from pix2pix_tf.inference import geometry
@@ -155,7 +155,9 @@ def _display(image: tf.Tensor, channels: int, size: tuple[int, int]) -> np.ndarr
 def translate_files(config: TranslateConfig) -> TranslateResult:
     """Translates every image of `config.inputs` into `config.output_dir` as PNG.
 
-    A file that cannot be read is reported and skipped; the others are still written.
+    A file that cannot be read, or an output that cannot be written (`writing.write_file`:
+    whole or not at all, never through a link), is reported and skipped; the others are still
+    written.
     """
     planned = plan_outputs(find_images(config.inputs, config.output_dir), config.output_dir)
     source = ModelSource.resolve(workdir=config.workdir, checkpoint=config.checkpoint,
@@ -183,6 +185,10 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
             result.failed.append((path, str(e)))
         except tf.errors.OpError as e:
             result.failed.append((path, images.op_message(e)))
+        except writing.UnsafeDestinationError as e:
+            result.failed.append((path, str(e)))
+        except OSError as e:  # The output could not be written: nothing is left under its name.
+            result.failed.append((path, f"{destination} not written: {e.strerror or e}."))
         progress.update(index + 1)
     return result
 
@@ -207,5 +213,4 @@ def _translate_one(translator: Translator, config: TranslateConfig, direction: O
         if target is not None:
             strip.append(_display(translator.prepare(target, channels), channels, size))
     picture = np.concatenate(strip, axis=1)
-    os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
-    tf.io.write_file(destination, tf.io.encode_png(picture))
+    writing.write_file(destination, tf.io.encode_png(picture).numpy(), within=config.output_dir)

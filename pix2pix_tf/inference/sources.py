@@ -254,15 +254,17 @@ class ModelSource:
 
 
 def run_checkpoints(workdir: str) -> list[str]:
-    """The checkpoints a run's checkpoint state lists, newest first; a clear error if none."""
-    import tensorflow as tf
+    """The complete checkpoints of a run, newest first, found as training finds them
+    (`training.checkpoints.checkpoint_candidates`); a clear error if none."""
+    from pix2pix_tf.training.checkpoints import checkpoint_candidates, checkpoint_files
 
     directory = Workdir(workdir).checkpoints
-    state = tf.train.get_checkpoint_state(directory)
-    paths = list(reversed(state.all_model_checkpoint_paths)) if state else []
-    if state and state.model_checkpoint_path and state.model_checkpoint_path not in paths:
-        paths.insert(0, state.model_checkpoint_path)
+    paths = checkpoint_candidates(directory)
     if not paths:
+        present = [os.path.basename(f) for f in checkpoint_files(directory)]
+        if present:
+            raise ConfigError(f"No complete checkpoint in {directory} (an index and every data shard): "
+                              f"{', '.join(present)}.")
         raise ConfigError(f"No checkpoint in {directory}: train first (python train.py --workdir={workdir}).")
     return paths
 

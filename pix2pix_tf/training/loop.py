@@ -30,7 +30,7 @@ from pix2pix_tf.errors import ConfigError, DatasetError, NonFiniteLossError
 from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import summaries
-from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
+from pix2pix_tf.training.checkpoints import CheckpointError, RunCheckpoints, checkpoint_files, workdir_lock
 from pix2pix_tf.training.distribute import is_chief, make_strategy, worker_index
 from pix2pix_tf.training.step import Pix2Pix
 from pix2pix_tf.workdir import Workdir
@@ -78,7 +78,8 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
 
 
 def _has_checkpoint(config: TrainConfig) -> bool:
-    return tf.train.latest_checkpoint(Workdir(config.run.workdir).checkpoints) is not None
+    """Any checkpoint file, complete or not, whatever the `checkpoint` index says."""
+    return bool(checkpoint_files(Workdir(config.run.workdir).checkpoints))
 
 
 def _check_sizes(config: TrainConfig) -> None:
@@ -137,8 +138,11 @@ class HeldOutMonitor:
         rows = [(a, b, out) for (a, b), out in zip(self.pairs[:SAMPLE_ROWS], outputs)]
         self.writer.scalars(step, {"eval/held_out_l1": l1})
         self.writer.image(step, "samples/input_target_output", summaries.grid_image(rows))
-        summaries.save_grid_png(Workdir(self.workdir).sample_grid(step), rows,
-                                f"step {step}: held-out L1 {l1:.4f}")
+        path = Workdir(self.workdir).sample_grid(step)
+        try:
+            summaries.save_grid_png(path, rows, f"step {step}: held-out L1 {l1:.4f}")
+        except OSError as e:
+            raise summaries.SummaryError(f"Writing the sample grid {path} failed: {e.strerror or e}.") from e
         return l1
 
 
@@ -210,11 +214,14 @@ def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distri
         return result
 
     iterator = _distributed_stream(strategy, dataset, config, start, multiple)
-    _run_steps(config, gan, iterator, checkpoints, monitor, result)
-    result.checkpoint = checkpoints.save(result.step)
-    result.held_out_l1_end = monitor(result.step)
-    if writer:
-        writer.flush()
+    try:
+        _run_steps(config, gan, iterator, checkpoints, monitor, result)
+        result.checkpoint = checkpoints.save(result.step)
+        result.held_out_l1_end = monitor(result.step)
+        if writer:
+            writer.flush()
+    except summaries.SummaryError as e:
+        raise _saved_after(e, checkpoints, result.step) from e
     logging.info("Step %d/%d. Checkpoint: %s. Held-out L1: %s -> %s.", result.step, end, result.checkpoint,
                  _fmt(result.held_out_l1_start), _fmt(result.held_out_l1_end))
     return result
@@ -235,7 +242,7 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
                 losses = {name: float(value) for name, value in train_step(iterator).items()}
             except tf.errors.InvalidArgumentError as e:
                 raise DatasetError(f"Step {step}: a batch could not be prepared or trained on: {e.message}") from e
-            _check_finite(step, losses, checkpoints.latest)
+            _check_finite(step, losses, checkpoints)
             result.step, result.losses = step, losses
             interval_steps += 1
             if writer and (step % config.run.log_every == 0 or step == end):
@@ -246,6 +253,8 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
             if step % config.run.sample_every == 0 and step != end:
                 monitor(step)
             if step % config.run.save_every == 0 and step != end:
+                if writer:
+                    writer.flush()  # The logs up to a checkpoint are on disk with it.
                 checkpoints.save(step)
             progress.update(step - start, [(k, v) for k, v in losses.items() if k != "d_total"])
             if stop:
@@ -268,13 +277,24 @@ def _preemption_aware(train_step, strategy: tf.distribute.Strategy, checkpoints:
     return lambda iterator: handler.run(train_step, iterator)
 
 
-def _check_finite(step: int, losses: dict[str, float], last_checkpoint: Optional[str]) -> None:
+def _check_finite(step: int, losses: dict[str, float], checkpoints: RunCheckpoints) -> None:
     bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
     if bad:
         raise NonFiniteLossError(
             f"Step {step}: non-finite loss ({', '.join(f'{k}={v}' for k, v in bad.items())}). "
-            f"Training stopped; the last good checkpoint is kept: {last_checkpoint or 'none yet'}."
+            f"Training stopped; the last good checkpoint is kept: {checkpoints.latest or 'none yet'}."
         )
+
+
+def _saved_after(error: summaries.SummaryError, checkpoints: RunCheckpoints, step: int) -> CheckpointError:
+    """The logs or samples could not be written (a full disk, say): the step is saved if it
+    can be, and the error says what is kept."""
+    try:
+        path = checkpoints.save(step)
+    except CheckpointError as e:
+        return CheckpointError(f"{error} {e}")
+    return CheckpointError(f"{error} Training stopped; the checkpoint of step {step} is on disk: "
+                           f"{path or checkpoints.latest}. Free some disk space and re-run the command to resume.")
 
 
 def _fmt(value: Optional[float]) -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from pix2pix_tf import writing
+from pix2pix_tf.errors import Pix2pixError
+from pix2pix_tf.images import op_message
 
 COLUMNS = ("input", "target", "output")
 
@@ -44,24 +48,43 @@ def save_grid_png(path: str, rows: Sequence[Sequence[np.ndarray]], title: str) -
                 axes[r, c].set_title(COLUMNS[c])
     fig.suptitle(title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig.savefig(path, dpi=80)
+    writing.write_figure(path, fig, dpi=80)
+
+
+class SummaryError(Pix2pixError):
+    """A TensorBoard event or a sample grid could not be written (a full disk, say); the
+    training loop saves a checkpoint if it can before stopping."""
 
 
 class Writer:
-    """TensorBoard event files under workdir/logs/train."""
+    """TensorBoard event files under workdir/logs/train.
+
+    TensorFlow buffers events and writes them on `flush` (or when its queue is full); a
+    failure there is raised as a SummaryError naming the folder."""
 
     def __init__(self, logdir: str):
+        self.logdir = logdir
         self._writer = tf.summary.create_file_writer(logdir)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
-        with self._writer.as_default(step=step):
+        with self._failure_reported(), self._writer.as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(name, value)
 
     def image(self, step: int, name: str, image: np.ndarray) -> None:
-        with self._writer.as_default(step=step):
+        with self._failure_reported(), self._writer.as_default(step=step):
             tf.summary.image(name, image[None], max_outputs=1)
 
     def flush(self) -> None:
-        self._writer.flush()
+        with self._failure_reported():
+            writing.write_point(self.logdir)
+            self._writer.flush()
+
+    @contextlib.contextmanager
+    def _failure_reported(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as e:
+            raise SummaryError(f"Writing the TensorBoard logs in {self.logdir} failed: {e.strerror or e}.") from e
+        except tf.errors.OpError as e:
+            raise SummaryError(f"Writing the TensorBoard logs in {self.logdir} failed: {op_message(e)}.") from e

@@ -1,0 +1,141 @@
+"""Every file the programs write is written here: whole or not at all, and only where asked.
+
+`write_file(path, data)` writes `data` to a temporary file in the destination's folder,
+flushes and fsyncs it, then renames it over `path` (an atomic replace on POSIX file systems).
+So a reader, a crash or a full disk sees either the previous file or the new one, never a
+part of it, and a failed write removes its temporary file before the error propagates.
+A destination that is a symbolic link is refused (`UnsafeDestinationError`), as is one whose
+folder resolves outside `within` (the output folder the user named): a link planted in an
+output folder never redirects a write onto a file elsewhere.
+
+TensorFlow writes checkpoints and TensorBoard events itself; the places the programs call it
+declare a `write_point(path)`, so that `injected_faults` (the fault-injection seam the tests
+use) can fail any write the programs make, theirs or TensorFlow's, by its position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import io
+import os
+import secrets
+from typing import Callable, Iterator, Optional
+
+from pix2pix_tf.errors import Pix2pixError
+
+
+class UnsafeDestinationError(Pix2pixError):
+    """A destination that is a symbolic link, or lies outside the folder it must be in."""
+
+
+@dataclasses.dataclass
+class InjectedFaults:
+    """The writes made while `injected_faults` is active, and which of them fail."""
+
+    fail_at: frozenset[int]
+    error: int
+    before: Optional[Callable[[int, str], None]]
+    points: list[str] = dataclasses.field(default_factory=list)
+
+    def check(self, path: str) -> bool:
+        """Records a write point; True if this one must fail."""
+        self.points.append(path)
+        if self.before is not None:
+            self.before(len(self.points), path)
+        return len(self.points) in self.fail_at
+
+    def raise_error(self, path: str) -> None:
+        raise OSError(self.error, os.strerror(self.error), path)
+
+
+_faults: Optional[InjectedFaults] = None
+
+
+@contextlib.contextmanager
+def injected_faults(fail_at: tuple[int, ...] = (), error: int = errno.ENOSPC,
+                    before: Optional[Callable[[int, str], None]] = None) -> Iterator[InjectedFaults]:
+    """Within it, the k-th write point (1-based, for each k in `fail_at`) fails with `error`
+    as a full or failing disk would: `write_file` after writing part of the temporary file,
+    TensorFlow's writers before they write. `before(k, path)` is called at every write point
+    (to send a signal at a chosen one, say). The points seen are in `.points`."""
+    global _faults
+    previous, _faults = _faults, InjectedFaults(frozenset(fail_at), error, before)
+    try:
+        yield _faults
+    finally:
+        _faults = previous
+
+
+def write_point(path: str) -> None:
+    """Declares a write by code that is not `write_file` (TensorFlow's checkpoint and summary
+    writers); raises the injected error if this write is chosen to fail."""
+    if _faults is not None and _faults.check(path):
+        _faults.raise_error(path)
+
+
+def check_destination(path: str, within: Optional[str] = None) -> None:
+    """Refuses a destination that is a symbolic link, or whose folder is outside `within`."""
+    if os.path.islink(path):
+        raise UnsafeDestinationError(f"{path} is a symbolic link (to {os.readlink(path)}); it is not written "
+                                     "through. Remove the link or choose another output folder.")
+    if within is not None:
+        root = os.path.realpath(within)
+        folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+        if os.path.commonpath([root, folder]) != root:
+            raise UnsafeDestinationError(f"{path} would be written in {folder}, outside {within} (a folder on the "
+                                         "way is a symbolic link); it is not written.")
+
+
+def write_file(path: str, data: bytes, within: Optional[str] = None) -> str:
+    """Writes `data` to `path` whole or not at all (see the module docstring); returns `path`.
+
+    Creates the folder if needed. `within`: the folder `path` must stay in (the output folder
+    the user named), checked after resolving links."""
+    folder = os.path.dirname(os.path.abspath(path))
+    check_destination(path, within)  # Before creating folders, which could be through a link.
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    fail = _faults is not None and _faults.check(path)
+    try:
+        # 0o666 less the umask, as open() would give the file; mkstemp's would be 0o600.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as f:
+            if fail:
+                f.write(data[: len(data) // 2])
+                _faults.raise_error(path)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        check_destination(path, within)  # A link could have appeared while writing.
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+    _sync_folder(folder)
+    return path
+
+
+def write_text(path: str, text: str, within: Optional[str] = None) -> str:
+    """`write_file` of UTF-8 text."""
+    return write_file(path, text.encode("utf-8"), within)
+
+
+def write_figure(path: str, figure, within: Optional[str] = None, **savefig: object) -> str:
+    """A matplotlib figure rendered to PNG in memory, then `write_file`."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", **savefig)
+    return write_file(path, buffer.getvalue(), within)
+
+
+def _sync_folder(folder: str) -> None:
+    """Makes the rename itself durable; some file systems cannot open a folder to sync it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+

@@ -1,0 +1,143 @@
+"""A checkpoint that was completely written is never deleted or overwritten, and a damaged
+`checkpoints/checkpoint` index never makes a program start over or give up on a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import signal
+
+import pytest
+
+from pix2pix_tf import writing
+from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.inference.sources import load_generator
+from pix2pix_tf.training.checkpoints import CheckpointError
+from pix2pix_tf.training.loop import train
+
+from conftest import tiny_config
+
+
+def digests(folder) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("ckpt-*"))}
+
+
+@pytest.fixture(scope="module")
+def run_of_six(tmp_path_factory, data_dir):
+    """A run with checkpoints at steps 2, 4 and 6."""
+    workdir = tmp_path_factory.mktemp("run")
+    train(tiny_config(workdir, data_dir, optim=dict(steps=6), run=dict(save_every=2)))
+    return workdir
+
+
+def test_a_stop_right_after_a_save_never_saves_that_step_again(tmp_path, data_dir):
+    """SIGTERM arrives while step 2 is being saved and the disk is full for any later save: the
+    loop's checkpoint of step 2 is the one kept, and the rerun resumes from it."""
+    saves = []
+
+    def disk_fills_after_the_first_save(k: int, path: str) -> None:
+        if os.path.basename(path).startswith("ckpt-"):
+            saves.append(path)
+            if len(saves) == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    config = tiny_config(tmp_path, data_dir, optim=dict(steps=6), run=dict(save_every=2))
+    with writing.injected_faults(before=disk_fills_after_the_first_save):
+        result = train(config)
+    assert result.stopped_early and result.step == 2 and len(saves) == 1
+    assert result.checkpoint == str(tmp_path / "checkpoints" / "ckpt-2")
+    kept = digests(tmp_path / "checkpoints")
+    assert sorted(kept) == ["ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+    assert train(config).step == 6
+    assert {name: digest for name, digest in digests(tmp_path / "checkpoints").items() if name in kept} == kept
+
+
+def test_a_failed_save_removes_only_its_own_files_and_names_what_is_on_disk(tmp_path, data_dir):
+    config = tiny_config(tmp_path, data_dir, optim=dict(steps=4), run=dict(save_every=2))
+    train(dataclass_steps(config, 2))
+    before = digests(tmp_path / "checkpoints")
+    # The third write point of the resumed run is the save of step 4 (config.json, a sample).
+    with writing.injected_faults((3,), errno.EIO) as faults, pytest.raises(CheckpointError) as raised:
+        train(config)
+    assert faults.points[2].endswith("ckpt-4")
+    message = str(raised.value)
+    assert "Saving the checkpoint of step 4" in message and "Input/output error" in message
+    assert "the checkpoints on disk are: ckpt-2." in message
+    assert digests(tmp_path / "checkpoints") == before
+    assert train(config).step == 4
+
+
+def dataclass_steps(config: TrainConfig, steps: int, workdir=None) -> TrainConfig:
+    """`config` with another step count (and workdir: a copied run's config.json names the original)."""
+    run = dataclasses.replace(config.run, workdir=str(workdir)) if workdir else config.run
+    return dataclasses.replace(config, optim=dataclasses.replace(config.optim, steps=steps), run=run)
+
+
+@pytest.mark.parametrize("index", [b"", b"model_checkpoint_path: {{{ garbled\n", b"\x00\xff\x10garbage"],
+                         ids=["zero_bytes", "garbled_text", "binary"])
+def test_a_damaged_index_is_recovered_from_the_files_by_every_program(run_of_six, tmp_path, index, caplog):
+    """translate, evaluate and export restore through `load_generator`; training resumes."""
+    workdir = tmp_path / "run"
+    shutil.copytree(run_of_six, workdir)
+    (workdir / "checkpoints" / "checkpoint").write_bytes(index)
+    with caplog.at_level(logging.WARNING):
+        _, _, restored = load_generator(str(workdir))
+    assert restored == str(workdir / "checkpoints" / "ckpt-6")
+    assert "checkpoints/checkpoint is damaged" in caplog.text and "ckpt-6, ckpt-4, ckpt-2" in caplog.text
+    before = digests(workdir / "checkpoints")
+    config = TrainConfig.load(str(workdir))
+    result = train(dataclass_steps(config, 8, workdir))
+    assert result.step == 8
+    after = digests(workdir / "checkpoints")
+    assert {k: v for k, v in after.items() if k in before} == before
+
+
+def test_a_damaged_index_still_checks_the_configuration(run_of_six, tmp_path, data_dir):
+    """With other flags (--ngf=16), the run is refused, not started over its checkpoints."""
+    workdir = tmp_path / "run"
+    shutil.copytree(run_of_six, workdir)
+    (workdir / "checkpoints" / "checkpoint").write_bytes(b"garbled")
+    before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match="model.ngf: 8 in config.json, 16 now"):
+        train(tiny_config(workdir, data_dir, model=dict(ngf=16), optim=dict(steps=6), run=dict(save_every=2)))
+    after = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_checkpoint_files_without_a_complete_checkpoint_are_refused_not_overwritten(tmp_path, data_dir):
+    config = tiny_config(tmp_path, data_dir, optim=dict(steps=2), run=dict(save_every=2))
+    train(config)
+    data = next((tmp_path / "checkpoints").glob("ckpt-2.data-*"))
+    data.unlink()
+    (tmp_path / "checkpoints" / "checkpoint").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"No checkpoint in .* is readable: ckpt-2.index"):
+        train(config)
+    assert (tmp_path / "checkpoints" / "ckpt-2.index").exists()
+    with pytest.raises(ConfigError, match="No complete checkpoint"):
+        load_generator(str(tmp_path))
+
+
+def test_a_checkpoint_of_another_shape_is_one_short_line(run_of_six):
+    stored = TrainConfig.load(str(run_of_six))
+    other = dataclasses.replace(stored, model=dataclasses.replace(stored.model, ngf=16))
+    with pytest.raises(ConfigError) as raised:
+        load_generator(str(run_of_six), config=other)
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 400, message
+    assert "has shape" in message and "in the model but" in message and "in the checkpoint" in message
+
+
+def test_a_checkpoints_path_that_is_a_file_is_refused_before_training(tmp_path, data_dir):
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "checkpoints").write_text("not a folder")
+    with pytest.raises(ConfigError, match=f"{workdir / 'checkpoints'} is a file where the run keeps a folder"):
+        train(tiny_config(workdir, data_dir, optim=dict(steps=50)))
+    assert sorted(os.listdir(workdir)) == ["checkpoints"]

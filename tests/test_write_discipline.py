@@ -1,0 +1,197 @@
+"""Every output whole or not at all, only where asked: `pix2pix_tf.writing`, and the write-fault
+matrix that fails each program's writes in turn (docs/reliability.md, "Writes").
+
+The matrix runs each program's `main` through `cli.guarded` in one process per program
+(tests/write_matrix.py), failing the k-th write with ENOSPC or EIO (alternating), and checks
+for every k: everything that was on disk before is byte-identical after, unless the run wrote
+it whole at another write point than the failed one (the checkpoint index, derived from the
+files, too), no file under a final name is partial, one `error:` line and no traceback, a
+non-zero exit, and the same command without the fault completes.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pix2pix_tf import writing
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_FLAGS = ["--dataset=shapes/64", "--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143",
+               "--crop_size=128", "--seed=7", "--save_every=2", "--sample_every=2", "--log_every=1",
+               "--eval_examples=2", "--keep_checkpoints=100", "--noprogress"]
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name.endswith(".tmp"))
+
+
+# ----------------------------------------------------------------------------- the helper
+
+
+def test_a_failed_write_keeps_the_previous_file_and_removes_its_temporary(tmp_path):
+    path = tmp_path / "out.png"
+    writing.write_file(str(path), b"the good output")
+    for error in (errno.ENOSPC, errno.EIO):
+        with writing.injected_faults((1,), error), pytest.raises(OSError) as raised:
+            writing.write_file(str(path), b"a new output that does not fit" * 100)
+        assert raised.value.errno == error
+        assert path.read_bytes() == b"the good output"
+        assert leftovers(tmp_path) == []
+    writing.write_file(str(path), b"new")
+    assert path.read_bytes() == b"new" and leftovers(tmp_path) == []
+
+
+def test_a_new_file_gets_the_permissions_open_would_give(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        writing.write_text(str(tmp_path / "a.json"), "{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_symbolic_link_is_never_written_through(tmp_path):
+    precious = tmp_path / "precious" / "holiday.png"
+    precious.parent.mkdir()
+    precious.write_bytes(b"the user's photo")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "photo.png").symlink_to("../precious/holiday.png")
+    with pytest.raises(writing.UnsafeDestinationError, match="symbolic link"):
+        writing.write_file(str(out / "photo.png"), b"x", within=str(out))
+    (out / "sub").symlink_to(precious.parent, target_is_directory=True)
+    with pytest.raises(writing.UnsafeDestinationError, match="outside"):
+        writing.write_file(str(out / "sub" / "holiday.png"), b"x", within=str(out))
+    assert precious.read_bytes() == b"the user's photo"
+    assert os.listdir(precious.parent) == ["holiday.png"]
+
+
+# ----------------------------------------------------------------------------- the programs
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, data_dir):
+    """A 4-step run (checkpoints at 2 and 4) and three input images."""
+    root = tmp_path_factory.mktemp("base")
+    subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *TRAIN_FLAGS, f"--data_dir={data_dir}",
+                    f"--workdir={root / 'run'}", "--steps=4"], check=True, capture_output=True, env=_env())
+    (root / "in").mkdir()
+    for i in range(3):
+        pixels = np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "in" / f"p{i}.png")
+    return root
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def matrix(base, tmp_path, program: str, ks: list, flags: list[str]) -> list[dict]:
+    """Runs tests/write_matrix.py on a copy of `base`; flags name paths under `scratch/`."""
+    state, scratch = tmp_path / "state", tmp_path / "scratch"
+    shutil.copytree(base, state, symlinks=True)
+    flags = [f.replace("scratch/", f"{scratch}/") for f in flags]
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "write_matrix.py"), program, str(state),
+                           str(scratch), *map(str, ks), "--", *flags], capture_output=True, text=True, env=_env(),
+                          timeout=900)
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0 and len(rows) == len(ks), done.stderr[-3000:]
+    return rows
+
+
+def check_every_fault(rows: list[dict], scratch) -> None:
+    """The invariants of the module docstring; a file the run wrote whole at another write point
+    than the failed one may differ (metrics.json records timings, config.json the new --steps)."""
+    faults = [r for r in rows if isinstance(r["k"], int)]
+    assert {r["error"] for r in faults} == ({"ENOSPC", "EIO"} if len(faults) > 1 else {"ENOSPC"})
+    for row in faults:
+        failed, k = row["failed"], row["k"]
+        where = f"k={k} ({failed['points'][k - 1]}, {row['error']})"
+        assert failed["rc"] == 1, where
+        assert len(failed["errors"]) == 1 and not failed["traceback"], (where, failed["errors"])
+        rewritten = {os.path.relpath(p, str(scratch)) for i, p in enumerate(failed["points"]) if i != k - 1}
+        assert set(row["changed"]) <= rewritten, (where, row["changed"])
+        assert row["partial"] == [] and row["rerun_partial"] == [], where
+        assert row["rerun_rc"] == 0 and row["rerun_errors"] == [], (where, row["rerun_errors"])
+
+
+def test_train_fails_each_kind_of_write_in_turn_and_loses_nothing(base, tmp_path, data_dir):
+    """Resuming the 4-step run to 8 writes config.json (1), the samples of steps 4, 6, 8 (2, 3,
+    7), the TensorBoard logs at each save (4, 8) and the checkpoints 6 and 8 (5, 6)."""
+    flags = [*TRAIN_FLAGS, f"--data_dir={data_dir}", "--workdir=scratch/run", "--steps=8"]
+    rows = matrix(base, tmp_path, "train", [1, 3, 5, 8], flags)
+    points = [os.path.relpath(p, str(tmp_path / "scratch")) for p in rows[-1]["failed"]["points"]]  # all 8
+    assert points == ["run/config.json", "run/samples/step_0000004.png", "run/samples/step_0000006.png",
+                      "run/logs/train", "run/checkpoints/ckpt-6", "run/checkpoints/ckpt-8",
+                      "run/samples/step_0000008.png", "run/logs/train"]
+    check_every_fault(rows, tmp_path / "scratch")
+    by_k = {r["k"]: r["failed"]["errors"][0] for r in rows}
+    # A sample that cannot be written stops the run, after saving the step.
+    assert "the checkpoint of step 6 is on disk" in by_k[3]
+    # A failed save names what is really on disk, without TensorFlow's op wrapping.
+    assert "Saving the checkpoint of step 6" in by_k[5] and "the checkpoints on disk are: ckpt-2, ckpt-4." in by_k[5]
+    assert "Writing the TensorBoard logs" in by_k[8] and "checkpoint of step 8 is on disk" in by_k[8]
+    assert not any("function_node" in e for e in by_k.values())
+
+
+def test_translate_fails_each_write_and_an_earlier_output_survives(base, tmp_path):
+    """The baseline writes three outputs; each is then replaced by a run whose k-th write fails:
+    the earlier output stays whole and byte-identical, the summary counts the failure."""
+    flags = ["--workdir=scratch/run", "--output_dir=scratch/out", "--deterministic", "--noprogress", "scratch/in"]
+    rows = matrix(base, tmp_path, "translate", ["baseline", 1, 2, 3], flags)
+    assert len(rows[0]["points"]) == 3
+    check_every_fault(rows, tmp_path / "scratch")
+    assert all("not written: " in r["failed"]["errors"][0] for r in rows[1:])
+
+
+def test_evaluate_fails_each_kind_of_write_and_the_earlier_report_survives(base, tmp_path, data_dir):
+    """Per-image PNGs (1-6), metrics.json (7), index.html (8), grid.png (9)."""
+    flags = ["--workdir=scratch/run", "--output_dir=scratch/eval", "--num_examples=2", "--nofcn", "--deterministic",
+             "--html_examples=2", "--grid_examples=2", "--noprogress", f"--data_dir={data_dir}"]
+    rows = matrix(base, tmp_path, "evaluate", ["baseline", 1, 7, 8, 9], flags)
+    names = [os.path.basename(p) for p in rows[0]["points"]]
+    assert names[6:] == ["metrics.json", "index.html", "grid.png"] and len(names) == 9
+    check_every_fault(rows, tmp_path / "scratch")
+
+
+def test_export_fails_each_kind_of_write_and_the_earlier_version_survives(base, tmp_path):
+    """The SavedModel (TensorFlow's writer, 1), its warmup records (2), metadata (3), model card
+    (4), the TFLite file (5), its report (6) and card (7): version 1 stays byte-identical while
+    version 2 fails, and nothing of version 2 is published."""
+    flags = ["--workdir=scratch/run", "--deterministic", "--tflite=float32", "--check_examples=1"]
+    rows = matrix(base, tmp_path, "export", ["baseline", 1, 5], flags)
+    names = [os.path.basename(p.rstrip("/")) for p in rows[0]["points"]]
+    assert names[2:] == ["pix2pix_export.json", "MODEL_CARD.md", "pix2pix_float32.tflite", "report.json",
+                         "MODEL_CARD.md"], names
+    check_every_fault(rows, tmp_path / "scratch")
+
+
+def test_translate_never_writes_through_a_link_in_the_output_folder(base, tmp_path):
+    """`out/photo.png -> ../precious/holiday.png`: the user's photo outside --output_dir stays."""
+    precious = tmp_path / "precious" / "holiday.png"
+    precious.parent.mkdir()
+    shutil.copy(base / "in" / "p0.png", precious)
+    original = precious.read_bytes()
+    (tmp_path / "in").mkdir()
+    shutil.copy(base / "in" / "p1.png", tmp_path / "in" / "photo.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "photo.png").symlink_to("../precious/holiday.png")
+    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={base / 'run'}",
+                             f"--output_dir={out}", "--noprogress", str(tmp_path / "in")], cwd=ROOT,
+                            capture_output=True, text=True, env=_env(), timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (f"error: {tmp_path / 'in' / 'photo.png'}: {out / 'photo.png'} is a symbolic link "
+            "(to ../precious/holiday.png); it is not written through.") in result.stderr
+    assert "Translated 0 image(s)" in result.stdout and "1 failed" in result.stdout
+    assert precious.read_bytes() == original and os.path.islink(out / "photo.png")
