@@ -123,6 +123,12 @@ def write_text(path: str, text: str, within: Optional[str] = None) -> str:
     return write_file(path, text.encode("utf-8"), within)
 
 
+def copy_file(source: str, path: str, within: Optional[str] = None) -> str:
+    """A copy of the file `source` at `path`, by `write_file`."""
+    with open(source, "rb") as f:
+        return write_file(path, f.read(), within)
+
+
 def write_figure(path: str, figure, within: Optional[str] = None, **savefig: object) -> str:
     """A matplotlib figure rendered to PNG in memory, then `write_file`."""
     buffer = io.BytesIO()

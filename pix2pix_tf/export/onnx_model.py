@@ -30,6 +30,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from pix2pix_tf import writing
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.export import model_card, names, versions
 from pix2pix_tf.export.config import ExportError
@@ -96,7 +97,7 @@ def convert(saved_model_dir: str, path: str) -> None:
     model.doc_string = ("pix2pix generator (pix2pix_tf export.py --onnx): images float32 NHWC in [-1, 1] -> "
                         "output float32 NHWC in [-1, 1]; see metadata_props.")
     onnx.checker.check_model(model)
-    onnx.save(model, path)
+    writing.write_file(path, model.SerializeToString())
 
 
 def _runtime_errors() -> tuple[type, ...]:
@@ -263,9 +264,7 @@ def _write_report(directory: str, report: OnnxReport, saved_model_dir: str, comp
         "max_abs_diff": report.max_abs_diff, "max_abs_diff_allowed": MAX_ABS_DIFF, "ok": report.ok,
         "tools": {name: version(name) for name in ("tf2onnx", "onnx", "onnxruntime")},
     }
-    with open(os.path.join(directory, REPORT), "w") as f:
-        json.dump(content, f, indent=2, allow_nan=True)
-        f.write("\n")
+    writing.write_text(os.path.join(directory, REPORT), json.dumps(content, indent=2, allow_nan=True) + "\n")
 
 
 def _card_lines(report: OnnxReport, model: OnnxModel) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Optional
 
 import numpy as np
 
+from pix2pix_tf import writing
 from pix2pix_tf.export.config import ExportError
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -121,12 +122,12 @@ def write_page(folder: str, tflite_file: str, facts: PageFacts, examples: np.nda
     version = runtime_version(node_modules)
     os.makedirs(os.path.join(folder, "runtime"), exist_ok=True)
     for name in PAGE_FILES:
-        shutil.copyfile(os.path.join(SOURCE_DIR, name), os.path.join(folder, name))
+        writing.copy_file(os.path.join(SOURCE_DIR, name), os.path.join(folder, name))
     modules = runtime_dir(node_modules)
     for name, (package, path) in RUNTIME_FILES.items():
-        shutil.copyfile(os.path.join(modules, package, path), os.path.join(folder, "runtime", name))
+        writing.copy_file(os.path.join(modules, package, path), os.path.join(folder, "runtime", name))
     model_file = os.path.basename(tflite_file)
-    shutil.copyfile(tflite_file, os.path.join(folder, model_file))
+    writing.copy_file(tflite_file, os.path.join(folder, model_file))
     drawing = drawing_for(facts.dataset, facts.direction)
     config = {
         "model": {"file": model_file, "name": facts.model_name, "version": facts.version, "variant": facts.variant,
@@ -140,8 +141,7 @@ def write_page(folder: str, tflite_file: str, facts: PageFacts, examples: np.nda
         "runtime": {"package": RUNTIME_PACKAGE, "version": version},
     }
     path = os.path.join(folder, PAGE_CONFIG)
-    with open(path, "w") as f:
-        json.dump(config, f, indent=2)
+    writing.write_text(path, json.dumps(config, indent=2) + "\n")
     return path
 
 
@@ -154,6 +154,6 @@ def _write_examples(folder: str, examples: np.ndarray) -> list[str]:
     names = []
     for index, image in enumerate(examples):
         name = f"held_out_{index:03d}.png"
-        tf.io.write_file(os.path.join(folder, name), tf.io.encode_png(images.to_uint8(tf.constant(image))))
+        writing.write_file(os.path.join(folder, name), tf.io.encode_png(images.to_uint8(tf.constant(image))).numpy())
         names.append(f"examples/{name}")
     return names
