@@ -17,6 +17,7 @@ from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference.generate import DETERMINISTIC
 from pix2pix_tf.inference.sources import ModelSource
 from pix2pix_tf.networks.generator import build_generator
+from pix2pix_tf.networks.layers import normalization
 from pix2pix_tf.training import precision
 from pix2pix_tf.training.loop import train
 from pix2pix_tf.training.step import Pix2Pix
@@ -245,3 +246,35 @@ def test_multiscale_d_with_feature_matching_trains_under_bfloat16(tmp_path, data
     assert result.step == 2
     assert {"g_feat", "g_gan", "d_total"} <= set(result.losses)
     assert all(np.isfinite(v) for v in result.losses.values())
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16, 8), (2, 2, 2, 4), (1, 1, 1, 4)])
+def test_bfloat16_batch_norm_normalises_and_moves_its_statistics_as_float32_does(shape):
+    """Under bfloat16, batch norm runs TensorFlow's fused kernel (`TorchBatchNormalization.
+    _fused_16_bit`): its output and gradients are float32's to bfloat16's rounding, and the
+    moving statistics (float32, PyTorch's unbiased variance; n = 1 moves it towards 0) the same."""
+    x = tf.cast(tf.random.stateless_normal(shape, (1, 2), mean=0.3, stddev=2.0), tf.bfloat16)
+    weights = tf.random.stateless_normal(shape, (3, 4))
+
+    def train_once(policy: str, inputs: tf.Tensor):
+        keras.utils.set_random_seed(0)
+        norm = normalization("batch", name="norm")
+        norm.dtype_policy = keras.DTypePolicy(policy)
+        norm.build(inputs.shape)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = norm(inputs, training=True)
+            loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * weights)
+        grads = tape.gradient(loss, [inputs, norm.gamma, norm.beta])
+        return outputs, grads, (norm.moving_mean.numpy(), norm.moving_variance.numpy())
+
+    full, full_grads, full_moving = train_once("float32", tf.cast(x, tf.float32))
+    half, half_grads, half_moving = train_once("mixed_bfloat16", x)
+    assert half.dtype == tf.bfloat16 and {g.dtype for g in half_grads[1:]} == {tf.float32}
+    np.testing.assert_allclose(tf.cast(half, tf.float32), full, atol=2 ** -8 * np.abs(full).max())
+    for a, b in zip(full_grads, half_grads):
+        np.testing.assert_allclose(tf.cast(b, tf.float32), a, atol=2 ** -7 * np.abs(a).max() + 1e-6)
+    for a, b in zip(full_moving, half_moving):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+    if shape[:3] == (1, 1, 1):  # One value per channel: variance 0, the estimate moves towards 0.
+        np.testing.assert_allclose(half_moving[1], 0.9)
