@@ -17,6 +17,7 @@ from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference.generate import DETERMINISTIC
 from pix2pix_tf.inference.sources import ModelSource
 from pix2pix_tf.networks.generator import build_generator
+from pix2pix_tf.networks.layers import normalization
 from pix2pix_tf.training import precision
 from pix2pix_tf.training.loop import train
 from pix2pix_tf.training.step import Pix2Pix
@@ -76,15 +77,102 @@ def test_float16_scales_the_loss_and_checkpoints_the_plain_optimizer(tmp_path, d
     assert not isinstance(bf16.g_optimizer, keras.optimizers.LossScaleOptimizer)
 
 
-@pytest.mark.skipif(not NO_GPU, reason="auto picks float16 where a GPU is present")
-def test_auto_picks_bfloat16_on_a_cpu_and_off_is_float32():
-    strategy = tf.distribute.get_strategy()
-    assert precision.resolve_policy("auto", strategy) == "mixed_bfloat16"
-    assert precision.resolve_policy("off", strategy) is None
+CPU = precision.Hardware("cpu", cpu_flags=frozenset({"fpu", "avx2", "avx512f", "avx512_vnni"}))
+
+
+@pytest.mark.parametrize("hardware,policy,seen", [
+    (CPU, None, "neither amx_bf16 nor avx512_bf16"),
+    (dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"avx512_bf16"}), "mixed_bfloat16", "(avx512_bf16)"),
+    (dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"amx_bf16", "amx_tile"}), "mixed_bfloat16", "(amx_bf16)"),
+    (precision.Hardware("cpu", cpu_flags=None), None, "cannot be read"),
+    (precision.Hardware("gpu", gpu_capabilities=((6, 1),)), None, "capability 6.1 has no tensor cores"),
+    (precision.Hardware("gpu", gpu_capabilities=((7, 0),)), "mixed_float16", "capability 7.0 has float16"),
+    (precision.Hardware("gpu", gpu_capabilities=((7, 5),)), "mixed_float16", "capability 7.5"),
+    (precision.Hardware("gpu", gpu_capabilities=((8, 0),)), "mixed_bfloat16", "capability 8.0 has bfloat16"),
+    (precision.Hardware("gpu", gpu_capabilities=((9, 0), (9, 0))), "mixed_bfloat16", "capability 9.0 has"),
+    (precision.Hardware("gpu", gpu_capabilities=((8, 6), (7, 5))), "mixed_float16", "7.5 (the lowest of the GPUs)"),
+    (precision.Hardware("gpu", gpu_capabilities=(None,)), None, "no CUDA compute capability"),
+    (precision.Hardware("tpu"), "mixed_bfloat16", "TPU"),
+])
+def test_auto_picks_what_the_hardware_computes_fast_and_says_why(hardware, policy, seen):
+    choice = precision.choose("auto", hardware)
+    assert choice.policy == policy
+    assert seen in choice.reason
+    assert choice.setting == (policy or "off")
+
+
+@pytest.mark.parametrize("device", [CPU, precision.Hardware("gpu", gpu_capabilities=((6, 0),)),
+                                    precision.Hardware("tpu")])
+def test_explicit_choices_stand_on_any_hardware_and_off_is_float32(device):
+    assert precision.choose("off", device) == precision.Choice(None, "--mixed_precision=off")
+    assert precision.choose("mixed_bfloat16", device).policy == "mixed_bfloat16"
+    if device.device != "tpu":
+        assert precision.choose("mixed_float16", device).policy == "mixed_float16"
     with pytest.raises(ConfigError, match="--mixed_precision='half' is not one of off, auto"):
-        precision.resolve_policy("half", strategy)
+        precision.choose("half", device)
+
+
+def test_float16_is_refused_on_a_tpu_and_unknown_settings_everywhere():
+    with pytest.raises(ConfigError, match="mixed_float16 is not supported on TPUs"):
+        precision.choose("mixed_float16", precision.Hardware("tpu"))
     with pytest.raises(ConfigError, match="--mixed_precision='half' is not one of"):
         tiny_config("w", "d", run=dict(mixed_precision="half")).validate()
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n\n"
+                       "processor\t: 1\nflags\t\t: fpu avx512f amx_bf16 amx_tile\n")
+    assert precision.read_cpu_flags(str(cpuinfo)) == {"fpu", "avx512f", "amx_bf16", "amx_tile"}
+    assert precision.read_cpu_flags(str(tmp_path / "absent")) is None
+    (tmp_path / "noflags").write_text("processor\t: 0\n")
+    assert precision.read_cpu_flags(str(tmp_path / "noflags")) is None
+
+
+@pytest.mark.skipif(not NO_GPU, reason="detects this machine's CPU")
+def test_this_machine_is_described_by_its_own_cpu_flags():
+    hardware = precision.Hardware.detect(tf.distribute.get_strategy())
+    assert hardware.device == "cpu"
+    assert hardware.cpu_flags == precision.read_cpu_flags()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            assert ("avx512_bf16" in f.read().split()) == ("avx512_bf16" in hardware.cpu_flags)
+
+
+def test_the_run_logs_its_choice_and_warns_of_emulated_bfloat16(caplog):
+    strategy = tf.distribute.get_strategy()
+    with caplog.at_level("INFO"):
+        choice = precision.resolve("auto", strategy, CPU)
+    assert choice.policy is None
+    assert "Arithmetic: float32 (auto: this CPU has neither amx_bf16 nor avx512_bf16" in caplog.text
+    assert "emulated here" not in caplog.text  # No warning: float32 is not emulated.
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert precision.resolve("mixed_bfloat16", strategy, CPU).policy == "mixed_bfloat16"
+    assert "neither AVX512-BF16 nor AMX: bfloat16 arithmetic is emulated here" in caplog.text
+    caplog.clear()
+    amx = dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"amx_bf16"})
+    with caplog.at_level("INFO"):
+        assert precision.resolve("mixed_bfloat16", strategy, amx).policy == "mixed_bfloat16"
+    assert "Arithmetic: mixed_bfloat16 (--mixed_precision=mixed_bfloat16)" in caplog.text
+    assert "emulated" not in caplog.text
+
+
+def test_config_json_records_the_precision_auto_resolved_to(tmp_path, data_dir):
+    workdir = tmp_path / "run"
+    result = train(tiny_config(workdir, data_dir, optim=dict(steps=1), run=dict(mixed_precision="auto")))
+    assert result.step == 1
+    expected = precision.choose("auto", precision.Hardware.detect(tf.distribute.get_strategy())).setting
+    assert expected != "auto"
+    assert TrainConfig.load(str(workdir)).run.mixed_precision == expected
+    # A config.json that says auto (as written before it was resolved) still reads and resumes.
+    values = TrainConfig.load(str(workdir)).to_dict()
+    values["run"]["mixed_precision"] = "auto"
+    (workdir / "config.json").write_text(json.dumps(values))
+    resumed = train(dataclasses.replace(TrainConfig.from_dict(values), optim=dataclasses.replace(
+        TrainConfig.from_dict(values).optim, steps=2)))
+    assert resumed.step == 2
+    assert TrainConfig.load(str(workdir)).run.mixed_precision == expected
 
 
 @pytest.mark.slow
@@ -162,3 +250,35 @@ def test_multiscale_d_with_feature_matching_trains_under_bfloat16(tmp_path, data
     assert result.step == 2
     assert {"g_feat", "g_gan", "d_total"} <= set(result.losses)
     assert all(np.isfinite(v) for v in result.losses.values())
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16, 8), (2, 2, 2, 4), (1, 1, 1, 4)])
+def test_bfloat16_batch_norm_normalises_and_moves_its_statistics_as_float32_does(shape):
+    """Under bfloat16, batch norm runs TensorFlow's fused kernel (`TorchBatchNormalization.
+    _fused_16_bit`): its output and gradients are float32's to bfloat16's rounding, and the
+    moving statistics (float32, PyTorch's unbiased variance; n = 1 moves it towards 0) the same."""
+    x = tf.cast(tf.random.stateless_normal(shape, (1, 2), mean=0.3, stddev=2.0), tf.bfloat16)
+    weights = tf.random.stateless_normal(shape, (3, 4))
+
+    def train_once(policy: str, inputs: tf.Tensor):
+        keras.utils.set_random_seed(0)
+        norm = normalization("batch", name="norm")
+        norm.dtype_policy = keras.DTypePolicy(policy)
+        norm.build(inputs.shape)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = norm(inputs, training=True)
+            loss = tf.reduce_sum(tf.cast(outputs, tf.float32) * weights)
+        grads = tape.gradient(loss, [inputs, norm.gamma, norm.beta])
+        return outputs, grads, (norm.moving_mean.numpy(), norm.moving_variance.numpy())
+
+    full, full_grads, full_moving = train_once("float32", tf.cast(x, tf.float32))
+    half, half_grads, half_moving = train_once("mixed_bfloat16", x)
+    assert half.dtype == tf.bfloat16 and {g.dtype for g in half_grads[1:]} == {tf.float32}
+    np.testing.assert_allclose(tf.cast(half, tf.float32), full, atol=2 ** -8 * np.abs(full).max())
+    for a, b in zip(full_grads, half_grads):
+        np.testing.assert_allclose(tf.cast(b, tf.float32), a, atol=2 ** -7 * np.abs(a).max() + 1e-6)
+    for a, b in zip(full_moving, half_moving):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+    if shape[:3] == (1, 1, 1):  # One value per channel: variance 0, the estimate moves towards 0.
+        np.testing.assert_allclose(half_moving[1], 0.9)

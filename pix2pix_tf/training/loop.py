@@ -190,7 +190,7 @@ def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distri
            chief: bool) -> TrainResult:
     workdir = config.run.workdir
     gan = Pix2Pix(config, strategy, dataset.num_train / config.data.batch_size)
-    logging.info("Arithmetic: %s.", gan.policy or "float32")
+    config = gan.config  # --mixed_precision=auto resolved to the precision this run trains in.
     checkpoints = RunCheckpoints(tf.train.Checkpoint(**gan.checkpointables()), workdir,
                                  config.run.keep_checkpoints, gan.step, chief, worker_index(strategy))
     if chief:  # Under the workdir lock: no live process is saving here.

@@ -12,12 +12,18 @@ loss scaling (Keras' `LossScaleOptimizer`: the loss is multiplied before the gra
 the gradient divided after, and a step whose gradient overflows is skipped and the scale
 halved). bfloat16 has float32's exponent range and needs none.
 
+`auto` picks what the hardware computes fastest: a 16-bit type only where the hardware has
+instructions for it, since an emulated one is slower than float32. The decision
+(`choose`) is a pure function of a `Hardware` description, so that every branch can be
+tested on any machine; `Hardware.detect` reads the machine the run is on.
+
 The policy is set on the models this module is given, never globally: a library that
 changed Keras' global dtype policy would change every model its caller builds afterwards.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import keras
@@ -27,25 +33,112 @@ from absl import logging
 from pix2pix_tf.config import MIXED_PRECISION
 from pix2pix_tf.errors import ConfigError
 
+# The x86 flags (Linux' /proc/cpuinfo names) of bfloat16 arithmetic in hardware, which
+# oneDNN's bfloat16 convolutions use; without one of them it emulates bfloat16.
+CPU_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
 
-def resolve_policy(requested: str, strategy: tf.distribute.Strategy) -> Optional[str]:
-    """The Keras policy of `requested` on the devices of `strategy`; None for float32.
 
-    auto: float16 on GPUs (their tensor cores' fast type), bfloat16 on TPUs and CPUs (oneDNN's
-    AVX512-BF16 and AMX kernels; TPUs compute in it natively).
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """What `auto` decides from: the kind of device the run computes on and its abilities."""
+
+    device: str  # "cpu", "gpu" or "tpu"
+    cpu_flags: Optional[frozenset[str]] = None  # The CPU's flags; None where they cannot be read.
+    # Each GPU's CUDA compute capability (major, minor); None for a GPU that reports none.
+    gpu_capabilities: tuple[Optional[tuple[int, int]], ...] = ()
+
+    @classmethod
+    def detect(cls, strategy: tf.distribute.Strategy) -> Hardware:
+        """The hardware `strategy` computes on: its TPU, the local GPUs, or the CPU."""
+        if isinstance(strategy, tf.distribute.TPUStrategy):
+            return cls("tpu")
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus and tf.config.list_logical_devices("GPU"):
+            return cls("gpu", gpu_capabilities=tuple(
+                tf.config.experimental.get_device_details(gpu).get("compute_capability") for gpu in gpus))
+        return cls("cpu", cpu_flags=read_cpu_flags())
+
+
+def read_cpu_flags(path: str = "/proc/cpuinfo") -> Optional[frozenset[str]]:
+    """The first processor's flags in `path` (Linux' cpuinfo); None where it cannot be read."""
+    try:
+        with open(path) as f:
+            line = next((line for line in f if line.startswith("flags")), None)
+    except OSError:
+        return None
+    return None if line is None else frozenset(line.split(":", 1)[1].split())
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """A resolved `--mixed_precision`: the Keras policy (None: float32) and why it was chosen."""
+
+    policy: Optional[str]
+    reason: str
+
+    @property
+    def setting(self) -> str:
+        """The `--mixed_precision` value that asks for this policy explicitly (config.json's)."""
+        return self.policy or "off"
+
+
+def choose(requested: str, hardware: Hardware) -> Choice:
+    """The policy `requested` means on `hardware`: an explicit one as it is, `auto` by hardware.
+
+    auto: on CPUs bfloat16 where AVX512-BF16 or AMX computes it, else float32; on GPUs
+    float16 on compute capability 7.x (tensor cores, with loss scaling), bfloat16 from 8.0
+    (as fast there, and no loss scaling), float32 below 7.0 or where the capability is
+    unknown; on TPUs bfloat16, their native type.
     """
     if requested not in MIXED_PRECISION:
         raise ConfigError(f"--mixed_precision={requested!r} is not one of {', '.join(MIXED_PRECISION)}.")
-    if requested == "off":
-        return None
-    if requested == "mixed_float16" and isinstance(strategy, tf.distribute.TPUStrategy):
+    if requested == "mixed_float16" and hardware.device == "tpu":
         raise ConfigError("--mixed_precision=mixed_float16 is not supported on TPUs; use mixed_bfloat16 or auto.")
-    if requested == "auto":
-        on_gpu = bool(tf.config.list_logical_devices("GPU")) and not isinstance(strategy, tf.distribute.TPUStrategy)
-        requested = "mixed_float16" if on_gpu else "mixed_bfloat16"
-    if requested == "mixed_bfloat16" and not tf.config.list_logical_devices("GPU"):
-        _warn_if_cpu_lacks_bfloat16()
-    return requested
+    if requested == "off":
+        return Choice(None, "--mixed_precision=off")
+    if requested != "auto":
+        return Choice(requested, f"--mixed_precision={requested}")
+    if hardware.device == "tpu":
+        return Choice("mixed_bfloat16", "auto: a TPU computes in bfloat16 natively")
+    if hardware.device == "gpu":
+        return _choose_on_gpus(hardware.gpu_capabilities)
+    return _choose_on_cpu(hardware.cpu_flags)
+
+
+def _choose_on_gpus(capabilities: tuple[Optional[tuple[int, int]], ...]) -> Choice:
+    if not capabilities or None in capabilities:
+        return Choice(None, "auto: a GPU reports no CUDA compute capability, so float32")
+    slowest = min(capabilities)  # Every replica must compute fast in the type chosen.
+    seen = f"GPU compute capability {slowest[0]}.{slowest[1]}" + (" (the lowest of the GPUs)"
+                                                                   if len(set(capabilities)) > 1 else "")
+    if slowest >= (8, 0):
+        return Choice("mixed_bfloat16", f"auto: {seen} has bfloat16 tensor cores")
+    if slowest >= (7, 0):
+        return Choice("mixed_float16", f"auto: {seen} has float16 tensor cores, not bfloat16 ones")
+    return Choice(None, f"auto: {seen} has no tensor cores, so float32")
+
+
+def _choose_on_cpu(flags: Optional[frozenset[str]]) -> Choice:
+    if flags is None:
+        return Choice(None, "auto: this CPU's flags cannot be read (no /proc/cpuinfo), so float32")
+    found = [flag for flag in CPU_BFLOAT16_FLAGS if flag in flags]
+    if found:
+        return Choice("mixed_bfloat16", f"auto: this CPU computes bfloat16 in hardware ({', '.join(found)})")
+    return Choice(None, f"auto: this CPU has neither {' nor '.join(CPU_BFLOAT16_FLAGS)}, where bfloat16 "
+                        "is emulated and slower than float32, so float32")
+
+
+def resolve(requested: str, strategy: tf.distribute.Strategy, hardware: Optional[Hardware] = None) -> Choice:
+    """`choose` on the hardware of `strategy` (or `hardware`, where given), logged; warns
+    where an explicit bfloat16 would be emulated."""
+    hardware = hardware or Hardware.detect(strategy)
+    choice = choose(requested, hardware)
+    logging.info("Arithmetic: %s (%s).", choice.policy or "float32", choice.reason)
+    if choice.policy == "mixed_bfloat16" and hardware.device == "cpu" and hardware.cpu_flags is not None \
+            and not any(flag in hardware.cpu_flags for flag in CPU_BFLOAT16_FLAGS):
+        logging.warning("This CPU has neither AVX512-BF16 nor AMX: bfloat16 arithmetic is emulated here "
+                        "and --mixed_precision=mixed_bfloat16 trains slower than float32 (docs/performance.md).")
+    return choice
 
 
 def apply_policy(model: keras.Model, policy: Optional[str]) -> keras.Model:
@@ -72,19 +165,7 @@ def scaled_optimizer(optimizer: keras.optimizers.Optimizer, policy: Optional[str
 def unscaled(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
     """The optimizer whose state a checkpoint holds: the same under every precision.
 
-    The loss scale itself is not checkpointed, so that checkpoints stay interchangeable; a
+    The loss scale is not checkpointed, so that checkpoints stay interchangeable; a
     float16 run resumed from one starts again from Keras' initial scale.
     """
     return getattr(optimizer, "inner_optimizer", optimizer)
-
-
-def _warn_if_cpu_lacks_bfloat16() -> None:
-    """bfloat16 without AVX512-BF16 or AMX runs emulated, slower than float32: say so."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return  # Not Linux: nothing to tell from.
-    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
-        logging.warning("This CPU has neither AVX512-BF16 nor AMX: bfloat16 arithmetic is emulated here "
-                        "and --mixed_precision=mixed_bfloat16 trains slower than float32 (docs/performance.md).")

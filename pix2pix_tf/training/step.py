@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -29,11 +31,14 @@ class Pix2Pix:
     """G and D trained together, one D step then one G step per batch (paper section 3.3)."""
 
     def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy, steps_per_epoch: float):
-        self.config = config
+        self.precision = precision.resolve(config.run.mixed_precision, strategy)
+        self.policy = self.precision.policy
+        # The config as run: `auto` resolved, so config.json records the precision trained in.
+        self.config = dataclasses.replace(config, run=dataclasses.replace(
+            config.run, mixed_precision=self.precision.setting))
         self.strategy = strategy
         self.global_batch_size = config.data.batch_size
         self.trains_d = config.loss.gan_weight > 0
-        self.policy = precision.resolve_policy(config.run.mixed_precision, strategy)
         with strategy.scope():
             # The initial weights and the dropout generators follow the run's seed.
             with seeded_construction(config.run.seed):
