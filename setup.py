@@ -17,7 +17,7 @@ setup(
     ],
     python_requires=">=3.10",
     packages=find_packages(include=["pix2pix_tf", "pix2pix_tf.*"]),
-    # The absl apps live at the top level of the repository, as the user asked.
+    # The absl apps live at the top level of the repository: python train.py, python export.py.
     py_modules=["train", "export"],
     package_data={"pix2pix_tf.export.web": ["index.html", "app.js", "page.css", "package.json", "package-lock.json"]},
     install_requires=[

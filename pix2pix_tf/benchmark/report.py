@@ -93,7 +93,7 @@ def _find(rows: list, name: str):
 
 def _summary(info: machine.MachineInfo, figures: list[training.TrainingFigures], rows: list,
              profile: Optional[training.StepProfile], side_by_side: Optional[sidebyside.SideBySide]) -> dict:
-    """The ratios issue 6 sets targets for."""
+    """The ratios the speed targets of docs/performance.md are stated in."""
     summary: dict[str, Optional[float]] = {"matmul_gflops": info.matmul_gflops}
     ours = {f.batch_size: f for f in figures if f.name == "pix2pix_tf" and f.reuse_memory}
     for f in ours.values():

@@ -50,8 +50,7 @@ class ReferenceAdam(keras.optimizers.Adam):
     gradients, most in the early steps.
 
     `epsilon` is torch's (defaults to the reference's). The slot variables (momentum,
-    velocity) and their names are Keras Adam's, so checkpoints of `keras.optimizers.Adam` (and
-    of earlier versions of this module) restore into it and back.
+    velocity) and their names are Keras Adam's, so checkpoints of `keras.optimizers.Adam` restore into it and back.
     """
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=REFERENCE_EPSILON, **kwargs):
