@@ -33,7 +33,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.errors import ConfigError, Interrupted
 from pix2pix_tf.export import model_card, saved_model, tflite, versions
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.examples import Examples, load_examples
@@ -100,12 +100,20 @@ def export(config: ExportConfig) -> ExportResult:
     for base in (versions.model_base(export_dir, config.model_name),
                  versions.tflite_base(export_dir, config.model_name)):
         versions.remove_stale_staging(base)
-    result = _publish_saved_model(job)
-    reference = _reference(result.saved_model_dir)
-    if config.tflite:
-        _publish_tflite(job, result, reference)
-    else:
-        _benchmark(job, result, reference)
+    try:
+        result = _publish_saved_model(job)
+    except Interrupted as stop:
+        stop.done.append("nothing was published")
+        raise
+    try:
+        reference = _reference(result.saved_model_dir)
+        if config.tflite:
+            _publish_tflite(job, result, reference)
+        else:
+            _benchmark(job, result, reference)
+    except Interrupted as stop:
+        stop.done.append(f"the SavedModel {result.saved_model_dir} was published; no TFLite file was")
+        raise
     return result
 
 
