@@ -143,7 +143,11 @@ def main(argv: list[str]) -> int:
         if config.run.deterministic_ops:  # --seed: two runs give the same losses.
             tf.config.experimental.enable_op_determinism()
         split_cpu(config.run.cpu_replicas)
-        result = train(config, formation=watch.forming)
+        try:
+            result = train(config, formation=watch.forming)
+        except Interrupted as stop:  # Before the steps, or a second Ctrl-C: no step to name.
+            stop.done.append("every complete checkpoint is kept; run the same command to resume")
+            raise
     if result.stopped_early:
         stop = Interrupted(signal.Signals[result.stopped_by])
         stop.done.append(f"step {result.step}/{result.total_steps} checkpointed ({result.checkpoint}); run the same "

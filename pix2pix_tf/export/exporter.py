@@ -89,19 +89,8 @@ class _Job:
 def export(config: ExportConfig) -> ExportResult:
     """Writes and checks the SavedModel, then the TFLite variants; see the module docstring."""
     config.validate()
-    train, image_size = _check_request(config)
-    export_dir = versions.export_folder(config.export_dir, config.workdir)
-    generator, train, checkpoint = sources.load_generator(config.workdir, config.checkpoint, train)
-    logging.info("Exporting %s (%s) from %s.", train.model.generator, config.mode.describe(), checkpoint)
-
-    examples = load_examples(train, config, image_size, need_training_data="int8" in config.tflite)
-    card = _card_facts(config, train, generator, checkpoint, image_size, examples)
-    job = _Job(config, train, generator, checkpoint, image_size, export_dir, examples, card)
-    for base in (versions.model_base(export_dir, config.model_name),
-                 versions.tflite_base(export_dir, config.model_name)):
-        versions.remove_stale_staging(base)
     try:
-        result = _publish_saved_model(job)
+        result, job = _saved_model_stage(config)
     except Interrupted as stop:
         stop.done.append("nothing was published")
         raise
@@ -115,6 +104,22 @@ def export(config: ExportConfig) -> ExportResult:
         stop.done.append(f"the SavedModel {result.saved_model_dir} was published; no TFLite file was")
         raise
     return result
+
+
+def _saved_model_stage(config: ExportConfig) -> tuple[ExportResult, _Job]:
+    """Everything up to the published SavedModel: the run, G, the check images, the SavedModel."""
+    train, image_size = _check_request(config)
+    export_dir = versions.export_folder(config.export_dir, config.workdir)
+    generator, train, checkpoint = sources.load_generator(config.workdir, config.checkpoint, train)
+    logging.info("Exporting %s (%s) from %s.", train.model.generator, config.mode.describe(), checkpoint)
+
+    examples = load_examples(train, config, image_size, need_training_data="int8" in config.tflite)
+    card = _card_facts(config, train, generator, checkpoint, image_size, examples)
+    job = _Job(config, train, generator, checkpoint, image_size, export_dir, examples, card)
+    for base in (versions.model_base(export_dir, config.model_name),
+                 versions.tflite_base(export_dir, config.model_name)):
+        versions.remove_stale_staging(base)
+    return _publish_saved_model(job), job
 
 
 def _check_request(config: ExportConfig) -> tuple[TrainConfig, int]:
