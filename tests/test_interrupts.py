@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Callable, Union
 
 import numpy as np
 import pytest
@@ -52,9 +53,11 @@ class Program:
         for line in stream:
             lines.append(line)
 
-    def wait_for(self, marker: str, timeout: float = 300) -> None:
+    def wait_for(self, marker: Union[str, Callable[[], bool]], timeout: float = 300) -> None:
+        """Until `marker` is on stderr, or is true."""
+        ready = marker if callable(marker) else lambda: any(marker in line for line in self.err)
         deadline = time.monotonic() + timeout
-        while not any(marker in line for line in self.err):
+        while not ready():
             assert self.process.poll() is None, "".join(self.err)[-3000:]
             assert time.monotonic() < deadline, f"no {marker!r} within {timeout} s"
             time.sleep(0.02)
@@ -104,18 +107,22 @@ def assert_whole(root: str) -> None:
                 tf.lite.Interpreter(model_path=path).allocate_tensors()
 
 
-def interrupt_then_complete(command: list[str], marker: str, root: str, window: tuple[float, float], seed: int,
+Marker = Union[str, Callable[[], Callable[[], bool]]]  # A line on stderr, or a condition made before each run.
+
+
+def interrupt_then_complete(command: list[str], marker: Marker, root: str, window: tuple[float, float], seed: int,
                             rewritten: tuple[str, ...] = ()) -> tuple[list[tuple[int, int, str]], str, str]:
     """Runs `command` three times, sending SIGINT, SIGTERM and SIGKILL (in a seeded order) a
-    seeded delay after `marker` appears on its stderr, then once to completion, checking the
-    invariants of the module docstring after each run. `rewritten`: files a run may change
+    seeded delay after `marker` appears on its stderr (or its condition holds), then once to
+    completion, checking the invariants of the module docstring after each run. `rewritten`: files a run may change
     (an index of checkpoints). Returns [(signal, exit code, stop line)] and the last run's output."""
     rng = random.Random(seed)
     runs = []
     for signum in rng.sample(SIGNALS, len(SIGNALS)):
         before = snapshot(root)
+        ready = marker() if callable(marker) else marker
         program = Program(command)
-        program.wait_for(marker)
+        program.wait_for(ready)
         time.sleep(rng.uniform(*window))
         program.process.send_signal(signum)
         code, _, stderr = program.finish()
@@ -164,15 +171,22 @@ def test_train(tmp_path, data_dir):
     workdir = tmp_path / "run"
     command = [sys.executable, os.path.join(ROOT, "train.py"), f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
                f"--workdir={workdir}", *TINY, "--eval_examples=1", "--sample_every=100000", "--noprogress",
-               "--seed=3", "--steps=40", "--save_every=1", "--keep_checkpoints=100"]
-    runs, stdout, stderr = interrupt_then_complete(command, "Arithmetic:", str(tmp_path), (0.0, 1.5), seed=1,
+               "--seed=3", "--steps=60", "--save_every=1", "--keep_checkpoints=100"]
+    def one_more_checkpoint() -> Callable[[], bool]:  # Then the run is in its steps.
+        def saved() -> int:
+            return len(list((workdir / "checkpoints").glob("ckpt-*.index")))
+
+        before = saved()
+        return lambda: saved() > before
+
+    runs, stdout, stderr = interrupt_then_complete(command, one_more_checkpoint, str(tmp_path), (0.0, 1.0), seed=1,
                                                    rewritten=(os.path.join("run", "checkpoints", "checkpoint"),
                                                              os.path.join("run", ".train.lock")))
     for signum, _, line in runs:
         if signum != signal.SIGKILL:
-            assert re.search(r"stopped; (step \d+/40 checkpointed \(.*ckpt-\d+\)|every complete checkpoint is "
+            assert re.search(r"stopped; (step \d+/60 checkpointed \(.*ckpt-\d+\)|every complete checkpoint is "
                              r"kept); run the same command to resume\.$", line), line
-    assert "Done: step 40/40" in stdout and "Resumed from" in stderr
+    assert "Done: step 60/60" in stdout and "Resumed from" in stderr
 
 
 def test_export(root):
