@@ -6,6 +6,8 @@ See docs/training.md for every flag.
 
 from __future__ import annotations
 
+import signal
+
 from pix2pix_tf import cli
 
 cli.quiet_tensorflow()
@@ -13,6 +15,7 @@ cli.quiet_tensorflow()
 from absl import flags, logging  # noqa: E402
 
 from pix2pix_tf import config as cfg  # noqa: E402
+from pix2pix_tf.errors import Interrupted  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -140,7 +143,16 @@ def main(argv: list[str]) -> int:
         if config.run.deterministic_ops:  # --seed: two runs give the same losses.
             tf.config.experimental.enable_op_determinism()
         split_cpu(config.run.cpu_replicas)
-        result = train(config, formation=watch.forming)
+        try:
+            result = train(config, formation=watch.forming)
+        except Interrupted as stop:  # Before the steps, or a second Ctrl-C: no step to name.
+            stop.done.append("every complete checkpoint is kept; run the same command to resume")
+            raise
+    if result.stopped_early:
+        stop = Interrupted(signal.Signals[result.stopped_by])
+        stop.done.append(f"step {result.step}/{result.total_steps} checkpointed ({result.checkpoint}); run the same "
+                         "command to resume")
+        raise stop
     print(f"Done: step {result.step}/{result.total_steps}, checkpoint {result.checkpoint}, "
           f"held-out L1 {result.held_out_l1_start} -> {result.held_out_l1_end}")
     return 0

@@ -4,18 +4,23 @@ The convention: an entry module defines its flags at module level with absl, tur
 one typed config in `config_from_flags()`, and hands `main` to `run_program`. Only entry
 points change process state (environment, signal handlers, allocator, matplotlib backend);
 library modules never do. Nothing here imports TensorFlow, so `--help` answers at once.
+
+How a program ends: normally with `main`'s exit code; on a user's mistake or situation with
+one `error: ...` line and exit code 1; on SIGINT or SIGTERM with one `error: SIGTERM
+received: stopped; <what was done>` line and exit code 130 or 143 (`Interrupted`).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from typing import Callable
 
-from absl import app, logging
+from absl import app
 
-from pix2pix_tf.errors import Pix2pixError
+from pix2pix_tf.errors import Interrupted, Pix2pixError
 
 
 def quiet_tensorflow() -> None:
@@ -37,29 +42,56 @@ def describe_os_error(error: OSError) -> str:
 
 def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
     """`main` with the user's mistakes and situations (bad input, a full or read-only disk)
-    reported as one `error: ...` line and exit code 1 instead of a traceback."""
+    reported as one `error: ...` line and exit code 1, and a stop by SIGINT/SIGTERM as one
+    line saying what was done and exit code 128 + the signal, instead of a traceback."""
 
     def program(argv: list[str]) -> int:
         try:
             return main(argv)
+        except Interrupted as e:
+            return _report_stop(e)
+        except KeyboardInterrupt:  # A handler of the program's own (training's second Ctrl-C).
+            return _report_stop(Interrupted(signal.SIGINT))
         except Pix2pixError as e:
             message = str(e)
         except OSError as e:
             message = describe_os_error(e)
-        logging.error("%s", message)
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr, flush=True)
         return 1
 
     return program
 
 
+def _report_stop(stop: Interrupted) -> int:
+    done = "; ".join(stop.done)
+    print(f"\nerror: {stop.name} received: stopped" + (f"; {done}." if done else "."), file=sys.stderr, flush=True)
+    return stop.exit_code
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def run_program(main: Callable[[list[str]], int]) -> None:
     """Runs an absl program whose `main` returns the exit code, its stderr without the C++ log
-    lines that are known noise (`native_logs`)."""
+    lines that are known noise (`native_logs`). SIGINT and SIGTERM raise `Interrupted` where
+    the program is, so that its clean-ups run and it ends as the module docstring says; once
+    `main` has returned, a further signal ends the process without a word."""
     from pix2pix_tf import native_logs
 
     native_logs.drop_known_noise()
-    app.run(guarded(main))
+    program = guarded(main)
+
+    def run(argv: list[str]) -> int:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _raise_interrupted)
+        try:
+            return program(argv)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
+
+    app.run(run)
 
 
 def reject_arguments(argv: list[str]) -> None:

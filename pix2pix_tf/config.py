@@ -27,6 +27,8 @@ PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_c
 CROPPING_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
 DIRECTIONS = ("AtoB", "BtoA")
 STRATEGIES = ("mirrored", "default", "multi_worker", "tpu")
+FOLDER_PREFIX = "folder:"  # --dataset=folder:/path: the user's own images.
+CHANNELS = (1, 3)  # What an image is read as (pix2pix_tf.images.to_channels), whatever the file holds.
 # off: float32 (the reference); auto: the device's mixed policy; or a Keras mixed policy by name.
 MIXED_PRECISION = ("off", "auto", "mixed_float16", "mixed_bfloat16")
 
@@ -51,9 +53,13 @@ class ModelConfig:
         _check_choice("generator", self.generator, GENERATORS)
         _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
         _check_choice("norm", self.norm, NORMS)
-        for name in ("n_layers_d", "ngf", "ndf", "input_nc", "output_nc", "num_d"):
+        for name in ("n_layers_d", "ngf", "ndf", "num_d"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        for name in ("input_nc", "output_nc"):
+            if getattr(self, name) not in CHANNELS:
+                raise ConfigError(f"--{name}={getattr(self, name)}: images are read with 3 channels (RGB) or 1 "
+                                  "(grey), whatever the files hold; choose 3 or 1.")
         if self.num_d != ModelConfig.num_d and self.discriminator != "multiscale":
             raise ConfigError(f"--num_d={self.num_d} applies to --discriminator=multiscale only (it is "
                               f"--discriminator={self.discriminator}).")
@@ -92,6 +98,16 @@ class DataConfig:
         if self.shuffle_buffer < 1:
             raise ConfigError(f"--shuffle_buffer must be at least 1, got {self.shuffle_buffer}.")
 
+    def with_absolute_paths(self) -> DataConfig:
+        """This config with a `folder:` dataset and the data_dir as absolute paths (from the
+        current directory): config.json must say where the images are, or a resume or an
+        evaluation started from another directory would read other images."""
+        dataset = self.dataset
+        if dataset.startswith(FOLDER_PREFIX):
+            dataset = FOLDER_PREFIX + os.path.abspath(os.path.expanduser(dataset[len(FOLDER_PREFIX):]))
+        data_dir = os.path.abspath(os.path.expanduser(self.data_dir)) if self.data_dir else self.data_dir
+        return dataclasses.replace(self, dataset=dataset, data_dir=data_dir)
+
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
@@ -104,6 +120,8 @@ class LossConfig:
 
     def validate(self) -> None:
         _check_choice("gan_mode", self.gan_mode, GAN_MODES)
+        for name in ("lambda_l1", "gan_weight", "lambda_feat"):
+            check_number(name, getattr(self, name))
         if self.lambda_l1 < 0 or self.gan_weight < 0:
             raise ConfigError("--lambda_l1 and --gan_weight must be non-negative.")
         if self.lambda_l1 == 0 and self.gan_weight == 0:
@@ -127,8 +145,14 @@ class OptimConfig:
     steps: Optional[int] = None  # Stops the run early; the schedule stays epoch-based.
 
     def validate(self) -> None:
+        for name in ("lr", "beta1", "beta2"):
+            check_number(name, getattr(self, name))
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive, got {self.lr}.")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"--{name} is an exponential decay rate of Adam: at least 0 and below 1, got "
+                                  f"{getattr(self, name)}.")
         if self.epochs < 0 or self.epochs_decay < 0 or self.epochs + self.epochs_decay < 1:
             raise ConfigError("--epochs and --epochs_decay must be non-negative, with a positive sum.")
         if self.steps is not None and self.steps < 1:
@@ -182,6 +206,7 @@ class TrainConfig:
         for part in (self.model, self.data, self.loss, self.optim, self.run):
             part.validate()
         _check_feature_matching(self.model, self.loss)
+        _check_discriminator_fits(self.model, self.data)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +235,7 @@ class TrainConfig:
             parts[name] = part
         try:
             _check_feature_matching(parts["model"], parts["loss"])
+            _check_discriminator_fits(parts["model"], parts["data"])
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from e
         return cls(**parts)
@@ -302,6 +328,69 @@ def _check_feature_matching(model: ModelConfig, loss: LossConfig) -> None:
         raise ConfigError("--lambda_feat needs a discriminator with intermediate features (a PatchGAN: "
                           "basic, n_layers, image or multiscale); --discriminator=pixel has none. "
                           "Choose another --discriminator, or --lambda_feat=0.")
+
+
+def check_number(name: str, value: float) -> None:
+    """Refuses NaN and infinities, which no comparison with a bound catches (NaN < 0 is false)."""
+    if not math.isfinite(value):
+        raise ConfigError(f"--{name} must be a finite number, got {value}.")
+
+
+def check_positive(**values: Optional[int]) -> None:
+    """Refuses sizes, counts and caps below 1 (None: not given, the default applies)."""
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name} must be at least 1, got {value}.")
+
+
+def patchgan_output_side(side: int, n_layers: int) -> int:
+    """The side of a PatchGAN's logit map for a `side` x `side` pair (0: none): each of its
+    4x4 convolutions pads 1, the first `n_layers` at stride 2, then two at stride 1
+    (`networks.discriminator.patchgan`; its test checks this against the real network)."""
+    for stride in [2] * n_layers + [1, 1]:
+        if side < 2:  # Padded, less than the 4x4 kernel.
+            return 0
+        side = (side - 2) // stride + 1
+    return side
+
+
+def pyramid_side(side: int, level: int) -> int:
+    """The side of an image downsampled `level` times by pix2pixHD's 3x3, stride 2, pad 1 pooling."""
+    for _ in range(level):
+        side = (side - 1) // 2 + 1
+    return side
+
+
+def _check_discriminator_fits(model: ModelConfig, data: DataConfig) -> None:
+    """D's coarsest map must keep at least one logit at the training size: deeper convolutions
+    fail inside the first step with a oneDNN error. The training size is the crop (the width
+    for scale_width; native sizes are not known before the data is read)."""
+    if data.preprocess not in CROPPING_MODES + ("scale_width",) or model.discriminator == "pixel":
+        return
+    side = data.crop_size if data.preprocess in CROPPING_MODES else data.load_size
+    size_flag = "--crop_size" if data.preprocess in CROPPING_MODES else "--load_size"
+    n_layers = {"basic": 3, "image": 5}.get(model.discriminator, model.n_layers_d)
+    scales = model.num_d if model.discriminator == "multiscale" else 1
+
+    def fits(layers: int, num_d: int) -> bool:
+        return patchgan_output_side(pyramid_side(side, num_d - 1), layers) >= 1
+
+    if fits(n_layers, scales):
+        return
+    what = f"a PatchGAN of {n_layers} layers"
+    if scales > 1:
+        coarsest = pyramid_side(side, scales - 1)
+        what += f" on the coarsest of --num_d={scales} scales ({coarsest}x{coarsest})"
+    hints = []
+    deepest = max((n for n in range(1, n_layers) if fits(n, scales)), default=0)
+    if deepest:
+        hints.append(("" if model.discriminator in ("n_layers", "multiscale") else "--discriminator=n_layers ")
+                     + f"--n_layers_d={deepest}")
+    most = max((n for n in range(1, scales) if fits(n_layers, n)), default=0)
+    if most:
+        hints.append(f"--num_d={most}")
+    raise ConfigError(f"--discriminator={model.discriminator}: {what} leaves no patch of a {side}x{side} image "
+                      f"({size_flag}={side}). Use {' or '.join(hints + [f'a larger {size_flag}'])}.")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

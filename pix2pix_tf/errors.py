@@ -1,5 +1,7 @@
 """Errors that reach the user as a clear message instead of a traceback."""
 
+import signal
+
 
 class Pix2pixError(Exception):
     """Base of every error whose message alone tells the user what went wrong."""
@@ -15,3 +17,26 @@ class DatasetError(Pix2pixError):
 
 class NonFiniteLossError(Pix2pixError):
     """Training produced NaN or Inf; the last good checkpoint is kept."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised where the program was (`cli.run_program` installs the handlers).
+
+    A KeyboardInterrupt, so that every `except Exception` lets it through and every clean-up
+    written for Ctrl-C runs for SIGTERM too. Code on the way up adds to `done` what it had
+    finished (or kept), so that the program's one closing line is a true summary.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.done: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process the signal ended: 130, 143."""
+        return 128 + self.signum

@@ -71,13 +71,24 @@ def config_from_flags(argv: list[str]):
 
 
 def main(argv: list[str]) -> int:
+    from pix2pix_tf.errors import Interrupted
     from pix2pix_tf.inference.files import translate_files
 
-    result = translate_files(config_from_flags(argv))
+    try:
+        result = translate_files(config_from_flags(argv))
+    except Interrupted as stop:
+        stop.done.append("before translating any image")
+        raise
     for path, message in result.failed:
         print(f"error: {path}: {message}", file=sys.stderr)
-    print(f"Translated {len(result.written)} image(s) into {result.output_dir} with {result.model}"
-          + (f"; {len(result.failed)} failed" if result.failed else ""))
+    summary = (f"Translated {len(result.written)} image(s) into {result.output_dir} with {result.model}"
+               + (f"; {len(result.failed)} failed" if result.failed else ""))
+    if result.interrupted:
+        stop = result.interrupted
+        left = result.planned - len(result.written) - len(result.failed)
+        stop.done.append(f"{summary[0].lower()}{summary[1:]}; {left} of {result.planned} not translated")
+        raise stop
+    print(summary)
     return 1 if result.failed else 0
 
 

@@ -36,12 +36,17 @@ def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess
     pytest.param(["--crop_size=96", "--load_size=143"], "multiples of 128", marks=pytest.mark.slow),
     (["--lambda_l1=-1"], "non-negative"),
     (["--strategy=multi_worker"], "TF_CONFIG environment variable, which is not set"),
+    (["--lr=nan"], "--lr must be a finite number, got nan."),
+    (["--discriminator=n_layers", "--n_layers_d=9"], "a PatchGAN of 9 layers leaves no patch of a 128x128 image"),
 ])
 def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, data_dir, flags, message):
     result = run(train_command(tmp_path / "run", data_dir, "--steps=1", *flags))
-    assert result.returncode != 0
-    assert message in result.stderr
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+    assert result.stderr.count(message) == 1, result.stderr[-3000:]  # Once: not also as a log line.
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "config.json").exists()  # Refused before anything is written.
 
 
 def wait_for_checkpoint(workdir, step: int, process: subprocess.Popen, timeout: float = 180) -> None:
@@ -82,10 +87,13 @@ def test_sigterm_and_ctrl_c_checkpoint_and_stop_cleanly(tmp_path, data_dir, sign
     wait_for_checkpoint(workdir, 3, process)
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 0, stderr[-3000:]
-    assert f"{signal.Signals(signum).name} received: checkpointing step" in stderr
+    assert process.returncode == 128 + signum, stderr[-3000:]  # 143, 130: stopped, not finished.
+    name = signal.Signals(signum).name
+    assert f"{name} received: checkpointing step" in stderr
     stopped_at = int(stderr.split("checkpointing step")[1].split()[0])
-    assert f"Done: step {stopped_at}/100000" in stdout
+    assert (f"error: {name} received: stopped; step {stopped_at}/100000 checkpointed "
+            f"({workdir / 'checkpoints' / f'ckpt-{stopped_at}'}); run the same command to resume.") in stderr
+    assert "Traceback" not in stderr and "Done:" not in stdout
     assert os.path.exists(workdir / "checkpoints" / f"ckpt-{stopped_at}.index")
 
 

@@ -91,3 +91,91 @@ def test_load_accepts_null_where_a_field_is_optional_and_an_integer_for_a_number
     loaded = cfg.TrainConfig.load(str(tmp_path))
     assert loaded.run.seed is None and loaded.optim.steps is None and loaded.data.direction is None
     assert loaded.loss.lambda_l1 == 10.0 and isinstance(loaded.loss.lambda_l1, float)
+
+
+@pytest.mark.parametrize("part,changes,message", [
+    ("optim", {"lr": float("nan")}, "--lr must be a finite number, got nan"),
+    ("optim", {"lr": float("inf")}, "--lr must be a finite number, got inf"),
+    ("optim", {"beta1": 1.0}, "--beta1 is an exponential decay rate of Adam: at least 0 and below 1, got 1.0"),
+    ("optim", {"beta1": float("nan")}, "--beta1 must be a finite number"),
+    ("loss", {"lambda_l1": float("nan")}, "--lambda_l1 must be a finite number"),
+    ("loss", {"gan_weight": float("inf")}, "--gan_weight must be a finite number"),
+    ("loss", {"lambda_feat": float("nan")}, "--lambda_feat must be a finite number"),
+    ("model", {"input_nc": 2}, "--input_nc=2: images are read with 3 channels"),
+    ("model", {"output_nc": 4}, "--output_nc=4: images are read with 3 channels"),
+    ("model", {"discriminator": "n_layers", "n_layers_d": 9},
+     r"a PatchGAN of 9 layers leaves no patch of a 256x256 image \(--crop_size=256\). Use --n_layers_d=6"),
+    ("model", {"discriminator": "multiscale", "num_d": 8},
+     r"on the coarsest of --num_d=8 scales \(2x2\) leaves no patch .* Use --num_d=4 or a larger --crop_size"),
+    ("model", {"discriminator": "image", "ngf": 8}, None),  # 5 layers fit 256.
+])
+def test_numbers_channels_and_discriminator_depth_are_checked_before_work(part, changes, message):
+    config = cfg.TrainConfig()
+    config = dataclasses.replace(config, **{part: dataclasses.replace(getattr(config, part), **changes)})
+    if message is None:
+        config.validate()
+        return
+    with pytest.raises(cfg.ConfigError, match=message):
+        config.validate()
+
+
+def test_the_discriminator_is_checked_at_the_size_it_trains_at():
+    """The crop for the cropping modes, the width for scale_width; at crop 128 five layers fit,
+    six do not."""
+    deep = cfg.ModelConfig(discriminator="n_layers", n_layers_d=6)
+    small = cfg.DataConfig(load_size=143, crop_size=128)
+    with pytest.raises(cfg.ConfigError, match=r"128x128 image \(--crop_size=128\). Use --n_layers_d=5"):
+        cfg.TrainConfig(model=deep, data=small).validate()
+    cfg.TrainConfig(model=dataclasses.replace(deep, n_layers_d=5), data=small).validate()
+    with pytest.raises(cfg.ConfigError, match=r"\(--load_size=64\)"):
+        cfg.TrainConfig(model=deep, data=cfg.DataConfig(preprocess="scale_width", load_size=64)).validate()
+    with pytest.raises(cfg.ConfigError, match="--discriminator=n_layers --n_layers_d=4"):
+        cfg.TrainConfig(model=cfg.ModelConfig(discriminator="image"),
+                        data=cfg.DataConfig(load_size=64, crop_size=64)).validate()
+    cfg.TrainConfig(model=dataclasses.replace(deep, discriminator="pixel"), data=small).validate()
+
+
+@pytest.mark.parametrize("side", [16, 31, 32, 64, 70])
+def test_the_patchgan_geometry_is_the_network_s(side):
+    """`patchgan_output_side` and `pyramid_side` against the real Keras D at a fixed size: the
+    same logit maps, and Keras' own refusal exactly where they say 0 (run eagerly there,
+    oneDNN returns maps of the wrong shape or fails inside the first step)."""
+    import keras
+
+    from pix2pix_tf.networks.discriminator import Downsample, patchgan
+
+    pair = keras.Input((side, side, 2))
+    for n_layers in (1, 2, 3, 4):
+        expected = cfg.patchgan_output_side(side, n_layers)
+        network = patchgan(n_layers, input_nc=2, ndf=2, norm="none")
+        if expected:
+            assert network(pair).shape[1:3] == (expected, expected), (side, n_layers)
+        else:
+            with pytest.raises(ValueError, match="zero or negative"):
+                network(pair)
+    assert Downsample()(pair).shape[1] == cfg.pyramid_side(side, 1)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: __import__("pix2pix_tf.inference.files", fromlist=["x"]).TranslateConfig(
+        inputs=("a",), output_dir="o", image_size=-128), "--image_size must be at least 1, got -128"),
+    (lambda: __import__("pix2pix_tf.inference.files", fromlist=["x"]).TranslateConfig(
+        inputs=("a",), output_dir="o", max_pixels=0), "--max_pixels must be at least 1, got 0"),
+    (lambda: __import__("pix2pix_tf.inference.files", fromlist=["x"]).TranslateConfig(
+        inputs=("a",), output_dir="o", threads=0), "--threads must be at least 1, got 0"),
+    (lambda: cfg.DataConfig(max_pixels=0).validate(), "--max_pixels must be at least 1, got 0"),
+    (lambda: __import__("pix2pix_tf.export.config", fromlist=["x"]).ExportConfig(
+        workdir="w", image_size=-128).validate(), "--image_size must be positive, got -128"),
+    (lambda: __import__("pix2pix_tf.evaluation.config", fromlist=["x"]).EvalConfig(
+        workdir="w", threads=0).validate(), "--threads must be at least 1, got 0"),
+])
+def test_non_positive_sizes_and_caps_are_refused_by_every_program(make, message):
+    with pytest.raises(cfg.ConfigError, match=message):
+        make()
+
+
+def test_a_relative_folder_is_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = cfg.DataConfig(dataset="folder:images", data_dir="tfds").with_absolute_paths()
+    assert data.dataset == f"folder:{tmp_path / 'images'}" and data.data_dir == str(tmp_path / "tfds")
+    assert cfg.DataConfig(dataset="shapes/64").with_absolute_paths().dataset == "shapes/64"

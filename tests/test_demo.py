@@ -29,7 +29,7 @@ import urllib.request
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_serving_client import export, servers  # noqa: F401  (fixtures: the export and the Serving stand-in)
+from test_serving_client import export, misbehaving, servers  # noqa: F401  (fixtures: the export, Serving stand-ins)
 
 from pix2pix_tf import images
 from pix2pix_tf.config import TrainConfig
@@ -376,9 +376,23 @@ def test_the_demo_refuses_bad_flags_with_a_message(gradio_installed):
         in_use = (f"error: Cannot listen on 127.0.0.1:{port} (Address already in use): the port is in use, or the "
                   "address is not one of this machine's. Choose another --port or --host.")
         refused = ("error: TensorFlow Serving does not answer as a pix2pix export: "
-                   "http://127.0.0.1:9/v1/models/tiny:predict: [Errno 111] Connection refused")
+                   "http://127.0.0.1:9/v1/models/tiny:predict: connection refused")
         for flag, message in ((f"--port={port}", in_use), (f"--port={free_port()}", refused)):
             result = subprocess.run([sys.executable, "-m", "pix2pix_tf.demo", "--serving_url=http://127.0.0.1:9",
                                      "--model_name=tiny", flag], cwd=ROOT, capture_output=True, text=True, timeout=120)
             assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
             assert message in result.stderr, result.stderr[-2000:]
+            assert [line.startswith("error:") for line in result.stderr.splitlines()].count(True) == 1
+
+
+def test_a_server_that_does_not_answer_json_is_one_message(gradio_installed, misbehaving):  # noqa: F811
+    """Whatever is at --serving_url (here a web server answering HTML), the demo says what it
+    got, from which URL, in one line, and stops before the page starts."""
+    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.demo", f"--serving_url={misbehaving}",
+                             "--model_name=html", f"--port={free_port()}"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: TensorFlow Serving does not answer as a pix2pix export: {misbehaving}/v1/models/html:"
+                     "predict: the answer (HTTP 200, 35 bytes) is not JSON: '<html><body>It works!</body></html>'. "
+                     "Is this TensorFlow Serving's REST port?"], result.stderr[-2000:]

@@ -153,3 +153,30 @@ def test_a_folder_trains_through_the_pipeline(tmp_path):
     config = DataConfig(load_size=36, crop_size=32, batch_size=2)
     input_batch, target_batch = next(iter(data.train_stream(dataset, config, 3, 3, seed=0)))
     assert input_batch.shape == (2, 32, 32, 3) and target_batch.shape == (2, 32, 32, 3)
+
+
+def test_a_relative_folder_is_recorded_absolute_and_a_moved_one_refused(tmp_path, monkeypatch):
+    """config.json names the folder trained on, wherever the next command starts: a resume
+    from another directory, where the same relative path is another folder, is refused with
+    both paths instead of training on other images."""
+    import json
+
+    from pix2pix_tf.errors import ConfigError
+    from pix2pix_tf.training.loop import train
+
+    from conftest import tiny_config
+
+    for place in ("first", "second"):
+        aligned_folder(tmp_path / place / "pairs")
+    workdir = tmp_path / "run"
+    monkeypatch.chdir(tmp_path / "first")
+    config = tiny_config(workdir, None, data=dict(dataset="folder:pairs"), optim=dict(steps=1),
+                         run=dict(deterministic_ops=False))
+    train(config)
+    recorded = json.loads((workdir / "config.json").read_text())["data"]["dataset"]
+    assert recorded == f"folder:{tmp_path / 'first' / 'pairs'}"
+    monkeypatch.chdir(tmp_path / "second")
+    with pytest.raises(ConfigError) as caught:
+        train(config)
+    assert (f"data.dataset: 'folder:{tmp_path / 'first' / 'pairs'}' in config.json, "
+            f"'folder:{tmp_path / 'second' / 'pairs'}' now") in str(caught.value)

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -229,3 +230,134 @@ def test_server_errors_reach_the_caller_as_messages(servers):
     grpc_client.close()
     with pytest.raises(sc.ServingRequestError, match="refused|Connection"):
         sc.RestClient("http://127.0.0.1:9", "tiny", timeout=5).translate([png()])
+
+
+# ----------------------------------------------------------------------------- servers that misbehave
+
+
+class Misbehaving(BaseHTTPRequestHandler):
+    """A server at the REST address that answers each model name (the path's) wrongly in one way."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        behaviour = self.path.split("/v1/models/")[1].split(":")[0]
+        getattr(self, behaviour)()
+
+    def answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def trickle(self):  # One byte of a never-ending answer every 0.3 s: each read is quick, the whole never ends.
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        try:
+            for _ in range(100):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.3)
+        except OSError:
+            pass
+
+    def trickle_headers(self):  # The status line itself, a byte at a time.
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.3)
+        except OSError:
+            pass
+
+    def html(self):
+        self.answer(200, b"<html><body>It works!</body></html>", "text/html")
+
+    def list(self):
+        self.answer(200, b"[1, 2, 3]")
+
+    def no_outputs(self):
+        self.answer(200, b'{"model_version": "1"}')
+
+    def other_output(self):
+        self.answer(200, json.dumps({"predictions": [{"scores": 1, "labels": 2}]}).encode())
+
+    def bad_base64(self):
+        self.answer(200, json.dumps({"predictions": [{"b64": "not base64!"}]}).encode())
+
+    def ragged(self):
+        self.answer(200, json.dumps({"outputs": {"output": [[[[0.0]]], [[[0.0], [1.0]]]]}}).encode())
+
+    def hang_up(self):
+        self.close_connection = True
+        self.connection.shutdown(2)
+
+    def broken_off(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b'{"predictions": [')
+        self.close_connection = True
+
+    def html_error(self):
+        self.answer(502, b"<html>Bad Gateway</html>", "text/html")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def misbehaving():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Misbehaving)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("behaviour", ["trickle", "trickle_headers"])
+def test_one_deadline_bounds_the_whole_request(misbehaving, behaviour):
+    """A server that sends a byte every 0.3 s renews every socket timeout; the client's
+    timeout is for the whole request, headers and body alike."""
+    client = sc.RestClient(misbehaving, behaviour, timeout=1.0)
+    start = time.monotonic()
+    with pytest.raises(sc.ServingRequestError, match=r"no complete answer within 1 s") as caught:
+        client.translate([b"x"])
+    assert time.monotonic() - start < 3.0  # Generous: the deadline is 1 s, a trickled answer lasts 30 s.
+    assert str(caught.value).startswith(client.url)
+
+
+@pytest.mark.parametrize("behaviour,message", [
+    ("html", r"the answer \(HTTP 200, 35 bytes\) is not JSON: '<html><body>It works!"),
+    ("list", "is JSON list, not an object"),
+    ("no_outputs", "neither 'predictions' nor 'outputs'"),
+    ("other_output", "the answer has no 'output_bytes' output"),
+    ("bad_base64", "not Serving's predict answer"),
+    ("hang_up", "closed the connection without answering"),
+    ("broken_off", "broke off after 17 bytes"),
+    ("html_error", "HTTP 502: <html>Bad Gateway</html>"),
+])
+def test_every_transport_or_parsing_failure_is_a_serving_request_error_naming_the_url(misbehaving, behaviour,
+                                                                                      message):
+    client = sc.RestClient(misbehaving, behaviour, timeout=10)
+    with pytest.raises(sc.ServingRequestError, match=message) as caught:
+        client.translate([b"x"])
+    assert str(caught.value).startswith(client.url + ": ")
+
+
+def test_a_float_answer_of_ragged_shape_is_a_serving_request_error(misbehaving):
+    client = sc.RestClient(misbehaving, "ragged", timeout=10)
+    with pytest.raises(sc.ServingRequestError, match="not Serving's predict answer") as caught:
+        client.translate_float(np.zeros((1, 8, 8, 3), np.float32))
+    assert str(caught.value).startswith(client.url)
+
+
+def test_an_answer_over_the_size_cap_is_refused(misbehaving):
+    client = sc.RestClient(misbehaving, "html", timeout=10, max_answer_bytes=10)
+    with pytest.raises(sc.ServingRequestError, match="larger than 10 bytes"):
+        client.translate([b"x"])
+    with pytest.raises(sc.ServingRequestError, match="positive number of seconds"):
+        sc.RestClient(misbehaving, "html", timeout=float("nan"))

@@ -230,3 +230,36 @@ def test_an_output_folder_inside_the_input_folder_is_not_searched(export, tmp_pa
         assert result.returncode == 0, result.stderr[-3000:]
         assert "Translated 1 image(s)" in result.stdout
     assert written_files(folder / "out") == ["cat.png"]
+
+
+@pytest.mark.parametrize("damaged", ["variables/variables.data-00000-of-00001", "variables/variables.index",
+                                     "saved_model.pb"])
+def test_a_truncated_saved_model_is_named_in_one_line_by_translate_evaluate_and_the_demo(export, tmp_path, damaged):
+    """A copy cut short (a full disk, an interrupted transfer) fails inside TensorFlow with
+    errors that name no file (`IndexError: Read less bytes than requested`); each program
+    names the damaged file instead."""
+    import shutil
+
+    from pix2pix_tf.demo.model import DemoConfig, load_demo_model
+    from pix2pix_tf.errors import ConfigError
+    from pix2pix_tf.evaluation.evaluator import EvalConfig, evaluate
+
+    copy = tmp_path / "model"
+    shutil.copytree(export["deterministic"], copy)
+    path = copy / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    message = f"Cannot load the SavedModel {copy}: {path} is damaged or incomplete ("
+    for load in (lambda: evaluate(EvalConfig(workdir=export["workdir"], saved_model=str(copy), fcn=False,
+                                             output_dir=str(tmp_path / "eval"), progress=False)),
+                 lambda: load_demo_model(DemoConfig(saved_model=str(copy)))):
+        with pytest.raises(ConfigError) as caught:
+            load()
+        assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+    if damaged == "saved_model.pb":
+        return  # One program run suffices: the message comes from the same place.
+    result = translate(f"--saved_model={copy}", f"--output_dir={tmp_path / 'out'}", write_png(
+        tmp_path / "in.png", np.zeros((8, 8, 3), np.uint8)))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.stderr[-3000:]
+    assert not (tmp_path / "out").exists()

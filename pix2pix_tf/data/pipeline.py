@@ -25,7 +25,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from pix2pix_tf import images
-from pix2pix_tf.config import DataConfig
+from pix2pix_tf.config import FOLDER_PREFIX, DataConfig
 from pix2pix_tf.errors import DatasetError
 from pix2pix_tf.images import resize
 
@@ -34,7 +34,6 @@ OFFICIAL_DATASETS = {
     "facades": "BtoA", "cityscapes": "BtoA", "maps": "AtoB",
     "edges2shoes": "AtoB", "edges2handbags": "AtoB", "night2day": "AtoB",
 }
-FOLDER_PREFIX = "folder:"
 
 Record = Any  # One example's encoded images: a tuple of string tensors.
 PairSizes = Iterator[tuple[str, int, int]]  # (name of an example, height, width of its input and target)

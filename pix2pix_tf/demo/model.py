@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf import images, writing
-from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.config import TrainConfig, check_positive
 from pix2pix_tf.errors import ConfigError, DatasetError
 from pix2pix_tf.inference import geometry
 from pix2pix_tf.inference.generate import DETERMINISTIC, PAPER, InferenceError, InferenceMode
@@ -59,8 +59,7 @@ class DemoConfig:
             raise ConfigError(f"--port={self.port} is not a TCP port (1-65535).")
         if self.num_examples < 0:
             raise ConfigError(f"--num_examples must be at least 0, got {self.num_examples}.")
-        if self.max_pixels is not None and self.max_pixels < 1:
-            raise ConfigError(f"--max_pixels must be at least 1, got {self.max_pixels}.")
+        check_positive(max_pixels=self.max_pixels, threads=self.threads)
         if self.native_size and (self.serving_url or self.tflite):
             given = "--serving_url" if self.serving_url else "--tflite (one fixed size)"
             raise ConfigError(f"--native_size needs --workdir or --saved_model, not {given}; TensorFlow Serving "

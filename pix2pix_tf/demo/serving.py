@@ -28,7 +28,7 @@ def _probe(rest: client.RestClient) -> tuple[int, int, int]:
     """(image size, input channels, output channels) of the served model."""
     grey = tf.io.encode_png(np.full((8, 8, 3), 128, np.uint8)).numpy()
     try:
-        answer = client.parse_rest_response(rest.post(client.rest_bytes_request([grey], SIGNATURE_BYTES)))
+        answer = rest.predict(client.rest_bytes_request([grey], SIGNATURE_BYTES))
     except client.ServingRequestError as e:
         raise ConfigError(f"TensorFlow Serving does not answer as a pix2pix export: {e}") from e
     shape = np.shape(answer.get(OUTPUT_FLOAT))

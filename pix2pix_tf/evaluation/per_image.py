@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from pix2pix_tf.errors import ConfigError, Pix2pixError
+from pix2pix_tf.errors import ConfigError, Interrupted, Pix2pixError
 from pix2pix_tf.evaluation import metrics, report
 from pix2pix_tf.evaluation.plan import EvalPlan
 from pix2pix_tf.progress import Progress
@@ -71,16 +71,21 @@ def measure(plan: EvalPlan) -> Measurements:
     config = plan.config
     progress = Progress(plan.total, "image", config.progress and plan.total > 1)
     start = time.perf_counter()
-    for i, (input_image, target, label_map) in enumerate(plan.examples.as_numpy_iterator()):
-        entry, shown = _measure_image(plan, found, i, input_image, target, label_map)
-        if i < config.html_examples:
-            entry["images"] = report.save_example(plan.output_dir, i, {"input": input_image, "output": shown,
-                                                                       "target": target})
-        if i < config.grid_examples:
-            found.grid_rows.append((input_image, shown, target,
-                                    f"L1 {entry['l1']:.3f}  PSNR {entry['psnr']:.1f}  SSIM {entry['ssim']:.3f}"))
-        found.per_image.append(entry)
-        progress.update(i + 1)
+    try:
+        for i, (input_image, target, label_map) in enumerate(plan.examples.as_numpy_iterator()):
+            entry, shown = _measure_image(plan, found, i, input_image, target, label_map)
+            if i < config.html_examples:
+                entry["images"] = report.save_example(plan.output_dir, i, {"input": input_image, "output": shown,
+                                                                           "target": target})
+            if i < config.grid_examples:
+                found.grid_rows.append((input_image, shown, target,
+                                        f"L1 {entry['l1']:.3f}  PSNR {entry['psnr']:.1f}  SSIM {entry['ssim']:.3f}"))
+            found.per_image.append(entry)
+            progress.update(i + 1)
+    except Interrupted as stop:
+        stop.done.append(f"measured {len(found.per_image)} of {plan.total} image(s); metrics.json is written only "
+                         "once every image is measured")
+        raise
     found.seconds = time.perf_counter() - start
     if not found.per_image:
         raise ConfigError(f"The split {plan.split} of {plan.dataset_name} gave no images to evaluate.")

@@ -34,7 +34,8 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf import writing
-from pix2pix_tf.errors import Pix2pixError
+from pix2pix_tf.errors import ConfigError, Pix2pixError
+from pix2pix_tf.inference.sources import load_saved_model
 from pix2pix_tf.networks.seeding import seeded_construction
 
 # The contract of a segmentation SavedModel (docs/evaluation.md).
@@ -167,9 +168,9 @@ def load_segmenter(path: str, input_range: str = "signed") -> Segmenter:
         raise SegmentationError(f"--segmenter={path} is not a SavedModel folder (no saved_model.pb). Expected: "
                                 f"{SEGMENTER_CONTRACT}.")
     try:
-        loaded = tf.saved_model.load(path)
-    except (OSError, ValueError, tf.errors.OpError) as e:
-        raise SegmentationError(f"Cannot load the segmentation SavedModel {path}: {e}") from e
+        loaded = load_saved_model(path)
+    except ConfigError as e:
+        raise SegmentationError(f"The segmenter: {e}") from e
     signature = loaded.signatures.get("serving_default")
     inputs = {} if signature is None else signature.structured_input_signature[1]
     if signature is None or len(inputs) != 1:

@@ -36,7 +36,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.errors import ConfigError, Interrupted
 from pix2pix_tf.export import model_card, onnx_model, saved_model, tflite, versions, web
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.examples import Examples, load_examples
@@ -96,6 +96,35 @@ def export(config: ExportConfig) -> ExportResult:
     config.validate()
     if config.onnx:
         onnx_model.require()
+    try:
+        result, job = _saved_model_stage(config)
+    except Interrupted as stop:
+        stop.done.append("nothing was published")
+        raise
+    try:
+        reference = _reference(result.saved_model_dir)
+        if config.tflite:
+            _publish_tflite(job, result, reference)
+            if config.web:
+                result.web_dir = _publish_web(job, result)
+        else:
+            _benchmark(job, result, reference)
+        if config.onnx:
+            _publish_onnx(job, result, reference)
+    except Interrupted as stop:
+        stop.done.append(f"published: {', '.join(_published(result))}; nothing else was")
+        raise
+    return result
+
+
+def _published(result: ExportResult) -> list[str]:
+    """The folders and files this export has published so far."""
+    onnx_path = result.onnx.path if result.onnx else None
+    return [p for p in (result.saved_model_dir, result.tflite_dir, result.web_dir, onnx_path) if p]
+
+
+def _saved_model_stage(config: ExportConfig) -> tuple[ExportResult, _Job]:
+    """Everything up to the published SavedModel: the run, G, the check images, the SavedModel."""
     train, image_size = _check_request(config)
     if config.web:
         web.runtime_version(config.web_runtime)  # Refused before minutes of work when LiteRT.js is not installed.
@@ -109,20 +138,7 @@ def export(config: ExportConfig) -> ExportResult:
     for base in (versions.model_base(export_dir, config.model_name),
                  versions.tflite_base(export_dir, config.model_name)):
         versions.remove_stale_staging(base)
-    result = _publish_saved_model(job)
-    reference = _reference(result.saved_model_dir)
-    if config.tflite:
-        _publish_tflite(job, result, reference)
-        if config.web:
-            result.web_dir = _publish_web(job, result)
-    else:
-        _benchmark(job, result, reference)
-    if config.onnx:
-        facts = dataclasses.replace(job.card, version=result.version, mode=config.mode.without_dropout())
-        result.onnx = onnx_model.publish(result.saved_model_dir, export_dir, facts, reference, job.images,
-                                         job.examples.source, config.threads)
-        result.model_cards.append(os.path.join(os.path.dirname(result.onnx.path), MODEL_CARD))
-    return result
+    return _publish_saved_model(job), job
 
 
 def _check_request(config: ExportConfig) -> tuple[TrainConfig, int]:
@@ -235,6 +251,14 @@ def _publish_web(job: _Job, result: ExportResult) -> str:
         checkpoint_step=job.card.step, psnr_db=report.psnr_db)
     held_out = job.images if job.examples.targets is not None else job.images[:0]  # Not synthetic noise.
     return web.publish_page(job.export_dir, report.path, facts, held_out, job.config.web_runtime)
+
+
+def _publish_onnx(job: _Job, result: ExportResult, reference: Callable[[np.ndarray], np.ndarray]) -> None:
+    """The ONNX file converted from the published SavedModel, checked against it (`onnx_model`)."""
+    facts = dataclasses.replace(job.card, version=result.version, mode=job.config.mode.without_dropout())
+    result.onnx = onnx_model.publish(result.saved_model_dir, job.export_dir, facts, reference, job.images,
+                                     job.examples.source, job.config.threads)
+    result.model_cards.append(os.path.join(os.path.dirname(result.onnx.path), MODEL_CARD))
 
 
 def _benchmark(job: _Job, result: ExportResult,

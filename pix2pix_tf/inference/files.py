@@ -28,7 +28,8 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf import images, writing
-from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.config import check_positive
+from pix2pix_tf.errors import ConfigError, Interrupted
 from pix2pix_tf.inference import generate as inference
 from pix2pix_tf.inference import geometry
 from pix2pix_tf.inference.sources import CHECKPOINT, ModelSource, Translator
@@ -60,6 +61,9 @@ class TranslateConfig:
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     native_size: bool = False  # Translate at each image's own size (`inference.geometry`), not a square.
 
+    def __post_init__(self) -> None:
+        check_positive(image_size=self.image_size, threads=self.threads, max_pixels=self.max_pixels)
+
 
 @dataclasses.dataclass
 class TranslateResult:
@@ -67,6 +71,8 @@ class TranslateResult:
     model: str
     written: list[str] = dataclasses.field(default_factory=list)
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    planned: int = 0  # Images found and planned.
+    interrupted: Optional[Interrupted] = None  # The signal that stopped it before the last image.
 
 
 def find_images(inputs: tuple[str, ...], output_dir: Optional[str] = None) -> list[tuple[str, str]]:
@@ -173,23 +179,26 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
     if config.seed is not None and source.kind != CHECKPOINT:
         logging.warning("--seed only applies to --workdir (a SavedModel seeds itself, a TFLite file has no dropout).")
     logging.info("Translating %d image(s) with %s.", len(planned), translator.description)
-    result = TranslateResult(config.output_dir, translator.description)
+    result = TranslateResult(config.output_dir, translator.description, planned=len(planned))
     progress = Progress(len(planned), "image", config.progress and len(planned) > 1)
-    for index, (path, destination) in enumerate(planned):
-        try:
-            _translate_one(translator, config, direction, path, destination, index)
-            result.written.append(destination)
-        except images.ImageError as e:
-            result.failed.append((path, e.problem))
-        except inference.InferenceError as e:
-            result.failed.append((path, str(e)))
-        except tf.errors.OpError as e:
-            result.failed.append((path, images.op_message(e)))
-        except writing.UnsafeDestinationError as e:
-            result.failed.append((path, str(e)))
-        except OSError as e:  # The output could not be written: nothing is left under its name.
-            result.failed.append((path, f"{destination} not written: {e.strerror or e}."))
-        progress.update(index + 1)
+    try:
+        for index, (path, destination) in enumerate(planned):
+            try:
+                _translate_one(translator, config, direction, path, destination, index)
+                result.written.append(destination)
+            except images.ImageError as e:
+                result.failed.append((path, e.problem))
+            except inference.InferenceError as e:
+                result.failed.append((path, str(e)))
+            except tf.errors.OpError as e:
+                result.failed.append((path, images.op_message(e)))
+            except writing.UnsafeDestinationError as e:
+                result.failed.append((path, str(e)))
+            except OSError as e:  # The output could not be written: nothing is left under its name.
+                result.failed.append((path, f"{destination} not written: {e.strerror or e}."))
+            progress.update(index + 1)
+    except Interrupted as stop:  # The caller reports what was written before it.
+        result.interrupted = stop
     return result
 
 

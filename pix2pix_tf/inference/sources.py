@@ -212,10 +212,7 @@ class ModelSource:
     def _open_saved_model(self, mode: InferenceMode, image_size: Optional[int]) -> Translator:
         import tensorflow as tf
 
-        try:
-            loaded = tf.saved_model.load(self.path)
-        except (OSError, ValueError, tf.errors.OpError) as e:
-            raise ConfigError(f"Cannot load the SavedModel {self.path}: {e}") from e
+        loaded = load_saved_model(self.path)
         name = names.SIGNATURE_FLOAT_DETERMINISTIC if mode.deterministic else names.SIGNATURE_FLOAT
         if name not in loaded.signatures:
             raise ConfigError(f"{self.path} has no '{name}' signature: was it written by export.py?")
@@ -248,6 +245,47 @@ class ModelSource:
         output_nc = int(model.interpreter.get_output_details()[0]["shape"][-1])
         return Translator(f"TFLite {self.path} ({model.io_dtype} I/O, no dropout)", shape[1], shape[3], output_nc,
                           self.direction, self._exported(mode, dropout=False), lambda image, index: model(image))
+
+
+def load_saved_model(path: str) -> Any:
+    """`tf.saved_model.load(path)`, or a ConfigError naming the file that is damaged (a
+    truncated copy fails deep inside TensorFlow with errors such as `IndexError: Read less
+    bytes than requested`, which name no file)."""
+    import tensorflow as tf
+
+    try:
+        return tf.saved_model.load(path)
+    except (OSError, ValueError, IndexError, tf.errors.OpError) as e:
+        reason = (getattr(e, "message", None) or str(e) or type(e).__name__).strip().splitlines()[0]
+        raise ConfigError(f"Cannot load the SavedModel {path}: {_damaged_file(path)} is damaged or incomplete "
+                          f"({reason}). Copy or export it again.") from e
+
+
+def _damaged_file(path: str) -> str:
+    """The file of the SavedModel at `path` that does not read back whole: its graph, its
+    variables' index, or the data file of a variable (checked one tensor at a time)."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    graph = os.path.join(path, "saved_model.pb")
+    try:
+        with open(graph, "rb") as f:
+            saved_model_pb2.SavedModel().ParseFromString(f.read())
+    except (OSError, DecodeError):
+        return graph
+    prefix = os.path.join(path, "variables", "variables")
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (ValueError, tf.errors.OpError):
+        return prefix + ".index"
+    for key in reader.get_variable_to_shape_map():
+        try:
+            reader.get_tensor(key)
+        except (IndexError, ValueError, tf.errors.OpError):
+            shards = sorted(tf.io.gfile.glob(prefix + ".data-*"))
+            return " or ".join(shards)
+    return path
 
 
 # ----------------------------------------------------------------------------- checkpoints

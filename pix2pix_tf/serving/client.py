@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
-import urllib.error
-import urllib.request
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -35,6 +34,7 @@ from pix2pix_tf.export.names import (
     SIGNATURE_FLOAT_DETERMINISTIC,
     SIGNATURE_PNG,
 )
+from pix2pix_tf.serving import http_post
 
 # gRPC clients default to a 4 MB receive limit; a batch of 256x256 float outputs is larger.
 GRPC_MESSAGE_LIMIT = 256 * 1024 * 1024
@@ -74,7 +74,20 @@ def rest_float_request(images: np.ndarray, signature_name: str = SIGNATURE_FLOAT
 
 
 def parse_rest_response(body: dict[str, Any]) -> dict[str, Any]:
-    """Serving's JSON answer -> {output name: list of PNG bytes, or float32 array}."""
+    """Serving's JSON answer -> {output name: list of PNG bytes, or float32 array}; an answer
+    of another form is a ServingRequestError, whatever is wrong with it."""
+    try:
+        return _parse_rest_response(body)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:  # binascii.Error is a ValueError.
+        if isinstance(e, ServingRequestError):
+            raise
+        raise ServingRequestError(f"The answer is not Serving's predict answer ({type(e).__name__}: {e}): "
+                                  f"{str(body)[:200]}") from e
+
+
+def _parse_rest_response(body: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ServingRequestError(f"The answer is not a JSON object: {str(body)[:200]}")
     if "error" in body:
         raise ServingRequestError(f"TensorFlow Serving answered: {body['error']}")
     if "predictions" in body:
@@ -91,6 +104,8 @@ def parse_rest_response(body: dict[str, Any]) -> dict[str, Any]:
             columns = outputs
     else:
         raise ServingRequestError(f"Unexpected answer (neither 'predictions' nor 'outputs'): {str(body)[:200]}")
+    if not isinstance(columns, dict):
+        raise ServingRequestError(f"Unexpected answer (outputs neither named nor a list): {str(body)[:200]}")
     return {name: _from_json(name, values) for name, values in columns.items()}
 
 
@@ -106,7 +121,8 @@ def _single_output_name(item: Any) -> str:
 
 def _from_json(name: str, values: list) -> Any:
     if name.endswith("_bytes"):
-        return [base64.b64decode(v["b64"]) if isinstance(v, dict) else v.encode("latin-1") for v in values]
+        return [base64.b64decode(v["b64"], validate=True) if isinstance(v, dict) else v.encode("latin-1")
+                for v in values]
     return np.asarray(values, np.float32)
 
 
@@ -124,35 +140,66 @@ def summarize_error(text: str) -> str:
 
 
 class RestClient:
-    """Predict over Serving's REST API with the standard library's HTTP client."""
+    """Predict over Serving's REST API with the standard library's HTTP client.
+
+    `timeout` is one deadline for the whole request (connecting, sending, and the last byte of
+    the answer), not a limit per socket operation that a server sending a byte at a time
+    would renew forever; an answer over `max_answer_bytes` is refused. Every failure, of the
+    transport or of the answer's form, is a ServingRequestError that names the URL.
+    """
 
     def __init__(self, host: str, model_name: str, version: Optional[int] = None, port: int = 8501,
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, max_answer_bytes: int = http_post.MAX_ANSWER_BYTES):
+        if not timeout > 0 or not math.isfinite(timeout):
+            raise ServingRequestError(f"The timeout must be a positive number of seconds, got {timeout}.")
         self.url = rest_url(host, model_name, version, port)
         self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
 
     def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+        """Serving's JSON answer to `body`, a dict; its error answers raised with their message."""
+        status, raw = self._exchange(json.dumps(body).encode())
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                return json.loads(answer.read())
-        except urllib.error.HTTPError as e:  # Serving puts the reason in a JSON body.
-            try:
-                detail = json.loads(e.read()).get("error", e.reason)
-            except (ValueError, AttributeError):
-                detail = e.reason
-            raise ServingRequestError(f"{self.url}: HTTP {e.code}: {summarize_error(str(detail))}") from e
-        except urllib.error.URLError as e:
-            raise ServingRequestError(f"{self.url}: {e.reason}") from e
+            answer = json.loads(raw)
+        except ValueError:
+            answer = None
+        if status >= 400:  # Serving puts the reason in a JSON body.
+            detail = answer.get("error") if isinstance(answer, dict) else None
+            detail = summarize_error(str(detail)) if detail else http_post.preview(raw) or "no reason given"
+            raise ServingRequestError(f"{self.url}: HTTP {status}: {detail}")
+        if not isinstance(answer, dict):
+            what = "not JSON" if answer is None else f"JSON {type(answer).__name__}, not an object"
+            raise ServingRequestError(f"{self.url}: the answer (HTTP {status}, {len(raw)} bytes) is {what}: "
+                                      f"{http_post.preview(raw)!r}. Is this TensorFlow Serving's REST port?")
+        return answer
+
+    def predict(self, body: dict[str, Any]) -> dict[str, Any]:
+        """`parse_rest_response` of the answer to `body`: {output name: PNG bytes or floats}."""
+        try:
+            return parse_rest_response(self.post(body))
+        except ServingRequestError as e:
+            if str(e).startswith(self.url):
+                raise
+            raise ServingRequestError(f"{self.url}: {e}") from e
+
+    def _exchange(self, data: bytes) -> tuple[int, bytes]:
+        try:
+            return http_post.post(self.url, data, self.timeout, self.max_answer_bytes)
+        except http_post.TransportError as e:
+            raise ServingRequestError(f"{self.url}: {e}") from e
 
     def translate(self, images: Sequence[bytes], signature_name: str = SIGNATURE_PNG) -> list[bytes]:
         """Encoded images in, translated PNG bytes out."""
-        return parse_rest_response(self.post(rest_bytes_request(images, signature_name)))[OUTPUT_BYTES]
+        return self._output(self.predict(rest_bytes_request(images, signature_name)), OUTPUT_BYTES)
 
     def translate_float(self, images: np.ndarray, deterministic: bool = False) -> np.ndarray:
         name = SIGNATURE_FLOAT_DETERMINISTIC if deterministic else SIGNATURE_FLOAT
-        return parse_rest_response(self.post(rest_float_request(images, name)))[OUTPUT_FLOAT]
+        return self._output(self.predict(rest_float_request(images, name)), OUTPUT_FLOAT)
+
+    def _output(self, outputs: dict[str, Any], name: str) -> Any:
+        if name not in outputs:
+            raise ServingRequestError(f"{self.url}: the answer has no '{name}' output (it has {sorted(outputs)}).")
+        return outputs[name]
 
 
 # ----------------------------------------------------------------------------- gRPC

@@ -26,7 +26,7 @@ from absl import logging
 from pix2pix_tf.config import CROPPING_MODES, TrainConfig, check_resumable
 from pix2pix_tf.data import pipeline as data
 from pix2pix_tf.data.checks import check_fits_preprocessing
-from pix2pix_tf.errors import ConfigError, DatasetError, NonFiniteLossError
+from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError
 from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import summaries
@@ -49,6 +49,7 @@ class TrainResult:
     held_out_l1_end: Optional[float]
     checkpoint: Optional[str]
     stopped_early: bool = False
+    stopped_by: Optional[str] = None  # The signal that stopped it early (SIGINT, SIGTERM).
 
 
 def total_steps(config: TrainConfig, num_train: int) -> int:
@@ -65,12 +66,14 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     stored = None
     if Workdir(config.run.workdir).has_config():
         stored = TrainConfig.load(config.run.workdir)
+        # A run recorded with a relative folder read it from the directory it was resumed in.
+        stored = dataclasses.replace(stored, data=stored.data.with_absolute_paths())
     seed = config.run.seed
     if seed is None:
         seed = stored.run.seed if stored is not None else random.SystemRandom().randrange(2**31)
     direction = config.data.direction or data.default_direction(config.data.dataset)
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed),
-                                 data=dataclasses.replace(config.data, direction=direction))
+                                 data=dataclasses.replace(config.data, direction=direction).with_absolute_paths())
     if stored is not None and _has_checkpoint(config):
         check_resumable(stored, config)
     _check_sizes(config)
@@ -97,13 +100,13 @@ def _check_sizes(config: TrainConfig) -> None:
 def stop_requests(enabled: bool = True) -> Iterator[list]:
     """Turns SIGINT/SIGTERM into a request to checkpoint and stop after the current step.
 
-    A second Ctrl-C interrupts at once.
+    A second Ctrl-C interrupts at once (`Interrupted`).
     """
     requested: list = []
 
     def handler(signum, frame):
         if requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         requested.append(signal.Signals(signum).name)
 
     if not enabled or threading.current_thread() is not threading.main_thread():  # signal.signal would raise
@@ -259,7 +262,7 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
             progress.update(step - start, [(k, v) for k, v in losses.items() if k != "d_total"])
             if stop:
                 logging.warning("%s received: checkpointing step %d and stopping.", stop[0], step)
-                result.stopped_early = True
+                result.stopped_early, result.stopped_by = True, stop[0]
                 return
 
 

@@ -1,0 +1,233 @@
+"""Interrupting each program (train, export, translate, evaluate) with SIGINT, SIGTERM and SIGKILL.
+
+Each program runs in a fresh process, as a user starts it, and gets each signal once, at a
+point drawn from a seeded generator (a delay after the program says its work began). After
+every run: each file that was complete before it is byte-identical, every file under a final
+name is whole (images decode, JSON parses, checkpoints and SavedModels read back), the
+program printed one `error: SIG... received: stopped; <what was done>` line and no traceback,
+and exited 130 (SIGINT), 143 (SIGTERM) or was killed (-9). Then the same command, run once
+more, completes: training resumes, export publishes, translate and evaluate finish.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Union
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY_DATASET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+TINY = ["--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128"]
+
+
+class Program:
+    """A program started in a fresh process whose output is read while it runs."""
+
+    def __init__(self, command: list[str]):
+        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env=env)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+                        for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err))]
+        for reader in self.readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+
+    def wait_for(self, marker: Union[str, Callable[[], bool]], timeout: float = 300) -> None:
+        """Until `marker` is on stderr, or is true."""
+        ready = marker if callable(marker) else lambda: any(marker in line for line in self.err)
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert self.process.poll() is None, "".join(self.err)[-3000:]
+            assert time.monotonic() < deadline, f"no {marker!r} within {timeout} s"
+            time.sleep(0.02)
+
+    def finish(self, timeout: float = 300) -> tuple[int, str, str]:
+        self.process.wait(timeout)
+        for reader in self.readers:
+            reader.join(timeout)
+        return self.process.returncode, "".join(self.out), "".join(self.err)
+
+
+def snapshot(root: str) -> dict[str, str]:
+    """sha256 of every file under `root`."""
+    found = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
+def assert_whole(root: str) -> None:
+    """Every file under a final name reads back whole; unfinished saves (`ckpt-N_temp/`,
+    export staging folders, whose names start with a dot) are not final names."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.endswith("_temp") and not d.startswith(".")]
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith(".png"):
+                with Image.open(path) as image:
+                    image.load()
+            elif name.endswith(".json"):
+                with open(path) as f:
+                    json.load(f)
+            elif name.endswith(".index"):  # A checkpoint, or a SavedModel's variables.
+                reader = tf.train.load_checkpoint(path[: -len(".index")])
+                for key in reader.get_variable_to_shape_map():
+                    reader.get_tensor(key)
+            elif name == "saved_model.pb":
+                with open(path, "rb") as f:
+                    saved_model_pb2.SavedModel().ParseFromString(f.read())
+            elif name.endswith(".tflite"):
+                tf.lite.Interpreter(model_path=path).allocate_tensors()
+
+
+Marker = Union[str, Callable[[], Callable[[], bool]]]  # A line on stderr, or a condition made before each run.
+
+
+def interrupt_then_complete(command: list[str], marker: Marker, root: str, window: tuple[float, float], seed: int,
+                            rewritten: tuple[str, ...] = ()) -> tuple[list[tuple[int, int, str]], str, str]:
+    """Runs `command` three times, sending SIGINT, SIGTERM and SIGKILL (in a seeded order) a
+    seeded delay after `marker` appears on its stderr (or its condition holds), then once to
+    completion, checking the invariants of the module docstring after each run. `rewritten`: files a run may change
+    (an index of checkpoints). Returns [(signal, exit code, stop line)] and the last run's output."""
+    rng = random.Random(seed)
+    runs = []
+    for signum in rng.sample(SIGNALS, len(SIGNALS)):
+        before = snapshot(root)
+        ready = marker() if callable(marker) else marker
+        program = Program(command)
+        program.wait_for(ready)
+        time.sleep(rng.uniform(*window))
+        program.process.send_signal(signum)
+        code, _, stderr = program.finish()
+        assert "Traceback" not in stderr, stderr[-3000:]
+        stops = [line for line in stderr.splitlines() if line.startswith("error:")]
+        if signum == signal.SIGKILL:
+            assert code == -signal.SIGKILL and not stops
+        else:
+            # Not 0: the signal landed while the program worked.
+            assert code == 128 + signum, f"exit {code} after {signal.Signals(signum).name}: {stderr[-3000:]}"
+            assert len(stops) == 1 and stops[0].startswith(f"error: {signal.Signals(signum).name} received: "
+                                                           "stopped"), stderr[-3000:]
+        after = snapshot(root)
+        changed = [p for p, digest in before.items() if after.get(p) != digest and p not in rewritten]
+        assert not changed, f"{signal.Signals(signum).name} changed or removed complete files: {changed}"
+        assert_whole(root)
+        runs.append((signum, code, stops[0] if stops else ""))
+    before = snapshot(root)
+    code, stdout, stderr = Program(command).finish()
+    assert code == 0 and "Traceback" not in stderr, stderr[-3000:]
+    assert not [p for p, digest in before.items() if snapshot(root).get(p) != digest and p not in rewritten]
+    assert_whole(root)
+    return runs, stdout, stderr
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, data_dir) -> str:
+    """A trained tiny run (two steps) and 80 input images, shared by the programs that read a run."""
+    from pix2pix_tf.training.loop import train
+
+    from conftest import tiny_config
+
+    folder = tmp_path_factory.mktemp("interrupts")
+    train(tiny_config(folder / "run", data_dir, optim=dict(steps=2), run=dict(deterministic_ops=False)))
+    rng = np.random.default_rng(0)
+    (folder / "inputs").mkdir()
+    for i in range(80):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / "inputs" / f"{i:02d}.png")
+    return str(folder)
+
+
+def test_train(tmp_path, data_dir):
+    """SIGINT and SIGTERM checkpoint the step in progress; SIGKILL loses at most the steps since
+    the last checkpoint (one is saved every step here, so kills land in saves too); the rerun
+    resumes and finishes."""
+    workdir = tmp_path / "run"
+    command = [sys.executable, os.path.join(ROOT, "train.py"), f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
+               f"--workdir={workdir}", *TINY, "--eval_examples=1", "--sample_every=100000", "--noprogress",
+               "--seed=3", "--steps=60", "--save_every=1", "--keep_checkpoints=100"]
+    def one_more_checkpoint() -> Callable[[], bool]:  # Then the run is in its steps.
+        def saved() -> int:
+            return len(list((workdir / "checkpoints").glob("ckpt-*.index")))
+
+        before = saved()
+        return lambda: saved() > before
+
+    runs, stdout, stderr = interrupt_then_complete(command, one_more_checkpoint, str(tmp_path), (0.0, 1.0), seed=1,
+                                                   rewritten=(os.path.join("run", "checkpoints", "checkpoint"),
+                                                             os.path.join("run", ".train.lock")))
+    for signum, _, line in runs:
+        if signum != signal.SIGKILL:
+            assert re.search(r"stopped; (step \d+/60 checkpointed \(.*ckpt-\d+\)|every complete checkpoint is "
+                             r"kept); run the same command to resume\.$", line), line
+    assert "Done: step 60/60" in stdout and "Resumed from" in stderr
+
+
+def test_export(root):
+    """A stop before the SavedModel is published publishes nothing; after it, the SavedModel
+    stays and no TFLite file is published; the next export removes what a kill left and
+    publishes a complete version."""
+    export_dir = os.path.join(root, "export")
+    command = [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={os.path.join(root, 'run')}",
+               f"--export_dir={export_dir}", "--tflite=float32", "--deterministic", "--check_examples=2"]
+    runs, stdout, _ = interrupt_then_complete(command, "Exporting", root, (0.0, 4.0), seed=2)
+    for signum, _, line in runs:
+        if signum != signal.SIGKILL:
+            assert line.endswith(("nothing was published.", "nothing else was.")), line
+    published = re.search(r"SavedModel: (\S+) \(version (\d+)", stdout)
+    assert published and os.path.isfile(os.path.join(published.group(1), "saved_model.pb"))
+    for base in (os.path.join(export_dir, "pix2pix"), os.path.join(export_dir, "tflite", "pix2pix")):
+        assert not [name for name in os.listdir(base) if name.startswith(".")]  # No staging folder is left.
+    assert os.path.isfile(os.path.join(export_dir, "tflite", "pix2pix", published.group(2), "pix2pix_float32.tflite"))
+
+
+def test_translate(root):
+    """The summary counts what was written; the rerun translates every image."""
+    output_dir = os.path.join(root, "translated")
+    command = [sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={os.path.join(root, 'run')}",
+               f"--output_dir={output_dir}", "--deterministic", "--noprogress", os.path.join(root, "inputs")]
+    runs, stdout, _ = interrupt_then_complete(command, "Translating 80 image(s)", root, (0.0, 1.0), seed=3)
+    for signum, _, line in runs:
+        if signum != signal.SIGKILL:
+            assert re.search(r"stopped; (translated \d+ image\(s\) into .*; \d+ of 80 not translated|before "
+                             r"translating any image)\.$", line), line
+    assert "Translated 80 image(s)" in stdout and len(os.listdir(output_dir)) == 80
+
+
+def test_evaluate(root):
+    """metrics.json is written only by a complete evaluation; the rerun writes it."""
+    output_dir = os.path.join(root, "evaluation")
+    command = [sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={os.path.join(root, 'run')}", "--nofcn",
+               f"--output_dir={output_dir}", "--noprogress", "--num_samples=4"]
+    runs, stdout, _ = interrupt_then_complete(command, "Evaluating", root, (0.0, 1.0), seed=4)
+    for signum, _, line in runs:
+        if signum != signal.SIGKILL:
+            assert re.search(r"stopped(; measured \d+ of 16 image\(s\); metrics.json is written only once every "
+                             r"image is measured)?\.$", line), line
+    assert "Written:" in stdout and os.path.isfile(os.path.join(output_dir, "metrics.json"))
