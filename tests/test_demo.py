@@ -32,6 +32,7 @@ import tensorflow as tf
 from test_serving_client import export, misbehaving, servers  # noqa: F401  (fixtures: the export, Serving stand-ins)
 
 from pix2pix_tf import images
+from pix2pix_tf.benchmark.web import chromium
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.inference.generate import DETERMINISTIC
 from pix2pix_tf.inference.sources import ModelSource
@@ -56,10 +57,10 @@ runpy.run_module("pix2pix_tf.demo", run_name="__main__", alter_sys=True)
 """
 
 
-def _require(missing: list[str]) -> None:
-    """Skips a test whose tools are missing, except under CI, where the demo must be tested."""
+def _require(missing: list[str], what: str = "the demo test") -> None:
+    """Skips a test whose tools are missing, except under CI, where the browser tests must run."""
     if missing:
-        message = (f"the demo test needs {', '.join(missing)} (apt-get install chromium chromium-driver; "
+        message = (f"{what} needs {', '.join(missing)} (apt-get install chromium chromium-driver; "
                    "pip install -e '.[demo,test]')")
         if os.environ.get("CI"):
             pytest.fail(f"{message}: CI must run it.")
@@ -148,19 +149,9 @@ def server(browser_tools, run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(server, tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1400,1000",
-                     f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
-                     # No name resolves but the demo's address: a fetch from the internet would fail.
-                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # No Selenium Manager download.
+    # No name resolves but the demo's address: a fetch from the internet would fail.
+    driver = chromium(CHROMIUM, CHROMEDRIVER, user_data_dir=str(tmp_path_factory.mktemp("chromium")),
+                      window_size="1400,1000", performance_log=True)
     driver.set_script_timeout(30)
     yield driver
     driver.quit()

@@ -27,9 +27,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from test_demo import CHROMEDRIVER, CHROMIUM, find, finds, free_port, wait_for
+from test_demo import _require as _require_tools
 
 from pix2pix_tf import images
-from pix2pix_tf.benchmark.web import translate_times
+from pix2pix_tf.benchmark.web import chromium, translate_times
 from pix2pix_tf.export import web
 from pix2pix_tf.export.config import ExportError
 from pix2pix_tf.export.tflite import TFLiteModel
@@ -50,12 +51,7 @@ def _require() -> None:
         web.runtime_version()
     except ExportError:
         missing.append(f"LiteRT.js ({web.install_hint()})")
-    if missing:
-        message = (f"the web page test needs {', '.join(missing)} (apt-get install chromium chromium-driver; "
-                   "pip install -e '.[test]')")
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}: CI must run it.")
-        pytest.skip(message)
+    _require_tools(missing, "the web page test")
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +91,8 @@ def server(page, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(server, tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1200,1000",
-                     f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
-                     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = chromium(CHROMIUM, CHROMEDRIVER, user_data_dir=str(tmp_path_factory.mktemp("chromium")),
+                      performance_log=True)
     driver.set_script_timeout(60)
     yield driver
     driver.quit()

@@ -23,7 +23,7 @@ import os
 import statistics
 import threading
 import time
-from typing import Iterator
+from typing import Iterator, Optional
 
 from absl import app, flags
 
@@ -121,18 +121,25 @@ def serve(folder: str) -> Iterator[str]:
         server.shutdown()
 
 
-def chromium(binary: str, driver_path: str):
-    """Headless Chromium that resolves no name but 127.0.0.1."""
+def chromium(binary: str, driver_path: str, *, user_data_dir: Optional[str] = None, window_size: str = "1200,1000",
+             performance_log: bool = False):
+    """Headless Chromium that resolves no name but 127.0.0.1, so a page (or the demo) that
+    fetched anything from the internet would fail. `performance_log`: keep the network log
+    (`driver.get_log("performance")`) to see every request made."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--no-first-run", "--disable-sync", "--window-size=1200,1000",
+                     "--disable-component-update", "--no-first-run", "--disable-sync", f"--window-size={window_size}",
                      "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(argument)
-    return webdriver.Chrome(service=Service(driver_path), options=options)
+    if user_data_dir:
+        options.add_argument(f"--user-data-dir={user_data_dir}")
+    if performance_log:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(service=Service(driver_path), options=options)  # No Selenium Manager download.
 
 
 def _page_config(folder: str) -> dict:
