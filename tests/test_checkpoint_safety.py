@@ -35,6 +35,7 @@ def run_of_six(tmp_path_factory, data_dir):
     return workdir
 
 
+@pytest.mark.slow
 def test_a_stop_right_after_a_save_never_saves_that_step_again(tmp_path, data_dir):
     """SIGTERM arrives while step 2 is being saved and the disk is full for any later save: the
     loop's checkpoint of step 2 is the one kept, and the rerun resumes from it."""
@@ -59,6 +60,7 @@ def test_a_stop_right_after_a_save_never_saves_that_step_again(tmp_path, data_di
     assert {name: digest for name, digest in digests(tmp_path / "checkpoints").items() if name in kept} == kept
 
 
+@pytest.mark.slow
 def test_a_failed_save_removes_only_its_own_files_and_names_what_is_on_disk(tmp_path, data_dir):
     config = tiny_config(tmp_path, data_dir, optim=dict(steps=4), run=dict(save_every=2))
     train(dataclass_steps(config, 2))
@@ -82,6 +84,7 @@ def dataclass_steps(config: TrainConfig, steps: int, workdir=None) -> TrainConfi
 
 @pytest.mark.parametrize("index", [b"", b"model_checkpoint_path: {{{ garbled\n", b"\x00\xff\x10garbage"],
                          ids=["zero_bytes", "garbled_text", "binary"])
+@pytest.mark.slow
 def test_a_damaged_index_is_recovered_from_the_files_by_every_program(run_of_six, tmp_path, index, caplog):
     """translate, evaluate and export restore through `load_generator`; training resumes."""
     workdir = tmp_path / "run"
@@ -111,6 +114,7 @@ def test_a_damaged_index_still_checks_the_configuration(run_of_six, tmp_path, da
     assert after == before
 
 
+@pytest.mark.slow
 def test_checkpoint_files_without_a_complete_checkpoint_are_refused_not_overwritten(tmp_path, data_dir):
     config = tiny_config(tmp_path, data_dir, optim=dict(steps=2), run=dict(save_every=2))
     train(config)
@@ -124,6 +128,7 @@ def test_checkpoint_files_without_a_complete_checkpoint_are_refused_not_overwrit
         load_generator(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_shape_is_one_short_line(run_of_six):
     stored = TrainConfig.load(str(run_of_six))
     other = dataclasses.replace(stored, model=dataclasses.replace(stored.model, ngf=16))

@@ -253,6 +253,7 @@ def saved_model(tmp_path_factory) -> str:
     return directory
 
 
+@pytest.mark.slow
 def test_the_request_cap_is_recorded_and_must_fit_the_warmup(saved_model, tmp_path):
     from pix2pix_tf.export.config import ExportError
 
@@ -263,6 +264,7 @@ def test_the_request_cap_is_recorded_and_must_fit_the_warmup(saved_model, tmp_pa
     assert not (tmp_path / "1").exists()
 
 
+@pytest.mark.slow
 def test_translate(saved_model, tmp_path):
     from pix2pix_tf.inference.files import TranslateConfig, translate_files
 
@@ -280,6 +282,7 @@ def test_translate(saved_model, tmp_path):
     assert len(failed) == len(INPUTS) - 1
 
 
+@pytest.mark.slow
 def test_demo_upload_handler(saved_model, tmp_path):
     pytest.importorskip("gradio")
     from pix2pix_tf.demo.app import answer
@@ -309,6 +312,7 @@ IN_GRAPH = {"truncated": "Invalid PNG data"}
 BYTES_SIGNATURES = (names.SIGNATURE_BYTES, names.SIGNATURE_PNG, names.SIGNATURE_NATIVE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signature", BYTES_SIGNATURES)
 def test_bytes_signatures(signatures, signature):
     for name, message in INPUTS.items():
@@ -327,6 +331,7 @@ def test_bytes_signatures(signatures, signature):
         assert name in IN_GRAPH or "image 0 of the batch" in refused.value.message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signature", BYTES_SIGNATURES)
 def test_a_request_of_many_images_under_the_cap_is_refused_as_a_whole(signatures, signature):
     """40 images of 128x128, each far under the per-image cap, past the request cap together."""
@@ -340,6 +345,7 @@ def test_a_request_of_many_images_under_the_cap_is_refused_as_a_whole(signatures
     assert fits[names.OUTPUT_BYTES].shape == [2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signature", (names.SIGNATURE_FLOAT, names.SIGNATURE_FLOAT_DETERMINISTIC))
 def test_float_signatures_cap_the_request(signatures, signature):
     over = tf.zeros([33, IMAGE_SIZE, IMAGE_SIZE, 3])  # 540672 pixels > MAX_REQUEST_PIXELS
@@ -350,6 +356,7 @@ def test_float_signatures_cap_the_request(signatures, signature):
     assert signatures[signature](images=tf.zeros([2, IMAGE_SIZE, IMAGE_SIZE, 3]))[names.OUTPUT_FLOAT].shape[0] == 2
 
 
+@pytest.mark.slow
 def test_exif_orientation_is_ignored_in_training_and_inference(saved_model, tmp_path):
     """One policy: the stored pixels are the image. A JPEG tagged Orientation=6 (rotate 90)
     decodes unrotated in the policy's decoder (training, translate, the demo) and in graph."""
@@ -384,6 +391,7 @@ def _post_file(url: str, name: str, data: bytes) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
+@pytest.mark.slow
 def test_demo_server_caps_uploads_and_removes_them_on_exit(saved_model, tmp_path):
     """The demo's server refuses an upload larger than any image within --max_pixels while it
     arrives (413), keeps uploads in a folder of its own run, and removes it when it exits."""

@@ -29,6 +29,8 @@ from PIL import Image
 
 from conftest import TINY_DATASET
 
+pytestmark = pytest.mark.slow  # Fresh processes signalled at random: the full suite (CI) runs it.
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
 TINY = ["--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128"]

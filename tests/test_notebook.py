@@ -50,6 +50,7 @@ def test_notebook_is_stored_without_outputs_and_parameters_are_one_cell():
     assert len(tagged) == 1 and "MIXED_PRECISION = None" in tagged[0].source
 
 
+@pytest.mark.slow
 def test_notebook_runs_end_to_end_with_tiny_settings(data_dir, tmp_path):
     onnx = all(importlib.util.find_spec(m) for m in ("tf2onnx", "onnx", "onnxruntime"))
     notebook = _with_tiny_settings(nbformat.read(NOTEBOOK, as_version=4), str(tmp_path / "run"), data_dir, onnx)

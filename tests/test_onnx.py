@@ -58,6 +58,7 @@ def _held_out(export: dict, count: int = 2) -> np.ndarray:
     return np.stack([a for a, _ in pairs.as_numpy_iterator()])
 
 
+@pytest.mark.slow
 def test_export_publishes_a_checked_onnx_file_that_matches_the_saved_model_at_two_sizes(export):
     assert sorted(os.listdir(export["folder"])) == ["MODEL_CARD.md", "report.json", "tiny.onnx"]
     report = json.load(open(os.path.join(export["folder"], "report.json")))
@@ -123,6 +124,7 @@ def _perturbing(real_convert):
     return convert
 
 
+@pytest.mark.slow
 def test_a_mismatching_onnx_file_is_refused(export, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_model, "convert", _perturbing(onnx_model.convert))
     config = exporting.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m", tflite=(),
@@ -134,6 +136,7 @@ def test_a_mismatching_onnx_file_is_refused(export, tmp_path, monkeypatch):
     assert not [n for n in os.listdir(tmp_path / "onnx") if n.startswith(".")]  # nor a staging folder left.
 
 
+@pytest.mark.slow
 def test_translate_onnx_end_to_end(export, tmp_path):
     source = tmp_path / "in"
     source.mkdir()
@@ -160,6 +163,7 @@ def test_translate_onnx_end_to_end(export, tmp_path):
     assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "native" / "wide.png"))).shape == (100, 150, 3)
 
 
+@pytest.mark.slow
 def test_demo_serves_the_onnx_file(export):
     from pix2pix_tf.demo.model import LABELS, DemoConfig, load_demo_model
 
@@ -175,6 +179,7 @@ def test_demo_serves_the_onnx_file(export):
     assert native.translate(wide, "wide.png", paper=False).output.shape == (100, 150, 3)
 
 
+@pytest.mark.slow
 def test_onnx_mistakes_are_messages(export, tmp_path):
     from pix2pix_tf.inference.generate import DETERMINISTIC
     from pix2pix_tf.inference.sources import ModelSource
@@ -206,6 +211,7 @@ def test_onnx_mistakes_are_messages(export, tmp_path):
         model(np.zeros((1, 128, 128, 4), np.float32))
 
 
+@pytest.mark.slow
 def test_docs_five_lines_run(export, tmp_path):
     text = open(os.path.join(ROOT, "docs", "onnx.md")).read()
     snippet = re.search(r"<!-- onnxruntime snippet:.*?-->\n```python\n(.*?)```", text, re.S)[1]

@@ -232,6 +232,7 @@ def test_an_output_folder_inside_the_input_folder_is_not_searched(export, tmp_pa
     assert written_files(folder / "out") == ["cat.png"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damaged", ["variables/variables.data-00000-of-00001", "variables/variables.index",
                                      "saved_model.pb"])
 def test_a_truncated_saved_model_is_named_in_one_line_by_translate_evaluate_and_the_demo(export, tmp_path, damaged):

@@ -37,6 +37,8 @@ from pix2pix_tf.export.tflite import TFLiteModel
 
 from export_helpers import ROOT, run, trained_run
 
+pytestmark = pytest.mark.slow  # A browser and an export: the full suite (CI) runs it.
+
 SCREENSHOT = os.path.join(ROOT, "docs", "images", "web.png")
 # The page and the Python interpreter run the same XNNPACK kernels on the same float32 input; the
 # shown pixels may still differ by one level where an output sits on a rounding boundary.

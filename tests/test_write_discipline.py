@@ -125,6 +125,7 @@ def check_every_fault(rows: list[dict], scratch) -> None:
         assert row["rerun_rc"] == 0 and row["rerun_errors"] == [], (where, row["rerun_errors"])
 
 
+@pytest.mark.slow
 def test_train_fails_each_kind_of_write_in_turn_and_loses_nothing(base, tmp_path, data_dir):
     """Resuming the 4-step run to 8 writes config.json (1), the samples of steps 4, 6, 8 (2, 3,
     7), the TensorBoard logs at each save (4, 8) and the checkpoints 6 and 8 (5, 6)."""
@@ -144,6 +145,7 @@ def test_train_fails_each_kind_of_write_in_turn_and_loses_nothing(base, tmp_path
     assert not any("function_node" in e for e in by_k.values())
 
 
+@pytest.mark.slow
 def test_translate_fails_each_write_and_an_earlier_output_survives(base, tmp_path):
     """The baseline writes three outputs; each is then replaced by a run whose k-th write fails:
     the earlier output stays whole and byte-identical, the summary counts the failure."""
@@ -154,6 +156,7 @@ def test_translate_fails_each_write_and_an_earlier_output_survives(base, tmp_pat
     assert all("not written: " in r["failed"]["errors"][0] for r in rows[1:])
 
 
+@pytest.mark.slow
 def test_evaluate_fails_each_kind_of_write_and_the_earlier_report_survives(base, tmp_path, data_dir):
     """Per-image PNGs (1-6), metrics.json (7), index.html (8), grid.png (9)."""
     flags = ["--workdir=scratch/run", "--output_dir=scratch/eval", "--num_examples=2", "--nofcn", "--deterministic",
@@ -164,6 +167,7 @@ def test_evaluate_fails_each_kind_of_write_and_the_earlier_report_survives(base,
     check_every_fault(rows, tmp_path / "scratch")
 
 
+@pytest.mark.slow
 def test_export_fails_each_kind_of_write_and_the_earlier_version_survives(base, tmp_path):
     """The SavedModel (TensorFlow's writer, 1), its warmup records (2), metadata (3), model card
     (4), the TFLite file (5), its report (6) and card (7): version 1 stays byte-identical while
@@ -176,6 +180,7 @@ def test_export_fails_each_kind_of_write_and_the_earlier_version_survives(base, 
     check_every_fault(rows, tmp_path / "scratch")
 
 
+@pytest.mark.slow
 def test_translate_never_writes_through_a_link_in_the_output_folder(base, tmp_path):
     """`out/photo.png -> ../precious/holiday.png`: the user's photo outside --output_dir stays."""
     precious = tmp_path / "precious" / "holiday.png"
