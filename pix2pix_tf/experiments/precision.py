@@ -49,10 +49,14 @@ def quick_start(workdir: str, seed: int, steps: int, policy: str, data_dir):
 def float32_held_out_l1(config) -> float:
     """The held-out L1 of the run's last checkpoint, computed in float32: a finished run
     re-opened under --mixed_precision=off trains no further and measures its start."""
+    from pix2pix_tf.config import TrainConfig
     from pix2pix_tf.training.loop import train
 
+    workdir = config.run.workdir
+    trained_in = TrainConfig.load(workdir).run.mixed_precision
     measured = train(dataclasses.replace(config, run=dataclasses.replace(config.run, mixed_precision="off")))
-    config.save(config.run.workdir)  # config.json records the precision the run was trained in.
+    stored = TrainConfig.load(workdir)  # As resolved by train (direction, paths): a re-run resumes it.
+    dataclasses.replace(stored, run=dataclasses.replace(stored.run, mixed_precision=trained_in)).save(workdir)
     return float(measured.held_out_l1_start)
 
 

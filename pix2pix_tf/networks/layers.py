@@ -60,8 +60,6 @@ class TorchBatchNormalization(layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         if mask is not None:
             raise ValueError(f"{self.name}: masked inputs are not supported in training.")
-        if self._fuses(inputs):
-            return self._fused_16_bit(inputs)
         x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         mean, variance, count = self._moments_and_count(x)
         # PyTorch's n / (n - 1); a single value per channel (where PyTorch refuses to train)
@@ -74,27 +72,6 @@ class TorchBatchNormalization(layers.BatchNormalization):
             offset=tf.cast(self.beta, x.dtype) if self.center else None,
             scale=tf.cast(self.gamma, x.dtype) if self.scale else None)
         return tf.cast(outputs, self.compute_dtype)
-
-    def _fuses(self, inputs: tf.Tensor) -> bool:
-        """Whether a training call takes `_fused_16_bit`: 16-bit NHWC inputs, statistics of this
-        replica's batch. float32 keeps the unfused ops, the reference's arithmetic."""
-        return (inputs.dtype in (tf.bfloat16, tf.float16) and not self.synchronized and self.center
-                and self.scale and inputs.shape.rank == 4 and list(self._reduction_axes) == [0, 1, 2])
-
-    def _fused_16_bit(self, inputs: tf.Tensor) -> tf.Tensor:
-        """Batch norm of 16-bit activations in TensorFlow's fused kernel (oneDNN's on x86).
-
-        It reads the 16-bit values and computes the statistics and the normalisation in
-        float32 internally, as the unfused path does after casting, but in one pass each way
-        instead of two casts and a dozen float32 element-wise ops over the activation.
-        Its batch variance is already PyTorch's unbiased one (n / (n - 1), and 0 for n = 1).
-        """
-        outputs, mean, unbiased, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-            x=inputs, scale=self.gamma, offset=self.beta, mean=tf.zeros([0]), variance=tf.zeros([0]),
-            epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
-        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, unbiased)):
-            moving.assign(moving * self.momentum + batch * (1.0 - self.momentum))
-        return outputs
 
     def _moments_and_count(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Per-channel (mean, biased variance, n) of the batch; with `synchronized`, of the
