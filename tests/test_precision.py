@@ -141,18 +141,18 @@ def test_this_machine_is_described_by_its_own_cpu_flags():
 
 def test_the_run_logs_its_choice_and_warns_of_emulated_bfloat16(caplog):
     strategy = tf.distribute.get_strategy()
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):
         choice = precision.resolve("auto", strategy, CPU)
     assert choice.policy is None
     assert "Arithmetic: float32 (auto: this CPU has neither amx_bf16 nor avx512_bf16" in caplog.text
     assert "emulated here" not in caplog.text  # No warning: float32 is not emulated.
     caplog.clear()
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):
         assert precision.resolve("mixed_bfloat16", strategy, CPU).policy == "mixed_bfloat16"
     assert "neither AVX512-BF16 nor AMX: bfloat16 arithmetic is emulated here" in caplog.text
     caplog.clear()
     amx = dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"amx_bf16"})
-    with caplog.at_level("INFO"):
+    with caplog.at_level("INFO", logger="absl"):
         assert precision.resolve("mixed_bfloat16", strategy, amx).policy == "mixed_bfloat16"
     assert "Arithmetic: mixed_bfloat16 (--mixed_precision=mixed_bfloat16)" in caplog.text
     assert "emulated" not in caplog.text
@@ -254,9 +254,9 @@ def test_multiscale_d_with_feature_matching_trains_under_bfloat16(tmp_path, data
 
 @pytest.mark.parametrize("shape", [(1, 16, 16, 8), (2, 2, 2, 4), (1, 1, 1, 4)])
 def test_bfloat16_batch_norm_normalises_and_moves_its_statistics_as_float32_does(shape):
-    """Under bfloat16, batch norm runs TensorFlow's fused kernel (`TorchBatchNormalization.
-    _fused_16_bit`): its output and gradients are float32's to bfloat16's rounding, and the
-    moving statistics (float32, PyTorch's unbiased variance; n = 1 moves it towards 0) the same."""
+    """Under bfloat16, batch norm computes its statistics in float32 from the bfloat16
+    activations: its output and gradients are float32's to bfloat16's rounding, and the moving
+    statistics (float32, PyTorch's unbiased variance; n = 1 moves it towards 0) the same."""
     x = tf.cast(tf.random.stateless_normal(shape, (1, 2), mean=0.3, stddev=2.0), tf.bfloat16)
     weights = tf.random.stateless_normal(shape, (3, 4))
 
