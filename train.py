@@ -124,8 +124,8 @@ def config_from_flags() -> cfg.TrainConfig:
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
-    from pix2pix_tf.speed.memory import reuse_freed_memory
     from pix2pix_tf.training.cluster import formation_watch
+    from pix2pix_tf.training.memory import reuse_freed_memory
 
     config = config_from_flags().validate()
     # The process-wide settings, all before TensorFlow loads: its threads inherit the signal

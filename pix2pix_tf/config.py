@@ -178,7 +178,7 @@ class RunConfig:
     progress: bool = True
     fused_adam: bool = True  # TensorFlow's one-pass Adam kernel; the same update as Keras' Adam.
     jit_compile: bool = False  # XLA for the replica step: slower on CPU (docs/performance.md).
-    reuse_memory: bool = True  # Keep freed memory in the process (pix2pix_tf.speed.memory): no page faults per step.
+    reuse_memory: bool = True  # Keep freed memory in the process (pix2pix_tf.training.memory): no page faults per step.
     # Arithmetic precision (pix2pix_tf.training.precision); variables and checkpoints stay float32.
     mixed_precision: str = "off"
 

@@ -17,10 +17,10 @@ TINY_DATASET = "shapes/64"
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> str:
     """A tfds data_dir holding the prepared `pix2pix_shapes/64`."""
-    from pix2pix_tf.data import pipeline as data
+    from pix2pix_tf.data import pipeline
 
     path = str(tmp_path_factory.mktemp("tfds"))
-    data.load_paired_dataset(cfg.DataConfig(dataset=TINY_DATASET, data_dir=path))
+    pipeline.load_paired_dataset(cfg.DataConfig(dataset=TINY_DATASET, data_dir=path))
     return path
 
 

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf.config import DataConfig
-from pix2pix_tf.data import pipeline as data
+from pix2pix_tf.data import pipeline
 from pix2pix_tf.errors import DatasetError
 
 from conftest import TINY_DATASET
@@ -20,15 +20,15 @@ JITTER = DataConfig(load_size=72, crop_size=64)
 def test_jitter_is_identical_for_input_and_target():
     image = tf.random.uniform([64, 64, 3], -1, 1, seed=1)
     for i in range(8):
-        a, b = data.jitter(image, image, tf.constant([3, i], tf.int64), JITTER)
+        a, b = pipeline.jitter(image, image, tf.constant([3, i], tf.int64), JITTER)
         assert a.shape == (64, 64, 3)
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_jitter_depends_only_on_the_seed():
     image = tf.random.uniform([64, 64, 3], -1, 1, seed=2)
-    first = [data.jitter(image, image, tf.constant([5, i], tf.int64), JITTER)[0].numpy() for i in range(6)]
-    again = [data.jitter(image, image, tf.constant([5, i], tf.int64), JITTER)[0].numpy() for i in range(6)]
+    first = [pipeline.jitter(image, image, tf.constant([5, i], tf.int64), JITTER)[0].numpy() for i in range(6)]
+    again = [pipeline.jitter(image, image, tf.constant([5, i], tf.int64), JITTER)[0].numpy() for i in range(6)]
     for x, y in zip(first, again):
         np.testing.assert_array_equal(x, y)
     assert len({x.tobytes() for x in first}) > 1  # crops and flips differ between examples
@@ -40,7 +40,7 @@ def test_jitter_flips_and_crops_both_sides_together():
     config = dataclasses.replace(JITTER, preprocess="none")
     flips = set()
     for i in range(16):
-        a, b = data.jitter(left_right, left_right[:, ::-1], tf.constant([0, i], tf.int64), config)
+        a, b = pipeline.jitter(left_right, left_right[:, ::-1], tf.constant([0, i], tf.int64), config)
         np.testing.assert_array_equal(a.numpy(), b.numpy()[:, ::-1])
         flips.add(float(a[0, 0, 0]))
     assert flips == {-1.0, 1.0}
@@ -48,23 +48,23 @@ def test_jitter_flips_and_crops_both_sides_together():
 
 def test_resize_is_bicubic_not_nearest():
     checker = tf.constant(np.indices([8, 8]).sum(0) % 2 * 2.0 - 1.0, tf.float32)[..., None]
-    resized = data.resize(checker, 12).numpy()
+    resized = pipeline.resize(checker, 12).numpy()
     assert len(np.unique(resized.round(3))) > 2  # nearest-neighbour would keep only -1 and 1
     assert resized.min() >= -1.0 and resized.max() <= 1.0
 
 
 def test_held_out_preprocessing_resizes_to_crop_size_without_jitter():
-    a, b = data.held_out_resize(tf.zeros([40, 50, 3]), tf.zeros([40, 50, 3]), JITTER)
+    a, b = pipeline.held_out_resize(tf.zeros([40, 50, 3]), tf.zeros([40, 50, 3]), JITTER)
     assert a.shape == (64, 64, 3) and b.shape == (64, 64, 3)
 
 
 @pytest.fixture(scope="module")
-def tiny(data_dir) -> data.PairedDataset:
-    return data.load_paired_dataset(DataConfig(dataset=TINY_DATASET, data_dir=data_dir))
+def tiny(data_dir) -> pipeline.PairedDataset:
+    return pipeline.load_paired_dataset(DataConfig(dataset=TINY_DATASET, data_dir=data_dir))
 
 
 def stream_images(tiny, config, start, count, seed=11):
-    stream = data.train_stream(tiny, config, 3, 3, seed=seed, start_example=start)
+    stream = pipeline.train_stream(tiny, config, 3, 3, seed=seed, start_example=start)
     return [a.numpy() for a, _ in stream.take(count)]
 
 
@@ -87,50 +87,50 @@ def test_each_epoch_is_a_new_permutation(tiny):
 
 
 def test_direction_chooses_the_input_side(tiny):
-    a_to_b = next(iter(data.held_out_pairs(tiny, DataConfig(crop_size=64), 3, 3)))
+    a_to_b = next(iter(pipeline.held_out_pairs(tiny, DataConfig(crop_size=64), 3, 3)))
     swapped = dataclasses.replace(tiny, direction="BtoA")
-    b_to_a = next(iter(data.held_out_pairs(swapped, DataConfig(crop_size=64), 3, 3)))
+    b_to_a = next(iter(pipeline.held_out_pairs(swapped, DataConfig(crop_size=64), 3, 3)))
     np.testing.assert_array_equal(a_to_b[0].numpy(), b_to_a[1].numpy())
     np.testing.assert_array_equal(a_to_b[1].numpy(), b_to_a[0].numpy())
 
 
 def test_default_directions_follow_the_paper():
-    assert data.default_direction("facades") == "BtoA"
-    assert data.default_direction("edges2shoes") == "AtoB"
-    assert data.default_direction("shapes/64") == "AtoB"
+    assert pipeline.default_direction("facades") == "BtoA"
+    assert pipeline.default_direction("edges2shoes") == "AtoB"
+    assert pipeline.default_direction("shapes/64") == "AtoB"
 
 
 def test_unknown_datasets_are_clear_errors(tmp_path):
     with pytest.raises(DatasetError, match="not a known dataset"):
-        data.load_paired_dataset(DataConfig(dataset="edges2cats", data_dir=str(tmp_path)))
+        pipeline.load_paired_dataset(DataConfig(dataset="edges2cats", data_dir=str(tmp_path)))
     with pytest.raises(DatasetError, match="no such directory"):
-        data.load_paired_dataset(DataConfig(dataset=f"folder:{tmp_path}/missing"))
+        pipeline.load_paired_dataset(DataConfig(dataset=f"folder:{tmp_path}/missing"))
 
 
 def test_scale_width_keeps_the_aspect_ratio_and_the_minimum_height():
     image = tf.zeros([100, 200, 3])
     config = DataConfig(preprocess="scale_width", load_size=64, crop_size=16, flip=False)
-    a, _ = data.jitter(image, image, tf.constant([0, 0], tf.int64), config)
+    a, _ = pipeline.jitter(image, image, tf.constant([0, 0], tf.int64), config)
     assert a.shape[:2] == (32, 64)
     tall = DataConfig(preprocess="scale_width", load_size=64, crop_size=48, flip=False)
-    a, _ = data.jitter(image, image, tf.constant([0, 0], tf.int64), tall)
+    a, _ = pipeline.jitter(image, image, tf.constant([0, 0], tf.int64), tall)
     assert a.shape[:2] == (48, 64)  # height never below crop_size, as the reference
     cropped = DataConfig(preprocess="scale_width_and_crop", load_size=64, crop_size=32)
-    a, _ = data.jitter(image, image, tf.constant([0, 0], tf.int64), cropped)
+    a, _ = pipeline.jitter(image, image, tf.constant([0, 0], tf.int64), cropped)
     assert a.shape[:2] == (32, 32)
 
 
 def test_none_rounds_to_sides_the_generator_takes():
     image = tf.zeros([90, 300, 3])
     config = DataConfig(preprocess="none", flip=False)
-    a, _ = data.jitter(image, image, tf.constant([0, 0], tf.int64), config, multiple=128)
+    a, _ = pipeline.jitter(image, image, tf.constant([0, 0], tf.int64), config, multiple=128)
     assert a.shape[:2] == (128, 256)
-    a, _ = data.held_out_resize(image, image, config, multiple=4)
+    a, _ = pipeline.held_out_resize(image, image, config, multiple=4)
     assert a.shape[:2] == (88, 300)  # 22.5 rounds half to even, like the reference's Python round()
 
 
 def test_held_out_scale_width_uses_the_crop_size_as_width():
-    a, _ = data.held_out_resize(tf.zeros([100, 200, 3]), tf.zeros([100, 200, 3]),
+    a, _ = pipeline.held_out_resize(tf.zeros([100, 200, 3]), tf.zeros([100, 200, 3]),
                                 DataConfig(preprocess="scale_width", load_size=64, crop_size=32), multiple=4)
     assert a.shape[:2] == (32, 32)
 
@@ -141,7 +141,7 @@ def test_workers_read_disjoint_slices_of_each_global_batch(tiny):
     n = tiny.num_train
 
     def images(shard, replica_batch):
-        stream = data.train_stream(tiny, config, 3, 3, seed=5, shard=shard, replica_batch_size=replica_batch)
+        stream = pipeline.train_stream(tiny, config, 3, 3, seed=5, shard=shard, replica_batch_size=replica_batch)
         return [x.tobytes() for a, _ in stream.take(n // replica_batch // shard[1]) for x in a.numpy()]
 
     whole = images((0, 1), 4)

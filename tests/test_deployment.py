@@ -98,15 +98,14 @@ def card_facts(path: str) -> dict[str, str]:
 
 def test_model_card_beside_the_saved_model_and_the_tflite_files(export, data_dir):
     from pix2pix_tf.config import TrainConfig
-    from pix2pix_tf.data import pipeline as data
-    from pix2pix_tf.inference import generate as inference
-    from pix2pix_tf.inference import sources
+    from pix2pix_tf.data import pipeline
+    from pix2pix_tf.inference import generate, sources
 
     generator, config, _ = sources.load_generator(export["workdir"])
-    dataset = data.load_paired_dataset(config.data)
-    pairs = list(data.held_out_pairs(dataset, config.data, 3, 3, limit=2).as_numpy_iterator())
+    dataset = pipeline.load_paired_dataset(config.data)
+    pairs = list(pipeline.held_out_pairs(dataset, config.data, 3, 3, limit=2).as_numpy_iterator())
     inputs, targets = np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
-    l1 = float(np.mean(np.abs(inference.generate(generator, tf.constant(inputs), inference.DETERMINISTIC).numpy()
+    l1 = float(np.mean(np.abs(generate.generate(generator, tf.constant(inputs), generate.DETERMINISTIC).numpy()
                               - targets)))
     saved_model_card = names.model_card_path(export["paper"])
     tflite_card = os.path.join(export["tflite_paper"], names.MODEL_CARD)

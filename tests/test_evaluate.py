@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf.config import DataConfig
-from pix2pix_tf.data import pipeline as data
+from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.sources.shapes import LABEL_COLOURS, NUM_CLASSES
 from pix2pix_tf.evaluation import segmentation
 from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE, EvalConfig, evaluate
@@ -38,7 +38,7 @@ def segmenter_cache(tmp_path_factory) -> str:
 def shapes_examples(data_dir: str, split: str, limit=None) -> tf.data.Dataset:
     """(label image A, photo B, class map) of shapes/64 at its native 64x64."""
     config = DataConfig(dataset="shapes/64", data_dir=data_dir, preprocess="none", direction="AtoB")
-    dataset = data.load_paired_dataset(config)
+    dataset = pipeline.load_paired_dataset(config)
     scheme = segmentation.label_scheme("shapes/64")
     labels = segmentation.split_labels(scheme, dataset, split, data_dir)
     if limit:

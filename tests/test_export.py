@@ -18,8 +18,7 @@ import tensorflow as tf
 from pix2pix_tf import images
 from pix2pix_tf.export import exporter as exporting
 from pix2pix_tf.export import names
-from pix2pix_tf.inference import generate as inference
-from pix2pix_tf.inference import sources
+from pix2pix_tf.inference import generate, sources
 from pix2pix_tf.serving import client as serving_client
 
 from export_helpers import ROOT, exported, run, trained_run
@@ -33,11 +32,11 @@ def export(tmp_path_factory, data_dir) -> dict:
 def held_out_png(export_info: dict, data_dir: str, tmp_path) -> tuple[str, np.ndarray]:
     """A held-out input of the run as a PNG file (the bytes a client sends) and its float image."""
     from pix2pix_tf.config import TrainConfig
-    from pix2pix_tf.data import pipeline as data
+    from pix2pix_tf.data import pipeline
 
     config = TrainConfig.load(export_info["workdir"])
-    dataset = data.load_paired_dataset(config.data)
-    a, _ = next(data.held_out_pairs(dataset, config.data, 3, 3, limit=1).as_numpy_iterator())
+    dataset = pipeline.load_paired_dataset(config.data)
+    a, _ = next(pipeline.held_out_pairs(dataset, config.data, 3, 3, limit=1).as_numpy_iterator())
     path = str(tmp_path / "input.png")
     tf.io.write_file(path, tf.io.encode_png(images.to_uint8(a)))
     return path, a
@@ -122,9 +121,9 @@ def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, d
     png, image = held_out_png(export, data_dir, tmp_path)
     got = fresh_process(export["deterministic"], png, image, tmp_path)
     generator, _, _ = sources.load_generator(export["workdir"])
-    expected = inference.generate(generator, tf.constant(image[None]), inference.DETERMINISTIC).numpy()
+    expected = generate.generate(generator, tf.constant(image[None]), generate.DETERMINISTIC).numpy()
     from_bytes = images.decode_images(tf.constant([open(png, "rb").read()]), 3, 128)
-    expected_bytes = inference.generate(generator, from_bytes, inference.DETERMINISTIC).numpy()
+    expected_bytes = generate.generate(generator, from_bytes, generate.DETERMINISTIC).numpy()
     assert bool(got["unchanged"])
     np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
     np.testing.assert_allclose(got["float_1"], expected, atol=1e-4)  # Deterministic export: same function.
@@ -144,7 +143,7 @@ def test_paper_mode_saved_model_draws_noise_without_changing_state(export, data_
     assert abs(first.mean() - second.mean()) < 0.05 and abs(first.std() - second.std()) < 0.05  # ...not its law.
     # Dropout-free, the paper-mode export equals the checkpoint in the paper's normalisation.
     generator, _, _ = sources.load_generator(export["workdir"])
-    expected = inference.generate(generator, tf.constant(image[None]), inference.DETERMINISTIC).numpy()
+    expected = generate.generate(generator, tf.constant(image[None]), generate.DETERMINISTIC).numpy()
     np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
 
 
@@ -156,7 +155,7 @@ def test_paper_mode_equals_keras_training_mode_call_without_its_state_writes(exp
     generator = build_generator(ModelConfig(generator="unet_128", ngf=8, dropout=False))
     image = tf.random.stateless_uniform([1, 128, 128, 3], seed=[1, 2], minval=-1, maxval=1)
     before = [v.numpy().copy() for v in generator.variables]
-    ours = inference.generate(generator, image, inference.DETERMINISTIC).numpy()
+    ours = generate.generate(generator, image, generate.DETERMINISTIC).numpy()
     assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, generator.variables))
     np.testing.assert_allclose(ours, generator(image, training=True).numpy(), atol=1e-5)
 
@@ -256,14 +255,14 @@ def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, t
     report = json.load(open(os.path.join(export["tflite_deterministic"], names.TFLITE_REPORT)))
     assert report["variants"]["int8"]["io_quantization"]["input"] == [scale, zero_point]
     assert exporting.psnr(expected, uint8(image[None])) >= exporting.PSNR_FLOORS["int8"]
-    with pytest.raises(inference.InferenceError, match="batch 1, fixed size"):
+    with pytest.raises(generate.InferenceError, match="batch 1, fixed size"):
         uint8(np.zeros((1, 64, 64, 3), np.float32))
 
 
 @pytest.mark.slow
 def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(exporting.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass: "broken".
-    moving_averages = inference.InferenceMode(dropout=False, batch_statistics=False)
+    moving_averages = generate.InferenceMode(dropout=False, batch_statistics=False)
     config = exporting.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m",
                                     tflite=("float16",), check_examples=1, mode=moving_averages)
     with pytest.raises(exporting.ExportError, match="(?s)float16 do not reproduce the SavedModel.*no TFLite file"):

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pix2pix_tf.config import DataConfig
-from pix2pix_tf.data import pipeline as data
+from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.sources.folder import scan_folder
 from pix2pix_tf.errors import DatasetError
 
@@ -36,14 +36,14 @@ def aligned_folder(root, counts=(("train", 3), ("val", 2))) -> str:
     return str(root)
 
 
-def first_pair(dataset: data.PairedDataset, split: str = "train", nc=(3, 3)) -> tuple[np.ndarray, np.ndarray]:
+def first_pair(dataset: pipeline.PairedDataset, split: str = "train", nc=(3, 3)) -> tuple[np.ndarray, np.ndarray]:
     record = next(iter(dataset.records(split)))
     input_image, target = dataset.input_target(record, *nc)
     return input_image.numpy(), target.numpy()
 
 
-def load(root, **config) -> data.PairedDataset:
-    return data.load_paired_dataset(DataConfig(dataset=f"folder:{root}", **config))
+def load(root, **config) -> pipeline.PairedDataset:
+    return pipeline.load_paired_dataset(DataConfig(dataset=f"folder:{root}", **config))
 
 
 def test_aligned_layout_splits_a_left_b_right(tmp_path):
@@ -151,7 +151,7 @@ def test_a_folder_trains_through_the_pipeline(tmp_path):
     dataset = load(aligned_folder(tmp_path, counts=(("train", 4),)))
     assert dataset.held_out_split == "train"  # no val/test: samples come from train, with a warning
     config = DataConfig(load_size=36, crop_size=32, batch_size=2)
-    input_batch, target_batch = next(iter(data.train_stream(dataset, config, 3, 3, seed=0)))
+    input_batch, target_batch = next(iter(pipeline.train_stream(dataset, config, 3, 3, seed=0)))
     assert input_batch.shape == (2, 32, 32, 3) and target_batch.shape == (2, 32, 32, 3)
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from pix2pix_tf import images
 from pix2pix_tf.config import DataConfig
-from pix2pix_tf.data import pipeline as data
+from pix2pix_tf.data import pipeline
 from pix2pix_tf.errors import ConfigError, DatasetError
 from pix2pix_tf.training.loop import train
 
@@ -175,7 +175,7 @@ def mixed_folder(tmp_path_factory) -> str:
 
 def test_the_scan_keeps_webp_and_skips_tiff_and_big_files_by_content(mixed_folder, caplog):
     with caplog.at_level(logging.WARNING):
-        dataset = data.load_paired_dataset(DataConfig(dataset=f"folder:{mixed_folder}"))
+        dataset = pipeline.load_paired_dataset(DataConfig(dataset=f"folder:{mixed_folder}"))
     records = [r[0].numpy().decode() for r in dataset.records("train")]
     assert [os.path.basename(r) for r in records] == ["0.png", "1.png", "webp.png"]
     a, b = dataset.input_target((tf.constant(records[2]),), 3, 3)  # The WebP, through the training decoder.
@@ -196,7 +196,7 @@ def test_a_tiff_named_jpg_is_skipped_and_a_webp_named_png_is_trained_on(mixed_fo
 def test_a_lower_cap_skips_more_files(mixed_folder):
     with pytest.raises(DatasetError, match=r"(?s)holds no usable image pairs.*train/0.png: 32x16 \(512 pixels\) "
                                            r"is over the limit of 511 pixels"):
-        data.load_paired_dataset(DataConfig(dataset=f"folder:{mixed_folder}", max_pixels=511))
+        pipeline.load_paired_dataset(DataConfig(dataset=f"folder:{mixed_folder}", max_pixels=511))
 
 
 def translate(*flags: str):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pix2pix_tf.speed.memory import has_glibc_malloc
+from pix2pix_tf.training.memory import has_glibc_malloc
 
 pytestmark = pytest.mark.skipif(not has_glibc_malloc(), reason="glibc malloc settings")
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not has_glibc_malloc(), reason="glibc malloc set
 # page faults that cost: glibc's default mmaps such a block afresh each time.
 _ALLOCATE_FIVE_TIMES = """
 import resource, sys
-from pix2pix_tf.speed.memory import reuse_freed_memory
+from pix2pix_tf.training.memory import reuse_freed_memory
 if sys.argv[1] == "reuse":
     assert reuse_freed_memory()
 block = bytearray(64 << 20)

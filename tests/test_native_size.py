@@ -1,4 +1,4 @@
-"""Translating at an image's own size (`--native_size`, `inference.geometry`): reflection padding
+"""Translating at an image's own size (`--native_size`, `generate.geometry`): reflection padding
 to the generator's size multiple and the crop back, checked against NumPy; translate, evaluate,
 the demo and the SavedModel's `translate_native` signature on runs trained here on a rectangular
 folder dataset; the tile-consistency of the padded translation; TFLite's fixed size."""
@@ -18,8 +18,7 @@ import tensorflow as tf
 from pix2pix_tf import images
 from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.inference import generate as inference
-from pix2pix_tf.inference import geometry
+from pix2pix_tf.inference import generate, geometry
 from pix2pix_tf.inference.files import TranslateConfig, translate_files
 from pix2pix_tf.inference.sources import load_generator
 from pix2pix_tf.networks.generator import build_generator
@@ -29,7 +28,7 @@ from export_helpers import run
 
 # Moving-average batch norm and no dropout: every output pixel is a fixed function of its
 # neighbourhood, so tile consistency holds exactly (per-image statistics change with padding).
-LOCAL = inference.InferenceMode(dropout=False, batch_statistics=False)
+LOCAL = generate.InferenceMode(dropout=False, batch_statistics=False)
 # resnet_6blocks' reach from an output pixel to the input pixels it reads, in input pixels:
 # c7s1 3 + down1 (3x3 s2) 1 + down2 (3x3 at stride 2) 2 + 12 residual 3x3 convs at stride 4 48
 # + up1 (3x3 transposed, stride 4) 4 + up2 (stride 2) 2 + the last 7x7 3 = 63.
@@ -43,7 +42,7 @@ def numpy_native(generator, image: np.ndarray, multiple: int, mode=LOCAL) -> np.
     height, width = image.shape[:2]
     padded_h, padded_w = geometry.padded_size(height, width, multiple)
     padded = np.pad(image, [(0, padded_h - height), (0, padded_w - width), (0, 0)], mode="reflect")
-    return inference.generate(generator, tf.constant(padded[None]), mode).numpy()[0, :height, :width]
+    return generate.generate(generator, tf.constant(padded[None]), mode).numpy()[0, :height, :width]
 
 
 def write_png(path, array: np.ndarray) -> str:
@@ -102,8 +101,8 @@ def test_one_pixel_reaches_no_further_than_the_stated_reach(resnet):
     image = np.random.default_rng(4).uniform(-1, 1, (1, 160, 160, 3)).astype(np.float32)
     changed = image.copy()
     changed[0, 80, 80] = -image[0, 80, 80]
-    diff = np.abs(inference.generate(resnet, tf.constant(changed), LOCAL).numpy()
-                  - inference.generate(resnet, tf.constant(image), LOCAL).numpy()).max(axis=(0, 3))
+    diff = np.abs(generate.generate(resnet, tf.constant(changed), LOCAL).numpy()
+                  - generate.generate(resnet, tf.constant(image), LOCAL).numpy()).max(axis=(0, 3))
     rows, cols = np.nonzero(diff > 0)
     assert rows.size and max(np.abs(rows - 80).max(), np.abs(cols - 80).max()) <= RESNET_REACH
 
@@ -128,7 +127,7 @@ def _translator(generator):
     from pix2pix_tf.inference.sources import Translator
 
     def call(image, index):
-        return inference.generate(generator, tf.constant(image), LOCAL).numpy()
+        return generate.generate(generator, tf.constant(image), LOCAL).numpy()
 
     return Translator("test resnet", 64, 3, 3, None, LOCAL, call, size_multiple=4)
 
@@ -172,7 +171,7 @@ def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
     inputs = [write_png(tmp_path / "in" / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in SIZES]
     result = translate_files(TranslateConfig(inputs=(str(tmp_path / "in"),), output_dir=str(tmp_path / "out"),
                                              workdir=runs[run_name], native_size=True,
-                                             mode=inference.DETERMINISTIC, progress=False))
+                                             mode=generate.DETERMINISTIC, progress=False))
     assert not result.failed and len(result.written) == len(SIZES)
     generator, config, _ = load_generator(runs[run_name])
     multiple = geometry.size_multiple(config.model.generator)
@@ -180,7 +179,7 @@ def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
         written = tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / os.path.basename(path)))).numpy()
         assert written.shape == (height, width, 3)
         pixels = images.to_signed(random_pixels(height, width, seed=height)).numpy()
-        expected = images.to_uint8(numpy_native(generator, pixels, multiple, inference.DETERMINISTIC)).numpy()
+        expected = images.to_uint8(numpy_native(generator, pixels, multiple, generate.DETERMINISTIC)).numpy()
         assert np.abs(written.astype(int) - expected).max() <= 1  # Rounding of float differences.
 
 
@@ -210,7 +209,7 @@ def test_evaluate_at_native_size_compares_with_the_target_at_its_size(runs, tmp_
     generator, _, _ = load_generator(runs["none"])
     for i, entry in enumerate(metrics["per_image"]):
         a = tf.io.decode_png(tf.io.read_file(os.path.join(runs["folder"], "A", "test", f"{i}.png"))).numpy()
-        output = numpy_native(generator, images.to_signed(a).numpy(), 4, inference.DETERMINISTIC)
+        output = numpy_native(generator, images.to_signed(a).numpy(), 4, generate.DETERMINISTIC)
         target = images.to_signed(255 - a).numpy()
         assert entry["l1"] == pytest.approx(float(np.mean(np.abs(output - target))), abs=1e-5)
     with pytest.raises(ConfigError, match="FCN-score"):
@@ -260,7 +259,7 @@ def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path):
 
     generator, _, _ = load_generator(runs["none"])
     directory = str(tmp_path / "saved_model")
-    build_archive(generator, inference.DETERMINISTIC, 48, 3, 4, max_pixels=2400,
+    build_archive(generator, generate.DETERMINISTIC, 48, 3, 4, max_pixels=2400,
                   max_request_pixels=2 * 2400).write_out(directory, verbose=False)
     sizes = [(35, 59), (59, 35), (37, 61)]  # The last is under the cap but pads over it.
     paths = [write_png(tmp_path / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in sizes]
@@ -274,7 +273,7 @@ def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path):
     for (height, width), path in zip(sizes[:2], paths):
         name = os.path.basename(path)
         pixels = images.to_signed(random_pixels(height, width, seed=height)).numpy()
-        expected = numpy_native(generator, pixels, 4, inference.DETERMINISTIC)
+        expected = numpy_native(generator, pixels, 4, generate.DETERMINISTIC)
         assert got[name].shape == (2, height, width, 3) and got[name + "_png"].shape == (height, width, 3)
         np.testing.assert_allclose(got[name][0], expected, atol=1e-4)
     assert "one size" in str(got["sizes"]) and "separate requests" in str(got["sizes"])
@@ -287,7 +286,7 @@ def test_tflite_files_stay_fixed_size(tmp_path):
     from pix2pix_tf.export import tflite
 
     generator = build_generator(ModelConfig(generator="unet_128", ngf=8, ndf=8))
-    tflite.tflite_archive(generator, inference.DETERMINISTIC, 128, 3).write_out(str(tmp_path / "sm"), verbose=False)
+    tflite.tflite_archive(generator, generate.DETERMINISTIC, 128, 3).write_out(str(tmp_path / "sm"), verbose=False)
     interpreter = Interpreter(model_content=tflite.convert_tflite(str(tmp_path / "sm"), "float32", None, "float32"))
     index = interpreter.get_input_details()[0]["index"]
     assert list(interpreter.get_input_details()[0]["shape_signature"]) == [1, 128, 128, 3]

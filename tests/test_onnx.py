@@ -51,10 +51,10 @@ def _reference(export: dict):
 
 def _held_out(export: dict, count: int = 2) -> np.ndarray:
     from pix2pix_tf.config import TrainConfig
-    from pix2pix_tf.data import pipeline as data
+    from pix2pix_tf.data import pipeline
 
     config = TrainConfig.load(export["workdir"])
-    pairs = data.held_out_pairs(data.load_paired_dataset(config.data), config.data, 3, 3, limit=count)
+    pairs = pipeline.held_out_pairs(pipeline.load_paired_dataset(config.data), config.data, 3, 3, limit=count)
     return np.stack([a for a, _ in pairs.as_numpy_iterator()])
 
 

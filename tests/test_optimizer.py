@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf.config import OptimConfig
-from pix2pix_tf.speed.fused_adam import FusedAdam
+from pix2pix_tf.training.fused_adam import FusedAdam
 from pix2pix_tf.training.optimization import ReferenceAdam, make_optimizer
 
 LR, BETA_1, BETA_2, EPS = 2e-4, 0.5, 0.999, 1e-8  # OptimConfig's defaults (the reference's); torch's eps.

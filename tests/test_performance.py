@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from test_training import checkpoint_values
 
-from pix2pix_tf.speed.fused_adam import FusedAdam
+from pix2pix_tf.training.fused_adam import FusedAdam
 from pix2pix_tf.training.loop import train
 from pix2pix_tf.training.optimization import ReferenceAdam
 
@@ -180,7 +180,7 @@ def test_benchmark_refuses_an_unknown_precision():
 
 @pytest.mark.parametrize("use_bias, activation, size", [(False, None, 1), (True, "tanh", 8), (True, None, 5)])
 def test_phase_transposed_conv_computes_the_transposed_conv(use_bias, activation, size):
-    from pix2pix_tf.speed.tflite_lowering import phase_transposed_conv
+    from pix2pix_tf.inference.tflite_lowering import phase_transposed_conv
 
     layer = keras.layers.Conv2DTranspose(6, 4, strides=2, padding="same", use_bias=use_bias, activation=activation,
                                          bias_initializer="random_normal")

@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from pix2pix_tf.export import names, saved_model, tflite
-from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.inference import generate
 
-PAPER_NORM = inference.DETERMINISTIC  # Per-image batch statistics (the paper), no dropout.
-MOVING_AVERAGES = inference.InferenceMode(dropout=False, batch_statistics=False)
+PAPER_NORM = generate.DETERMINISTIC  # Per-image batch statistics (the paper), no dropout.
+MOVING_AVERAGES = generate.InferenceMode(dropout=False, batch_statistics=False)
 
 
 @dataclasses.dataclass
@@ -46,7 +46,7 @@ def measure_inference(generator: keras.Model, image_size: int, input_nc: int, mu
     x = tf.constant(image)
     calls: dict[str, Callable[[], np.ndarray]] = {
         "keras G(x, training=False)": lambda: generator(x, training=False).numpy(),
-        "keras, per-image batch statistics": lambda: inference.generate(generator, x, PAPER_NORM).numpy(),
+        "keras, per-image batch statistics": lambda: generate.generate(generator, x, PAPER_NORM).numpy(),
     }
     rows: dict[str, LatencyRow] = {}
     with tempfile.TemporaryDirectory(prefix="pix2pix-bench-") as scratch:

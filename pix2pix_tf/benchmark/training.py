@@ -21,10 +21,10 @@ import tensorflow as tf
 
 from pix2pix_tf.benchmark.machine import FlopCount, graph_flops, median_seconds, peak_rss_mib
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.data import pipeline as data
+from pix2pix_tf.data import pipeline
 from pix2pix_tf.networks.generator import size_multiple
-from pix2pix_tf.speed.memory import reuse_freed_memory
 from pix2pix_tf.training.distribute import make_strategy
+from pix2pix_tf.training.memory import reuse_freed_memory
 from pix2pix_tf.training.step import Pix2Pix
 
 
@@ -32,7 +32,7 @@ from pix2pix_tf.training.step import Pix2Pix
 class TrainingFigures:
     name: str  # "pix2pix_tf", or "tutorial" for the TensorFlow tutorial's step.
     batch_size: int
-    reuse_memory: bool  # --reuse_memory (pix2pix_tf.speed.memory) in the measuring process.
+    reuse_memory: bool  # --reuse_memory (pix2pix_tf.training.memory) in the measuring process.
     step_seconds: float  # Median of the timed steps.
     step_seconds_min: float
     images_per_second: float
@@ -63,10 +63,10 @@ def in_subprocess(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _stream(config: TrainConfig) -> tuple[Callable[[], tf.data.Dataset], int]:
-    dataset = data.load_paired_dataset(config.data)
+    dataset = pipeline.load_paired_dataset(config.data)
 
     def stream() -> tf.data.Dataset:
-        return data.train_stream(dataset, config.data, config.model.input_nc, config.model.output_nc, seed=0,
+        return pipeline.train_stream(dataset, config.data, config.model.input_nc, config.model.output_nc, seed=0,
                                  multiple=size_multiple(config.model.generator))
     return stream, dataset.num_train
 
@@ -114,10 +114,10 @@ def training_setup(config: TrainConfig) -> tuple[Pix2Pix, Iterator, Callable[[],
 def measure_training(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
     """Times the training step of `config` fed by the real input pipeline."""
     gan, iterator, stream = training_setup(config)
-    pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
+    pipeline_rate = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
     median, fastest, faults = _time_steps(lambda: wait_for_step(gan, iterator), steps)
     flops = step_flops(gan, stream())
-    return _figures("pix2pix_tf", config, median, fastest, faults, flops, pipeline, steps)
+    return _figures("pix2pix_tf", config, median, fastest, faults, flops, pipeline_rate, steps)
 
 
 def tutorial_config(config: TrainConfig) -> TrainConfig:
@@ -147,11 +147,11 @@ def measure_tutorial(config: TrainConfig, steps: int, pipeline_images: int) -> T
     """Times the TensorFlow tutorial's step on `config`'s dataset (`tutorial_config`)."""
     config = tutorial_config(config)
     tutorial, step, stream = tutorial_setup(config)
-    pipeline = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
+    pipeline_rate = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
     median, fastest, faults = _time_steps(step, steps)
     static = [tf.TensorSpec(t.shape, t.dtype) for t in next(iter(stream()))]
     flops = graph_flops(tf.function(tutorial.train_step.python_function).get_concrete_function(*static).graph)
-    return _figures("tutorial", config, median, fastest, faults, flops, pipeline, steps)
+    return _figures("tutorial", config, median, fastest, faults, flops, pipeline_rate, steps)
 
 
 def _figures(name: str, config: TrainConfig, median: float, fastest: float, faults: float, flops: FlopCount,

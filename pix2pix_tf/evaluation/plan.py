@@ -47,16 +47,16 @@ class EvalPlan:
 
 def split_pairs(dataset, data_config: DataConfig, split: str, input_nc: int, output_nc: int, limit: Optional[int],
                 multiple: int, native: bool = False):
-    """(input, target) of any split with the test-time preprocessing: `data.held_out_pairs` on a
+    """(input, target) of any split with the test-time preprocessing: `pipeline.held_out_pairs` on a
     copy of the dataset whose held-out split is `split`. `native`: as decoded, no resize (every
     source gives the target at its input's size: a folder's B is resized to its A)."""
-    from pix2pix_tf.data import pipeline as data
+    from pix2pix_tf.data import pipeline
 
     if native:
         records = dataset.records(split)
         records = records if limit is None else records.take(limit)
         return records.map(lambda *record: dataset.input_target(record, input_nc, output_nc))
-    return data.held_out_pairs(dataclasses.replace(dataset, held_out_split=split), data_config, input_nc, output_nc,
+    return pipeline.held_out_pairs(dataclasses.replace(dataset, held_out_split=split), data_config, input_nc, output_nc,
                                limit=limit, multiple=multiple)
 
 
@@ -83,17 +83,17 @@ def make_plan(config: EvalConfig) -> EvalPlan:
     if use_fid and not config.inception_weights:
         metrics.inception_features(None)  # Raises the explanation.
 
-    from pix2pix_tf.data import pipeline as data
+    from pix2pix_tf.data import pipeline
     from pix2pix_tf.networks.generator import size_multiple
 
     data_config = dataclasses.replace(train.data, data_dir=config.data_dir or train.data.data_dir)
-    direction = data_config.direction or data.default_direction(data_config.dataset)
+    direction = data_config.direction or pipeline.default_direction(data_config.dataset)
     data_config = dataclasses.replace(data_config, direction=direction)
     scheme = _fcn_scheme(config, data_config.dataset, direction)
     feature_fn = metrics.inception_features(config.inception_weights) if use_fid else None
     translator, num_samples = _open_model(config, source, train, workdir)
 
-    dataset = data.load_paired_dataset(data_config)
+    dataset = pipeline.load_paired_dataset(data_config)
     split = config.split or dataset.held_out_split
     if not dataset.split_sizes.get(split):
         raise ConfigError(f"--split={split}: {dataset.name} has splits "

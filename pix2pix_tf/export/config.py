@@ -12,7 +12,7 @@ from typing import Optional
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.export.names import INT8_IO_TYPES, TFLITE_VARIANTS
 from pix2pix_tf.images import DEFAULT_MAX_PIXELS
-from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.inference import generate
 
 
 class ExportError(Pix2pixError):
@@ -28,7 +28,7 @@ class ExportConfig:
     model_name: str = "pix2pix"
     version: Optional[int] = None  # None: the next free version.
     checkpoint: Optional[str] = None  # None: the newest checkpoint of the workdir.
-    mode: inference.InferenceMode = inference.PAPER
+    mode: generate.InferenceMode = generate.PAPER
     image_size: Optional[int] = None  # None: the run's crop_size.
     tflite: tuple[str, ...] = TFLITE_VARIANTS
     int8_io: str = "float32"

@@ -29,16 +29,17 @@ def load_examples(train: TrainConfig, config: ExportConfig, image_size: int, nee
     """Held-out pairs for the checks and, if `need_training_data`, training inputs for the int8
     calibration; synthetic noise (and no targets) when the dataset is gone and no calibration is
     needed."""
-    from pix2pix_tf.data import pipeline as data
+    from pix2pix_tf.data import pipeline
 
     data_config = dataclasses.replace(train.data, data_dir=config.data_dir or train.data.data_dir)
     nc = (train.model.input_nc, train.model.output_nc)
     try:
-        dataset = data.load_paired_dataset(data_config)
-        pairs = list(data.held_out_pairs(dataset, data_config, *nc, limit=config.check_examples).as_numpy_iterator())
+        dataset = pipeline.load_paired_dataset(data_config)
+        held_out = pipeline.held_out_pairs(dataset, data_config, *nc, limit=config.check_examples)
+        pairs = list(held_out.as_numpy_iterator())
         calibration = None
         if need_training_data:
-            stream = data.train_stream(dataset, data_config, *nc, seed=train.run.seed or 0).unbatch()
+            stream = pipeline.train_stream(dataset, data_config, *nc, seed=train.run.seed or 0).unbatch()
             calibration = np.stack([a for a, _ in stream.take(config.calibration_examples).as_numpy_iterator()])
     except DatasetError as e:
         if need_training_data:

@@ -42,8 +42,7 @@ from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.examples import Examples, load_examples
 from pix2pix_tf.export.names import MODEL_CARD, OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
 from pix2pix_tf.export.tflite import PSNR_FLOORS, TFLiteModel, VariantReport, benchmark, check_variant, psnr
-from pix2pix_tf.inference import generate as inference
-from pix2pix_tf.inference import sources
+from pix2pix_tf.inference import generate, sources
 from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.workdir import Workdir
 
@@ -58,7 +57,7 @@ class ExportResult:
     saved_model_dir: str
     version: int
     checkpoint: str
-    mode: inference.InferenceMode
+    mode: generate.InferenceMode
     image_size: int
     saved_model_max_abs_diff: float
     tflite_dir: Optional[str] = None
@@ -184,7 +183,7 @@ def _card_facts(config: ExportConfig, train: TrainConfig, generator: keras.Model
     which the SavedModel reproduces to SAVED_MODEL_MAX_ABS before it is published."""
     held_out = None
     if examples.targets is not None:
-        outputs = inference.generate(generator, tf.constant(examples.images), config.mode.without_dropout()).numpy()
+        outputs = generate.generate(generator, tf.constant(examples.images), config.mode.without_dropout()).numpy()
         held_out = model_card.HeldOut(pairs=len(outputs), split=examples.held_out_split or "held-out",
                                       l1=float(np.mean(np.abs(outputs - examples.targets))),
                                       psnr_db=psnr(examples.targets, outputs))

@@ -2,7 +2,7 @@
 check against the checkpoint it came from before it is published.
 
 Five signatures over G's variables (names in `names.py`, documented in docs/serving.md), none of
-which writes a variable: the paper's test-time G is a pure function (`inference.generate`).
+which writes a variable: the paper's test-time G is a pure function (`generate.generate`).
 """
 
 from __future__ import annotations
@@ -34,15 +34,14 @@ from pix2pix_tf.export.names import (
     warmup_path,
 )
 from pix2pix_tf.images import DEFAULT_MAX_PIXELS, decode_images, encode_pngs, limit_request
-from pix2pix_tf.inference import generate as inference
-from pix2pix_tf.inference import geometry
+from pix2pix_tf.inference import generate, geometry
 from pix2pix_tf.networks.generator import size_multiple
 
 # Tolerance between the SavedModel and the checkpoint's own call before publishing.
 SAVED_MODEL_MAX_ABS = 1e-4
 
 
-def build_archive(generator: keras.Model, mode: inference.InferenceMode, image_size: int, input_nc: int,
+def build_archive(generator: keras.Model, mode: generate.InferenceMode, image_size: int, input_nc: int,
                   multiple: int, max_pixels: int = DEFAULT_MAX_PIXELS,
                   max_request_pixels: Optional[int] = None) -> keras.export.ExportArchive:
     """The five serving signatures over G's variables (names: module constants, docs/serving.md).
@@ -52,7 +51,7 @@ def build_archive(generator: keras.Model, mode: inference.InferenceMode, image_s
     supported format, at most `max_pixels` pixels) before it is decoded. The float signatures
     take [-1, 1] NHWC batches whose sides are multiples of `multiple`. `translate_native`
     takes a batch of encoded images of one size and translates them at that size (padded to
-    `multiple` and cropped back by `inference.geometry`; the cap also applies to the padded
+    `multiple` and cropped back by `generate.geometry`; the cap also applies to the padded
     size). Every one of them refuses a request whose images hold more than
     `max_request_pixels` (default `max_pixels`) in all, counted as the generator holds them,
     before decoding. None of them writes a variable.
@@ -65,27 +64,27 @@ def build_archive(generator: keras.Model, mode: inference.InferenceMode, image_s
 
     def float_request(images: tf.Tensor) -> tf.Tensor:
         shape = tf.shape(images, out_type=tf.int64)
-        return limit_request(inference.check_images(images, input_nc, multiple),
+        return limit_request(generate.check_images(images, input_nc, multiple),
                              tf.fill(shape[:1], shape[1] * shape[2]), request)
 
     def translate_bytes(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        output = inference.generate(generator, bytes_request(images), mode)
+        output = generate.generate(generator, bytes_request(images), mode)
         return {OUTPUT_BYTES: encode_pngs(output), OUTPUT_FLOAT: output}
 
     def translate_png(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_BYTES: encode_pngs(inference.generate(generator, bytes_request(images), mode))}
+        return {OUTPUT_BYTES: encode_pngs(generate.generate(generator, bytes_request(images), mode))}
 
     def translate_float(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_FLOAT: inference.generate(generator, float_request(images), mode)}
+        return {OUTPUT_FLOAT: generate.generate(generator, float_request(images), mode)}
 
     def translate_float_deterministic(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_FLOAT: inference.generate(generator, float_request(images), deterministic)}
+        return {OUTPUT_FLOAT: generate.generate(generator, float_request(images), deterministic)}
 
     def translate_native(images: tf.Tensor) -> dict[str, tf.Tensor]:
         decoded = geometry.decode_same_size(images, input_nc, max_pixels, request, multiple)
         shape = tf.shape(decoded)
         padded = geometry.assert_padded_pixels(geometry.pad(decoded, multiple), max_pixels)
-        output = geometry.crop(inference.generate(generator, padded, mode), shape[1], shape[2])
+        output = geometry.crop(generate.generate(generator, padded, mode), shape[1], shape[2])
         return {OUTPUT_BYTES: encode_pngs(output), OUTPUT_FLOAT: output}
 
     encoded = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
@@ -206,13 +205,13 @@ def write_saved_model(generator: keras.Model, train: TrainConfig, config: Export
                        json.dumps(_metadata(train, config, checkpoint, version, image_size), indent=2) + "\n")
 
 
-def verify_saved_model(directory: str, generator: keras.Model, mode: inference.InferenceMode,
+def verify_saved_model(directory: str, generator: keras.Model, mode: generate.InferenceMode,
                        images: np.ndarray) -> float:
     """Loads the SavedModel back and compares its dropout-free signature with the checkpoint's
     generator (in `mode`, without dropout) on `images`; also runs every warmup record.
     Returns the max abs difference."""
     loaded = tf.saved_model.load(directory)
-    expected = inference.generate(generator, tf.constant(images), mode.without_dropout()).numpy()
+    expected = generate.generate(generator, tf.constant(images), mode.without_dropout()).numpy()
     got = loaded.signatures[SIGNATURE_FLOAT_DETERMINISTIC](images=tf.constant(images))[OUTPUT_FLOAT].numpy()
     diff = float(np.max(np.abs(expected - got)))
     if not np.isfinite(got).all() or diff > SAVED_MODEL_MAX_ABS:

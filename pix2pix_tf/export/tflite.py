@@ -25,7 +25,7 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.export import contents
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.names import INPUT_NAME, OUTPUT_FLOAT, TFLITE_REPORT
-from pix2pix_tf.inference import generate as inference
+from pix2pix_tf.inference import generate
 
 # PSNR (dB, on images scaled to [0, 1]) against the SavedModel below which a TFLite variant
 # is refused: it no longer computes the same network. These catch broken conversions (NaN,
@@ -64,16 +64,16 @@ class VariantReport:
                 f"max|diff| {self.max_abs_diff:.4f}{latency}  {status}")
 
 
-def tflite_archive(generator: keras.Model, mode: inference.InferenceMode, image_size: int,
+def tflite_archive(generator: keras.Model, mode: generate.InferenceMode, image_size: int,
                    input_nc: int) -> keras.export.ExportArchive:
     """Batch 1, fixed size, no dropout: what runs on a phone (stateless random ops and image
     codecs are not builtin TFLite ops). Batch statistics become mean/rsqrt/mul builtins;
-    transposed convolutions become 2x2 convolutions (`speed.tflite_lowering`), which XNNPACK
+    transposed convolutions become 2x2 convolutions (`generate.tflite_lowering`), which XNNPACK
     runs twice as fast."""
     mode = mode.without_dropout()
 
     def translate(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_FLOAT: inference.generate(generator, images, mode, phase_transposed_convs=True)}
+        return {OUTPUT_FLOAT: generate.generate(generator, images, mode, phase_transposed_convs=True)}
 
     archive = keras.export.ExportArchive()  # Not tracking the model: see saved_model.build_archive.
     archive.add_endpoint("serving_default", translate,
@@ -114,7 +114,7 @@ class TFLiteModel:
         try:
             self.interpreter = Interpreter(num_threads=threads, **kwargs)
         except ValueError as e:
-            raise inference.InferenceError(f"Cannot load the TFLite model: {e}") from e
+            raise generate.InferenceError(f"Cannot load the TFLite model: {e}") from e
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
@@ -140,7 +140,7 @@ class TFLiteModel:
         """One float32 [1, H, W, C] image in [-1, 1] -> [1, H, W, C_out] in [-1, 1]."""
         image = np.asarray(image, np.float32)
         if image.shape != self.input_shape:
-            raise inference.InferenceError(f"This TFLite model takes images of shape {self.input_shape} (batch 1, "
+            raise generate.InferenceError(f"This TFLite model takes images of shape {self.input_shape} (batch 1, "
                                            f"fixed size), got {image.shape}.")
         self.interpreter.set_tensor(self.input["index"], _quantize(image, self.input))
         self.interpreter.invoke()

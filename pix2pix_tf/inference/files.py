@@ -30,8 +30,7 @@ from absl import logging
 from pix2pix_tf import images, writing
 from pix2pix_tf.config import check_positive
 from pix2pix_tf.errors import ConfigError, Interrupted
-from pix2pix_tf.inference import generate as inference
-from pix2pix_tf.inference import geometry
+from pix2pix_tf.inference import generate, geometry
 from pix2pix_tf.inference.sources import CHECKPOINT, ModelSource, Translator
 from pix2pix_tf.progress import Progress
 
@@ -53,13 +52,13 @@ class TranslateConfig:
     direction: Optional[str] = None
     side_by_side: bool = False
     keep_size: bool = False
-    mode: inference.InferenceMode = inference.PAPER
+    mode: generate.InferenceMode = generate.PAPER
     seed: Optional[int] = None
     image_size: Optional[int] = None
     threads: int = 2
     progress: bool = True
     max_pixels: int = images.DEFAULT_MAX_PIXELS
-    native_size: bool = False  # Translate at each image's own size (`inference.geometry`), not a square.
+    native_size: bool = False  # Translate at each image's own size (`generate.geometry`), not a square.
 
     def __post_init__(self) -> None:
         check_positive(image_size=self.image_size, threads=self.threads, max_pixels=self.max_pixels)
@@ -143,7 +142,7 @@ def split_pair(image: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarra
     """(input, target) halves of an A|B pair image in `direction`."""
     width = image.shape[1]
     if width % 2:
-        raise inference.InferenceError(f"a pair image must have an even width (A|B side by side), got {width} px.")
+        raise generate.InferenceError(f"a pair image must have an even width (A|B side by side), got {width} px.")
     a, b = image[:, : width // 2], image[:, width // 2:]
     return (a, b) if direction == "AtoB" else (b, a)
 
@@ -188,7 +187,7 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
                 result.written.append(destination)
             except images.ImageError as e:
                 result.failed.append((path, e.problem))
-            except inference.InferenceError as e:
+            except generate.InferenceError as e:
                 result.failed.append((path, str(e)))
             except tf.errors.OpError as e:
                 result.failed.append((path, images.op_message(e)))
@@ -212,7 +211,7 @@ def _translate_one(translator: Translator, config: TranslateConfig, direction: O
     prepared = translator.prepare(image)
     output = translator(prepared.numpy()[None], index)[0]
     if not np.isfinite(output).all():
-        raise inference.InferenceError("the model produced NaN/Inf")
+        raise generate.InferenceError("the model produced NaN/Inf")
     native = config.keep_size or translator.native
     size = original_size if native else (translator.image_size, translator.image_size)
     channels = translator.output_nc

@@ -33,8 +33,8 @@ import keras
 import tensorflow as tf
 
 from pix2pix_tf.errors import Pix2pixError
-from pix2pix_tf.speed import tflite_lowering
-from pix2pix_tf.speed.keras_graph import run_functional_graph
+from pix2pix_tf.inference import tflite_lowering
+from pix2pix_tf.inference.functional_graph import run_functional_graph
 
 
 class InferenceError(Pix2pixError, ValueError):
@@ -85,7 +85,7 @@ def generate(generator: keras.Model, images: tf.Tensor, mode: InferenceMode = PA
     None draws one from the clock. Layers other than batch norm and dropout run in inference
     mode, so any Keras functional generator of this package works. `phase_transposed_convs`
     computes each 4x4 stride-2 transposed convolution as four 2x2 convolutions (the same
-    numbers; twice as fast in TFLite's XNNPACK, see `speed.tflite_lowering`).
+    numbers; twice as fast in TFLite's XNNPACK, see `inference.tflite_lowering`).
     """
     if mode.dropout and seed is None:
         seed = clock_seed()

@@ -24,7 +24,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.config import CROPPING_MODES, TrainConfig, check_resumable
-from pix2pix_tf.data import pipeline as data
+from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
 from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError
 from pix2pix_tf.networks.generator import size_multiple
@@ -71,7 +71,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     seed = config.run.seed
     if seed is None:
         seed = stored.run.seed if stored is not None else random.SystemRandom().randrange(2**31)
-    direction = config.data.direction or data.default_direction(config.data.dataset)
+    direction = config.data.direction or pipeline.default_direction(config.data.dataset)
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed),
                                  data=dataclasses.replace(config.data, direction=direction).with_absolute_paths())
     if stored is not None and _has_checkpoint(config):
@@ -163,7 +163,7 @@ def train(config: TrainConfig,
     # A workdir that is a file, read-only or on a full disk is refused before any work.
     Workdir(config.run.workdir).check_usable()
     config = resolve_config(config)
-    dataset = data.load_paired_dataset(config.data)
+    dataset = pipeline.load_paired_dataset(config.data)
     check_fits_preprocessing(dataset, config.data, size_multiple(config.model.generator))
     with formation():
         strategy = make_strategy(config.run)
@@ -176,11 +176,11 @@ def train(config: TrainConfig,
         return _train(config, dataset, strategy, chief)
 
 
-def _distributed_stream(strategy: tf.distribute.Strategy, dataset: data.PairedDataset, config: TrainConfig,
+def _distributed_stream(strategy: tf.distribute.Strategy, dataset: pipeline.PairedDataset, config: TrainConfig,
                         start: int, multiple: int):
     """Each input pipeline (one per worker) reads only its slice of every global batch."""
     def stream(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return data.train_stream(
+        return pipeline.train_stream(
             dataset, config.data, config.model.input_nc, config.model.output_nc, config.run.seed,
             start_example=start * config.data.batch_size, multiple=multiple,
             shard=(context.input_pipeline_id, context.num_input_pipelines),
@@ -189,7 +189,7 @@ def _distributed_stream(strategy: tf.distribute.Strategy, dataset: data.PairedDa
     return iter(strategy.distribute_datasets_from_function(stream))
 
 
-def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distribute.Strategy,
+def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.distribute.Strategy,
            chief: bool) -> TrainResult:
     workdir = config.run.workdir
     gan = Pix2Pix(config, strategy, dataset.num_train / config.data.batch_size)
@@ -207,7 +207,7 @@ def _train(config: TrainConfig, dataset: data.PairedDataset, strategy: tf.distri
     start, end = gan.current_step(), total_steps(config, dataset.num_train)
     writer = summaries.Writer(Workdir(workdir).train_logs) if chief else None
     multiple = size_multiple(config.model.generator)
-    held_out = list(data.held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
+    held_out = list(pipeline.held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
                                         limit=config.run.eval_examples, multiple=multiple).as_numpy_iterator())
     monitor = HeldOutMonitor(gan, held_out, workdir, writer)
     result = TrainResult(start, end, {}, monitor(start), None, None)

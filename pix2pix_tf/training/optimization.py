@@ -87,6 +87,6 @@ def make_optimizer(config: OptimConfig, steps_per_epoch: float, name: str,
                    adam: type[ReferenceAdam] = ReferenceAdam) -> ReferenceAdam:
     """The reference's Adam(lr, beta1, beta2, eps=1e-8) on its schedule: one per network, since an
     optimizer only updates what it was built for. `adam`: this class, or a faster form of the same
-    update (pix2pix_tf.speed.FusedAdam)."""
+    update (pix2pix_tf.training.fused_adam.FusedAdam)."""
     schedule = LinearDecaySchedule(config.lr, config.epochs, config.epochs_decay, steps_per_epoch)
     return adam(schedule, beta_1=config.beta1, beta_2=config.beta2, epsilon=REFERENCE_EPSILON, name=name)

@@ -11,8 +11,8 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.networks.discriminator import build_discriminator, feature_discriminator
 from pix2pix_tf.networks.generator import build_generator
 from pix2pix_tf.networks.seeding import seeded_construction
-from pix2pix_tf.speed.fused_adam import FusedAdam
 from pix2pix_tf.training import precision
+from pix2pix_tf.training.fused_adam import FusedAdam
 from pix2pix_tf.training.losses import discriminator_loss, generator_loss
 from pix2pix_tf.training.optimization import ReferenceAdam, make_optimizer
 
