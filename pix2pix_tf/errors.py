@@ -11,6 +11,10 @@ class ConfigError(Pix2pixError, ValueError):
     """A configuration a run cannot use; the message says what to change."""
 
 
+class InferenceError(Pix2pixError, ValueError):
+    """An image or a model that the generator cannot translate; the message says why."""
+
+
 class DatasetError(Pix2pixError):
     """A dataset that cannot be found, prepared or read."""
 

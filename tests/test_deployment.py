@@ -16,7 +16,8 @@ import pytest
 import tensorflow as tf
 from test_serving_client import servers  # noqa: F401  (fixture: the REST stand-in of TensorFlow Serving)
 
-from pix2pix_tf.export import contents, names
+from pix2pix_tf.export import contents
+from pix2pix_tf.inference import artifacts
 
 from export_helpers import ROOT, exported, run
 
@@ -64,7 +65,7 @@ def test_int8_file_is_integer_from_input_to_output(export):
         assert floating == [], (io, len(floating), floating[:12])
         assert "NEG" not in {op[0] for op in ops}
         assert contents.float_ops_inside(path) == []  # The export's own reader agrees...
-        report = json.load(open(names.tflite_report_path(path)))
+        report = json.load(open(artifacts.tflite_report_path(path)))
         assert report["variants"]["int8"]["float_ops_inside"] == []  # ...and says so in report.json.
     uint8_ops, _, _ = ops_with_types(int8_files(export)["uint8 I/O"])
     assert not [op for op in uint8_ops if "float32" in op[1] + op[2]]  # uint8 I/O: no float tensor at all.
@@ -78,7 +79,7 @@ def docs_op_table() -> str:
 
 
 def test_docs_op_table_is_what_the_files_contain(export):
-    reports = [json.load(open(os.path.join(export[k], names.TFLITE_REPORT)))
+    reports = [json.load(open(os.path.join(export[k], artifacts.TFLITE_REPORT)))
                for k in ("tflite_paper", "tflite_deterministic")]
     for folder, report in zip(("tflite_paper", "tflite_deterministic"), reports):
         for variant, entry in report["variants"].items():
@@ -87,7 +88,8 @@ def test_docs_op_table_is_what_the_files_contain(export):
     assert docs_op_table() == contents.render_op_table(reports)
     # The generator as a user runs it prints the same table.
     printed = run([sys.executable, "-m", "pix2pix_tf.export.contents",
-                   *(os.path.join(export[k], names.TFLITE_REPORT) for k in ("tflite_paper", "tflite_deterministic"))])
+                   *(os.path.join(export[k], artifacts.TFLITE_REPORT)
+                     for k in ("tflite_paper", "tflite_deterministic"))])
     assert printed.returncode == 0, printed.stderr[-2000:]
     assert printed.stdout == docs_op_table()
 
@@ -107,8 +109,8 @@ def test_model_card_beside_the_saved_model_and_the_tflite_files(export, data_dir
     inputs, targets = np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
     l1 = float(np.mean(np.abs(generate.generate(generator, tf.constant(inputs), generate.DETERMINISTIC).numpy()
                               - targets)))
-    saved_model_card = names.model_card_path(export["paper"])
-    tflite_card = os.path.join(export["tflite_paper"], names.MODEL_CARD)
+    saved_model_card = artifacts.model_card_path(export["paper"])
+    tflite_card = os.path.join(export["tflite_paper"], artifacts.MODEL_CARD)
     for path in (saved_model_card, tflite_card):
         facts = card_facts(path)
         assert facts["Generator"] == "unet_128" and facts["ngf"] == "8" and facts["Norm"] == "batch"
@@ -124,18 +126,18 @@ def test_model_card_beside_the_saved_model_and_the_tflite_files(export, data_dir
         assert "## Intended use and limits" in text and "Trained on 64 pairs" in text
         assert TrainConfig.load(export["workdir"]).data.dataset in text
     tflite_text = open(tflite_card).read()
-    for variant in names.TFLITE_VARIANTS:
+    for variant in artifacts.TFLITE_VARIANTS:
         file = os.path.join(export["tflite_paper"], f"tiny_{variant}.tflite")
         assert f"| tiny_{variant}.tflite | {os.path.getsize(file)} |" in tflite_text
     assert "normalisation mean [127.5] std [127.5]" in tflite_text and "no metadata block" in tflite_text
-    uint8_card = open(os.path.join(export["tflite_deterministic"], names.MODEL_CARD)).read()
-    scale, zero_point = json.load(open(os.path.join(export["tflite_deterministic"], names.TFLITE_REPORT))
+    uint8_card = open(os.path.join(export["tflite_deterministic"], artifacts.MODEL_CARD)).read()
+    scale, zero_point = json.load(open(os.path.join(export["tflite_deterministic"], artifacts.TFLITE_REPORT))
                                   )["variants"]["int8"]["io_quantization"]["input"]
     assert f"uint8 (input q = round(x / {scale:.6g}) + {zero_point};" in uint8_card
     # The card does not get in Serving's way: the SavedModel with it loads and serves.
     signatures = tf.saved_model.load(export["paper"]).signatures
     png = tf.io.encode_png(np.full((40, 50, 3), 90, np.uint8))
-    output = signatures[names.SIGNATURE_PNG](images=tf.constant([png.numpy()]))[names.OUTPUT_BYTES]
+    output = signatures[artifacts.SIGNATURE_PNG](images=tf.constant([png.numpy()]))[artifacts.OUTPUT_BYTES]
     assert tf.io.decode_png(output[0]).shape == (128, 128, 3)
 
 
@@ -157,14 +159,14 @@ def test_docs_rest_recipe_runs_with_a_large_image(servers, tmp_path):  # noqa: F
     result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", recipe], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
-    expected = servers["fake"].run(names.SIGNATURE_PNG, {"images": np.array([jpeg], dtype=object)})
+    expected = servers["fake"].run(artifacts.SIGNATURE_PNG, {"images": np.array([jpeg], dtype=object)})
     png = (tmp_path / "output.png").read_bytes()
     picture = tf.io.decode_png(png).numpy()
     assert picture.shape == (128, 128, 3)
-    np.testing.assert_array_equal(picture, tf.io.decode_png(expected[names.OUTPUT_BYTES][0]).numpy())
+    np.testing.assert_array_equal(picture, tf.io.decode_png(expected[artifacts.OUTPUT_BYTES][0]).numpy())
     answer = json.loads((tmp_path / "output.json").read_text())["predictions"][0]
-    assert tf.io.decode_png(base64.b64decode(answer[names.OUTPUT_BYTES]["b64"])).shape == (128, 128, 3)
-    assert np.asarray(answer[names.OUTPUT_FLOAT]).shape == (128, 128, 3)
+    assert tf.io.decode_png(base64.b64decode(answer[artifacts.OUTPUT_BYTES]["b64"])).shape == (128, 128, 3)
+    assert np.asarray(answer[artifacts.OUTPUT_FLOAT]).shape == (128, 128, 3)
 
 
 NOISY_PROGRAM = textwrap.dedent("""

@@ -16,9 +16,10 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf import images
+from pix2pix_tf.errors import InferenceError
 from pix2pix_tf.export import exporter as exporting
-from pix2pix_tf.export import names
-from pix2pix_tf.inference import generate, sources
+from pix2pix_tf.inference import artifacts, generate, sources
+from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.serving import client as serving_client
 
 from export_helpers import ROOT, exported, run, trained_run
@@ -50,7 +51,7 @@ def test_serving_layout_versions_and_atomic_publish(export):
         folder = os.path.join(base, version)
         assert os.path.exists(os.path.join(folder, "saved_model.pb"))
         assert os.path.isdir(os.path.join(folder, "variables"))
-        assert os.path.exists(os.path.join(folder, "assets.extra", names.WARMUP_FILE))
+        assert os.path.exists(os.path.join(folder, "assets.extra", artifacts.WARMUP_FILE))
     # Each weight is stored once (tracking the Keras model in ExportArchive would store it twice).
     from pix2pix_tf.config import TrainConfig
     from pix2pix_tf.networks.generator import build_generator
@@ -58,10 +59,10 @@ def test_serving_layout_versions_and_atomic_publish(export):
     weights = build_generator(TrainConfig.load(export["workdir"]).model).count_params() * 4
     stored = os.path.getsize(os.path.join(export["paper"], "variables", "variables.data-00000-of-00001"))
     assert weights * 0.99 < stored < weights * 1.1, (weights, stored)
-    assert names.read_metadata(export["paper"])["mode"] == {"dropout": True, "batch_statistics": True}
-    assert names.read_metadata(export["deterministic"])["mode"] == {"dropout": False, "batch_statistics": True}
+    assert artifacts.read_metadata(export["paper"])["mode"] == {"dropout": True, "batch_statistics": True}
+    assert artifacts.read_metadata(export["deterministic"])["mode"] == {"dropout": False, "batch_statistics": True}
     assert "SavedModel: " + export["paper"] in export["paper_stdout"]
-    for variant in names.TFLITE_VARIANTS:
+    for variant in artifacts.TFLITE_VARIANTS:
         assert variant in export["paper_stdout"] and "PSNR" in export["paper_stdout"]
 
 
@@ -165,8 +166,8 @@ def test_saved_model_cli_show_and_run(export, data_dir, tmp_path):
     shown = run(["saved_model_cli", "show", "--dir", export["paper"], "--all"])
     assert shown.returncode == 0, shown.stderr[-2000:]
     text = shown.stdout
-    for signature in (names.SIGNATURE_BYTES, names.SIGNATURE_PNG, names.SIGNATURE_FLOAT,
-                      names.SIGNATURE_FLOAT_DETERMINISTIC, names.SIGNATURE_NATIVE):
+    for signature in (artifacts.SIGNATURE_BYTES, artifacts.SIGNATURE_PNG, artifacts.SIGNATURE_FLOAT,
+                      artifacts.SIGNATURE_FLOAT_DETERMINISTIC, artifacts.SIGNATURE_NATIVE):
         assert f"signature_def['{signature}']" in text
     serving_default = text.split("signature_def['serving_default']")[1].split("signature_def[")[0]
     assert "inputs['images']" in serving_default and "DT_STRING" in serving_default
@@ -193,7 +194,7 @@ def test_warmup_records_fit_the_signatures(export):
     from tensorflow_serving.apis import prediction_log_pb2
 
     signatures = serving_client.signature_defs(export["paper"])
-    path = os.path.join(export["paper"], "assets.extra", names.WARMUP_FILE)
+    path = os.path.join(export["paper"], "assets.extra", artifacts.WARMUP_FILE)
     seen = set()
     for record in tf.data.TFRecordDataset(path):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
@@ -233,29 +234,29 @@ def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, t
     _, image = held_out_png(export, data_dir, tmp_path)
     reference = tf.saved_model.load(export["paper"]).signatures["translate_float_deterministic"]
     expected = reference(images=tf.constant(image[None]))["output"].numpy()
-    report = json.load(open(os.path.join(export["tflite_paper"], names.TFLITE_REPORT)))
-    for variant in names.TFLITE_VARIANTS:
+    report = json.load(open(os.path.join(export["tflite_paper"], artifacts.TFLITE_REPORT)))
+    for variant in artifacts.TFLITE_VARIANTS:
         path = os.path.join(export["tflite_paper"], f"tiny_{variant}.tflite")
         interpreter = Interpreter(model_path=path, num_threads=2)
         ops = {op["op_name"] for op in interpreter._get_ops_details()}
         assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"], (variant, ops)
-        model = exporting.TFLiteModel(path)
+        model = TFLiteModel(path)
         assert model.input_shape == (1, 128, 128, 3)
         value = exporting.psnr(expected, model(image[None]))
         assert value >= exporting.PSNR_FLOORS[variant], (variant, value)
         assert report["variants"][variant]["ok"] and report["variants"][variant]["size_bytes"] == os.path.getsize(path)
     sizes = {v: os.path.getsize(os.path.join(export["tflite_paper"], f"tiny_{v}.tflite"))
-             for v in names.TFLITE_VARIANTS}
+             for v in artifacts.TFLITE_VARIANTS}
     assert sizes["float16"] < 0.6 * sizes["float32"] and sizes["int8"] < 0.4 * sizes["float32"]
 
-    uint8 = exporting.TFLiteModel(os.path.join(export["tflite_deterministic"], "tiny_int8.tflite"))
+    uint8 = TFLiteModel(os.path.join(export["tflite_deterministic"], "tiny_int8.tflite"))
     assert uint8.io_dtype == "uint8"
     scale, zero_point = uint8.io_quantization["input"]
     assert 0 <= zero_point <= 255 and 0 < scale < 0.1  # [-1, 1] spread over (most of) 0..255.
-    report = json.load(open(os.path.join(export["tflite_deterministic"], names.TFLITE_REPORT)))
+    report = json.load(open(os.path.join(export["tflite_deterministic"], artifacts.TFLITE_REPORT)))
     assert report["variants"]["int8"]["io_quantization"]["input"] == [scale, zero_point]
     assert exporting.psnr(expected, uint8(image[None])) >= exporting.PSNR_FLOORS["int8"]
-    with pytest.raises(generate.InferenceError, match="batch 1, fixed size"):
+    with pytest.raises(InferenceError, match="batch 1, fixed size"):
         uint8(np.zeros((1, 64, 64, 3), np.float32))
 
 

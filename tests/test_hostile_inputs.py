@@ -34,7 +34,7 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf import images
-from pix2pix_tf.export import names
+from pix2pix_tf.inference import artifacts
 
 MAX_PIXELS = 256 * 256 * 4  # Per image: max_file_bytes is then 18 MiB.
 MAX_REQUEST_PIXELS = 2 * MAX_PIXELS
@@ -257,8 +257,8 @@ def saved_model(tmp_path_factory) -> str:
 def test_the_request_cap_is_recorded_and_must_fit_the_warmup(saved_model, tmp_path):
     from pix2pix_tf.export.config import ExportError
 
-    assert names.read_metadata(saved_model)["max_request_pixels"] == MAX_REQUEST_PIXELS
-    assert names.read_metadata(saved_model)["max_pixels"] == MAX_PIXELS
+    assert artifacts.read_metadata(saved_model)["max_request_pixels"] == MAX_REQUEST_PIXELS
+    assert artifacts.read_metadata(saved_model)["max_pixels"] == MAX_PIXELS
     with pytest.raises(ExportError, match="--max_request_pixels=1000 is below what the warmup requests hold"):
         _export(str(tmp_path / "1"), 1000)
     assert not (tmp_path / "1").exists()
@@ -309,7 +309,7 @@ def signatures(saved_model):
 
 # In graph, a file that does not decode fully is refused by TensorFlow's decoder, in its words.
 IN_GRAPH = {"truncated": "Invalid PNG data"}
-BYTES_SIGNATURES = (names.SIGNATURE_BYTES, names.SIGNATURE_PNG, names.SIGNATURE_NATIVE)
+BYTES_SIGNATURES = (artifacts.SIGNATURE_BYTES, artifacts.SIGNATURE_PNG, artifacts.SIGNATURE_NATIVE)
 
 
 @pytest.mark.slow
@@ -323,7 +323,7 @@ def test_bytes_signatures(signatures, signature):
         with Bounded():
             if message is ACCEPTED:
                 outputs = signatures[signature](images=request)
-                assert outputs[names.OUTPUT_BYTES].shape == [1]
+                assert outputs[artifacts.OUTPUT_BYTES].shape == [1]
                 continue
             with pytest.raises(tf.errors.InvalidArgumentError) as refused:
                 signatures[signature](images=request)
@@ -342,18 +342,18 @@ def test_a_request_of_many_images_under_the_cap_is_refused_as_a_whole(signatures
     assert f"over the limit of {MAX_REQUEST_PIXELS} pixels per request" in refused.value.message
     assert "40 image(s) hold 655360 pixels" in refused.value.message
     fits = signatures[signature](images=tf.constant([_png(128, 128)] * 2))
-    assert fits[names.OUTPUT_BYTES].shape == [2]
+    assert fits[artifacts.OUTPUT_BYTES].shape == [2]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signature", (names.SIGNATURE_FLOAT, names.SIGNATURE_FLOAT_DETERMINISTIC))
+@pytest.mark.parametrize("signature", (artifacts.SIGNATURE_FLOAT, artifacts.SIGNATURE_FLOAT_DETERMINISTIC))
 def test_float_signatures_cap_the_request(signatures, signature):
     over = tf.zeros([33, IMAGE_SIZE, IMAGE_SIZE, 3])  # 540672 pixels > MAX_REQUEST_PIXELS
     with Bounded():
         with pytest.raises(tf.errors.InvalidArgumentError) as refused:
             signatures[signature](images=over)
     assert f"over the limit of {MAX_REQUEST_PIXELS} pixels per request" in refused.value.message
-    assert signatures[signature](images=tf.zeros([2, IMAGE_SIZE, IMAGE_SIZE, 3]))[names.OUTPUT_FLOAT].shape[0] == 2
+    assert signatures[signature](images=tf.zeros([2, IMAGE_SIZE, IMAGE_SIZE, 3]))[artifacts.OUTPUT_FLOAT].shape[0] == 2
 
 
 @pytest.mark.slow

@@ -16,10 +16,10 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf import images
-from pix2pix_tf.errors import Pix2pixError
+from pix2pix_tf.errors import InferenceError, Pix2pixError
 from pix2pix_tf.export import exporter as exporting
 from pix2pix_tf.export import onnx_model
-from pix2pix_tf.inference.generate import InferenceError
+from pix2pix_tf.inference.onnx_runner import OnnxModel
 
 from export_helpers import ROOT, run, trained_run
 
@@ -204,7 +204,7 @@ def test_onnx_mistakes_are_messages(export, tmp_path):
         source.open(DETERMINISTIC, image_size=100)
     with pytest.raises(Pix2pixError, match="exactly one of"):
         ModelSource.resolve(onnx=export["file"], tflite=export["file"])
-    model = onnx_model.OnnxModel(export["file"])
+    model = OnnxModel(export["file"])
     with pytest.raises(InferenceError, match="multiples of 128"):
         model(np.zeros((1, 128, 100, 3), np.float32))
     with pytest.raises(InferenceError, match=r"\[batch, height, width, 3\]"):

@@ -21,6 +21,7 @@ import tensorflow as tf
 from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.export import tflite as exporting
 from pix2pix_tf.inference import generate
+from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.networks import layers as blocks
 from pix2pix_tf.networks.discriminator import build_discriminator
 from pix2pix_tf.networks.generator import build_generator, unet
@@ -192,7 +193,7 @@ def test_resnet_generator_exports_to_builtin_tflite_ops(tmp_path):
     assert "TRANSPOSE_CONV" in ops and not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"], ops
     x = np.random.default_rng(8).uniform(-1, 1, size=(1, 16, 16, 3)).astype(np.float32)
     expected = generate.generate(model, tf.constant(x), generate.DETERMINISTIC).numpy()
-    np.testing.assert_allclose(exporting.TFLiteModel(str(path))(x), expected, atol=1e-4)
+    np.testing.assert_allclose(TFLiteModel(str(path))(x), expected, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------- U-Net and PatchGAN

@@ -25,7 +25,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from pix2pix_tf.export import names
+from pix2pix_tf.inference import artifacts
 from pix2pix_tf.serving import client as sc
 
 from export_helpers import ROOT, exported
@@ -47,7 +47,7 @@ def png(shape=(50, 70, 3), seed=0) -> bytes:
 
 def test_the_client_imports_without_tensorflow():
     """A client process (or a web front end) sends images without loading TensorFlow: the
-    names it needs come from the TensorFlow-free pix2pix_tf.export.names."""
+    names it needs come from the TensorFlow-free pix2pix_tf.inference.artifacts."""
     probe = ("import sys, pix2pix_tf.serving.client; "
              "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -57,13 +57,13 @@ def test_the_client_imports_without_tensorflow():
 
 def test_signature_names_are_the_documented_contract(signatures):
     assert set(signatures) == {sc.SIGNATURE_BYTES, sc.SIGNATURE_PNG, sc.SIGNATURE_FLOAT,
-                               sc.SIGNATURE_FLOAT_DETERMINISTIC, names.SIGNATURE_NATIVE}
+                               sc.SIGNATURE_FLOAT_DETERMINISTIC, artifacts.SIGNATURE_NATIVE}
     for name, signature in signatures.items():
         assert list(signature.inputs) == [sc.INPUT_NAME], name
         assert signature.method_name == "tensorflow/serving/predict"
     assert set(signatures[sc.SIGNATURE_BYTES].outputs) == {sc.OUTPUT_BYTES, sc.OUTPUT_FLOAT}
     assert set(signatures[sc.SIGNATURE_PNG].outputs) == {sc.OUTPUT_BYTES}
-    assert set(signatures[names.SIGNATURE_NATIVE].outputs) == {sc.OUTPUT_BYTES, sc.OUTPUT_FLOAT}
+    assert set(signatures[artifacts.SIGNATURE_NATIVE].outputs) == {sc.OUTPUT_BYTES, sc.OUTPUT_FLOAT}
     assert sc.OUTPUT_BYTES.endswith("_bytes")  # Serving's REST API then answers {"b64": ...}.
 
 

@@ -33,7 +33,7 @@ from pix2pix_tf import images
 from pix2pix_tf.benchmark.web import chromium, translate_times
 from pix2pix_tf.export import web
 from pix2pix_tf.export.config import ExportError
-from pix2pix_tf.export.tflite import TFLiteModel
+from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
 from export_helpers import ROOT, run, trained_run
 

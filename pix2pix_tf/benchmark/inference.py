@@ -15,8 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pix2pix_tf.export import names, saved_model, tflite
-from pix2pix_tf.inference import generate
+from pix2pix_tf.export import saved_model, tflite
+from pix2pix_tf.inference import artifacts, generate
+from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
 PAPER_NORM = generate.DETERMINISTIC  # Per-image batch statistics (the paper), no dropout.
 MOVING_AVERAGES = generate.InferenceMode(dropout=False, batch_statistics=False)
@@ -53,9 +54,9 @@ def measure_inference(generator: keras.Model, image_size: int, input_nc: int, mu
         saved_model_dir = os.path.join(scratch, "saved_model")
         saved_model.build_archive(generator, PAPER_NORM, image_size, input_nc, multiple).write_out(
             saved_model_dir, verbose=False)
-        signature = tf.saved_model.load(saved_model_dir).signatures[names.SIGNATURE_FLOAT_DETERMINISTIC]
+        signature = tf.saved_model.load(saved_model_dir).signatures[artifacts.SIGNATURE_FLOAT_DETERMINISTIC]
         calls["SavedModel translate_float_deterministic"] = (
-            lambda: signature(**{names.INPUT_NAME: x})[names.OUTPUT_FLOAT].numpy())
+            lambda: signature(**{artifacts.INPUT_NAME: x})[artifacts.OUTPUT_FLOAT].numpy())
         sizes = {"SavedModel translate_float_deterministic": _dir_size_mib(saved_model_dir)}
         references = {PAPER_NORM: calls["SavedModel translate_float_deterministic"](),
                       MOVING_AVERAGES: calls["keras G(x, training=False)"]()}
@@ -71,7 +72,7 @@ def measure_inference(generator: keras.Model, image_size: int, input_nc: int, mu
             if not os.path.exists(archive_dir):
                 tflite.tflite_archive(generator, mode, image_size, input_nc).write_out(archive_dir, verbose=False)
             content = tflite.convert_tflite(archive_dir, variant, representative, "float32")
-            model = tflite.TFLiteModel(content, threads=threads)
+            model = TFLiteModel(content, threads=threads)
             calls[label] = lambda m=model: m(image)
             sizes[label] = len(content) / 2 ** 20
             rows[label] = LatencyRow(label, 0.0, 0.0, sizes[label], tflite.psnr(references[mode], model(image)))

@@ -97,7 +97,7 @@ def measure(plan: EvalPlan) -> Measurements:
 def _measure_image(plan: EvalPlan, found: Measurements, i: int, input_image: np.ndarray, target: np.ndarray,
                    label_map: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
     """Image i's samples added to `found`; returns its per-image entry and its first output."""
-    from pix2pix_tf.inference.generate import InferenceError
+    from pix2pix_tf.errors import InferenceError
 
     entry: dict[str, Any] = {"index": i}
     real_prediction = None

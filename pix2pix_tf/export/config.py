@@ -10,9 +10,9 @@ import dataclasses
 from typing import Optional
 
 from pix2pix_tf.errors import ConfigError, Pix2pixError
-from pix2pix_tf.export.names import INT8_IO_TYPES, TFLITE_VARIANTS
 from pix2pix_tf.images import DEFAULT_MAX_PIXELS
 from pix2pix_tf.inference import generate
+from pix2pix_tf.inference.artifacts import INT8_IO_TYPES, TFLITE_VARIANTS
 
 
 class ExportError(Pix2pixError):

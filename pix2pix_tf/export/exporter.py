@@ -20,7 +20,7 @@ interpreter, compared with the published SavedModel and refused below its PSNR f
 reads the ops each file holds), `examples` (the held-out and calibration images) and
 `model_card` (the card beside each artifact, with held-out metrics). This module
 orchestrates them; docs/serving.md and docs/tflite.md describe the artifacts. The names that
-clients read are in `names` (TensorFlow-free).
+clients read are in `inference.artifacts` (TensorFlow-free).
 """
 
 from __future__ import annotations
@@ -40,15 +40,14 @@ from pix2pix_tf.errors import ConfigError, Interrupted
 from pix2pix_tf.export import model_card, onnx_model, saved_model, tflite, versions, web
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.examples import Examples, load_examples
-from pix2pix_tf.export.names import MODEL_CARD, OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
-from pix2pix_tf.export.tflite import PSNR_FLOORS, TFLiteModel, VariantReport, benchmark, check_variant, psnr
-from pix2pix_tf.inference import generate, sources
+from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, benchmark, check_variant, psnr
+from pix2pix_tf.inference import generate, onnx_runner, sources
+from pix2pix_tf.inference.artifacts import MODEL_CARD, OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
 from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.workdir import Workdir
 
-# The export's Python API (docs/tflite.md uses `exporting.TFLiteModel` and `exporting.benchmark`);
-# each name is defined in the step module that owns it.
-__all__ = ["ExportConfig", "ExportError", "ExportResult", "PSNR_FLOORS", "TFLiteModel", "VariantReport",
+# The export's Python API; each name is defined in the step module that owns it.
+__all__ = ["ExportConfig", "ExportError", "ExportResult", "PSNR_FLOORS", "VariantReport",
            "benchmark", "check_variant", "export", "psnr"]
 
 
@@ -94,7 +93,7 @@ def export(config: ExportConfig) -> ExportResult:
     """Writes and checks the SavedModel, then the TFLite variants; see the module docstring."""
     config.validate()
     if config.onnx:
-        onnx_model.require()
+        onnx_runner.require()
     try:
         result, job = _saved_model_stage(config)
     except Interrupted as stop:

@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 
 from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.export.names import MODEL_CARD
 from pix2pix_tf.images import FORMATS_TEXT
+from pix2pix_tf.inference.artifacts import MODEL_CARD
 from pix2pix_tf.inference.generate import InferenceMode
 
 _GENERATOR_KINDS = {"unet_256": "U-Net, 8 down-samplings", "unet_128": "U-Net, 7 down-samplings",

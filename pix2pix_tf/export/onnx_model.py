@@ -1,6 +1,5 @@
-"""The generator as an ONNX file: converted from the published SavedModel, run by onnxruntime
-(`OnnxModel`), checked against the SavedModel, and published beside it; also the `--onnx`
-model source of translate and the demo (`open_translator`).
+"""The generator as an ONNX file: converted from the published SavedModel, checked against it
+with the runtime's own runner (`inference.onnx_runner.OnnxModel`), and published beside it.
 
 `python export.py --onnx` writes `<export_dir>/onnx/<model_name>/<version>/<model_name>.onnx`
 with `report.json` and `MODEL_CARD.md`. tf2onnx converts the SavedModel's
@@ -21,39 +20,29 @@ the optional `onnx` extra: nothing here imports them before it is used.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import os
 import shutil
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
 from pix2pix_tf import writing
-from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.export import model_card, names, versions
+from pix2pix_tf.export import model_card, versions
 from pix2pix_tf.export.config import ExportError
-from pix2pix_tf.inference.generate import InferenceError, InferenceMode
-from pix2pix_tf.inference.sources import Translator
+from pix2pix_tf.inference import artifacts
+from pix2pix_tf.inference.onnx_runner import OnnxModel
 
 OPSET = 17
 # float32 from end to end, like the SavedModel: anything beyond rounding differences between two
 # runtimes' kernels is a broken conversion.
 MAX_ABS_DIFF = 1e-3
 DYNAMIC_DIMS = ("batch", "height", "width")
-INSTALL = 'pip install -e ".[onnx]"'
 REPORT = "report.json"  # Beside the .onnx file.
 # The SavedModel metadata copied into the file's metadata_props (with the contract's own keys).
 _COPIED = ("model_name", "version", "checkpoint", "image_size", "size_multiple", "input_nc", "output_nc",
            "direction", "generator")
-
-
-def require(*modules: str) -> None:
-    """Refuses, before any work, a request that needs a missing part of the `onnx` extra."""
-    missing = [m for m in (modules or ("tf2onnx", "onnx", "onnxruntime")) if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ConfigError(f"ONNX needs {', '.join(missing)} (not installed): {INSTALL}")
 
 
 def onnx_base(export_dir: str, model_name: str) -> str:
@@ -68,7 +57,7 @@ def contract(saved_model_metadata: dict[str, Any]) -> dict[str, Any]:
     """What the file's metadata_props say: the export's facts and how to feed the model."""
     facts = {key: saved_model_metadata[key] for key in _COPIED if key in saved_model_metadata}
     mode = dict(saved_model_metadata.get("mode", {}), dropout=False)
-    return {**facts, "mode": mode, "source_signature": names.SIGNATURE_FLOAT_DETERMINISTIC, "layout": "NHWC",
+    return {**facts, "mode": mode, "source_signature": artifacts.SIGNATURE_FLOAT_DETERMINISTIC, "layout": "NHWC",
             "input_range": [-1, 1], "output_range": [-1, 1],
             "normalisation": "input = pixel / 127.5 - 1; pixel = (output + 1) * 127.5, clipped to 0..255"}
 
@@ -82,9 +71,9 @@ def convert(saved_model_dir: str, path: str) -> None:
 
     try:
         graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
-            saved_model_dir, None, None, tag=["serve"], signatures=[names.SIGNATURE_FLOAT_DETERMINISTIC],
+            saved_model_dir, None, None, tag=["serve"], signatures=[artifacts.SIGNATURE_FLOAT_DETERMINISTIC],
             return_tensors_to_rename=True)
-        model, _ = tf2onnx_convert.from_graph_def(graph_def, name=names.SIGNATURE_FLOAT_DETERMINISTIC,
+        model, _ = tf2onnx_convert.from_graph_def(graph_def, name=artifacts.SIGNATURE_FLOAT_DETERMINISTIC,
                                                   input_names=inputs, output_names=outputs, opset=OPSET,
                                                   tensors_to_rename=renames)
     except Exception as e:  # tf2onnx raises ValueError, KeyError, RuntimeError and its own errors.
@@ -92,90 +81,12 @@ def convert(saved_model_dir: str, path: str) -> None:
     for value in (*model.graph.input, *model.graph.output):
         for dim, name in zip(value.type.tensor_type.shape.dim, DYNAMIC_DIMS):
             dim.dim_param = name
-    for key, value in contract(names.read_metadata(saved_model_dir)).items():
+    for key, value in contract(artifacts.read_metadata(saved_model_dir)).items():
         model.metadata_props.add(key=key, value=json.dumps(value))
     model.doc_string = ("pix2pix generator (pix2pix_tf export.py --onnx): images float32 NHWC in [-1, 1] -> "
                         "output float32 NHWC in [-1, 1]; see metadata_props.")
     onnx.checker.check_model(model)
     writing.write_file(path, model.SerializeToString())
-
-
-def _runtime_errors() -> tuple[type, ...]:
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    return (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile,
-            state.NotImplemented, state.RuntimeException)
-
-
-class OnnxModel:
-    """An ONNX generator run by onnxruntime on the CPU: float32 NHWC in [-1, 1] in and out, the
-    sides checked against the file's size multiple so that a wrong size is a message."""
-
-    def __init__(self, path: str, threads: int = 2):
-        require("onnxruntime")
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.log_severity_level = 3  # Errors only: its warnings are about graph fusions, not the user.
-        try:
-            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        except _runtime_errors() as e:
-            raise ConfigError(f"Cannot load the ONNX model {path}: {e}") from e
-        self.metadata = _decoded(self.session.get_modelmeta().custom_metadata_map)
-        self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
-        shape = self.input.shape
-        if self.input.type != "tensor(float)" or len(shape) != 4 or not isinstance(shape[3], int):
-            raise ConfigError(f"{path} takes {self.input.type} {shape}; expected float32 [batch, height, width, "
-                              "channels] as export.py --onnx writes.")
-        self.input_nc = int(shape[3])
-        self.output_nc = int(self.output.shape[3])
-        self.size_multiple: Optional[int] = self.metadata.get("size_multiple")
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        """float32 [N, H, W, C_in] in [-1, 1] -> [N, H, W, C_out] in [-1, 1]."""
-        images = np.asarray(images, np.float32)
-        if images.ndim != 4 or images.shape[3] != self.input_nc:
-            raise InferenceError(f"This ONNX model takes [batch, height, width, {self.input_nc}], got {images.shape}.")
-        multiple = self.size_multiple
-        if multiple and (images.shape[1] % multiple or images.shape[2] % multiple):
-            raise InferenceError(f"This ONNX model takes sides that are multiples of {multiple}, got "
-                                 f"{images.shape[2]}x{images.shape[1]}.")
-        try:
-            return self.session.run([self.output.name], {self.input.name: images})[0]
-        except _runtime_errors() as e:
-            raise InferenceError(f"onnxruntime cannot translate it: {e}") from None
-
-
-def read_metadata(path: str) -> dict[str, Any]:
-    """The file's metadata_props, decoded ({} for a file that has none)."""
-    return OnnxModel(path, threads=1).metadata
-
-
-def _decoded(properties: dict[str, str]) -> dict[str, Any]:
-    """metadata_props with their JSON values decoded; a value that is not JSON stays a string."""
-    metadata = {}
-    for key, value in properties.items():
-        try:
-            metadata[key] = json.loads(value)
-        except ValueError:
-            metadata[key] = value
-    return metadata
-
-
-def open_translator(path: str, metadata: dict[str, Any], direction: Optional[str], mode: InferenceMode,
-                    image_size: Optional[int], threads: int) -> Translator:
-    """The `--onnx` model source's Translator (`inference.sources`): any size that is a
-    multiple of the file's size multiple, so `--native_size` works too."""
-    model = OnnxModel(path, threads=threads)
-    size = image_size or metadata.get("image_size")
-    if not size:
-        raise ConfigError(f"{path} does not record its image size: pass --image_size.")
-    multiple = model.size_multiple
-    if multiple and size % multiple:
-        raise ConfigError(f"--image_size={size}: {path} takes multiples of {multiple}.")
-    return Translator(f"ONNX {path} (onnxruntime, no dropout)", int(size), model.input_nc, model.output_nc,
-                      direction, mode, lambda image, index: model(image), size_multiple=multiple)
 
 
 # ----------------------------------------------------------------------------- the check
@@ -255,10 +166,10 @@ def _write_report(directory: str, report: OnnxReport, saved_model_dir: str, comp
 
     content = {
         "file": os.path.basename(report.path), "size_bytes": report.size_bytes, "opset": OPSET,
-        "converted_from": {"saved_model": saved_model_dir, "signature": names.SIGNATURE_FLOAT_DETERMINISTIC},
-        "input": {"name": names.INPUT_NAME, "dtype": "float32", "shape": list(DYNAMIC_DIMS) + ["C_in"],
+        "converted_from": {"saved_model": saved_model_dir, "signature": artifacts.SIGNATURE_FLOAT_DETERMINISTIC},
+        "input": {"name": artifacts.INPUT_NAME, "dtype": "float32", "shape": list(DYNAMIC_DIMS) + ["C_in"],
                   "range": [-1, 1]},
-        "output": {"name": names.OUTPUT_FLOAT, "dtype": "float32", "shape": list(DYNAMIC_DIMS) + ["C_out"],
+        "output": {"name": artifacts.OUTPUT_FLOAT, "dtype": "float32", "shape": list(DYNAMIC_DIMS) + ["C_out"],
                    "range": [-1, 1]},
         "compared_on": compared_on, "sizes_checked": report.sizes_checked, "psnr_db": report.psnr_db,
         "max_abs_diff": report.max_abs_diff, "max_abs_diff_allowed": MAX_ABS_DIFF, "ok": report.ok,
@@ -271,7 +182,7 @@ def _card_lines(report: OnnxReport, model: OnnxModel) -> list[str]:
     multiple = model.size_multiple
     return [
         f"`{os.path.basename(report.path)}`, opset {OPSET}, converted by tf2onnx from the SavedModel's "
-        f"`{names.SIGNATURE_FLOAT_DETERMINISTIC}` signature (dropout off). Input `{model.input.name}` float32 "
+        f"`{artifacts.SIGNATURE_FLOAT_DETERMINISTIC}` signature (dropout off). Input `{model.input.name}` float32 "
         f"[batch, height, width, {model.input_nc}] in [-1, 1] (pixel / 127.5 - 1), NHWC; output "
         f"`{model.output.name}` float32 [batch, height, width, {model.output_nc}] in [-1, 1] "
         "(pixel = (value + 1) * 127.5). Batch, height and width are dynamic"

@@ -1,7 +1,7 @@
 """The SavedModel for TensorFlow Serving: its signatures, warmup records and metadata, and the
 check against the checkpoint it came from before it is published.
 
-Five signatures over G's variables (names in `names.py`, documented in docs/serving.md), none of
+Five signatures over G's variables (names in `inference/artifacts.py`, documented in docs/serving.md), none of
 which writes a variable: the paper's test-time G is a pure function (`generate.generate`).
 """
 
@@ -21,7 +21,9 @@ from absl import logging
 from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.export.config import ExportConfig, ExportError
-from pix2pix_tf.export.names import (
+from pix2pix_tf.images import DEFAULT_MAX_PIXELS, decode_images, encode_pngs, limit_request
+from pix2pix_tf.inference import generate, geometry
+from pix2pix_tf.inference.artifacts import (
     INPUT_NAME,
     OUTPUT_BYTES,
     OUTPUT_FLOAT,
@@ -33,8 +35,6 @@ from pix2pix_tf.export.names import (
     metadata_path,
     warmup_path,
 )
-from pix2pix_tf.images import DEFAULT_MAX_PIXELS, decode_images, encode_pngs, limit_request
-from pix2pix_tf.inference import generate, geometry
 from pix2pix_tf.networks.generator import size_multiple
 
 # Tolerance between the SavedModel and the checkpoint's own call before publishing.

@@ -29,7 +29,7 @@ from absl import logging
 
 from pix2pix_tf import images, writing
 from pix2pix_tf.config import check_positive
-from pix2pix_tf.errors import ConfigError, Interrupted
+from pix2pix_tf.errors import ConfigError, InferenceError, Interrupted
 from pix2pix_tf.inference import generate, geometry
 from pix2pix_tf.inference.sources import CHECKPOINT, ModelSource, Translator
 from pix2pix_tf.progress import Progress
@@ -142,7 +142,7 @@ def split_pair(image: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarra
     """(input, target) halves of an A|B pair image in `direction`."""
     width = image.shape[1]
     if width % 2:
-        raise generate.InferenceError(f"a pair image must have an even width (A|B side by side), got {width} px.")
+        raise InferenceError(f"a pair image must have an even width (A|B side by side), got {width} px.")
     a, b = image[:, : width // 2], image[:, width // 2:]
     return (a, b) if direction == "AtoB" else (b, a)
 
@@ -187,7 +187,7 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
                 result.written.append(destination)
             except images.ImageError as e:
                 result.failed.append((path, e.problem))
-            except generate.InferenceError as e:
+            except InferenceError as e:
                 result.failed.append((path, str(e)))
             except tf.errors.OpError as e:
                 result.failed.append((path, images.op_message(e)))
@@ -211,7 +211,7 @@ def _translate_one(translator: Translator, config: TranslateConfig, direction: O
     prepared = translator.prepare(image)
     output = translator(prepared.numpy()[None], index)[0]
     if not np.isfinite(output).all():
-        raise generate.InferenceError("the model produced NaN/Inf")
+        raise InferenceError("the model produced NaN/Inf")
     native = config.keep_size or translator.native
     size = original_size if native else (translator.image_size, translator.image_size)
     channels = translator.output_nc

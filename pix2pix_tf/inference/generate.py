@@ -32,13 +32,9 @@ from typing import Any, Optional
 import keras
 import tensorflow as tf
 
-from pix2pix_tf.errors import Pix2pixError
+from pix2pix_tf.errors import InferenceError
 from pix2pix_tf.inference import tflite_lowering
 from pix2pix_tf.inference.functional_graph import run_functional_graph
-
-
-class InferenceError(Pix2pixError, ValueError):
-    """An image or a model that the generator cannot translate; the message says why."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 translate, evaluate and export all start from "the model the user named". `ModelSource.resolve`
 takes exactly one of a workdir (with an optional checkpoint), a SavedModel, a .tflite file or
-an .onnx file (`export.onnx_model` reads and runs those), and reads what is recorded about it
+an .onnx file (`onnx_runner` reads and runs those), and reads what is recorded about it
 once (the run's config.json, the export's metadata, the TFLite report; the ONNX file's own
 metadata, with onnxruntime) without loading TensorFlow (an ONNX file: after its path is
 checked), so that a wrong path is answered at once.
@@ -23,13 +23,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from absl import logging
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.export import names
+from pix2pix_tf.inference import artifacts, onnx_runner
+from pix2pix_tf.inference.translator import Translator
 from pix2pix_tf.workdir import Workdir
 
 if TYPE_CHECKING:
@@ -38,43 +39,6 @@ if TYPE_CHECKING:
     from pix2pix_tf.inference.generate import InferenceMode
 
 CHECKPOINT, SAVED_MODEL, TFLITE, ONNX = "checkpoint", "saved_model", "tflite", "onnx"
-
-
-@dataclasses.dataclass
-class Translator:
-    """A generator ready to translate one preprocessed image at a time."""
-
-    description: str
-    image_size: int
-    input_nc: int
-    output_nc: int
-    direction: Optional[str]  # AtoB / BtoA of the training run, when known.
-    mode: InferenceMode  # The mode the model runs in, which an export may have fixed.
-    _fn: Callable[[Any, int], Any] = dataclasses.field(repr=False, default=None)
-    size_multiple: Optional[int] = None  # Sides it takes are multiples of this; None: image_size only.
-    native: bool = False  # Takes any size and returns the same size (`geometry.native_translator`).
-
-    @property
-    def deterministic(self) -> bool:
-        return self.mode.deterministic
-
-    def prepare(self, pixels: Any, channels: Optional[int] = None):
-        """uint8 H x W x C pixels as this translator takes them: [-1, 1] with `channels` (default:
-        its input's), at their own size when `native`, else resized to its square as the serving
-        signatures resize."""
-        import tensorflow as tf
-
-        from pix2pix_tf import images
-
-        channels = channels or self.input_nc
-        if self.native:
-            return images.to_signed(images.to_channels(tf.constant(pixels), channels))
-        return images.preprocess(tf.constant(pixels), channels, self.image_size)
-
-    def __call__(self, image, index: int = 0):
-        """[1, S, S, C_in] float32 in [-1, 1] -> [1, S, S, C_out]; `index` seeds the noise
-        where a seed was given (same index, same output)."""
-        return self._fn(image, index)
 
 
 class ModelSource:
@@ -105,21 +69,19 @@ class ModelSource:
         if workdir:
             return cls(CHECKPOINT, workdir, checkpoint=checkpoint, train=TrainConfig.load(workdir))
         if saved_model:
-            path = names.resolve_saved_model(saved_model)
-            return cls(SAVED_MODEL, path, metadata=names.read_metadata(path))
+            path = artifacts.resolve_saved_model(saved_model)
+            return cls(SAVED_MODEL, path, metadata=artifacts.read_metadata(path))
         if onnx:
             return cls._onnx(onnx)
         if not os.path.isfile(tflite):
             raise ConfigError(f"--tflite={tflite} is not a file.")
-        return cls(TFLITE, tflite, metadata=names.read_tflite_report(tflite))
+        return cls(TFLITE, tflite, metadata=artifacts.read_tflite_report(tflite))
 
     @classmethod
     def _onnx(cls, path: str) -> ModelSource:
         if not os.path.isfile(path):
             raise ConfigError(f"--onnx={path} is not a file.")
-        from pix2pix_tf.export import onnx_model
-
-        return cls(ONNX, path, metadata=onnx_model.read_metadata(path))
+        return cls(ONNX, path, metadata=onnx_runner.read_metadata(path))
 
     @property
     def direction(self) -> Optional[str]:
@@ -173,9 +135,7 @@ class ModelSource:
         if self.kind == SAVED_MODEL:
             return self._open_saved_model(mode, image_size)
         if self.kind == ONNX:
-            from pix2pix_tf.export import onnx_model
-
-            return onnx_model.open_translator(self.path, self.metadata, self.direction,
+            return onnx_runner.open_translator(self.path, self.metadata, self.direction,
                                               self._exported(mode, dropout=False), image_size, threads)
         return self._open_tflite(mode, image_size, threads)
 
@@ -213,18 +173,18 @@ class ModelSource:
         import tensorflow as tf
 
         loaded = load_saved_model(self.path)
-        name = names.SIGNATURE_FLOAT_DETERMINISTIC if mode.deterministic else names.SIGNATURE_FLOAT
+        name = artifacts.SIGNATURE_FLOAT_DETERMINISTIC if mode.deterministic else artifacts.SIGNATURE_FLOAT
         if name not in loaded.signatures:
             raise ConfigError(f"{self.path} has no '{name}' signature: was it written by export.py?")
         signature = loaded.signatures[name]
-        input_nc = int(signature.structured_input_signature[1][names.INPUT_NAME].shape[-1])
-        output_nc = int(self.metadata.get("output_nc", signature.structured_outputs[names.OUTPUT_FLOAT].shape[-1]))
+        input_nc = int(signature.structured_input_signature[1][artifacts.INPUT_NAME].shape[-1])
+        output_nc = int(self.metadata.get("output_nc", signature.structured_outputs[artifacts.OUTPUT_FLOAT].shape[-1]))
         size = image_size or self.metadata.get("image_size")
         if not size:
             raise ConfigError(f"{self.path} does not record its image size: pass --image_size.")
 
         def call(image, index: int):
-            return signature(images=tf.constant(image, tf.float32))[names.OUTPUT_FLOAT].numpy()
+            return signature(images=tf.constant(image, tf.float32))[artifacts.OUTPUT_FLOAT].numpy()
 
         runs = self._exported(mode, dropout=True)
         noise = "no dropout" if runs.deterministic else "dropout on"
@@ -233,7 +193,7 @@ class ModelSource:
                           self.direction, runs, call, size_multiple=int(multiple) if multiple else None)
 
     def _open_tflite(self, mode: InferenceMode, image_size: Optional[int], threads: int) -> Translator:
-        from pix2pix_tf.export.tflite import TFLiteModel
+        from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
         model = TFLiteModel(self.path, threads=threads)
         shape = model.input_shape

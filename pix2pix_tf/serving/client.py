@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from pix2pix_tf.errors import Pix2pixError
-from pix2pix_tf.export.names import (
+from pix2pix_tf.inference.artifacts import (
     INPUT_NAME,
     OUTPUT_BYTES,
     OUTPUT_FLOAT,

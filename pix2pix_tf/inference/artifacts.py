@@ -1,7 +1,8 @@
 """The export's contract with its users: file, signature and tensor names, and its metadata.
 
-TensorFlow-free, so that the serving client (and any script) can import it without loading
-TensorFlow. The names are a contract with clients (docs/serving.md): never rename them.
+export/ writes these artifacts; inference/ and serving/ read them, so the contract lives here,
+below both. TensorFlow-free, so that the serving client (and any script) can import it without
+loading TensorFlow. The names are a contract with clients (docs/serving.md): never rename them.
 """
 
 from __future__ import annotations

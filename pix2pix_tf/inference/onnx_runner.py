@@ -1,0 +1,105 @@
+"""An ONNX file written by `export.py --onnx`, run by onnxruntime (the runtime side of the ONNX
+export, which `export.onnx_model` writes and checks with this same runner). onnxruntime is an
+optional dependency (the `onnx` extra): it is imported only when a file is opened.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+from pix2pix_tf.errors import ConfigError, InferenceError
+from pix2pix_tf.inference.translator import Translator
+
+if TYPE_CHECKING:
+    from pix2pix_tf.inference.generate import InferenceMode
+
+INSTALL = 'pip install -e ".[onnx]"'
+
+
+def require(*modules: str) -> None:
+    """Refuses, before any work, a request that needs a missing part of the `onnx` extra."""
+    missing = [m for m in (modules or ("tf2onnx", "onnx", "onnxruntime")) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"ONNX needs {', '.join(missing)} (not installed): {INSTALL}")
+
+
+def _runtime_errors() -> tuple[type, ...]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile,
+            state.NotImplemented, state.RuntimeException)
+
+
+class OnnxModel:
+    """An ONNX generator run by onnxruntime on the CPU: float32 NHWC in [-1, 1] in and out, the
+    sides checked against the file's size multiple so that a wrong size is a message."""
+
+    def __init__(self, path: str, threads: int = 2):
+        require("onnxruntime")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3  # Errors only: its warnings are about graph fusions, not the user.
+        try:
+            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except _runtime_errors() as e:
+            raise ConfigError(f"Cannot load the ONNX model {path}: {e}") from e
+        self.metadata = _decoded(self.session.get_modelmeta().custom_metadata_map)
+        self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        shape = self.input.shape
+        if self.input.type != "tensor(float)" or len(shape) != 4 or not isinstance(shape[3], int):
+            raise ConfigError(f"{path} takes {self.input.type} {shape}; expected float32 [batch, height, width, "
+                              "channels] as export.py --onnx writes.")
+        self.input_nc = int(shape[3])
+        self.output_nc = int(self.output.shape[3])
+        self.size_multiple: Optional[int] = self.metadata.get("size_multiple")
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """float32 [N, H, W, C_in] in [-1, 1] -> [N, H, W, C_out] in [-1, 1]."""
+        images = np.asarray(images, np.float32)
+        if images.ndim != 4 or images.shape[3] != self.input_nc:
+            raise InferenceError(f"This ONNX model takes [batch, height, width, {self.input_nc}], got {images.shape}.")
+        multiple = self.size_multiple
+        if multiple and (images.shape[1] % multiple or images.shape[2] % multiple):
+            raise InferenceError(f"This ONNX model takes sides that are multiples of {multiple}, got "
+                                 f"{images.shape[2]}x{images.shape[1]}.")
+        try:
+            return self.session.run([self.output.name], {self.input.name: images})[0]
+        except _runtime_errors() as e:
+            raise InferenceError(f"onnxruntime cannot translate it: {e}") from None
+
+
+def read_metadata(path: str) -> dict[str, Any]:
+    """The file's metadata_props, decoded ({} for a file that has none)."""
+    return OnnxModel(path, threads=1).metadata
+
+
+def _decoded(properties: dict[str, str]) -> dict[str, Any]:
+    """metadata_props with their JSON values decoded; a value that is not JSON stays a string."""
+    metadata = {}
+    for key, value in properties.items():
+        try:
+            metadata[key] = json.loads(value)
+        except ValueError:
+            metadata[key] = value
+    return metadata
+
+
+def open_translator(path: str, metadata: dict[str, Any], direction: Optional[str], mode: InferenceMode,
+                    image_size: Optional[int], threads: int) -> Translator:
+    """The `--onnx` model source's Translator (`inference.sources`): any size that is a
+    multiple of the file's size multiple, so `--native_size` works too."""
+    model = OnnxModel(path, threads=threads)
+    size = image_size or metadata.get("image_size")
+    if not size:
+        raise ConfigError(f"{path} does not record its image size: pass --image_size.")
+    multiple = model.size_multiple
+    if multiple and size % multiple:
+        raise ConfigError(f"--image_size={size}: {path} takes multiples of {multiple}.")
+    return Translator(f"ONNX {path} (onnxruntime, no dropout)", int(size), model.input_nc, model.output_nc,
+                      direction, mode, lambda image, index: model(image), size_multiple=multiple)
