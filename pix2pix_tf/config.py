@@ -15,11 +15,11 @@ import types
 import typing
 from typing import Any, Optional
 
-from pix2pix_tf import writing
+from pix2pix_tf import catalogue, writing
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.workdir import Workdir
 
-GENERATORS = ("unet_256", "unet_128", "resnet_9blocks", "resnet_6blocks", "encoder_decoder")
+GENERATORS = tuple(catalogue.GENERATORS)  # The names; what each is and takes: pix2pix_tf.catalogue.
 DISCRIMINATORS = ("basic", "n_layers", "pixel", "image", "multiscale")
 NORMS = ("batch", "syncbatch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
@@ -49,6 +49,15 @@ class ModelConfig:
     unconditional_d: bool = False
     num_d: int = 3  # Scales of --discriminator=multiscale (pix2pixHD's num_D); unused by the others.
 
+    @property
+    def size_multiple(self) -> int:
+        """Image sides the generator takes are multiples of this (`catalogue.Generator`)."""
+        return catalogue.GENERATORS[self.generator].size_multiple
+
+    def check_side(self, flag: str, side: int) -> None:
+        """Refuses `flag`=`side` (a crop or image size) unless the generator takes it."""
+        catalogue.check_side(flag, side, self.size_multiple, f"--generator={self.generator}")
+
     def validate(self) -> None:
         _check_choice("generator", self.generator, GENERATORS)
         _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
@@ -71,7 +80,7 @@ class DataConfig:
 
     dataset: str = "shapes"
     data_dir: Optional[str] = None
-    direction: Optional[str] = None  # None: the dataset's usual direction.
+    direction: Optional[str] = None  # None: the dataset's usual direction, filled in by `resolved()`.
     preprocess: str = "resize_and_crop"
     load_size: int = 286
     crop_size: int = 256
@@ -97,6 +106,14 @@ class DataConfig:
             raise ConfigError(f"--batch_size must be at least 1, got {self.batch_size}.")
         if self.shuffle_buffer < 1:
             raise ConfigError(f"--shuffle_buffer must be at least 1, got {self.shuffle_buffer}.")
+
+    def resolved(self) -> DataConfig:
+        """This config with the dataset's usual direction where none was asked for. A run's
+        config is resolved once (training stores it so in config.json; `TrainConfig.from_dict`
+        resolves one stored with direction null the same way), so readers take `direction` as is."""
+        if self.direction is not None:
+            return self
+        return dataclasses.replace(self, direction=catalogue.default_direction(self.dataset))
 
     def with_absolute_paths(self) -> DataConfig:
         """This config with a `folder:` dataset and the data_dir as absolute paths (from the
@@ -205,8 +222,7 @@ class TrainConfig:
     def validate(self) -> TrainConfig:
         for part in (self.model, self.data, self.loss, self.optim, self.run):
             part.validate()
-        _check_feature_matching(self.model, self.loss)
-        _check_discriminator_fits(self.model, self.data)
+        _check_parts_agree(self.model, self.data, self.loss)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -216,8 +232,9 @@ class TrainConfig:
     def from_dict(cls, values: Any, source: str = "config.json") -> TrainConfig:
         """The config in `values` (config.json's contents), checked as strictly as the flags are:
         sections and fields by their declared types, then each section's `validate()`. Missing
-        sections and fields take their defaults (older runs); anything unknown is refused, since
-        the next save would silently drop it. Errors name `source` and the field."""
+        sections and fields take their defaults (older runs) and the data section is `resolved()`;
+        anything unknown is refused, since the next save would silently drop it. Errors name
+        `source` and the field."""
         sections = {field.name: field.default_factory for field in dataclasses.fields(cls)}  # type: ignore[misc]
         if not isinstance(values, dict):
             raise ConfigError(f"{source} must hold a JSON object with the sections {', '.join(sections)}; "
@@ -234,11 +251,10 @@ class TrainConfig:
                 raise ConfigError(f"{source}, section '{name}': {e}") from e
             parts[name] = part
         try:
-            _check_feature_matching(parts["model"], parts["loss"])
-            _check_discriminator_fits(parts["model"], parts["data"])
+            _check_parts_agree(parts["model"], parts["data"], parts["loss"])
         except ConfigError as e:
             raise ConfigError(f"{source}: {e}") from e
-        return cls(**parts)
+        return cls(**dict(parts, data=parts["data"].resolved()))
 
     def save(self, workdir: str) -> None:
         """Writes config.json whole or not at all (`writing`): a crash never leaves half a file."""
@@ -322,6 +338,14 @@ def _json_kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def _check_parts_agree(model: ModelConfig, data: DataConfig, loss: LossConfig) -> None:
+    """The checks that need two sections: each one alone may be valid and the run still impossible."""
+    if data.preprocess in CROPPING_MODES:  # Native sizes are checked against the data (data.checks).
+        model.check_side("--crop_size", data.crop_size)
+    _check_feature_matching(model, loss)
+    _check_discriminator_fits(model, data)
+
+
 def _check_feature_matching(model: ModelConfig, loss: LossConfig) -> None:
     """Feature matching compares D's intermediate activations: PixelGAN has none to compare."""
     if loss.lambda_feat > 0 and model.discriminator == "pixel":
@@ -343,24 +367,6 @@ def check_positive(**values: Optional[int]) -> None:
             raise ConfigError(f"--{name} must be at least 1, got {value}.")
 
 
-def patchgan_output_side(side: int, n_layers: int) -> int:
-    """The side of a PatchGAN's logit map for a `side` x `side` pair (0: none): each of its
-    4x4 convolutions pads 1, the first `n_layers` at stride 2, then two at stride 1
-    (`networks.discriminator.patchgan`; its test checks this against the real network)."""
-    for stride in [2] * n_layers + [1, 1]:
-        if side < 2:  # Padded, less than the 4x4 kernel.
-            return 0
-        side = (side - 2) // stride + 1
-    return side
-
-
-def pyramid_side(side: int, level: int) -> int:
-    """The side of an image downsampled `level` times by pix2pixHD's 3x3, stride 2, pad 1 pooling."""
-    for _ in range(level):
-        side = (side - 1) // 2 + 1
-    return side
-
-
 def _check_discriminator_fits(model: ModelConfig, data: DataConfig) -> None:
     """D's coarsest map must keep at least one logit at the training size: deeper convolutions
     fail inside the first step with a oneDNN error. The training size is the crop (the width
@@ -373,13 +379,13 @@ def _check_discriminator_fits(model: ModelConfig, data: DataConfig) -> None:
     scales = model.num_d if model.discriminator == "multiscale" else 1
 
     def fits(layers: int, num_d: int) -> bool:
-        return patchgan_output_side(pyramid_side(side, num_d - 1), layers) >= 1
+        return catalogue.patchgan_output_side(catalogue.pyramid_side(side, num_d - 1), layers) >= 1
 
     if fits(n_layers, scales):
         return
     what = f"a PatchGAN of {n_layers} layers"
     if scales > 1:
-        coarsest = pyramid_side(side, scales - 1)
+        coarsest = catalogue.pyramid_side(side, scales - 1)
         what += f" on the coarsest of --num_d={scales} scales ({coarsest}x{coarsest})"
     hints = []
     deepest = max((n for n in range(1, n_layers) if fits(n, scales)), default=0)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from pix2pix_tf import catalogue
 from pix2pix_tf import config as cfg
 
 
@@ -146,14 +147,14 @@ def test_the_patchgan_geometry_is_the_network_s(side):
 
     pair = keras.Input((side, side, 2))
     for n_layers in (1, 2, 3, 4):
-        expected = cfg.patchgan_output_side(side, n_layers)
+        expected = catalogue.patchgan_output_side(side, n_layers)
         network = patchgan(n_layers, input_nc=2, ndf=2, norm="none")
         if expected:
             assert network(pair).shape[1:3] == (expected, expected), (side, n_layers)
         else:
             with pytest.raises(ValueError, match="zero or negative"):
                 network(pair)
-    assert Downsample()(pair).shape[1] == cfg.pyramid_side(side, 1)
+    assert Downsample()(pair).shape[1] == catalogue.pyramid_side(side, 1)
 
 
 @pytest.mark.parametrize("make,message", [

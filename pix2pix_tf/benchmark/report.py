@@ -48,12 +48,12 @@ class SuiteResults:
 def _inference_rows(config: TrainConfig, suite: SuiteConfig) -> list:
     """In a fresh process, after training's: latency is not measured on a heap training grew."""
     from pix2pix_tf.benchmark.inference import measure_inference
-    from pix2pix_tf.networks.generator import build_generator, size_multiple
+    from pix2pix_tf.networks.generator import build_generator
 
     generator = build_generator(config.model)  # Latency does not depend on the weights' values.
     size, channels = config.data.crop_size, config.model.input_nc
     calibration = np.random.default_rng(1).uniform(-1, 1, (8, size, size, channels)).astype(np.float32)
-    return measure_inference(generator, size, channels, size_multiple(config.model.generator), suite.tflite,
+    return measure_inference(generator, size, channels, config.model.size_multiple, suite.tflite,
                              suite.threads, suite.rounds, calibration)
 
 

@@ -22,7 +22,6 @@ import tensorflow as tf
 from pix2pix_tf.benchmark.machine import FlopCount, graph_flops, median_seconds, peak_rss_mib
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
-from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.training.distribute import make_strategy
 from pix2pix_tf.training.memory import reuse_freed_memory
 from pix2pix_tf.training.step import Pix2Pix
@@ -67,7 +66,7 @@ def _stream(config: TrainConfig) -> tuple[Callable[[], tf.data.Dataset], int]:
 
     def stream() -> tf.data.Dataset:
         return pipeline.train_stream(dataset, config.data, config.model.input_nc, config.model.output_nc, seed=0,
-                                 multiple=size_multiple(config.model.generator))
+                                 multiple=config.model.size_multiple)
     return stream, dataset.num_train
 
 

@@ -25,15 +25,10 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from pix2pix_tf import images
+from pix2pix_tf.catalogue import OFFICIAL_DATASETS
 from pix2pix_tf.config import FOLDER_PREFIX, DataConfig
 from pix2pix_tf.errors import DatasetError
 from pix2pix_tf.images import resize
-
-# The authors' datasets and the direction the paper trains them in.
-OFFICIAL_DATASETS = {
-    "facades": "BtoA", "cityscapes": "BtoA", "maps": "AtoB",
-    "edges2shoes": "AtoB", "edges2handbags": "AtoB", "night2day": "AtoB",
-}
 
 Record = Any  # One example's encoded images: a tuple of string tensors.
 PairSizes = Iterator[tuple[str, int, int]]  # (name of an example, height, width of its input and target)
@@ -64,11 +59,6 @@ class PairedDataset:
         return input_image, target
 
 
-def default_direction(dataset: str) -> str:
-    """The direction the paper trains a dataset in (A->B for the embedded one and for folders)."""
-    return OFFICIAL_DATASETS.get(dataset.split("/")[0], "AtoB")
-
-
 def load_paired_dataset(config: DataConfig) -> PairedDataset:
     """Finds the dataset named by `config.dataset`, preparing it on first use.
 
@@ -76,7 +66,7 @@ def load_paired_dataset(config: DataConfig) -> PairedDataset:
     from a hand-copied archive); `folder:/path` is scanned and checked image by image. Every
     image is decoded by `pix2pix_tf.images`, within `config.max_pixels`.
     """
-    direction = config.direction or default_direction(config.dataset)
+    direction = config.resolved().direction  # A run's config is resolved already; a bare one (tests) here.
     if config.dataset.startswith(FOLDER_PREFIX):
         return _folder_dataset(config.dataset[len(FOLDER_PREFIX):], direction, config.max_pixels)
     name, _, variant = config.dataset.partition("/")

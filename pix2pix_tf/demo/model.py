@@ -169,7 +169,7 @@ def load_demo_model(config: DemoConfig, examples_dir: Optional[str] = None) -> D
     source = ModelSource.resolve(workdir=config.workdir, checkpoint=config.checkpoint,
                                  saved_model=config.saved_model, tflite=config.tflite, onnx=config.onnx)
     run = source.train or (TrainConfig.load(source.run_workdir) if source.run_workdir else None)
-    direction = source.direction or (run and _run_direction(run))
+    direction = source.direction or (run and run.data.direction)
     drawing = drawing_for(run.data.dataset if run else None, direction)
     has_dropout = source.kind == CHECKPOINT or (
         source.kind == SAVED_MODEL and bool((source.exported_mode or {}).get("dropout", True)))
@@ -184,23 +184,16 @@ def load_demo_model(config: DemoConfig, examples_dir: Optional[str] = None) -> D
     return model
 
 
-def _run_direction(run: TrainConfig) -> str:
-    from pix2pix_tf.data.pipeline import default_direction
-
-    return run.data.direction or default_direction(run.data.dataset)
-
-
 def write_held_out_inputs(run: TrainConfig, count: int, folder: str) -> tuple[str, ...]:
     """The first `count` held-out inputs of the run's dataset, as the run's held-out monitor
     sees them (test-time preprocessing), written as PNGs into `folder`. None (with a warning)
     when the dataset cannot be read here: the page works without examples."""
     from pix2pix_tf.data import pipeline
-    from pix2pix_tf.networks.generator import size_multiple
 
     try:
         dataset = pipeline.load_paired_dataset(run.data)
         pairs = pipeline.held_out_pairs(dataset, run.data, run.model.input_nc, run.model.output_nc, limit=count,
-                                        multiple=size_multiple(run.model.generator))
+                                        multiple=run.model.size_multiple)
         inputs = [input_image for input_image, _ in pairs.as_numpy_iterator()]
     except (DatasetError, tf.errors.OpError) as e:
         logging.warning("No examples: the run's dataset %s cannot be read here (%s).", run.data.dataset, e)

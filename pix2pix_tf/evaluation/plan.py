@@ -84,11 +84,9 @@ def make_plan(config: EvalConfig) -> EvalPlan:
         metrics.inception_features(None)  # Raises the explanation.
 
     from pix2pix_tf.data import pipeline
-    from pix2pix_tf.networks.generator import size_multiple
 
     data_config = dataclasses.replace(train.data, data_dir=config.data_dir or train.data.data_dir)
-    direction = data_config.direction or pipeline.default_direction(data_config.dataset)
-    data_config = dataclasses.replace(data_config, direction=direction)
+    direction = data_config.direction
     scheme = _fcn_scheme(config, data_config.dataset, direction)
     feature_fn = metrics.inception_features(config.inception_weights) if use_fid else None
     translator, num_samples = _open_model(config, source, train, workdir)
@@ -99,7 +97,7 @@ def make_plan(config: EvalConfig) -> EvalPlan:
         raise ConfigError(f"--split={split}: {dataset.name} has splits "
                           f"{', '.join(f'{k} ({v})' for k, v in sorted(dataset.split_sizes.items()))}.")
     nc = (train.model.input_nc, train.model.output_nc)
-    pairs = split_pairs(dataset, data_config, split, *nc, config.num_examples, size_multiple(train.model.generator),
+    pairs = split_pairs(dataset, data_config, split, *nc, config.num_examples, train.model.size_multiple,
                         native=config.native_size)
     if config.native_size:
         from pix2pix_tf.inference import geometry
@@ -114,7 +112,7 @@ def make_plan(config: EvalConfig) -> EvalPlan:
     plan = EvalPlan(config, source, translator, workdir, dataset.name, split, direction, pairs, image_hw,
                     min(config.num_examples or dataset.split_sizes[split], dataset.split_sizes[split]), num_samples,
                     feature_fn=feature_fn)
-    _attach_labels(plan, scheme, dataset, data_config, nc, size_multiple(train.model.generator))
+    _attach_labels(plan, scheme, dataset, data_config, nc, train.model.size_multiple)
     mode = ("deterministic" if translator.deterministic else "paper") + ("_native" if config.native_size else "")
     plan.output_dir = config.output_dir or os.path.join(Workdir(workdir).evaluations,
                                                         f"{split}_{source.label}_{mode}")

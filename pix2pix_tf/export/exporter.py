@@ -43,7 +43,6 @@ from pix2pix_tf.export.examples import Examples, load_examples
 from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, benchmark, check_variant, psnr
 from pix2pix_tf.inference import generate, onnx_runner, sources
 from pix2pix_tf.inference.artifacts import MODEL_CARD, OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
-from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.workdir import Workdir
 
 # The export's Python API; each name is defined in the step module that owns it.
@@ -144,13 +143,10 @@ def _check_request(config: ExportConfig) -> tuple[TrainConfig, int]:
     Workdir(config.workdir).check_usable(writable=False)
     train = TrainConfig.load(config.workdir)
     image_size = config.image_size or train.data.crop_size
-    multiple = size_multiple(train.model.generator)
-    if image_size % multiple:
-        raise ConfigError(f"--image_size={image_size}: {train.model.generator} takes sides that are multiples of "
-                          f"{multiple}; use {max(multiple, image_size // multiple * multiple)}.")
+    train.model.check_side("--image_size", image_size)
     if train.model.input_nc not in (1, 3):
         raise ConfigError(f"The run takes {train.model.input_nc}-channel inputs; encoded images give 1 or 3.")
-    saved_model.check_warmup_fits(config, image_size, multiple)
+    saved_model.check_warmup_fits(config, image_size, train.model.size_multiple)
     return train, image_size
 
 
@@ -239,13 +235,11 @@ def _publish_tflite(job: _Job, result: ExportResult, reference: Callable[[np.nda
 
 def _publish_web(job: _Job, result: ExportResult) -> str:
     """The static page over the checked TFLite variant --web_variant, as version `result.version`."""
-    from pix2pix_tf.data.pipeline import default_direction
-
     report = next(r for r in result.variants if r.variant == job.config.web)
     facts = web.PageFacts(
         model_name=job.config.model_name, version=result.version, variant=report.variant, image_size=job.image_size,
         input_nc=job.train.model.input_nc, output_nc=job.train.model.output_nc, dataset=job.train.data.dataset,
-        direction=job.train.data.direction or default_direction(job.train.data.dataset),
+        direction=job.train.data.direction,
         checkpoint_step=job.card.step, psnr_db=report.psnr_db)
     held_out = job.images if job.examples.targets is not None else job.images[:0]  # Not synthetic noise.
     return web.publish_page(job.export_dir, report.path, facts, held_out, job.config.web_runtime)

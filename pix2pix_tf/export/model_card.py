@@ -19,14 +19,12 @@ import time
 from typing import Optional, Sequence
 
 from pix2pix_tf import writing
+from pix2pix_tf.catalogue import GENERATORS
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.images import FORMATS_TEXT
 from pix2pix_tf.inference.artifacts import MODEL_CARD
 from pix2pix_tf.inference.generate import InferenceMode
 
-_GENERATOR_KINDS = {"unet_256": "U-Net, 8 down-samplings", "unet_128": "U-Net, 7 down-samplings",
-                    "resnet_9blocks": "ResNet, 9 residual blocks", "resnet_6blocks": "ResNet, 6 residual blocks",
-                    "encoder_decoder": "encoder-decoder without skip connections"}
 _DISCRIMINATOR_KINDS = {"basic": "70x70 PatchGAN", "pixel": "1x1 PixelGAN", "image": "286x286 ImageGAN",
                         "n_layers": "PatchGAN"}
 
@@ -76,7 +74,7 @@ def _facts(f: CardFacts) -> list[tuple[str, str]]:
         held_out = (f"L1 {f.held_out.l1:.4f}, PSNR {f.held_out.psnr_db:.2f} dB on {f.held_out.pairs} pairs of the "
                     f"'{f.held_out.split}' split (this export, dropout off)")
     return [
-        ("Model", f"pix2pix generator {model.generator} ({_GENERATOR_KINDS.get(model.generator, model.generator)})"),
+        ("Model", f"pix2pix generator {model.generator} ({GENERATORS[model.generator].description})"),
         ("Generator", model.generator), ("ngf", str(model.ngf)), ("Norm", model.norm),
         ("Parameters", f"{f.parameters:,}"),
         ("Trained against", f"{_DISCRIMINATOR_KINDS.get(model.discriminator, model.discriminator)} discriminator "

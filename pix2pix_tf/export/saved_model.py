@@ -35,7 +35,6 @@ from pix2pix_tf.inference.artifacts import (
     metadata_path,
     warmup_path,
 )
-from pix2pix_tf.networks.generator import size_multiple
 
 # Tolerance between the SavedModel and the checkpoint's own call before publishing.
 SAVED_MODEL_MAX_ABS = 1e-4
@@ -163,7 +162,7 @@ def _metadata(train: TrainConfig, config: ExportConfig, checkpoint: str, version
         "checkpoint": os.path.abspath(checkpoint),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "image_size": image_size,
-        "size_multiple": size_multiple(train.model.generator),
+        "size_multiple": train.model.size_multiple,
         "input_nc": train.model.input_nc,
         "output_nc": train.model.output_nc,
         "direction": train.data.direction,
@@ -193,7 +192,7 @@ def _metadata(train: TrainConfig, config: ExportConfig, checkpoint: str, version
 def write_saved_model(generator: keras.Model, train: TrainConfig, config: ExportConfig, checkpoint: str,
                       version: int, image_size: int, directory: str) -> None:
     """The SavedModel, its warmup records and its metadata, written into `directory`."""
-    multiple = size_multiple(train.model.generator)
+    multiple = train.model.size_multiple
     check_warmup_fits(config, image_size, multiple)
     archive = build_archive(generator, config.mode, image_size, train.model.input_nc, multiple, config.max_pixels,
                             config.request_pixels)

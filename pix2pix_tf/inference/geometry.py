@@ -1,8 +1,8 @@
 """Translating an image at its own size: the one home of the native-size geometry.
 
 The generators are fully convolutional but take only sides that are multiples of their
-downsampling factor (`size_multiple`: unet_256 256, unet_128 128, encoder_decoder 256,
-resnet_* 4, read from the architecture table in `networks.generator`). To keep an image's
+downsampling factor (`ModelConfig.size_multiple`: unet_256 256, unet_128 128, encoder_decoder
+256, resnet_* 4, from the architectures in `pix2pix_tf.catalogue`). To keep an image's
 size and aspect ratio (the authors' `--preprocess none` at test time), translate, evaluate,
 the demo and the SavedModel's `translate_native` signature all do the same three steps here:
 
@@ -35,9 +35,8 @@ import tensorflow as tf
 
 from pix2pix_tf import images
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.networks.generator import size_multiple
 
-__all__ = ["size_multiple", "padded_size", "reflect_indices", "pad", "crop", "check_padded_pixels",
+__all__ = ["padded_size", "reflect_indices", "pad", "crop", "check_padded_pixels",
            "assert_padded_pixels", "decode_same_size", "native_translator"]
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from pix2pix_tf import catalogue
 from pix2pix_tf.errors import ConfigError, InferenceError
 from pix2pix_tf.inference.translator import Translator
 
@@ -99,7 +100,7 @@ def open_translator(path: str, metadata: dict[str, Any], direction: Optional[str
     if not size:
         raise ConfigError(f"{path} does not record its image size: pass --image_size.")
     multiple = model.size_multiple
-    if multiple and size % multiple:
-        raise ConfigError(f"--image_size={size}: {path} takes multiples of {multiple}.")
+    if multiple:
+        catalogue.check_side("--image_size", int(size), multiple, path)
     return Translator(f"ONNX {path} (onnxruntime, no dropout)", int(size), model.input_nc, model.output_nc,
                       direction, mode, lambda image, index: model(image), size_multiple=multiple)

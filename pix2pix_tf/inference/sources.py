@@ -149,13 +149,11 @@ class ModelSource:
         import tensorflow as tf
 
         from pix2pix_tf.inference import generate
-        from pix2pix_tf.networks.generator import size_multiple
 
         model = self.train.model
         size = image_size or self.train.data.crop_size
-        multiple = size_multiple(model.generator)
-        if size % multiple:
-            raise ConfigError(f"--image_size={size}: {model.generator} needs multiples of {multiple}.")
+        model.check_side("--image_size", size)
+        multiple = model.size_multiple
         generator, _, self.checkpoint = load_generator(self.path, self.requested_checkpoint, self.train)
 
         @tf.function(reduce_retracing=True)

@@ -1,17 +1,18 @@
 """The generator G: the paper's U-Net (appendix 6.1.1), its skip-less ablation, and ResNets.
 
-Names follow the authors' code: `unet_256` (8 downsamplings, the default), `unet_128`
-(7), `encoder_decoder` (unet_256 without skips, paper Table 2), and `resnet_9blocks` /
-`resnet_6blocks` (Johnson et al.). The noise z of the paper is the decoder's dropout.
+The generators by name are `pix2pix_tf.catalogue.GENERATORS` (the authors' names: `unet_256`,
+8 downsamplings, the default; `unet_128`, 7; `encoder_decoder`, unet_256 without skips, paper
+Table 2; `resnet_9blocks` / `resnet_6blocks`, Johnson et al.): each entry's family, depth and
+blocks are what is built here, so the name, the network and the sizes it takes cannot drift
+apart. The noise z of the paper is the decoder's dropout.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import keras
 from keras import layers
 
+from pix2pix_tf.catalogue import GENERATORS
 from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.networks.layers import (
     ReflectionPadding2D,
@@ -65,8 +66,9 @@ def unet(num_downs: int, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n
 
 
 def resnet(n_blocks: int, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
-           dropout: bool = True, name: str = "resnet") -> keras.Model:
-    """Johnson et al.'s generator: c7s1-64, d128, d256, n_blocks x R256, u128, u64, c7s1-3.
+           dropout: bool = True, n_downsampling: int = 2, name: str = "resnet") -> keras.Model:
+    """Johnson et al.'s generator: c7s1-64, d128, d256, n_blocks x R256, u128, u64, c7s1-3
+    (with the reference's n_downsampling=2; each more doubles the filters once more).
 
     dk is the reference's Conv2d(3x3, stride 2, padding 1) and uk its ConvTranspose2d(3x3,
     stride 2, padding 1, output_padding 1), with the padding and cropping spelled out:
@@ -78,14 +80,14 @@ def resnet(n_blocks: int, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, 
     x = ReflectionPadding2D(3, name="c7s1_pad")(inputs)
     x = conv(ngf, 7, 1, bias, padding="valid", name="c7s1_conv")(x)
     x = layers.ReLU(name="c7s1_relu")(maybe_normalize(x, norm, name="c7s1_norm"))
-    for i, mult in enumerate((1, 2), start=1):
-        x = torch_conv(x, ngf * mult * 2, 3, 2, padding=1, use_bias=bias, name=f"down{i}_conv")
+    for i in range(1, n_downsampling + 1):
+        x = torch_conv(x, ngf * 2**i, 3, 2, padding=1, use_bias=bias, name=f"down{i}_conv")
         x = layers.ReLU(name=f"down{i}_relu")(maybe_normalize(x, norm, name=f"down{i}_norm"))
     for i in range(1, n_blocks + 1):
-        x = _residual_block(x, ngf * 4, norm, bias, dropout, name=f"res{i}")
-    for i, mult in enumerate((2, 1), start=1):
-        x = torch_conv_transpose(x, ngf * mult, 3, 2, padding=1, output_padding=1, use_bias=bias,
-                                 name=f"up{i}_deconv")
+        x = _residual_block(x, ngf * 2**n_downsampling, norm, bias, dropout, name=f"res{i}")
+    for i in range(1, n_downsampling + 1):
+        x = torch_conv_transpose(x, ngf * 2**(n_downsampling - i), 3, 2, padding=1, output_padding=1,
+                                 use_bias=bias, name=f"up{i}_deconv")
         x = layers.ReLU(name=f"up{i}_relu")(maybe_normalize(x, norm, name=f"up{i}_norm"))
     x = ReflectionPadding2D(3, name="out_pad")(x)
     x = conv(output_nc, 7, 1, use_bias=True, padding="valid", name="out_conv")(x)
@@ -106,23 +108,11 @@ def _residual_block(x: keras.KerasTensor, filters: int, norm: str, bias: bool, d
     return layers.Add(name=f"{name}_add")([x, y])
 
 
-_GENERATORS: dict[str, tuple[Callable[..., keras.Model], int]] = {
-    # name: (builder, the multiple that input height and width must be)
-    "unet_256": (lambda **kw: unet(8, name="unet_256", **kw), 256),
-    "unet_128": (lambda **kw: unet(7, name="unet_128", **kw), 128),
-    "encoder_decoder": (lambda **kw: unet(8, skips=False, name="encoder_decoder", **kw), 256),
-    "resnet_9blocks": (lambda **kw: resnet(9, name="resnet_9blocks", **kw), 4),
-    "resnet_6blocks": (lambda **kw: resnet(6, name="resnet_6blocks", **kw), 4),
-}
-
-
-def size_multiple(generator: str) -> int:
-    """Input height and width must be multiples of this for the generator to run."""
-    return _GENERATORS[generator][1]
-
-
 def build_generator(config: ModelConfig) -> keras.Model:
-    """The generator named by `config.generator`."""
-    builder, _ = _GENERATORS[config.generator]
-    return builder(input_nc=config.input_nc, output_nc=config.output_nc, ngf=config.ngf,
-                   norm=config.norm, dropout=config.dropout)
+    """The generator named by `config.generator`, as its catalogue entry describes it."""
+    spec = GENERATORS[config.generator]
+    options = dict(input_nc=config.input_nc, output_nc=config.output_nc, ngf=config.ngf, norm=config.norm,
+                   dropout=config.dropout, name=config.generator)
+    if spec.family == "unet":
+        return unet(spec.downsamplings, skips=spec.skips, **options)
+    return resnet(spec.blocks, n_downsampling=spec.downsamplings, **options)

@@ -23,11 +23,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pix2pix_tf.config import CROPPING_MODES, TrainConfig, check_resumable
+from pix2pix_tf.config import TrainConfig, check_resumable
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
 from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError
-from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import summaries
 from pix2pix_tf.training.checkpoints import CheckpointError, RunCheckpoints, checkpoint_files, workdir_lock
@@ -61,8 +60,8 @@ def total_steps(config: TrainConfig, num_train: int) -> int:
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:
-    """Fills in the seed (the stored one when resuming) and the direction, and checks that a
-    run already in the workdir is the same run."""
+    """Fills in the seed (the stored one when resuming) and the direction (`DataConfig.resolved`),
+    and checks that a run already in the workdir is the same run."""
     stored = None
     if Workdir(config.run.workdir).has_config():
         stored = TrainConfig.load(config.run.workdir)
@@ -71,29 +70,16 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     seed = config.run.seed
     if seed is None:
         seed = stored.run.seed if stored is not None else random.SystemRandom().randrange(2**31)
-    direction = config.data.direction or pipeline.default_direction(config.data.dataset)
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed),
-                                 data=dataclasses.replace(config.data, direction=direction).with_absolute_paths())
+                                 data=config.data.resolved().with_absolute_paths())
     if stored is not None and _has_checkpoint(config):
         check_resumable(stored, config)
-    _check_sizes(config)
     return config
 
 
 def _has_checkpoint(config: TrainConfig) -> bool:
     """Any checkpoint file, complete or not, whatever the `checkpoint` index says."""
     return bool(checkpoint_files(Workdir(config.run.workdir).checkpoints))
-
-
-def _check_sizes(config: TrainConfig) -> None:
-    multiple = size_multiple(config.model.generator)
-    if config.data.preprocess in CROPPING_MODES and config.data.crop_size % multiple:
-        raise ConfigError(
-            f"--generator={config.model.generator} takes images whose sides are multiples of "
-            f"{multiple}; --crop_size={config.data.crop_size} is not. Use --crop_size="
-            f"{max(multiple, config.data.crop_size // multiple * multiple)} or another generator "
-            "(unet_128 for 128x128)."
-        )
 
 
 @contextlib.contextmanager
@@ -164,7 +150,7 @@ def train(config: TrainConfig,
     Workdir(config.run.workdir).check_usable()
     config = resolve_config(config)
     dataset = pipeline.load_paired_dataset(config.data)
-    check_fits_preprocessing(dataset, config.data, size_multiple(config.model.generator))
+    check_fits_preprocessing(dataset, config.data, config.model.size_multiple)
     with formation():
         strategy = make_strategy(config.run)
     logging.info("Training on %d replica(s) with %s.", strategy.num_replicas_in_sync, type(strategy).__name__)
@@ -206,7 +192,7 @@ def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.di
 
     start, end = gan.current_step(), total_steps(config, dataset.num_train)
     writer = summaries.Writer(Workdir(workdir).train_logs) if chief else None
-    multiple = size_multiple(config.model.generator)
+    multiple = config.model.size_multiple
     held_out = list(pipeline.held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
                                         limit=config.run.eval_examples, multiple=multiple).as_numpy_iterator())
     monitor = HeldOutMonitor(gan, held_out, workdir, writer)

@@ -71,6 +71,7 @@ from typing import Any, ClassVar
 
 import tensorflow_datasets as tfds
 
+from pix2pix_tf.catalogue import OFFICIAL_DATASETS
 from pix2pix_tf.data.sources import PAPER_CITATION
 from pix2pix_tf.data.sources.archive import (
     IMAGE_SUFFIXES,
@@ -95,14 +96,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DATASET_NAMES: tuple[str, ...] = (
-    "facades",
-    "cityscapes",
-    "maps",
-    "edges2shoes",
-    "edges2handbags",
-    "night2day",
-)
+DATASET_NAMES: tuple[str, ...] = tuple(OFFICIAL_DATASETS)
 
 # Read each time `archive_url` is called: assign it to use a mirror (or, in tests, a loopback server).
 URL_TEMPLATE: str = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
@@ -219,7 +213,8 @@ class Pix2pixConfig(tfds.core.BuilderConfig):
     direction: str = "AtoB"
 
 
-def _config(name: str, a_side: str, b_side: str, direction: str, about: str) -> Pix2pixConfig:
+def _config(name: str, a_side: str, b_side: str, about: str) -> Pix2pixConfig:
+    direction = OFFICIAL_DATASETS[name]  # The paper's, as a run's config defaults to (catalogue).
     source, target = (a_side, b_side) if direction == "AtoB" else (b_side, a_side)
     return Pix2pixConfig(
         name=name,
@@ -251,12 +246,12 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS: ClassVar[list[tfds.core.BuilderConfig]] = [
-        _config("facades", "photo", "label map", "BtoA", "CMP Facades: 400 train images, ~30 MB."),
-        _config("cityscapes", "photo", "label map", "BtoA", "Cityscapes: 2975 train images, ~100 MB."),
-        _config("maps", "aerial photo", "map", "AtoB", "Google Maps: 1096 train images (1200x600), ~250 MB."),
-        _config("edges2shoes", "edges", "photo", "AtoB", "UT Zappos50K: ~50k train images, ~2 GB."),
-        _config("edges2handbags", "edges", "photo", "AtoB", "iGAN handbags: ~137k train images, ~8.6 GB."),
-        _config("night2day", "night", "day", "AtoB", "Transient Attributes: ~20k train images."),
+        _config("facades", "photo", "label map", "CMP Facades: 400 train images, ~30 MB."),
+        _config("cityscapes", "photo", "label map", "Cityscapes: 2975 train images, ~100 MB."),
+        _config("maps", "aerial photo", "map", "Google Maps: 1096 train images (1200x600), ~250 MB."),
+        _config("edges2shoes", "edges", "photo", "UT Zappos50K: ~50k train images, ~2 GB."),
+        _config("edges2handbags", "edges", "photo", "iGAN handbags: ~137k train images, ~8.6 GB."),
+        _config("night2day", "night", "day", "Transient Attributes: ~20k train images."),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
     Preparation downloads the authors' archive itself:
