@@ -15,7 +15,7 @@ def test_round_trip_through_config_json(tmp_path):
     config = cfg.TrainConfig(model=cfg.ModelConfig(generator="resnet_9blocks", norm="instance"),
                              optim=cfg.OptimConfig(steps=12), run=cfg.RunConfig(seed=3))
     config.save(str(tmp_path))
-    assert cfg.TrainConfig.load(str(tmp_path)) == config
+    assert cfg.TrainConfig.load(str(tmp_path)) == dataclasses.replace(config, data=config.data.resolved())
     assert json.loads((tmp_path / "config.json").read_text())["model"]["generator"] == "resnet_9blocks"
 
 
@@ -90,7 +90,8 @@ def test_load_accepts_null_where_a_field_is_optional_and_an_integer_for_a_number
     config = edited(edited(config, "data", "direction", None), "data", "data_dir", None)
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = cfg.TrainConfig.load(str(tmp_path))
-    assert loaded.run.seed is None and loaded.optim.steps is None and loaded.data.direction is None
+    assert loaded.run.seed is None and loaded.optim.steps is None and loaded.data.data_dir is None
+    assert loaded.data.direction == "AtoB"  # Null: the dataset's usual direction, resolved on loading.
     assert loaded.loss.lambda_l1 == 10.0 and isinstance(loaded.loss.lambda_l1, float)
 
 
@@ -123,7 +124,7 @@ def test_numbers_channels_and_discriminator_depth_are_checked_before_work(part, 
 def test_the_discriminator_is_checked_at_the_size_it_trains_at():
     """The crop for the cropping modes, the width for scale_width; at crop 128 five layers fit,
     six do not."""
-    deep = cfg.ModelConfig(discriminator="n_layers", n_layers_d=6)
+    deep = cfg.ModelConfig(generator="unet_128", discriminator="n_layers", n_layers_d=6)
     small = cfg.DataConfig(load_size=143, crop_size=128)
     with pytest.raises(cfg.ConfigError, match=r"128x128 image \(--crop_size=128\). Use --n_layers_d=5"):
         cfg.TrainConfig(model=deep, data=small).validate()
@@ -131,7 +132,7 @@ def test_the_discriminator_is_checked_at_the_size_it_trains_at():
     with pytest.raises(cfg.ConfigError, match=r"\(--load_size=64\)"):
         cfg.TrainConfig(model=deep, data=cfg.DataConfig(preprocess="scale_width", load_size=64)).validate()
     with pytest.raises(cfg.ConfigError, match="--discriminator=n_layers --n_layers_d=4"):
-        cfg.TrainConfig(model=cfg.ModelConfig(discriminator="image"),
+        cfg.TrainConfig(model=cfg.ModelConfig(generator="resnet_9blocks", discriminator="image"),
                         data=cfg.DataConfig(load_size=64, crop_size=64)).validate()
     cfg.TrainConfig(model=dataclasses.replace(deep, discriminator="pixel"), data=small).validate()
 
@@ -180,3 +181,60 @@ def test_a_relative_folder_is_stored_absolute(tmp_path, monkeypatch):
     data = cfg.DataConfig(dataset="folder:images", data_dir="tfds").with_absolute_paths()
     assert data.dataset == f"folder:{tmp_path / 'images'}" and data.data_dir == str(tmp_path / "tfds")
     assert cfg.DataConfig(dataset="shapes/64").with_absolute_paths().dataset == "shapes/64"
+
+
+# ----------------------------------------------------------------------------- facts resolved once
+
+
+def test_the_generator_names_are_the_catalogue_s():
+    """Validation accepts exactly the catalogue's names, and each name's size multiple is its
+    architecture's (the builders read the same entries: test_models checks the networks)."""
+    assert cfg.GENERATORS == tuple(catalogue.GENERATORS)
+    for name in catalogue.GENERATORS:
+        cfg.ModelConfig(generator=name).validate()
+    with pytest.raises(cfg.ConfigError, match="--generator='unet_512' is not one of unet_256, unet_128"):
+        cfg.ModelConfig(generator="unet_512").validate()
+    assert {name: cfg.ModelConfig(generator=name).size_multiple for name in cfg.GENERATORS} == {
+        "unet_256": 256, "unet_128": 128, "resnet_9blocks": 4, "resnet_6blocks": 4, "encoder_decoder": 256}
+
+
+def test_the_direction_is_resolved_once_and_stored(tmp_path):
+    """None asks for the paper's direction of the dataset; the resolved config is what config.json
+    holds, and one stored with null (older runs) loads resolved the same way."""
+    assert {name: cfg.DataConfig(dataset=name).resolved().direction for name in
+            ("facades", "cityscapes", "edges2shoes", "shapes/64", "folder:/images")} == {
+        "facades": "BtoA", "cityscapes": "BtoA", "edges2shoes": "AtoB", "shapes/64": "AtoB",
+        "folder:/images": "AtoB"}
+    assert cfg.DataConfig(dataset="facades", direction="AtoB").resolved().direction == "AtoB"
+    requested = cfg.TrainConfig(data=cfg.DataConfig(dataset="facades"), run=cfg.RunConfig(seed=3))
+    dataclasses.replace(requested, data=requested.data.resolved()).save(str(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text())["data"]["direction"] == "BtoA"
+    assert cfg.TrainConfig.load(str(tmp_path)).data.direction == "BtoA"
+    older = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(edited(older, "data", "direction", None)))
+    assert cfg.TrainConfig.load(str(tmp_path)).data.direction == "BtoA"
+
+
+@pytest.mark.parametrize("program", ["train", "export", "translate"])
+def test_a_size_the_generator_cannot_take_gets_one_message_from_every_program(tmp_path, program):
+    """Training's --crop_size, export's and a checkpoint's --image_size go through one check:
+    the same message, each refused before a network is built or a checkpoint read."""
+    run = cfg.TrainConfig(model=cfg.ModelConfig(generator="unet_128"),
+                          data=cfg.DataConfig(load_size=143, crop_size=128), run=cfg.RunConfig(seed=3))
+    run.save(str(tmp_path))
+    flag = "--crop_size" if program == "train" else "--image_size"
+    with pytest.raises(cfg.ConfigError) as error:
+        if program == "train":
+            dataclasses.replace(run, data=dataclasses.replace(run.data, crop_size=96)).validate()
+        elif program == "export":
+            from pix2pix_tf.export.config import ExportConfig
+            from pix2pix_tf.export.exporter import export
+
+            export(ExportConfig(workdir=str(tmp_path), export_dir=str(tmp_path / "export"), image_size=96))
+        else:
+            from pix2pix_tf.inference import generate
+            from pix2pix_tf.inference.sources import ModelSource
+
+            ModelSource.resolve(workdir=str(tmp_path)).open(generate.DETERMINISTIC, image_size=96)
+    assert str(error.value) == (f"{flag}=96: --generator=unet_128 takes images whose sides are multiples of 128; "
+                                f"use {flag}=128.")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pix2pix_tf import catalogue
 from pix2pix_tf.config import DataConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.errors import DatasetError
@@ -95,9 +96,9 @@ def test_direction_chooses_the_input_side(tiny):
 
 
 def test_default_directions_follow_the_paper():
-    assert pipeline.default_direction("facades") == "BtoA"
-    assert pipeline.default_direction("edges2shoes") == "AtoB"
-    assert pipeline.default_direction("shapes/64") == "AtoB"
+    assert catalogue.default_direction("facades") == "BtoA"
+    assert catalogue.default_direction("edges2shoes") == "AtoB"
+    assert catalogue.default_direction("shapes/64") == "AtoB"
 
 
 def test_unknown_datasets_are_clear_errors(tmp_path):

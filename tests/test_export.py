@@ -290,7 +290,8 @@ def test_export_user_mistake_gets_a_message_not_a_traceback(tmp_path):
 
 @pytest.mark.parametrize("options,message", [
     (dict(tflite=("float32", "int4")), "unknown variant"),
-    (dict(image_size=100), "multiples of 128"),
+    (dict(image_size=100), "--image_size=100: --generator=unet_128 takes images whose sides are multiples of 128; "
+                           "use --image_size=128."),
     (dict(version=0), "positive integer"),
     (dict(model_name="../x"), "plain folder name"),
     (dict(checkpoint="/nonexistent/ckpt-3"), "Cannot restore the generator"),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pix2pix_tf import catalogue
 from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.networks.discriminator import build_discriminator, discriminator_input_channels
 from pix2pix_tf.networks.generator import build_generator
@@ -88,6 +89,30 @@ def test_encoder_decoder_has_no_skips():
 def test_resnet_generators_keep_the_size(name):
     model = build_generator(ModelConfig(generator=name, ngf=4))
     assert model(tf.zeros([1, 64, 64, 3])).shape == (1, 64, 64, 3)
+
+
+@pytest.mark.parametrize("name", list(catalogue.GENERATORS))
+def test_each_generator_is_built_from_its_catalogue_entry_and_takes_its_size_multiple(name):
+    """`ModelConfig.size_multiple` (what config validation, the data pipeline, export and inference
+    read) against the network itself: its stride-2 convolutions, and sides it maps to themselves
+    (a multiple) or not (half a multiple more: a U-Net's skip fails to concatenate, a ResNet's
+    output comes back another size)."""
+    spec, config = catalogue.GENERATORS[name], ModelConfig(generator=name, ngf=1, dropout=False)
+    model = build_generator(config)
+    assert model.name == name
+    strided = [layer for layer in layers_of(model, keras.layers.Conv2D)
+               if not isinstance(layer, keras.layers.Conv2DTranspose) and tuple(layer.strides) == (2, 2)]
+    assert 2 ** len(strided) == config.size_multiple
+    assert len(layers_of(model, keras.layers.Add)) == spec.blocks
+    assert bool(layers_of(model, keras.layers.Concatenate)) == (spec.family == "unet" and spec.skips)
+    side = max(config.size_multiple, 8)  # A ResNet reflects by one pixel at a quarter of the side.
+    assert model(tf.zeros([1, side, side, 3])).shape == (1, side, side, 3)
+    other = side + config.size_multiple // 2
+    try:
+        shape = model(tf.zeros([1, other, other, 3])).shape
+    except (ValueError, tf.errors.InvalidArgumentError):
+        return
+    assert shape != (1, other, other, 3)
 
 
 def test_basic_discriminator_parameter_count_and_shape():

@@ -74,7 +74,7 @@ def test_padded_size_and_the_size_multiples_of_the_generators():
     assert geometry.padded_size(129, 256, 128) == (256, 256)
     assert geometry.padded_size(61, 37, 4) == (64, 40)
     assert geometry.padded_size(1, 5, 4) == (8, 8)  # At least MIN_SIDE: resnet reflects at a quarter size.
-    assert {name: geometry.size_multiple(name) for name in
+    assert {name: ModelConfig(generator=name).size_multiple for name in
             ("unet_256", "unet_128", "encoder_decoder", "resnet_9blocks", "resnet_6blocks")} == {
         "unet_256": 256, "unet_128": 128, "encoder_decoder": 256, "resnet_9blocks": 4, "resnet_6blocks": 4}
 
@@ -174,7 +174,7 @@ def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
                                              mode=generate.DETERMINISTIC, progress=False))
     assert not result.failed and len(result.written) == len(SIZES)
     generator, config, _ = load_generator(runs[run_name])
-    multiple = geometry.size_multiple(config.model.generator)
+    multiple = config.model.size_multiple
     for (height, width), path in zip(SIZES, inputs):
         written = tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / os.path.basename(path)))).numpy()
         assert written.shape == (height, width, 3)

@@ -200,7 +200,8 @@ def test_onnx_mistakes_are_messages(export, tmp_path):
     with pytest.raises(Pix2pixError, match="Cannot load the ONNX model"):
         ModelSource.resolve(onnx=str(garbage))
     source = ModelSource.resolve(onnx=export["file"])
-    with pytest.raises(Pix2pixError, match="takes multiples of 128"):
+    with pytest.raises(Pix2pixError, match=re.escape(f"--image_size=100: {export['file']} takes images whose sides "
+                                                     "are multiples of 128; use --image_size=128.")):
         source.open(DETERMINISTIC, image_size=100)
     with pytest.raises(Pix2pixError, match="exactly one of"):
         ModelSource.resolve(onnx=export["file"], tflite=export["file"])
