@@ -108,9 +108,8 @@ class DataConfig:
             raise ConfigError(f"--shuffle_buffer must be at least 1, got {self.shuffle_buffer}.")
 
     def resolved(self) -> DataConfig:
-        """This config with the dataset's usual direction where none was asked for. A run's
-        config is resolved once (training stores it so in config.json; `TrainConfig.from_dict`
-        resolves one stored with direction null the same way), so readers take `direction` as is."""
+        """With the dataset's usual direction where none was asked for: done once for a run (training
+        stores it in config.json; `from_dict` resolves a stored null), so readers take `direction` as is."""
         if self.direction is not None:
             return self
         return dataclasses.replace(self, direction=catalogue.default_direction(self.dataset))
@@ -232,9 +231,8 @@ class TrainConfig:
     def from_dict(cls, values: Any, source: str = "config.json") -> TrainConfig:
         """The config in `values` (config.json's contents), checked as strictly as the flags are:
         sections and fields by their declared types, then each section's `validate()`. Missing
-        sections and fields take their defaults (older runs) and the data section is `resolved()`;
-        anything unknown is refused, since the next save would silently drop it. Errors name
-        `source` and the field."""
+        sections and fields take their defaults (older runs), the data is `resolved()`; anything
+        unknown is refused, since the next save would silently drop it. Errors name `source` and the field."""
         sections = {field.name: field.default_factory for field in dataclasses.fields(cls)}  # type: ignore[misc]
         if not isinstance(values, dict):
             raise ConfigError(f"{source} must hold a JSON object with the sections {', '.join(sections)}; "

@@ -114,6 +114,7 @@ def test_model_card_beside_the_saved_model_and_the_tflite_files(export, data_dir
     for path in (saved_model_card, tflite_card):
         facts = card_facts(path)
         assert facts["Generator"] == "unet_128" and facts["ngf"] == "8" and facts["Norm"] == "batch"
+        assert facts["Model"] == "pix2pix generator unet_128 (U-Net, 7 down-samplings)"  # The catalogue's words.
         assert facts["Parameters"] == f"{generator.count_params():,}"
         assert facts["Dataset"] == "shapes/64" and facts["Direction"].startswith("AtoB")
         assert facts["Training pairs"] == str(dataset.num_train)

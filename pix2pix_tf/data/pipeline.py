@@ -66,7 +66,7 @@ def load_paired_dataset(config: DataConfig) -> PairedDataset:
     from a hand-copied archive); `folder:/path` is scanned and checked image by image. Every
     image is decoded by `pix2pix_tf.images`, within `config.max_pixels`.
     """
-    direction = config.resolved().direction  # A run's config is resolved already; a bare one (tests) here.
+    direction = config.resolved().direction  # As a run's config is (already so); a bare one here the same way.
     if config.dataset.startswith(FOLDER_PREFIX):
         return _folder_dataset(config.dataset[len(FOLDER_PREFIX):], direction, config.max_pixels)
     name, _, variant = config.dataset.partition("/")
