@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -213,6 +216,17 @@ def test_the_direction_is_resolved_once_and_stored(tmp_path):
     older = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps(edited(older, "data", "direction", None)))
     assert cfg.TrainConfig.load(str(tmp_path)).data.direction == "BtoA"
+
+
+def test_the_facts_resolve_without_tensorflow():
+    """A flag check, the serving side or any script reads a run's facts without loading TensorFlow."""
+    probe = ("import sys; from pix2pix_tf import config as c; m = c.TrainConfig.from_dict({'data': {'dataset': "
+             "'facades', 'load_size': 286, 'crop_size': 256}}); print(m.model.size_multiple, m.data.direction, "
+             "sorted(n for n in ('tensorflow', 'keras', 'numpy') if n in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=os.path.dirname(os.path.dirname(__file__)),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "256 BtoA []"
 
 
 @pytest.mark.parametrize("program", ["train", "export", "translate"])
