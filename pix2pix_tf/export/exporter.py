@@ -36,11 +36,13 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.data.pipeline import default_direction
 from pix2pix_tf.errors import ConfigError, Interrupted
+from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import model_card, onnx_model, saved_model, tflite, versions, web
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.examples import Examples, load_examples
-from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, benchmark, check_variant, psnr
+from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, benchmark, check_variant
 from pix2pix_tf.inference import generate, onnx_runner, sources
 from pix2pix_tf.inference.artifacts import MODEL_CARD, OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
 from pix2pix_tf.networks.generator import size_multiple
@@ -48,7 +50,7 @@ from pix2pix_tf.workdir import Workdir
 
 # The export's Python API; each name is defined in the step module that owns it.
 __all__ = ["ExportConfig", "ExportError", "ExportResult", "PSNR_FLOORS", "VariantReport",
-           "benchmark", "check_variant", "export", "psnr"]
+           "benchmark", "check_variant", "export"]
 
 
 @dataclasses.dataclass
@@ -185,7 +187,7 @@ def _card_facts(config: ExportConfig, train: TrainConfig, generator: keras.Model
         outputs = generate.generate(generator, tf.constant(examples.images), config.mode.without_dropout()).numpy()
         held_out = model_card.HeldOut(pairs=len(outputs), split=examples.held_out_split or "held-out",
                                       l1=float(np.mean(np.abs(outputs - examples.targets))),
-                                      psnr_db=psnr(examples.targets, outputs))
+                                      psnr_db=pooled_psnr(examples.targets, outputs))
     return model_card.CardFacts(
         model_name=config.model_name, version=0, train=train, checkpoint=checkpoint,
         step=model_card.checkpoint_step(checkpoint), parameters=generator.count_params(), mode=config.mode,
@@ -239,8 +241,6 @@ def _publish_tflite(job: _Job, result: ExportResult, reference: Callable[[np.nda
 
 def _publish_web(job: _Job, result: ExportResult) -> str:
     """The static page over the checked TFLite variant --web_variant, as version `result.version`."""
-    from pix2pix_tf.data.pipeline import default_direction
-
     report = next(r for r in result.variants if r.variant == job.config.web)
     facts = web.PageFacts(
         model_name=job.config.model_name, version=result.version, variant=report.variant, image_size=job.image_size,
