@@ -219,3 +219,21 @@ def test_the_runtime_loads_no_trainer_or_tooling(module):
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+COMMANDS = ("train.py", "export.py", "pix2pix_tf.translate", "pix2pix_tf.evaluate", "pix2pix_tf.demo",
+            "pix2pix_tf.benchmark", "pix2pix_tf.benchmark.web", "pix2pix_tf.experiments.paper",
+            "pix2pix_tf.experiments.multiscale", "pix2pix_tf.experiments.precision")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_answers_help_before_tensorflow_loads(command):
+    """Each command reads its flags before it imports TensorFlow: with TensorFlow made
+    unimportable, --help still prints the flags."""
+    run = (f"runpy.run_path({os.path.join(ROOT, command)!r}, run_name='__main__')" if command.endswith(".py")
+           else f"runpy.run_module({command!r}, run_name='__main__', alter_sys=True)")
+    probe = ("import runpy, sys; sys.modules['tensorflow'] = sys.modules['keras'] = None; "
+             f"sys.argv = ['x', '--help']; {run}")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "--helpfull" in result.stdout + result.stderr, (result.stdout + result.stderr)[-2000:]
