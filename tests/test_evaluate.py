@@ -146,7 +146,7 @@ def test_evaluate_cli_end_to_end(workdir, segmenter_cache, tmp_path):
 
 
 def test_evaluate_cli_asked_for_fid_without_weights_says_why(workdir, tmp_path):
-    """Answered before TensorFlow loads, as one message."""
+    """Answered before any image is read, as one message."""
     result = run([sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={workdir}", "--fid", "--nofcn",
                   f"--output_dir={tmp_path}", "--noprogress"])
     assert result.returncode == 1 and "Traceback" not in result.stderr
