@@ -16,6 +16,8 @@ from absl import flags, logging  # noqa: E402
 
 from pix2pix_tf import config as cfg  # noqa: E402
 from pix2pix_tf.errors import Interrupted  # noqa: E402
+from pix2pix_tf.training.cluster import formation_watch  # noqa: E402
+from pix2pix_tf.training.memory import reuse_freed_memory  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -124,9 +126,6 @@ def config_from_flags() -> cfg.TrainConfig:
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
-    from pix2pix_tf.training.cluster import formation_watch
-    from pix2pix_tf.training.memory import reuse_freed_memory
-
     config = config_from_flags().validate()
     # The process-wide settings, all before TensorFlow loads: its threads inherit the signal
     # mask of the watch over a multi-worker cluster's formation, and the allocator's settings

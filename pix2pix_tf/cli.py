@@ -20,6 +20,7 @@ from typing import Callable
 
 from absl import app
 
+from pix2pix_tf import native_logs
 from pix2pix_tf.errors import Interrupted, Pix2pixError
 
 
@@ -77,8 +78,6 @@ def run_program(main: Callable[[list[str]], int]) -> None:
     lines that are known noise (`native_logs`). SIGINT and SIGTERM raise `Interrupted` where
     the program is, so that its clean-ups run and it ends as the module docstring says; once
     `main` has returned, a further signal ends the process without a word."""
-    from pix2pix_tf import native_logs
-
     native_logs.drop_known_noise()
     program = guarded(main)
 

@@ -14,6 +14,8 @@ cli.quiet_tensorflow()
 
 from absl import flags  # noqa: E402
 
+from pix2pix_tf.evaluation.config import EvalConfig  # noqa: E402
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("workdir", None, "The training run: its config.json gives dataset, direction and "
@@ -53,8 +55,6 @@ flags.DEFINE_bool("native_size", False, "Translate each image at its own size an
 
 def config_from_flags():
     """The typed evaluation request; nothing below this module reads flags."""
-    from pix2pix_tf.evaluation.evaluator import EvalConfig
-
     f = FLAGS
     return EvalConfig(
         workdir=f.workdir, checkpoint=f.checkpoint, saved_model=f.saved_model, tflite=f.tflite, split=f.split,
@@ -68,8 +68,8 @@ def config_from_flags():
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
-    from pix2pix_tf.evaluation.evaluator import evaluate
-    from pix2pix_tf.evaluation.report import format_table
+    from pix2pix_tf.evaluation.evaluator import evaluate  # Here, not above: --help answers before TensorFlow loads.
+    from pix2pix_tf.evaluation.report import format_table  # Loads TensorFlow.
 
     result = evaluate(config_from_flags())
     print(format_table(result.metrics))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 
 from pix2pix_tf import cli
+from pix2pix_tf.errors import Interrupted
 
 cli.quiet_tensorflow()
 
@@ -52,8 +53,8 @@ flags.DEFINE_bool("progress", True, "Show a progress bar for more than one image
 
 def config_from_flags(argv: list[str]):
     """The typed translation request; nothing below this module reads flags."""
-    from pix2pix_tf.inference.files import TranslateConfig
-    from pix2pix_tf.inference.generate import InferenceMode
+    from pix2pix_tf.inference.files import TranslateConfig  # Here, not above: --help answers before TensorFlow loads.
+    from pix2pix_tf.inference.generate import InferenceMode  # Loads TensorFlow.
 
     inputs = tuple(FLAGS.input) + tuple(argv[1:])
     if not inputs:
@@ -71,8 +72,7 @@ def config_from_flags(argv: list[str]):
 
 
 def main(argv: list[str]) -> int:
-    from pix2pix_tf.errors import Interrupted
-    from pix2pix_tf.inference.files import translate_files
+    from pix2pix_tf.inference.files import translate_files  # Here, not above: --help answers before TensorFlow loads.
 
     try:
         result = translate_files(config_from_flags(argv))

@@ -11,7 +11,7 @@ import statistics
 import pytest
 from sleepers import broken, sleeper
 
-from pix2pix_tf.benchmark import report, sidebyside
+from pix2pix_tf.benchmark import report, sidebyside, training
 
 from conftest import tiny_config
 
@@ -50,6 +50,6 @@ def test_a_failing_participant_is_reported_by_name():
 def test_the_tutorials_step_against_ours_in_float32_and_mixed_precision(tmp_path, data_dir):
     """Real steps: the tutorial's (its own 256x256 models) and our tiny one in each precision."""
     config = tiny_config(tmp_path, data_dir, run=dict(deterministic_ops=False, seed=0))
-    result = sidebyside.tutorial_against_ours(config, ("off", "mixed_bfloat16"), rounds=2, steps=1)
+    result = training.tutorial_against_ours(config, ("off", "mixed_bfloat16"), rounds=2, steps=1)
     _check_figures(result, ["tutorial", "pix2pix_tf float32", "pix2pix_tf mixed_bfloat16"], 2)
     assert result.descriptions["pix2pix_tf mixed_bfloat16"] == "our step, --mixed_precision=mixed_bfloat16"

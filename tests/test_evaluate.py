@@ -146,7 +146,7 @@ def test_evaluate_cli_end_to_end(workdir, segmenter_cache, tmp_path):
 
 
 def test_evaluate_cli_asked_for_fid_without_weights_says_why(workdir, tmp_path):
-    """Answered before TensorFlow loads, as one message."""
+    """Answered before any image is read, as one message."""
     result = run([sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={workdir}", "--fid", "--nofcn",
                   f"--output_dir={tmp_path}", "--noprogress"])
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -181,10 +181,10 @@ def test_fid_with_a_local_inception_weights_file(workdir, tmp_path):
 
 @pytest.mark.slow
 def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmenter_cache, tmp_path):
-    exporting = pytest.importorskip("pix2pix_tf.export.exporter", reason="the export modules are not in this checkout")
+    exporter = pytest.importorskip("pix2pix_tf.export.exporter", reason="the export modules are not in this checkout")
     pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter is not installed")
-    exported = exporting.export(exporting.ExportConfig(workdir=workdir, export_dir=str(tmp_path / "export"),
-                                                       tflite=("float32",), check_examples=2))
+    exported = exporter.export(exporter.ExportConfig(workdir=workdir, export_dir=str(tmp_path / "export"),
+                                                     tflite=("float32",), check_examples=2))
     tflite = exported.variants[0].path
     common = EvalConfig(workdir=workdir, deterministic=True, num_examples=3, segmenter_cache=segmenter_cache,
                         segmenter_steps=SEGMENTER_STEPS, html_examples=0, grid_examples=0, progress=False)

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from pix2pix_tf import images
 from pix2pix_tf.errors import InferenceError
-from pix2pix_tf.export import exporter as exporting
+from pix2pix_tf.evaluation import metrics
+from pix2pix_tf.export import exporter
 from pix2pix_tf.inference import artifacts, generate, sources
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.serving import client as serving_client
@@ -242,8 +243,8 @@ def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, t
         assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"], (variant, ops)
         model = TFLiteModel(path)
         assert model.input_shape == (1, 128, 128, 3)
-        value = exporting.psnr(expected, model(image[None]))
-        assert value >= exporting.PSNR_FLOORS[variant], (variant, value)
+        value = metrics.pooled_psnr(expected, model(image[None]))
+        assert value >= exporter.PSNR_FLOORS[variant], (variant, value)
         assert report["variants"][variant]["ok"] and report["variants"][variant]["size_bytes"] == os.path.getsize(path)
     sizes = {v: os.path.getsize(os.path.join(export["tflite_paper"], f"tiny_{v}.tflite"))
              for v in artifacts.TFLITE_VARIANTS}
@@ -255,19 +256,19 @@ def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, t
     assert 0 <= zero_point <= 255 and 0 < scale < 0.1  # [-1, 1] spread over (most of) 0..255.
     report = json.load(open(os.path.join(export["tflite_deterministic"], artifacts.TFLITE_REPORT)))
     assert report["variants"]["int8"]["io_quantization"]["input"] == [scale, zero_point]
-    assert exporting.psnr(expected, uint8(image[None])) >= exporting.PSNR_FLOORS["int8"]
+    assert metrics.pooled_psnr(expected, uint8(image[None])) >= exporter.PSNR_FLOORS["int8"]
     with pytest.raises(InferenceError, match="batch 1, fixed size"):
         uint8(np.zeros((1, 64, 64, 3), np.float32))
 
 
 @pytest.mark.slow
 def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatch):
-    monkeypatch.setitem(exporting.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass: "broken".
+    monkeypatch.setitem(exporter.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass: "broken".
     moving_averages = generate.InferenceMode(dropout=False, batch_statistics=False)
-    config = exporting.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m",
-                                    tflite=("float16",), check_examples=1, mode=moving_averages)
-    with pytest.raises(exporting.ExportError, match="(?s)float16 do not reproduce the SavedModel.*no TFLite file"):
-        exporting.export(config)
+    config = exporter.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m",
+                                   tflite=("float16",), check_examples=1, mode=moving_averages)
+    with pytest.raises(exporter.ExportError, match="(?s)float16 do not reproduce the SavedModel.*no TFLite file"):
+        exporter.export(config)
     assert os.listdir(tmp_path / "m") == ["1"]  # The SavedModel passed its own check and was published...
     assert not os.path.exists(tmp_path / "tflite" / "m")  # ...no TFLite file was.
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
@@ -277,7 +278,7 @@ def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatc
     got = tf.saved_model.load(str(tmp_path / "m" / "1")).signatures["translate_float"](images=image)["output"]
     np.testing.assert_allclose(got.numpy(), generator(image, training=False).numpy(), atol=1e-4)
 
-    nan = exporting.check_variant(lambda x: x * np.nan, lambda x: x, np.zeros((1, 8, 8, 3), np.float32))
+    nan = exporter.check_variant(lambda x: x * np.nan, lambda x: x, np.zeros((1, 8, 8, 3), np.float32))
     assert np.isnan(nan[0])
 
 
@@ -300,10 +301,10 @@ def test_export_user_mistake_gets_a_message_not_a_traceback(tmp_path):
 def test_export_refuses_impossible_requests(tmp_path_factory, data_dir, tmp_path, options, message):
     from pix2pix_tf.errors import Pix2pixError
 
-    config = exporting.ExportConfig(workdir=trained_run(tmp_path_factory, data_dir), export_dir=str(tmp_path),
-                                    **options)
+    config = exporter.ExportConfig(workdir=trained_run(tmp_path_factory, data_dir), export_dir=str(tmp_path),
+                                   **options)
     with pytest.raises(Pix2pixError, match=message):
-        exporting.export(config)
+        exporter.export(config)
     assert not os.listdir(tmp_path)  # Refused before anything was written.
 
 
@@ -337,8 +338,8 @@ def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_on
         live, in_progress = _start_until_staging(command, export_dir, log)
         live.send_signal(signal.SIGSTOP)  # A concurrent export, alive but not finishing while the next one runs.
         try:
-            result = exporting.export(exporting.ExportConfig(workdir=workdir, export_dir=str(export_dir),
-                                                             model_name="m", tflite=(), check_examples=1))
+            result = exporter.export(exporter.ExportConfig(workdir=workdir, export_dir=str(export_dir),
+                                                           model_name="m", tflite=(), check_examples=1))
             assert os.listdir(export_dir / "m") == ["1"] and result.version == 1
             assert _staging_folders(export_dir) == in_progress  # ...until the next export: the live one's is kept.
         finally:
@@ -375,9 +376,9 @@ def test_a_read_only_workdir_needs_export_dir_and_says_so(read_only_run, tmp_pat
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert os.path.join(str(read_only_run), "export") in errors[0] and "--export_dir" in errors[0]
     # With --export_dir elsewhere, a read-only run exports: it is only read.
-    config = exporting.ExportConfig(workdir=str(read_only_run), export_dir=str(tmp_path / "out"), model_name="m",
-                                    tflite=(), check_examples=1)
-    assert exporting.export(config).saved_model_dir == str(tmp_path / "out" / "m" / "1")
+    config = exporter.ExportConfig(workdir=str(read_only_run), export_dir=str(tmp_path / "out"), model_name="m",
+                                   tflite=(), check_examples=1)
+    assert exporter.export(config).saved_model_dir == str(tmp_path / "out" / "m" / "1")
 
 
 @pytest.mark.slow

@@ -24,7 +24,8 @@ def noisy(images: np.ndarray, level: float, seed: int = 1) -> np.ndarray:
 def test_identical_images_score_perfectly():
     images = random_images()
     assert metrics.l1(images, images) == 0.0
-    assert metrics.psnr(images, images) == metrics.PSNR_CAP  # +inf is capped, so means and JSON stay finite.
+    assert metrics.per_image_psnr(images, images) == metrics.PSNR_CAP  # +inf capped: means and JSON stay finite.
+    assert metrics.pooled_psnr(images, images) == float("inf")  # Uncapped.
     assert metrics.ssim(images, images) == pytest.approx(1.0, abs=1e-6)
     assert metrics.lab_intersections(images, images) == pytest.approx({"L": 1.0, "a": 1.0, "b": 1.0})
 
@@ -34,7 +35,7 @@ def test_more_noise_scores_worse_on_every_metric():
     levels = (0.05, 0.2, 0.6)
     outputs = [noisy(images, level) for level in levels]
     l1 = [metrics.l1(o, images) for o in outputs]
-    psnr = [metrics.psnr(o, images) for o in outputs]
+    psnr = [metrics.per_image_psnr(o, images) for o in outputs]
     ssim = [metrics.ssim(o, images) for o in outputs]
     colour = [metrics.lab_intersections(o, images) for o in outputs]
     assert l1 == sorted(l1) and len(set(l1)) == 3
@@ -49,9 +50,26 @@ def test_psnr_and_l1_known_values():
     target = np.zeros((8, 8, 3), np.float32)
     output = target + 0.2  # 0.1 on the [0, 1] scale: MSE 0.01, 20 dB.
     assert metrics.l1(output, target) == pytest.approx(0.2)
-    assert metrics.psnr(output, target) == pytest.approx(20.0)
+    assert metrics.per_image_psnr(output, target) == pytest.approx(20.0)
+    assert metrics.pooled_psnr(target, output) == pytest.approx(20.0)
     with pytest.raises(metrics.MetricError, match="same shape"):
         metrics.l1(output, target[:4])
+
+
+def test_the_two_psnr_definitions_differ_as_documented():
+    """Per image (capped, averaged by evaluate) against pooled over the set (an export's check):
+    on images of unequal error the mean of per-image values is above the pooled value; the
+    pooled one is NaN on a non-finite output, where a mean of capped values would hide it."""
+    target = np.zeros((2, 8, 8, 3), np.float32)
+    output = target.copy()
+    output[0] += 0.2  # 20 dB
+    output[1] += 0.02  # 40 dB
+    per_image = np.mean([metrics.per_image_psnr(o, t) for o, t in zip(output, target)])
+    assert per_image == pytest.approx(30.0)
+    assert metrics.pooled_psnr(target, output) == pytest.approx(-10 * np.log10((0.01 + 0.0001) / 2))  # ~23 dB
+    assert metrics.pooled_psnr(target, output) < per_image
+    output[1, 0, 0, 0] = np.nan
+    assert np.isnan(metrics.pooled_psnr(target, output))
 
 
 def test_ssim_needs_a_window_sized_image():

@@ -1,4 +1,4 @@
-"""Translating at an image's own size (`--native_size`, `generate.geometry`): reflection padding
+"""Translating at an image's own size (`--native_size`, `inference.geometry`): reflection padding
 to the generator's size multiple and the crop back, checked against NumPy; translate, evaluate,
 the demo and the SavedModel's `translate_native` signature on runs trained here on a rectangular
 folder dataset; the tile-consistency of the padded translation; TFLite's fixed size."""

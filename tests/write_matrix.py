@@ -48,7 +48,7 @@ def partial_files(root: str) -> list[str]:
     parse, checkpoint files of an incomplete checkpoint, and leftover temporary files."""
     from PIL import Image
 
-    from pix2pix_tf.training.checkpoints import complete_checkpoints
+    from pix2pix_tf.checkpoint_reading import complete_checkpoints
 
     bad = []
     for folder, _, files in os.walk(root):

@@ -72,7 +72,7 @@ def config_from_flags(batch_size: int) -> cfg.TrainConfig:
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
-    from pix2pix_tf.benchmark import report
+    from pix2pix_tf.benchmark import report  # Here, not above: --help answers before TensorFlow loads.
 
     try:
         batch_sizes = [int(b) for b in FLAGS.batch_sizes]

@@ -8,7 +8,9 @@ from typing import Optional
 import numpy as np
 
 from pix2pix_tf.benchmark import machine, sidebyside, training
+from pix2pix_tf.benchmark.inference import measure_inference
 from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.networks.generator import build_generator
 
 LEVER_NAMES = tuple(training.LEVERS)
 
@@ -47,9 +49,6 @@ class SuiteResults:
 
 def _inference_rows(config: TrainConfig, suite: SuiteConfig) -> list:
     """In a fresh process, after training's: latency is not measured on a heap training grew."""
-    from pix2pix_tf.benchmark.inference import measure_inference
-    from pix2pix_tf.networks.generator import build_generator
-
     generator = build_generator(config.model)  # Latency does not depend on the weights' values.
     size, channels = config.data.crop_size, config.model.input_nc
     calibration = np.random.default_rng(1).uniform(-1, 1, (8, size, size, channels)).astype(np.float32)
@@ -75,8 +74,8 @@ def run_suite(suite: SuiteConfig) -> SuiteResults:
     profile = training.in_subprocess(training.profile_step, one, suite.profile_steps) if suite.profile_steps else None
     side_by_side = None
     if suite.side_by_side_rounds:
-        side_by_side = sidebyside.tutorial_against_ours(first, suite.precisions, suite.side_by_side_rounds,
-                                                        suite.side_by_side_steps)
+        side_by_side = training.tutorial_against_ours(first, suite.precisions, suite.side_by_side_rounds,
+                                                      suite.side_by_side_steps)
     rows = training.in_subprocess(_inference_rows, first, suite) if suite.inference else []
     model = first.model
     return SuiteResults(

@@ -6,7 +6,8 @@ allocator's defaults: glibc's malloc settings are per process, so one process co
 both). The coordinator then runs them in interleaved rounds, k steps of one, k of the next,
 the order rotating each round, while the others wait idle: load from elsewhere on a shared
 machine hits every participant alike, and the ratio of their medians over rounds is what a
-noisy machine can still measure.
+noisy machine can still measure. The benchmark's participants (the two steps) are built by
+`training.tutorial_against_ours`; this module times any participants and loads no TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,10 +19,6 @@ import statistics
 import time
 import traceback
 from typing import Any, Callable
-
-from pix2pix_tf.config import TrainConfig
-
-TUTORIAL = "tutorial"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,34 +103,3 @@ def interleave(participants: list[Participant], rounds: int, steps: int) -> Side
         over_baseline={name: medians[base] / median for name, median in medians.items()},
         round_over_baseline={name: [b / s for b, s in zip(seconds[base], values)] for name, values in seconds.items()},
         load_average=load)
-
-
-def our_step(config: TrainConfig) -> Callable[[], object]:
-    """Our training step of `config` on its real input pipeline, in a process set up as train.py's."""
-    from pix2pix_tf.benchmark import training
-
-    gan, iterator, _ = training.training_setup(config)
-    return lambda: training.wait_for_step(gan, iterator)
-
-
-def tutorial_step(config: TrainConfig) -> Callable[[], object]:
-    """The tutorial's step (`tutorial.py`) on `config`'s dataset through our pipeline."""
-    from pix2pix_tf.benchmark import training
-
-    return training.tutorial_setup(training.tutorial_config(config))[1]
-
-
-def precision_label(precision: str) -> str:
-    return "float32" if precision == "off" else precision
-
-
-def tutorial_against_ours(config: TrainConfig, precisions: tuple[str, ...], rounds: int,
-                          steps: int) -> SideBySide:
-    """The tutorial's step (the baseline) and ours at batch 1 under each `--mixed_precision` value."""
-    one = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=1))
-    participants = [Participant(TUTORIAL, "TensorFlow tutorial (tutorial.py), float32", tutorial_step, (one,))]
-    for precision in precisions:
-        ours = dataclasses.replace(one, run=dataclasses.replace(one.run, mixed_precision=precision))
-        participants.append(Participant(f"pix2pix_tf {precision_label(precision)}",
-                                        f"our step, --mixed_precision={precision}", our_step, (ours,)))
-    return interleave(participants, rounds, steps)

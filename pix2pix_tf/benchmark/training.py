@@ -20,6 +20,8 @@ import keras
 import tensorflow as tf
 
 from pix2pix_tf.benchmark.machine import FlopCount, graph_flops, median_seconds, peak_rss_mib
+from pix2pix_tf.benchmark.sidebyside import Participant, SideBySide, interleave
+from pix2pix_tf.benchmark.tutorial import TutorialPix2Pix
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.training.distribute import make_strategy
@@ -130,8 +132,6 @@ def tutorial_config(config: TrainConfig) -> TrainConfig:
 def tutorial_setup(config: TrainConfig) -> tuple[Any, Callable[[], dict[str, float]], Callable[[], tf.data.Dataset]]:
     """The tutorial's models (`tutorial.py`), a step on `config`'s dataset through our pipeline
     that waits for its losses, and the pipeline's stream."""
-    from pix2pix_tf.benchmark.tutorial import TutorialPix2Pix
-
     keras.utils.set_random_seed(0)
     stream, _ = _stream(config)
     tutorial = TutorialPix2Pix()
@@ -261,3 +261,33 @@ def compare_levers(config: TrainConfig, steps: int, levers: tuple[str, ...]) -> 
                          max_loss_difference=max(abs(step[k] - ref[k]) for step, ref in zip(losses[name], reference)
                                                  for k in ref))
             for name in levers]
+
+
+# ----------------------------------------------------------------------------- side by side
+
+
+def our_step(config: TrainConfig) -> Callable[[], object]:
+    """Our training step of `config` on its real input pipeline, in a process set up as train.py's."""
+    gan, iterator, _ = training_setup(config)
+    return lambda: wait_for_step(gan, iterator)
+
+
+def tutorial_step(config: TrainConfig) -> Callable[[], object]:
+    """The tutorial's step (`tutorial.py`) on `config`'s dataset through our pipeline."""
+    return tutorial_setup(tutorial_config(config))[1]
+
+
+def precision_label(precision: str) -> str:
+    return "float32" if precision == "off" else precision
+
+
+def tutorial_against_ours(config: TrainConfig, precisions: tuple[str, ...], rounds: int,
+                          steps: int) -> SideBySide:
+    """The tutorial's step (the baseline) and ours at batch 1 under each `--mixed_precision` value."""
+    one = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=1))
+    participants = [Participant("tutorial", "TensorFlow tutorial (tutorial.py), float32", tutorial_step, (one,))]
+    for precision in precisions:
+        ours = dataclasses.replace(one, run=dataclasses.replace(one.run, mixed_precision=precision))
+        participants.append(Participant(f"pix2pix_tf {precision_label(precision)}",
+                                        f"our step, --mixed_precision={precision}", our_step, (ours,)))
+    return interleave(participants, rounds, steps)

@@ -27,6 +27,8 @@ from absl import logging
 from pix2pix_tf import images
 from pix2pix_tf.catalogue import OFFICIAL_DATASETS
 from pix2pix_tf.config import FOLDER_PREFIX, DataConfig
+from pix2pix_tf.data.sources import official, shapes  # noqa: F401  (importing them registers the builders with tfds)
+from pix2pix_tf.data.sources.folder import scan_folder
 from pix2pix_tf.errors import DatasetError
 from pix2pix_tf.images import resize
 
@@ -71,14 +73,10 @@ def load_paired_dataset(config: DataConfig) -> PairedDataset:
         return _folder_dataset(config.dataset[len(FOLDER_PREFIX):], direction, config.max_pixels)
     name, _, variant = config.dataset.partition("/")
     if name == "shapes":
-        import pix2pix_tf.data.sources.shapes  # noqa: F401  (registers the builder with tfds)
-
         builder = _prepared_builder("pix2pix_shapes" + (f"/{variant}" if variant else ""), config)
         decode_pair = functools.partial(_decode_two_images, max_pixels=config.max_pixels)
         return _tfds_dataset(config.dataset, builder, direction, ("a", "b"), decode_pair, side_by_side=False)
     if name in OFFICIAL_DATASETS and not variant:
-        import pix2pix_tf.data.sources.official  # noqa: F401  (registers the builder with tfds)
-
         builder = _prepared_builder(f"pix2pix/{name}", config)
         decode_pair = functools.partial(_decode_side_by_side, max_pixels=config.max_pixels)
         return _tfds_dataset(name, builder, direction, ("image",), decode_pair, side_by_side=True)
@@ -124,8 +122,6 @@ def _tfds_dataset(name: str, builder: tfds.core.DatasetBuilder, direction: str, 
 
 
 def _folder_dataset(root: str, direction: str, max_pixels: int) -> PairedDataset:
-    from pix2pix_tf.data.sources.folder import scan_folder
-
     scan = scan_folder(root, max_pixels)
 
     def records(split: str) -> tf.data.Dataset:

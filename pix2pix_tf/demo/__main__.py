@@ -23,6 +23,8 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 from absl import flags  # noqa: E402
 
+from pix2pix_tf.errors import ConfigError  # noqa: E402
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("workdir", None, "Serve this training run's generator (config.json + newest checkpoint); its "
@@ -47,7 +49,7 @@ flags.DEFINE_bool("native_size", False, "Translate each image at its own size an
 
 def config_from_flags():
     """The typed demo request; nothing below this module reads flags."""
-    from pix2pix_tf.demo.model import DemoConfig
+    from pix2pix_tf.demo.model import DemoConfig  # Here, not above: --help answers before TensorFlow loads.
 
     f = FLAGS
     return DemoConfig(workdir=f.workdir, checkpoint=f.checkpoint, saved_model=f.saved_model, tflite=f.tflite,
@@ -68,15 +70,13 @@ def main(argv: list[str]) -> int:
 
 def _serve(config, examples_dir: str) -> int:
     try:
-        from pix2pix_tf.demo import app
+        from pix2pix_tf.demo import app  # Gradio is the optional `demo` extra: imported only to serve.
     except ModuleNotFoundError as e:
         if e.name != "gradio":
             raise
-        from pix2pix_tf.errors import ConfigError
-
         raise ConfigError("The demo needs Gradio, which is not installed: pip install -e \".[demo]\"") from e
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own requests to itself, one line each.
-    from pix2pix_tf.demo.model import load_demo_model
+    from pix2pix_tf.demo.model import load_demo_model  # Here, not above: --help answers before TensorFlow loads.
 
     app.check_address(config)
     os.makedirs(examples_dir)

@@ -21,6 +21,9 @@ from absl import logging
 
 from pix2pix_tf import images, writing
 from pix2pix_tf.config import TrainConfig, check_positive
+from pix2pix_tf.data import pipeline
+from pix2pix_tf.data.sources import shapes
+from pix2pix_tf.demo import serving
 from pix2pix_tf.errors import ConfigError, DatasetError, InferenceError
 from pix2pix_tf.inference import geometry
 from pix2pix_tf.inference.generate import DETERMINISTIC, PAPER, InferenceMode
@@ -94,8 +97,6 @@ def drawing_for(dataset: Optional[str], direction: Optional[str]) -> Drawing:
     the background class, a black pen on white for the edge datasets, else any colour on white."""
     name = (dataset or "").split("/")[0]
     if name == "shapes" and direction == "AtoB":
-        from pix2pix_tf.data.sources import shapes
-
         colours = tuple(_hex(c) for c in shapes.LABEL_COLOURS)
         names = tuple(zip(colours, shapes.CLASS_NAMES))
         legend = ", ".join(f"{name} {colour}" for colour, name in names)
@@ -161,8 +162,6 @@ def load_demo_model(config: DemoConfig, examples_dir: Optional[str] = None) -> D
     made from)."""
     max_pixels = config.max_pixels or images.DEFAULT_MAX_PIXELS
     if config.serving_url:
-        from pix2pix_tf.demo import serving
-
         return DemoModel(f"TensorFlow Serving model '{config.model_name}' at {config.serving_url}",
                          serving.opener(config.serving_url, config.model_name), True, drawing_for(None, None),
                          max_pixels)
@@ -188,8 +187,6 @@ def write_held_out_inputs(run: TrainConfig, count: int, folder: str) -> tuple[st
     """The first `count` held-out inputs of the run's dataset, as the run's held-out monitor
     sees them (test-time preprocessing), written as PNGs into `folder`. None (with a warning)
     when the dataset cannot be read here: the page works without examples."""
-    from pix2pix_tf.data import pipeline
-
     try:
         dataset = pipeline.load_paired_dataset(run.data)
         pairs = pipeline.held_out_pairs(dataset, run.data, run.model.input_nc, run.model.output_nc, limit=count,

@@ -28,16 +28,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from absl import logging
 
 from pix2pix_tf import writing
+from pix2pix_tf.evaluation import report
 from pix2pix_tf.evaluation.config import EvalConfig
+from pix2pix_tf.evaluation.per_image import Measurements, measure
 from pix2pix_tf.evaluation.plan import EvalPlan, make_plan
-
-if TYPE_CHECKING:
-    from pix2pix_tf.evaluation.per_image import Measurements
+from pix2pix_tf.evaluation.summary import summarize
 
 __all__ = ["FORM_TOLERANCE", "METRICS_FILE", "EvalConfig", "EvalResult", "evaluate"]
 
@@ -62,10 +62,7 @@ class EvalResult:
 def evaluate(config: EvalConfig) -> EvalResult:
     """Runs the model on a split of its run's dataset and writes metrics.json, index.html and
     grid.png; see the module docstring."""
-    plan = make_plan(config)  # Answers a user's mistake before TensorFlow loads where it can.
-    from pix2pix_tf.evaluation.per_image import measure
-    from pix2pix_tf.evaluation.summary import summarize
-
+    plan = make_plan(config)
     os.makedirs(plan.output_dir, exist_ok=True)
     logging.info("Evaluating %s on %s/%s into %s.", plan.translator.description, plan.dataset_name, plan.split,
                  plan.output_dir)
@@ -75,8 +72,6 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
 def _write_files(plan: EvalPlan, result: dict[str, Any], found: Measurements) -> EvalResult:
     """metrics.json, index.html and grid.png, each whole or not at all (`writing`)."""
-    from pix2pix_tf.evaluation import report
-
     metrics_path = writing.write_text(os.path.join(plan.output_dir, METRICS_FILE), json.dumps(result, indent=2) + "\n")
     html_path = report.write_html(plan.output_dir, result, [e for e in found.per_image if "images" in e]) \
         if plan.config.html_examples else None

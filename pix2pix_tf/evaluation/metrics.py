@@ -8,8 +8,13 @@ TensorFlow), so that they can be tested on known inputs without a model.
 Conventions, chosen so that numbers are comparable with the literature:
 
 * L1 is the mean absolute error on the [-1, 1] scale (the quantity the generator minimises).
-* PSNR is measured on the [0, 1] scale (peak 1), like `exporting.psnr`; identical images
-  would give +inf, which is capped at `PSNR_CAP` dB so that averages and JSON stay finite.
+* PSNR is measured on the [0, 1] scale (peak 1), in two definitions that answer different
+  questions, each under its own name. `per_image_psnr` is one image's, capped at `PSNR_CAP`
+  dB (identical images would give +inf) so that averages and JSON stay finite: evaluate
+  reports its mean over the images of a split. `pooled_psnr` is one mean squared error over
+  every pixel of a set, uncapped and NaN where an output is not finite: an export's distance
+  between a converted file and the SavedModel, where a NaN must fail the check. The mean of
+  per-image values is never below the pooled value of the same images (the log is concave).
 * SSIM is Wang et al. (2004) with the usual 11x11 Gaussian window (sigma 1.5), K1 = 0.01,
   K2 = 0.03, on the [0, 1] scale, averaged over channels (`tf.image.ssim`).
 * The colour test is the paper's (section 4.3, Table 5): the *marginal* distributions of L,
@@ -64,13 +69,25 @@ def l1(output: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(np.abs(output - target)))
 
 
-def psnr(output: np.ndarray, target: np.ndarray, cap: float = PSNR_CAP) -> float:
-    """PSNR in dB of [-1, 1] images measured on the [0, 1] scale, capped at `cap` dB."""
+def per_image_psnr(output: np.ndarray, target: np.ndarray, cap: float = PSNR_CAP) -> float:
+    """PSNR in dB of one [-1, 1] image against its target, measured on the [0, 1] scale and
+    capped at `cap` dB; evaluate averages it over a split (see the module docstring)."""
     output, target = _pair(output, target)
     mse = float(np.mean(((output - target) / 2.0) ** 2))
     if mse <= 10.0 ** (-cap / 10.0):
         return float(cap)
     return float(min(cap, -10.0 * math.log10(mse)))
+
+
+def pooled_psnr(reference: np.ndarray, test: np.ndarray) -> float:
+    """PSNR in dB of one mean squared error over every pixel of a set of [-1, 1] images,
+    measured on the [0, 1] scale: uncapped (+inf for identical sets), NaN if `test` holds a
+    non-finite value, so that a broken conversion cannot pass a floor."""
+    test, reference = _pair(test, reference)
+    mse = float(np.mean(((reference - test) / 2.0) ** 2))
+    if not math.isfinite(mse):
+        return float("nan")
+    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
 def ssim(output: np.ndarray, target: np.ndarray) -> float:

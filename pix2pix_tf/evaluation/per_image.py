@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from pix2pix_tf.errors import ConfigError, Interrupted, Pix2pixError
+from pix2pix_tf.errors import ConfigError, InferenceError, Interrupted, Pix2pixError
 from pix2pix_tf.evaluation import metrics, report
 from pix2pix_tf.evaluation.plan import EvalPlan
 from pix2pix_tf.progress import Progress
@@ -97,8 +97,6 @@ def measure(plan: EvalPlan) -> Measurements:
 def _measure_image(plan: EvalPlan, found: Measurements, i: int, input_image: np.ndarray, target: np.ndarray,
                    label_map: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
     """Image i's samples added to `found`; returns its per-image entry and its first output."""
-    from pix2pix_tf.errors import InferenceError
-
     entry: dict[str, Any] = {"index": i}
     real_prediction = None
     if plan.segment is not None:
@@ -114,7 +112,7 @@ def _measure_image(plan: EvalPlan, found: Measurements, i: int, input_image: np.
             raise ConfigError(f"The model cannot translate image {i} of {plan.split}: {e}") from e
         if not np.isfinite(output).all():
             raise Pix2pixError(f"The model produced NaN/Inf on image {i} of {plan.split}.")
-        values = {"l1": metrics.l1(output, target), "psnr": metrics.psnr(output, target),
+        values = {"l1": metrics.l1(output, target), "psnr": metrics.per_image_psnr(output, target),
                   "ssim": metrics.ssim(output, target)}
         stats.add(values, output, target)
         prediction = None

@@ -3,7 +3,7 @@
 `make_plan(EvalConfig)` resolves the model (`inference.sources.ModelSource`), the training run
 whose data it is evaluated on, that run's dataset, split and test-time preprocessing, which
 metrics apply (the FCN-score needs labels and a segmenter, FID local weights) and the output
-folder. What a user can get wrong is checked before TensorFlow loads, and everything else
+folder. What a user can get wrong is checked before the dataset is read, and everything else
 before the first image, so that a mistake is answered at once rather than after a segmenter
 has been trained.
 """
@@ -14,11 +14,16 @@ import dataclasses
 import os
 from typing import Any, Callable, Optional
 
+import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.config import DataConfig, TrainConfig
+from pix2pix_tf.data import pipeline
 from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.evaluation import metrics, segmentation
 from pix2pix_tf.evaluation.config import EvalConfig
+from pix2pix_tf.inference import geometry
+from pix2pix_tf.inference.generate import InferenceMode
 from pix2pix_tf.inference.sources import TFLITE, ModelSource, Translator
 from pix2pix_tf.workdir import Workdir
 
@@ -50,8 +55,6 @@ def split_pairs(dataset, data_config: DataConfig, split: str, input_nc: int, out
     """(input, target) of any split with the test-time preprocessing: `pipeline.held_out_pairs` on a
     copy of the dataset whose held-out split is `split`. `native`: as decoded, no resize (every
     source gives the target at its input's size: a folder's B is resized to its A)."""
-    from pix2pix_tf.data import pipeline
-
     if native:
         records = dataset.records(split)
         records = records if limit is None else records.take(limit)
@@ -62,29 +65,21 @@ def split_pairs(dataset, data_config: DataConfig, split: str, input_nc: int, out
 
 def with_labels(pairs, labels):
     """Zips pairs with their class maps, resized (nearest) to the pair's size."""
-    import tensorflow as tf
-
-    from pix2pix_tf.evaluation.segmentation import resize_labels
 
     def attach(pair, label):
-        return pair[0], pair[1], resize_labels(label, tf.shape(pair[1])[:2])
+        return pair[0], pair[1], segmentation.resize_labels(label, tf.shape(pair[1])[:2])
 
     return tf.data.Dataset.zip((pairs, labels)).map(attach)
 
 
 def make_plan(config: EvalConfig) -> EvalPlan:
     """The plan of `config`; see the module docstring."""
-    from pix2pix_tf.evaluation import metrics
-
     config.validate()
     source, workdir = _model_and_run(config)
     train = source.train or TrainConfig.load(workdir)
     use_fid = config.fid or bool(config.inception_weights)
     if use_fid and not config.inception_weights:
         metrics.inception_features(None)  # Raises the explanation.
-
-    from pix2pix_tf.data import pipeline
-
     data_config = dataclasses.replace(train.data, data_dir=config.data_dir or train.data.data_dir)
     direction = data_config.direction
     scheme = _fcn_scheme(config, data_config.dataset, direction)
@@ -100,8 +95,6 @@ def make_plan(config: EvalConfig) -> EvalPlan:
     pairs = split_pairs(dataset, data_config, split, *nc, config.num_examples, train.model.size_multiple,
                         native=config.native_size)
     if config.native_size:
-        from pix2pix_tf.inference import geometry
-
         translator = geometry.native_translator(translator, data_config.max_pixels)
     first_input, _ = next(iter(pairs.take(1)))
     image_hw = tuple(int(d) for d in first_input.shape[:2])
@@ -144,8 +137,6 @@ def _model_and_run(config: EvalConfig) -> tuple[ModelSource, str]:
 def _fcn_scheme(config: EvalConfig, dataset_name: str, direction: str):
     """The label scheme of the FCN-score, or None where it is not computed; its requirements
     are checked before anything slow happens."""
-    from pix2pix_tf.evaluation import segmentation
-
     if config.fcn is False or config.native_size:
         if config.native_size:
             logging.info("No FCN-score at native size: its segmenter runs at one fixed size.")
@@ -168,8 +159,6 @@ def _fcn_scheme(config: EvalConfig, dataset_name: str, direction: str):
 
 def _open_model(config: EvalConfig, source: ModelSource, train: TrainConfig, workdir: str) -> tuple[Translator, int]:
     """The translator in the requested mode, and the number of dropout samples it makes sense to draw."""
-    from pix2pix_tf.inference.generate import InferenceMode
-
     mode = InferenceMode(dropout=not config.deterministic, batch_statistics=config.batch_statistics)
     translator = source.open(mode, seed=config.seed, threads=config.threads)
     if translator.deterministic and not config.deterministic:
@@ -190,10 +179,6 @@ def _attach_labels(plan: EvalPlan, scheme, dataset, data_config: DataConfig, nc:
                    multiple: int) -> None:
     """Class maps beside the pairs and the segmenter (trained and cached for `shapes`), for the
     FCN-score; empty class maps without it."""
-    import tensorflow as tf
-
-    from pix2pix_tf.evaluation import segmentation
-
     config = plan.config
     if scheme is None:
         plan.examples = plan.examples.map(lambda x, y: (x, y, tf.zeros([0, 0], tf.int32)))

@@ -31,9 +31,12 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 from absl import logging
+from keras import layers
 
 from pix2pix_tf import writing
+from pix2pix_tf.data.sources.shapes import CLASS_NAMES  # Importing it registers the builder with tfds.
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.inference.sources import load_saved_model
 from pix2pix_tf.networks.seeding import seeded_construction
@@ -90,8 +93,6 @@ def label_scheme(dataset_name: str) -> LabelScheme:
     """The label scheme of a dataset, or a SegmentationError saying FCN-score is unavailable."""
     base = dataset_name.split("/")[0]
     if base == "shapes":
-        from pix2pix_tf.data.sources.shapes import CLASS_NAMES
-
         return LabelScheme(dataset_name, tuple(CLASS_NAMES), "A")
     if base == "cityscapes":
         return LabelScheme(dataset_name, CITYSCAPES_CLASSES, "B", CITYSCAPES_PALETTE)
@@ -120,10 +121,6 @@ def palette_to_labels(image: tf.Tensor, palette: np.ndarray, max_distance: float
 
 
 def _shapes_labels(dataset_name: str, data_dir: Optional[str], split: str) -> tf.data.Dataset:
-    import tensorflow_datasets as tfds
-
-    import pix2pix_tf.data.sources.shapes  # noqa: F401  (registers the builder)
-
     variant = dataset_name.partition("/")[2]
     builder = tfds.builder("pix2pix_shapes" + (f"/{variant}" if variant else ""),
                            data_dir=os.path.expanduser(data_dir) if data_dir else None)
@@ -209,7 +206,6 @@ def build_segmenter(num_classes: int, width: int = 16) -> keras.Model:
     would take hours. Sides must be multiples of 8; `save_segmenter` wraps the network so that
     the saved model takes any size and returns full-resolution logits.
     """
-    from keras import layers
 
     def conv(x, filters, strides=1, dilation=1, kernel=3):
         x = layers.Conv2D(filters, kernel, strides, padding="same", dilation_rate=dilation, use_bias=False)(x)

@@ -33,6 +33,7 @@ from typing import Any, Optional
 from absl import flags, logging
 
 from pix2pix_tf import cli, writing
+from pix2pix_tf import config as cfg
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.workdir import Workdir
 
@@ -121,8 +122,6 @@ MARKER = "paper_variant.json"
 
 def variant_config(variant: Variant, setting: Setting, root: str, data_dir: Optional[str]):
     """The TrainConfig of one variant: the reference's recipe at `setting`'s scale."""
-    from pix2pix_tf import config as cfg
-
     base = cfg.TrainConfig(
         model=cfg.ModelConfig(generator="unet_256", ngf=setting.ngf, ndf=setting.ndf),
         data=cfg.DataConfig(dataset=setting.dataset, data_dir=data_dir, load_size=setting.load_size,
@@ -155,10 +154,10 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
                 segmenter_cache: str) -> dict:
     """Trains (or resumes) and evaluates one variant; skipped when its marker says it is done
     at this setting. Returns the marker: status, timings and where the metrics are."""
-    import keras
+    import keras  # Here, not above: --help answers before TensorFlow loads.
 
-    from pix2pix_tf.evaluation.evaluator import EvalConfig, evaluate
-    from pix2pix_tf.training.loop import train
+    from pix2pix_tf.evaluation.evaluator import EvalConfig, evaluate  # Loads TensorFlow.
+    from pix2pix_tf.training.loop import train  # Loads TensorFlow.
 
     workdir = os.path.join(root, variant.name)
     marker_path = os.path.join(workdir, MARKER)
@@ -299,7 +298,7 @@ def _figure(results: dict, root: str, columns: list[tuple[str, str]], title: str
     rows = [i for i in range(FIGURE_EXAMPLES) if image(source, i, "input") is not None]
     if not rows:
         return None
-    from pix2pix_tf.training.summaries import offscreen_figure
+    from pix2pix_tf.training.summaries import offscreen_figure  # Loads TensorFlow and matplotlib: figures only.
 
     fig = offscreen_figure((1.45 * len(panels), 1.45 * len(rows) + 0.5))
     axes = fig.subplots(len(rows), len(panels), squeeze=False)

@@ -24,6 +24,7 @@ from typing import Optional
 from absl import flags
 
 from pix2pix_tf import cli, writing
+from pix2pix_tf import config as cfg
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "runs/precision", "Folder of the runs and results.json.")
@@ -35,8 +36,6 @@ flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
 
 def quick_start(workdir: str, seed: int, steps: int, policy: str, data_dir):
     """The README's quick-start configuration, with a seed and a precision."""
-    from pix2pix_tf import config as cfg
-
     return cfg.TrainConfig(
         model=cfg.ModelConfig(generator="unet_128"),
         data=cfg.DataConfig(data_dir=data_dir, load_size=143, crop_size=128),
@@ -49,20 +48,19 @@ def quick_start(workdir: str, seed: int, steps: int, policy: str, data_dir):
 def float32_held_out_l1(config) -> float:
     """The held-out L1 of the run's last checkpoint, computed in float32: a finished run
     re-opened under --mixed_precision=off trains no further and measures its start."""
-    from pix2pix_tf.config import TrainConfig
-    from pix2pix_tf.training.loop import train
+    from pix2pix_tf.training.loop import train  # Here, not above: --help answers before TensorFlow loads.
 
     workdir = config.run.workdir
-    trained_in = TrainConfig.load(workdir).run.mixed_precision
+    trained_in = cfg.TrainConfig.load(workdir).run.mixed_precision
     measured = train(dataclasses.replace(config, run=dataclasses.replace(config.run, mixed_precision="off")))
-    stored = TrainConfig.load(workdir)  # As resolved by train (direction, paths): a re-run resumes it.
+    stored = cfg.TrainConfig.load(workdir)  # As resolved by train (direction, paths): a re-run resumes it.
     dataclasses.replace(stored, run=dataclasses.replace(stored.run, mixed_precision=trained_in)).save(workdir)
     return float(measured.held_out_l1_start)
 
 
 def run_one(seed: int, policy: str) -> Optional[dict]:
     """One run's held-out L1s; None if it was stopped (Ctrl-C, SIGTERM) before its last step."""
-    from pix2pix_tf.training.loop import train
+    from pix2pix_tf.training.loop import train  # Here, not above: --help answers before TensorFlow loads.
 
     config = quick_start(os.path.join(FLAGS.root, f"{policy}_seed{seed}"), seed, FLAGS.steps, policy,
                          FLAGS.data_dir)

@@ -37,17 +37,18 @@ from absl import logging
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, Interrupted
+from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import model_card, onnx_model, saved_model, tflite, versions, web
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.examples import Examples, load_examples
-from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, benchmark, check_variant, psnr
+from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, benchmark, check_variant
 from pix2pix_tf.inference import generate, onnx_runner, sources
 from pix2pix_tf.inference.artifacts import MODEL_CARD, OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
 from pix2pix_tf.workdir import Workdir
 
 # The export's Python API; each name is defined in the step module that owns it.
 __all__ = ["ExportConfig", "ExportError", "ExportResult", "PSNR_FLOORS", "VariantReport",
-           "benchmark", "check_variant", "export", "psnr"]
+           "benchmark", "check_variant", "export"]
 
 
 @dataclasses.dataclass
@@ -181,7 +182,7 @@ def _card_facts(config: ExportConfig, train: TrainConfig, generator: keras.Model
         outputs = generate.generate(generator, tf.constant(examples.images), config.mode.without_dropout()).numpy()
         held_out = model_card.HeldOut(pairs=len(outputs), split=examples.held_out_split or "held-out",
                                       l1=float(np.mean(np.abs(outputs - examples.targets))),
-                                      psnr_db=psnr(examples.targets, outputs))
+                                      psnr_db=pooled_psnr(examples.targets, outputs))
     return model_card.CardFacts(
         model_name=config.model_name, version=0, train=train, checkpoint=checkpoint,
         step=model_card.checkpoint_step(checkpoint), parameters=generator.count_params(), mode=config.mode,

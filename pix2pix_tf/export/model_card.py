@@ -36,7 +36,7 @@ class HeldOut:
     pairs: int
     split: str
     l1: float  # Mean |output - target| on the [-1, 1] scale.
-    psnr_db: float  # On images scaled to [0, 1].
+    psnr_db: float  # Pooled over the pairs, on images scaled to [0, 1] (`metrics.pooled_psnr`).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +71,8 @@ def _facts(f: CardFacts) -> list[tuple[str, str]]:
     if f.held_out is None:
         held_out = "not measured: the run's dataset was not available at export"
     else:
-        held_out = (f"L1 {f.held_out.l1:.4f}, PSNR {f.held_out.psnr_db:.2f} dB on {f.held_out.pairs} pairs of the "
-                    f"'{f.held_out.split}' split (this export, dropout off)")
+        held_out = (f"L1 {f.held_out.l1:.4f}, pooled PSNR {f.held_out.psnr_db:.2f} dB on {f.held_out.pairs} pairs "
+                    f"of the '{f.held_out.split}' split (this export, dropout off)")
     return [
         ("Model", f"pix2pix generator {model.generator} ({GENERATORS[model.generator].description})"),
         ("Generator", model.generator), ("ngf", str(model.ngf)), ("Norm", model.norm),
@@ -142,7 +142,7 @@ def _tflite_lines(f: CardFacts, variants: Sequence, metadata_note: str) -> list[
     size, model = f.image_size, f.train.model
     lines = ["Batch 1, fixed size, dropout off; input tensor `images` [1, "
              f"{size}, {size}, {model.input_nc}], output `output` [1, {size}, {size}, {model.output_nc}].", "",
-             "| file | bytes | PSNR vs the SavedModel | I/O |", "| --- | ---: | ---: | --- |"]
+             "| file | bytes | pooled PSNR vs the SavedModel | I/O |", "| --- | ---: | ---: | --- |"]
     for r in variants:
         psnr = "nan" if not math.isfinite(r.psnr_db) else f"{r.psnr_db:.1f} dB"
         io = r.io_dtype

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pix2pix_tf import writing
+from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import model_card, versions
 from pix2pix_tf.export.config import ExportError
 from pix2pix_tf.inference import artifacts
@@ -112,10 +113,8 @@ class OnnxReport:
 
 def check(model: Callable[[np.ndarray], np.ndarray], reference: Callable[[np.ndarray], np.ndarray],
           images: np.ndarray, multiple: int) -> tuple[float, float, list[list[int]]]:
-    """(PSNR, max abs diff, sizes) of `model` against `reference` on `images` [N, S, S, C] and on
-    the same images widened by `multiple` columns (mirrored), in batches of two."""
-    from pix2pix_tf.export.tflite import psnr
-
+    """(pooled PSNR, max abs diff, sizes) of `model` against `reference` on `images` [N, S, S, C]
+    and on the same images widened by `multiple` columns (mirrored), in batches of two."""
     wide = np.concatenate([images, images[:, :, ::-1][:, :, :multiple]], axis=2)
     got, expected = [], []
     for batch in (images, wide):
@@ -126,7 +125,7 @@ def check(model: Callable[[np.ndarray], np.ndarray], reference: Callable[[np.nda
     sizes = [list(images.shape[1:3]), list(wide.shape[1:3])]
     if not np.isfinite(got).all():
         return float("nan"), float("nan"), sizes
-    return psnr(expected, got), float(np.max(np.abs(expected - got))), sizes
+    return pooled_psnr(expected, got), float(np.max(np.abs(expected - got))), sizes
 
 
 def publish(saved_model_dir: str, export_dir: str, facts: model_card.CardFacts,

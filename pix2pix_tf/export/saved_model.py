@@ -50,7 +50,7 @@ def build_archive(generator: keras.Model, mode: generate.InferenceMode, image_si
     supported format, at most `max_pixels` pixels) before it is decoded. The float signatures
     take [-1, 1] NHWC batches whose sides are multiples of `multiple`. `translate_native`
     takes a batch of encoded images of one size and translates them at that size (padded to
-    `multiple` and cropped back by `generate.geometry`; the cap also applies to the padded
+    `multiple` and cropped back by `inference.geometry`; the cap also applies to the padded
     size). Every one of them refuses a request whose images hold more than
     `max_request_pixels` (default `max_pixels`) in all, counted as the generator holds them,
     before decoding. None of them writes a variable.

@@ -22,13 +22,14 @@ from absl import logging
 
 from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import contents
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.inference import generate
 from pix2pix_tf.inference.artifacts import INPUT_NAME, OUTPUT_FLOAT, TFLITE_REPORT
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
-# PSNR (dB, on images scaled to [0, 1]) against the SavedModel below which a TFLite variant
+# Pooled PSNR (`pooled_psnr`: dB, on images scaled to [0, 1]) against the SavedModel below which a TFLite variant
 # is refused: it no longer computes the same network. These catch broken conversions (NaN,
 # garbage, a wrong layout), they are not quality targets. Measured (docs/tflite.md): float32
 # 120-135 dB, float16 ~90, dynamic-range int8 55-57, full int8 ~38 on trained unet_128/unet_256.
@@ -69,7 +70,7 @@ def tflite_archive(generator: keras.Model, mode: generate.InferenceMode, image_s
                    input_nc: int) -> keras.export.ExportArchive:
     """Batch 1, fixed size, no dropout: what runs on a phone (stateless random ops and image
     codecs are not builtin TFLite ops). Batch statistics become mean/rsqrt/mul builtins;
-    transposed convolutions become 2x2 convolutions (`generate.tflite_lowering`), which XNNPACK
+    transposed convolutions become 2x2 convolutions (`inference.tflite_lowering`), which XNNPACK
     runs twice as fast."""
     mode = mode.without_dropout()
 
@@ -104,17 +105,9 @@ def convert_tflite(saved_model_dir: str, variant: str, representative: Optional[
         raise ExportError(f"TFLite conversion ({variant}) failed with builtin ops only: {e}") from e
 
 
-def psnr(reference: np.ndarray, test: np.ndarray) -> float:
-    """PSNR in dB of images in [-1, 1], measured on the [0, 1] scale (peak 1)."""
-    mse = float(np.mean(((reference - test) / 2.0) ** 2))
-    if not math.isfinite(mse):
-        return float("nan")
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
 def check_variant(model: TFLiteModel, reference: Callable[[np.ndarray], np.ndarray],
                   images: np.ndarray) -> tuple[float, float]:
-    """(PSNR, max abs diff) of the TFLite model against `reference` over `images` [N, H, W, C]."""
+    """(pooled PSNR, max abs diff) of the TFLite model against `reference` over `images` [N, H, W, C]."""
     outputs, expected = [], []
     for image in images:
         outputs.append(model(image[None]))
@@ -122,7 +115,7 @@ def check_variant(model: TFLiteModel, reference: Callable[[np.ndarray], np.ndarr
     outputs, expected = np.concatenate(outputs), np.concatenate(expected)
     if not np.isfinite(outputs).all():
         return float("nan"), float("nan")
-    return psnr(expected, outputs), float(np.max(np.abs(expected - outputs)))
+    return pooled_psnr(expected, outputs), float(np.max(np.abs(expected - outputs)))
 
 
 def benchmark(calls: dict[str, Callable[[], object]], rounds: int = 15) -> dict[str, tuple[float, float]]:

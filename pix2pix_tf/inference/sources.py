@@ -14,7 +14,7 @@ or SavedModel's Translator into one that takes any size and returns the same siz
 
 A workdir's generator is restored from its newest readable checkpoint: a truncated newest
 one is skipped with a warning that names it, exactly as training resumes
-(`training.checkpoints.restore_newest_readable`). A checkpoint named explicitly is used or
+(`checkpoint_reading.restore_newest_readable`). A checkpoint named explicitly is used or
 refused, never replaced by another.
 """
 
@@ -30,6 +30,7 @@ from absl import logging
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import artifacts, onnx_runner
+from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.inference.translator import Translator
 from pix2pix_tf.workdir import Workdir
 
@@ -146,9 +147,9 @@ class ModelSource:
                                    batch_statistics=bool(recorded.get("batch_statistics", mode.batch_statistics)))
 
     def _open_checkpoint(self, mode: InferenceMode, seed: Optional[int], image_size: Optional[int]) -> Translator:
-        import tensorflow as tf
+        import tensorflow as tf  # Here, not above: a TFLite, ONNX or Serving user needs no TensorFlow.
 
-        from pix2pix_tf.inference import generate
+        from pix2pix_tf.inference import generate  # Loads TensorFlow.
 
         model = self.train.model
         size = image_size or self.train.data.crop_size
@@ -191,8 +192,6 @@ class ModelSource:
                           self.direction, runs, call, size_multiple=int(multiple) if multiple else None)
 
     def _open_tflite(self, mode: InferenceMode, image_size: Optional[int], threads: int) -> Translator:
-        from pix2pix_tf.inference.tflite_runner import TFLiteModel
-
         model = TFLiteModel(self.path, threads=threads)
         shape = model.input_shape
         if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2]:
@@ -251,8 +250,8 @@ def _damaged_file(path: str) -> str:
 
 def run_checkpoints(workdir: str) -> list[str]:
     """The complete checkpoints of a run, newest first, found as training finds them
-    (`training.checkpoints.checkpoint_candidates`); a clear error if none."""
-    from pix2pix_tf.training.checkpoints import checkpoint_candidates, checkpoint_files
+    (`checkpoint_reading.checkpoint_candidates`); a clear error if none."""
+    from pix2pix_tf.checkpoint_reading import checkpoint_candidates, checkpoint_files  # Loads TensorFlow.
 
     directory = Workdir(workdir).checkpoints
     paths = checkpoint_candidates(directory)
@@ -274,15 +273,15 @@ def load_generator(workdir: str, checkpoint: Optional[str] = None,
     checkpoint whose generator does not fit config.json is refused rather than half-loaded.
     Returns (G, the run's config, the checkpoint restored).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # Here, not above: a TFLite, ONNX or Serving user needs no TensorFlow.
 
-    from pix2pix_tf.networks.generator import build_generator
-    from pix2pix_tf.training.checkpoints import (
+    from pix2pix_tf.checkpoint_reading import (  # Loads TensorFlow.
         CheckpointError,
         UnreadableCheckpointError,
         restore_checkpoint,
         restore_newest_readable,
     )
+    from pix2pix_tf.networks.generator import build_generator  # Loads TensorFlow.
 
     config = config or TrainConfig.load(workdir)
     generator = build_generator(config.model)

@@ -35,9 +35,9 @@ class Translator:
         """uint8 H x W x C pixels as this translator takes them: [-1, 1] with `channels` (default:
         its input's), at their own size when `native`, else resized to its square as the serving
         signatures resize."""
-        import tensorflow as tf
+        import tensorflow as tf  # Here, not above: a TFLite or ONNX translator needs no TensorFlow.
 
-        from pix2pix_tf import images
+        from pix2pix_tf import images  # Loads TensorFlow.
 
         channels = channels or self.input_nc
         if self.native:

@@ -1,24 +1,18 @@
-"""A run's checkpoints: saved without ever losing the previous one, restored with fallback.
+"""A run's checkpoints: saved without ever losing the previous one.
 
 - Only the chief writes the real checkpoints (workdir/checkpoints). In a multi-worker
   cluster the other workers must take part in every save (the variables are synchronised
   through collectives), so they save to a private temporary folder that is deleted at once,
   TensorFlow's convention.
-- Restoring tries the newest checkpoint first; a truncated or corrupt one is reported by
-  name and the previous one is tried, so a crash while writing costs at most the work since
-  the checkpoint before it. A checkpoint that does not fit the model is a configuration
-  error, not corruption: it is never skipped silently.
+- Resuming restores the newest readable checkpoint, as pix2pix_tf.checkpoint_reading finds
+  and restores them for every command; a damaged `checkpoint` index file is rewritten from
+  the complete checkpoints on disk.
 - A failed save (a full disk, say) stops the run with a clear error naming the checkpoints
   really on disk; only the files this save created are removed, so every checkpoint written
   before is untouched (TensorFlow writes to temporary names and renames only a complete
   checkpoint). A step is saved once: a stop right after the loop saved it saves nothing more.
   What a process killed while saving leaves under those temporary names is removed by the
   next run, under the lock.
-- The checkpoints of a run are the complete ones on disk (`ckpt-N.index` and every data
-  shard), newest first, not what the `checkpoint` index file lists: a damaged index (0 bytes,
-  garbled) is named in a warning and rebuilt from the files, never taken for "no checkpoint",
-  which would start the run again over its checkpoints. Train, export, translate and
-  evaluate all find checkpoints so (`checkpoint_candidates`).
 - One training process per workdir: a lock held for the life of the process (released by
   the OS even on SIGKILL) makes a second process refuse to start.
 """
@@ -30,7 +24,6 @@ import errno
 import fcntl
 import glob
 import os
-import re
 import shutil
 from typing import Iterator, Optional
 
@@ -38,124 +31,17 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf import writing
-from pix2pix_tf.errors import ConfigError, Pix2pixError
+from pix2pix_tf.checkpoint_reading import (
+    CheckpointError,
+    checkpoint_candidates,
+    checkpoint_files,
+    complete_checkpoints,
+    damaged_index,
+    restore_newest_readable,
+)
+from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.images import op_message
 from pix2pix_tf.workdir import Workdir
-
-
-class CheckpointError(Pix2pixError):
-    """No checkpoint could be written or restored; the message says which files and why."""
-
-
-class UnreadableCheckpointError(CheckpointError):
-    """A checkpoint's files are truncated or corrupt (not: written for another model)."""
-
-
-def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: str = "config.json",
-                       partial: bool = False) -> None:
-    """Restores `path` into `checkpoint`; a checkpoint of another `model` is a ConfigError,
-    unreadable files an UnreadableCheckpointError. `partial`: `checkpoint` tracks only some of
-    the saved objects (the generator alone, say)."""
-    try:
-        status = checkpoint.restore(path)
-        if partial:
-            status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as e:
-        raise ConfigError(f"The checkpoint {path} does not fit the model of {model}: {_mismatch(e)}") from e
-    except (tf.errors.OpError, IndexError, OSError) as e:
-        # Truncated or corrupt files: TensorFlow's readers raise OpErrors, its
-        # Python-side readers IndexError or OSError.
-        files = sorted(glob.glob(path + ".*"))
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise UnreadableCheckpointError(f"Checkpoint {path} is unreadable ({type(e).__name__}: {reason}); "
-                                        f"files: {', '.join(files)}.") from e
-
-
-_MISMATCH = re.compile(r"tensor with shape (\S+?) when attempting to restore variable with shape (\S+?) "
-                       r"and name (\S+?)\.?(\s|$)")
-
-
-def _mismatch(error: Exception) -> str:
-    """A mismatch as one line naming the variable and both shapes (TensorFlow's message can
-    carry the variable's values, hundreds of lines)."""
-    text = str(error)
-    found = _MISMATCH.search(text.replace(", ", ","))
-    if found:
-        saved, model, name = found.group(1), found.group(2), found.group(3)
-        return f"{name} has shape {model} in the model but {saved} in the checkpoint."
-    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return first if len(first) <= 300 else first[:300] + "..."
-
-
-_CHECKPOINT_FILE = re.compile(r"^ckpt-(\d+)\.(index|data-(\d+)-of-(\d+))$")
-
-
-def complete_checkpoints(directory: str) -> list[str]:
-    """The checkpoints in `directory` whose index and every data shard are on disk, oldest first."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    indexed, shards = set(), {}
-    for name in names:
-        found = _CHECKPOINT_FILE.match(name)
-        if not found:
-            continue
-        step = int(found.group(1))
-        if found.group(2) == "index":
-            indexed.add(step)
-        else:
-            shards.setdefault((step, int(found.group(4))), set()).add(int(found.group(3)))
-    complete = {step for (step, count), present in shards.items() if step in indexed and len(present) == count}
-    return [os.path.join(directory, f"ckpt-{step}") for step in sorted(complete)]
-
-
-def damaged_index(directory: str) -> Optional[str]:
-    """Why the `checkpoint` index file of `directory` cannot be read, or None if it can (or is absent)."""
-    path = os.path.join(directory, "checkpoint")
-    if not os.path.exists(path):
-        return None
-    try:
-        state = tf.train.get_checkpoint_state(directory)
-    except (ValueError, tf.errors.OpError) as e:  # 0 bytes: ValueError; binary: UnicodeDecodeError.
-        return f"{path} is damaged ({os.path.getsize(path)} bytes; {type(e).__name__})"
-    if state is None:
-        return f"{path} is damaged (not a checkpoint state)"
-    return None
-
-
-def checkpoint_candidates(directory: str) -> list[str]:
-    """The complete checkpoints of `directory`, newest first; warns, naming it, when the index
-    file is damaged (the files are what counts)."""
-    candidates = list(reversed(complete_checkpoints(directory)))
-    problem = damaged_index(directory)
-    if problem:
-        found = ", ".join(os.path.basename(c) for c in candidates) or "none"
-        logging.warning("%s; the complete checkpoints found on disk are used: %s.", problem, found)
-    return candidates
-
-
-def checkpoint_files(directory: str) -> list[str]:
-    """Every file of a checkpoint in `directory`, complete or not (`ckpt-*`)."""
-    return sorted(glob.glob(os.path.join(directory, "ckpt-*")))
-
-
-def restore_newest_readable(checkpoint: tf.train.Checkpoint, candidates: list[str], model: str = "config.json",
-                            partial: bool = False) -> Optional[str]:
-    """Restores the first readable of `candidates` (newest first) and returns it, warning by
-    name about each unreadable one it skips; None if none is readable. Training, export,
-    translate and evaluate share it so that a crash while writing a checkpoint costs them all
-    the same: the work since the previous one."""
-    for i, path in enumerate(candidates):
-        try:
-            restore_checkpoint(checkpoint, path, model, partial)
-        except UnreadableCheckpointError as e:
-            fallback = candidates[i + 1] if i + 1 < len(candidates) else "none left"
-            logging.warning("%s Falling back to: %s.", e, fallback)
-            continue
-        return path
-    return None
 
 
 class RunCheckpoints:
@@ -259,6 +145,7 @@ class RunCheckpoints:
         if stale:
             logging.info("Removed the unfinished saves of a stopped run: %s.", ", ".join(stale))
         return stale
+
 
 def _reason(error: Exception) -> str:
     """An OSError's or TensorFlow error's reason in one line, without TensorFlow's op wrapping."""

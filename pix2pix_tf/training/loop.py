@@ -23,13 +23,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from pix2pix_tf.checkpoint_reading import CheckpointError, checkpoint_files
 from pix2pix_tf.config import TrainConfig, check_resumable
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
 from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError
 from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import summaries
-from pix2pix_tf.training.checkpoints import CheckpointError, RunCheckpoints, checkpoint_files, workdir_lock
+from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
 from pix2pix_tf.training.distribute import is_chief, make_strategy, worker_index
 from pix2pix_tf.training.step import Pix2Pix
 from pix2pix_tf.workdir import Workdir

@@ -22,8 +22,11 @@ import shutil
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 
-from pix2pix_tf import writing
+from pix2pix_tf import images, writing
+from pix2pix_tf.demo.model import drawing_for
+from pix2pix_tf.export import versions
 from pix2pix_tf.export.config import ExportError
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -98,8 +101,6 @@ def publish_page(export_dir: str, tflite_file: str, facts: PageFacts, examples: 
                  node_modules: Optional[str] = None) -> str:
     """The page written to a staging folder and renamed into `<web_base>/<version>`, as the
     TFLite files are; returns that folder."""
-    from pix2pix_tf.export import versions
-
     base = web_base(export_dir, facts.model_name)
     versions.remove_stale_staging(base)
     final = os.path.join(base, str(facts.version))
@@ -117,8 +118,6 @@ def write_page(folder: str, tflite_file: str, facts: PageFacts, examples: np.nda
                node_modules: Optional[str] = None) -> str:
     """Writes the page into `folder` (a staging folder: the caller publishes it) and returns
     page.json's path. `examples` are [N, S, S, C] inputs in [-1, 1], written as PNGs."""
-    from pix2pix_tf.demo.model import drawing_for
-
     version = runtime_version(node_modules)
     os.makedirs(os.path.join(folder, "runtime"), exist_ok=True)
     for name in PAGE_FILES:
@@ -146,10 +145,6 @@ def write_page(folder: str, tflite_file: str, facts: PageFacts, examples: np.nda
 
 
 def _write_examples(folder: str, examples: np.ndarray) -> list[str]:
-    import tensorflow as tf
-
-    from pix2pix_tf import images
-
     os.makedirs(folder, exist_ok=True)
     names = []
     for index, image in enumerate(examples):
