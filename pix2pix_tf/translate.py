@@ -53,7 +53,7 @@ flags.DEFINE_bool("progress", True, "Show a progress bar for more than one image
 def config_from_flags(argv: list[str]):
     """The typed translation request; nothing below this module reads flags."""
     from pix2pix_tf.inference.files import TranslateConfig
-    from pix2pix_tf.inference.generate import InferenceMode
+    from pix2pix_tf.inference.mode import InferenceMode
 
     inputs = tuple(FLAGS.input) + tuple(argv[1:])
     if not inputs:

@@ -34,7 +34,7 @@ from test_serving_client import export, misbehaving, servers  # noqa: F401  (fix
 from pix2pix_tf import images
 from pix2pix_tf.benchmark.web import chromium
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.inference.generate import DETERMINISTIC
+from pix2pix_tf.inference.mode import DETERMINISTIC
 from pix2pix_tf.inference.sources import ModelSource
 
 from export_helpers import ROOT, trained_run

@@ -19,6 +19,7 @@ from pix2pix_tf import images
 from pix2pix_tf.errors import InferenceError
 from pix2pix_tf.export import exporter as exporting
 from pix2pix_tf.inference import artifacts, generate, sources
+from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.serving import client as serving_client
 
@@ -122,9 +123,9 @@ def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, d
     png, image = held_out_png(export, data_dir, tmp_path)
     got = fresh_process(export["deterministic"], png, image, tmp_path)
     generator, _, _ = sources.load_generator(export["workdir"])
-    expected = generate.generate(generator, tf.constant(image[None]), generate.DETERMINISTIC).numpy()
+    expected = generate.generate(generator, tf.constant(image[None]), DETERMINISTIC).numpy()
     from_bytes = images.decode_images(tf.constant([open(png, "rb").read()]), 3, 128)
-    expected_bytes = generate.generate(generator, from_bytes, generate.DETERMINISTIC).numpy()
+    expected_bytes = generate.generate(generator, from_bytes, DETERMINISTIC).numpy()
     assert bool(got["unchanged"])
     np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
     np.testing.assert_allclose(got["float_1"], expected, atol=1e-4)  # Deterministic export: same function.
@@ -144,7 +145,7 @@ def test_paper_mode_saved_model_draws_noise_without_changing_state(export, data_
     assert abs(first.mean() - second.mean()) < 0.05 and abs(first.std() - second.std()) < 0.05  # ...not its law.
     # Dropout-free, the paper-mode export equals the checkpoint in the paper's normalisation.
     generator, _, _ = sources.load_generator(export["workdir"])
-    expected = generate.generate(generator, tf.constant(image[None]), generate.DETERMINISTIC).numpy()
+    expected = generate.generate(generator, tf.constant(image[None]), DETERMINISTIC).numpy()
     np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
 
 
@@ -156,7 +157,7 @@ def test_paper_mode_equals_keras_training_mode_call_without_its_state_writes(exp
     generator = build_generator(ModelConfig(generator="unet_128", ngf=8, dropout=False))
     image = tf.random.stateless_uniform([1, 128, 128, 3], seed=[1, 2], minval=-1, maxval=1)
     before = [v.numpy().copy() for v in generator.variables]
-    ours = generate.generate(generator, image, generate.DETERMINISTIC).numpy()
+    ours = generate.generate(generator, image, DETERMINISTIC).numpy()
     assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, generator.variables))
     np.testing.assert_allclose(ours, generator(image, training=True).numpy(), atol=1e-5)
 
@@ -263,7 +264,7 @@ def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, t
 @pytest.mark.slow
 def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(exporting.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass: "broken".
-    moving_averages = generate.InferenceMode(dropout=False, batch_statistics=False)
+    moving_averages = InferenceMode(dropout=False, batch_statistics=False)
     config = exporting.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m",
                                     tflite=("float16",), check_examples=1, mode=moving_averages)
     with pytest.raises(exporting.ExportError, match="(?s)float16 do not reproduce the SavedModel.*no TFLite file"):

@@ -233,7 +233,7 @@ def _export(directory: str, max_request_pixels: int) -> None:
     as export.py writes it, with the table's caps."""
     from pix2pix_tf.export.config import ExportConfig
     from pix2pix_tf.export.saved_model import write_saved_model
-    from pix2pix_tf.inference.generate import DETERMINISTIC
+    from pix2pix_tf.inference.mode import DETERMINISTIC
     from pix2pix_tf.networks.generator import build_generator
 
     from conftest import tiny_config

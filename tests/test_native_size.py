@@ -20,6 +20,7 @@ from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import generate, geometry
 from pix2pix_tf.inference.files import TranslateConfig, translate_files
+from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
 from pix2pix_tf.inference.sources import load_generator
 from pix2pix_tf.networks.generator import build_generator
 
@@ -28,7 +29,7 @@ from export_helpers import run
 
 # Moving-average batch norm and no dropout: every output pixel is a fixed function of its
 # neighbourhood, so tile consistency holds exactly (per-image statistics change with padding).
-LOCAL = generate.InferenceMode(dropout=False, batch_statistics=False)
+LOCAL = InferenceMode(dropout=False, batch_statistics=False)
 # resnet_6blocks' reach from an output pixel to the input pixels it reads, in input pixels:
 # c7s1 3 + down1 (3x3 s2) 1 + down2 (3x3 at stride 2) 2 + 12 residual 3x3 convs at stride 4 48
 # + up1 (3x3 transposed, stride 4) 4 + up2 (stride 2) 2 + the last 7x7 3 = 63.
@@ -171,7 +172,7 @@ def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
     inputs = [write_png(tmp_path / "in" / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in SIZES]
     result = translate_files(TranslateConfig(inputs=(str(tmp_path / "in"),), output_dir=str(tmp_path / "out"),
                                              workdir=runs[run_name], native_size=True,
-                                             mode=generate.DETERMINISTIC, progress=False))
+                                             mode=DETERMINISTIC, progress=False))
     assert not result.failed and len(result.written) == len(SIZES)
     generator, config, _ = load_generator(runs[run_name])
     multiple = geometry.size_multiple(config.model.generator)
@@ -179,7 +180,7 @@ def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
         written = tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / os.path.basename(path)))).numpy()
         assert written.shape == (height, width, 3)
         pixels = images.to_signed(random_pixels(height, width, seed=height)).numpy()
-        expected = images.to_uint8(numpy_native(generator, pixels, multiple, generate.DETERMINISTIC)).numpy()
+        expected = images.to_uint8(numpy_native(generator, pixels, multiple, DETERMINISTIC)).numpy()
         assert np.abs(written.astype(int) - expected).max() <= 1  # Rounding of float differences.
 
 
@@ -209,7 +210,7 @@ def test_evaluate_at_native_size_compares_with_the_target_at_its_size(runs, tmp_
     generator, _, _ = load_generator(runs["none"])
     for i, entry in enumerate(metrics["per_image"]):
         a = tf.io.decode_png(tf.io.read_file(os.path.join(runs["folder"], "A", "test", f"{i}.png"))).numpy()
-        output = numpy_native(generator, images.to_signed(a).numpy(), 4, generate.DETERMINISTIC)
+        output = numpy_native(generator, images.to_signed(a).numpy(), 4, DETERMINISTIC)
         target = images.to_signed(255 - a).numpy()
         assert entry["l1"] == pytest.approx(float(np.mean(np.abs(output - target))), abs=1e-5)
     with pytest.raises(ConfigError, match="FCN-score"):
@@ -259,7 +260,7 @@ def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path):
 
     generator, _, _ = load_generator(runs["none"])
     directory = str(tmp_path / "saved_model")
-    build_archive(generator, generate.DETERMINISTIC, 48, 3, 4, max_pixels=2400,
+    build_archive(generator, DETERMINISTIC, 48, 3, 4, max_pixels=2400,
                   max_request_pixels=2 * 2400).write_out(directory, verbose=False)
     sizes = [(35, 59), (59, 35), (37, 61)]  # The last is under the cap but pads over it.
     paths = [write_png(tmp_path / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in sizes]
@@ -273,7 +274,7 @@ def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path):
     for (height, width), path in zip(sizes[:2], paths):
         name = os.path.basename(path)
         pixels = images.to_signed(random_pixels(height, width, seed=height)).numpy()
-        expected = numpy_native(generator, pixels, 4, generate.DETERMINISTIC)
+        expected = numpy_native(generator, pixels, 4, DETERMINISTIC)
         assert got[name].shape == (2, height, width, 3) and got[name + "_png"].shape == (height, width, 3)
         np.testing.assert_allclose(got[name][0], expected, atol=1e-4)
     assert "one size" in str(got["sizes"]) and "separate requests" in str(got["sizes"])
@@ -286,7 +287,7 @@ def test_tflite_files_stay_fixed_size(tmp_path):
     from pix2pix_tf.export import tflite
 
     generator = build_generator(ModelConfig(generator="unet_128", ngf=8, ndf=8))
-    tflite.tflite_archive(generator, generate.DETERMINISTIC, 128, 3).write_out(str(tmp_path / "sm"), verbose=False)
+    tflite.tflite_archive(generator, DETERMINISTIC, 128, 3).write_out(str(tmp_path / "sm"), verbose=False)
     interpreter = Interpreter(model_content=tflite.convert_tflite(str(tmp_path / "sm"), "float32", None, "float32"))
     index = interpreter.get_input_details()[0]["index"]
     assert list(interpreter.get_input_details()[0]["shape_signature"]) == [1, 128, 128, 3]

@@ -181,7 +181,7 @@ def test_demo_serves_the_onnx_file(export):
 
 @pytest.mark.slow
 def test_onnx_mistakes_are_messages(export, tmp_path):
-    from pix2pix_tf.inference.generate import DETERMINISTIC
+    from pix2pix_tf.inference.mode import DETERMINISTIC
     from pix2pix_tf.inference.sources import ModelSource
 
     # Without tf2onnx (None in sys.modules: not importable), export --onnx stops before writing anything.

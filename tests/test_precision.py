@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.inference.generate import DETERMINISTIC
+from pix2pix_tf.inference.mode import DETERMINISTIC
 from pix2pix_tf.inference.sources import ModelSource
 from pix2pix_tf.networks.generator import build_generator
 from pix2pix_tf.networks.layers import normalization

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf.inference import files, generate
+from pix2pix_tf.inference import files
+from pix2pix_tf.inference.mode import DETERMINISTIC, PAPER
 from pix2pix_tf.inference.sources import ModelSource
 
 from conftest import tiny_config
@@ -60,7 +61,7 @@ def test_checkpoint_savedmodel_and_tflite_give_the_same_pictures(export, photos,
     }
     for name, source in sources.items():
         done = files.translate_files(files.TranslateConfig(
-            inputs=(photos,), output_dir=str(tmp_path / name), mode=generate.DETERMINISTIC, progress=False, **source))
+            inputs=(photos,), output_dir=str(tmp_path / name), mode=DETERMINISTIC, progress=False, **source))
         assert not done.failed and len(done.written) == 3
     for name in ("checkpoint", "saved_model", "tflite"):
         out = tmp_path / name
@@ -83,7 +84,7 @@ def test_paired_side_by_side_honours_direction_and_keep_size(export, tmp_path):
         out = tmp_path / direction
         # The run is AtoB; direction=None uses it, "BtoA" overrides it (--direction).
         result = files.translate_files(files.TranslateConfig(
-            inputs=(pair,), output_dir=str(out), workdir=export["workdir"], mode=generate.DETERMINISTIC,
+            inputs=(pair,), output_dir=str(out), workdir=export["workdir"], mode=DETERMINISTIC,
             paired=True, side_by_side=True, direction=None if direction == "AtoB" else direction, progress=False))
         assert not result.failed, result.failed
         outputs[direction] = read_png(out / "pair.png")
@@ -95,15 +96,15 @@ def test_paired_side_by_side_honours_direction_and_keep_size(export, tmp_path):
     big = write_png(tmp_path / "big" / "x.png", rng.integers(0, 256, (200, 300, 3), dtype=np.uint8))
     result = files.translate_files(files.TranslateConfig(
         inputs=(big,), output_dir=str(tmp_path / "kept"), workdir=export["workdir"], keep_size=True,
-        mode=generate.DETERMINISTIC, progress=False))
+        mode=DETERMINISTIC, progress=False))
     assert not result.failed and read_png(tmp_path / "kept" / "x.png").shape == (200, 300, 3)
 
 
 def test_paper_mode_seed_repeats_and_differs_from_other_seeds(export):
     image = np.random.default_rng(5).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
-    seeded = ModelSource.resolve(workdir=export["workdir"]).open(generate.PAPER, seed=1)
+    seeded = ModelSource.resolve(workdir=export["workdir"]).open(PAPER, seed=1)
     first, again, other_index = seeded(image, 0), seeded(image, 0), seeded(image, 1)
-    other_seed = ModelSource.resolve(workdir=export["workdir"]).open(generate.PAPER, seed=2)(image, 0)
+    other_seed = ModelSource.resolve(workdir=export["workdir"]).open(PAPER, seed=2)(image, 0)
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other_index) and not np.array_equal(first, other_seed)
 
@@ -116,12 +117,12 @@ def test_single_channel_run_gets_grey_inputs(tmp_path, data_dir):
     config.save(config.run.workdir)
     generator = build_generator(config.model)
     tf.train.Checkpoint(generator=generator).save(os.path.join(config.run.workdir, "checkpoints", "ckpt"))
-    translator = ModelSource.resolve(workdir=config.run.workdir).open(generate.DETERMINISTIC)
+    translator = ModelSource.resolve(workdir=config.run.workdir).open(DETERMINISTIC)
     assert (translator.input_nc, translator.output_nc) == (1, 3)
     colour = write_png(tmp_path / "in" / "c.png", np.random.default_rng(6).integers(0, 256, (50, 80, 3), np.uint8))
     result = files.translate_files(files.TranslateConfig(
         inputs=(colour,), output_dir=str(tmp_path / "out"), workdir=config.run.workdir,
-        mode=generate.DETERMINISTIC, progress=False))
+        mode=DETERMINISTIC, progress=False))
     assert not result.failed and read_png(tmp_path / "out" / "c.png").shape == (128, 128, 3)
 
 

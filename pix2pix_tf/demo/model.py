@@ -23,7 +23,7 @@ from pix2pix_tf import images, writing
 from pix2pix_tf.config import TrainConfig, check_positive
 from pix2pix_tf.errors import ConfigError, DatasetError, InferenceError
 from pix2pix_tf.inference import geometry
-from pix2pix_tf.inference.generate import DETERMINISTIC, PAPER, InferenceMode
+from pix2pix_tf.inference.mode import DETERMINISTIC, PAPER, InferenceMode
 from pix2pix_tf.inference.sources import CHECKPOINT, SAVED_MODEL, ModelSource, Translator
 
 LABELS, EDGES, COLOUR = "labels", "edges", "colour"

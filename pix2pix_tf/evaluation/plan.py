@@ -170,7 +170,7 @@ def _fcn_scheme(config: EvalConfig, dataset_name: str, direction: str):
 
 def _open_model(config: EvalConfig, source: ModelSource, train: TrainConfig, workdir: str) -> tuple[Translator, int]:
     """The translator in the requested mode, and the number of dropout samples it makes sense to draw."""
-    from pix2pix_tf.inference.generate import InferenceMode
+    from pix2pix_tf.inference.mode import InferenceMode
 
     mode = InferenceMode(dropout=not config.deterministic, batch_statistics=config.batch_statistics)
     translator = source.open(mode, seed=config.seed, threads=config.threads)

@@ -43,6 +43,7 @@ from pix2pix_tf.export.examples import Examples, load_examples
 from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, benchmark, check_variant, psnr
 from pix2pix_tf.inference import generate, onnx_runner, sources
 from pix2pix_tf.inference.artifacts import MODEL_CARD, OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
+from pix2pix_tf.inference.mode import InferenceMode
 from pix2pix_tf.networks.generator import size_multiple
 from pix2pix_tf.workdir import Workdir
 
@@ -56,7 +57,7 @@ class ExportResult:
     saved_model_dir: str
     version: int
     checkpoint: str
-    mode: generate.InferenceMode
+    mode: InferenceMode
     image_size: int
     saved_model_max_abs_diff: float
     tflite_dir: Optional[str] = None

@@ -22,7 +22,7 @@ from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.images import FORMATS_TEXT
 from pix2pix_tf.inference.artifacts import MODEL_CARD
-from pix2pix_tf.inference.generate import InferenceMode
+from pix2pix_tf.inference.mode import InferenceMode
 
 _GENERATOR_KINDS = {"unet_256": "U-Net, 8 down-samplings", "unet_128": "U-Net, 7 down-samplings",
                     "resnet_9blocks": "ResNet, 9 residual blocks", "resnet_6blocks": "ResNet, 6 residual blocks",

@@ -15,7 +15,7 @@ from pix2pix_tf.errors import ConfigError, InferenceError
 from pix2pix_tf.inference.translator import Translator
 
 if TYPE_CHECKING:
-    from pix2pix_tf.inference.generate import InferenceMode
+    from pix2pix_tf.inference.mode import InferenceMode
 
 INSTALL = 'pip install -e ".[onnx]"'
 

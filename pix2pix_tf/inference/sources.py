@@ -36,7 +36,7 @@ from pix2pix_tf.workdir import Workdir
 if TYPE_CHECKING:
     import keras
 
-    from pix2pix_tf.inference.generate import InferenceMode
+    from pix2pix_tf.inference.mode import InferenceMode
 
 CHECKPOINT, SAVED_MODEL, TFLITE, ONNX = "checkpoint", "saved_model", "tflite", "onnx"
 
