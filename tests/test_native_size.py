@@ -19,9 +19,9 @@ from pix2pix_tf import images
 from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import generate, geometry
+from pix2pix_tf.inference.checkpoint_source import load_generator
 from pix2pix_tf.inference.files import TranslateConfig, translate_files
 from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
-from pix2pix_tf.inference.sources import load_generator
 from pix2pix_tf.networks.generator import build_generator
 
 from conftest import tiny_config
@@ -125,7 +125,7 @@ def test_a_tile_translated_alone_equals_its_region_in_the_whole(resnet):
 
 
 def _translator(generator):
-    from pix2pix_tf.inference.sources import Translator
+    from pix2pix_tf.inference.translator import Translator
 
     def call(image, index):
         return generate.generate(generator, tf.constant(image), LOCAL).numpy()
@@ -297,7 +297,7 @@ def test_tflite_files_stay_fixed_size(tmp_path):
 
 
 def test_tflite_is_refused_for_native_size():
-    from pix2pix_tf.inference.sources import Translator
+    from pix2pix_tf.inference.translator import Translator
 
     fixed = Translator("TFLite x.tflite", 128, 3, 3, None, LOCAL, lambda image, index: image)
     with pytest.raises(ConfigError, match="one fixed size"):

@@ -1,6 +1,6 @@
 """The first stage of an evaluation: what exactly to evaluate, decided before any image is run.
 
-`make_plan(EvalConfig)` resolves the model (`inference.sources.ModelSource`), the training run
+`make_plan(EvalConfig)` resolves the model its `ModelRequest` names, the training run
 whose data it is evaluated on, that run's dataset, split and test-time preprocessing, which
 metrics apply (the FCN-score needs labels and a segmenter, FID local weights) and the output
 folder. What a user can get wrong is checked before TensorFlow loads, and everything else
@@ -19,7 +19,8 @@ from absl import logging
 from pix2pix_tf.config import DataConfig, TrainConfig
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.evaluation.config import EvalConfig
-from pix2pix_tf.inference.sources import TFLITE, ModelSource, Translator
+from pix2pix_tf.inference.sources import ModelSource
+from pix2pix_tf.inference.translator import Translator
 from pix2pix_tf.workdir import Workdir
 
 
@@ -91,7 +92,7 @@ def make_plan(config: EvalConfig) -> EvalPlan:
     data_config = dataclasses.replace(data_config, direction=direction)
     scheme = _fcn_scheme(config, data_config.dataset, direction)
     feature_fn = metrics.inception_features(config.inception_weights) if use_fid else None
-    translator, num_samples = _open_model(config, source, train, workdir)
+    translator, num_samples = _open_model(config, source, train, workdir, data_config.max_pixels)
 
     dataset = pipeline.load_paired_dataset(data_config)
     split = config.split or dataset.held_out_split
@@ -100,14 +101,10 @@ def make_plan(config: EvalConfig) -> EvalPlan:
                           f"{', '.join(f'{k} ({v})' for k, v in sorted(dataset.split_sizes.items()))}.")
     nc = (train.model.input_nc, train.model.output_nc)
     pairs = split_pairs(dataset, data_config, split, *nc, config.num_examples, size_multiple(train.model.generator),
-                        native=config.native_size)
-    if config.native_size:
-        from pix2pix_tf.inference import geometry
-
-        translator = geometry.native_translator(translator, data_config.max_pixels)
+                        native=config.model.native_size)
     first_input, _ = next(iter(pairs.take(1)))
     image_hw = tuple(int(d) for d in first_input.shape[:2])
-    if source.kind == TFLITE and image_hw != (translator.image_size, translator.image_size):
+    if not source.spec.any_size and image_hw != (translator.image_size, translator.image_size):
         raise ConfigError(f"{source.path} is fixed to {translator.image_size}x{translator.image_size} images; the "
                           f"run's test-time preprocessing gives {image_hw[0]}x{image_hw[1]}. Export it again with "
                           f"--image_size={image_hw[0]}.")
@@ -115,7 +112,7 @@ def make_plan(config: EvalConfig) -> EvalPlan:
                     min(config.num_examples or dataset.split_sizes[split], dataset.split_sizes[split]), num_samples,
                     feature_fn=feature_fn)
     _attach_labels(plan, scheme, dataset, data_config, nc, size_multiple(train.model.generator))
-    mode = ("deterministic" if translator.deterministic else "paper") + ("_native" if config.native_size else "")
+    mode = ("deterministic" if translator.deterministic else "paper") + ("_native" if config.model.native_size else "")
     plan.output_dir = config.output_dir or os.path.join(Workdir(workdir).evaluations,
                                                         f"{split}_{source.label}_{mode}")
     return plan
@@ -125,15 +122,14 @@ def _model_and_run(config: EvalConfig) -> tuple[ModelSource, str]:
     """The model, and the training run whose data it is evaluated on: --workdir, or the run
     an export was made from."""
     try:
-        source = ModelSource.resolve(workdir=None if config.exported else config.workdir,
-                                     checkpoint=config.checkpoint, saved_model=config.saved_model, tflite=config.tflite)
+        source = config.model.resolve()
     except ConfigError as e:
-        if config.workdir:
+        if config.model.workdir:
             raise
         raise ConfigError(f"{e} Nor can the training run it comes from be told: pass --workdir, whose config.json "
                           "gives the dataset, direction and preprocessing.") from e
-    if config.workdir:
-        return source, config.workdir
+    if config.model.workdir:
+        return source, config.model.workdir
     workdir = source.run_workdir
     if workdir is None:
         raise ConfigError("Cannot tell which training run this model comes from (its export does not name one that "
@@ -148,8 +144,8 @@ def _fcn_scheme(config: EvalConfig, dataset_name: str, direction: str):
     are checked before anything slow happens."""
     from pix2pix_tf.evaluation import segmentation
 
-    if config.fcn is False or config.native_size:
-        if config.native_size:
+    if config.fcn is False or config.model.native_size:
+        if config.model.native_size:
             logging.info("No FCN-score at native size: its segmenter runs at one fixed size.")
         return None
     try:
@@ -168,13 +164,12 @@ def _fcn_scheme(config: EvalConfig, dataset_name: str, direction: str):
     return scheme
 
 
-def _open_model(config: EvalConfig, source: ModelSource, train: TrainConfig, workdir: str) -> tuple[Translator, int]:
+def _open_model(config: EvalConfig, source: ModelSource, train: TrainConfig, workdir: str,
+                max_pixels: int) -> tuple[Translator, int]:
     """The translator in the requested mode, and the number of dropout samples it makes sense to draw."""
-    from pix2pix_tf.inference.mode import InferenceMode
-
-    mode = InferenceMode(dropout=not config.deterministic, batch_statistics=config.batch_statistics)
-    translator = source.open(mode, seed=config.seed, threads=config.threads)
-    if translator.deterministic and not config.deterministic:
+    request = dataclasses.replace(config.model, seed=config.seed)
+    translator = request.translator(source, max_pixels=max_pixels)
+    if translator.deterministic and not request.mode.deterministic:
         logging.warning("%s has no dropout: evaluating it deterministically.", translator.description)
     num_samples = config.num_samples
     if translator.deterministic and num_samples > 1:

@@ -35,7 +35,7 @@ from absl import logging
 
 from pix2pix_tf import writing
 from pix2pix_tf.errors import ConfigError, Pix2pixError
-from pix2pix_tf.inference.sources import load_saved_model
+from pix2pix_tf.inference.saved_model_source import load_saved_model
 from pix2pix_tf.networks.seeding import seeded_construction
 
 # The contract of a segmentation SavedModel (docs/evaluation.md).

@@ -158,6 +158,7 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
     import keras
 
     from pix2pix_tf.evaluation.evaluator import EvalConfig, evaluate
+    from pix2pix_tf.inference.request import ModelRequest
     from pix2pix_tf.training.loop import train
 
     workdir = os.path.join(root, variant.name)
@@ -177,7 +178,7 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
         marker["train_seconds"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
         evaluation = evaluate(EvalConfig(
-            workdir=workdir, split="test", num_examples=setting.eval_examples, seed=0,
+            model=ModelRequest.of(workdir=workdir, seed=0), split="test", num_examples=setting.eval_examples,
             output_dir=Workdir(workdir).evaluations, segmenter_cache=segmenter_cache,
             segmenter_steps=setting.segmenter_steps, html_examples=setting.html_examples, grid_examples=4,
             progress=False))

@@ -41,7 +41,7 @@ from pix2pix_tf.export import model_card, onnx_model, saved_model, tflite, versi
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.examples import Examples, load_examples
 from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, benchmark, check_variant, psnr
-from pix2pix_tf.inference import generate, onnx_runner, sources
+from pix2pix_tf.inference import checkpoint_source, generate, onnx_runner
 from pix2pix_tf.inference.artifacts import MODEL_CARD, OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
 from pix2pix_tf.inference.mode import InferenceMode
 from pix2pix_tf.networks.generator import size_multiple
@@ -128,7 +128,7 @@ def _saved_model_stage(config: ExportConfig) -> tuple[ExportResult, _Job]:
     if config.web:
         web.runtime_version(config.web_runtime)  # Refused before minutes of work when LiteRT.js is not installed.
     export_dir = versions.export_folder(config.export_dir, config.workdir)
-    generator, train, checkpoint = sources.load_generator(config.workdir, config.checkpoint, train)
+    generator, train, checkpoint = checkpoint_source.load_generator(config.workdir, config.checkpoint, train)
     logging.info("Exporting %s (%s) from %s.", train.model.generator, config.mode.describe(), checkpoint)
 
     examples = load_examples(train, config, image_size, need_training_data="int8" in config.tflite)
