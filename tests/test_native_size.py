@@ -22,6 +22,7 @@ from pix2pix_tf.inference import generate, geometry
 from pix2pix_tf.inference.checkpoint_source import load_generator
 from pix2pix_tf.inference.files import TranslateConfig, translate_files
 from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
+from pix2pix_tf.inference.request import ModelRequest
 from pix2pix_tf.networks.generator import build_generator
 
 from conftest import tiny_config
@@ -171,8 +172,8 @@ def runs(tmp_path_factory) -> dict:
 def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
     inputs = [write_png(tmp_path / "in" / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in SIZES]
     result = translate_files(TranslateConfig(inputs=(str(tmp_path / "in"),), output_dir=str(tmp_path / "out"),
-                                             workdir=runs[run_name], native_size=True,
-                                             mode=DETERMINISTIC, progress=False))
+                                             model=ModelRequest.of(workdir=runs[run_name], native_size=True,
+                                                                   mode=DETERMINISTIC), progress=False))
     assert not result.failed and len(result.written) == len(SIZES)
     generator, config, _ = load_generator(runs[run_name])
     multiple = geometry.size_multiple(config.model.generator)
@@ -192,18 +193,19 @@ def test_translate_cli_native_size_and_its_refusals(runs, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / "odd.png"))).shape == (37, 61, 3)
     # Under the cap as decoded (2257 pixels), over it padded (64x40 = 2560): reported, not translated.
-    config = TranslateConfig(inputs=(path,), output_dir=str(tmp_path / "capped"), workdir=runs["none"],
-                             native_size=True, max_pixels=2400, progress=False)
+    config = TranslateConfig(inputs=(path,), output_dir=str(tmp_path / "capped"),
+                             model=ModelRequest.of(workdir=runs["none"], native_size=True, max_pixels=2400),
+                             progress=False)
     capped = translate_files(config)
     assert not capped.written and "pads to 64x40" in capped.failed[0][1]
     with pytest.raises(ConfigError, match="--image_size and --native_size"):
-        translate_files(dataclasses.replace(config, image_size=64))
+        translate_files(dataclasses.replace(config, model=dataclasses.replace(config.model, image_size=64)))
 
 
 def test_evaluate_at_native_size_compares_with_the_target_at_its_size(runs, tmp_path):
     from pix2pix_tf.evaluation.evaluator import EvalConfig, evaluate
 
-    result = evaluate(EvalConfig(workdir=runs["none"], native_size=True, deterministic=True,
+    result = evaluate(EvalConfig(ModelRequest.of(workdir=runs["none"], native_size=True, mode=DETERMINISTIC),
                                  output_dir=str(tmp_path / "eval"), progress=False))
     metrics = json.load(open(result.metrics_path))
     assert metrics["native_size"] is True and metrics["image_size"] == [48, 80]
@@ -214,19 +216,21 @@ def test_evaluate_at_native_size_compares_with_the_target_at_its_size(runs, tmp_
         target = images.to_signed(255 - a).numpy()
         assert entry["l1"] == pytest.approx(float(np.mean(np.abs(output - target))), abs=1e-5)
     with pytest.raises(ConfigError, match="FCN-score"):
-        EvalConfig(workdir=runs["none"], native_size=True, fcn=True).validate()
+        EvalConfig(ModelRequest.of(workdir=runs["none"], native_size=True), fcn=True).validate()
 
 
 def test_demo_translates_at_native_size(runs):
     from pix2pix_tf.demo.model import DemoConfig, load_demo_model
 
-    model = load_demo_model(DemoConfig(workdir=runs["scale_width"], native_size=True, num_examples=0))
+    model = load_demo_model(DemoConfig(ModelRequest.of(workdir=runs["scale_width"], native_size=True),
+                                       num_examples=0))
     png = tf.io.encode_png(random_pixels(61, 37)).numpy()
     translation = model.translate(png, "drawn", paper=True)
     assert translation.model_input.shape == (61, 37, 3) and translation.output.shape == (61, 37, 3)
     for source in (dict(tflite="x.tflite"), dict(serving_url="http://localhost:8501")):
-        with pytest.raises(ConfigError, match="--native_size needs --workdir or --saved_model"):
-            DemoConfig(native_size=True, **source)
+        with pytest.raises(ConfigError, match=r"--native_size needs a model that takes any size \(--workdir, "
+                                              r"--saved_model or --onnx\), not --(tflite|serving_url)"):
+            DemoConfig(ModelRequest.of(native_size=True, **source))
 
 
 # ----------------------------------------------------------------------------- SavedModel and TFLite
@@ -308,5 +312,7 @@ def test_flags_default_to_the_square_behaviour():
     from pix2pix_tf.demo.model import DemoConfig
     from pix2pix_tf.evaluation.config import EvalConfig
 
-    assert not TranslateConfig(inputs=("x",), output_dir="o").native_size
-    assert not EvalConfig(workdir="w").native_size and not DemoConfig(workdir="w").native_size
+    model = ModelRequest.of(workdir="w")
+    assert not model.native_size
+    assert not TranslateConfig(inputs=("x",), output_dir="o", model=model).model.native_size
+    assert not EvalConfig(model).model.native_size and not DemoConfig(model).model.native_size

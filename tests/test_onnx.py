@@ -166,15 +166,16 @@ def test_translate_onnx_end_to_end(export, tmp_path):
 @pytest.mark.slow
 def test_demo_serves_the_onnx_file(export):
     from pix2pix_tf.demo.model import LABELS, DemoConfig, load_demo_model
+    from pix2pix_tf.inference.request import ModelRequest
 
-    demo = load_demo_model(DemoConfig(onnx=export["file"], num_examples=0))
+    demo = load_demo_model(DemoConfig(ModelRequest.of(onnx=export["file"]), num_examples=0))
     assert demo.drawing.kind == LABELS and not demo.has_dropout and demo.image_size == 128  # From the file + run.
     png = tf.io.encode_png(images.to_uint8(_held_out(export, 1)[0])).numpy()
     translation = demo.translate(png, "drawn.png", paper=True)
     expected = _reference(export)(images=tf.constant(translation.model_input[None] / 127.5 - 1, tf.float32))
     assert "ONNX" in translation.model
     assert np.abs(translation.output.astype(int) - images.to_uint8(expected["output"][0]).numpy()).max() <= 1
-    native = load_demo_model(DemoConfig(onnx=export["file"], num_examples=0, native_size=True))
+    native = load_demo_model(DemoConfig(ModelRequest.of(onnx=export["file"], native_size=True), num_examples=0))
     wide = tf.io.encode_png(np.full((100, 150, 3), 90, np.uint8)).numpy()
     assert native.translate(wide, "wide.png", paper=False).output.shape == (100, 150, 3)
 
@@ -182,7 +183,7 @@ def test_demo_serves_the_onnx_file(export):
 @pytest.mark.slow
 def test_onnx_mistakes_are_messages(export, tmp_path):
     from pix2pix_tf.inference.mode import DETERMINISTIC
-    from pix2pix_tf.inference.sources import ModelSource
+    from pix2pix_tf.inference.request import ModelRequest
 
     # Without tf2onnx (None in sys.modules: not importable), export --onnx stops before writing anything.
     blocked = ("import runpy, sys; sys.modules['tf2onnx'] = None; sys.argv = ['export.py'] + sys.argv[1:]; "
@@ -198,12 +199,12 @@ def test_onnx_mistakes_are_messages(export, tmp_path):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not an onnx model" * 10)
     with pytest.raises(Pix2pixError, match="Cannot load the ONNX model"):
-        ModelSource.resolve(onnx=str(garbage))
-    source = ModelSource.resolve(onnx=export["file"])
+        ModelRequest.of(onnx=str(garbage)).resolve()
+    source = ModelRequest.of(onnx=export["file"]).resolve()
     with pytest.raises(Pix2pixError, match="takes multiples of 128"):
         source.open(DETERMINISTIC, image_size=100)
     with pytest.raises(Pix2pixError, match="exactly one of"):
-        ModelSource.resolve(onnx=export["file"], tflite=export["file"])
+        ModelRequest.of(onnx=export["file"], tflite=export["file"]).resolve()
     model = OnnxModel(export["file"])
     with pytest.raises(InferenceError, match="multiples of 128"):
         model(np.zeros((1, 128, 100, 3), np.float32))

@@ -74,8 +74,9 @@ class ModelRequest:
             kind_named(flag)
         named = [flag for flag, _ in self.models] + ([SERVING_FLAG] if self.serving_url else [])
         if len(named) != 1:
-            raise ConfigError(f"Give exactly one model: {_flags_text([k.flag for k in KINDS])} (the demo also "
-                              f"takes --{SERVING_FLAG}); got {_flags_text(named, 'and') if named else 'none'}.")
+            got = _flags_text(named, "and") if named else "none"
+            raise ConfigError(f"Give exactly one of {_flags_text([k.flag for k in KINDS])} to name the model (the "
+                              f"demo also takes --{SERVING_FLAG}); got {got}.")
         if self.checkpoint and named[0] != RUN_FLAG:
             raise ConfigError(f"--checkpoint names a checkpoint of --{RUN_FLAG}'s run: it goes with --{RUN_FLAG} as "
                               f"the model, not with --{named[0]}.")
