@@ -61,10 +61,11 @@ def config_from_flags():
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
+    config = config_from_flags()  # A wrong request is refused before TensorFlow loads.
     from pix2pix_tf.evaluation.evaluator import evaluate
     from pix2pix_tf.evaluation.report import format_table
 
-    result = evaluate(config_from_flags())
+    result = evaluate(config)
     print(format_table(result.metrics))
     print(f"Written: {result.metrics_path}" + (f", {result.html_path}" if result.html_path else "")
           + (f", {result.grid_path}" if result.grid_path else ""))

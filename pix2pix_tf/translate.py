@@ -54,10 +54,12 @@ def config_from_flags(argv: list[str]):
 
 def main(argv: list[str]) -> int:
     from pix2pix_tf.errors import Interrupted
-    from pix2pix_tf.inference.files import translate_files
 
     try:
-        result = translate_files(config_from_flags(argv))
+        config = config_from_flags(argv)  # A wrong request is refused before TensorFlow loads.
+        from pix2pix_tf.inference.files import translate_files
+
+        result = translate_files(config)
     except Interrupted as stop:
         stop.done.append("before translating any image")
         raise

@@ -14,16 +14,16 @@ and reads no flags.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 from absl import flags
 
 from pix2pix_tf.config import DataConfig, check_positive
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.inference import checkpoint_source
+from pix2pix_tf.inference import checkpoint_source, sources
 from pix2pix_tf.inference.mode import PAPER, InferenceMode
 from pix2pix_tf.inference.source_kind import SourceKind
-from pix2pix_tf.inference.sources import KINDS, ModelSource, kind_named
+from pix2pix_tf.inference.sources import ModelSource, kind_named
 from pix2pix_tf.inference.translator import Translator
 
 RUN_FLAG = checkpoint_source.KIND.flag  # --workdir: the training run.
@@ -38,6 +38,11 @@ flags.disclaim_key_flags()
 def _flags_text(names: list[str], last: str = "or") -> str:
     names = [f"--{name}" for name in names]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
+def _kind_flags(which: Callable[[SourceKind], bool] = lambda kind: True) -> list[str]:
+    """The flags of the kinds `which` accepts, in the registry's order."""
+    return [kind.flag for kind in sources.KINDS if which(kind)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +69,7 @@ class ModelRequest:
     def of(cls, **given) -> ModelRequest:
         """A request from keyword arguments: a kind's flag name (workdir=, saved_model=, tflite=,
         onnx=) names a model, the other names are fields."""
-        names = [kind.flag for kind in KINDS]
+        names = _kind_flags()
         models = tuple((name, given[name]) for name in names if given.get(name))
         return cls(models=models, **{k: v for k, v in given.items() if k not in names})
 
@@ -75,13 +80,13 @@ class ModelRequest:
         named = [flag for flag, _ in self.models] + ([SERVING_FLAG] if self.serving_url else [])
         if len(named) != 1:
             got = _flags_text(named, "and") if named else "none"
-            raise ConfigError(f"Give exactly one of {_flags_text([k.flag for k in KINDS])} to name the model (the "
+            raise ConfigError(f"Give exactly one of {_flags_text(_kind_flags())} to name the model (the "
                               f"demo also takes --{SERVING_FLAG}); got {got}.")
         if self.checkpoint and named[0] != RUN_FLAG:
             raise ConfigError(f"--checkpoint names a checkpoint of --{RUN_FLAG}'s run: it goes with --{RUN_FLAG} as "
                               f"the model, not with --{named[0]}.")
         if self.run and named[0] == RUN_FLAG:
-            raise ConfigError(f"--{RUN_FLAG} is the model and its run: no other run applies.")
+            raise ConfigError(f"A checkpoint (--{RUN_FLAG}) is evaluated on its own run: `run` applies to an export.")
         check_positive(image_size=self.image_size, threads=self.threads, max_pixels=self.max_pixels)
         if self.native_size and self.image_size:
             raise ConfigError("--image_size and --native_size contradict each other: give one.")
@@ -89,7 +94,7 @@ class ModelRequest:
             why = ("the demo sends it requests of the export's one size (TensorFlow Serving clients can call the "
                    "export's translate_native signature: docs/serving.md)" if self.kind is None else "one fixed size")
             raise ConfigError(f"--native_size needs a model that takes any size "
-                              f"({_flags_text([k.flag for k in KINDS if k.any_size])}), not --{named[0]}: {why}.")
+                              f"({_flags_text(_kind_flags(lambda k: k.any_size))}), not --{named[0]}: {why}.")
 
     @property
     def kind(self) -> Optional[SourceKind]:
@@ -149,8 +154,8 @@ class Offer:
 
 def define_flags(offer: Offer, values: flags.FlagValues = flags.FLAGS) -> Offer:
     """Declares the flags of `offer` (one per kind of `sources.KINDS`, then how to run it)."""
-    exports = [k.flag for k in KINDS if k is not checkpoint_source.KIND]
-    for kind in KINDS:
+    exports = _kind_flags(lambda k: k is not checkpoint_source.KIND)
+    for kind in sources.KINDS:
         note = ""
         if kind is checkpoint_source.KIND:
             note = offer.workdir_note + (f" Beside {_flags_text(exports)} it names only the run whose data is used "
@@ -169,7 +174,7 @@ def define_flags(offer: Offer, values: flags.FlagValues = flags.FLAGS) -> Offer:
 
 
 def _define_how(offer: Offer, values: flags.FlagValues) -> None:
-    no_dropout = _flags_text([k.flag for k in KINDS if not k.has_dropout], "and")
+    no_dropout = _flags_text(_kind_flags(lambda k: not k.has_dropout), "and")
     if offer.mode:
         flags.DEFINE_bool("deterministic", False, "No dropout (default: the paper's test mode, dropout on; "
                           f"{no_dropout} models never have it).", flag_values=values)
@@ -187,8 +192,8 @@ def _define_how(offer: Offer, values: flags.FlagValues) -> None:
                              "its header, before decoding; at native size also the padded size); larger ones are "
                              f"refused.{default}", flag_values=values)
     flags.DEFINE_integer("threads", 2, "TFLite interpreter (or onnxruntime) threads.", flag_values=values)
-    any_size = _flags_text([k.flag for k in KINDS if k.any_size])
-    fixed = _flags_text([k.flag for k in KINDS if not k.any_size] + ([SERVING_FLAG] if offer.serving else []))
+    any_size = _flags_text(_kind_flags(lambda k: k.any_size))
+    fixed = _flags_text(_kind_flags(lambda k: not k.any_size) + ([SERVING_FLAG] if offer.serving else []))
     flags.DEFINE_bool("native_size", False, "Translate each image at its own size and aspect ratio (reflection-"
                       f"padded to the generator's size multiple, cropped back; {any_size}, not {fixed}). Default: "
                       f"resized to the model's square.{offer.native_note}", flag_values=values)
@@ -196,7 +201,7 @@ def _define_how(offer: Offer, values: flags.FlagValues) -> None:
 
 def from_flags(offer: Offer, values: flags.FlagValues = flags.FLAGS) -> ModelRequest:
     """The request the flags of `offer` (declared by `define_flags`) make; refused here if wrong."""
-    models = [(kind.flag, values[kind.flag].value) for kind in KINDS if values[kind.flag].value]
+    models = [(kind.flag, values[kind.flag].value) for kind in sources.KINDS if values[kind.flag].value]
     run = None
     if offer.workdir_names_run and len(models) > 1 and values[RUN_FLAG].value:
         run, models = values[RUN_FLAG].value, [model for model in models if model[0] != RUN_FLAG]
