@@ -1,6 +1,6 @@
 """export.py --onnx end to end: the file in onnxruntime against the SavedModel at two sizes, its
 contract read from the file, the refusal of a file that does not match, and --onnx as a model
-source of translate and the demo; docs/onnx.md's five lines."""
+source of translate, evaluate and the demo; docs/onnx.md's five lines."""
 
 from __future__ import annotations
 
@@ -161,6 +161,34 @@ def test_translate_onnx_end_to_end(export, tmp_path):
                   f"--output_dir={tmp_path / 'native'}", str(source / "wide.png")])
     assert native.returncode == 0, native.stderr[-3000:]
     assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "native" / "wide.png"))).shape == (100, 150, 3)
+
+
+@pytest.mark.slow
+def test_evaluate_onnx_gives_the_saved_models_metrics(export, tmp_path):
+    """`evaluate --onnx`: the run is found from the file's own metadata (no --workdir), the file
+    has no dropout (evaluated deterministically), and the numbers are the SavedModel's."""
+    from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE
+
+    common = ["--nofcn", "--num_examples=3", "--html_examples=0", "--grid_examples=0", "--noprogress"]
+    metrics, stderr = {}, {}
+    for name, model in (("onnx", [f"--onnx={export['file']}"]),
+                        ("saved_model", [f"--saved_model={export['saved_model']}", "--deterministic"])):
+        result = run([sys.executable, "-m", "pix2pix_tf.evaluate", *model, *common, f"--output_dir={tmp_path / name}"])
+        assert result.returncode == 0, result.stderr[-3000:]
+        metrics[name] = json.load(open(tmp_path / name / "metrics.json"))
+        stderr[name] = result.stderr
+    onnx, reference = metrics["onnx"], metrics["saved_model"]
+    assert onnx["source"] == "onnx" and onnx["model"].startswith(f"ONNX {export['file']}")
+    assert onnx["workdir"] == os.path.abspath(export["workdir"])  # From the file's metadata.
+    assert onnx["mode"] == {"dropout": False, "batch_statistics": True} == reference["mode"]
+    assert "has no dropout: evaluating it deterministically" in stderr["onnx"]  # Paper mode asked, by default.
+    assert onnx["num_examples"] == 3 and onnx["image_size"] == [128, 128]
+    for key in ("l1", "psnr", "ssim"):
+        assert abs(onnx["metrics"][key] - reference["metrics"][key]) <= FORM_TOLERANCE[key], key
+    for channel in ("L", "a", "b"):
+        assert abs(onnx["metrics"]["lab_histogram_intersection"][channel]
+                   - reference["metrics"]["lab_histogram_intersection"][channel]) \
+            <= FORM_TOLERANCE["lab_histogram_intersection"], channel
 
 
 @pytest.mark.slow
