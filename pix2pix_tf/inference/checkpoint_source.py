@@ -35,7 +35,7 @@ def open_checkpoint(source: ModelSource, mode: InferenceMode, *, seed: Optional[
                     threads: int) -> Translator:
     """G in `mode` at `image_size` (default: the run's crop size), its dropout noise seeded by
     (seed, image index) when `seed` is given."""
-    import tensorflow as tf
+    import tensorflow as tf  # Here, not above: naming a model (`resolve`) loads no TensorFlow.
 
     from pix2pix_tf.inference import generate
     from pix2pix_tf.networks.generator import size_multiple
@@ -96,7 +96,7 @@ def load_generator(workdir: str, checkpoint: Optional[str] = None,
     checkpoint whose generator does not fit config.json is refused rather than half-loaded.
     Returns (G, the run's config, the checkpoint restored).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # Here, not above: naming a model (`resolve`) loads no TensorFlow.
 
     from pix2pix_tf.networks.generator import build_generator
     from pix2pix_tf.training.checkpoints import (

@@ -31,7 +31,7 @@ def resolve(path: str) -> Recorded:
 def open_saved_model(source: ModelSource, mode: InferenceMode, *, seed: Optional[int], image_size: Optional[int],
                      threads: int) -> Translator:
     """The float signature of `mode` at `image_size` (default: the size the export records)."""
-    import tensorflow as tf
+    import tensorflow as tf  # Here, not above: naming a model (`resolve`) loads no TensorFlow.
 
     loaded = load_saved_model(source.path)
     name = artifacts.SIGNATURE_FLOAT_DETERMINISTIC if mode.deterministic else artifacts.SIGNATURE_FLOAT
@@ -69,7 +69,7 @@ def load_saved_model(path: str) -> Any:
     """`tf.saved_model.load(path)`, or a ConfigError naming the file that is damaged (a
     truncated copy fails deep inside TensorFlow with errors such as `IndexError: Read less
     bytes than requested`, which name no file)."""
-    import tensorflow as tf
+    import tensorflow as tf  # Here, not above: naming a model (`resolve`) loads no TensorFlow.
 
     try:
         return tf.saved_model.load(path)
@@ -82,7 +82,7 @@ def load_saved_model(path: str) -> Any:
 def _damaged_file(path: str) -> str:
     """The file of the SavedModel at `path` that does not read back whole: its graph, its
     variables' index, or the data file of a variable (checked one tensor at a time)."""
-    import tensorflow as tf
+    import tensorflow as tf  # Here, not above: naming a model (`resolve`) loads no TensorFlow.
     from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import saved_model_pb2
 
