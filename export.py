@@ -70,7 +70,7 @@ flags.DEFINE_integer("max_request_pixels", None, "Most pixels one request to any
 def config_from_flags():
     """The typed export request; nothing below export.py reads flags."""
     from pix2pix_tf.export.config import ExportConfig  # Here, not above: --help answers before TensorFlow loads.
-    from pix2pix_tf.inference.generate import InferenceMode  # Loads TensorFlow.
+    from pix2pix_tf.inference.mode import InferenceMode
 
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required: the training run to export.")

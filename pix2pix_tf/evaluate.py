@@ -1,7 +1,7 @@
 """Evaluates a trained generator: `python -m pix2pix_tf.evaluate --workdir=runs/x`.
 
 L1, PSNR, SSIM, the paper's colour test and FCN-score (and FID with local Inception
-weights) of a checkpoint, SavedModel or TFLite file on a split of the run's dataset; see
+weights) of a checkpoint, SavedModel, TFLite or ONNX file on a split of the run's dataset; see
 docs/evaluation.md. Also installed as `pix2pix-evaluate`. The library call is
 `pix2pix_tf.evaluation.evaluator.evaluate(EvalConfig(...))`.
 """
@@ -15,21 +15,17 @@ cli.quiet_tensorflow()
 from absl import flags  # noqa: E402
 
 from pix2pix_tf.evaluation.config import EvalConfig  # noqa: E402
+from pix2pix_tf.inference import request  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("workdir", None, "The training run: its config.json gives dataset, direction and "
-                    "preprocessing; its newest checkpoint is the model unless --saved_model/--tflite.")
-flags.DEFINE_string("checkpoint", None, "A specific checkpoint of --workdir (default: the newest).")
-flags.DEFINE_string("saved_model", None, "Evaluate an exported SavedModel (version folder or model folder).")
-flags.DEFINE_string("tflite", None, "Evaluate a .tflite file written by export.py (no dropout).")
+MODEL = request.define_flags(request.Offer(
+    verb="Evaluate", seed=0, workdir_names_run=True,
+    workdir_note=" Its config.json gives the dataset, direction and preprocessing of the evaluation.",
+    native_note=" Each output is compared with its target at that size; no FCN-score."))
 flags.DEFINE_string("split", None, "Dataset split (default: test, else val).")
 flags.DEFINE_integer("num_examples", None, "Evaluate the first N images of the split (default: all).")
-flags.DEFINE_bool("deterministic", False, "No dropout (default: the paper's test mode, dropout on).")
-flags.DEFINE_bool("batch_statistics", True, "Checkpoint only: batch norm with each image's statistics (the "
-                  "paper); --nobatch_statistics uses the moving averages.")
 flags.DEFINE_integer("num_samples", 1, "Dropout samples per image; metrics are averaged over them (mean +- std).")
-flags.DEFINE_integer("seed", 0, "Seeds the checkpoint's dropout noise (image i, sample k: (seed, i*N+k)).")
 flags.DEFINE_string("output_dir", None, "Where metrics.json, index.html and grid.png go "
                     "(default <workdir>/eval/<split>_<model>_<mode>).")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir (default: the run's).")
@@ -46,32 +42,29 @@ flags.DEFINE_bool("fid", False, "Compute FID (needs --inception_weights: nothing
 flags.DEFINE_string("inception_weights", None, "Local Keras Inception-v3 'notop' weights file (.h5) for FID.")
 flags.DEFINE_integer("html_examples", 50, "Images shown in index.html.")
 flags.DEFINE_integer("grid_examples", 6, "Rows of grid.png.")
-flags.DEFINE_integer("threads", 2, "TFLite interpreter threads.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.DEFINE_bool("native_size", False, "Translate each image at its own size and aspect ratio (no test-time "
-                  "resize; reflection-padded to the generator's size multiple and cropped back) and compare it "
-                  "with the target at that size. No FCN-score; not for TFLite.")
 
 
 def config_from_flags():
-    """The typed evaluation request; nothing below this module reads flags."""
+    """The typed evaluation request; nothing below this module reads flags. The model flags
+    are checked first, before TensorFlow loads."""
+    model = request.from_flags(MODEL)
     f = FLAGS
     return EvalConfig(
-        workdir=f.workdir, checkpoint=f.checkpoint, saved_model=f.saved_model, tflite=f.tflite, split=f.split,
-        num_examples=f.num_examples, deterministic=f.deterministic, batch_statistics=f.batch_statistics,
-        num_samples=f.num_samples, seed=f.seed, output_dir=f.output_dir, data_dir=f.data_dir, fcn=f.fcn,
-        segmenter=f.segmenter, segmenter_input=f.segmenter_input, segmenter_cache=f.segmenter_cache,
-        segmenter_steps=f.segmenter_steps, fid=f.fid, inception_weights=f.inception_weights,
-        html_examples=f.html_examples, grid_examples=f.grid_examples, threads=f.threads, progress=f.progress,
-        native_size=f.native_size)
+        model=model, split=f.split, num_examples=f.num_examples, num_samples=f.num_samples, output_dir=f.output_dir,
+        data_dir=f.data_dir, fcn=f.fcn, segmenter=f.segmenter, segmenter_input=f.segmenter_input,
+        segmenter_cache=f.segmenter_cache, segmenter_steps=f.segmenter_steps, fid=f.fid,
+        inception_weights=f.inception_weights, html_examples=f.html_examples, grid_examples=f.grid_examples,
+        progress=f.progress)
 
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
+    config = config_from_flags()  # A wrong request is refused before TensorFlow loads.
     from pix2pix_tf.evaluation.evaluator import evaluate  # Here, not above: --help answers before TensorFlow loads.
-    from pix2pix_tf.evaluation.report import format_table  # Loads TensorFlow.
+    from pix2pix_tf.evaluation.report import format_table
 
-    result = evaluate(config_from_flags())
+    result = evaluate(config)
     print(format_table(result.metrics))
     print(f"Written: {result.metrics_path}" + (f", {result.html_path}" if result.html_path else "")
           + (f", {result.grid_path}" if result.grid_path else ""))

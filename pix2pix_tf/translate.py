@@ -19,15 +19,12 @@ cli.quiet_tensorflow()
 
 from absl import app, flags  # noqa: E402
 
+from pix2pix_tf.inference import request  # noqa: E402
+
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("workdir", None, "Translate with this training run's generator (config.json + checkpoint).")
-flags.DEFINE_string("checkpoint", None, "With --workdir: a specific checkpoint (default: the newest).")
-flags.DEFINE_string("saved_model", None, "Translate with an exported SavedModel: a version folder, or the model "
-                    "folder (the newest version is used).")
-flags.DEFINE_string("tflite", None, "Translate with a .tflite file written by export.py.")
-flags.DEFINE_string("onnx", None, "Translate with an .onnx file written by export.py --onnx (onnxruntime; the "
-                    "`onnx` extra).")
+MODEL = request.define_flags(request.Offer(verb="Translate with", image_size=True, max_pixels=True,
+                                           max_pixels_default=request.DEFAULT_MAX_PIXELS))
 flags.DEFINE_multi_string("input", [], "Image files or folders (repeatable; positional arguments work too).")
 flags.DEFINE_string("output_dir", None, "Where translated PNGs go (folder structure of the inputs is kept; "
                     "an input is never written over, see docs/serving.md).")
@@ -37,45 +34,31 @@ flags.DEFINE_enum("direction", None, ["AtoB", "BtoA"], "With --paired: override 
                   "run or the export.")
 flags.DEFINE_bool("side_by_side", False, "Write input | output (| target with --paired) instead of the output.")
 flags.DEFINE_bool("keep_size", False, "Resize each output back to its input's size (default: the model's size).")
-flags.DEFINE_bool("native_size", False, "Translate each image at its own size and aspect ratio (reflection-padded "
-                  "to the generator's size multiple, cropped back; checkpoint, SavedModel or ONNX, not TFLite). "
-                  "Default: resized to the model's square.")
-flags.DEFINE_bool("deterministic", False, "No dropout (checkpoint and SavedModel; TFLite files never have it).")
-flags.DEFINE_bool("batch_statistics", True, "With --workdir: batch norm with each image's statistics (the paper); "
-                  "--nobatch_statistics uses the moving averages.")
-flags.DEFINE_integer("seed", None, "With --workdir and dropout on: seed the noise z (image i uses (seed, i)).")
-flags.DEFINE_integer("image_size", None, "Square size the model runs at (default: the run's or the export's).")
-flags.DEFINE_integer("threads", 2, "TFLite interpreter (or onnxruntime) threads.")
-flags.DEFINE_integer("max_pixels", 4096 * 4096, "Largest input image, in pixels (checked from its header, before "
-                     "decoding); larger files are reported and not translated.")
 flags.DEFINE_bool("progress", True, "Show a progress bar for more than one image.")
 
 
 def config_from_flags(argv: list[str]):
-    """The typed translation request; nothing below this module reads flags."""
-    from pix2pix_tf.inference.files import TranslateConfig  # Here, not above: --help answers before TensorFlow loads.
-    from pix2pix_tf.inference.generate import InferenceMode  # Loads TensorFlow.
-
+    """The typed translation request; nothing below this module reads flags. The model flags
+    are checked first, before TensorFlow loads."""
+    model = request.from_flags(MODEL)
     inputs = tuple(FLAGS.input) + tuple(argv[1:])
     if not inputs:
         raise app.UsageError("Give images or folders to translate (positional, or --input).")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required.")
-    return TranslateConfig(
-        inputs=inputs, output_dir=FLAGS.output_dir, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint,
-        saved_model=FLAGS.saved_model, tflite=FLAGS.tflite, onnx=FLAGS.onnx, paired=FLAGS.paired,
-        direction=FLAGS.direction,
-        side_by_side=FLAGS.side_by_side, keep_size=FLAGS.keep_size,
-        mode=InferenceMode(dropout=not FLAGS.deterministic, batch_statistics=FLAGS.batch_statistics),
-        seed=FLAGS.seed, image_size=FLAGS.image_size, threads=FLAGS.threads, progress=FLAGS.progress,
-        max_pixels=FLAGS.max_pixels, native_size=FLAGS.native_size)
+    from pix2pix_tf.inference.files import TranslateConfig  # Here, not above: --help answers before TensorFlow loads.
+
+    return TranslateConfig(inputs=inputs, output_dir=FLAGS.output_dir, model=model, paired=FLAGS.paired,
+                           direction=FLAGS.direction, side_by_side=FLAGS.side_by_side, keep_size=FLAGS.keep_size,
+                           progress=FLAGS.progress)
 
 
 def main(argv: list[str]) -> int:
-    from pix2pix_tf.inference.files import translate_files  # Here, not above: --help answers before TensorFlow loads.
-
     try:
-        result = translate_files(config_from_flags(argv))
+        config = config_from_flags(argv)  # A wrong request is refused before TensorFlow loads.
+        from pix2pix_tf.inference.files import translate_files  # Loads TensorFlow.
+
+        result = translate_files(config)
     except Interrupted as stop:
         stop.done.append("before translating any image")
         raise

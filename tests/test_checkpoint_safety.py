@@ -17,7 +17,7 @@ from pix2pix_tf import writing
 from pix2pix_tf.checkpoint_reading import CheckpointError
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.inference.sources import load_generator
+from pix2pix_tf.inference.checkpoint_source import load_generator
 from pix2pix_tf.training.loop import train
 
 from conftest import tiny_config

@@ -12,6 +12,7 @@ import pytest
 
 from pix2pix_tf import catalogue
 from pix2pix_tf import config as cfg
+from pix2pix_tf.inference.request import ModelRequest
 
 
 def test_round_trip_through_config_json(tmp_path):
@@ -162,17 +163,15 @@ def test_the_patchgan_geometry_is_the_network_s(side):
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda: __import__("pix2pix_tf.inference.files", fromlist=["x"]).TranslateConfig(
-        inputs=("a",), output_dir="o", image_size=-128), "--image_size must be at least 1, got -128"),
-    (lambda: __import__("pix2pix_tf.inference.files", fromlist=["x"]).TranslateConfig(
-        inputs=("a",), output_dir="o", max_pixels=0), "--max_pixels must be at least 1, got 0"),
-    (lambda: __import__("pix2pix_tf.inference.files", fromlist=["x"]).TranslateConfig(
-        inputs=("a",), output_dir="o", threads=0), "--threads must be at least 1, got 0"),
+    # translate, evaluate and the demo: their one ModelRequest (tests/test_request.py).
+    (lambda: ModelRequest.of(workdir="w", image_size=-128), "--image_size must be at least 1, got -128"),
+    (lambda: ModelRequest.of(workdir="w", max_pixels=0), "--max_pixels must be at least 1, got 0"),
+    (lambda: ModelRequest.of(workdir="w", threads=0), "--threads must be at least 1, got 0"),
     (lambda: cfg.DataConfig(max_pixels=0).validate(), "--max_pixels must be at least 1, got 0"),
     (lambda: __import__("pix2pix_tf.export.config", fromlist=["x"]).ExportConfig(
         workdir="w", image_size=-128).validate(), "--image_size must be positive, got -128"),
     (lambda: __import__("pix2pix_tf.evaluation.config", fromlist=["x"]).EvalConfig(
-        workdir="w", threads=0).validate(), "--threads must be at least 1, got 0"),
+        ModelRequest.of(workdir="w"), num_samples=0).validate(), "--num_samples must be at least 1, got 0"),
 ])
 def test_non_positive_sizes_and_caps_are_refused_by_every_program(make, message):
     with pytest.raises(cfg.ConfigError, match=message):
@@ -246,9 +245,8 @@ def test_a_size_the_generator_cannot_take_gets_one_message_from_every_program(tm
 
             export(ExportConfig(workdir=str(tmp_path), export_dir=str(tmp_path / "export"), image_size=96))
         else:
-            from pix2pix_tf.inference import generate
-            from pix2pix_tf.inference.sources import ModelSource
+            from pix2pix_tf.inference.mode import DETERMINISTIC
 
-            ModelSource.resolve(workdir=str(tmp_path)).open(generate.DETERMINISTIC, image_size=96)
+            ModelRequest.of(workdir=str(tmp_path)).resolve().open(DETERMINISTIC, image_size=96)
     assert str(error.value) == (f"{flag}=96: --generator=unet_128 takes images whose sides are multiples of 128; "
                                 f"use {flag}=128.")

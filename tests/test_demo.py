@@ -3,7 +3,7 @@ driven by a real headless Chromium (Debian's, through Selenium and Debian's chro
 
 The browser uploads files, draws a stroke with pointer actions and clicks examples; every
 output the page shows is read back as the PNG the browser loaded and compared with the model's
-output computed here through `ModelSource(...).open(DETERMINISTIC)`. The server runs with an
+output computed here through `ModelRequest.of(...).resolve().open(DETERMINISTIC)`. The server runs with an
 audit hook that reports any connection or name lookup outside this machine, and Chromium
 resolves no name but 127.0.0.1, so "offline" is checked, not assumed. The other sources
 (SavedModel, TFLite, TensorFlow Serving through the REST stand-in of test_serving_client.py)
@@ -34,8 +34,8 @@ from test_serving_client import export, misbehaving, servers  # noqa: F401  (fix
 from pix2pix_tf import images
 from pix2pix_tf.benchmark.web import chromium
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.inference.generate import DETERMINISTIC
-from pix2pix_tf.inference.sources import ModelSource
+from pix2pix_tf.inference.mode import DETERMINISTIC
+from pix2pix_tf.inference.request import ModelRequest
 
 from export_helpers import ROOT, trained_run
 
@@ -97,7 +97,7 @@ def held_out(run, tmp_path_factory) -> list[str]:
 
 @pytest.fixture(scope="module")
 def deterministic(run):
-    return ModelSource.resolve(workdir=run).open(DETERMINISTIC)
+    return ModelRequest.of(workdir=run).resolve().open(DETERMINISTIC)
 
 
 def expected(translator, data: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -310,23 +310,23 @@ def test_saved_model_tflite_and_serving_sources(gradio_installed, export, server
     from pix2pix_tf.demo.model import COLOUR, LABELS, DemoConfig, load_demo_model
 
     data = read(held_out[0])
-    saved_model = load_demo_model(DemoConfig(saved_model=export["deterministic"]), str(tmp_path))
+    saved_model = load_demo_model(DemoConfig(ModelRequest.of(saved_model=export["deterministic"])), str(tmp_path))
     assert not saved_model.has_dropout  # Exported --deterministic.
     assert saved_model.drawing.kind == LABELS and len(saved_model.examples) == 6  # From the run it names.
     result = saved_model.translate(data, "x.png", paper=False)
-    source = ModelSource.resolve(saved_model=export["deterministic"]).open(DETERMINISTIC)
+    source = ModelRequest.of(saved_model=export["deterministic"]).resolve().open(DETERMINISTIC)
     np.testing.assert_array_equal(result.output, expected(source, data)[1])
 
     tflite = os.path.join(export["tflite_paper"], "tiny_float32.tflite")
-    lite = load_demo_model(DemoConfig(tflite=tflite, num_examples=0))
+    lite = load_demo_model(DemoConfig(ModelRequest.of(tflite=tflite), num_examples=0))
     assert not lite.has_dropout and lite.drawing.kind == LABELS  # No dropout in TFLite; the run is known.
     toggle = next(b for b in build_page(lite).blocks.values() if getattr(b, "elem_id", None) == "paper")
     assert toggle.interactive is False and "no dropout" in toggle.info
     result = lite.translate(data, "x.png", paper=True)  # Paper mode asked, deterministic given.
-    source = ModelSource.resolve(tflite=tflite).open(DETERMINISTIC)
+    source = ModelRequest.of(tflite=tflite).resolve().open(DETERMINISTIC)
     np.testing.assert_array_equal(result.output, expected(source, data)[1])
 
-    serving = load_demo_model(DemoConfig(serving_url=servers["rest"], model_name="tiny"))
+    serving = load_demo_model(DemoConfig(ModelRequest.of(serving_url=servers["rest"], model_name="tiny")))
     assert serving.image_size == 128 and serving.examples == () and serving.drawing.kind == COLOUR
     prepared = images.preprocess(tf.constant(images.decode_bytes(data, MAX_PIXELS).pixels), 3, 128).numpy()
     reference = servers["fake"].run("translate_float_deterministic", {"images": prepared[None]})["output"]
@@ -356,10 +356,12 @@ def test_the_demo_refuses_bad_flags_with_a_message(gradio_installed):
     from pix2pix_tf.demo.model import DemoConfig
     from pix2pix_tf.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="exactly one of --workdir, --saved_model, --tflite, --onnx, --serving_url"):
-        DemoConfig(workdir="a", serving_url="http://localhost:8501")
+    with pytest.raises(ConfigError, match=r"exactly one of --workdir, --saved_model, --tflite or --onnx to name the "
+                                          r"model \(the demo also takes --serving_url\); got --workdir and "
+                                          "--serving_url"):
+        DemoConfig(ModelRequest.of(workdir="a", serving_url="http://localhost:8501"))
     with pytest.raises(ConfigError, match="got none"):
-        DemoConfig()
+        DemoConfig(ModelRequest.of())
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -102,13 +102,14 @@ def test_model_card_beside_the_saved_model_and_the_tflite_files(export, data_dir
     from pix2pix_tf.config import TrainConfig
     from pix2pix_tf.data import pipeline
     from pix2pix_tf.evaluation.metrics import pooled_psnr
-    from pix2pix_tf.inference import generate, sources
+    from pix2pix_tf.inference import checkpoint_source, generate
+    from pix2pix_tf.inference.mode import DETERMINISTIC
 
-    generator, config, _ = sources.load_generator(export["workdir"])
+    generator, config, _ = checkpoint_source.load_generator(export["workdir"])
     dataset = pipeline.load_paired_dataset(config.data)
     pairs = list(pipeline.held_out_pairs(dataset, config.data, 3, 3, limit=2).as_numpy_iterator())
     inputs, targets = np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
-    outputs = generate.generate(generator, tf.constant(inputs), generate.DETERMINISTIC).numpy()
+    outputs = generate.generate(generator, tf.constant(inputs), DETERMINISTIC).numpy()
     l1 = float(np.mean(np.abs(outputs - targets)))
     saved_model_card = artifacts.model_card_path(export["paper"])
     tflite_card = os.path.join(export["tflite_paper"], artifacts.MODEL_CARD)

@@ -19,6 +19,8 @@ from pix2pix_tf.evaluation import segmentation
 from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE, EvalConfig, evaluate
 from pix2pix_tf.evaluation.metrics import confusion_matrix, segmentation_scores
 from pix2pix_tf.evaluation.plan import split_pairs, with_labels
+from pix2pix_tf.inference.mode import DETERMINISTIC
+from pix2pix_tf.inference.request import ModelRequest
 
 from export_helpers import run, trained_run
 
@@ -186,14 +188,17 @@ def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmen
     exported = exporter.export(exporter.ExportConfig(workdir=workdir, export_dir=str(tmp_path / "export"),
                                                      tflite=("float32",), check_examples=2))
     tflite = exported.variants[0].path
-    common = EvalConfig(workdir=workdir, deterministic=True, num_examples=3, segmenter_cache=segmenter_cache,
-                        segmenter_steps=SEGMENTER_STEPS, html_examples=0, grid_examples=0, progress=False)
+    common = EvalConfig(ModelRequest.of(workdir=workdir, mode=DETERMINISTIC), num_examples=3,
+                        segmenter_cache=segmenter_cache, segmenter_steps=SEGMENTER_STEPS, html_examples=0,
+                        grid_examples=0, progress=False)
     forms = {
         "checkpoint": common,
-        "saved_model": dataclasses.replace(common, saved_model=exported.saved_model_dir),
-        "tflite": dataclasses.replace(common, tflite=tflite),
+        "saved_model": dataclasses.replace(common, model=ModelRequest.of(
+            run=workdir, saved_model=exported.saved_model_dir, mode=DETERMINISTIC)),
+        "tflite": dataclasses.replace(common, model=ModelRequest.of(run=workdir, tflite=tflite, mode=DETERMINISTIC)),
         # Without --workdir: the run is found from the export's metadata.
-        "saved_model_alone": dataclasses.replace(common, workdir=None, saved_model=exported.saved_model_dir),
+        "saved_model_alone": dataclasses.replace(common, model=ModelRequest.of(
+            saved_model=exported.saved_model_dir, mode=DETERMINISTIC)),
     }
     results = {name: evaluate(dataclasses.replace(c, output_dir=str(tmp_path / name))).metrics
                for name, c in forms.items()}
@@ -212,8 +217,10 @@ def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmen
 
 
 def test_paper_mode_noise_is_seeded(workdir, segmenter_cache, tmp_path):
-    config = EvalConfig(workdir=workdir, num_examples=2, fcn=False, html_examples=0, grid_examples=0, progress=False)
-    first, second, other = (evaluate(dataclasses.replace(config, seed=seed, output_dir=str(tmp_path / str(i)))).metrics
+    config = EvalConfig(ModelRequest.of(workdir=workdir), num_examples=2, fcn=False, html_examples=0, grid_examples=0,
+                        progress=False)
+    first, second, other = (evaluate(dataclasses.replace(config, model=dataclasses.replace(config.model, seed=seed),
+                                                         output_dir=str(tmp_path / str(i)))).metrics
                             for i, seed in enumerate((1, 1, 2)))
     assert first["metrics"]["l1"] == second["metrics"]["l1"]
     assert first["metrics"]["l1"] != other["metrics"]["l1"]
@@ -224,12 +231,13 @@ def test_evaluate_refuses_what_it_cannot_do(workdir, tmp_path):
     from pix2pix_tf.errors import Pix2pixError
 
     with pytest.raises(Pix2pixError, match="splits"):
-        evaluate(EvalConfig(workdir=workdir, split="holdout", fcn=False, progress=False, output_dir=str(tmp_path)))
-    with pytest.raises(Pix2pixError, match="at most one"):
-        evaluate(EvalConfig(workdir=workdir, saved_model="a", tflite="b"))
+        evaluate(EvalConfig(ModelRequest.of(workdir=workdir), split="holdout", fcn=False, progress=False,
+                            output_dir=str(tmp_path)))
+    with pytest.raises(Pix2pixError, match="exactly one of .*; got --saved_model and --tflite"):
+        evaluate(EvalConfig(ModelRequest.of(run=workdir, saved_model="a", tflite="b")))
     with pytest.raises(Pix2pixError, match="--workdir"):
-        evaluate(EvalConfig())
+        evaluate(EvalConfig(ModelRequest.of()))
     with pytest.raises(Pix2pixError, match="pass --workdir"):
-        evaluate(EvalConfig(saved_model=str(tmp_path)))
+        evaluate(EvalConfig(ModelRequest.of(saved_model=str(tmp_path))))
     with pytest.raises(Pix2pixError, match="config.json"):
-        evaluate(EvalConfig(workdir=str(tmp_path / "nope")))
+        evaluate(EvalConfig(ModelRequest.of(workdir=str(tmp_path / "nope"))))

@@ -19,7 +19,8 @@ from pix2pix_tf import images
 from pix2pix_tf.errors import InferenceError
 from pix2pix_tf.evaluation import metrics
 from pix2pix_tf.export import exporter
-from pix2pix_tf.inference import artifacts, generate, sources
+from pix2pix_tf.inference import artifacts, checkpoint_source, generate
+from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.serving import client as serving_client
 
@@ -122,10 +123,10 @@ def fresh_process(saved_model: str, png: str, image: np.ndarray, tmp_path) -> di
 def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, data_dir, tmp_path):
     png, image = held_out_png(export, data_dir, tmp_path)
     got = fresh_process(export["deterministic"], png, image, tmp_path)
-    generator, _, _ = sources.load_generator(export["workdir"])
-    expected = generate.generate(generator, tf.constant(image[None]), generate.DETERMINISTIC).numpy()
+    generator, _, _ = checkpoint_source.load_generator(export["workdir"])
+    expected = generate.generate(generator, tf.constant(image[None]), DETERMINISTIC).numpy()
     from_bytes = images.decode_images(tf.constant([open(png, "rb").read()]), 3, 128)
-    expected_bytes = generate.generate(generator, from_bytes, generate.DETERMINISTIC).numpy()
+    expected_bytes = generate.generate(generator, from_bytes, DETERMINISTIC).numpy()
     assert bool(got["unchanged"])
     np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
     np.testing.assert_allclose(got["float_1"], expected, atol=1e-4)  # Deterministic export: same function.
@@ -144,8 +145,8 @@ def test_paper_mode_saved_model_draws_noise_without_changing_state(export, data_
     assert not np.array_equal(first, second)  # Dropout is on: the noise z differs between calls...
     assert abs(first.mean() - second.mean()) < 0.05 and abs(first.std() - second.std()) < 0.05  # ...not its law.
     # Dropout-free, the paper-mode export equals the checkpoint in the paper's normalisation.
-    generator, _, _ = sources.load_generator(export["workdir"])
-    expected = generate.generate(generator, tf.constant(image[None]), generate.DETERMINISTIC).numpy()
+    generator, _, _ = checkpoint_source.load_generator(export["workdir"])
+    expected = generate.generate(generator, tf.constant(image[None]), DETERMINISTIC).numpy()
     np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
 
 
@@ -157,7 +158,7 @@ def test_paper_mode_equals_keras_training_mode_call_without_its_state_writes(exp
     generator = build_generator(ModelConfig(generator="unet_128", ngf=8, dropout=False))
     image = tf.random.stateless_uniform([1, 128, 128, 3], seed=[1, 2], minval=-1, maxval=1)
     before = [v.numpy().copy() for v in generator.variables]
-    ours = generate.generate(generator, image, generate.DETERMINISTIC).numpy()
+    ours = generate.generate(generator, image, DETERMINISTIC).numpy()
     assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, generator.variables))
     np.testing.assert_allclose(ours, generator(image, training=True).numpy(), atol=1e-5)
 
@@ -264,7 +265,7 @@ def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, t
 @pytest.mark.slow
 def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(exporter.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass: "broken".
-    moving_averages = generate.InferenceMode(dropout=False, batch_statistics=False)
+    moving_averages = InferenceMode(dropout=False, batch_statistics=False)
     config = exporter.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m",
                                    tflite=("float16",), check_examples=1, mode=moving_averages)
     with pytest.raises(exporter.ExportError, match="(?s)float16 do not reproduce the SavedModel.*no TFLite file"):
@@ -273,7 +274,7 @@ def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatc
     assert not os.path.exists(tmp_path / "tflite" / "m")  # ...no TFLite file was.
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
     # --nobatch_statistics: the export is Keras' inference-mode call.
-    generator, _, _ = sources.load_generator(export["workdir"])
+    generator, _, _ = checkpoint_source.load_generator(export["workdir"])
     image = tf.random.stateless_uniform([1, 128, 128, 3], seed=[3, 4], minval=-1, maxval=1)
     got = tf.saved_model.load(str(tmp_path / "m" / "1")).signatures["translate_float"](images=image)["output"]
     np.testing.assert_allclose(got.numpy(), generator(image, training=False).numpy(), atol=1e-4)

@@ -233,7 +233,7 @@ def _export(directory: str, max_request_pixels: int) -> None:
     as export.py writes it, with the table's caps."""
     from pix2pix_tf.export.config import ExportConfig
     from pix2pix_tf.export.saved_model import write_saved_model
-    from pix2pix_tf.inference.generate import DETERMINISTIC
+    from pix2pix_tf.inference.mode import DETERMINISTIC
     from pix2pix_tf.networks.generator import build_generator
 
     from conftest import tiny_config
@@ -267,10 +267,11 @@ def test_the_request_cap_is_recorded_and_must_fit_the_warmup(saved_model, tmp_pa
 @pytest.mark.slow
 def test_translate(saved_model, tmp_path):
     from pix2pix_tf.inference.files import TranslateConfig, translate_files
+    from pix2pix_tf.inference.request import ModelRequest
 
     paths = hostile_folder(str(tmp_path / "in"))
     config = TranslateConfig(inputs=(str(tmp_path / "in"),), output_dir=str(tmp_path / "out"),
-                             saved_model=saved_model, max_pixels=MAX_PIXELS, progress=False)
+                             model=ModelRequest.of(saved_model=saved_model, max_pixels=MAX_PIXELS), progress=False)
     with Bounded():
         result = translate_files(config)
     failed = dict(result.failed)
@@ -287,9 +288,9 @@ def test_demo_upload_handler(saved_model, tmp_path):
     pytest.importorskip("gradio")
     from pix2pix_tf.demo.app import answer
     from pix2pix_tf.demo.model import DemoModel, drawing_for
-    from pix2pix_tf.inference.sources import ModelSource
+    from pix2pix_tf.inference.request import ModelRequest
 
-    source = ModelSource.resolve(saved_model=saved_model)
+    source = ModelRequest.of(saved_model=saved_model).resolve()
     model = DemoModel("tiny", source.open, False, drawing_for(None, None), MAX_PIXELS)
     paths = hostile_folder(str(tmp_path / "uploads"))
     for name, message in INPUTS.items():

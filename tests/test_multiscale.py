@@ -18,7 +18,8 @@ from test_training import assert_same_run_state
 
 from pix2pix_tf.config import LossConfig, ModelConfig, TrainConfig
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.inference import generate, sources
+from pix2pix_tf.inference import checkpoint_source, generate
+from pix2pix_tf.inference.mode import DETERMINISTIC
 from pix2pix_tf.networks.discriminator import Downsample, build_discriminator, feature_discriminator, patchgan
 from pix2pix_tf.training import losses
 from pix2pix_tf.training.loop import train
@@ -179,6 +180,6 @@ def test_multiscale_feature_matching_run_logs_resumes_and_exports(tmp_path, data
     client = run([sys.executable, str(tmp_path / "client.py"), os.path.join(export_dir, "ms", "1"),
                   str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], cwd=str(tmp_path))
     assert client.returncode == 0, client.stderr[-3000:]
-    generator, _, _ = sources.load_generator(workdir)
-    expected = generate.generate(generator, tf.constant(x), generate.DETERMINISTIC).numpy()
+    generator, _, _ = checkpoint_source.load_generator(workdir)
+    expected = generate.generate(generator, tf.constant(x), DETERMINISTIC).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-4)

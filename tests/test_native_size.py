@@ -19,8 +19,10 @@ from pix2pix_tf import images
 from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import generate, geometry
+from pix2pix_tf.inference.checkpoint_source import load_generator
 from pix2pix_tf.inference.files import TranslateConfig, translate_files
-from pix2pix_tf.inference.sources import load_generator
+from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
+from pix2pix_tf.inference.request import ModelRequest
 from pix2pix_tf.networks.generator import build_generator
 
 from conftest import tiny_config
@@ -28,7 +30,7 @@ from export_helpers import run
 
 # Moving-average batch norm and no dropout: every output pixel is a fixed function of its
 # neighbourhood, so tile consistency holds exactly (per-image statistics change with padding).
-LOCAL = generate.InferenceMode(dropout=False, batch_statistics=False)
+LOCAL = InferenceMode(dropout=False, batch_statistics=False)
 # resnet_6blocks' reach from an output pixel to the input pixels it reads, in input pixels:
 # c7s1 3 + down1 (3x3 s2) 1 + down2 (3x3 at stride 2) 2 + 12 residual 3x3 convs at stride 4 48
 # + up1 (3x3 transposed, stride 4) 4 + up2 (stride 2) 2 + the last 7x7 3 = 63.
@@ -124,7 +126,7 @@ def test_a_tile_translated_alone_equals_its_region_in_the_whole(resnet):
 
 
 def _translator(generator):
-    from pix2pix_tf.inference.sources import Translator
+    from pix2pix_tf.inference.translator import Translator
 
     def call(image, index):
         return generate.generate(generator, tf.constant(image), LOCAL).numpy()
@@ -170,8 +172,8 @@ def runs(tmp_path_factory) -> dict:
 def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
     inputs = [write_png(tmp_path / "in" / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in SIZES]
     result = translate_files(TranslateConfig(inputs=(str(tmp_path / "in"),), output_dir=str(tmp_path / "out"),
-                                             workdir=runs[run_name], native_size=True,
-                                             mode=generate.DETERMINISTIC, progress=False))
+                                             model=ModelRequest.of(workdir=runs[run_name], native_size=True,
+                                                                   mode=DETERMINISTIC), progress=False))
     assert not result.failed and len(result.written) == len(SIZES)
     generator, config, _ = load_generator(runs[run_name])
     multiple = config.model.size_multiple
@@ -179,7 +181,7 @@ def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
         written = tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / os.path.basename(path)))).numpy()
         assert written.shape == (height, width, 3)
         pixels = images.to_signed(random_pixels(height, width, seed=height)).numpy()
-        expected = images.to_uint8(numpy_native(generator, pixels, multiple, generate.DETERMINISTIC)).numpy()
+        expected = images.to_uint8(numpy_native(generator, pixels, multiple, DETERMINISTIC)).numpy()
         assert np.abs(written.astype(int) - expected).max() <= 1  # Rounding of float differences.
 
 
@@ -191,41 +193,44 @@ def test_translate_cli_native_size_and_its_refusals(runs, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / "odd.png"))).shape == (37, 61, 3)
     # Under the cap as decoded (2257 pixels), over it padded (64x40 = 2560): reported, not translated.
-    config = TranslateConfig(inputs=(path,), output_dir=str(tmp_path / "capped"), workdir=runs["none"],
-                             native_size=True, max_pixels=2400, progress=False)
+    config = TranslateConfig(inputs=(path,), output_dir=str(tmp_path / "capped"),
+                             model=ModelRequest.of(workdir=runs["none"], native_size=True, max_pixels=2400),
+                             progress=False)
     capped = translate_files(config)
     assert not capped.written and "pads to 64x40" in capped.failed[0][1]
     with pytest.raises(ConfigError, match="--image_size and --native_size"):
-        translate_files(dataclasses.replace(config, image_size=64))
+        translate_files(dataclasses.replace(config, model=dataclasses.replace(config.model, image_size=64)))
 
 
 def test_evaluate_at_native_size_compares_with_the_target_at_its_size(runs, tmp_path):
     from pix2pix_tf.evaluation.evaluator import EvalConfig, evaluate
 
-    result = evaluate(EvalConfig(workdir=runs["none"], native_size=True, deterministic=True,
+    result = evaluate(EvalConfig(ModelRequest.of(workdir=runs["none"], native_size=True, mode=DETERMINISTIC),
                                  output_dir=str(tmp_path / "eval"), progress=False))
     metrics = json.load(open(result.metrics_path))
     assert metrics["native_size"] is True and metrics["image_size"] == [48, 80]
     generator, _, _ = load_generator(runs["none"])
     for i, entry in enumerate(metrics["per_image"]):
         a = tf.io.decode_png(tf.io.read_file(os.path.join(runs["folder"], "A", "test", f"{i}.png"))).numpy()
-        output = numpy_native(generator, images.to_signed(a).numpy(), 4, generate.DETERMINISTIC)
+        output = numpy_native(generator, images.to_signed(a).numpy(), 4, DETERMINISTIC)
         target = images.to_signed(255 - a).numpy()
         assert entry["l1"] == pytest.approx(float(np.mean(np.abs(output - target))), abs=1e-5)
     with pytest.raises(ConfigError, match="FCN-score"):
-        EvalConfig(workdir=runs["none"], native_size=True, fcn=True).validate()
+        EvalConfig(ModelRequest.of(workdir=runs["none"], native_size=True), fcn=True).validate()
 
 
 def test_demo_translates_at_native_size(runs):
     from pix2pix_tf.demo.model import DemoConfig, load_demo_model
 
-    model = load_demo_model(DemoConfig(workdir=runs["scale_width"], native_size=True, num_examples=0))
+    model = load_demo_model(DemoConfig(ModelRequest.of(workdir=runs["scale_width"], native_size=True),
+                                       num_examples=0))
     png = tf.io.encode_png(random_pixels(61, 37)).numpy()
     translation = model.translate(png, "drawn", paper=True)
     assert translation.model_input.shape == (61, 37, 3) and translation.output.shape == (61, 37, 3)
     for source in (dict(tflite="x.tflite"), dict(serving_url="http://localhost:8501")):
-        with pytest.raises(ConfigError, match="--native_size needs --workdir or --saved_model"):
-            DemoConfig(native_size=True, **source)
+        with pytest.raises(ConfigError, match=r"--native_size needs a model that takes any size \(--workdir, "
+                                              r"--saved_model or --onnx\), not --(tflite|serving_url)"):
+            DemoConfig(ModelRequest.of(native_size=True, **source))
 
 
 # ----------------------------------------------------------------------------- SavedModel and TFLite
@@ -259,7 +264,7 @@ def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path):
 
     generator, _, _ = load_generator(runs["none"])
     directory = str(tmp_path / "saved_model")
-    build_archive(generator, generate.DETERMINISTIC, 48, 3, 4, max_pixels=2400,
+    build_archive(generator, DETERMINISTIC, 48, 3, 4, max_pixels=2400,
                   max_request_pixels=2 * 2400).write_out(directory, verbose=False)
     sizes = [(35, 59), (59, 35), (37, 61)]  # The last is under the cap but pads over it.
     paths = [write_png(tmp_path / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in sizes]
@@ -273,7 +278,7 @@ def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path):
     for (height, width), path in zip(sizes[:2], paths):
         name = os.path.basename(path)
         pixels = images.to_signed(random_pixels(height, width, seed=height)).numpy()
-        expected = numpy_native(generator, pixels, 4, generate.DETERMINISTIC)
+        expected = numpy_native(generator, pixels, 4, DETERMINISTIC)
         assert got[name].shape == (2, height, width, 3) and got[name + "_png"].shape == (height, width, 3)
         np.testing.assert_allclose(got[name][0], expected, atol=1e-4)
     assert "one size" in str(got["sizes"]) and "separate requests" in str(got["sizes"])
@@ -286,7 +291,7 @@ def test_tflite_files_stay_fixed_size(tmp_path):
     from pix2pix_tf.export import tflite
 
     generator = build_generator(ModelConfig(generator="unet_128", ngf=8, ndf=8))
-    tflite.tflite_archive(generator, generate.DETERMINISTIC, 128, 3).write_out(str(tmp_path / "sm"), verbose=False)
+    tflite.tflite_archive(generator, DETERMINISTIC, 128, 3).write_out(str(tmp_path / "sm"), verbose=False)
     interpreter = Interpreter(model_content=tflite.convert_tflite(str(tmp_path / "sm"), "float32", None, "float32"))
     index = interpreter.get_input_details()[0]["index"]
     assert list(interpreter.get_input_details()[0]["shape_signature"]) == [1, 128, 128, 3]
@@ -296,7 +301,7 @@ def test_tflite_files_stay_fixed_size(tmp_path):
 
 
 def test_tflite_is_refused_for_native_size():
-    from pix2pix_tf.inference.sources import Translator
+    from pix2pix_tf.inference.translator import Translator
 
     fixed = Translator("TFLite x.tflite", 128, 3, 3, None, LOCAL, lambda image, index: image)
     with pytest.raises(ConfigError, match="one fixed size"):
@@ -307,5 +312,7 @@ def test_flags_default_to_the_square_behaviour():
     from pix2pix_tf.demo.model import DemoConfig
     from pix2pix_tf.evaluation.config import EvalConfig
 
-    assert not TranslateConfig(inputs=("x",), output_dir="o").native_size
-    assert not EvalConfig(workdir="w").native_size and not DemoConfig(workdir="w").native_size
+    model = ModelRequest.of(workdir="w")
+    assert not model.native_size
+    assert not TranslateConfig(inputs=("x",), output_dir="o", model=model).model.native_size
+    assert not EvalConfig(model).model.native_size and not DemoConfig(model).model.native_size

@@ -1,6 +1,6 @@
 """export.py --onnx end to end: the file in onnxruntime against the SavedModel at two sizes, its
 contract read from the file, the refusal of a file that does not match, and --onnx as a model
-source of translate and the demo; docs/onnx.md's five lines."""
+source of translate, evaluate and the demo; docs/onnx.md's five lines."""
 
 from __future__ import annotations
 
@@ -163,25 +163,54 @@ def test_translate_onnx_end_to_end(export, tmp_path):
 
 
 @pytest.mark.slow
+def test_evaluate_onnx_gives_the_saved_models_metrics(export, tmp_path):
+    """`evaluate --onnx`: the run is found from the file's own metadata (no --workdir), the file
+    has no dropout (evaluated deterministically), and the numbers are the SavedModel's."""
+    from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE
+
+    common = ["--nofcn", "--num_examples=3", "--html_examples=0", "--grid_examples=0", "--noprogress"]
+    metrics, stderr = {}, {}
+    for name, model in (("onnx", [f"--onnx={export['file']}"]),
+                        ("saved_model", [f"--saved_model={export['saved_model']}", "--deterministic"])):
+        result = run([sys.executable, "-m", "pix2pix_tf.evaluate", *model, *common, f"--output_dir={tmp_path / name}"])
+        assert result.returncode == 0, result.stderr[-3000:]
+        metrics[name] = json.load(open(tmp_path / name / "metrics.json"))
+        stderr[name] = result.stderr
+    onnx, reference = metrics["onnx"], metrics["saved_model"]
+    assert onnx["source"] == "onnx" and onnx["model"].startswith(f"ONNX {export['file']}")
+    assert onnx["workdir"] == os.path.abspath(export["workdir"])  # From the file's metadata.
+    assert onnx["mode"] == {"dropout": False, "batch_statistics": True} == reference["mode"]
+    assert "has no dropout: evaluating it deterministically" in stderr["onnx"]  # Paper mode asked, by default.
+    assert onnx["num_examples"] == 3 and onnx["image_size"] == [128, 128]
+    for key in ("l1", "psnr", "ssim"):
+        assert abs(onnx["metrics"][key] - reference["metrics"][key]) <= FORM_TOLERANCE[key], key
+    for channel in ("L", "a", "b"):
+        assert abs(onnx["metrics"]["lab_histogram_intersection"][channel]
+                   - reference["metrics"]["lab_histogram_intersection"][channel]) \
+            <= FORM_TOLERANCE["lab_histogram_intersection"], channel
+
+
+@pytest.mark.slow
 def test_demo_serves_the_onnx_file(export):
     from pix2pix_tf.demo.model import LABELS, DemoConfig, load_demo_model
+    from pix2pix_tf.inference.request import ModelRequest
 
-    demo = load_demo_model(DemoConfig(onnx=export["file"], num_examples=0))
+    demo = load_demo_model(DemoConfig(ModelRequest.of(onnx=export["file"]), num_examples=0))
     assert demo.drawing.kind == LABELS and not demo.has_dropout and demo.image_size == 128  # From the file + run.
     png = tf.io.encode_png(images.to_uint8(_held_out(export, 1)[0])).numpy()
     translation = demo.translate(png, "drawn.png", paper=True)
     expected = _reference(export)(images=tf.constant(translation.model_input[None] / 127.5 - 1, tf.float32))
     assert "ONNX" in translation.model
     assert np.abs(translation.output.astype(int) - images.to_uint8(expected["output"][0]).numpy()).max() <= 1
-    native = load_demo_model(DemoConfig(onnx=export["file"], num_examples=0, native_size=True))
+    native = load_demo_model(DemoConfig(ModelRequest.of(onnx=export["file"], native_size=True), num_examples=0))
     wide = tf.io.encode_png(np.full((100, 150, 3), 90, np.uint8)).numpy()
     assert native.translate(wide, "wide.png", paper=False).output.shape == (100, 150, 3)
 
 
 @pytest.mark.slow
 def test_onnx_mistakes_are_messages(export, tmp_path):
-    from pix2pix_tf.inference.generate import DETERMINISTIC
-    from pix2pix_tf.inference.sources import ModelSource
+    from pix2pix_tf.inference.mode import DETERMINISTIC
+    from pix2pix_tf.inference.request import ModelRequest
 
     # Without tf2onnx (None in sys.modules: not importable), export --onnx stops before writing anything.
     blocked = ("import runpy, sys; sys.modules['tf2onnx'] = None; sys.argv = ['export.py'] + sys.argv[1:]; "
@@ -197,13 +226,13 @@ def test_onnx_mistakes_are_messages(export, tmp_path):
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not an onnx model" * 10)
     with pytest.raises(Pix2pixError, match="Cannot load the ONNX model"):
-        ModelSource.resolve(onnx=str(garbage))
-    source = ModelSource.resolve(onnx=export["file"])
+        ModelRequest.of(onnx=str(garbage)).resolve()
+    source = ModelRequest.of(onnx=export["file"]).resolve()
     with pytest.raises(Pix2pixError, match=re.escape(f"--image_size=100: {export['file']} takes images whose sides "
                                                      "are multiples of 128; use --image_size=128.")):
         source.open(DETERMINISTIC, image_size=100)
     with pytest.raises(Pix2pixError, match="exactly one of"):
-        ModelSource.resolve(onnx=export["file"], tflite=export["file"])
+        ModelRequest.of(onnx=export["file"], tflite=export["file"]).resolve()
     model = OnnxModel(export["file"])
     with pytest.raises(InferenceError, match="multiples of 128"):
         model(np.zeros((1, 128, 100, 3), np.float32))

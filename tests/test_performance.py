@@ -191,7 +191,8 @@ def test_phase_transposed_conv_computes_the_transposed_conv(use_bias, activation
 
 def test_generator_with_phase_transposed_convs_is_the_same_generator():
     from pix2pix_tf.config import ModelConfig
-    from pix2pix_tf.inference.generate import DETERMINISTIC, generate
+    from pix2pix_tf.inference.generate import generate
+    from pix2pix_tf.inference.mode import DETERMINISTIC
     from pix2pix_tf.networks.generator import build_generator
 
     generator = build_generator(ModelConfig(generator="unet_128", ngf=8))

@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.inference.generate import DETERMINISTIC
-from pix2pix_tf.inference.sources import ModelSource
+from pix2pix_tf.inference.mode import DETERMINISTIC
+from pix2pix_tf.inference.request import ModelRequest
 from pix2pix_tf.networks.generator import build_generator
 from pix2pix_tf.networks.layers import normalization
 from pix2pix_tf.training import precision
@@ -220,9 +220,9 @@ def test_a_bfloat16_run_exports_the_float32_generator(tmp_path, data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     with open(os.path.join(export_dir, "bf16", "1", "assets.extra", "pix2pix_export.json")) as f:
         assert json.load(f)  # Written as for any run.
-    exported = ModelSource.resolve(saved_model=os.path.join(export_dir, "bf16")).open(DETERMINISTIC)
+    exported = ModelRequest.of(saved_model=os.path.join(export_dir, "bf16")).resolve().open(DETERMINISTIC)
     # The float32 generator of the same checkpoint, as translate runs it.
-    float32 = ModelSource.resolve(workdir=workdir).open(DETERMINISTIC)
+    float32 = ModelRequest.of(workdir=workdir).resolve().open(DETERMINISTIC)
     x = tf.random.stateless_uniform((2, 128, 128, 3), (5, 6), -1, 1).numpy()
     got, want = np.asarray(exported(x, 0)), np.asarray(float32(x, 0))
     assert got.dtype == np.float32

@@ -21,6 +21,7 @@ import tensorflow as tf
 from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.export import tflite
 from pix2pix_tf.inference import generate
+from pix2pix_tf.inference.mode import DETERMINISTIC
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.networks import layers as blocks
 from pix2pix_tf.networks.discriminator import build_discriminator
@@ -186,13 +187,13 @@ def test_resnet_generator_exports_to_builtin_tflite_ops(tmp_path):
     model = build_generator(ModelConfig(generator="resnet_6blocks", ngf=4, dropout=False))
     randomise(model, seed=7)
     directory = str(tmp_path / "saved")
-    tflite.tflite_archive(model, generate.DETERMINISTIC, 16, 3).write_out(directory, verbose=False)
+    tflite.tflite_archive(model, DETERMINISTIC, 16, 3).write_out(directory, verbose=False)
     path = tmp_path / "g.tflite"
     path.write_bytes(tflite.convert_tflite(directory, "float32", None, "float32"))
     ops = {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}
     assert "TRANSPOSE_CONV" in ops and not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"], ops
     x = np.random.default_rng(8).uniform(-1, 1, size=(1, 16, 16, 3)).astype(np.float32)
-    expected = generate.generate(model, tf.constant(x), generate.DETERMINISTIC).numpy()
+    expected = generate.generate(model, tf.constant(x), DETERMINISTIC).numpy()
     np.testing.assert_allclose(TFLiteModel(str(path))(x), expected, atol=1e-4)
 
 

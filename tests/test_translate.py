@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf.inference import files, generate
-from pix2pix_tf.inference.sources import ModelSource
+from pix2pix_tf.inference import files
+from pix2pix_tf.inference.mode import DETERMINISTIC, PAPER
+from pix2pix_tf.inference.request import ModelRequest
 
 from conftest import tiny_config
 from export_helpers import exported, run
@@ -60,7 +61,8 @@ def test_checkpoint_savedmodel_and_tflite_give_the_same_pictures(export, photos,
     }
     for name, source in sources.items():
         done = files.translate_files(files.TranslateConfig(
-            inputs=(photos,), output_dir=str(tmp_path / name), mode=generate.DETERMINISTIC, progress=False, **source))
+            inputs=(photos,), output_dir=str(tmp_path / name), model=ModelRequest.of(mode=DETERMINISTIC, **source),
+            progress=False))
         assert not done.failed and len(done.written) == 3
     for name in ("checkpoint", "saved_model", "tflite"):
         out = tmp_path / name
@@ -83,7 +85,7 @@ def test_paired_side_by_side_honours_direction_and_keep_size(export, tmp_path):
         out = tmp_path / direction
         # The run is AtoB; direction=None uses it, "BtoA" overrides it (--direction).
         result = files.translate_files(files.TranslateConfig(
-            inputs=(pair,), output_dir=str(out), workdir=export["workdir"], mode=generate.DETERMINISTIC,
+            inputs=(pair,), output_dir=str(out), model=ModelRequest.of(workdir=export["workdir"], mode=DETERMINISTIC),
             paired=True, side_by_side=True, direction=None if direction == "AtoB" else direction, progress=False))
         assert not result.failed, result.failed
         outputs[direction] = read_png(out / "pair.png")
@@ -94,16 +96,17 @@ def test_paired_side_by_side_honours_direction_and_keep_size(export, tmp_path):
         assert np.abs(strip[:, 256:].astype(int) - shown_target.astype(int)).mean() < 8
     big = write_png(tmp_path / "big" / "x.png", rng.integers(0, 256, (200, 300, 3), dtype=np.uint8))
     result = files.translate_files(files.TranslateConfig(
-        inputs=(big,), output_dir=str(tmp_path / "kept"), workdir=export["workdir"], keep_size=True,
-        mode=generate.DETERMINISTIC, progress=False))
+        inputs=(big,), output_dir=str(tmp_path / "kept"), model=ModelRequest.of(workdir=export["workdir"],
+                                                                                mode=DETERMINISTIC),
+        keep_size=True, progress=False))
     assert not result.failed and read_png(tmp_path / "kept" / "x.png").shape == (200, 300, 3)
 
 
 def test_paper_mode_seed_repeats_and_differs_from_other_seeds(export):
     image = np.random.default_rng(5).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
-    seeded = ModelSource.resolve(workdir=export["workdir"]).open(generate.PAPER, seed=1)
+    seeded = ModelRequest.of(workdir=export["workdir"]).resolve().open(PAPER, seed=1)
     first, again, other_index = seeded(image, 0), seeded(image, 0), seeded(image, 1)
-    other_seed = ModelSource.resolve(workdir=export["workdir"]).open(generate.PAPER, seed=2)(image, 0)
+    other_seed = ModelRequest.of(workdir=export["workdir"]).resolve().open(PAPER, seed=2)(image, 0)
     assert np.array_equal(first, again)
     assert not np.array_equal(first, other_index) and not np.array_equal(first, other_seed)
 
@@ -116,12 +119,12 @@ def test_single_channel_run_gets_grey_inputs(tmp_path, data_dir):
     config.save(config.run.workdir)
     generator = build_generator(config.model)
     tf.train.Checkpoint(generator=generator).save(os.path.join(config.run.workdir, "checkpoints", "ckpt"))
-    translator = ModelSource.resolve(workdir=config.run.workdir).open(generate.DETERMINISTIC)
+    translator = ModelRequest.of(workdir=config.run.workdir).resolve().open(DETERMINISTIC)
     assert (translator.input_nc, translator.output_nc) == (1, 3)
     colour = write_png(tmp_path / "in" / "c.png", np.random.default_rng(6).integers(0, 256, (50, 80, 3), np.uint8))
     result = files.translate_files(files.TranslateConfig(
-        inputs=(colour,), output_dir=str(tmp_path / "out"), workdir=config.run.workdir,
-        mode=generate.DETERMINISTIC, progress=False))
+        inputs=(colour,), output_dir=str(tmp_path / "out"),
+        model=ModelRequest.of(workdir=config.run.workdir, mode=DETERMINISTIC), progress=False))
     assert not result.failed and read_png(tmp_path / "out" / "c.png").shape == (128, 128, 3)
 
 
@@ -140,7 +143,7 @@ def test_bad_files_are_reported_and_the_rest_translated(export, photos, tmp_path
 
 
 @pytest.mark.parametrize("source,message", [
-    (dict(inputs=("/nonexistent.png",)), "no such file or folder"),
+    (dict(inputs=("/nonexistent.png",), workdir="{workdir}"), "no such file or folder"),
     (dict(tflite="/nonexistent.tflite"), "is not a file"),
     (dict(saved_model="/tmp"), "no saved_model.pb"),
     (dict(saved_model="{base}", tflite="{tflite}"), "exactly one of"),
@@ -162,17 +165,17 @@ def test_translate_user_mistakes_get_a_clear_error(export, tmp_path, source, mes
     values = dict(base=export["base"], notflite=str(notflite), workdir=export["workdir"], tflite=tflite,
                   bare_tflite=str(bare_tflite))
     given = {k: v.format(**values) if isinstance(v, str) else v for k, v in source.items()}
-    config = files.TranslateConfig(**{"inputs": (image,), "output_dir": str(tmp_path / "out"),
-                                            "progress": False, **given})
-    with pytest.raises(Pix2pixError, match=message):
-        files.translate_files(config)
+    task = {"inputs": (image,), "output_dir": str(tmp_path / "out"), "progress": False,
+            **{k: given.pop(k) for k in ("inputs", "paired") if k in given}}
+    with pytest.raises(Pix2pixError, match=message):  # The model's mistakes are refused with the request.
+        files.translate_files(files.TranslateConfig(**task, model=ModelRequest.of(**given)))
 
 
 def test_translate_odd_pair_width_is_a_per_file_error(export, tmp_path):
     odd = write_png(tmp_path / "odd.png", np.zeros((20, 21, 3), np.uint8))
     result = files.translate_files(files.TranslateConfig(
         inputs=(odd,), output_dir=str(tmp_path / "out"), paired=True, direction="AtoB", progress=False,
-        tflite=os.path.join(export["tflite_paper"], "tiny_float32.tflite")))
+        model=ModelRequest.of(tflite=os.path.join(export["tflite_paper"], "tiny_float32.tflite"))))
     assert result.failed and "even width" in result.failed[0][1]
 
 
@@ -249,9 +252,9 @@ def test_a_truncated_saved_model_is_named_in_one_line_by_translate_evaluate_and_
     path = copy / damaged
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     message = f"Cannot load the SavedModel {copy}: {path} is damaged or incomplete ("
-    for load in (lambda: evaluate(EvalConfig(workdir=export["workdir"], saved_model=str(copy), fcn=False,
+    for load in (lambda: evaluate(EvalConfig(ModelRequest.of(run=export["workdir"], saved_model=str(copy)), fcn=False,
                                              output_dir=str(tmp_path / "eval"), progress=False)),
-                 lambda: load_demo_model(DemoConfig(saved_model=str(copy)))):
+                 lambda: load_demo_model(DemoConfig(ModelRequest.of(saved_model=str(copy))))):
         with pytest.raises(ConfigError) as caught:
             load()
         assert str(caught.value).startswith(message) and "\n" not in str(caught.value)

@@ -18,10 +18,11 @@ import tensorflow as tf
 from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import saved_model, tflite
 from pix2pix_tf.inference import artifacts, generate
+from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
-PAPER_NORM = generate.DETERMINISTIC  # Per-image batch statistics (the paper), no dropout.
-MOVING_AVERAGES = generate.InferenceMode(dropout=False, batch_statistics=False)
+PAPER_NORM = DETERMINISTIC  # Per-image batch statistics (the paper), no dropout.
+MOVING_AVERAGES = InferenceMode(dropout=False, batch_statistics=False)
 
 
 @dataclasses.dataclass

@@ -24,38 +24,25 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 from absl import flags  # noqa: E402
 
 from pix2pix_tf.errors import ConfigError  # noqa: E402
+from pix2pix_tf.inference import request  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("workdir", None, "Serve this training run's generator (config.json + newest checkpoint); its "
-                    "dataset decides the drawing colours and gives the examples.")
-flags.DEFINE_string("checkpoint", None, "With --workdir: a specific checkpoint (default: the newest readable).")
-flags.DEFINE_string("saved_model", None, "Serve an exported SavedModel (version folder or model folder).")
-flags.DEFINE_string("tflite", None, "Serve a .tflite file written by export.py (no dropout).")
-flags.DEFINE_string("onnx", None, "Serve an .onnx file written by export.py --onnx (onnxruntime, no dropout).")
-flags.DEFINE_string("serving_url", None, "Front a running TensorFlow Serving: its REST address, e.g. "
-                    "http://localhost:8501.")
-flags.DEFINE_string("model_name", "pix2pix", "With --serving_url: the model's name in TensorFlow Serving.")
+MODEL = request.define_flags(request.Offer(
+    verb="Serve", mode=False, serving=True, max_pixels=True,
+    workdir_note=" Its dataset decides the drawing colours and gives the examples (so does an export's run)."))
 flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every interface, for other machines).")
 flags.DEFINE_integer("port", 7860, "Port to listen on.")
 flags.DEFINE_integer("num_examples", 6, "Held-out inputs of the run shown as examples (0: none).")
-flags.DEFINE_integer("max_pixels", None, "Refuse images with more pixels than this (default: the image policy's, "
-                     "4096x4096).")
-flags.DEFINE_integer("threads", 2, "TFLite interpreter (or onnxruntime) threads.")
-flags.DEFINE_bool("native_size", False, "Translate each image at its own size and aspect ratio (reflection-padded "
-                  "to the generator's size multiple, cropped back); --workdir or --saved_model only. Default: "
-                  "resized to the model's square.")
 
 
 def config_from_flags():
-    """The typed demo request; nothing below this module reads flags."""
+    """The typed demo request; nothing below this module reads flags. The model flags are
+    checked first, before TensorFlow loads."""
+    model = request.from_flags(MODEL)
     from pix2pix_tf.demo.model import DemoConfig  # Here, not above: --help answers before TensorFlow loads.
 
-    f = FLAGS
-    return DemoConfig(workdir=f.workdir, checkpoint=f.checkpoint, saved_model=f.saved_model, tflite=f.tflite,
-                      onnx=f.onnx, serving_url=f.serving_url, model_name=f.model_name, host=f.host, port=f.port,
-                      num_examples=f.num_examples, max_pixels=f.max_pixels, threads=f.threads,
-                      native_size=f.native_size)
+    return DemoConfig(model=model, host=FLAGS.host, port=FLAGS.port, num_examples=FLAGS.num_examples)
 
 
 def main(argv: list[str]) -> int:

@@ -3,8 +3,8 @@
 Every image the page sends, uploaded or drawn, arrives here as encoded bytes and goes through
 the image policy (`pix2pix_tf.images.decode_bytes`): the same formats, pixel cap, decoder and
 messages as training, translate and the SavedModel. It is then prepared as serving prepares
-it (`images.preprocess`) and given to a `Translator` from the one model source
-(`inference.sources.ModelSource`), or, with a serving URL, to TensorFlow Serving's float
+it (`images.preprocess`) and given to a `Translator` of the model its `ModelRequest` names
+(`inference.request`), or, with a serving URL, to TensorFlow Serving's float
 signatures through the REST client: the same [1, S, S, C] in [-1, 1] whichever the source.
 """
 
@@ -20,14 +20,14 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf import images, writing
-from pix2pix_tf.config import TrainConfig, check_positive
+from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.sources import shapes
 from pix2pix_tf.demo import serving
 from pix2pix_tf.errors import ConfigError, DatasetError, InferenceError
-from pix2pix_tf.inference import geometry
-from pix2pix_tf.inference.generate import DETERMINISTIC, PAPER, InferenceMode
-from pix2pix_tf.inference.sources import CHECKPOINT, SAVED_MODEL, ModelSource, Translator
+from pix2pix_tf.inference.mode import DETERMINISTIC, PAPER, InferenceMode
+from pix2pix_tf.inference.request import ModelRequest
+from pix2pix_tf.inference.translator import Translator
 
 LABELS, EDGES, COLOUR = "labels", "edges", "colour"
 EDGE_DATASETS = ("edges2shoes", "edges2handbags")
@@ -37,36 +37,16 @@ EDGE_DATASETS = ("edges2shoes", "edges2handbags")
 class DemoConfig:
     """What `python -m pix2pix_tf.demo` was asked to serve; library code reads no flags."""
 
-    workdir: Optional[str] = None
-    checkpoint: Optional[str] = None
-    saved_model: Optional[str] = None
-    tflite: Optional[str] = None
-    onnx: Optional[str] = None
-    serving_url: Optional[str] = None  # TensorFlow Serving's REST address, e.g. http://localhost:8501
-    model_name: str = "pix2pix"  # The model's name in TensorFlow Serving.
+    model: ModelRequest  # Which model (or TensorFlow Serving), its threads, pixel cap and native size.
     host: str = "127.0.0.1"
     port: int = 7860
     num_examples: int = 6
-    max_pixels: Optional[int] = None  # None: images.DEFAULT_MAX_PIXELS.
-    threads: int = 2
-    native_size: bool = False  # Translate at the image's own size (`inference.geometry`), not a square.
 
     def __post_init__(self) -> None:
-        given = [name for name, value in (("workdir", self.workdir), ("saved_model", self.saved_model),
-                                          ("tflite", self.tflite), ("onnx", self.onnx),
-                                          ("serving_url", self.serving_url)) if value]
-        if len(given) != 1:
-            raise ConfigError("Give exactly one of --workdir, --saved_model, --tflite, --onnx, --serving_url "
-                              f"(got {', '.join('--' + g for g in given) or 'none'}).")
         if not 1 <= self.port <= 65535:
             raise ConfigError(f"--port={self.port} is not a TCP port (1-65535).")
         if self.num_examples < 0:
             raise ConfigError(f"--num_examples must be at least 0, got {self.num_examples}.")
-        check_positive(max_pixels=self.max_pixels, threads=self.threads)
-        if self.native_size and (self.serving_url or self.tflite):
-            given = "--serving_url" if self.serving_url else "--tflite (one fixed size)"
-            raise ConfigError(f"--native_size needs --workdir or --saved_model, not {given}; TensorFlow Serving "
-                              "users can call the export's translate_native signature (docs/serving.md).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,24 +140,20 @@ def load_demo_model(config: DemoConfig, examples_dir: Optional[str] = None) -> D
     """The model `config` names, opened deterministic; the run's held-out inputs written as PNG
     examples into `examples_dir` when the run is known (a workdir, or the run an export was
     made from)."""
-    max_pixels = config.max_pixels or images.DEFAULT_MAX_PIXELS
-    if config.serving_url:
-        return DemoModel(f"TensorFlow Serving model '{config.model_name}' at {config.serving_url}",
-                         serving.opener(config.serving_url, config.model_name), True, drawing_for(None, None),
-                         max_pixels)
-    source = ModelSource.resolve(workdir=config.workdir, checkpoint=config.checkpoint,
-                                 saved_model=config.saved_model, tflite=config.tflite, onnx=config.onnx)
+    request = config.model
+    if request.serving_url:
+        return DemoModel(f"TensorFlow Serving model '{request.model_name}' at {request.serving_url}",
+                         serving.opener(request.serving_url, request.model_name), True, drawing_for(None, None),
+                         request.pixel_cap)
+    source = request.resolve()
     run = source.train or (TrainConfig.load(source.run_workdir) if source.run_workdir else None)
     direction = source.direction or (run and run.data.direction)
     drawing = drawing_for(run.data.dataset if run else None, direction)
-    has_dropout = source.kind == CHECKPOINT or (
-        source.kind == SAVED_MODEL and bool((source.exported_mode or {}).get("dropout", True)))
 
     def open_mode(mode: InferenceMode) -> Translator:
-        translator = source.open(mode, threads=config.threads)
-        return geometry.native_translator(translator, max_pixels) if config.native_size else translator
+        return request.translator(source, mode)
 
-    model = DemoModel(f"{source.kind} {source.path}", open_mode, has_dropout, drawing, max_pixels)
+    model = DemoModel(f"{source.kind} {source.path}", open_mode, source.has_dropout, drawing, request.pixel_cap)
     if run and examples_dir and config.num_examples:
         model.examples = write_held_out_inputs(run, config.num_examples, examples_dir)
     return model

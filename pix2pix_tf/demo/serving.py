@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference.artifacts import OUTPUT_FLOAT, SIGNATURE_BYTES, SIGNATURE_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC
-from pix2pix_tf.inference.generate import InferenceMode
-from pix2pix_tf.inference.sources import Translator
+from pix2pix_tf.inference.mode import InferenceMode
+from pix2pix_tf.inference.translator import Translator
 from pix2pix_tf.serving import client
 
 

@@ -4,8 +4,8 @@
 colour test (Lab histogram intersection with the ground truth), its FCN-score (a segmenter
 trained on real photos segments the generated ones; the real photos' score beside it), and
 FID when Inception-v3 weights are given as a local file. The model is the run's newest
-readable checkpoint, or its SavedModel (`--saved_model`) or TFLite file (`--tflite`): the three give
-the same numbers within the tolerance docs/evaluation.md states. The data is a split of the
+readable checkpoint, or its SavedModel (`--saved_model`), TFLite file (`--tflite`) or ONNX file
+(`--onnx`): they give the same numbers within the tolerance docs/evaluation.md states. The data is a split of the
 run's own dataset, in its recorded direction and test-time preprocessing (config.json).
 
 By default the generator runs as the paper tests it (dropout on, batch statistics); with
@@ -43,7 +43,7 @@ __all__ = ["FORM_TOLERANCE", "METRICS_FILE", "EvalConfig", "EvalResult", "evalua
 
 METRICS_FILE = "metrics.json"
 
-# Agreement between the three forms of one model (checkpoint, SavedModel, float32 TFLite), in
+# Agreement between the forms of one model (checkpoint, SavedModel, float32 TFLite, ONNX), in
 # deterministic mode: the largest differences the tests accept (docs/evaluation.md).
 FORM_TOLERANCE = {"l1": 1e-4, "psnr": 0.01, "ssim": 1e-4, "lab_histogram_intersection": 2e-3, "fcn": 2e-3}
 

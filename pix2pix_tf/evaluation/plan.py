@@ -1,6 +1,6 @@
 """The first stage of an evaluation: what exactly to evaluate, decided before any image is run.
 
-`make_plan(EvalConfig)` resolves the model (`inference.sources.ModelSource`), the training run
+`make_plan(EvalConfig)` resolves the model its `ModelRequest` names, the training run
 whose data it is evaluated on, that run's dataset, split and test-time preprocessing, which
 metrics apply (the FCN-score needs labels and a segmenter, FID local weights) and the output
 folder. What a user can get wrong is checked before the dataset is read, and everything else
@@ -22,9 +22,8 @@ from pix2pix_tf.data import pipeline
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.evaluation import metrics, segmentation
 from pix2pix_tf.evaluation.config import EvalConfig
-from pix2pix_tf.inference import geometry
-from pix2pix_tf.inference.generate import InferenceMode
-from pix2pix_tf.inference.sources import TFLITE, ModelSource, Translator
+from pix2pix_tf.inference.sources import ModelSource
+from pix2pix_tf.inference.translator import Translator
 from pix2pix_tf.workdir import Workdir
 
 
@@ -84,7 +83,7 @@ def make_plan(config: EvalConfig) -> EvalPlan:
     direction = data_config.direction
     scheme = _fcn_scheme(config, data_config.dataset, direction)
     feature_fn = metrics.inception_features(config.inception_weights) if use_fid else None
-    translator, num_samples = _open_model(config, source, train, workdir)
+    translator, num_samples = _open_model(config, source, train, workdir, data_config.max_pixels)
 
     dataset = pipeline.load_paired_dataset(data_config)
     split = config.split or dataset.held_out_split
@@ -93,12 +92,10 @@ def make_plan(config: EvalConfig) -> EvalPlan:
                           f"{', '.join(f'{k} ({v})' for k, v in sorted(dataset.split_sizes.items()))}.")
     nc = (train.model.input_nc, train.model.output_nc)
     pairs = split_pairs(dataset, data_config, split, *nc, config.num_examples, train.model.size_multiple,
-                        native=config.native_size)
-    if config.native_size:
-        translator = geometry.native_translator(translator, data_config.max_pixels)
+                        native=config.model.native_size)
     first_input, _ = next(iter(pairs.take(1)))
     image_hw = tuple(int(d) for d in first_input.shape[:2])
-    if source.kind == TFLITE and image_hw != (translator.image_size, translator.image_size):
+    if not source.spec.any_size and image_hw != (translator.image_size, translator.image_size):
         raise ConfigError(f"{source.path} is fixed to {translator.image_size}x{translator.image_size} images; the "
                           f"run's test-time preprocessing gives {image_hw[0]}x{image_hw[1]}. Export it again with "
                           f"--image_size={image_hw[0]}.")
@@ -106,7 +103,7 @@ def make_plan(config: EvalConfig) -> EvalPlan:
                     min(config.num_examples or dataset.split_sizes[split], dataset.split_sizes[split]), num_samples,
                     feature_fn=feature_fn)
     _attach_labels(plan, scheme, dataset, data_config, nc, train.model.size_multiple)
-    mode = ("deterministic" if translator.deterministic else "paper") + ("_native" if config.native_size else "")
+    mode = ("deterministic" if translator.deterministic else "paper") + ("_native" if config.model.native_size else "")
     plan.output_dir = config.output_dir or os.path.join(Workdir(workdir).evaluations,
                                                         f"{split}_{source.label}_{mode}")
     return plan
@@ -116,15 +113,14 @@ def _model_and_run(config: EvalConfig) -> tuple[ModelSource, str]:
     """The model, and the training run whose data it is evaluated on: --workdir, or the run
     an export was made from."""
     try:
-        source = ModelSource.resolve(workdir=None if config.exported else config.workdir,
-                                     checkpoint=config.checkpoint, saved_model=config.saved_model, tflite=config.tflite)
+        source = config.model.resolve()
     except ConfigError as e:
-        if config.workdir:
+        if config.model.workdir:
             raise
         raise ConfigError(f"{e} Nor can the training run it comes from be told: pass --workdir, whose config.json "
                           "gives the dataset, direction and preprocessing.") from e
-    if config.workdir:
-        return source, config.workdir
+    if config.model.workdir:
+        return source, config.model.workdir
     workdir = source.run_workdir
     if workdir is None:
         raise ConfigError("Cannot tell which training run this model comes from (its export does not name one that "
@@ -137,8 +133,8 @@ def _model_and_run(config: EvalConfig) -> tuple[ModelSource, str]:
 def _fcn_scheme(config: EvalConfig, dataset_name: str, direction: str):
     """The label scheme of the FCN-score, or None where it is not computed; its requirements
     are checked before anything slow happens."""
-    if config.fcn is False or config.native_size:
-        if config.native_size:
+    if config.fcn is False or config.model.native_size:
+        if config.model.native_size:
             logging.info("No FCN-score at native size: its segmenter runs at one fixed size.")
         return None
     try:
@@ -157,11 +153,12 @@ def _fcn_scheme(config: EvalConfig, dataset_name: str, direction: str):
     return scheme
 
 
-def _open_model(config: EvalConfig, source: ModelSource, train: TrainConfig, workdir: str) -> tuple[Translator, int]:
+def _open_model(config: EvalConfig, source: ModelSource, train: TrainConfig, workdir: str,
+                max_pixels: int) -> tuple[Translator, int]:
     """The translator in the requested mode, and the number of dropout samples it makes sense to draw."""
-    mode = InferenceMode(dropout=not config.deterministic, batch_statistics=config.batch_statistics)
-    translator = source.open(mode, seed=config.seed, threads=config.threads)
-    if translator.deterministic and not config.deterministic:
+    request = dataclasses.replace(config.model, seed=config.seed)
+    translator = request.translator(source, max_pixels=max_pixels)
+    if translator.deterministic and not request.mode.deterministic:
         logging.warning("%s has no dropout: evaluating it deterministically.", translator.description)
     num_samples = config.num_samples
     if translator.deterministic and num_samples > 1:

@@ -38,7 +38,7 @@ from keras import layers
 from pix2pix_tf import writing
 from pix2pix_tf.data.sources.shapes import CLASS_NAMES  # Importing it registers the builder with tfds.
 from pix2pix_tf.errors import ConfigError, Pix2pixError
-from pix2pix_tf.inference.sources import load_saved_model
+from pix2pix_tf.inference.saved_model_source import load_saved_model
 from pix2pix_tf.networks.seeding import seeded_construction
 
 # The contract of a segmentation SavedModel (docs/evaluation.md).

@@ -65,7 +65,7 @@ def summarize(plan: EvalPlan, found: Measurements) -> dict[str, Any]:
         "split": plan.split,
         "direction": plan.direction,
         "image_size": list(plan.image_hw),  # The first image's (each image's own with native_size).
-        "native_size": plan.config.native_size,
+        "native_size": plan.config.model.native_size,
         "num_examples": len(found.per_image),
         "num_samples": plan.num_samples,
         "mode": {"dropout": not mode.deterministic, "batch_statistics": mode.batch_statistics},

@@ -157,7 +157,8 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
     import keras  # Here, not above: --help answers before TensorFlow loads.
 
     from pix2pix_tf.evaluation.evaluator import EvalConfig, evaluate  # Loads TensorFlow.
-    from pix2pix_tf.training.loop import train  # Loads TensorFlow.
+    from pix2pix_tf.inference.request import ModelRequest
+    from pix2pix_tf.training.loop import train
 
     workdir = os.path.join(root, variant.name)
     marker_path = os.path.join(workdir, MARKER)
@@ -176,7 +177,7 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
         marker["train_seconds"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
         evaluation = evaluate(EvalConfig(
-            workdir=workdir, split="test", num_examples=setting.eval_examples, seed=0,
+            model=ModelRequest.of(workdir=workdir, seed=0), split="test", num_examples=setting.eval_examples,
             output_dir=Workdir(workdir).evaluations, segmenter_cache=segmenter_cache,
             segmenter_steps=setting.segmenter_steps, html_examples=setting.html_examples, grid_examples=4,
             progress=False))

@@ -11,8 +11,8 @@ from typing import Optional
 
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.images import DEFAULT_MAX_PIXELS
-from pix2pix_tf.inference import generate
 from pix2pix_tf.inference.artifacts import INT8_IO_TYPES, TFLITE_VARIANTS
+from pix2pix_tf.inference.mode import PAPER, InferenceMode
 
 
 class ExportError(Pix2pixError):
@@ -28,7 +28,7 @@ class ExportConfig:
     model_name: str = "pix2pix"
     version: Optional[int] = None  # None: the next free version.
     checkpoint: Optional[str] = None  # None: the newest checkpoint of the workdir.
-    mode: generate.InferenceMode = generate.PAPER
+    mode: InferenceMode = PAPER
     image_size: Optional[int] = None  # None: the run's crop_size.
     tflite: tuple[str, ...] = TFLITE_VARIANTS
     int8_io: str = "float32"

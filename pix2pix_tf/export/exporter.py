@@ -42,8 +42,9 @@ from pix2pix_tf.export import model_card, onnx_model, saved_model, tflite, versi
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.examples import Examples, load_examples
 from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, benchmark, check_variant
-from pix2pix_tf.inference import generate, onnx_runner, sources
+from pix2pix_tf.inference import checkpoint_source, generate, onnx_runner
 from pix2pix_tf.inference.artifacts import MODEL_CARD, OUTPUT_FLOAT, SIGNATURE_FLOAT_DETERMINISTIC, model_card_path
+from pix2pix_tf.inference.mode import InferenceMode
 from pix2pix_tf.workdir import Workdir
 
 # The export's Python API; each name is defined in the step module that owns it.
@@ -56,7 +57,7 @@ class ExportResult:
     saved_model_dir: str
     version: int
     checkpoint: str
-    mode: generate.InferenceMode
+    mode: InferenceMode
     image_size: int
     saved_model_max_abs_diff: float
     tflite_dir: Optional[str] = None
@@ -127,7 +128,7 @@ def _saved_model_stage(config: ExportConfig) -> tuple[ExportResult, _Job]:
     if config.web:
         web.runtime_version(config.web_runtime)  # Refused before minutes of work when LiteRT.js is not installed.
     export_dir = versions.export_folder(config.export_dir, config.workdir)
-    generator, train, checkpoint = sources.load_generator(config.workdir, config.checkpoint, train)
+    generator, train, checkpoint = checkpoint_source.load_generator(config.workdir, config.checkpoint, train)
     logging.info("Exporting %s (%s) from %s.", train.model.generator, config.mode.describe(), checkpoint)
 
     examples = load_examples(train, config, image_size, need_training_data="int8" in config.tflite)

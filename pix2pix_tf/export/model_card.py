@@ -23,7 +23,7 @@ from pix2pix_tf.catalogue import GENERATORS
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.images import FORMATS_TEXT
 from pix2pix_tf.inference.artifacts import MODEL_CARD
-from pix2pix_tf.inference.generate import InferenceMode
+from pix2pix_tf.inference.mode import InferenceMode
 
 _DISCRIMINATOR_KINDS = {"basic": "70x70 PatchGAN", "pixel": "1x1 PixelGAN", "image": "286x286 ImageGAN",
                         "n_layers": "PatchGAN"}

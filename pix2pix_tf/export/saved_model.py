@@ -35,12 +35,13 @@ from pix2pix_tf.inference.artifacts import (
     metadata_path,
     warmup_path,
 )
+from pix2pix_tf.inference.mode import InferenceMode
 
 # Tolerance between the SavedModel and the checkpoint's own call before publishing.
 SAVED_MODEL_MAX_ABS = 1e-4
 
 
-def build_archive(generator: keras.Model, mode: generate.InferenceMode, image_size: int, input_nc: int,
+def build_archive(generator: keras.Model, mode: InferenceMode, image_size: int, input_nc: int,
                   multiple: int, max_pixels: int = DEFAULT_MAX_PIXELS,
                   max_request_pixels: Optional[int] = None) -> keras.export.ExportArchive:
     """The five serving signatures over G's variables (names: module constants, docs/serving.md).
@@ -204,7 +205,7 @@ def write_saved_model(generator: keras.Model, train: TrainConfig, config: Export
                        json.dumps(_metadata(train, config, checkpoint, version, image_size), indent=2) + "\n")
 
 
-def verify_saved_model(directory: str, generator: keras.Model, mode: generate.InferenceMode,
+def verify_saved_model(directory: str, generator: keras.Model, mode: InferenceMode,
                        images: np.ndarray) -> float:
     """Loads the SavedModel back and compares its dropout-free signature with the checkpoint's
     generator (in `mode`, without dropout) on `images`; also runs every warmup record.

@@ -27,6 +27,7 @@ from pix2pix_tf.export import contents
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.inference import generate
 from pix2pix_tf.inference.artifacts import INPUT_NAME, OUTPUT_FLOAT, TFLITE_REPORT
+from pix2pix_tf.inference.mode import InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
 # Pooled PSNR (`pooled_psnr`: dB, on images scaled to [0, 1]) against the SavedModel below which a TFLite variant
@@ -66,7 +67,7 @@ class VariantReport:
                 f"max|diff| {self.max_abs_diff:.4f}{latency}  {status}")
 
 
-def tflite_archive(generator: keras.Model, mode: generate.InferenceMode, image_size: int,
+def tflite_archive(generator: keras.Model, mode: InferenceMode, image_size: int,
                    input_nc: int) -> keras.export.ExportArchive:
     """Batch 1, fixed size, no dropout: what runs on a phone (stateless random ops and image
     codecs are not builtin TFLite ops). Batch statistics become mean/rsqrt/mul builtins;

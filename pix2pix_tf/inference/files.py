@@ -1,7 +1,7 @@
 """Translating image files: what `python -m pix2pix_tf.translate` does.
 
 `translate_files(TranslateConfig(...))` finds the images, decides every output name before
-anything is translated (`plan_outputs`), opens the model (`sources.ModelSource`) and writes
+anything is translated (`plan_outputs`), opens the model its `ModelRequest` names and writes
 one PNG per image. Images are prepared exactly as the SavedModel's serving signature
 prepares encoded bytes (`images.preprocess`), after the same checks (`images.read_image_file`:
 the format by content, the pixel cap from the header).
@@ -28,10 +28,9 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf import images, writing
-from pix2pix_tf.config import check_positive
 from pix2pix_tf.errors import ConfigError, InferenceError, Interrupted
-from pix2pix_tf.inference import generate, geometry
-from pix2pix_tf.inference.sources import CHECKPOINT, ModelSource, Translator
+from pix2pix_tf.inference.request import ModelRequest
+from pix2pix_tf.inference.translator import Translator
 from pix2pix_tf.progress import Progress
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -43,25 +42,12 @@ class TranslateConfig:
 
     inputs: tuple[str, ...]
     output_dir: str
-    workdir: Optional[str] = None
-    checkpoint: Optional[str] = None
-    saved_model: Optional[str] = None
-    tflite: Optional[str] = None
-    onnx: Optional[str] = None
+    model: ModelRequest  # Which model, and how to run it (mode, seed, size, native size, threads, pixel cap).
     paired: bool = False
     direction: Optional[str] = None
     side_by_side: bool = False
     keep_size: bool = False
-    mode: generate.InferenceMode = generate.PAPER
-    seed: Optional[int] = None
-    image_size: Optional[int] = None
-    threads: int = 2
     progress: bool = True
-    max_pixels: int = images.DEFAULT_MAX_PIXELS
-    native_size: bool = False  # Translate at each image's own size (`generate.geometry`), not a square.
-
-    def __post_init__(self) -> None:
-        check_positive(image_size=self.image_size, threads=self.threads, max_pixels=self.max_pixels)
 
 
 @dataclasses.dataclass
@@ -165,18 +151,14 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
     written.
     """
     planned = plan_outputs(find_images(config.inputs, config.output_dir), config.output_dir)
-    source = ModelSource.resolve(workdir=config.workdir, checkpoint=config.checkpoint,
-                                 saved_model=config.saved_model, tflite=config.tflite, onnx=config.onnx)
-    if config.native_size and config.image_size:
-        raise ConfigError("--image_size and --native_size contradict each other: give one.")
-    translator = source.open(config.mode, seed=config.seed, image_size=config.image_size, threads=config.threads)
-    if config.native_size:
-        translator = geometry.native_translator(translator, config.max_pixels)
+    source = config.model.resolve()
+    translator = config.model.translator(source)
     direction = config.direction or translator.direction
     if config.paired and direction is None:
         raise ConfigError("--paired needs the direction: the model does not record it, pass --direction.")
-    if config.seed is not None and source.kind != CHECKPOINT:
-        logging.warning("--seed only applies to --workdir (a SavedModel seeds itself, a TFLite file has no dropout).")
+    if config.model.seed is not None and not source.spec.seeded:
+        logging.warning("--seed only applies to --workdir (a SavedModel seeds itself; TFLite and ONNX files have no "
+                        "dropout).")
     logging.info("Translating %d image(s) with %s.", len(planned), translator.description)
     result = TranslateResult(config.output_dir, translator.description, planned=len(planned))
     progress = Progress(len(planned), "image", config.progress and len(planned) > 1)
@@ -203,7 +185,7 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
 
 def _translate_one(translator: Translator, config: TranslateConfig, direction: Optional[str], path: str,
                    destination: str, index: int) -> None:
-    image = images.read_image_file(path, config.max_pixels)
+    image = images.read_image_file(path, config.model.pixel_cap)
     target = None
     if config.paired:
         image, target = split_pair(image, direction)

@@ -26,7 +26,6 @@ SavedModel signature and, dropout-free, converts to builtin TFLite ops.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Optional
 
 import keras
@@ -35,35 +34,7 @@ import tensorflow as tf
 from pix2pix_tf.errors import InferenceError
 from pix2pix_tf.inference import tflite_lowering
 from pix2pix_tf.inference.functional_graph import run_functional_graph
-
-
-@dataclasses.dataclass(frozen=True)
-class InferenceMode:
-    """How the generator is evaluated at test time.
-
-    `dropout`: the paper's noise z (dropout kept on at test time). `batch_statistics`:
-    batch norm with each image's own moments (the paper) instead of the moving averages.
-    """
-
-    dropout: bool = True
-    batch_statistics: bool = True
-
-    @property
-    def deterministic(self) -> bool:
-        """The same input always gives the same output."""
-        return not self.dropout
-
-    def without_dropout(self) -> InferenceMode:
-        return dataclasses.replace(self, dropout=False)
-
-    def describe(self) -> str:
-        norm = "per-image batch statistics" if self.batch_statistics else "moving averages"
-        noise = "dropout on (noise z)" if self.dropout else "no dropout"
-        return f"batch norm with {norm}, {noise}"
-
-
-PAPER = InferenceMode(dropout=True, batch_statistics=True)
-DETERMINISTIC = InferenceMode(dropout=False, batch_statistics=True)
+from pix2pix_tf.inference.mode import PAPER, InferenceMode
 
 
 def clock_seed() -> tf.Tensor:

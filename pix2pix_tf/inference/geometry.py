@@ -128,8 +128,7 @@ def native_translator(translator, max_pixels: int = images.DEFAULT_MAX_PIXELS):
     multiple = translator.size_multiple
     if not multiple:
         raise ConfigError(f"{translator.description} takes one fixed size ({translator.image_size}x"
-                          f"{translator.image_size}): --native_size needs a checkpoint (--workdir) or a "
-                          "SavedModel (--saved_model).")
+                          f"{translator.image_size}): --native_size needs a model that takes any size.")
 
     def call(image, index: int = 0) -> np.ndarray:
         image = np.asarray(image, np.float32)

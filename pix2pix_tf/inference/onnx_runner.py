@@ -1,22 +1,26 @@
 """An ONNX file written by `export.py --onnx`, run by onnxruntime (the runtime side of the ONNX
 export, which `export.onnx_model` writes and checks with this same runner). onnxruntime is an
-optional dependency (the `onnx` extra): it is imported only when a file is opened.
+optional dependency (the `onnx` extra): it is imported only when a file is opened. Also the
+`--onnx` model source: any size that is a multiple of the file's size multiple, no dropout.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from pix2pix_tf import catalogue
 from pix2pix_tf.errors import ConfigError, InferenceError
+from pix2pix_tf.inference.source_kind import Recorded, SourceKind
 from pix2pix_tf.inference.translator import Translator
 
 if TYPE_CHECKING:
-    from pix2pix_tf.inference.generate import InferenceMode
+    from pix2pix_tf.inference.mode import InferenceMode
+    from pix2pix_tf.inference.source_kind import ModelSource
 
 INSTALL = 'pip install -e ".[onnx]"'
 
@@ -91,16 +95,28 @@ def _decoded(properties: dict[str, str]) -> dict[str, Any]:
     return metadata
 
 
-def open_translator(path: str, metadata: dict[str, Any], direction: Optional[str], mode: InferenceMode,
-                    image_size: Optional[int], threads: int) -> Translator:
-    """The `--onnx` model source's Translator (`inference.sources`): any size that is a
-    multiple of the file's size multiple, so `--native_size` works too."""
-    model = OnnxModel(path, threads=threads)
-    size = image_size or metadata.get("image_size")
+def resolve(path: str) -> Recorded:
+    """The file and its own metadata (read with onnxruntime, once the path is known to be a file)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--onnx={path} is not a file.")
+    return Recorded(path, metadata=read_metadata(path))
+
+
+def open_translator(source: ModelSource, mode: InferenceMode, *, seed: Optional[int], image_size: Optional[int],
+                    threads: int) -> Translator:
+    """The file in onnxruntime: any size that is a multiple of the file's size multiple, so
+    `--native_size` works too."""
+    model = OnnxModel(source.path, threads=threads)
+    size = image_size or source.metadata.get("image_size")
     if not size:
-        raise ConfigError(f"{path} does not record its image size: pass --image_size.")
+        raise ConfigError(f"{source.path} does not record its image size: pass --image_size.")
     multiple = model.size_multiple
     if multiple:
-        catalogue.check_side("--image_size", int(size), multiple, path)
-    return Translator(f"ONNX {path} (onnxruntime, no dropout)", int(size), model.input_nc, model.output_nc,
-                      direction, mode, lambda image, index: model(image), size_multiple=multiple)
+        catalogue.check_side("--image_size", int(size), multiple, source.path)
+    return Translator(f"ONNX {source.path} (onnxruntime, no dropout)", int(size), model.input_nc, model.output_nc,
+                      source.direction, source.runs_as(mode), lambda image, index: model(image), size_multiple=multiple)
+
+
+KIND = SourceKind(name="onnx", flag="onnx", resolve=resolve, open=open_translator,
+                  noun="an .onnx file written by export.py --onnx (onnxruntime, the `onnx` extra; no dropout)",
+                  any_size=True, has_dropout=False)

@@ -1,13 +1,22 @@
 """A .tflite file written by export.py, run by the LiteRT interpreter (the runtime side of the
-TFLite export, which `export.tflite` writes and checks with this same runner)."""
+TFLite export, which `export.tflite` writes and checks with this same runner), and the
+`--tflite` model source: one fixed size, no dropout."""
 
 from __future__ import annotations
 
-from typing import Optional
+import os
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from pix2pix_tf.errors import InferenceError
+from pix2pix_tf.errors import ConfigError, InferenceError
+from pix2pix_tf.inference import artifacts
+from pix2pix_tf.inference.source_kind import Recorded, SourceKind
+from pix2pix_tf.inference.translator import Translator
+
+if TYPE_CHECKING:
+    from pix2pix_tf.inference.mode import InferenceMode
+    from pix2pix_tf.inference.source_kind import ModelSource
 
 
 class TFLiteModel:
@@ -67,3 +76,33 @@ def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
         return x
     scale, zero_point = detail["quantization"]
     return (x.astype(np.float32) - zero_point) * scale
+
+
+# ----------------------------------------------------------------------------- the --tflite model source
+
+
+def resolve(path: str) -> Recorded:
+    """The file and the report export.py wrote beside it ({} without one)."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"--tflite={path} is not a file.")
+    return Recorded(path, metadata=artifacts.read_tflite_report(path))
+
+
+def open_tflite(source: ModelSource, mode: InferenceMode, *, seed: Optional[int], image_size: Optional[int],
+                threads: int) -> Translator:
+    """The file in the LiteRT interpreter, at the one size it was exported at."""
+    model = TFLiteModel(source.path, threads=threads)
+    shape = model.input_shape
+    if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2]:
+        raise ConfigError(f"{source.path} takes input of shape {shape}; expected [1, S, S, C] from export.py.")
+    if image_size and image_size != shape[1]:
+        raise ConfigError(f"{source.path} is fixed to {shape[1]}x{shape[1]} images; --image_size={image_size} "
+                          "cannot change it (export again with --image_size).")
+    output_nc = int(model.interpreter.get_output_details()[0]["shape"][-1])
+    return Translator(f"TFLite {source.path} ({model.io_dtype} I/O, no dropout)", shape[1], shape[3], output_nc,
+                      source.direction, source.runs_as(mode), lambda image, index: model(image))
+
+
+KIND = SourceKind(name="tflite", flag="tflite", resolve=resolve, open=open_tflite,
+                  noun="a .tflite file written by export.py (one fixed size, no dropout)",
+                  any_size=False, has_dropout=False)

@@ -10,7 +10,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 if TYPE_CHECKING:
-    from pix2pix_tf.inference.generate import InferenceMode
+    from pix2pix_tf.inference.mode import InferenceMode
 
 
 @dataclasses.dataclass
