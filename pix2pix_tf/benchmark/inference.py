@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pix2pix_tf.export import saved_model, tflite
+from pix2pix_tf.export import measure, saved_model, tflite
 from pix2pix_tf.inference import artifacts, generate
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
@@ -75,8 +75,8 @@ def measure_inference(generator: keras.Model, image_size: int, input_nc: int, mu
             model = TFLiteModel(content, threads=threads)
             calls[label] = lambda m=model: m(image)
             sizes[label] = len(content) / 2 ** 20
-            rows[label] = LatencyRow(label, 0.0, 0.0, sizes[label], tflite.psnr(references[mode], model(image)))
-        timings = tflite.benchmark(calls, rounds=rounds)
+            rows[label] = LatencyRow(label, 0.0, 0.0, sizes[label], measure.psnr(references[mode], model(image)))
+        timings = measure.benchmark(calls, rounds=rounds)
     result = []
     for name, (median, fastest) in timings.items():
         row = rows.get(name) or LatencyRow(name, 0.0, 0.0, sizes.get(name))
