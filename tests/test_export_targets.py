@@ -46,7 +46,6 @@ def test_every_registered_target_s_flags_are_export_py_s_own():
 def test_the_registry_runs_the_saved_model_first_and_each_target_after_what_it_reads():
     names = [t.name for t in registry.TARGETS]
     assert names[0] == "saved_model" and len(set(names)) == len(names)
-    assert names == ["saved_model", "tflite", "web", "onnx"]
     for index, target in enumerate(registry.TARGETS):
         assert set(target.needs) <= set(names[:index]), target.name
         assert target.defaults().validate() == target.defaults()

@@ -11,6 +11,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.data import pipeline
 from pix2pix_tf.errors import DatasetError
 from pix2pix_tf.export.config import ExportConfig
 
@@ -40,8 +41,6 @@ def load_examples(train: TrainConfig, config: ExportConfig, image_size: int,
     """Held-out pairs for the checks and, if a target asks for `training` inputs, those for the
     int8 calibration; synthetic noise (and no targets) when the dataset is gone and no training
     input is needed."""
-    from pix2pix_tf.data import pipeline
-
     data_config = dataclasses.replace(train.data, data_dir=config.data_dir or train.data.data_dir)
     nc = (train.model.input_nc, train.model.output_nc)
     try:
@@ -70,6 +69,4 @@ def load_examples(train: TrainConfig, config: ExportConfig, image_size: int,
 def _resized(images: np.ndarray, size: int) -> np.ndarray:
     if images.shape[1:3] == (size, size):
         return images
-    from pix2pix_tf.data.pipeline import resize
-
-    return np.stack([resize(tf.constant(image), size).numpy() for image in images])
+    return np.stack([pipeline.resize(tf.constant(image), size).numpy() for image in images])

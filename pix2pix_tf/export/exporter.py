@@ -1,23 +1,15 @@
 """Export of a trained generator: the registered targets (`registry.TARGETS`) run in order.
 
-`export(ExportConfig(...))` is what `export.py` runs. It writes
-
-    <export_dir>/<model_name>/<version>/                   SavedModel (Serving's layout; `saved_model`)
-        saved_model.pb, variables/
-        assets.extra/tf_serving_warmup_requests            PredictionLog TFRecord (warmup)
-        assets.extra/pix2pix_export.json                   what was exported, from which run
-        assets.extra/MODEL_CARD.md                         the model card (`model_card`)
-    <export_dir>/tflite/<model_name>/<version>/            one .tflite per variant, report.json, MODEL_CARD.md
-    <export_dir>/web/<model_name>/<version>/               with --web: a static page running one of them (`web`)
-    <export_dir>/onnx/<model_name>/<version>/              with --onnx: <model_name>.onnx (`onnx_model`), report.json,
-                                                           MODEL_CARD.md
+`export(ExportConfig(...))` is what `export.py` runs. The SavedModel goes to
+`<export_dir>/<model_name>/<version>/` (TensorFlow Serving's layout), every other artifact to
+`<export_dir>/<format>/<model_name>/<version>/`, all under one version number; each target's
+module says what it writes, and docs/serving.md and the format's own page describe it.
 
 This module does what every target shares: it resolves and checks each target's options
 (`target.Target`) before any work, finds the run, the export folder (`versions`) and the
 version, loads G and the check images (`examples`), and then lets each enabled target write,
 check and publish its artifact, the SavedModel first; each returns a `target.Published`
-record, which `ExportResult` holds. docs/serving.md, docs/tflite.md, docs/web.md and
-docs/onnx.md describe the artifacts; the names that clients read are in `inference.artifacts`
+record, which `ExportResult` holds. The names that clients read are in `inference.artifacts`
 (TensorFlow-free).
 """
 

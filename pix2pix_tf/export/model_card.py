@@ -1,6 +1,6 @@
-"""The model card export writes beside each artifact (the SavedModel, the TFLite files, the
-ONNX file): what the model is, what it was trained on and for how long, how close it gets on
-held-out pairs, how to feed it, and what it must not be used for.
+"""The model card export writes beside each artifact it publishes: what the model is, what it
+was trained on and for how long, how close it gets on held-out pairs, how to feed it, and what
+it must not be used for.
 
 A shipped file outlives the run folder it came from and is read by people who never saw our
 code. The facts lines (`- **Key**: value`) are stable, so a script can read them too. The
@@ -15,6 +15,8 @@ import dataclasses
 import os
 import time
 from typing import Optional, Sequence
+
+import tensorflow as tf
 
 from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
@@ -54,8 +56,6 @@ class CardFacts:
 
 def checkpoint_step(checkpoint: str) -> Optional[int]:
     """The training step saved in a checkpoint of this package (its `step` variable)."""
-    import tensorflow as tf
-
     try:
         return int(tf.train.load_checkpoint(checkpoint).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     except (tf.errors.OpError, ValueError, KeyError):

@@ -85,6 +85,7 @@ def contract(saved_model_metadata: dict[str, Any]) -> dict[str, Any]:
 def convert(saved_model_dir: str, path: str) -> None:
     """The SavedModel's dropout-free float signature as an ONNX file at `path`, with named
     dynamic dimensions and the contract in its metadata."""
+    # The `onnx` extra, imported only once a file is converted (`TARGET.check` asked for it).
     import onnx
     from tf2onnx import convert as tf2onnx_convert
     from tf2onnx import tf_loader

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
@@ -162,8 +163,6 @@ def warmup_requests(model_name: str, image_size: int, input_nc: int,
                     batch_sizes: tuple[int, ...]) -> list[bytes]:
     """Serialized PredictionLogs, one per signature and batch size, so that Serving traces and
     allocates every signature before the first real request."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
     rng = np.random.default_rng(0)
     records = []
     for batch in batch_sizes:
@@ -271,8 +270,6 @@ def verify_saved_model(directory: str, generator: keras.Model, mode: generate.In
     if not np.isfinite(got).all() or diff > SAVED_MODEL_MAX_ABS:
         raise ExportError(f"The SavedModel in {directory} does not reproduce the checkpoint: max |diff| {diff} "
                           f"> {SAVED_MODEL_MAX_ABS}. Nothing was published.")
-    from tensorflow_serving.apis import prediction_log_pb2
-
     for record in tf.data.TFRecordDataset(warmup_path(directory)):
         request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
         name = request.model_spec.signature_name

@@ -1,7 +1,7 @@
 """What an export target is: one artifact format that export.py writes, checks and publishes.
 
-Each target module (`saved_model`, `tflite`, `web`, `onnx_model`) defines one `Target`, and
-`registry.TARGETS` lists them, one line each, in the order they run. A target declares:
+Each format's module defines one `Target`, and `registry.TARGETS` lists them, one line each,
+in the order they run. A target declares:
 
 * its flags (`Flag`): export.py defines every registered target's flags, so --help lists them
   as export.py's own, and hands each target the values of its own (library code reads no flags);
