@@ -232,16 +232,16 @@ def _export(directory: str, max_request_pixels: int) -> None:
     """A tiny SavedModel (unet_128, ngf 8, untrained: what is tested is what it reads) written
     as export.py writes it, with the table's caps."""
     from pix2pix_tf.export.config import ExportConfig
-    from pix2pix_tf.export.saved_model import write_saved_model
+    from pix2pix_tf.export.saved_model import Options, write_saved_model
     from pix2pix_tf.inference.mode import DETERMINISTIC
     from pix2pix_tf.networks.generator import build_generator
 
     from conftest import tiny_config
 
     train = tiny_config(os.path.dirname(directory), "unused")
-    config = ExportConfig(workdir=train.run.workdir, mode=DETERMINISTIC, max_pixels=MAX_PIXELS,
-                          max_request_pixels=max_request_pixels)
-    write_saved_model(build_generator(train.model), train, config, os.path.join(directory, "ckpt-0"), 1,
+    config = ExportConfig(workdir=train.run.workdir, mode=DETERMINISTIC)
+    options = Options(max_pixels=MAX_PIXELS, max_request_pixels=max_request_pixels)
+    write_saved_model(build_generator(train.model), train, config, options, os.path.join(directory, "ckpt-0"), 1,
                       IMAGE_SIZE, directory)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from pix2pix_tf.evaluation.metrics import pooled_psnr
-from pix2pix_tf.export import saved_model, tflite
+from pix2pix_tf.export import measure, saved_model, tflite
 from pix2pix_tf.inference import artifacts, generate
 from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
@@ -78,7 +78,7 @@ def measure_inference(generator: keras.Model, image_size: int, input_nc: int, mu
             calls[label] = lambda m=model: m(image)
             sizes[label] = len(content) / 2 ** 20
             rows[label] = LatencyRow(label, 0.0, 0.0, sizes[label], pooled_psnr(references[mode], model(image)))
-        timings = tflite.benchmark(calls, rounds=rounds)
+        timings = measure.benchmark(calls, rounds=rounds)
     result = []
     for name, (median, fastest) in timings.items():
         row = rows.get(name) or LatencyRow(name, 0.0, 0.0, sizes.get(name))

@@ -14,23 +14,33 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.errors import DatasetError
 from pix2pix_tf.export.config import ExportConfig
-from pix2pix_tf.images import resize
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingInputs:
+    """Training images a target needs (the int8 calibration), and what its refusal says when
+    the run's dataset is gone: "<need>: <why> Pass --data_dir, or <way_out>."."""
+
+    count: int
+    need: str
+    way_out: str
 
 
 @dataclasses.dataclass(frozen=True)
 class Examples:
     images: np.ndarray  # Held-out inputs every artifact is checked on, [N, S, S, C_in] in [-1, 1].
     targets: Optional[np.ndarray]  # Their targets (the model card's held-out metrics); None when synthetic.
-    calibration: Optional[np.ndarray]  # Training inputs for full-int8 calibration.
+    calibration: Optional[np.ndarray]  # Training inputs (`TrainingInputs`), for full-int8 calibration.
     source: str  # Where `images` came from, for the messages.
     num_train: Optional[int] = None  # Training pairs of the run's dataset (None: dataset unavailable).
     held_out_split: Optional[str] = None
 
 
-def load_examples(train: TrainConfig, config: ExportConfig, image_size: int, need_training_data: bool) -> Examples:
-    """Held-out pairs for the checks and, if `need_training_data`, training inputs for the int8
-    calibration; synthetic noise (and no targets) when the dataset is gone and no calibration is
-    needed."""
+def load_examples(train: TrainConfig, config: ExportConfig, image_size: int,
+                  training: Optional[TrainingInputs]) -> Examples:
+    """Held-out pairs for the checks and, if a target asks for `training` inputs, those for the
+    int8 calibration; synthetic noise (and no targets) when the dataset is gone and no training
+    input is needed."""
     data_config = dataclasses.replace(train.data, data_dir=config.data_dir or train.data.data_dir)
     nc = (train.model.input_nc, train.model.output_nc)
     try:
@@ -38,13 +48,12 @@ def load_examples(train: TrainConfig, config: ExportConfig, image_size: int, nee
         held_out = pipeline.held_out_pairs(dataset, data_config, *nc, limit=config.check_examples)
         pairs = list(held_out.as_numpy_iterator())
         calibration = None
-        if need_training_data:
+        if training is not None:
             stream = pipeline.train_stream(dataset, data_config, *nc, seed=train.run.seed or 0).unbatch()
-            calibration = np.stack([a for a, _ in stream.take(config.calibration_examples).as_numpy_iterator()])
+            calibration = np.stack([a for a, _ in stream.take(training.count).as_numpy_iterator()])
     except DatasetError as e:
-        if need_training_data:
-            raise DatasetError(f"Full-int8 TFLite needs the run's training data for calibration: {e} "
-                               "Pass --data_dir, or leave int8 out of --tflite.") from e
+        if training is not None:
+            raise DatasetError(f"{training.need}: {e} Pass --data_dir, or {training.way_out}.") from e
         logging.warning("The run's dataset is not available (%s): checking on synthetic images instead.", e)
         rng = np.random.default_rng(0)
         synthetic = rng.uniform(-1, 1, (config.check_examples, image_size, image_size, nc[0])).astype(np.float32)
@@ -60,4 +69,4 @@ def load_examples(train: TrainConfig, config: ExportConfig, image_size: int, nee
 def _resized(images: np.ndarray, size: int) -> np.ndarray:
     if images.shape[1:3] == (size, size):
         return images
-    return np.stack([resize(tf.constant(image), size).numpy() for image in images])
+    return np.stack([pipeline.resize(tf.constant(image), size).numpy() for image in images])

@@ -1,27 +1,26 @@
-"""The model card export writes beside the SavedModel and beside the TFLite files: what the
-model is, what it was trained on and for how long, how close it gets on held-out pairs, how to
-feed it, and what it must not be used for.
+"""The model card export writes beside each artifact it publishes: what the model is, what it
+was trained on and for how long, how close it gets on held-out pairs, how to feed it, and what
+it must not be used for.
 
 A shipped file outlives the run folder it came from and is read by people who never saw our
 code. The facts lines (`- **Key**: value`) are stable, so a script can read them too. The
 SavedModel's copy lives in `assets.extra/`, which TensorFlow Serving does not read (it only
-looks for its warmup file there). The TFLite copy also holds what an Android metadata block
-would (normalisation, size, output description): no maintained LiteRT metadata writer
-installs beside TensorFlow 2.21 (docs/tflite.md).
+looks for its warmup file there). Each artifact's target adds a section of its own (the
+TFLite one holds what an Android metadata block would: `tflite.card_section`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from typing import Optional, Sequence
 
+import tensorflow as tf
+
 from pix2pix_tf import writing
 from pix2pix_tf.catalogue import GENERATORS
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.images import FORMATS_TEXT
 from pix2pix_tf.inference.artifacts import MODEL_CARD
 from pix2pix_tf.inference.mode import InferenceMode
 
@@ -49,15 +48,12 @@ class CardFacts:
     parameters: int  # G's parameter count.
     mode: InferenceMode
     image_size: int
-    max_pixels: int
     num_train: Optional[int]  # Training pairs (None: the dataset was not available at export).
     held_out: Optional[HeldOut]
 
 
 def checkpoint_step(checkpoint: str) -> Optional[int]:
     """The training step saved in a checkpoint of this package (its `step` variable)."""
-    import tensorflow as tf
-
     try:
         return int(tf.train.load_checkpoint(checkpoint).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     except (tf.errors.OpError, ValueError, KeyError):
@@ -117,44 +113,16 @@ def _limits(f: CardFacts) -> list[str]:
     return lines
 
 
-def render(f: CardFacts, tflite: Optional[Sequence] = None, metadata_note: str = "",
-           onnx: Optional[Sequence[str]] = None) -> str:
-    """The card as markdown; `tflite` (the variants' reports) adds the TFLite section, `onnx`
-    (its lines, from `onnx_model`) the ONNX file's."""
+def render(f: CardFacts, heading: str, section: Sequence[str]) -> str:
+    """The card as markdown: the facts and limits every artifact shares, then its own section
+    (`heading`, `section`'s lines), which the target that publishes the artifact writes."""
     out = [f"# Model card: {f.model_name}, version {f.version}", "",
            f"Written by pix2pix_tf's export.py on {time.strftime('%Y-%m-%d')}. pix2pix: Isola et al., "
            "\"Image-to-Image Translation with Conditional Adversarial Networks\", CVPR 2017.", "", "## Facts", ""]
     out += [f"- **{key}**: {value}" for key, value in _facts(f)]
     out += ["", "## Intended use and limits", ""] + [f"- {line}" for line in _limits(f)]
-    if onnx is not None:
-        out += ["", "## ONNX file", "", *onnx]
-    elif tflite is None:
-        out += ["", "## This SavedModel", "",
-                f"Signatures `serving_default` / `translate_png` take {FORMATS_TEXT} bytes of any size up to "
-                f"{f.max_pixels:,} pixels, resize them (bicubic) and return PNG bytes; `translate_float` takes "
-                "[-1, 1] NHWC floats. docs/serving.md describes them."]
-    else:
-        out += ["", "## TFLite files", "", *_tflite_lines(f, tflite, metadata_note)]
+    out += ["", f"## {heading}", "", *section]
     return "\n".join(out) + "\n"
-
-
-def _tflite_lines(f: CardFacts, variants: Sequence, metadata_note: str) -> list[str]:
-    size, model = f.image_size, f.train.model
-    lines = ["Batch 1, fixed size, dropout off; input tensor `images` [1, "
-             f"{size}, {size}, {model.input_nc}], output `output` [1, {size}, {size}, {model.output_nc}].", "",
-             "| file | bytes | pooled PSNR vs the SavedModel | I/O |", "| --- | ---: | ---: | --- |"]
-    for r in variants:
-        psnr = "nan" if not math.isfinite(r.psnr_db) else f"{r.psnr_db:.1f} dB"
-        io = r.io_dtype
-        if r.io_quantization:
-            (s_in, z_in), (s_out, z_out) = r.io_quantization["input"], r.io_quantization["output"]
-            io += f" (input q = round(x / {s_in:.6g}) + {z_in}; output x = (q - {z_out}) * {s_out:.6g})"
-        lines.append(f"| {os.path.basename(r.path)} | {r.size_bytes} | {psnr} | {io} |")
-    lines += ["", "Metadata for Android (what a LiteRT metadata block would hold): input image, RGB, "
-                  f"[1, {size}, {size}, {model.input_nc}], normalisation mean [127.5] std [127.5] (pixel / 127.5 - 1); "
-                  f"output image [1, {size}, {size}, {model.output_nc}] in [-1, 1], denormalise with "
-                  "(value + 1) * 127.5. " + metadata_note]
-    return lines
 
 
 def write(directory: str, text: str) -> str:

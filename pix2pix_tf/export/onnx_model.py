@@ -1,5 +1,6 @@
-"""The generator as an ONNX file: converted from the published SavedModel, checked against it
-with the runtime's own runner (`inference.onnx_runner.OnnxModel`), and published beside it.
+"""The generator as an ONNX file, an export target (`TARGET`, `--onnx`): converted from the
+published SavedModel, checked against it with the runtime's own runner
+(`inference.onnx_runner.OnnxModel`), and published beside it.
 
 `python export.py --onnx` writes `<export_dir>/onnx/<model_name>/<version>/<model_name>.onnx`
 with `report.json` and `MODEL_CARD.md`. tf2onnx converts the SavedModel's
@@ -23,8 +24,8 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-from typing import Any, Callable
+from importlib import metadata
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -32,7 +33,9 @@ from pix2pix_tf import writing
 from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import model_card, versions
 from pix2pix_tf.export.config import ExportError
-from pix2pix_tf.inference import artifacts
+from pix2pix_tf.export.saved_model import SavedModelReport
+from pix2pix_tf.export.target import Flag, Job, Published, Run, Target
+from pix2pix_tf.inference import artifacts, onnx_runner
 from pix2pix_tf.inference.onnx_runner import OnnxModel
 
 OPSET = 17
@@ -44,6 +47,22 @@ REPORT = "report.json"  # Beside the .onnx file.
 # The SavedModel metadata copied into the file's metadata_props (with the contract's own keys).
 _COPIED = ("model_name", "version", "checkpoint", "image_size", "size_multiple", "input_nc", "output_nc",
            "direction", "generator")
+
+FLAGS = (Flag("onnx", "bool", False, "Also write the generator as ONNX (opset 17, dynamic batch/height/width, "
+              "checked with onnxruntime) to <export_dir>/onnx/<model_name>/<version>; needs pip install -e "
+              "\".[onnx]\" (docs/onnx.md)."),)
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxOptions:
+    enabled: bool = False
+
+    def validate(self) -> OnnxOptions:
+        return self
+
+
+def options(values: Mapping[str, Any]) -> OnnxOptions:
+    return OnnxOptions(enabled=values["onnx"])
 
 
 def onnx_base(export_dir: str, model_name: str) -> str:
@@ -66,6 +85,7 @@ def contract(saved_model_metadata: dict[str, Any]) -> dict[str, Any]:
 def convert(saved_model_dir: str, path: str) -> None:
     """The SavedModel's dropout-free float signature as an ONNX file at `path`, with named
     dynamic dimensions and the contract in its metadata."""
+    # The `onnx` extra, imported only once a file is converted (`TARGET.check` asked for it).
     import onnx
     from tf2onnx import convert as tf2onnx_convert
     from tf2onnx import tf_loader
@@ -113,8 +133,8 @@ class OnnxReport:
 
 def check(model: Callable[[np.ndarray], np.ndarray], reference: Callable[[np.ndarray], np.ndarray],
           images: np.ndarray, multiple: int) -> tuple[float, float, list[list[int]]]:
-    """(pooled PSNR, max abs diff, sizes) of `model` against `reference` on `images` [N, S, S, C]
-    and on the same images widened by `multiple` columns (mirrored), in batches of two."""
+    """(PSNR, max abs diff, sizes) of `model` against `reference` on `images` [N, S, S, C] and on
+    the same images widened by `multiple` columns (mirrored), in batches of two."""
     wide = np.concatenate([images, images[:, :, ::-1][:, :, :multiple]], axis=2)
     got, expected = [], []
     for batch in (images, wide):
@@ -128,41 +148,32 @@ def check(model: Callable[[np.ndarray], np.ndarray], reference: Callable[[np.nda
     return pooled_psnr(expected, got), float(np.max(np.abs(expected - got))), sizes
 
 
-def publish(saved_model_dir: str, export_dir: str, facts: model_card.CardFacts,
-            reference: Callable[[np.ndarray], np.ndarray], images: np.ndarray, compared_on: str,
-            threads: int) -> OnnxReport:
+def publish_file(saved: SavedModelReport, export_dir: str, facts: model_card.CardFacts, images: np.ndarray,
+                 compared_on: str, threads: int) -> OnnxReport:
     """Converts, checks and publishes the ONNX file of `facts.version`; a file that does not
     reproduce the SavedModel is refused and nothing is published."""
-    base = onnx_base(export_dir, facts.model_name)
-    versions.remove_stale_staging(base)
-    final = os.path.join(base, str(facts.version))
-    staging = versions.staging_dir(base, str(facts.version))
-    try:
+
+    def write(staging: str, final: str) -> OnnxReport:
         path = os.path.join(staging, f"{facts.model_name}.onnx")
-        convert(saved_model_dir, path)
+        convert(saved.path, path)
         model = OnnxModel(path, threads=threads)
-        psnr_db, max_abs, sizes = check(model, reference, images, model.size_multiple or 1)
+        psnr_db, max_abs, sizes = check(model, saved.reference, images, model.size_multiple or 1)
         report = OnnxReport(os.path.join(final, os.path.basename(path)), os.path.getsize(path), psnr_db, max_abs,
                             sizes, math.isfinite(max_abs) and max_abs <= MAX_ABS_DIFF)
-        _write_report(staging, report, saved_model_dir, compared_on)
-        model_card.write(staging, model_card.render(facts, onnx=_card_lines(report, model)))
+        _write_report(staging, report, saved.path, compared_on)
+        model_card.write(staging, model_card.render(facts, "ONNX file", _card_lines(report, model)))
         if not report.ok:
             raise ExportError(f"The ONNX file does not reproduce the SavedModel on {compared_on} (max |diff| "
                               f"{max_abs:.3g} > {MAX_ABS_DIFF:g}, or NaN):\n  {report.line()}")
-        versions.publish(staging, final)
-    except ExportError as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise ExportError(f"{e}\nThe SavedModel {saved_model_dir} (and any TFLite file) was published; no ONNX "
-                          "file was.") from e
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        return report
+
+    _, report = versions.publish_staged(
+        onnx_base(export_dir, facts.model_name), facts.version, write,
+        f"The SavedModel {saved.path} (and any TFLite file) was published; no ONNX file was.")
     return report
 
 
 def _write_report(directory: str, report: OnnxReport, saved_model_dir: str, compared_on: str) -> None:
-    from importlib.metadata import version
-
     content = {
         "file": os.path.basename(report.path), "size_bytes": report.size_bytes, "opset": OPSET,
         "converted_from": {"saved_model": saved_model_dir, "signature": artifacts.SIGNATURE_FLOAT_DETERMINISTIC},
@@ -172,7 +183,7 @@ def _write_report(directory: str, report: OnnxReport, saved_model_dir: str, comp
                    "range": [-1, 1]},
         "compared_on": compared_on, "sizes_checked": report.sizes_checked, "psnr_db": report.psnr_db,
         "max_abs_diff": report.max_abs_diff, "max_abs_diff_allowed": MAX_ABS_DIFF, "ok": report.ok,
-        "tools": {name: version(name) for name in ("tf2onnx", "onnx", "onnxruntime")},
+        "tools": {name: metadata.version(name) for name in ("tf2onnx", "onnx", "onnxruntime")},
     }
     writing.write_text(os.path.join(directory, REPORT), json.dumps(content, indent=2, allow_nan=True) + "\n")
 
@@ -189,3 +200,21 @@ def _card_lines(report: OnnxReport, model: OnnxModel) -> list[str]:
         "",
         f"Checked with onnxruntime against the SavedModel: {report.line()}. docs/onnx.md shows how to run it.",
     ]
+
+
+def _check(options: OnnxOptions, run: Run) -> None:
+    onnx_runner.require()  # The `onnx` extra, before any work.
+
+
+def publish(job: Job, options: OnnxOptions, published: Mapping[str, Published]) -> Published:
+    """The ONNX file converted from the published SavedModel and checked against it; its card
+    states the mode it computes (dropout off)."""
+    facts = dataclasses.replace(job.card, mode=job.config.mode.without_dropout())
+    report = publish_file(published["saved_model"].report, job.export_dir, facts, job.images, job.examples.source,
+                          job.config.threads)
+    card = os.path.join(os.path.dirname(report.path), artifacts.MODEL_CARD)
+    return Published("onnx", report.path, report, (card,), lambda: [
+        f"ONNX (onnxruntime against the SavedModel's translate_float_deterministic): {report.line()}"])
+
+
+TARGET = Target("onnx", FLAGS, options, onnx_base, publish, needs=("saved_model",), check=_check)

@@ -1,5 +1,7 @@
-"""The SavedModel for TensorFlow Serving: its signatures, warmup records and metadata, and the
-check against the checkpoint it came from before it is published.
+"""The SavedModel for TensorFlow Serving, the export's first target (`TARGET`): its flags, its
+signatures, warmup records and metadata, and the check against the checkpoint it came from
+before it is published to `<export_dir>/<model_name>/<version>`. Every other target is checked
+against it (`SavedModelReport.reference`).
 
 Five signatures over G's variables (names in `inference/artifacts.py`, documented in docs/serving.md), none of
 which writes a variable: the paper's test-time G is a pure function (`generate.generate`).
@@ -11,17 +13,21 @@ import dataclasses
 import json
 import os
 import time
-from typing import Optional
+from typing import Any, Callable, Mapping, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.export import model_card, versions
 from pix2pix_tf.export.config import ExportConfig, ExportError
-from pix2pix_tf.images import DEFAULT_MAX_PIXELS, decode_images, encode_pngs, limit_request
+from pix2pix_tf.export.target import Benchmark, Flag, Job, Published, Run, Target
+from pix2pix_tf.images import DEFAULT_MAX_PIXELS, FORMATS_TEXT, decode_images, encode_pngs, limit_request
 from pix2pix_tf.inference import generate, geometry
 from pix2pix_tf.inference.artifacts import (
     INPUT_NAME,
@@ -33,12 +39,60 @@ from pix2pix_tf.inference.artifacts import (
     SIGNATURE_NATIVE,
     SIGNATURE_PNG,
     metadata_path,
+    model_card_path,
     warmup_path,
 )
 from pix2pix_tf.inference.mode import InferenceMode
 
 # Tolerance between the SavedModel and the checkpoint's own call before publishing.
 SAVED_MODEL_MAX_ABS = 1e-4
+
+FLAGS = (
+    Flag("warmup_batch_sizes", "integers", (1,), "Batch sizes of the warmup requests written for TensorFlow "
+         "Serving (one request per signature and size; add your batching's max_batch_size)."),
+    Flag("max_pixels", "integer", DEFAULT_MAX_PIXELS, "Largest image the SavedModel's bytes signatures accept, in "
+         "pixels (checked from the header, before decoding); larger ones are refused."),
+    Flag("max_request_pixels", "integer", None, "Most pixels one request to any signature may hold in all (each "
+         "image counted at the larger of its own size and the size the generator runs it at); larger requests are "
+         "refused before decoding. Default: --max_pixels."),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """What the SavedModel's signatures accept and how Serving warms it up."""
+
+    warmup_batch_sizes: tuple[int, ...] = (1,)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # The bytes signatures refuse larger images, before decoding.
+    max_request_pixels: Optional[int] = None  # Every signature refuses larger requests; None: max_pixels.
+
+    @property
+    def enabled(self) -> bool:
+        return True  # Every export writes it: the other artifacts are checked against it.
+
+    @property
+    def request_pixels(self) -> int:
+        """The pixels one request may hold in all (the images of a batch together)."""
+        return self.max_request_pixels or self.max_pixels
+
+    def validate(self) -> Options:
+        if self.max_pixels < 1:
+            raise ConfigError(f"--max_pixels must be at least 1, got {self.max_pixels}.")
+        if self.max_request_pixels is not None and self.max_request_pixels < 1:
+            raise ConfigError(f"--max_request_pixels must be at least 1, got {self.max_request_pixels}.")
+        if not self.warmup_batch_sizes or min(self.warmup_batch_sizes) < 1:
+            raise ConfigError("--warmup_batch_sizes must be positive integers.")
+        return self
+
+
+def options(values: Mapping[str, Any]) -> Options:
+    return Options(warmup_batch_sizes=tuple(values["warmup_batch_sizes"]), max_pixels=values["max_pixels"],
+                   max_request_pixels=values["max_request_pixels"])
+
+
+def model_base(export_dir: str, model_name: str) -> str:
+    """`<export_dir>/<model_name>`: the path to give TensorFlow Serving (--model_base_path)."""
+    return os.path.join(export_dir, model_name)
 
 
 def build_archive(generator: keras.Model, mode: InferenceMode, image_size: int, input_nc: int,
@@ -109,8 +163,6 @@ def warmup_requests(model_name: str, image_size: int, input_nc: int,
                     batch_sizes: tuple[int, ...]) -> list[bytes]:
     """Serialized PredictionLogs, one per signature and batch size, so that Serving traces and
     allocates every signature before the first real request."""
-    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
-
     rng = np.random.default_rng(0)
     records = []
     for batch in batch_sizes:
@@ -131,14 +183,14 @@ def warmup_requests(model_name: str, image_size: int, input_nc: int,
     return records
 
 
-def check_warmup_fits(config: ExportConfig, image_size: int, multiple: int) -> None:
+def check_warmup_fits(options: Options, image_size: int, multiple: int) -> None:
     """Refuses a request cap that the export's own warmup requests (`warmup_requests`' sizes,
     as `translate_native` pads them) would break, before anything is written."""
     height, width = geometry.padded_size(*_warmup_size(image_size), multiple)
-    need = max(config.warmup_batch_sizes) * max(height * width, image_size * image_size)
-    if need > config.request_pixels:
-        raise ExportError(f"--max_request_pixels={config.request_pixels} is below what the warmup requests hold "
-                          f"({need} pixels: batch {max(config.warmup_batch_sizes)} at {image_size}x{image_size}, "
+    need = max(options.warmup_batch_sizes) * max(height * width, image_size * image_size)
+    if need > options.request_pixels:
+        raise ExportError(f"--max_request_pixels={options.request_pixels} is below what the warmup requests hold "
+                          f"({need} pixels: batch {max(options.warmup_batch_sizes)} at {image_size}x{image_size}, "
                           f"padded to {width}x{height} for translate_native): raise it, or lower "
                           "--warmup_batch_sizes.")
 
@@ -155,7 +207,8 @@ def write_warmup(saved_model_dir: str, records: list[bytes]) -> str:
     return path
 
 
-def _metadata(train: TrainConfig, config: ExportConfig, checkpoint: str, version: int, image_size: int) -> dict:
+def _metadata(train: TrainConfig, config: ExportConfig, options: Options, checkpoint: str, version: int,
+              image_size: int) -> dict:
     return {
         "format": 1,
         "model_name": config.model_name,
@@ -169,8 +222,8 @@ def _metadata(train: TrainConfig, config: ExportConfig, checkpoint: str, version
         "direction": train.data.direction,
         "generator": train.model.generator,
         "mode": dataclasses.asdict(config.mode),
-        "max_pixels": config.max_pixels,
-        "max_request_pixels": config.request_pixels,
+        "max_pixels": options.max_pixels,
+        "max_request_pixels": options.request_pixels,
         "signatures": {
             SIGNATURE_BYTES: {"inputs": {INPUT_NAME: "string [-1]"},
                               "outputs": {OUTPUT_BYTES: "string [-1] (PNG)",
@@ -190,19 +243,19 @@ def _metadata(train: TrainConfig, config: ExportConfig, checkpoint: str, version
     }
 
 
-def write_saved_model(generator: keras.Model, train: TrainConfig, config: ExportConfig, checkpoint: str,
-                      version: int, image_size: int, directory: str) -> None:
+def write_saved_model(generator: keras.Model, train: TrainConfig, config: ExportConfig, options: Options,
+                      checkpoint: str, version: int, image_size: int, directory: str) -> None:
     """The SavedModel, its warmup records and its metadata, written into `directory`."""
     multiple = train.model.size_multiple
-    check_warmup_fits(config, image_size, multiple)
-    archive = build_archive(generator, config.mode, image_size, train.model.input_nc, multiple, config.max_pixels,
-                            config.request_pixels)
+    check_warmup_fits(options, image_size, multiple)
+    archive = build_archive(generator, config.mode, image_size, train.model.input_nc, multiple, options.max_pixels,
+                            options.request_pixels)
     writing.write_point(directory)  # TensorFlow writes the SavedModel itself.
     archive.write_out(directory, verbose=False)
     write_warmup(directory, warmup_requests(config.model_name, image_size, train.model.input_nc,
-                                            config.warmup_batch_sizes))
-    writing.write_text(metadata_path(directory),
-                       json.dumps(_metadata(train, config, checkpoint, version, image_size), indent=2) + "\n")
+                                            options.warmup_batch_sizes))
+    metadata = _metadata(train, config, options, checkpoint, version, image_size)
+    writing.write_text(metadata_path(directory), json.dumps(metadata, indent=2) + "\n")
 
 
 def verify_saved_model(directory: str, generator: keras.Model, mode: InferenceMode,
@@ -217,8 +270,6 @@ def verify_saved_model(directory: str, generator: keras.Model, mode: InferenceMo
     if not np.isfinite(got).all() or diff > SAVED_MODEL_MAX_ABS:
         raise ExportError(f"The SavedModel in {directory} does not reproduce the checkpoint: max |diff| {diff} "
                           f"> {SAVED_MODEL_MAX_ABS}. Nothing was published.")
-    from tensorflow_serving.apis import prediction_log_pb2
-
     for record in tf.data.TFRecordDataset(warmup_path(directory)):
         request = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
         name = request.model_spec.signature_name
@@ -236,3 +287,78 @@ def verify_saved_model(directory: str, generator: keras.Model, mode: InferenceMo
         if any(not np.isfinite(v.numpy()).all() for v in outputs.values() if v.dtype.is_floating):
             raise ExportError(f"Warmup request for {name} gave NaN/Inf.")
     return diff
+
+
+def reference(saved_model_dir: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The published SavedModel's dropout-free signature: what every other artifact must reproduce."""
+    loaded = tf.saved_model.load(saved_model_dir)  # Kept alive by the closure: it owns the variables.
+
+    def translate(batch: np.ndarray) -> np.ndarray:
+        return loaded.signatures[SIGNATURE_FLOAT_DETERMINISTIC](images=tf.constant(batch))[OUTPUT_FLOAT].numpy()
+
+    return translate
+
+
+def card_section(options: Options) -> list[str]:
+    """The SavedModel's own section of its model card."""
+    return [f"Signatures `serving_default` / `translate_png` take {FORMATS_TEXT} bytes of any size up to "
+            f"{options.max_pixels:,} pixels, resize them (bicubic) and return PNG bytes; `translate_float` takes "
+            "[-1, 1] NHWC floats. docs/serving.md describes them."]
+
+
+@dataclasses.dataclass
+class SavedModelReport:
+    """The published SavedModel and how close it is to the checkpoint it came from."""
+
+    path: str
+    version: int
+    checkpoint: str
+    mode: InferenceMode
+    image_size: int
+    max_abs_diff: float
+    reference: Callable[[np.ndarray], np.ndarray]  # Its dropout-free signature (`reference`).
+    benchmark: Benchmark  # --benchmark's timings of the Keras call and this signature, once measured.
+    threads: int
+
+    def lines(self) -> list[str]:
+        size = self.image_size
+        lines = [f"SavedModel: {self.path} (version {self.version}, {self.mode.describe()}, {size}x{size}; max "
+                 f"|diff| to {self.checkpoint}: {self.max_abs_diff:.2g})"]
+        if "keras" in self.benchmark.timings:
+            (keras_ms, keras_min), (saved_ms, saved_min) = self.benchmark.timings["keras"], \
+                self.benchmark.timings["saved_model"]
+            lines.append(f"Latency, batch 1, median (min): Keras model call (eager, inference mode) {keras_ms:.1f} ms "
+                         f"({keras_min:.1f}); SavedModel translate_float_deterministic {saved_ms:.1f} ms "
+                         f"({saved_min:.1f}); TFLite with --threads={self.threads} below")
+        return lines
+
+
+def publish(job: Job, options: Options, published: Mapping[str, Published]) -> Published:
+    """The SavedModel written to a staging folder, checked, and renamed into place; it also
+    becomes the benchmark's baseline beside the Keras model call."""
+
+    def write(staging: str, final: str) -> tuple[str, float]:
+        write_saved_model(job.generator, job.train, job.config, options, job.checkpoint, job.version,
+                          job.image_size, staging)
+        card = model_card.write(os.path.dirname(model_card_path(staging)),
+                                model_card.render(job.card, "This SavedModel", card_section(options)))
+        diff = verify_saved_model(staging, job.generator, job.config.mode, job.images)
+        return os.path.join(final, os.path.relpath(card, staging)), diff
+
+    final, (card, diff) = versions.publish_staged(model_base(job.export_dir, job.config.model_name), job.version,
+                                                  write)
+    logging.info("SavedModel: %s (max |diff| to the checkpoint %.2g on %s).", final, diff, job.examples.source)
+    report = SavedModelReport(final, job.version, job.checkpoint, job.config.mode, job.image_size, diff,
+                              reference(final), job.benchmark, job.config.threads)
+    image = job.images[:1]
+    one = tf.constant(image)
+    job.benchmark.baseline.update(keras=lambda: job.generator(one, training=False).numpy(),
+                                  saved_model=lambda: report.reference(image))
+    return Published("saved_model", final, report, (card,), report.lines)
+
+
+def _check(options: Options, run: Run) -> None:
+    check_warmup_fits(options, run.image_size, run.size_multiple)
+
+
+TARGET = Target("saved_model", FLAGS, options, model_base, publish, check=_check)

@@ -1,5 +1,7 @@
-"""TFLite files of the generator: conversion of each variant with builtin ops only, their check
-against the SavedModel (run by `inference.tflite_runner.TFLiteModel`), and the report.
+"""TFLite files of the generator, an export target (`TARGET`, `--tflite`): conversion of each
+variant with builtin ops only, their check against the SavedModel (run by
+`inference.tflite_runner.TFLiteModel`), the report, and their publication as one version in
+`<export_dir>/tflite/<model_name>/<version>/`.
 
 Every variant is run by the LiteRT interpreter and compared with the published SavedModel on
 held-out images; a variant below its PSNR floor (or with NaNs) is refused (docs/tflite.md).
@@ -12,8 +14,7 @@ import json
 import math
 import os
 import tempfile
-import time
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import keras
 import numpy as np
@@ -22,11 +23,16 @@ from absl import logging
 
 from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.evaluation.metrics import pooled_psnr
-from pix2pix_tf.export import contents
+from pix2pix_tf.export import contents, model_card, versions
 from pix2pix_tf.export.config import ExportConfig, ExportError
+from pix2pix_tf.export.examples import TrainingInputs
+from pix2pix_tf.export.model_card import CardFacts
+from pix2pix_tf.export.saved_model import SavedModelReport
+from pix2pix_tf.export.target import Flag, Job, Published, Target
 from pix2pix_tf.inference import generate
-from pix2pix_tf.inference.artifacts import INPUT_NAME, OUTPUT_FLOAT, TFLITE_REPORT
+from pix2pix_tf.inference.artifacts import INPUT_NAME, INT8_IO_TYPES, OUTPUT_FLOAT, TFLITE_REPORT, TFLITE_VARIANTS
 from pix2pix_tf.inference.mode import InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
@@ -39,6 +45,57 @@ PSNR_FLOORS = {"float32": 60.0, "float16": 40.0, "dynamic_int8": 30.0, "int8": 2
 # Why the files carry no LiteRT metadata block (the model card holds its content instead).
 METADATA_NOTE = ("The files carry no metadata block: no maintained LiteRT metadata writer installs beside "
                  "TensorFlow 2.21 (docs/tflite.md, \"Metadata\").")
+
+FLAGS = (
+    Flag("tflite", "list", TFLITE_VARIANTS, "TFLite variants to write (comma-separated; empty for none): float32, "
+         "float16, dynamic_int8 (int8 weights), int8 (int8 weights and activations, calibrated on the run's training "
+         "data)."),
+    Flag("int8_io", "enum", "float32", "Input/output type of the int8 variant.", INT8_IO_TYPES),
+    Flag("calibration_examples", "integer", 64, "Training images that calibrate the int8 variant."),
+    Flag("force", "bool", False, "Keep TFLite variants whose PSNR against the SavedModel is below its floor."),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Which variants, and how the int8 one is calibrated and fed."""
+
+    variants: tuple[str, ...] = TFLITE_VARIANTS
+    int8_io: str = "float32"
+    calibration_examples: int = 64
+    force: bool = False  # Keep variants below their PSNR floor (with a warning).
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.variants)
+
+    def validate(self) -> Options:
+        unknown = [v for v in self.variants if v not in TFLITE_VARIANTS]
+        if unknown:
+            raise ConfigError(f"--tflite: unknown variant(s) {unknown}; choose from {', '.join(TFLITE_VARIANTS)}.")
+        if self.int8_io not in INT8_IO_TYPES:
+            raise ConfigError(f"--int8_io={self.int8_io!r} is not one of {', '.join(INT8_IO_TYPES)}.")
+        if self.calibration_examples < 1:
+            raise ConfigError(f"--calibration_examples must be at least 1, got {self.calibration_examples}.")
+        return self
+
+
+def options(values: Mapping[str, Any]) -> Options:
+    return Options(variants=tuple(v for v in values["tflite"] if v), int8_io=values["int8_io"],
+                   calibration_examples=values["calibration_examples"], force=values["force"])
+
+
+def tflite_base(export_dir: str, model_name: str) -> str:
+    """`<export_dir>/tflite/<model_name>`: the TFLite files' versions, beside the SavedModels."""
+    return os.path.join(export_dir, "tflite", model_name)
+
+
+def training_inputs(options: Options) -> Optional[TrainingInputs]:
+    """The full-int8 variant is calibrated on the run's training inputs."""
+    if "int8" not in options.variants:
+        return None
+    return TrainingInputs(options.calibration_examples, "Full-int8 TFLite needs the run's training data for "
+                          "calibration", "leave int8 out of --tflite")
 
 
 @dataclasses.dataclass
@@ -119,24 +176,8 @@ def check_variant(model: TFLiteModel, reference: Callable[[np.ndarray], np.ndarr
     return pooled_psnr(expected, outputs), float(np.max(np.abs(expected - outputs)))
 
 
-def benchmark(calls: dict[str, Callable[[], object]], rounds: int = 15) -> dict[str, tuple[float, float]]:
-    """{name: (median, min) wall milliseconds} of each call, measured in interleaved rounds
-    (each round calls every model once) so that a burst of load from other processes on a
-    shared machine hits all of them alike; two warm-up calls each first."""
-    for fn in calls.values():
-        fn()
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, fn in calls.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append((time.perf_counter() - start) * 1000)
-    return {name: (float(np.median(t)), float(np.min(t))) for name, t in samples.items()}
-
-
-def export_tflite(generator: keras.Model, train: TrainConfig, config: ExportConfig, image_size: int,
-                  reference: Callable[[np.ndarray], np.ndarray], check_images: np.ndarray,
+def export_tflite(generator: keras.Model, train: TrainConfig, config: ExportConfig, options: Options,
+                  image_size: int, reference: Callable[[np.ndarray], np.ndarray], check_images: np.ndarray,
                   calibration: Optional[np.ndarray], directory: str) -> list[VariantReport]:
     """Converts, runs and checks each requested variant; files go into `directory`."""
     reports = []
@@ -150,10 +191,10 @@ def export_tflite(generator: keras.Model, train: TrainConfig, config: ExportConf
             for image in calibration:
                 yield [image[None].astype(np.float32)]
 
-        for variant in config.tflite:
+        for variant in options.variants:
             logging.info("Converting the %s TFLite variant.", variant)
             content = convert_tflite(scratch, variant, representative if calibration is not None else None,
-                                     config.int8_io)
+                                     options.int8_io)
             path = os.path.join(directory, f"{config.model_name}_{variant}.tflite")
             writing.write_file(path, content)
             model = TFLiteModel(path, threads=config.threads)
@@ -205,3 +246,79 @@ def write_report(directory: str, variants: list[VariantReport], train: TrainConf
                      for r in variants},
     }
     writing.write_text(os.path.join(directory, TFLITE_REPORT), json.dumps(report, indent=2, allow_nan=True) + "\n")
+
+
+def card_section(f: CardFacts, variants: Sequence[VariantReport]) -> list[str]:
+    """The TFLite files' section of their model card, with what a LiteRT metadata block would hold."""
+    size, model = f.image_size, f.train.model
+    lines = ["Batch 1, fixed size, dropout off; input tensor `images` [1, "
+             f"{size}, {size}, {model.input_nc}], output `output` [1, {size}, {size}, {model.output_nc}].", "",
+             "| file | bytes | PSNR vs the SavedModel | I/O |", "| --- | ---: | ---: | --- |"]
+    for r in variants:
+        value = "nan" if not math.isfinite(r.psnr_db) else f"{r.psnr_db:.1f} dB"
+        io = r.io_dtype
+        if r.io_quantization:
+            (s_in, z_in), (s_out, z_out) = r.io_quantization["input"], r.io_quantization["output"]
+            io += f" (input q = round(x / {s_in:.6g}) + {z_in}; output x = (q - {z_out}) * {s_out:.6g})"
+        lines.append(f"| {os.path.basename(r.path)} | {r.size_bytes} | {value} | {io} |")
+    lines += ["", "Metadata for Android (what a LiteRT metadata block would hold): input image, RGB, "
+                  f"[1, {size}, {size}, {model.input_nc}], normalisation mean [127.5] std [127.5] (pixel / 127.5 - 1); "
+                  f"output image [1, {size}, {size}, {model.output_nc}] in [-1, 1], denormalise with "
+                  "(value + 1) * 127.5. " + METADATA_NOTE]
+    return lines
+
+
+@dataclasses.dataclass
+class TFLiteReport:
+    """The published TFLite version: its folder and each variant's report."""
+
+    folder: str
+    variants: list[VariantReport]
+
+    def lines(self) -> list[str]:
+        return [f"TFLite: {self.folder} (batch 1, dropout off; PSNR/max|diff| against the SavedModel's "
+                "translate_float_deterministic)"] + ["  " + report.line() for report in self.variants]
+
+
+def _refuse_broken(variants: list[VariantReport], options: Options, compared_on: str) -> None:
+    broken = [r for r in variants if not r.ok]
+    if broken and not options.force:
+        table = "\n  ".join(r.line() for r in variants)
+        raise ExportError(
+            f"TFLite variant(s) {', '.join(r.variant for r in broken)} do not reproduce the SavedModel "
+            f"(PSNR below the floor, or NaN) on {compared_on}:\n  {table}\nLeave the variant out of "
+            "--tflite, or pass --force to keep them.")
+
+
+def publish(job: Job, options: Options, published: Mapping[str, Published]) -> Published:
+    """The variants, checked against the published SavedModel, published as one version beside
+    it; a refused variant publishes no TFLite file (the SavedModel stays)."""
+    saved: SavedModelReport = published["saved_model"].report
+    image = job.images[:1]
+
+    def write(staging: str, final: str) -> tuple[list[VariantReport], str]:
+        variants = export_tflite(job.generator, job.train, job.config, options, job.image_size, saved.reference,
+                                 job.images, job.examples.calibration, staging)
+        latencies = job.benchmark.time({r.variant: (lambda m=r.model: m(image)) for r in variants})
+        for report in variants:
+            report.latency_ms, report.latency_min_ms = latencies.get(report.variant, (None, None))
+        write_report(staging, variants, job.train, job.config, saved_model_dir=saved.path,
+                     checkpoint=job.checkpoint, image_size=job.image_size, compared_on=job.examples.source,
+                     latencies=latencies)
+        card = model_card.write(staging, model_card.render(job.card, "TFLite files", card_section(job.card, variants)))
+        _refuse_broken(variants, options, job.examples.source)
+        for report in variants:
+            report.path = os.path.join(final, os.path.basename(report.path))
+        return variants, os.path.join(final, os.path.basename(card))
+
+    folder, (variants, card) = versions.publish_staged(
+        tflite_base(job.export_dir, job.config.model_name), job.version, write,
+        f"The SavedModel {saved.path} was published; no TFLite file was.")
+    report = TFLiteReport(folder, variants)
+    broken = [r.variant for r in variants if not r.ok]
+    warnings = (f"WARNING: {', '.join(broken)} kept below the PSNR floor (--force).",) if broken else ()
+    return Published("tflite", folder, report, (card,), report.lines, warnings=warnings)
+
+
+TARGET = Target("tflite", FLAGS, options, tflite_base, publish, needs=("saved_model",),
+                training_inputs=training_inputs)

@@ -16,13 +16,15 @@ import re
 import shutil
 import socket
 import tempfile
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 from absl import logging
 
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.export.config import ExportError
 from pix2pix_tf.workdir import Workdir, check_writable
+
+T = TypeVar("T")
 
 
 def export_folder(export_dir: Optional[str], workdir: str) -> str:
@@ -40,16 +42,6 @@ def export_folder(export_dir: Optional[str], workdir: str) -> str:
         raise ExportError(f"Cannot write the export folder {folder} ({reason}): pass --export_dir=DIR to export "
                           "into a folder you can write (the run folder is only read).") from e
     return folder
-
-
-def model_base(export_dir: str, model_name: str) -> str:
-    """`<export_dir>/<model_name>`: the path to give TensorFlow Serving (--model_base_path)."""
-    return os.path.join(export_dir, model_name)
-
-
-def tflite_base(export_dir: str, model_name: str) -> str:
-    """`<export_dir>/tflite/<model_name>`: the TFLite files' versions, beside the SavedModels."""
-    return os.path.join(export_dir, "tflite", model_name)
 
 
 def existing_versions(base: str) -> list[int]:
@@ -77,6 +69,27 @@ def publish(staging: str, final: str) -> None:
     if os.path.exists(final):
         raise ExportError(f"{final} appeared while exporting (another export?); nothing was overwritten.")
     os.rename(staging, final)
+
+
+def publish_staged(base: str, version: int, write: Callable[[str, str], T], refused: str = "") -> tuple[str, T]:
+    """`write(staging, final)` fills a new staging folder beside `base` (`final` is where it will
+    be), which is then renamed to `<base>/<version>`; returns that folder and what `write`
+    returned. On any failure the staging folder is removed, and an ExportError gets `refused`
+    (what was published and what was not) on a line of its own."""
+    final = os.path.join(base, str(version))
+    staging = staging_dir(base, str(version))
+    try:
+        written = write(staging, final)
+        publish(staging, final)
+    except ExportError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not refused:
+            raise
+        raise ExportError(f"{e}\n{refused}") from e
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final, written
 
 
 def _host() -> str:

@@ -1,4 +1,5 @@
-"""The static web page of an export: the generator running in the visitor's browser, no server.
+"""The static web page of an export, an export target (`TARGET`): the generator running in the
+visitor's browser, no server.
 
 `export.py --web` writes `<export_dir>/web/<model_name>/<version>/`:
 
@@ -18,16 +19,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from pix2pix_tf import images, writing
 from pix2pix_tf.demo.model import drawing_for
+from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.export import versions
 from pix2pix_tf.export.config import ExportError
+from pix2pix_tf.export.target import Flag, Job, Options, Published, Run, Target
+from pix2pix_tf.export.tflite import TFLiteReport
+from pix2pix_tf.inference.artifacts import TFLITE_VARIANTS
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 PAGE_FILES = ("index.html", "app.js", "page.css")
@@ -51,6 +55,36 @@ PRECISIONS = {
     "dynamic_int8": "int8 weights, float32 activations",
     "int8": "int8 weights and activations, float32 input and output",
 }
+
+FLAGS = (
+    Flag("web", "bool", False, "Also write a static web page running --web_variant in the visitor's browser "
+         "(LiteRT.js): <export_dir>/web/<model_name>/<version>/; see docs/web.md."),
+    Flag("web_variant", "enum", "dynamic_int8", "The TFLite variant the --web page runs (one of --tflite; "
+         "dynamic_int8: a quarter of float32's download, the fastest in WebAssembly).", TFLITE_VARIANTS),
+    Flag("web_runtime", "string", None, "The node_modules folder holding LiteRT.js for --web (default: "
+         "pix2pix_tf/export/web/node_modules, installed by npm ci there; docs/web.md)."),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PageOptions:
+    """Which TFLite variant the page runs (None: no page), and where LiteRT.js is installed."""
+
+    variant: Optional[str] = None
+    runtime: Optional[str] = None  # node_modules holding LiteRT.js; None: the one beside this module.
+
+    @property
+    def enabled(self) -> bool:
+        return self.variant is not None
+
+    def validate(self) -> PageOptions:
+        if self.variant is not None and self.variant not in TFLITE_VARIANTS:
+            raise ConfigError(f"--web_variant={self.variant!r} is not one of {', '.join(TFLITE_VARIANTS)}.")
+        return self
+
+
+def options(values: Mapping[str, Any]) -> PageOptions:
+    return PageOptions(variant=values["web_variant"] if values["web"] else None, runtime=values["web_runtime"])
 
 
 def web_base(export_dir: str, model_name: str) -> str:
@@ -101,17 +135,10 @@ def publish_page(export_dir: str, tflite_file: str, facts: PageFacts, examples: 
                  node_modules: Optional[str] = None) -> str:
     """The page written to a staging folder and renamed into `<web_base>/<version>`, as the
     TFLite files are; returns that folder."""
-    base = web_base(export_dir, facts.model_name)
-    versions.remove_stale_staging(base)
-    final = os.path.join(base, str(facts.version))
-    staging = versions.staging_dir(base, str(facts.version))
-    try:
-        write_page(staging, tflite_file, facts, examples, node_modules)
-        versions.publish(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return final
+    folder, _ = versions.publish_staged(web_base(export_dir, facts.model_name), facts.version,
+                                        lambda staging, _: write_page(staging, tflite_file, facts, examples,
+                                                                      node_modules))
+    return folder
 
 
 def write_page(folder: str, tflite_file: str, facts: PageFacts, examples: np.ndarray,
@@ -152,3 +179,33 @@ def _write_examples(folder: str, examples: np.ndarray) -> list[str]:
         writing.write_file(os.path.join(folder, name), tf.io.encode_png(images.to_uint8(tf.constant(image))).numpy())
         names.append(f"examples/{name}")
     return names
+
+
+def _validate(options: PageOptions, everything: Mapping[str, Options]) -> None:
+    """The page runs one of the TFLite files this export writes, fed with float32."""
+    files = everything["tflite"]
+    if options.variant not in files.variants or (options.variant == "int8" and files.int8_io != "float32"):
+        raise ConfigError(f"--web runs --web_variant={options.variant} in the page: add it to --tflite (now "
+                          f"{','.join(files.variants) or 'empty'}); the page feeds int8 with --int8_io=float32 only.")
+
+
+def _check(options: PageOptions, run: Run) -> None:
+    runtime_version(options.runtime)  # Refused before minutes of work when LiteRT.js is not installed.
+
+
+def publish(job: Job, options: PageOptions, published: Mapping[str, Published]) -> Published:
+    """The static page over the checked TFLite variant `options.variant`, as the export's version."""
+    files: TFLiteReport = published["tflite"].report
+    report = next(r for r in files.variants if r.variant == options.variant)
+    train = job.train
+    facts = PageFacts(
+        model_name=job.config.model_name, version=job.version, variant=report.variant, image_size=job.image_size,
+        input_nc=train.model.input_nc, output_nc=train.model.output_nc, dataset=train.data.dataset,
+        direction=train.data.direction,
+        checkpoint_step=job.card.step, psnr_db=report.psnr_db)
+    held_out = job.images if job.examples.targets is not None else job.images[:0]  # Not synthetic noise.
+    folder = publish_page(job.export_dir, report.path, facts, held_out, options.runtime)
+    return Published("web", folder, facts, usage=(f"Web page: {folder} (serve it: python -m http.server -d {folder})",))
+
+
+TARGET = Target("web", FLAGS, options, web_base, publish, needs=("tflite",), validate=_validate, check=_check)
