@@ -17,10 +17,9 @@ cli.quiet_tensorflow()
 from absl import app, flags  # noqa: E402
 
 from pix2pix_tf.export.config import ExportConfig  # noqa: E402
-from pix2pix_tf.export.exporter import export  # noqa: E402
 from pix2pix_tf.export.registry import TARGETS  # noqa: E402
 from pix2pix_tf.export.target import Flag  # noqa: E402
-from pix2pix_tf.inference.generate import InferenceMode  # noqa: E402
+from pix2pix_tf.inference.mode import InferenceMode  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -95,7 +94,10 @@ def _value(flag: Flag) -> Any:
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
-    result = export(config_from_flags())
+    config = config_from_flags()  # A wrong request is refused before TensorFlow loads.
+    from pix2pix_tf.export.exporter import export  # Loads TensorFlow.
+
+    result = export(config)
     for line in result.lines():
         print(line)
     for line in result.warnings():

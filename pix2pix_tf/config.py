@@ -19,6 +19,10 @@ from pix2pix_tf import catalogue, writing
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.workdir import Workdir
 
+# The image policy's cap on one image, in pixels (`pix2pix_tf.images` enforces it): stated here,
+# where TensorFlow-free readers (flags' help, the export's declarations) find it.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
 GENERATORS = tuple(catalogue.GENERATORS)  # The names; what each is and takes: pix2pix_tf.catalogue.
 DISCRIMINATORS = ("basic", "n_layers", "pixel", "image", "multiscale")
 NORMS = ("batch", "syncbatch", "instance", "none")
@@ -87,7 +91,7 @@ class DataConfig:
     flip: bool = True
     batch_size: int = 1  # Global batch, split over the replicas.
     shuffle_buffer: int = 1000
-    max_pixels: int = 4096 * 4096  # pix2pix_tf.images.DEFAULT_MAX_PIXELS (not imported: no TensorFlow here).
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def validate(self) -> None:
         _check_choice("preprocess", self.preprocess, PREPROCESS_MODES)

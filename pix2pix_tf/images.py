@@ -38,10 +38,10 @@ from typing import Callable, Optional, Union
 import numpy as np
 import tensorflow as tf
 
+from pix2pix_tf.config import DEFAULT_MAX_PIXELS  # The policy's cap, stated where TensorFlow-free code reads it.
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.image_header import FORMATS, GIF_MAX_BLOCKS, HEAD, format_of, parse
 
-DEFAULT_MAX_PIXELS = 4096 * 4096
 FORMATS_TEXT = "JPEG, PNG, GIF, BMP or WebP"
 
 # Why an image is refused (the reason a scan counts it under; the message says more).

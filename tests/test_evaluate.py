@@ -185,7 +185,7 @@ def test_fid_with_a_local_inception_weights_file(workdir, tmp_path):
 def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmenter_cache, tmp_path):
     exporter = pytest.importorskip("pix2pix_tf.export.exporter", reason="the export modules are not in this checkout")
     pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter is not installed")
-    from pix2pix_tf.export import tflite as tflite_target
+    from pix2pix_tf.export import tflite_target
 
     exported = exporter.export(exporter.ExportConfig(workdir=workdir, export_dir=str(tmp_path / "export"),
                                                        targets={"tflite": tflite_target.Options(variants=("float32",))},

@@ -18,7 +18,7 @@ import tensorflow as tf
 from pix2pix_tf import images
 from pix2pix_tf.errors import InferenceError
 from pix2pix_tf.evaluation import metrics
-from pix2pix_tf.export import exporter, saved_model, tflite
+from pix2pix_tf.export import exporter, saved_model_target, tflite_target
 from pix2pix_tf.inference import artifacts, checkpoint_source, generate
 from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
@@ -267,7 +267,7 @@ def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatc
     monkeypatch.setitem(exporter.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass: "broken".
     moving_averages = InferenceMode(dropout=False, batch_statistics=False)
     config = exporter.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m",
-                                    targets={"tflite": tflite.Options(variants=("float16",))}, check_examples=1,
+                                    targets={"tflite": tflite_target.Options(variants=("float16",))}, check_examples=1,
                                     mode=moving_averages)
     with pytest.raises(exporter.ExportError, match="(?s)float16 do not reproduce the SavedModel.*no TFLite file"):
         exporter.export(config)
@@ -292,13 +292,13 @@ def test_export_user_mistake_gets_a_message_not_a_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("options,message", [
-    (dict(targets={"tflite": tflite.Options(variants=("float32", "int4"))}), "unknown variant"),
+    (dict(targets={"tflite": tflite_target.Options(variants=("float32", "int4"))}), "unknown variant"),
     (dict(image_size=100), "--image_size=100: --generator=unet_128 takes images whose sides are multiples of 128; "
                            "use --image_size=128."),
     (dict(version=0), "positive integer"),
     (dict(model_name="../x"), "plain folder name"),
     (dict(checkpoint="/nonexistent/ckpt-3"), "Cannot restore the generator"),
-    (dict(targets={"saved_model": saved_model.Options(max_request_pixels=1000)}),
+    (dict(targets={"saved_model": saved_model_target.Options(max_request_pixels=1000)}),
      "below what the warmup requests hold"),
 ])
 def test_export_refuses_impossible_requests(tmp_path_factory, data_dir, tmp_path, options, message):
@@ -343,7 +343,7 @@ def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_on
         try:
             result = exporter.export(exporter.ExportConfig(workdir=workdir, export_dir=str(export_dir),
                                                              model_name="m", check_examples=1,
-                                                             targets={"tflite": tflite.Options(variants=())}))
+                                                             targets={"tflite": tflite_target.Options(variants=())}))
             assert os.listdir(export_dir / "m") == ["1"] and result.version == 1
             assert _staging_folders(export_dir) == in_progress  # ...until the next export: the live one's is kept.
         finally:
@@ -381,7 +381,7 @@ def test_a_read_only_workdir_needs_export_dir_and_says_so(read_only_run, tmp_pat
     assert os.path.join(str(read_only_run), "export") in errors[0] and "--export_dir" in errors[0]
     # With --export_dir elsewhere, a read-only run exports: it is only read.
     config = exporter.ExportConfig(workdir=str(read_only_run), export_dir=str(tmp_path / "out"), model_name="m",
-                                    targets={"tflite": tflite.Options(variants=())}, check_examples=1)
+                                    targets={"tflite": tflite_target.Options(variants=())}, check_examples=1)
     assert exporter.export(config).saved_model_dir == str(tmp_path / "out" / "m" / "1")
 
 

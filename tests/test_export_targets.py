@@ -13,9 +13,8 @@ import sys
 import pytest
 
 from pix2pix_tf.errors import ConfigError, Interrupted
-from pix2pix_tf.export import exporter as exporting
-from pix2pix_tf.export import registry, saved_model, tflite, versions, web
-from pix2pix_tf.export.target import FLAG_KINDS, Flag, Published, Target
+from pix2pix_tf.export import exporter, registry, saved_model_target, tflite_target, versions, web_target
+from pix2pix_tf.export.target import FLAG_KINDS, Deferred, Flag, Published, Target
 
 from export_helpers import ROOT, run, trained_run
 
@@ -54,18 +53,18 @@ def test_the_registry_runs_the_saved_model_first_and_each_target_after_what_it_r
 
 
 def test_options_are_checked_alone_and_against_each_other():
-    config = exporting.ExportConfig(workdir="w")
-    resolved = exporting.resolve(config)
-    assert resolved["tflite"].variants == tflite.Options().variants and not resolved["web"].enabled
+    config = exporter.ExportConfig(workdir="w")
+    resolved = exporter.resolve(config)
+    assert resolved["tflite"].variants == tflite_target.Options().variants and not resolved["web"].enabled
     for targets, message in [
-        ({"tflite": tflite.Options(variants=("float32", "int4"))}, "--tflite: unknown variant"),
-        ({"saved_model": saved_model.Options(max_pixels=0)}, "--max_pixels must be at least 1, got 0"),
-        ({"web": web.PageOptions(variant="float16"), "tflite": tflite.Options(variants=("float32",))},
+        ({"tflite": tflite_target.Options(variants=("float32", "int4"))}, "--tflite: unknown variant"),
+        ({"saved_model": saved_model_target.Options(max_pixels=0)}, "--max_pixels must be at least 1, got 0"),
+        ({"web": web_target.PageOptions(variant="float16"), "tflite": tflite_target.Options(variants=("float32",))},
          r"--web runs --web_variant=float16 in the page: add it to --tflite \(now float32\)"),
         ({"jpeg": object()}, r"Unknown export target\(s\) \['jpeg'\]"),
     ]:
         with pytest.raises(ConfigError, match=message):
-            exporting.resolve(exporting.ExportConfig(workdir="w", targets=targets))
+            exporter.resolve(exporter.ExportConfig(workdir="w", targets=targets))
 
 
 def _record(target: str, **fields) -> Published:
@@ -74,7 +73,7 @@ def _record(target: str, **fields) -> Published:
 
 
 def test_what_export_py_prints_is_the_records_in_order():
-    result = exporting.ExportResult(3, "ckpt-2", [
+    result = exporter.ExportResult(3, "ckpt-2", [
         _record("saved_model", lines=["SavedModel: /e/m/3", "Latency"], model_cards=("/e/m/3/card",)),
         _record("tflite", lines=["TFLite: /e/t", "  float32"], model_cards=("/e/t/card",), warnings=("WARNING: x",)),
         _record("web", usage=("Web page: /e/w",)),
@@ -118,10 +117,10 @@ def test_a_registered_target_is_run_printed_and_named_in_a_stop(tmp_path_factory
     workdir = trained_run(tmp_path_factory, data_dir)
     left = tmp_path / "text" / f".m-1-999999@{versions._host()}-dead"  # A killed export's staging folder.
     left.mkdir(parents=True)
-    monkeypatch.setattr(exporting, "TARGETS", (*registry.TARGETS, _stand_in("text")))
-    config = exporting.ExportConfig(workdir=workdir, export_dir=str(tmp_path), model_name="m", check_examples=1,
-                                    targets={"tflite": tflite.Options(variants=())})
-    result = exporting.export(config)
+    monkeypatch.setattr(exporter, "TARGETS", (*registry.TARGETS, _stand_in("text")))
+    config = exporter.ExportConfig(workdir=workdir, export_dir=str(tmp_path), model_name="m", check_examples=1,
+                                    targets={"tflite": tflite_target.Options(variants=())})
+    result = exporter.export(config)
     text = tmp_path / "text" / "m" / "1" / "model.txt"
     assert [p.target for p in result.published] == ["saved_model", "text"]
     assert text.read_text() == result.saved_model_dir == str(tmp_path / "m" / "1")
@@ -130,8 +129,28 @@ def test_a_registered_target_is_run_printed_and_named_in_a_stop(tmp_path_factory
                                   f"Use {tmp_path / 'text' / 'm' / '1'}"]
     assert not left.exists()  # Every registered target's base is cleaned of dead exports' staging folders.
 
-    monkeypatch.setattr(exporting, "TARGETS", (*registry.TARGETS, _stand_in("text"), _stand_in("late", stop=True)))
+    monkeypatch.setattr(exporter, "TARGETS", (*registry.TARGETS, _stand_in("text"), _stand_in("late", stop=True)))
     with pytest.raises(Interrupted) as stop:
-        exporting.export(config)
+        exporter.export(config)
     assert stop.value.done == [f"published: {tmp_path / 'm' / '2'}, {tmp_path / 'text' / 'm' / '2' / 'model.txt'}; "
                                "nothing else was"]
+
+
+def test_the_declarations_load_no_tensorflow():
+    """export.py declares every target's flags from the registry, so --help answers at once: the
+    registry and each target's declaration import no TensorFlow (their `publish` imports it)."""
+    code = ("import sys; from pix2pix_tf.export import registry; "
+            "assert registry.TARGETS; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    result = run([sys.executable, "-c", code], timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_each_target_s_deferred_work_exists():
+    """A declaration names its work by module and function (`target.Deferred`): each resolves."""
+    for target in registry.TARGETS:
+        for field in ("publish", "check", "validate", "training_inputs"):
+            work = getattr(target, field)
+            if isinstance(work, Deferred):
+                assert callable(work.resolve()), (target.name, field, work)
+        assert isinstance(target.publish, Deferred), target.name

@@ -232,7 +232,8 @@ def _export(directory: str, max_request_pixels: int) -> None:
     """A tiny SavedModel (unet_128, ngf 8, untrained: what is tested is what it reads) written
     as export.py writes it, with the table's caps."""
     from pix2pix_tf.export.config import ExportConfig
-    from pix2pix_tf.export.saved_model import Options, write_saved_model
+    from pix2pix_tf.export.saved_model import write_saved_model
+    from pix2pix_tf.export.saved_model_target import Options
     from pix2pix_tf.inference.mode import DETERMINISTIC
     from pix2pix_tf.networks.generator import build_generator
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from pix2pix_tf import images
 from pix2pix_tf.errors import InferenceError, Pix2pixError
-from pix2pix_tf.export import exporter, onnx_model, tflite
+from pix2pix_tf.export import exporter, onnx_model, onnx_target, tflite_target
 from pix2pix_tf.inference.onnx_runner import OnnxModel
 
 from export_helpers import ROOT, run, trained_run
@@ -127,8 +127,8 @@ def _perturbing(real_convert):
 def test_a_mismatching_onnx_file_is_refused(export, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_model, "convert", _perturbing(onnx_model.convert))
     config = exporter.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m",
-                                    check_examples=1, targets={"tflite": tflite.Options(variants=()),
-                                                               "onnx": onnx_model.OnnxOptions(enabled=True)})
+                                    check_examples=1, targets={"tflite": tflite_target.Options(variants=()),
+                                                               "onnx": onnx_target.OnnxOptions(enabled=True)})
     with pytest.raises(exporter.ExportError, match="(?s)ONNX file does not reproduce the SavedModel.*no ONNX file"):
         exporter.export(config)
     assert os.listdir(tmp_path / "m") == ["1"]  # The SavedModel passed its own check and was published...

@@ -47,3 +47,13 @@ class ExportConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
         return self
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingInputs:
+    """Training images a target needs (the int8 calibration), and what its refusal says when
+    the run's dataset is gone: "<need>: <why> Pass --data_dir, or <way_out>."."""
+
+    count: int
+    need: str
+    way_out: str

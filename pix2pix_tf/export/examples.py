@@ -13,17 +13,7 @@ from absl import logging
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.errors import DatasetError
-from pix2pix_tf.export.config import ExportConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingInputs:
-    """Training images a target needs (the int8 calibration), and what its refusal says when
-    the run's dataset is gone: "<need>: <why> Pass --data_dir, or <way_out>."."""
-
-    count: int
-    need: str
-    way_out: str
+from pix2pix_tf.export.config import ExportConfig, TrainingInputs
 
 
 @dataclasses.dataclass(frozen=True)

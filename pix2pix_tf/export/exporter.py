@@ -27,8 +27,8 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, Interrupted
 from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import model_card, versions
-from pix2pix_tf.export.config import ExportConfig, ExportError
-from pix2pix_tf.export.examples import Examples, TrainingInputs, load_examples
+from pix2pix_tf.export.config import ExportConfig, ExportError, TrainingInputs
+from pix2pix_tf.export.examples import Examples, load_examples
 from pix2pix_tf.export.measure import benchmark
 from pix2pix_tf.export.registry import TARGETS
 from pix2pix_tf.export.target import Benchmark, Job, Options, Published, Run, Target

@@ -33,9 +33,10 @@ from pix2pix_tf import writing
 from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import model_card, versions
 from pix2pix_tf.export.config import ExportError
+from pix2pix_tf.export.onnx_target import OnnxOptions, onnx_base
 from pix2pix_tf.export.saved_model import SavedModelReport
-from pix2pix_tf.export.target import Flag, Job, Published, Run, Target
-from pix2pix_tf.inference import artifacts, onnx_runner
+from pix2pix_tf.export.target import Job, Published
+from pix2pix_tf.inference import artifacts
 from pix2pix_tf.inference.onnx_runner import OnnxModel
 
 OPSET = 17
@@ -47,28 +48,6 @@ REPORT = "report.json"  # Beside the .onnx file.
 # The SavedModel metadata copied into the file's metadata_props (with the contract's own keys).
 _COPIED = ("model_name", "version", "checkpoint", "image_size", "size_multiple", "input_nc", "output_nc",
            "direction", "generator")
-
-FLAGS = (Flag("onnx", "bool", False, "Also write the generator as ONNX (opset 17, dynamic batch/height/width, "
-              "checked with onnxruntime) to <export_dir>/onnx/<model_name>/<version>; needs pip install -e "
-              "\".[onnx]\" (docs/onnx.md)."),)
-
-
-@dataclasses.dataclass(frozen=True)
-class OnnxOptions:
-    enabled: bool = False
-
-    def validate(self) -> OnnxOptions:
-        return self
-
-
-def options(values: Mapping[str, Any]) -> OnnxOptions:
-    return OnnxOptions(enabled=values["onnx"])
-
-
-def onnx_base(export_dir: str, model_name: str) -> str:
-    """`<export_dir>/onnx/<model_name>`: the ONNX files' versions, beside the SavedModels."""
-    return os.path.join(export_dir, "onnx", model_name)
-
 
 # ----------------------------------------------------------------------------- the file
 
@@ -202,10 +181,6 @@ def _card_lines(report: OnnxReport, model: OnnxModel) -> list[str]:
     ]
 
 
-def _check(options: OnnxOptions, run: Run) -> None:
-    onnx_runner.require()  # The `onnx` extra, before any work.
-
-
 def publish(job: Job, options: OnnxOptions, published: Mapping[str, Published]) -> Published:
     """The ONNX file converted from the published SavedModel and checked against it; its card
     states the mode it computes (dropout off)."""
@@ -215,6 +190,3 @@ def publish(job: Job, options: OnnxOptions, published: Mapping[str, Published]) 
     card = os.path.join(os.path.dirname(report.path), artifacts.MODEL_CARD)
     return Published("onnx", report.path, report, (card,), lambda: [
         f"ONNX (onnxruntime against the SavedModel's translate_float_deterministic): {report.line()}"])
-
-
-TARGET = Target("onnx", FLAGS, options, onnx_base, publish, needs=("saved_model",), check=_check)

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import keras
 import numpy as np
@@ -23,10 +23,10 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.export import model_card, versions
 from pix2pix_tf.export.config import ExportConfig, ExportError
-from pix2pix_tf.export.target import Benchmark, Flag, Job, Published, Run, Target
+from pix2pix_tf.export.saved_model_target import Options, model_base
+from pix2pix_tf.export.target import Benchmark, Job, Published, Run
 from pix2pix_tf.images import DEFAULT_MAX_PIXELS, FORMATS_TEXT, decode_images, encode_pngs, limit_request
 from pix2pix_tf.inference import generate, geometry
 from pix2pix_tf.inference.artifacts import (
@@ -46,54 +46,6 @@ from pix2pix_tf.inference.mode import InferenceMode
 
 # Tolerance between the SavedModel and the checkpoint's own call before publishing.
 SAVED_MODEL_MAX_ABS = 1e-4
-
-FLAGS = (
-    Flag("warmup_batch_sizes", "integers", (1,), "Batch sizes of the warmup requests written for TensorFlow "
-         "Serving (one request per signature and size; add your batching's max_batch_size)."),
-    Flag("max_pixels", "integer", DEFAULT_MAX_PIXELS, "Largest image the SavedModel's bytes signatures accept, in "
-         "pixels (checked from the header, before decoding); larger ones are refused."),
-    Flag("max_request_pixels", "integer", None, "Most pixels one request to any signature may hold in all (each "
-         "image counted at the larger of its own size and the size the generator runs it at); larger requests are "
-         "refused before decoding. Default: --max_pixels."),
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """What the SavedModel's signatures accept and how Serving warms it up."""
-
-    warmup_batch_sizes: tuple[int, ...] = (1,)
-    max_pixels: int = DEFAULT_MAX_PIXELS  # The bytes signatures refuse larger images, before decoding.
-    max_request_pixels: Optional[int] = None  # Every signature refuses larger requests; None: max_pixels.
-
-    @property
-    def enabled(self) -> bool:
-        return True  # Every export writes it: the other artifacts are checked against it.
-
-    @property
-    def request_pixels(self) -> int:
-        """The pixels one request may hold in all (the images of a batch together)."""
-        return self.max_request_pixels or self.max_pixels
-
-    def validate(self) -> Options:
-        if self.max_pixels < 1:
-            raise ConfigError(f"--max_pixels must be at least 1, got {self.max_pixels}.")
-        if self.max_request_pixels is not None and self.max_request_pixels < 1:
-            raise ConfigError(f"--max_request_pixels must be at least 1, got {self.max_request_pixels}.")
-        if not self.warmup_batch_sizes or min(self.warmup_batch_sizes) < 1:
-            raise ConfigError("--warmup_batch_sizes must be positive integers.")
-        return self
-
-
-def options(values: Mapping[str, Any]) -> Options:
-    return Options(warmup_batch_sizes=tuple(values["warmup_batch_sizes"]), max_pixels=values["max_pixels"],
-                   max_request_pixels=values["max_request_pixels"])
-
-
-def model_base(export_dir: str, model_name: str) -> str:
-    """`<export_dir>/<model_name>`: the path to give TensorFlow Serving (--model_base_path)."""
-    return os.path.join(export_dir, model_name)
-
 
 def build_archive(generator: keras.Model, mode: InferenceMode, image_size: int, input_nc: int,
                   multiple: int, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -357,8 +309,6 @@ def publish(job: Job, options: Options, published: Mapping[str, Published]) -> P
     return Published("saved_model", final, report, (card,), report.lines)
 
 
-def _check(options: Options, run: Run) -> None:
+def check(options: Options, run: Run) -> None:
+    """Before any work: the request cap leaves room for the warmup requests."""
     check_warmup_fits(options, run.image_size, run.size_multiple)
-
-
-TARGET = Target("saved_model", FLAGS, options, model_base, publish, check=_check)

@@ -1,7 +1,9 @@
 """What an export target is: one artifact format that export.py writes, checks and publishes.
 
-Each format's module defines one `Target`, and `registry.TARGETS` lists them, one line each,
-in the order they run. A target declares:
+Each format is a TensorFlow-free declaration (`<format>_target.py`: one `Target`) and the module
+that does the work, which the declaration names without importing it (`Deferred`), so that
+export.py declares every format's flags without TensorFlow; `registry.TARGETS` lists the
+declarations, one line each, in the order they run. A target declares:
 
 * its flags (`Flag`): export.py defines every registered target's flags, so --help lists them
   as export.py's own, and hands each target the values of its own (library code reads no flags);
@@ -19,16 +21,19 @@ in the order they run. A target declares:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional, Protocol
-
-import keras
-import numpy as np
+import importlib
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.export import measure
-from pix2pix_tf.export.config import ExportConfig
-from pix2pix_tf.export.examples import Examples, TrainingInputs
-from pix2pix_tf.export.model_card import CardFacts
+from pix2pix_tf.export.config import ExportConfig, TrainingInputs
+
+if TYPE_CHECKING:  # What a Job holds; the declarations that import this module load no TensorFlow.
+    import keras
+    import numpy as np
+
+    from pix2pix_tf.export.examples import Examples
+    from pix2pix_tf.export.model_card import CardFacts
 
 # How export.py defines and reads a flag of each kind ("list": comma-separated strings,
 # "integers": comma-separated integers).
@@ -127,6 +132,22 @@ class Published:
 
 def _nothing(*_: Any) -> None:
     return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Deferred:
+    """`<module>.<function>`, imported when first called: a declaration names the code that does
+    the work (which loads TensorFlow) without importing it, so that export.py declares every
+    target's flags, and --help answers, without TensorFlow."""
+
+    module: str
+    function: str
+
+    def resolve(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(self.module), self.function)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.resolve()(*args)
 
 
 @dataclasses.dataclass(frozen=True)

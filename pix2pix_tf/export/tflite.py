@@ -14,7 +14,7 @@ import json
 import math
 import os
 import tempfile
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import keras
 import numpy as np
@@ -23,16 +23,15 @@ from absl import logging
 
 from pix2pix_tf import writing
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import contents, model_card, versions
 from pix2pix_tf.export.config import ExportConfig, ExportError
-from pix2pix_tf.export.examples import TrainingInputs
 from pix2pix_tf.export.model_card import CardFacts
 from pix2pix_tf.export.saved_model import SavedModelReport
-from pix2pix_tf.export.target import Flag, Job, Published, Target
+from pix2pix_tf.export.target import Job, Published
+from pix2pix_tf.export.tflite_target import Options, tflite_base
 from pix2pix_tf.inference import generate
-from pix2pix_tf.inference.artifacts import INPUT_NAME, INT8_IO_TYPES, OUTPUT_FLOAT, TFLITE_REPORT, TFLITE_VARIANTS
+from pix2pix_tf.inference.artifacts import INPUT_NAME, OUTPUT_FLOAT, TFLITE_REPORT
 from pix2pix_tf.inference.mode import InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
@@ -45,58 +44,6 @@ PSNR_FLOORS = {"float32": 60.0, "float16": 40.0, "dynamic_int8": 30.0, "int8": 2
 # Why the files carry no LiteRT metadata block (the model card holds its content instead).
 METADATA_NOTE = ("The files carry no metadata block: no maintained LiteRT metadata writer installs beside "
                  "TensorFlow 2.21 (docs/tflite.md, \"Metadata\").")
-
-FLAGS = (
-    Flag("tflite", "list", TFLITE_VARIANTS, "TFLite variants to write (comma-separated; empty for none): float32, "
-         "float16, dynamic_int8 (int8 weights), int8 (int8 weights and activations, calibrated on the run's training "
-         "data)."),
-    Flag("int8_io", "enum", "float32", "Input/output type of the int8 variant.", INT8_IO_TYPES),
-    Flag("calibration_examples", "integer", 64, "Training images that calibrate the int8 variant."),
-    Flag("force", "bool", False, "Keep TFLite variants whose PSNR against the SavedModel is below its floor."),
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """Which variants, and how the int8 one is calibrated and fed."""
-
-    variants: tuple[str, ...] = TFLITE_VARIANTS
-    int8_io: str = "float32"
-    calibration_examples: int = 64
-    force: bool = False  # Keep variants below their PSNR floor (with a warning).
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.variants)
-
-    def validate(self) -> Options:
-        unknown = [v for v in self.variants if v not in TFLITE_VARIANTS]
-        if unknown:
-            raise ConfigError(f"--tflite: unknown variant(s) {unknown}; choose from {', '.join(TFLITE_VARIANTS)}.")
-        if self.int8_io not in INT8_IO_TYPES:
-            raise ConfigError(f"--int8_io={self.int8_io!r} is not one of {', '.join(INT8_IO_TYPES)}.")
-        if self.calibration_examples < 1:
-            raise ConfigError(f"--calibration_examples must be at least 1, got {self.calibration_examples}.")
-        return self
-
-
-def options(values: Mapping[str, Any]) -> Options:
-    return Options(variants=tuple(v for v in values["tflite"] if v), int8_io=values["int8_io"],
-                   calibration_examples=values["calibration_examples"], force=values["force"])
-
-
-def tflite_base(export_dir: str, model_name: str) -> str:
-    """`<export_dir>/tflite/<model_name>`: the TFLite files' versions, beside the SavedModels."""
-    return os.path.join(export_dir, "tflite", model_name)
-
-
-def training_inputs(options: Options) -> Optional[TrainingInputs]:
-    """The full-int8 variant is calibrated on the run's training inputs."""
-    if "int8" not in options.variants:
-        return None
-    return TrainingInputs(options.calibration_examples, "Full-int8 TFLite needs the run's training data for "
-                          "calibration", "leave int8 out of --tflite")
-
 
 @dataclasses.dataclass
 class VariantReport:
@@ -318,7 +265,3 @@ def publish(job: Job, options: Options, published: Mapping[str, Published]) -> P
     broken = [r.variant for r in variants if not r.ok]
     warnings = (f"WARNING: {', '.join(broken)} kept below the PSNR floor (--force).",) if broken else ()
     return Published("tflite", folder, report, (card,), report.lines, warnings=warnings)
-
-
-TARGET = Target("tflite", FLAGS, options, tflite_base, publish, needs=("saved_model",),
-                training_inputs=training_inputs)

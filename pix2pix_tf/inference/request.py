@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 from absl import flags
 
-from pix2pix_tf.config import DataConfig, check_positive
+from pix2pix_tf.config import DEFAULT_MAX_PIXELS, check_positive
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import checkpoint_source, sources
 from pix2pix_tf.inference.mode import PAPER, InferenceMode
@@ -28,7 +28,6 @@ from pix2pix_tf.inference.translator import Translator
 
 RUN_FLAG = checkpoint_source.KIND.flag  # --workdir: the training run.
 SERVING_FLAG = "serving_url"
-DEFAULT_MAX_PIXELS = DataConfig.max_pixels  # The image policy's cap (images.DEFAULT_MAX_PIXELS) without TensorFlow.
 
 # The flags `define_flags` declares belong to the program that calls it: its --help lists them
 # (absl's documented way for a module of DEFINE helpers).

@@ -19,19 +19,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from pix2pix_tf import images, writing
 from pix2pix_tf.demo.model import drawing_for
-from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.export import versions
 from pix2pix_tf.export.config import ExportError
-from pix2pix_tf.export.target import Flag, Job, Options, Published, Run, Target
+from pix2pix_tf.export.target import Job, Published, Run
 from pix2pix_tf.export.tflite import TFLiteReport
-from pix2pix_tf.inference.artifacts import TFLITE_VARIANTS
+from pix2pix_tf.export.web_target import PageOptions, web_base
 
 SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
 PAGE_FILES = ("index.html", "app.js", "page.css")
@@ -55,42 +54,6 @@ PRECISIONS = {
     "dynamic_int8": "int8 weights, float32 activations",
     "int8": "int8 weights and activations, float32 input and output",
 }
-
-FLAGS = (
-    Flag("web", "bool", False, "Also write a static web page running --web_variant in the visitor's browser "
-         "(LiteRT.js): <export_dir>/web/<model_name>/<version>/; see docs/web.md."),
-    Flag("web_variant", "enum", "dynamic_int8", "The TFLite variant the --web page runs (one of --tflite; "
-         "dynamic_int8: a quarter of float32's download, the fastest in WebAssembly).", TFLITE_VARIANTS),
-    Flag("web_runtime", "string", None, "The node_modules folder holding LiteRT.js for --web (default: "
-         "pix2pix_tf/export/web/node_modules, installed by npm ci there; docs/web.md)."),
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class PageOptions:
-    """Which TFLite variant the page runs (None: no page), and where LiteRT.js is installed."""
-
-    variant: Optional[str] = None
-    runtime: Optional[str] = None  # node_modules holding LiteRT.js; None: the one beside this module.
-
-    @property
-    def enabled(self) -> bool:
-        return self.variant is not None
-
-    def validate(self) -> PageOptions:
-        if self.variant is not None and self.variant not in TFLITE_VARIANTS:
-            raise ConfigError(f"--web_variant={self.variant!r} is not one of {', '.join(TFLITE_VARIANTS)}.")
-        return self
-
-
-def options(values: Mapping[str, Any]) -> PageOptions:
-    return PageOptions(variant=values["web_variant"] if values["web"] else None, runtime=values["web_runtime"])
-
-
-def web_base(export_dir: str, model_name: str) -> str:
-    """`<export_dir>/web/<model_name>`: the pages' versions, beside the TFLite files'."""
-    return os.path.join(export_dir, "web", model_name)
-
 
 def runtime_dir(node_modules: Optional[str] = None) -> str:
     return node_modules or os.path.join(SOURCE_DIR, "node_modules")
@@ -181,15 +144,7 @@ def _write_examples(folder: str, examples: np.ndarray) -> list[str]:
     return names
 
 
-def _validate(options: PageOptions, everything: Mapping[str, Options]) -> None:
-    """The page runs one of the TFLite files this export writes, fed with float32."""
-    files = everything["tflite"]
-    if options.variant not in files.variants or (options.variant == "int8" and files.int8_io != "float32"):
-        raise ConfigError(f"--web runs --web_variant={options.variant} in the page: add it to --tflite (now "
-                          f"{','.join(files.variants) or 'empty'}); the page feeds int8 with --int8_io=float32 only.")
-
-
-def _check(options: PageOptions, run: Run) -> None:
+def check(options: PageOptions, run: Run) -> None:
     runtime_version(options.runtime)  # Refused before minutes of work when LiteRT.js is not installed.
 
 
@@ -206,6 +161,3 @@ def publish(job: Job, options: PageOptions, published: Mapping[str, Published]) 
     held_out = job.images if job.examples.targets is not None else job.images[:0]  # Not synthetic noise.
     folder = publish_page(job.export_dir, report.path, facts, held_out, options.runtime)
     return Published("web", folder, facts, usage=(f"Web page: {folder} (serve it: python -m http.server -d {folder})",))
-
-
-TARGET = Target("web", FLAGS, options, web_base, publish, needs=("tflite",), validate=_validate, check=_check)
