@@ -3,15 +3,17 @@ translate and serving-client tests (pytest fixtures in a test module are per-mod
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
-import sys
 from typing import Optional
 
 from conftest import tiny_config
+from programs import run_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CACHE: dict = {}
+ONNX_INSTALLED = all(importlib.util.find_spec(name) for name in ("tf2onnx", "onnx", "onnxruntime"))
 
 
 def run(command: list[str], timeout: float = 300, cwd: Optional[str] = ROOT, **kwargs) -> subprocess.CompletedProcess:
@@ -31,17 +33,18 @@ def trained_run(tmp_path_factory, data_dir: str) -> str:
 
 
 def exported(tmp_path_factory, data_dir: str) -> dict:
-    """The run exported twice with export.py: version 1 in paper mode with all four TFLite
-    variants, version 2 deterministic with a uint8-I/O int8 variant."""
+    """The run exported twice by export.py's main: version 1 in paper mode with all four TFLite
+    variants, version 2 deterministic with a uint8-I/O int8 variant and, where the onnx extra is
+    installed, the ONNX file (one export of each kind serves every test that reads one)."""
     if "export" not in _CACHE:
         workdir = trained_run(tmp_path_factory, data_dir)
         export_dir = str(tmp_path_factory.mktemp("export"))
-        common = [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}",
-                  f"--export_dir={export_dir}", "--model_name=tiny", "--check_examples=2",
+        common = [f"--workdir={workdir}", f"--export_dir={export_dir}", "--model_name=tiny", "--check_examples=2",
                   "--calibration_examples=4"]
-        paper = run(common)
+        paper = run_program("export", *common)
         assert paper.returncode == 0, paper.stderr[-4000:]
-        deterministic = run(common + ["--deterministic", "--tflite=int8", "--int8_io=uint8"])
+        onnx = ["--onnx"] if ONNX_INSTALLED else []
+        deterministic = run_program("export", *common, "--deterministic", "--tflite=int8", "--int8_io=uint8", *onnx)
         assert deterministic.returncode == 0, deterministic.stderr[-4000:]
         _CACHE["export"] = {
             "workdir": workdir, "export_dir": export_dir, "base": os.path.join(export_dir, "tiny"),
@@ -49,5 +52,7 @@ def exported(tmp_path_factory, data_dir: str) -> dict:
             "tflite_paper": os.path.join(export_dir, "tflite", "tiny", "1"),
             "tflite_deterministic": os.path.join(export_dir, "tflite", "tiny", "2"),
             "paper_stdout": paper.stdout, "deterministic_stdout": deterministic.stdout,
+            "onnx_folder": os.path.join(export_dir, "onnx", "tiny", "2"),
+            "onnx_file": os.path.join(export_dir, "onnx", "tiny", "2", "tiny.onnx"),
         }
     return _CACHE["export"]

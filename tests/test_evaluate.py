@@ -20,7 +20,8 @@ from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE, EvalConfig, evaluate
 from pix2pix_tf.evaluation.metrics import confusion_matrix, segmentation_scores
 from pix2pix_tf.evaluation.plan import split_pairs, with_labels
 
-from export_helpers import run, trained_run
+from export_helpers import exported, run, trained_run
+from programs import run_program
 
 SEGMENTER_STEPS = 5  # The evaluation tests need a segmenter, not a good one.
 
@@ -116,9 +117,9 @@ def test_segmenter_learns_real_photos_and_is_cached_as_a_contract_saved_model(da
 @pytest.mark.slow
 def test_evaluate_cli_end_to_end(workdir, segmenter_cache, tmp_path):
     output_dir = str(tmp_path / "eval")
-    result = run([sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={workdir}", "--num_examples=3",
-                  "--num_samples=2", f"--segmenter_cache={segmenter_cache}", f"--segmenter_steps={SEGMENTER_STEPS}",
-                  f"--output_dir={output_dir}", "--noprogress"])
+    result = run_program("evaluate", f"--workdir={workdir}", "--num_examples=3", "--num_samples=2",
+                         f"--segmenter_cache={segmenter_cache}", f"--segmenter_steps={SEGMENTER_STEPS}",
+                         f"--output_dir={output_dir}", "--noprogress")
     assert result.returncode == 0, result.stderr[-4000:]
     for line in ("L1 (in [-1, 1])", "PSNR (dB)", "SSIM", "Lab histogram intersection a", "FCN class IoU"):
         assert line in result.stdout
@@ -180,20 +181,19 @@ def test_fid_with_a_local_inception_weights_file(workdir, tmp_path):
 
 
 @pytest.mark.slow
-def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmenter_cache, tmp_path):
-    exporting = pytest.importorskip("pix2pix_tf.export.exporter", reason="the export modules are not in this checkout")
+def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmenter_cache, tmp_path,
+                                                               tmp_path_factory, data_dir):
     pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter is not installed")
-    exported = exporting.export(exporting.ExportConfig(workdir=workdir, export_dir=str(tmp_path / "export"),
-                                                       tflite=("float32",), check_examples=2))
-    tflite = exported.variants[0].path
+    export = exported(tmp_path_factory, data_dir)  # The shared export of `workdir`'s run.
+    saved_model_dir, tflite = export["paper"], os.path.join(export["tflite_paper"], "tiny_float32.tflite")
     common = EvalConfig(workdir=workdir, deterministic=True, num_examples=3, segmenter_cache=segmenter_cache,
                         segmenter_steps=SEGMENTER_STEPS, html_examples=0, grid_examples=0, progress=False)
     forms = {
         "checkpoint": common,
-        "saved_model": dataclasses.replace(common, saved_model=exported.saved_model_dir),
+        "saved_model": dataclasses.replace(common, saved_model=saved_model_dir),
         "tflite": dataclasses.replace(common, tflite=tflite),
         # Without --workdir: the run is found from the export's metadata.
-        "saved_model_alone": dataclasses.replace(common, workdir=None, saved_model=exported.saved_model_dir),
+        "saved_model_alone": dataclasses.replace(common, workdir=None, saved_model=saved_model_dir),
     }
     results = {name: evaluate(dataclasses.replace(c, output_dir=str(tmp_path / name))).metrics
                for name, c in forms.items()}
