@@ -24,7 +24,8 @@ from pix2pix_tf.training import losses
 from pix2pix_tf.training.loop import train
 
 from conftest import tiny_config
-from export_helpers import ROOT, run
+from export_helpers import run
+from programs import run_program
 
 
 def numpy_avg_pool_excluding_padding(x: np.ndarray) -> np.ndarray:
@@ -168,8 +169,8 @@ def test_multiscale_feature_matching_run_logs_resumes_and_exports(tmp_path, data
 
     # Export reads only G: the SavedModel, in a fresh process, computes the checkpoint's G.
     workdir, export_dir = str(tmp_path / "whole"), str(tmp_path / "export")
-    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
-                  "--model_name=ms", "--tflite=", "--check_examples=1"])
+    result = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--model_name=ms",
+                         "--tflite=", "--check_examples=1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.load(open(os.path.join(workdir, "config.json")))["model"]["discriminator"] == "multiscale"
 

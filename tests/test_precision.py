@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 
 import keras
 import numpy as np
@@ -23,7 +22,7 @@ from pix2pix_tf.training.loop import train
 from pix2pix_tf.training.step import Pix2Pix
 
 from conftest import tiny_config
-from export_helpers import ROOT, run
+from programs import run_program
 
 NO_GPU = not tf.config.list_logical_devices("GPU")
 
@@ -215,8 +214,8 @@ def test_a_bfloat16_run_exports_the_float32_generator(tmp_path, data_dir):
     workdir = str(tmp_path / "run")
     train(tiny_config(workdir, data_dir, optim=dict(steps=2), run=dict(mixed_precision="mixed_bfloat16")))
     export_dir = str(tmp_path / "export")
-    done = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
-                "--model_name=bf16", "--deterministic", "--tflite=", "--check_examples=1"])
+    done = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--model_name=bf16",
+                       "--deterministic", "--tflite=", "--check_examples=1")
     assert done.returncode == 0, done.stderr[-3000:]
     with open(os.path.join(export_dir, "bf16", "1", "assets.extra", "pix2pix_export.json")) as f:
         assert json.load(f)  # Written as for any run.
