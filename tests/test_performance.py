@@ -14,13 +14,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_benchmark_side_by_side import check_figures
 from test_training import checkpoint_values
 
+from pix2pix_tf.benchmark import sidebyside
 from pix2pix_tf.training.fused_adam import FusedAdam
 from pix2pix_tf.training.loop import train
 from pix2pix_tf.training.optimization import ReferenceAdam
 
 from conftest import TINY_DATASET, tiny_config
+from programs import run_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,8 +102,8 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
         [sys.executable, "-m", "pix2pix_tf.benchmark", f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
          "--generator=unet_128", "--ngf=8", "--ndf=8", "--crop_size=128", "--load_size=143", "--batch_sizes=1,2",
          "--steps=2", "--pipeline_images=8", "--levers=plain,fused_adam", "--lever_steps=2",
-         "--tflite=float32,dynamic_int8", "--rounds=2", "--matmul_size=256", "--side_by_side_rounds=1",
-         "--side_by_side_steps=1", "--precisions=off", f"--json={out}"],
+         "--tflite=float32,dynamic_int8", "--rounds=2", "--matmul_size=256", "--side_by_side_rounds=2",
+         "--side_by_side_steps=1", "--precisions=off,mixed_bfloat16", f"--json={out}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
@@ -128,8 +131,9 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     assert summary["batch1_over_tutorial_images_per_second"] == pytest.approx(
         one["images_per_second"] / tutorial["images_per_second"])
     assert summary["reuse_memory_speedup"] == pytest.approx(system_malloc["step_seconds"] / one["step_seconds"])
-    side = figures["side_by_side"]  # tests/test_benchmark_side_by_side.py checks its figures.
-    assert list(side["median_seconds"]) == ["tutorial", "pix2pix_tf float32"]
+    side = figures["side_by_side"]  # Real steps: the tutorial's (its own 256x256 models), ours in each precision.
+    check_figures(sidebyside.SideBySide(**side), ["tutorial", "pix2pix_tf float32", "pix2pix_tf mixed_bfloat16"], 2)
+    assert side["descriptions"]["pix2pix_tf mixed_bfloat16"] == "our step, --mixed_precision=mixed_bfloat16"
     assert summary["side_by_side_float32_over_tutorial"] == side["over_baseline"]["pix2pix_tf float32"]
     # The profiler's op times: convolutions and the fused Adam kernel, within the profiled step's time.
     profile = figures["profile"]
@@ -164,16 +168,13 @@ def test_executed_flops_leave_out_the_gradients_nothing_uses():
 
 
 def test_benchmark_refuses_an_unknown_lever():
-    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark", "--levers=turbo"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = run_program("benchmark", "--levers=turbo")
     assert result.returncode == 1
     assert "--levers: unknown ['turbo']" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
 def test_benchmark_refuses_an_unknown_precision():
-    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark", "--precisions=off,float8"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = run_program("benchmark", "--precisions=off,float8")
     assert result.returncode == 1
     assert "--precisions: unknown ['float8']" in result.stderr and "Traceback" not in result.stderr
 
