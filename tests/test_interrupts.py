@@ -11,6 +11,7 @@ more, completes: training resumes, export publishes, translate and evaluate fini
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -82,9 +83,13 @@ def snapshot(root: str) -> dict[str, str]:
     return found
 
 
+_WHOLE: set[tuple[str, str]] = set()  # (path, sha256) of files assert_whole read back whole.
+
+
 def assert_whole(root: str) -> None:
     """Every file under a final name reads back whole; unfinished saves (`ckpt-N_temp/`,
-    export staging folders, whose names start with a dot) are not final names."""
+    export staging folders, whose names start with a dot) are not final names. A file with the
+    same bytes as one read back whole before is whole: it is not read again."""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -92,21 +97,32 @@ def assert_whole(root: str) -> None:
         dirs[:] = [d for d in dirs if not d.endswith("_temp") and not d.startswith(".")]
         for name in files:
             path = os.path.join(folder, name)
+            key = (path, _sha256(path))
+            if name.endswith(".index"):  # A checkpoint, or a SavedModel's variables: its data files too.
+                key += tuple(_sha256(data) for data in sorted(glob.glob(path[: -len(".index")] + ".data-*")))
+            if key in _WHOLE:
+                continue
             if name.endswith(".png"):
                 with Image.open(path) as image:
                     image.load()
             elif name.endswith(".json"):
                 with open(path) as f:
                     json.load(f)
-            elif name.endswith(".index"):  # A checkpoint, or a SavedModel's variables.
+            elif name.endswith(".index"):
                 reader = tf.train.load_checkpoint(path[: -len(".index")])
-                for key in reader.get_variable_to_shape_map():
-                    reader.get_tensor(key)
+                for key_name in reader.get_variable_to_shape_map():
+                    reader.get_tensor(key_name)
             elif name == "saved_model.pb":
                 with open(path, "rb") as f:
                     saved_model_pb2.SavedModel().ParseFromString(f.read())
             elif name.endswith(".tflite"):
                 tf.lite.Interpreter(model_path=path).allocate_tensors()
+            _WHOLE.add(key)
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 Marker = Union[str, Callable[[], Callable[[], bool]]]  # A line on stderr, or a condition made before each run.
