@@ -21,7 +21,7 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.training.loop import train
 
-from conftest import TINY_DATASET, tiny_config
+from conftest import TINY_DATASET, copied_run, tiny_config
 from programs import run_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,15 +80,15 @@ def test_sigkill_at_random_moments_then_rerun_completes(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir, caplog):
-    train(tiny_config(tmp_path, data_dir, optim=dict(steps=4), run=dict(save_every=2)))
-    data_file = next((tmp_path / "checkpoints").glob("ckpt-4.data-*"))
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir, run_of_six, caplog):
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    data_file = next((workdir / "checkpoints").glob("ckpt-6.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:1000])  # truncated, as by a crash or a bad disk
     with caplog.at_level(logging.WARNING):
-        result = train(tiny_config(tmp_path, data_dir, optim=dict(steps=6), run=dict(save_every=2)))
-    assert "ckpt-4 is unreadable" in caplog.text and data_file.name in caplog.text
-    assert "Falling back to" in caplog.text and "ckpt-2" in caplog.text
-    assert result.step == 6
+        result = train(tiny_config(workdir, data_dir, optim=dict(steps=8), run=dict(save_every=2)))
+    assert "ckpt-6 is unreadable" in caplog.text and data_file.name in caplog.text
+    assert "Falling back to" in caplog.text and "ckpt-4" in caplog.text
+    assert result.step == 8
 
 
 @pytest.mark.slow

@@ -9,18 +9,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config
+from conftest import copied_run
 from programs import run_program
 
 
 @pytest.fixture(scope="module")
-def damaged_run(tmp_path_factory, data_dir) -> dict:
-    """A run with checkpoints at steps 2 and 4 whose newest one was cut short (a crash, a bad disk)."""
-    from pix2pix_tf.training.loop import train
-
-    workdir = tmp_path_factory.mktemp("damaged")
-    train(tiny_config(workdir, data_dir, optim=dict(steps=4), run=dict(save_every=2)))
-    data_file = next((workdir / "checkpoints").glob("ckpt-4.data-*"))
+def damaged_run(tmp_path_factory, run_of_six) -> dict:
+    """A run with checkpoints at steps 2, 4 and 6 whose newest one was cut short (a crash, a bad disk)."""
+    workdir = copied_run(run_of_six, tmp_path_factory.mktemp("damaged") / "run")
+    data_file = next((workdir / "checkpoints").glob("ckpt-6.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:1000])
     image = workdir.parent / f"{workdir.name}_input" / "in.png"
     image.parent.mkdir()
@@ -43,9 +40,9 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(damaged_ru
     result = run_program(command, *COMMANDS[command](damaged_run, tmp_path / "out"), f"--workdir={workdir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    assert "ckpt-4 is unreadable" in result.stderr and damaged_run["data_file"] in result.stderr
-    assert "Falling back to" in result.stderr and "ckpt-2" in result.stderr
-    used = os.path.join(workdir, "checkpoints", "ckpt-2")
+    assert "ckpt-6 is unreadable" in result.stderr and damaged_run["data_file"] in result.stderr
+    assert "Falling back to" in result.stderr and "ckpt-4" in result.stderr
+    used = os.path.join(workdir, "checkpoints", "ckpt-4")
     if command == "translate":
         assert f"with checkpoint {used} " in result.stdout
     elif command == "evaluate":
@@ -58,7 +55,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(damaged_ru
 
 @pytest.mark.slow
 def test_a_truncated_checkpoint_named_explicitly_is_refused_not_replaced(damaged_run, tmp_path):
-    bad = os.path.join(damaged_run["workdir"], "checkpoints", "ckpt-4")
+    bad = os.path.join(damaged_run["workdir"], "checkpoints", "ckpt-6")
     result = run_program("translate", f"--workdir={damaged_run['workdir']}", f"--checkpoint={bad}",
                          f"--output_dir={tmp_path}", damaged_run["image"])
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
