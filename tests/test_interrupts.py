@@ -174,7 +174,8 @@ def root(tmp_path_factory, data_dir) -> str:
     from conftest import tiny_config
 
     folder = tmp_path_factory.mktemp("interrupts")
-    train(tiny_config(folder / "run", data_dir, optim=dict(steps=2), run=dict(deterministic_ops=False)))
+    train(tiny_config(folder / "run", data_dir, optim=dict(steps=2), run=dict(deterministic_ops=False,
+                                                                            eval_examples=0)))
     rng = np.random.default_rng(0)
     (folder / "inputs").mkdir()
     for i in range(80):

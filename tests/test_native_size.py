@@ -161,7 +161,7 @@ def runs(tmp_path_factory) -> dict:
                                                                    crop_size=128))):
         workdir = str(tmp_path_factory.mktemp(name))
         train(tiny_config(workdir, "", model=model, data=dict(dataset=dataset, data_dir=None, **data),
-                          optim=dict(steps=2)))
+                          optim=dict(steps=2), run=dict(eval_examples=0)))
         found[name] = workdir
     found["folder"] = folder
     return found

@@ -48,6 +48,9 @@ def test_fused_adam_makes_the_reference_adam_update():
     assert not np.allclose(keras_vars[0], start[0])  # The update did happen.
 
 
+STEPS_ONLY = dict(eval_examples=0)  # The runs compared here: losses and weights, no held-out evaluation.
+
+
 def _same_run(reference, other, tolerance: float, label: str, weight_atol: float = 1e-4) -> None:
     assert other.losses == pytest.approx(reference.losses, rel=tolerance, abs=1e-5), label
     a, b = checkpoint_values(reference.checkpoint, "generator"), checkpoint_values(other.checkpoint, "generator")
@@ -60,13 +63,13 @@ def _same_run(reference, other, tolerance: float, label: str, weight_atol: float
 def keras_adam_run(tmp_path_factory, data_dir):
     """4 steps with Keras' Adam: what the fused Adam's runs are compared with (read only)."""
     return train(tiny_config(tmp_path_factory.mktemp("keras_adam"), data_dir, optim=dict(steps=4),
-                             run=dict(fused_adam=False)))
+                             run=dict(fused_adam=False, **STEPS_ONLY)))
 
 
 @pytest.mark.slow
 def test_fused_adam_learns_what_keras_adam_learns(tmp_path, data_dir, keras_adam_run):
     plain = keras_adam_run
-    fused = train(tiny_config(tmp_path / "fused", data_dir, optim=dict(steps=4)))  # The default.
+    fused = train(tiny_config(tmp_path / "fused", data_dir, optim=dict(steps=4), run=STEPS_ONLY))  # The default.
     _same_run(plain, fused, 1e-4, "fused Adam")
 
 
@@ -76,9 +79,9 @@ def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir):
     noise z, as a different seed would), so only the dropout-free run can be compared."""
     no_dropout = dict(dropout=False)
     plain = train(tiny_config(tmp_path / "plain", data_dir, model=no_dropout, optim=dict(steps=4),
-                              run=dict(fused_adam=False)))
+                              run=dict(fused_adam=False, **STEPS_ONLY)))
     xla = train(tiny_config(tmp_path / "xla", data_dir, model=no_dropout, optim=dict(steps=4),
-                            run=dict(jit_compile=True)))
+                            run=dict(jit_compile=True, **STEPS_ONLY)))
     # Adam moves a weight by about lr per step whatever its gradient's size, so round-off in
     # a gradient near zero can change a weight by up to lr * steps (2e-4 * 4).
     _same_run(plain, xla, 1e-3, "XLA", weight_atol=2 * 2e-4 * 4)
@@ -88,8 +91,9 @@ def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir):
 def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, keras_adam_run):
     """Same slot variables: a run may switch --fused_adam between invocations."""
     whole = keras_adam_run
-    train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2)))
-    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
+    train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2), run=STEPS_ONLY))
+    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=dict(fused_adam=False,
+                                                                                      **STEPS_ONLY)))
     assert rest.step == 4
     assert rest.losses == pytest.approx(whole.losses, rel=1e-3, abs=1e-5)
 
