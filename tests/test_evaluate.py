@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE, EvalConfig, evaluate
 from pix2pix_tf.evaluation.metrics import confusion_matrix, segmentation_scores
 from pix2pix_tf.evaluation.plan import split_pairs, with_labels
 
-from export_helpers import exported, run, trained_run
+from export_helpers import exported, trained_run
 from programs import run_program
 
 SEGMENTER_STEPS = 5  # The evaluation tests need a segmenter, not a good one.
@@ -147,9 +146,9 @@ def test_evaluate_cli_end_to_end(workdir, segmenter_cache, tmp_path):
 
 
 def test_evaluate_cli_asked_for_fid_without_weights_says_why(workdir, tmp_path):
-    """Answered before TensorFlow loads, as one message."""
-    result = run([sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={workdir}", "--fid", "--nofcn",
-                  f"--output_dir={tmp_path}", "--noprogress"])
+    """One message, not a traceback."""
+    result = run_program("evaluate", f"--workdir={workdir}", "--fid", "--nofcn", f"--output_dir={tmp_path}",
+                         "--noprogress")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--inception_weights" in result.stderr and "never downloads" in result.stderr
 
