@@ -83,13 +83,14 @@ def snapshot(root: str) -> dict[str, str]:
     return found
 
 
-_WHOLE: set[tuple[str, str]] = set()  # (path, sha256) of files assert_whole read back whole.
+_WHOLE: set[tuple[str, ...]] = set()  # (path, sha256 of each file read) of what assert_whole read whole.
 
 
-def assert_whole(root: str) -> None:
+def assert_whole(root: str, digests: dict[str, str]) -> None:
     """Every file under a final name reads back whole; unfinished saves (`ckpt-N_temp/`,
     export staging folders, whose names start with a dot) are not final names. A file with the
-    same bytes as one read back whole before is whole: it is not read again."""
+    same bytes as one read back whole before is whole: it is not read again. `digests`: the
+    snapshot of `root` taken after the run."""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -97,9 +98,10 @@ def assert_whole(root: str) -> None:
         dirs[:] = [d for d in dirs if not d.endswith("_temp") and not d.startswith(".")]
         for name in files:
             path = os.path.join(folder, name)
-            key = (path, _sha256(path))
+            read = [path]
             if name.endswith(".index"):  # A checkpoint, or a SavedModel's variables: its data files too.
-                key += tuple(_sha256(data) for data in sorted(glob.glob(path[: -len(".index")] + ".data-*")))
+                read += sorted(glob.glob(path[: -len(".index")] + ".data-*"))
+            key = (path, *(digests[os.path.relpath(p, root)] for p in read))
             if key in _WHOLE:
                 continue
             if name.endswith(".png"):
@@ -118,11 +120,6 @@ def assert_whole(root: str) -> None:
             elif name.endswith(".tflite"):
                 tf.lite.Interpreter(model_path=path).allocate_tensors()
             _WHOLE.add(key)
-
-
-def _sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 Marker = Union[str, Callable[[], Callable[[], bool]]]  # A line on stderr, or a condition made before each run.
@@ -156,13 +153,14 @@ def interrupt_then_complete(command: list[str], marker: Marker, root: str, windo
         after = snapshot(root)
         changed = [p for p, digest in before.items() if after.get(p) != digest and p not in rewritten]
         assert not changed, f"{signal.Signals(signum).name} changed or removed complete files: {changed}"
-        assert_whole(root)
+        assert_whole(root, after)
         runs.append((signum, code, stops[0] if stops else ""))
     before = snapshot(root)
     code, stdout, stderr = Program(command).finish()
     assert code == 0 and "Traceback" not in stderr, stderr[-3000:]
-    assert not [p for p, digest in before.items() if snapshot(root).get(p) != digest and p not in rewritten]
-    assert_whole(root)
+    after = snapshot(root)
+    assert not [p for p, digest in before.items() if after.get(p) != digest and p not in rewritten]
+    assert_whole(root, after)
     return runs, stdout, stderr
 
 
