@@ -35,7 +35,8 @@ if ROOT not in sys.path:
 
 MODULES = {"train": "train", "export": "export", "translate": "pix2pix_tf.translate",
            "evaluate": "pix2pix_tf.evaluate", "demo": "pix2pix_tf.demo.__main__",
-           "benchmark": "pix2pix_tf.benchmark.__main__", "contents": "pix2pix_tf.export.contents"}
+           "benchmark": "pix2pix_tf.benchmark.__main__",
+           "experiments.precision": "pix2pix_tf.experiments.precision"}
 FLAGS = flags.FLAGS
 _OWN_FLAGS: dict[str, dict[str, flags.Flag]] = {}  # module name -> the flags it defined, by name
 
@@ -58,6 +59,13 @@ def _register(module_name: str) -> None:
             FLAGS[name] = flag
             FLAGS.register_flag_by_module(module_name, flag)
             FLAGS.register_flag_by_module_id(id(module), flag)
+
+
+def load(program: str):
+    """The program's module, imported with its flags registered (and no other program's): for a
+    test of its functions."""
+    _register(MODULES[program])
+    return sys.modules[MODULES[program]]
 
 
 def _own_flags(module_name: str) -> dict[str, flags.Flag]:

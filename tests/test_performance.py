@@ -171,6 +171,26 @@ def test_executed_flops_leave_out_the_gradients_nothing_uses():
     assert flops.executed == conv
 
 
+def test_inference_rows_time_every_form_and_check_the_tflite_file_against_keras():
+    """The benchmark's inference part on its cheapest request (no TFLite variant but the
+    moving-averages float32 one, one round); the full suite runs every part from the command line."""
+    from pix2pix_tf.benchmark.inference import measure_inference
+    from pix2pix_tf.config import ModelConfig
+    from pix2pix_tf.networks.generator import build_generator
+
+    generator = build_generator(ModelConfig(generator="unet_128", ngf=8))
+    calibration = np.random.default_rng(1).uniform(-1, 1, (2, 128, 128, 3)).astype(np.float32)
+    rows = {row.name: row for row in measure_inference(generator, 128, 3, 128, (), threads=1, rounds=1,
+                                                       calibration=calibration)}
+    assert set(rows) == {"keras G(x, training=False)", "keras, per-image batch statistics",
+                         "SavedModel translate_float_deterministic", "TFLite float32 (moving averages, BN folded)"}
+    assert all(row.latency_ms > 0 and row.latency_min_ms > 0 for row in rows.values())
+    assert rows["keras G(x, training=False)"].size_mib is None
+    assert rows["SavedModel translate_float_deterministic"].size_mib > 0
+    folded = rows["TFLite float32 (moving averages, BN folded)"]
+    assert folded.size_mib > 0 and folded.psnr_db > 60
+
+
 def test_benchmark_refuses_an_unknown_lever():
     result = run_program("benchmark", "--levers=turbo")
     assert result.returncode == 1
