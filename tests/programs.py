@@ -29,6 +29,8 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
+from pix2pix_tf import cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)  # train.py and export.py are top-level scripts, not package modules.
@@ -78,12 +80,13 @@ def _own_flags(module_name: str) -> dict[str, flags.Flag]:
 
 @contextlib.contextmanager
 def _captured_process_state(stdout: io.StringIO, stderr: io.StringIO):
-    """stdout, stderr and absl's log lines into the buffers, in ROOT as the programs' tests ran
-    them; the environment, the absl logger's level, the root logger's handlers and TensorFlow's
-    op determinism (train.py's --seed turns it on) as they were afterwards."""
+    """stdout, stderr and absl's log lines into the buffers, with ROOT as the working directory
+    (the programs' subprocesses ran there); afterwards the environment, the loggers' levels and
+    handlers and TensorFlow's op determinism (train.py's --seed turns it on) as they were."""
     environ, cwd = dict(os.environ), os.getcwd()
     absl_handler = absl_logging.get_absl_handler()
-    root_handlers, absl_level = list(logging.root.handlers), absl_logging.get_absl_logger().level
+    root_handlers, root_level = list(logging.root.handlers), logging.root.level
+    absl_level = absl_logging.get_absl_logger().level
     stream = absl_handler.python_handler.stream
     deterministic = _op_determinism()
     absl_logging.use_absl_handler()
@@ -98,6 +101,7 @@ def _captured_process_state(stdout: io.StringIO, stderr: io.StringIO):
         os.environ.update(environ)
         absl_handler.python_handler.stream = stream
         logging.root.handlers[:] = root_handlers
+        logging.root.setLevel(root_level)
         absl_logging.get_absl_logger().setLevel(absl_level)
         if _op_determinism() and not deterministic:
             from tensorflow.python.framework import config as tf_config
@@ -128,7 +132,7 @@ def run_program(program: str, *argv: str) -> subprocess.CompletedProcess:
             rest = FLAGS([program, *argv])
             if FLAGS["verbosity"].using_default_value:
                 FLAGS.verbosity = 0  # INFO, as app.run sets it.
-            code = _from_cli().guarded(main)(rest)
+            code = cli.guarded(main)(rest)
         except flags.Error as error:
             print(f"FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull to see help on flags.",
                   file=sys.stderr)
@@ -139,9 +143,3 @@ def run_program(program: str, *argv: str) -> subprocess.CompletedProcess:
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     return subprocess.CompletedProcess([program, *argv], code, stdout.getvalue(), stderr.getvalue())
-
-
-def _from_cli():
-    from pix2pix_tf import cli
-
-    return cli
