@@ -83,6 +83,15 @@ def snapshot(root: str) -> dict[str, str]:
     return found
 
 
+def complete_files(root: str) -> dict[str, str]:
+    """The snapshot of the files under final names: not inside an unfinished save (`ckpt-N_temp/`,
+    an export's staging folder, whose name starts with a dot), not a temporary file (`.<name>.<hex>.tmp`,
+    TensorFlow's `checkpoint.tmp<hex>`). A later run may remove what a kill left of those."""
+    return {path: digest for path, digest in snapshot(root).items()
+            if not any(part.endswith("_temp") or part.startswith(".") for part in path.split(os.sep))
+            and ".tmp" not in os.path.basename(path)}
+
+
 _WHOLE: set[tuple[str, ...]] = set()  # (path, sha256 of each file read) of what assert_whole read whole.
 
 
@@ -134,7 +143,7 @@ def interrupt_then_complete(command: list[str], marker: Marker, root: str, windo
     rng = random.Random(seed)
     runs = []
     for signum in rng.sample(SIGNALS, len(SIGNALS)):
-        before = snapshot(root)
+        before = complete_files(root)
         ready = marker() if callable(marker) else marker
         program = Program(command)
         program.wait_for(ready)
@@ -155,7 +164,7 @@ def interrupt_then_complete(command: list[str], marker: Marker, root: str, windo
         assert not changed, f"{signal.Signals(signum).name} changed or removed complete files: {changed}"
         assert_whole(root, after)
         runs.append((signum, code, stops[0] if stops else ""))
-    before = snapshot(root)
+    before = complete_files(root)
     code, stdout, stderr = Program(command).finish()
     assert code == 0 and "Traceback" not in stderr, stderr[-3000:]
     after = snapshot(root)
