@@ -24,6 +24,25 @@ def data_dir(tmp_path_factory) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def run_of_six(tmp_path_factory, data_dir):
+    """A tiny run (`tiny_config`, no held-out evaluation) with checkpoints at steps 2, 4 and 6,
+    trained once per session and shared: read it, or copy it (`copied_run`) to damage or resume it."""
+    from pix2pix_tf.training.loop import train
+
+    workdir = tmp_path_factory.mktemp("run_of_six")
+    train(tiny_config(workdir, data_dir, optim=dict(steps=6), run=dict(save_every=2, eval_examples=0)))
+    return workdir
+
+
+def copied_run(run, destination):
+    """A copy of a trained run, to change (its config.json still names the original workdir)."""
+    import shutil
+
+    shutil.copytree(run, destination)
+    return destination
+
+
 @pytest.fixture
 def deterministic_ops():
     """TensorFlow's op determinism, as train.py turns it on for --seed, for a test that compares

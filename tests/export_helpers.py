@@ -3,15 +3,28 @@ translate and serving-client tests (pytest fixtures in a test module are per-mod
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
-import sys
 from typing import Optional
 
 from conftest import tiny_config
+from programs import run_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CACHE: dict = {}
+ONNX_INSTALLED = all(importlib.util.find_spec(name) for name in ("tf2onnx", "onnx", "onnxruntime"))
+
+
+def web_runtime_installed() -> bool:
+    from pix2pix_tf.export import web
+    from pix2pix_tf.export.config import ExportError
+
+    try:
+        web.runtime_version()
+    except ExportError:
+        return False
+    return True
 
 
 def run(command: list[str], timeout: float = 300, cwd: Optional[str] = ROOT, **kwargs) -> subprocess.CompletedProcess:
@@ -20,28 +33,31 @@ def run(command: list[str], timeout: float = 300, cwd: Optional[str] = ROOT, **k
 
 def trained_run(tmp_path_factory, data_dir: str) -> str:
     """A unet_128 (ngf=8) run trained for 2 steps by the real trainer: the checkpoint format
-    export reads (G, D, both optimizers, step, dropout state)."""
+    export reads (G, D, both optimizers, step, dropout state). No held-out evaluation (samples,
+    held-out L1): the tests that read those train runs of their own."""
     if "run" not in _CACHE:
         from pix2pix_tf.training.loop import train
 
         workdir = str(tmp_path_factory.mktemp("run"))
-        train(tiny_config(workdir, data_dir, optim=dict(steps=2)))
+        train(tiny_config(workdir, data_dir, optim=dict(steps=2), run=dict(eval_examples=0)))
         _CACHE["run"] = workdir
     return _CACHE["run"]
 
 
 def exported(tmp_path_factory, data_dir: str) -> dict:
-    """The run exported twice with export.py: version 1 in paper mode with all four TFLite
-    variants, version 2 deterministic with a uint8-I/O int8 variant."""
+    """The run exported twice by export.py's main: version 1 in paper mode with all four TFLite
+    variants and, where LiteRT.js is installed, the web page; version 2 deterministic with a
+    uint8-I/O int8 variant and, where the onnx extra is installed, the ONNX file (one export of
+    each kind serves every test that reads one)."""
     if "export" not in _CACHE:
         workdir = trained_run(tmp_path_factory, data_dir)
         export_dir = str(tmp_path_factory.mktemp("export"))
-        common = [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}",
-                  f"--export_dir={export_dir}", "--model_name=tiny", "--check_examples=2",
+        common = [f"--workdir={workdir}", f"--export_dir={export_dir}", "--model_name=tiny", "--check_examples=2",
                   "--calibration_examples=4"]
-        paper = run(common)
+        paper = run_program("export", *common, *(["--web"] if web_runtime_installed() else []))
         assert paper.returncode == 0, paper.stderr[-4000:]
-        deterministic = run(common + ["--deterministic", "--tflite=int8", "--int8_io=uint8"])
+        onnx = ["--onnx"] if ONNX_INSTALLED else []
+        deterministic = run_program("export", *common, "--deterministic", "--tflite=int8", "--int8_io=uint8", *onnx)
         assert deterministic.returncode == 0, deterministic.stderr[-4000:]
         _CACHE["export"] = {
             "workdir": workdir, "export_dir": export_dir, "base": os.path.join(export_dir, "tiny"),
@@ -49,5 +65,8 @@ def exported(tmp_path_factory, data_dir: str) -> dict:
             "tflite_paper": os.path.join(export_dir, "tflite", "tiny", "1"),
             "tflite_deterministic": os.path.join(export_dir, "tflite", "tiny", "2"),
             "paper_stdout": paper.stdout, "deterministic_stdout": deterministic.stdout,
+            "web": os.path.join(export_dir, "web", "tiny", "1"),
+            "onnx_folder": os.path.join(export_dir, "onnx", "tiny", "2"),
+            "onnx_file": os.path.join(export_dir, "onnx", "tiny", "2", "tiny.onnx"),
         }
     return _CACHE["export"]

@@ -1,7 +1,9 @@
 """The benchmark's side-by-side comparison: the tutorial's step against ours, interleaved.
 
 No timing is judged: the tests check that every participant runs in its rounds and that the
-reported medians and ratios are the ones its own timings give.
+reported medians and ratios are the ones its own timings give. The real steps (the tutorial's
+and ours in float32 and bfloat16) are checked in the benchmark's own run
+(tests/test_performance.py), which times them side by side.
 """
 
 from __future__ import annotations
@@ -11,12 +13,10 @@ import statistics
 import pytest
 from sleepers import broken, sleeper
 
-from pix2pix_tf.benchmark import report, sidebyside, training
-
-from conftest import tiny_config
+from pix2pix_tf.benchmark import report, sidebyside
 
 
-def _check_figures(result: sidebyside.SideBySide, names: list[str], rounds: int) -> None:
+def check_figures(result: sidebyside.SideBySide, names: list[str], rounds: int) -> None:
     assert list(result.median_seconds) == names and result.baseline == names[0]
     assert result.rounds == rounds and len(result.load_average) == 2
     base = result.round_seconds[names[0]]
@@ -33,7 +33,7 @@ def test_interleaved_rounds_report_each_participants_median_and_ratio():
     participants = [sidebyside.Participant("slow", "sleeps 20 ms", sleeper, (0.02,)),
                     sidebyside.Participant("fast", "sleeps 5 ms", sleeper, (0.005,))]
     result = sidebyside.interleave(participants, rounds=3, steps=2)
-    _check_figures(result, ["slow", "fast"], 3)
+    check_figures(result, ["slow", "fast"], 3)
     assert result.steps_per_round == 2
     text = "\n".join(report.format_side_by_side(result))
     assert "3 interleaved rounds of 2 steps" in text and "(sleeps 5 ms)" in text
@@ -44,12 +44,3 @@ def test_a_failing_participant_is_reported_by_name():
                     sidebyside.Participant("broken", "", broken)]
     with pytest.raises(RuntimeError, match="'broken' failed(.|\n)*no step here"):
         sidebyside.interleave(participants, rounds=1, steps=1)
-
-
-@pytest.mark.slow
-def test_the_tutorials_step_against_ours_in_float32_and_mixed_precision(tmp_path, data_dir):
-    """Real steps: the tutorial's (its own 256x256 models) and our tiny one in each precision."""
-    config = tiny_config(tmp_path, data_dir, run=dict(deterministic_ops=False, seed=0))
-    result = training.tutorial_against_ours(config, ("off", "mixed_bfloat16"), rounds=2, steps=1)
-    _check_figures(result, ["tutorial", "pix2pix_tf float32", "pix2pix_tf mixed_bfloat16"], 2)
-    assert result.descriptions["pix2pix_tf mixed_bfloat16"] == "our step, --mixed_precision=mixed_bfloat16"

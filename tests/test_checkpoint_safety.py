@@ -8,7 +8,6 @@ import errno
 import hashlib
 import logging
 import os
-import shutil
 import signal
 
 import pytest
@@ -20,19 +19,11 @@ from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference.checkpoint_source import load_generator
 from pix2pix_tf.training.loop import train
 
-from conftest import tiny_config
+from conftest import copied_run, tiny_config
 
 
 def digests(folder) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("ckpt-*"))}
-
-
-@pytest.fixture(scope="module")
-def run_of_six(tmp_path_factory, data_dir):
-    """A run with checkpoints at steps 2, 4 and 6."""
-    workdir = tmp_path_factory.mktemp("run")
-    train(tiny_config(workdir, data_dir, optim=dict(steps=6), run=dict(save_every=2)))
-    return workdir
 
 
 @pytest.mark.slow
@@ -87,8 +78,7 @@ def dataclass_steps(config: TrainConfig, steps: int, workdir=None) -> TrainConfi
 @pytest.mark.slow
 def test_a_damaged_index_is_recovered_from_the_files_by_every_program(run_of_six, tmp_path, index, caplog):
     """translate, evaluate and export restore through `load_generator`; training resumes."""
-    workdir = tmp_path / "run"
-    shutil.copytree(run_of_six, workdir)
+    workdir = copied_run(run_of_six, tmp_path / "run")
     (workdir / "checkpoints" / "checkpoint").write_bytes(index)
     with caplog.at_level(logging.WARNING):
         _, _, restored = load_generator(str(workdir))
@@ -104,8 +94,7 @@ def test_a_damaged_index_is_recovered_from_the_files_by_every_program(run_of_six
 
 def test_a_damaged_index_still_checks_the_configuration(run_of_six, tmp_path, data_dir):
     """With other flags (--ngf=16), the run is refused, not started over its checkpoints."""
-    workdir = tmp_path / "run"
-    shutil.copytree(run_of_six, workdir)
+    workdir = copied_run(run_of_six, tmp_path / "run")
     (workdir / "checkpoints" / "checkpoint").write_bytes(b"garbled")
     before = {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
     with pytest.raises(ConfigError, match="model.ngf: 8 in config.json, 16 now"):

@@ -1,4 +1,5 @@
-"""train.py and export.py as a user runs them: clear errors, kill -9 and resume, Ctrl-C/SIGTERM."""
+"""train.py and export.py as a user runs them: clear errors (their main, in this process:
+tests/programs.py), kill -9 and resume, Ctrl-C/SIGTERM (fresh processes)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,19 @@ import time
 import pytest
 
 from conftest import TINY_DATASET
+from programs import run_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def train_flags(workdir, data_dir, *extra: str) -> list[str]:
+    return [f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}", f"--workdir={workdir}", "--generator=unet_128",
+            "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128", "--eval_examples=1", "--sample_every=1000",
+            *extra]
+
+
 def train_command(workdir, data_dir, *extra: str) -> list[str]:
-    return [sys.executable, os.path.join(ROOT, "train.py"), f"--dataset={TINY_DATASET}",
-            f"--data_dir={data_dir}", f"--workdir={workdir}", "--generator=unet_128", "--ngf=8", "--ndf=8",
-            "--load_size=143", "--crop_size=128", "--eval_examples=1", "--sample_every=1000", *extra]
+    return [sys.executable, os.path.join(ROOT, "train.py"), *train_flags(workdir, data_dir, *extra)]
 
 
 def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -27,11 +33,9 @@ def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
-# The refusals a flag check makes before TensorFlow loads cost a fraction of a second; the others
-# load TensorFlow first (seconds each), so they run in the full suite only.
 @pytest.mark.parametrize("flags,message", [
-    pytest.param(["--dataset=edges2cats"], "not a known dataset", marks=pytest.mark.slow),
-    pytest.param(["--dataset=folder:/nonexistent/images"], "no such directory", marks=pytest.mark.slow),
+    (["--dataset=edges2cats"], "not a known dataset"),
+    (["--dataset=folder:/nonexistent/images"], "no such directory"),
     (["--crop_size=160", "--load_size=143"], "larger than --load_size"),
     (["--crop_size=96", "--load_size=143"],
      "--crop_size=96: --generator=unet_128 takes images whose sides are multiples of 128; use --crop_size=128."),
@@ -41,7 +45,7 @@ def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess
     (["--discriminator=n_layers", "--n_layers_d=9"], "a PatchGAN of 9 layers leaves no patch of a 128x128 image"),
 ])
 def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, data_dir, flags, message):
-    result = run(train_command(tmp_path / "run", data_dir, "--steps=1", *flags))
+    result = run_program("train", *train_flags(tmp_path / "run", data_dir, "--steps=1", *flags))
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
@@ -128,16 +132,16 @@ def fake_authors_archive(path, name: str, splits=(("train", 6), ("val", 2))) -> 
 
 
 @pytest.mark.slow
-def test_an_authors_archive_copied_by_hand_trains_offline(tmp_path):
+def test_an_authors_archive_copied_by_hand_trains_offline(tmp_path, monkeypatch):
     manual = tmp_path / "tfds" / "downloads" / "manual"
     manual.mkdir(parents=True)
     fake_authors_archive(manual / "edges2shoes.tar.gz", "edges2shoes")
-    command = [sys.executable, os.path.join(ROOT, "train.py"), "--dataset=edges2shoes",
-               f"--data_dir={tmp_path / 'tfds'}", f"--workdir={tmp_path / 'run'}", "--generator=unet_128",
-               "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128", "--eval_examples=1", "--steps=3"]
     # No proxy, no route: any attempt to download would fail instead of reaching a server.
-    env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    result = run_program("train", "--dataset=edges2shoes", f"--data_dir={tmp_path / 'tfds'}",
+                         f"--workdir={tmp_path / 'run'}", "--generator=unet_128", "--ngf=8", "--ndf=8",
+                         "--load_size=143", "--crop_size=128", "--eval_examples=1", "--steps=3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Done: step 3/3" in result.stdout
     config = json.loads((tmp_path / "run" / "config.json").read_text())
@@ -163,24 +167,21 @@ def damaged_config(workdir, data_dir, defect: str) -> None:
     (workdir / "config.json").write_text(json.dumps(values))
 
 
-@pytest.mark.parametrize("program", ["train", pytest.param("export", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("defect,message", [  # Each a fresh process that loads TensorFlow: one in the quick set.
+@pytest.mark.parametrize("program", ["train", "export"])
+@pytest.mark.parametrize("defect,message", [
     ("not_an_object", "config.json must hold a JSON object with the sections model, data, loss, optim, run"),
-    pytest.param("section_of_another_type", "config.json: section 'model' must be a JSON object, not a list",
-                 marks=pytest.mark.slow),
-    pytest.param("null_field", "config.json: model.ngf must be an integer, not null", marks=pytest.mark.slow),
-    pytest.param("unknown_generator", "config.json, section 'model': --generator='unet_512' is not one of",
-                 marks=pytest.mark.slow),
-    pytest.param("unknown_top_level_key", "config.json: unknown sections ['notes']", marks=pytest.mark.slow),
+    ("section_of_another_type", "config.json: section 'model' must be a JSON object, not a list"),
+    ("null_field", "config.json: model.ngf must be an integer, not null"),
+    ("unknown_generator", "config.json, section 'model': --generator='unet_512' is not one of"),
+    ("unknown_top_level_key", "config.json: unknown sections ['notes']"),
 ])
 def test_a_damaged_config_json_is_named_not_a_traceback(tmp_path, data_dir, program, defect, message):
     """Resuming (train.py) and exporting read config.json alike, and refuse it alike."""
     workdir = tmp_path / "run"
     damaged_config(workdir, data_dir, defect)
     before = (workdir / "config.json").read_text()
-    command = (train_command(workdir, data_dir, "--steps=1") if program == "train"
-               else [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}"])
-    result = run(command)
+    flags = train_flags(workdir, data_dir, "--steps=1") if program == "train" else [f"--workdir={workdir}"]
+    result = run_program(program, *flags)
     assert result.returncode == 1, result.stderr[-3000:]
     assert f"error: {workdir / 'config.json'}" in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr

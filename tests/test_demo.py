@@ -38,6 +38,7 @@ from pix2pix_tf.inference.mode import DETERMINISTIC
 from pix2pix_tf.inference.request import ModelRequest
 
 from export_helpers import ROOT, trained_run
+from programs import run_program
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 MAX_PIXELS = 20000  # The server's --max_pixels: a 200x200 upload is refused, 128x128 inputs are not.
@@ -371,8 +372,7 @@ def test_the_demo_refuses_bad_flags_with_a_message(gradio_installed):
         refused = ("error: TensorFlow Serving does not answer as a pix2pix export: "
                    "http://127.0.0.1:9/v1/models/tiny:predict: connection refused")
         for flag, message in ((f"--port={port}", in_use), (f"--port={free_port()}", refused)):
-            result = subprocess.run([sys.executable, "-m", "pix2pix_tf.demo", "--serving_url=http://127.0.0.1:9",
-                                     "--model_name=tiny", flag], cwd=ROOT, capture_output=True, text=True, timeout=120)
+            result = run_program("demo", "--serving_url=http://127.0.0.1:9", "--model_name=tiny", flag)
             assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
             assert message in result.stderr, result.stderr[-2000:]
             assert [line.startswith("error:") for line in result.stderr.splitlines()].count(True) == 1
@@ -381,9 +381,7 @@ def test_the_demo_refuses_bad_flags_with_a_message(gradio_installed):
 def test_a_server_that_does_not_answer_json_is_one_message(gradio_installed, misbehaving):  # noqa: F811
     """Whatever is at --serving_url (here a web server answering HTML), the demo says what it
     got, from which URL, in one line, and stops before the page starts."""
-    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.demo", f"--serving_url={misbehaving}",
-                             "--model_name=html", f"--port={free_port()}"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = run_program("demo", f"--serving_url={misbehaving}", "--model_name=html", f"--port={free_port()}")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert lines == [f"error: TensorFlow Serving does not answer as a pix2pix export: {misbehaving}/v1/models/html:"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -22,7 +21,8 @@ from pix2pix_tf.evaluation.plan import split_pairs, with_labels
 from pix2pix_tf.inference.mode import DETERMINISTIC
 from pix2pix_tf.inference.request import ModelRequest
 
-from export_helpers import run, trained_run
+from export_helpers import exported, trained_run
+from programs import run_program
 
 SEGMENTER_STEPS = 5  # The evaluation tests need a segmenter, not a good one.
 
@@ -118,9 +118,9 @@ def test_segmenter_learns_real_photos_and_is_cached_as_a_contract_saved_model(da
 @pytest.mark.slow
 def test_evaluate_cli_end_to_end(workdir, segmenter_cache, tmp_path):
     output_dir = str(tmp_path / "eval")
-    result = run([sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={workdir}", "--num_examples=3",
-                  "--num_samples=2", f"--segmenter_cache={segmenter_cache}", f"--segmenter_steps={SEGMENTER_STEPS}",
-                  f"--output_dir={output_dir}", "--noprogress"])
+    result = run_program("evaluate", f"--workdir={workdir}", "--num_examples=3", "--num_samples=2",
+                         f"--segmenter_cache={segmenter_cache}", f"--segmenter_steps={SEGMENTER_STEPS}",
+                         f"--output_dir={output_dir}", "--noprogress")
     assert result.returncode == 0, result.stderr[-4000:]
     for line in ("L1 (in [-1, 1])", "PSNR (dB)", "SSIM", "Lab histogram intersection a", "FCN class IoU"):
         assert line in result.stdout
@@ -149,8 +149,8 @@ def test_evaluate_cli_end_to_end(workdir, segmenter_cache, tmp_path):
 
 def test_evaluate_cli_asked_for_fid_without_weights_says_why(workdir, tmp_path):
     """Answered before any image is read, as one message."""
-    result = run([sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={workdir}", "--fid", "--nofcn",
-                  f"--output_dir={tmp_path}", "--noprogress"])
+    result = run_program("evaluate", f"--workdir={workdir}", "--fid", "--nofcn", f"--output_dir={tmp_path}",
+                         "--noprogress")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--inception_weights" in result.stderr and "never downloads" in result.stderr
 
@@ -182,26 +182,22 @@ def test_fid_with_a_local_inception_weights_file(workdir, tmp_path):
 
 
 @pytest.mark.slow
-def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmenter_cache, tmp_path):
-    exporter = pytest.importorskip("pix2pix_tf.export.exporter", reason="the export modules are not in this checkout")
+def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmenter_cache, tmp_path,
+                                                               tmp_path_factory, data_dir):
     pytest.importorskip("ai_edge_litert", reason="the LiteRT interpreter is not installed")
-    from pix2pix_tf.export import tflite_target
-
-    exported = exporter.export(exporter.ExportConfig(workdir=workdir, export_dir=str(tmp_path / "export"),
-                                                       targets={"tflite": tflite_target.Options(variants=("float32",))},
-                                                       check_examples=2))
-    tflite = exported.variants[0].path
+    export = exported(tmp_path_factory, data_dir)  # The shared export of `workdir`'s run.
+    saved_model_dir, tflite = export["paper"], os.path.join(export["tflite_paper"], "tiny_float32.tflite")
     common = EvalConfig(ModelRequest.of(workdir=workdir, mode=DETERMINISTIC), num_examples=3,
                         segmenter_cache=segmenter_cache, segmenter_steps=SEGMENTER_STEPS, html_examples=0,
                         grid_examples=0, progress=False)
     forms = {
         "checkpoint": common,
         "saved_model": dataclasses.replace(common, model=ModelRequest.of(
-            run=workdir, saved_model=exported.saved_model_dir, mode=DETERMINISTIC)),
+            run=workdir, saved_model=saved_model_dir, mode=DETERMINISTIC)),
         "tflite": dataclasses.replace(common, model=ModelRequest.of(run=workdir, tflite=tflite, mode=DETERMINISTIC)),
         # Without --workdir: the run is found from the export's metadata.
         "saved_model_alone": dataclasses.replace(common, model=ModelRequest.of(
-            saved_model=exported.saved_model_dir, mode=DETERMINISTIC)),
+            saved_model=saved_model_dir, mode=DETERMINISTIC)),
     }
     results = {name: evaluate(dataclasses.replace(c, output_dir=str(tmp_path / name))).metrics
                for name, c in forms.items()}

@@ -25,6 +25,7 @@ from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.serving import client as serving_client
 
 from export_helpers import ROOT, exported, run, trained_run
+from programs import run_program
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,8 @@ def test_serving_layout_versions_and_atomic_publish(export):
 @pytest.mark.slow
 def test_existing_version_is_never_overwritten(export):
     before = os.path.getmtime(os.path.join(export["paper"], "saved_model.pb"))
-    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={export['workdir']}",
-                  f"--export_dir={export['export_dir']}", "--model_name=tiny", "--version=1", "--tflite="])
+    result = run_program("export", f"--workdir={export['workdir']}", f"--export_dir={export['export_dir']}",
+                         "--model_name=tiny", "--version=1", "--tflite=")
     assert result.returncode == 1
     assert "Version 1 already exists" in result.stderr and "Traceback" not in result.stderr
     assert os.path.getmtime(os.path.join(export["paper"], "saved_model.pb")) == before
@@ -84,45 +85,53 @@ FRESH_PROCESS = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
 
-    path, png, floats, out = sys.argv[1:5]
-    model = tf.saved_model.load(path)
-    sig = model.signatures
-    variables = {id(v): v for f in sig.values() for v in f.variables}.values()  # Everything any signature reads.
-    before = [v.numpy().copy() for v in variables]
-    assert len(before) > 20
+    png, floats, *models = sys.argv[1:]
     x = tf.constant(np.load(floats))
     encoded = tf.constant([open(png, "rb").read()])
-    results = {
-        "bytes_1": sig["serving_default"](images=encoded)["output"].numpy(),
-        "bytes_2": sig["serving_default"](images=encoded)["output"].numpy(),
-        "png": sig["translate_png"](images=encoded)["output_bytes"].numpy()[0],
-        "float_1": sig["translate_float"](images=x)["output"].numpy(),
-        "float_2": sig["translate_float"](images=x)["output"].numpy(),
-        "deterministic": sig["translate_float_deterministic"](images=x)["output"].numpy(),
-    }
-    results["png"] = tf.io.decode_png(results["png"]).numpy()
-    unchanged = all(np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
-    np.savez(out, unchanged=unchanged, **results)
+    for path, out in zip(models[::2], models[1::2]):
+        model = tf.saved_model.load(path)
+        sig = model.signatures
+        variables = {id(v): v for f in sig.values() for v in f.variables}.values()  # Everything any signature reads.
+        before = [v.numpy().copy() for v in variables]
+        assert len(before) > 20
+        results = {
+            "bytes_1": sig["serving_default"](images=encoded)["output"].numpy(),
+            "bytes_2": sig["serving_default"](images=encoded)["output"].numpy(),
+            "png": sig["translate_png"](images=encoded)["output_bytes"].numpy()[0],
+            "float_1": sig["translate_float"](images=x)["output"].numpy(),
+            "float_2": sig["translate_float"](images=x)["output"].numpy(),
+            "deterministic": sig["translate_float_deterministic"](images=x)["output"].numpy(),
+        }
+        results["png"] = tf.io.decode_png(results["png"]).numpy()
+        unchanged = all(np.array_equal(b, v.numpy()) for b, v in zip(before, variables))
+        np.savez(out, unchanged=unchanged, **results)
     print("modules:", sorted(m for m in sys.modules if m.startswith("pix2pix")))
 """)
 
 
-def fresh_process(saved_model: str, png: str, image: np.ndarray, tmp_path) -> dict:
-    floats, out = str(tmp_path / "x.npy"), str(tmp_path / "out.npz")
+@pytest.fixture(scope="module")
+def fresh_process(export, data_dir, tmp_path_factory) -> dict:
+    """Both SavedModels (paper mode and deterministic) run in one fresh process without the
+    package, on a held-out input: per model, what each signature gave and whether any variable
+    changed; and the input (its PNG file, its float image)."""
+    tmp_path = tmp_path_factory.mktemp("fresh_process")
+    png, image = held_out_png(export, data_dir, tmp_path)
+    floats = str(tmp_path / "x.npy")
     np.save(floats, image[None].astype(np.float32))
     script = tmp_path / "client.py"
     script.write_text(FRESH_PROCESS)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = run([sys.executable, str(script), saved_model, png, floats, out], cwd=str(tmp_path), env=env)
+    models = {name: str(tmp_path / f"{name}.npz") for name in ("paper", "deterministic")}
+    result = run([sys.executable, str(script), png, floats,
+                  *(item for name, out in models.items() for item in (export[name], out))], cwd=str(tmp_path), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "modules: ['pix2pix_tf']" in result.stdout  # Only our blocking entry: nothing was imported.
-    return dict(np.load(out))
+    return {"png": png, "image": image, **{name: dict(np.load(out)) for name, out in models.items()}}
 
 
 @pytest.mark.slow
-def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, data_dir, tmp_path):
-    png, image = held_out_png(export, data_dir, tmp_path)
-    got = fresh_process(export["deterministic"], png, image, tmp_path)
+def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, fresh_process):
+    png, image, got = fresh_process["png"], fresh_process["image"], fresh_process["deterministic"]
     generator, _, _ = checkpoint_source.load_generator(export["workdir"])
     expected = generate.generate(generator, tf.constant(image[None]), DETERMINISTIC).numpy()
     from_bytes = images.decode_images(tf.constant([open(png, "rb").read()]), 3, 128)
@@ -137,9 +146,8 @@ def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, d
                                atol=1)
 
 
-def test_paper_mode_saved_model_draws_noise_without_changing_state(export, data_dir, tmp_path):
-    png, image = held_out_png(export, data_dir, tmp_path)
-    got = fresh_process(export["paper"], png, image, tmp_path)
+def test_paper_mode_saved_model_draws_noise_without_changing_state(export, fresh_process):
+    image, got = fresh_process["image"], fresh_process["paper"]
     assert bool(got["unchanged"])  # Batch statistics and dropout write no variable.
     first, second = got["float_1"], got["float_2"]
     assert not np.array_equal(first, second)  # Dropout is on: the noise z differs between calls...
@@ -285,8 +293,7 @@ def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatc
 
 
 def test_export_user_mistake_gets_a_message_not_a_traceback(tmp_path):
-    result = run([sys.executable, os.path.join(ROOT, "export.py"), "--workdir=/nonexistent/run",
-                  f"--export_dir={tmp_path}"])
+    result = run_program("export", "--workdir=/nonexistent/run", f"--export_dir={tmp_path}")
     assert result.returncode == 1, result.stderr[-2000:]
     assert "config.json does not exist" in result.stderr and "Traceback" not in result.stderr
 
@@ -374,7 +381,7 @@ def read_only_run(tmp_path_factory, data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_a_read_only_workdir_needs_export_dir_and_says_so(read_only_run, tmp_path):
-    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={read_only_run}", "--tflite="])
+    result = run_program("export", f"--workdir={read_only_run}", "--tflite=")
     assert result.returncode == 1, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
@@ -389,6 +396,6 @@ def test_a_read_only_workdir_needs_export_dir_and_says_so(read_only_run, tmp_pat
 def test_a_workdir_that_is_a_file_is_a_message(tmp_path):
     not_a_folder = tmp_path / "run"
     not_a_folder.write_text("not a run")
-    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={not_a_folder}"])
+    result = run_program("export", f"--workdir={not_a_folder}")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert f"error: --workdir={not_a_folder} is a file" in result.stderr

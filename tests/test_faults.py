@@ -21,15 +21,21 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.training.loop import train
 
-from conftest import TINY_DATASET, tiny_config
+from conftest import TINY_DATASET, copied_run, tiny_config
+from programs import run_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def train_flags(workdir, data_dir, *extra: str) -> list[str]:
+    return [f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}", f"--workdir={workdir}", "--generator=unet_128",
+            "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128", "--eval_examples=1",
+            "--sample_every=100000", "--noprogress", "--seed=2", *extra]
+
+
 def command(workdir, data_dir, *extra: str) -> list[str]:
-    return [sys.executable, os.path.join(ROOT, "train.py"), f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
-            f"--workdir={workdir}", "--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143",
-            "--crop_size=128", "--eval_examples=1", "--sample_every=100000", "--noprogress", "--seed=2", *extra]
+    """train.py in a fresh process, for the tests about processes (kills, a live second one)."""
+    return [sys.executable, os.path.join(ROOT, "train.py"), *train_flags(workdir, data_dir, *extra)]
 
 
 def start(cmd: list[str]) -> subprocess.Popen:
@@ -74,15 +80,15 @@ def test_sigkill_at_random_moments_then_rerun_completes(tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir, caplog):
-    train(tiny_config(tmp_path, data_dir, optim=dict(steps=4), run=dict(save_every=2)))
-    data_file = next((tmp_path / "checkpoints").glob("ckpt-4.data-*"))
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, data_dir, run_of_six, caplog):
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    data_file = next((workdir / "checkpoints").glob("ckpt-6.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:1000])  # truncated, as by a crash or a bad disk
     with caplog.at_level(logging.WARNING):
-        result = train(tiny_config(tmp_path, data_dir, optim=dict(steps=6), run=dict(save_every=2)))
-    assert "ckpt-4 is unreadable" in caplog.text and data_file.name in caplog.text
-    assert "Falling back to" in caplog.text and "ckpt-2" in caplog.text
-    assert result.step == 6
+        result = train(tiny_config(workdir, data_dir, optim=dict(steps=8), run=dict(save_every=2)))
+    assert "ckpt-6 is unreadable" in caplog.text and data_file.name in caplog.text
+    assert "Falling back to" in caplog.text and "ckpt-4" in caplog.text
+    assert result.step == 8
 
 
 @pytest.mark.slow
@@ -95,10 +101,8 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, data_dir):
                 run=stored.run).save(str(tmp_path))
     with pytest.raises(ConfigError, match=r"ckpt-1 does not fit the model of config.json"):
         train(other)
-    for app in (["export.py"], ["-m", "pix2pix_tf.evaluate"]):  # export and evaluate refuse it alike
-        script = [os.path.join(ROOT, app[0])] if app[0].endswith(".py") else app
-        result = subprocess.run([sys.executable, *script, f"--workdir={tmp_path}"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=300)
+    for program in ("export", "evaluate"):  # export and evaluate refuse it alike
+        result = run_program(program, f"--workdir={tmp_path}")
         assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert "ckpt-1 does not fit the model of" in result.stderr and "config.json" in result.stderr
 
@@ -111,8 +115,7 @@ def test_a_second_process_on_the_same_workdir_refuses(tmp_path, data_dir):
         wait_for(lambda: latest_step(workdir) >= 2, first)
         saving = workdir / "checkpoints" / "ckpt-99999999_temp"  # as a save of the live process in progress
         saving.mkdir()
-        second = subprocess.run(command(workdir, data_dir, "--steps=100000"), cwd=ROOT, capture_output=True,
-                                text=True, timeout=120)
+        second = run_program("train", *train_flags(workdir, data_dir, "--steps=100000"))
         assert second.returncode == 1
         assert f"is in use by a training process (pid {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
@@ -161,9 +164,10 @@ def fill(path) -> None:
                 pass
 
 
-def refused(cmd: list[str]) -> str:
-    """Runs `cmd`, which must stop with one `error:` line and exit code 1; returns its stderr."""
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+def refused(flags: list[str]) -> str:
+    """Runs train.py with `flags`, which must stop with one `error:` line and exit code 1;
+    returns its stderr."""
+    result = run_program("train", *flags)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return result.stderr
@@ -172,7 +176,7 @@ def refused(cmd: list[str]) -> str:
 def test_a_workdir_that_is_a_file_is_refused(tmp_path, data_dir):
     workdir = tmp_path / "run"
     workdir.write_text("my notes")
-    stderr = refused(command(workdir, data_dir, "--steps=1"))
+    stderr = refused(train_flags(workdir, data_dir, "--steps=1"))
     assert f"error: --workdir={workdir} is a file; a run needs a folder." in stderr
     assert workdir.read_text() == "my notes"
 
@@ -184,21 +188,21 @@ def test_a_read_only_workdir_is_refused_for_a_new_run(tmp_path, data_dir, mount,
     read_only.mkdir()
     mount(read_only, "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs")
     workdir = read_only / "run" if new_folder else read_only
-    stderr = refused(command(workdir, data_dir, "--steps=1"))
+    stderr = refused(train_flags(workdir, data_dir, "--steps=1"))
     assert f"error: --workdir={workdir} cannot be written (Read-only file system)." in stderr
 
 
 @pytest.mark.slow
 def test_a_read_only_workdir_is_refused_for_a_resumed_run(tmp_path, data_dir, mount):
     run = tmp_path / "run"
-    first = subprocess.run(command(run, data_dir, "--steps=1"), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    first = run_program("train", *train_flags(run, data_dir, "--steps=1"))
     assert first.returncode == 0, first.stderr[-3000:]
     read_only = tmp_path / "ro"
     read_only.mkdir()
     mount(read_only, "--bind", str(run))
     mount(read_only, "-o", "remount,bind,ro")
     before = sorted(os.listdir(run / "checkpoints"))
-    stderr = refused(command(read_only, data_dir, "--steps=2"))
+    stderr = refused(train_flags(read_only, data_dir, "--steps=2"))
     assert f"error: --workdir={read_only} cannot be written (Read-only file system)." in stderr
     assert sorted(os.listdir(run / "checkpoints")) == before
 
@@ -207,15 +211,15 @@ def test_a_read_only_workdir_is_refused_for_a_resumed_run(tmp_path, data_dir, mo
 def test_a_disk_full_at_the_start_is_refused(small_disk, data_dir):
     fill(small_disk / "filler")
     workdir = small_disk / "run"
-    stderr = refused(command(workdir, data_dir, "--steps=1"))
+    stderr = refused(train_flags(workdir, data_dir, "--steps=1"))
     assert f"error: --workdir={workdir} cannot be written (No space left on device)." in stderr
 
 
 @pytest.mark.slow
 def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir):
     workdir = tmp_path / "run"
-    cmd = command(workdir, data_dir, "--save_every=1")
-    first = subprocess.run(cmd + ["--steps=2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    flags = train_flags(workdir, data_dir, "--save_every=1")
+    first = run_program("train", *flags, "--steps=2")
     assert first.returncode == 0, first.stderr[-3000:]
     checkpoints = workdir / "checkpoints"
     # What SIGKILL during the save of step 3 leaves: TensorFlow's staging folder of the whole
@@ -225,7 +229,7 @@ def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir)
     for file in checkpoints.glob("ckpt-2.*"):
         shutil.copy(file, staging / file.name.replace("ckpt-2", "part-00000-of-00001"))
     (checkpoints / "checkpoint.tmp5f1e0c2a").write_text((checkpoints / "checkpoint").read_text())
-    result = subprocess.run(cmd + ["--steps=3"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_program("train", *flags, "--steps=3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ckpt-3_temp" in result.stderr and "checkpoint.tmp5f1e0c2a" in result.stderr  # said, not silent
     assert f"Resumed from {checkpoints / 'ckpt-2'} at step 2." in result.stderr

@@ -171,7 +171,7 @@ def test_a_relative_folder_is_recorded_absolute_and_a_moved_one_refused(tmp_path
     workdir = tmp_path / "run"
     monkeypatch.chdir(tmp_path / "first")
     config = tiny_config(workdir, None, data=dict(dataset="folder:pairs"), optim=dict(steps=1),
-                         run=dict(deterministic_ops=False))
+                         run=dict(deterministic_ops=False, eval_examples=0))
     train(config)
     recorded = json.loads((workdir / "config.json").read_text())["data"]["dataset"]
     assert recorded == f"folder:{tmp_path / 'first' / 'pairs'}"

@@ -25,7 +25,8 @@ from pix2pix_tf.errors import ConfigError, DatasetError
 from pix2pix_tf.training.loop import train
 
 from conftest import tiny_config
-from export_helpers import ROOT, run, trained_run
+from export_helpers import run, trained_run
+from programs import run_program
 
 RNG = np.random.default_rng(12)
 BIG_MESSAGE = "12000x12000 (144.0 megapixels) is over the limit of 16.8 megapixels (--max_pixels)"
@@ -187,7 +188,8 @@ def test_the_scan_keeps_webp_and_skips_tiff_and_big_files_by_content(mixed_folde
 
 
 def test_a_tiff_named_jpg_is_skipped_and_a_webp_named_png_is_trained_on(mixed_folder, data_dir, tmp_path):
-    config = tiny_config(tmp_path, data_dir, data=dict(dataset=f"folder:{mixed_folder}"), optim=dict(steps=4))
+    config = tiny_config(tmp_path, data_dir, data=dict(dataset=f"folder:{mixed_folder}"), optim=dict(steps=4),
+                         run=dict(eval_examples=0))
     result = train(config)  # 4 steps: the 3 usable pairs, then a new epoch.
     assert result.step == 4 and all(np.isfinite(v) for v in result.losses.values())
     assert json.loads((tmp_path / "config.json").read_text())["data"]["max_pixels"] == images.DEFAULT_MAX_PIXELS
@@ -200,7 +202,7 @@ def test_a_lower_cap_skips_more_files(mixed_folder):
 
 
 def translate(*flags: str):
-    return run([sys.executable, "-m", "pix2pix_tf.translate", *flags])
+    return run_program("translate", *flags)
 
 
 def test_translate_reads_webp_and_refuses_a_big_file_naming_it(tmp_path_factory, data_dir, mixed_folder, tmp_path):
@@ -236,8 +238,8 @@ def test_the_saved_model_reads_webp_and_refuses_a_big_request_before_decoding(
         tmp_path_factory, data_dir, mixed_folder, tmp_path):
     workdir = trained_run(tmp_path_factory, data_dir)
     export_dir = tmp_path / "export"
-    exported = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}",
-                    f"--export_dir={export_dir}", "--tflite=", "--check_examples=1", "--max_pixels=1000000"])
+    exported = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--tflite=",
+                           "--check_examples=1", "--max_pixels=1000000")
     assert exported.returncode == 0, exported.stderr[-3000:]
     version = export_dir / "pix2pix" / "1"
     metadata = json.loads((version / "assets.extra" / "pix2pix_export.json").read_text())
@@ -282,9 +284,9 @@ def test_mixed_sizes_without_resizing_are_refused_before_training(tmp_path):
     root = tmp_path / "data"
     write(root / "train" / "a.png", encoded(pair(height=16), "PNG"))
     write(root / "train" / "b.png", encoded(pair(height=24), "PNG"))
-    result = run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={tmp_path / 'run'}",
-                  f"--dataset=folder:{root}", "--preprocess=none", "--batch_size=2", "--generator=resnet_6blocks",
-                  "--ngf=4", "--ndf=4", "--steps=1", "--noprogress", "--strategy=default"])
+    result = run_program("train", f"--workdir={tmp_path / 'run'}", f"--dataset=folder:{root}", "--preprocess=none",
+                         "--batch_size=2", "--generator=resnet_6blocks", "--ngf=4", "--ndf=4", "--steps=1",
+                         "--noprogress", "--strategy=default")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert (f"error: --preprocess=none keeps native sizes, so a batch of --batch_size=2 needs one size, but "
             f"{root / 'train' / 'a.png'} is 16x16 and {root / 'train' / 'b.png'} is 24x24") in result.stderr

@@ -25,7 +25,8 @@ from pix2pix_tf.training import losses
 from pix2pix_tf.training.loop import train
 
 from conftest import tiny_config
-from export_helpers import ROOT, run
+from export_helpers import run
+from programs import run_program
 
 
 def numpy_avg_pool_excluding_padding(x: np.ndarray) -> np.ndarray:
@@ -157,20 +158,22 @@ np.save(sys.argv[3], model.signatures["translate_float_deterministic"](images=x)
 @pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_multiscale_feature_matching_run_logs_resumes_and_exports(tmp_path, data_dir):
-    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=4), run=dict(log_every=2), **MULTISCALE))
+    steps_only = dict(eval_examples=0)  # No held-out evaluation: the losses and the state are compared.
+    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=4), run=dict(log_every=2, **steps_only),
+                              **MULTISCALE))
     assert set(whole.losses) == {"d_real", "d_fake", "d_total", "g_gan", "g_l1", "g_feat", "g_total"}
     events = EventAccumulator(str(tmp_path / "whole" / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
     assert [e.step for e in events.Tensors("loss/g_feat")] == [2, 4]
 
-    train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2), **MULTISCALE))
-    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), **MULTISCALE))
+    train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2), run=steps_only, **MULTISCALE))
+    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=steps_only, **MULTISCALE))
     assert rest.losses == pytest.approx(whole.losses, rel=1e-6, abs=1e-7)
     assert_same_run_state(whole.checkpoint, rest.checkpoint)
 
     # Export reads only G: the SavedModel, in a fresh process, computes the checkpoint's G.
     workdir, export_dir = str(tmp_path / "whole"), str(tmp_path / "export")
-    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
-                  "--model_name=ms", "--tflite=", "--check_examples=1"])
+    result = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--model_name=ms",
+                         "--tflite=", "--check_examples=1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.load(open(os.path.join(workdir, "config.json")))["model"]["discriminator"] == "multiscale"
 

@@ -27,6 +27,7 @@ from pix2pix_tf.networks.generator import build_generator
 
 from conftest import tiny_config
 from export_helpers import run
+from programs import run_program
 
 # Moving-average batch norm and no dropout: every output pixel is a fixed function of its
 # neighbourhood, so tile consistency holds exactly (per-image statistics change with padding).
@@ -162,7 +163,7 @@ def runs(tmp_path_factory) -> dict:
                                                                    crop_size=128))):
         workdir = str(tmp_path_factory.mktemp(name))
         train(tiny_config(workdir, "", model=model, data=dict(dataset=dataset, data_dir=None, **data),
-                          optim=dict(steps=2)))
+                          optim=dict(steps=2), run=dict(eval_examples=0)))
         found[name] = workdir
     found["folder"] = folder
     return found
@@ -188,8 +189,8 @@ def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
 @pytest.mark.slow
 def test_translate_cli_native_size_and_its_refusals(runs, tmp_path):
     path = write_png(tmp_path / "in" / "odd.png", random_pixels(37, 61))
-    result = run([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={runs['none']}", "--native_size",
-                  f"--output_dir={tmp_path / 'out'}", "--noprogress", path])
+    result = run_program("translate", f"--workdir={runs['none']}", "--native_size", f"--output_dir={tmp_path / 'out'}",
+                         "--noprogress", path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / "odd.png"))).shape == (37, 61, 3)
     # Under the cap as decoded (2257 pixels), over it padded (64x40 = 2560): reported, not translated.

@@ -20,7 +20,8 @@ from pix2pix_tf.errors import InferenceError, Pix2pixError
 from pix2pix_tf.export import exporter, onnx_model, onnx_target, tflite_target
 from pix2pix_tf.inference.onnx_runner import OnnxModel
 
-from export_helpers import ROOT, run, trained_run
+from export_helpers import ROOT, exported
+from programs import run_program
 
 if os.environ.get("CI"):  # CI installs the onnx extra (.ci/run): missing, it is a failure, not a skip.
     import onnx
@@ -32,16 +33,12 @@ else:
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory, data_dir) -> dict:
-    """The tiny run (unet_128, ngf 8) exported by export.py with --onnx and no TFLite."""
-    workdir = trained_run(tmp_path_factory, data_dir)
-    export_dir = str(tmp_path_factory.mktemp("onnx_export"))
-    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}",
-                  f"--export_dir={export_dir}", "--model_name=tiny", "--check_examples=2", "--tflite=", "--onnx"])
-    assert result.returncode == 0, result.stderr[-4000:]
-    return {"workdir": workdir, "export_dir": export_dir, "stdout": result.stdout,
-            "saved_model": os.path.join(export_dir, "tiny", "1"),
-            "folder": os.path.join(export_dir, "onnx", "tiny", "1"),
-            "file": os.path.join(export_dir, "onnx", "tiny", "1", "tiny.onnx")}
+    """The tiny run (unet_128, ngf 8) exported by export.py with --onnx: the shared deterministic
+    export (version 2), whose SavedModel the ONNX file was converted from."""
+    shared = exported(tmp_path_factory, data_dir)
+    assert os.path.exists(shared["onnx_file"]), shared["deterministic_stdout"]
+    return {"workdir": shared["workdir"], "export_dir": shared["export_dir"], "stdout": shared["deterministic_stdout"],
+            "saved_model": shared["deterministic"], "folder": shared["onnx_folder"], "file": shared["onnx_file"]}
 
 
 def _reference(export: dict):
@@ -146,8 +143,7 @@ def test_translate_onnx_end_to_end(export, tmp_path):
     outputs, stdout = {}, {}
     for name, model in (("onnx", [f"--onnx={export['file']}"]),
                         ("saved_model", [f"--saved_model={export['saved_model']}", "--deterministic"])):
-        result = run([sys.executable, "-m", "pix2pix_tf.translate", *model, f"--output_dir={tmp_path / name}",
-                      str(source)])
+        result = run_program("translate", *model, f"--output_dir={tmp_path / name}", str(source))
         assert result.returncode == 0, result.stderr[-3000:]
         stdout[name] = result.stdout
         outputs[name] = {n: tf.io.decode_png(tf.io.read_file(str(tmp_path / name / n))).numpy().astype(int)
@@ -157,8 +153,8 @@ def test_translate_onnx_end_to_end(export, tmp_path):
         assert outputs["onnx"][name].shape == (128, 128, 3)
         assert np.abs(outputs["onnx"][name] - outputs["saved_model"][name]).max() <= 1, name
 
-    native = run([sys.executable, "-m", "pix2pix_tf.translate", f"--onnx={export['file']}", "--native_size",
-                  f"--output_dir={tmp_path / 'native'}", str(source / "wide.png")])
+    native = run_program("translate", f"--onnx={export['file']}", "--native_size",
+                         f"--output_dir={tmp_path / 'native'}", str(source / "wide.png"))
     assert native.returncode == 0, native.stderr[-3000:]
     assert tf.io.decode_png(tf.io.read_file(str(tmp_path / "native" / "wide.png"))).shape == (100, 150, 3)
 
@@ -173,7 +169,7 @@ def test_evaluate_onnx_gives_the_saved_models_metrics(export, tmp_path):
     metrics, stderr = {}, {}
     for name, model in (("onnx", [f"--onnx={export['file']}"]),
                         ("saved_model", [f"--saved_model={export['saved_model']}", "--deterministic"])):
-        result = run([sys.executable, "-m", "pix2pix_tf.evaluate", *model, *common, f"--output_dir={tmp_path / name}"])
+        result = run_program("evaluate", *model, *common, f"--output_dir={tmp_path / name}")
         assert result.returncode == 0, result.stderr[-3000:]
         metrics[name] = json.load(open(tmp_path / name / "metrics.json"))
         stderr[name] = result.stderr
@@ -209,20 +205,19 @@ def test_demo_serves_the_onnx_file(export):
 
 
 @pytest.mark.slow
-def test_onnx_mistakes_are_messages(export, tmp_path):
+def test_onnx_mistakes_are_messages(export, tmp_path, monkeypatch):
     from pix2pix_tf.inference.mode import DETERMINISTIC
     from pix2pix_tf.inference.request import ModelRequest
 
     # Without tf2onnx (None in sys.modules: not importable), export --onnx stops before writing anything.
-    blocked = ("import runpy, sys; sys.modules['tf2onnx'] = None; sys.argv = ['export.py'] + sys.argv[1:]; "
-               f"runpy.run_path({os.path.join(ROOT, 'export.py')!r}, run_name='__main__')")
-    without = run([sys.executable, "-c", blocked, f"--workdir={export['workdir']}", f"--export_dir={tmp_path / 'e'}",
-                   "--onnx"])
+    with monkeypatch.context() as blocked:
+        blocked.setitem(sys.modules, "tf2onnx", None)
+        without = run_program("export", f"--workdir={export['workdir']}", f"--export_dir={tmp_path / 'e'}", "--onnx")
     assert without.returncode == 1 and "Traceback" not in without.stderr, without.stderr[-3000:]
     assert 'error: ONNX needs tf2onnx (not installed): pip install -e ".[onnx]"' in without.stderr
     assert not os.path.exists(tmp_path / "e")
-    missing = run([sys.executable, "-m", "pix2pix_tf.translate", f"--onnx={tmp_path / 'no.onnx'}",
-                   f"--output_dir={tmp_path / 'out'}", os.path.join(ROOT, "README.md")])
+    missing = run_program("translate", f"--onnx={tmp_path / 'no.onnx'}", f"--output_dir={tmp_path / 'out'}",
+                          os.path.join(ROOT, "README.md"))
     assert missing.returncode == 1 and "is not a file" in missing.stderr and "Traceback" not in missing.stderr
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not an onnx model" * 10)

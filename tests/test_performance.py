@@ -14,13 +14,16 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_benchmark_side_by_side import check_figures
 from test_training import checkpoint_values
 
+from pix2pix_tf.benchmark import sidebyside
 from pix2pix_tf.training.fused_adam import FusedAdam
 from pix2pix_tf.training.loop import train
 from pix2pix_tf.training.optimization import ReferenceAdam
 
 from conftest import TINY_DATASET, tiny_config
+from programs import run_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,6 +48,9 @@ def test_fused_adam_makes_the_reference_adam_update():
     assert not np.allclose(keras_vars[0], start[0])  # The update did happen.
 
 
+STEPS_ONLY = dict(eval_examples=0)  # The runs compared here: losses and weights, no held-out evaluation.
+
+
 def _same_run(reference, other, tolerance: float, label: str, weight_atol: float = 1e-4) -> None:
     assert other.losses == pytest.approx(reference.losses, rel=tolerance, abs=1e-5), label
     a, b = checkpoint_values(reference.checkpoint, "generator"), checkpoint_values(other.checkpoint, "generator")
@@ -57,13 +63,13 @@ def _same_run(reference, other, tolerance: float, label: str, weight_atol: float
 def keras_adam_run(tmp_path_factory, data_dir):
     """4 steps with Keras' Adam: what the fused Adam's runs are compared with (read only)."""
     return train(tiny_config(tmp_path_factory.mktemp("keras_adam"), data_dir, optim=dict(steps=4),
-                             run=dict(fused_adam=False)))
+                             run=dict(fused_adam=False, **STEPS_ONLY)))
 
 
 @pytest.mark.slow
 def test_fused_adam_learns_what_keras_adam_learns(tmp_path, data_dir, keras_adam_run):
     plain = keras_adam_run
-    fused = train(tiny_config(tmp_path / "fused", data_dir, optim=dict(steps=4)))  # The default.
+    fused = train(tiny_config(tmp_path / "fused", data_dir, optim=dict(steps=4), run=STEPS_ONLY))  # The default.
     _same_run(plain, fused, 1e-4, "fused Adam")
 
 
@@ -73,9 +79,9 @@ def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir):
     noise z, as a different seed would), so only the dropout-free run can be compared."""
     no_dropout = dict(dropout=False)
     plain = train(tiny_config(tmp_path / "plain", data_dir, model=no_dropout, optim=dict(steps=4),
-                              run=dict(fused_adam=False)))
+                              run=dict(fused_adam=False, **STEPS_ONLY)))
     xla = train(tiny_config(tmp_path / "xla", data_dir, model=no_dropout, optim=dict(steps=4),
-                            run=dict(jit_compile=True)))
+                            run=dict(jit_compile=True, **STEPS_ONLY)))
     # Adam moves a weight by about lr per step whatever its gradient's size, so round-off in
     # a gradient near zero can change a weight by up to lr * steps (2e-4 * 4).
     _same_run(plain, xla, 1e-3, "XLA", weight_atol=2 * 2e-4 * 4)
@@ -85,8 +91,9 @@ def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir):
 def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, keras_adam_run):
     """Same slot variables: a run may switch --fused_adam between invocations."""
     whole = keras_adam_run
-    train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2)))
-    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=dict(fused_adam=False)))
+    train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2), run=STEPS_ONLY))
+    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=dict(fused_adam=False,
+                                                                                      **STEPS_ONLY)))
     assert rest.step == 4
     assert rest.losses == pytest.approx(whole.losses, rel=1e-3, abs=1e-5)
 
@@ -99,8 +106,8 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
         [sys.executable, "-m", "pix2pix_tf.benchmark", f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
          "--generator=unet_128", "--ngf=8", "--ndf=8", "--crop_size=128", "--load_size=143", "--batch_sizes=1,2",
          "--steps=2", "--pipeline_images=8", "--levers=plain,fused_adam", "--lever_steps=2",
-         "--tflite=float32,dynamic_int8", "--rounds=2", "--matmul_size=256", "--side_by_side_rounds=1",
-         "--side_by_side_steps=1", "--precisions=off", f"--json={out}"],
+         "--tflite=float32,dynamic_int8", "--rounds=2", "--matmul_size=256", "--side_by_side_rounds=2",
+         "--side_by_side_steps=1", "--precisions=off,mixed_bfloat16", f"--json={out}"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
@@ -128,8 +135,9 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     assert summary["batch1_over_tutorial_images_per_second"] == pytest.approx(
         one["images_per_second"] / tutorial["images_per_second"])
     assert summary["reuse_memory_speedup"] == pytest.approx(system_malloc["step_seconds"] / one["step_seconds"])
-    side = figures["side_by_side"]  # tests/test_benchmark_side_by_side.py checks its figures.
-    assert list(side["median_seconds"]) == ["tutorial", "pix2pix_tf float32"]
+    side = figures["side_by_side"]  # Real steps: the tutorial's (its own 256x256 models), ours in each precision.
+    check_figures(sidebyside.SideBySide(**side), ["tutorial", "pix2pix_tf float32", "pix2pix_tf mixed_bfloat16"], 2)
+    assert side["descriptions"]["pix2pix_tf mixed_bfloat16"] == "our step, --mixed_precision=mixed_bfloat16"
     assert summary["side_by_side_float32_over_tutorial"] == side["over_baseline"]["pix2pix_tf float32"]
     # The profiler's op times: convolutions and the fused Adam kernel, within the profiled step's time.
     profile = figures["profile"]
@@ -163,17 +171,34 @@ def test_executed_flops_leave_out_the_gradients_nothing_uses():
     assert flops.executed == conv
 
 
+def test_inference_rows_time_every_form_and_check_the_tflite_file_against_keras():
+    """The benchmark's inference part on its cheapest request (no TFLite variant but the
+    moving-averages float32 one, one round); the full suite runs every part from the command line."""
+    from pix2pix_tf.benchmark.inference import measure_inference
+    from pix2pix_tf.config import ModelConfig
+    from pix2pix_tf.networks.generator import build_generator
+
+    generator = build_generator(ModelConfig(generator="unet_128", ngf=8))
+    calibration = np.random.default_rng(1).uniform(-1, 1, (2, 128, 128, 3)).astype(np.float32)
+    rows = {row.name: row for row in measure_inference(generator, 128, 3, 128, (), threads=1, rounds=1,
+                                                       calibration=calibration)}
+    assert set(rows) == {"keras G(x, training=False)", "keras, per-image batch statistics",
+                         "SavedModel translate_float_deterministic", "TFLite float32 (moving averages, BN folded)"}
+    assert all(row.latency_ms > 0 and row.latency_min_ms > 0 for row in rows.values())
+    assert rows["keras G(x, training=False)"].size_mib is None
+    assert rows["SavedModel translate_float_deterministic"].size_mib > 0
+    folded = rows["TFLite float32 (moving averages, BN folded)"]
+    assert folded.size_mib > 0 and folded.psnr_db > 60
+
+
 def test_benchmark_refuses_an_unknown_lever():
-    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark", "--levers=turbo"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = run_program("benchmark", "--levers=turbo")
     assert result.returncode == 1
     assert "--levers: unknown ['turbo']" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
 def test_benchmark_refuses_an_unknown_precision():
-    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark", "--precisions=off,float8"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = run_program("benchmark", "--precisions=off,float8")
     assert result.returncode == 1
     assert "--precisions: unknown ['float8']" in result.stderr and "Traceback" not in result.stderr
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 
 import keras
 import numpy as np
@@ -23,7 +22,7 @@ from pix2pix_tf.training.loop import train
 from pix2pix_tf.training.step import Pix2Pix
 
 from conftest import tiny_config
-from export_helpers import ROOT, run
+from programs import run_program
 
 NO_GPU = not tf.config.list_logical_devices("GPU")
 
@@ -160,7 +159,8 @@ def test_the_run_logs_its_choice_and_warns_of_emulated_bfloat16(caplog):
 
 def test_config_json_records_the_precision_auto_resolved_to(tmp_path, data_dir):
     workdir = tmp_path / "run"
-    result = train(tiny_config(workdir, data_dir, optim=dict(steps=1), run=dict(mixed_precision="auto")))
+    result = train(tiny_config(workdir, data_dir, optim=dict(steps=1), run=dict(mixed_precision="auto",
+                                                                                eval_examples=0)))
     assert result.step == 1
     expected = precision.choose("auto", precision.Hardware.detect(tf.distribute.get_strategy())).setting
     assert expected != "auto"
@@ -213,10 +213,11 @@ def test_a_run_resumes_under_every_precision_with_the_same_checkpoint(tmp_path, 
 @pytest.mark.slow
 def test_a_bfloat16_run_exports_the_float32_generator(tmp_path, data_dir):
     workdir = str(tmp_path / "run")
-    train(tiny_config(workdir, data_dir, optim=dict(steps=2), run=dict(mixed_precision="mixed_bfloat16")))
+    train(tiny_config(workdir, data_dir, optim=dict(steps=2), run=dict(mixed_precision="mixed_bfloat16",
+                                                                       eval_examples=0)))
     export_dir = str(tmp_path / "export")
-    done = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
-                "--model_name=bf16", "--deterministic", "--tflite=", "--check_examples=1"])
+    done = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--model_name=bf16",
+                       "--deterministic", "--tflite=", "--check_examples=1")
     assert done.returncode == 0, done.stderr[-3000:]
     with open(os.path.join(export_dir, "bf16", "1", "assets.extra", "pix2pix_export.json")) as f:
         assert json.load(f)  # Written as for any run.
@@ -246,7 +247,7 @@ def test_multiscale_d_with_feature_matching_trains_under_bfloat16(tmp_path, data
     losses as float32 (float32 output layers; the feature L1 casts)."""
     result = train(tiny_config(tmp_path, data_dir, model=dict(discriminator="multiscale", num_d=2),
                                loss=dict(lambda_feat=10.0), optim=dict(steps=2),
-                               run=dict(mixed_precision="mixed_bfloat16")))
+                               run=dict(mixed_precision="mixed_bfloat16", eval_examples=0)))
     assert result.step == 2
     assert {"g_feat", "g_gan", "d_total"} <= set(result.losses)
     assert all(np.isfinite(v) for v in result.losses.values())

@@ -4,24 +4,20 @@ skipped with a warning that names it, exactly as training resumes (tests/test_fa
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config
-from export_helpers import ROOT, run
+from conftest import copied_run
+from programs import run_program
 
 
 @pytest.fixture(scope="module")
-def damaged_run(tmp_path_factory, data_dir) -> dict:
-    """A run with checkpoints at steps 2 and 4 whose newest one was cut short (a crash, a bad disk)."""
-    from pix2pix_tf.training.loop import train
-
-    workdir = tmp_path_factory.mktemp("damaged")
-    train(tiny_config(workdir, data_dir, optim=dict(steps=4), run=dict(save_every=2)))
-    data_file = next((workdir / "checkpoints").glob("ckpt-4.data-*"))
+def damaged_run(tmp_path_factory, run_of_six) -> dict:
+    """A run with checkpoints at steps 2, 4 and 6 whose newest one was cut short (a crash, a bad disk)."""
+    workdir = copied_run(run_of_six, tmp_path_factory.mktemp("damaged") / "run")
+    data_file = next((workdir / "checkpoints").glob("ckpt-6.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:1000])
     image = workdir.parent / f"{workdir.name}_input" / "in.png"
     image.parent.mkdir()
@@ -30,24 +26,23 @@ def damaged_run(tmp_path_factory, data_dir) -> dict:
 
 
 COMMANDS = {
-    "translate": lambda d, out: ["-m", "pix2pix_tf.translate", "--deterministic", f"--output_dir={out}", d["image"]],
-    "evaluate": lambda d, out: ["-m", "pix2pix_tf.evaluate", "--nofcn", "--num_examples=1", "--html_examples=0",
-                                "--grid_examples=0", "--noprogress", f"--output_dir={out}"],
-    "export": lambda d, out: [os.path.join(ROOT, "export.py"), f"--export_dir={out}", "--tflite=",
-                              "--check_examples=1"],
+    "translate": lambda d, out: ["--deterministic", f"--output_dir={out}", d["image"]],
+    "evaluate": lambda d, out: ["--nofcn", "--num_examples=1", "--html_examples=0", "--grid_examples=0", "--noprogress",
+                                f"--output_dir={out}"],
+    "export": lambda d, out: [f"--export_dir={out}", "--tflite=", "--check_examples=1"],
 }
 
 
-@pytest.mark.parametrize("command", [  # Each a fresh process: translate's in the quick set.
+@pytest.mark.parametrize("command", [  # Each loads the model anew: translate's in the quick set.
     pytest.param(name, marks=[] if name == "translate" else pytest.mark.slow) for name in sorted(COMMANDS)])
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(damaged_run, tmp_path, command):
     workdir = damaged_run["workdir"]
-    result = run([sys.executable, *COMMANDS[command](damaged_run, tmp_path / "out"), f"--workdir={workdir}"])
+    result = run_program(command, *COMMANDS[command](damaged_run, tmp_path / "out"), f"--workdir={workdir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    assert "ckpt-4 is unreadable" in result.stderr and damaged_run["data_file"] in result.stderr
-    assert "Falling back to" in result.stderr and "ckpt-2" in result.stderr
-    used = os.path.join(workdir, "checkpoints", "ckpt-2")
+    assert "ckpt-6 is unreadable" in result.stderr and damaged_run["data_file"] in result.stderr
+    assert "Falling back to" in result.stderr and "ckpt-4" in result.stderr
+    used = os.path.join(workdir, "checkpoints", "ckpt-4")
     if command == "translate":
         assert f"with checkpoint {used} " in result.stdout
     elif command == "evaluate":
@@ -60,9 +55,9 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(damaged_ru
 
 @pytest.mark.slow
 def test_a_truncated_checkpoint_named_explicitly_is_refused_not_replaced(damaged_run, tmp_path):
-    bad = os.path.join(damaged_run["workdir"], "checkpoints", "ckpt-4")
-    result = run([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={damaged_run['workdir']}",
-                  f"--checkpoint={bad}", f"--output_dir={tmp_path}", damaged_run["image"]])
+    bad = os.path.join(damaged_run["workdir"], "checkpoints", "ckpt-6")
+    result = run_program("translate", f"--workdir={damaged_run['workdir']}", f"--checkpoint={bad}",
+                         f"--output_dir={tmp_path}", damaged_run["image"])
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"error: Cannot restore the generator from {bad}: Checkpoint {bad} is unreadable" in result.stderr
     assert "Falling back" not in result.stderr and not os.listdir(tmp_path)

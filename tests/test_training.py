@@ -15,7 +15,7 @@ from pix2pix_tf.errors import ConfigError, NonFiniteLossError
 from pix2pix_tf.training import losses
 from pix2pix_tf.training.loop import train
 
-from conftest import tiny_config
+from conftest import copied_run, tiny_config
 
 
 def checkpoint_values(path: str, prefix: str) -> dict[str, np.ndarray]:
@@ -50,10 +50,11 @@ def assert_same_run_state(a: str, b: str) -> None:
 @pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_resumed_run_continues_exactly(tmp_path, data_dir):
-    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=6)))
-    first = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=3)))
+    steps_only = dict(eval_examples=0)  # No held-out evaluation: the losses and the state are compared.
+    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=6), run=steps_only))
+    first = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=3), run=steps_only))
     assert first.step == 3
-    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=6)))
+    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=6), run=steps_only))
     assert rest.step == 6
     assert rest.losses == pytest.approx(whole.losses, rel=1e-6, abs=1e-7)
     assert_same_run_state(whole.checkpoint, rest.checkpoint)
@@ -73,7 +74,7 @@ def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(tmp_
 @pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_same_seed_gives_identical_losses_and_another_seed_does_not(tmp_path, data_dir):
-    runs = [train(tiny_config(tmp_path / name, data_dir, optim=dict(steps=3), run=dict(seed=seed)))
+    runs = [train(tiny_config(tmp_path / name, data_dir, optim=dict(steps=3), run=dict(seed=seed, eval_examples=0)))
             for name, seed in (("a", 3), ("b", 3), ("c", 4))]
     assert runs[0].losses == runs[1].losses
     assert runs[0].losses != runs[2].losses
@@ -98,7 +99,8 @@ SLOW = pytest.mark.slow  # Each variant is a training of its own: the quick set 
     pytest.param(dict(run=dict(seed=0)), id="seed0", marks=SLOW),
 ])
 def test_variants_train(tmp_path, data_dir, overrides):
-    result = train(tiny_config(tmp_path, data_dir, optim=dict(steps=2), **overrides))
+    run = {"eval_examples": 0, **overrides.get("run", {})}  # The steps only: no held-out evaluation.
+    result = train(tiny_config(tmp_path, data_dir, optim=dict(steps=2), **{**overrides, "run": run}))
     assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
     if overrides.get("loss", {}).get("gan_weight") == 0.0:
         assert set(result.losses) == {"g_l1", "g_total"}  # "L1 only" trains no D
@@ -138,10 +140,10 @@ def test_tensorboard_logs_and_sample_grids(tmp_path, data_dir):
     assert TrainConfig.load(str(tmp_path)).data.direction == "AtoB"
 
 
-def test_resume_with_another_architecture_is_refused(tmp_path, data_dir):
-    train(tiny_config(tmp_path, data_dir, optim=dict(steps=1)))
+def test_resume_with_another_architecture_is_refused(tmp_path, data_dir, run_of_six):
+    workdir = copied_run(run_of_six, tmp_path / "run")
     with pytest.raises(ConfigError, match="model.ngf: 8 in config.json, 16 now"):
-        train(tiny_config(tmp_path, data_dir, model=dict(ngf=16), optim=dict(steps=2)))
+        train(tiny_config(workdir, data_dir, model=dict(ngf=16), optim=dict(steps=8)))
 
 
 def test_training_leaves_the_process_seeds_and_op_determinism_alone(tmp_path, data_dir):

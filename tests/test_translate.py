@@ -1,10 +1,10 @@
-"""python -m pix2pix_tf.translate as a user runs it, from a checkpoint, a SavedModel and a TFLite file."""
+"""python -m pix2pix_tf.translate as a user runs it (its main, in this process: tests/programs.py),
+from a checkpoint, a SavedModel and a TFLite file."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +15,8 @@ from pix2pix_tf.inference.mode import DETERMINISTIC, PAPER
 from pix2pix_tf.inference.request import ModelRequest
 
 from conftest import tiny_config
-from export_helpers import exported, run
+from export_helpers import exported
+from programs import run_program
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def export(tmp_path_factory, data_dir) -> dict:
 
 
 def translate(*flags: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "pix2pix_tf.translate", *flags])
+    return run_program("translate", *flags)
 
 
 def write_png(path, pixels: np.ndarray) -> str:

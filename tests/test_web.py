@@ -35,7 +35,8 @@ from pix2pix_tf.export import web
 from pix2pix_tf.export.config import ExportError
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
-from export_helpers import ROOT, run, trained_run
+from export_helpers import ROOT, exported, run, trained_run
+from programs import run_program
 
 pytestmark = pytest.mark.slow  # A browser and an export: the full suite (CI) runs it.
 
@@ -58,15 +59,12 @@ def _require() -> None:
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory, data_dir) -> str:
-    """The tiny run exported with --web (its default variant, dynamic_int8); the page's folder."""
+    """The tiny run exported with --web (its default variant, dynamic_int8): the shared paper-mode
+    export's page folder."""
     _require()
-    workdir = trained_run(tmp_path_factory, data_dir)
-    export_dir = str(tmp_path_factory.mktemp("web_export"))
-    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
-                  "--model_name=tiny", "--check_examples=2", "--tflite=float32,dynamic_int8", "--web"])
-    assert result.returncode == 0, result.stderr[-4000:]
-    folder = os.path.join(export_dir, "web", "tiny", "1")
-    assert f"Web page: {folder}" in result.stdout
+    export = exported(tmp_path_factory, data_dir)
+    folder = export["web"]
+    assert f"Web page: {folder}" in export["paper_stdout"]
     return folder
 
 
@@ -225,14 +223,13 @@ def test_web_refusals_are_one_line_messages(tmp_path, page, tmp_path_factory, da
         web.runtime_version(str(tmp_path))
     workdir = trained_run(tmp_path_factory, data_dir)
     export_dir = tmp_path / "export"
-    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
-                  "--web", f"--web_runtime={tmp_path}"], timeout=120)
+    result = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--web",
+                         f"--web_runtime={tmp_path}")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and lines[0].startswith("error: --web needs the web runtime LiteRT.js"), lines
     assert not export_dir.exists()  # Refused before any work.
-    result = run([sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={tmp_path}", "--web",
-                  "--tflite=float32"], timeout=120)
+    result = run_program("export", f"--workdir={tmp_path}", "--web", "--tflite=float32")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     message = "error: --web runs --web_variant=dynamic_int8 in the page: add it to --tflite"
     assert message in result.stderr, result.stderr

@@ -1,7 +1,7 @@
 """Every output whole or not at all, only where asked: `pix2pix_tf.writing`, and the write-fault
 matrix that fails each program's writes in turn (docs/reliability.md, "Writes").
 
-The matrix runs each program's `main` through `cli.guarded` in one process per program
+The matrix runs each program's `main` through `cli.guarded` in the test process
 (tests/write_matrix.py), failing the k-th write with ENOSPC or EIO (alternating), and checks
 for every k: everything that was on disk before is byte-identical after, unless the run wrote
 it whole at another write point than the failed one (the checkpoint index, derived from the
@@ -12,11 +12,8 @@ non-zero exit, and the same command without the fault completes.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,7 +21,9 @@ from PIL import Image
 
 from pix2pix_tf import writing
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import write_matrix
+from programs import run_program
+
 TRAIN_FLAGS = ["--dataset=shapes/64", "--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143",
                "--crop_size=128", "--seed=7", "--save_every=2", "--sample_every=2", "--log_every=1",
                "--eval_examples=2", "--keep_checkpoints=100", "--noprogress"]
@@ -82,8 +81,8 @@ def test_a_symbolic_link_is_never_written_through(tmp_path):
 def base(tmp_path_factory, data_dir):
     """A 4-step run (checkpoints at 2 and 4) and three input images."""
     root = tmp_path_factory.mktemp("base")
-    subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *TRAIN_FLAGS, f"--data_dir={data_dir}",
-                    f"--workdir={root / 'run'}", "--steps=4"], check=True, capture_output=True, env=_env())
+    trained = run_program("train", *TRAIN_FLAGS, f"--data_dir={data_dir}", f"--workdir={root / 'run'}", "--steps=4")
+    assert trained.returncode == 0, trained.stderr[-3000:]
     (root / "in").mkdir()
     for i in range(3):
         pixels = np.random.default_rng(i).integers(0, 255, (64, 64, 3), dtype=np.uint8)
@@ -91,21 +90,13 @@ def base(tmp_path_factory, data_dir):
     return root
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
 def matrix(base, tmp_path, program: str, ks: list, flags: list[str]) -> list[dict]:
     """Runs tests/write_matrix.py on a copy of `base`; flags name paths under `scratch/`."""
     state, scratch = tmp_path / "state", tmp_path / "scratch"
     shutil.copytree(base, state, symlinks=True)
     flags = [f.replace("scratch/", f"{scratch}/") for f in flags]
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "write_matrix.py"), program, str(state),
-                           str(scratch), *map(str, ks), "--", *flags], capture_output=True, text=True, env=_env(),
-                          timeout=900)
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert done.returncode == 0 and len(rows) == len(ks), done.stderr[-3000:]
+    rows = list(write_matrix.rows(program, str(state), str(scratch), [str(k) for k in ks], flags))
+    assert len(rows) == len(ks)
     return rows
 
 
@@ -192,9 +183,8 @@ def test_translate_never_writes_through_a_link_in_the_output_folder(base, tmp_pa
     out = tmp_path / "out"
     out.mkdir()
     (out / "photo.png").symlink_to("../precious/holiday.png")
-    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={base / 'run'}",
-                             f"--output_dir={out}", "--noprogress", str(tmp_path / "in")], cwd=ROOT,
-                            capture_output=True, text=True, env=_env(), timeout=300)
+    result = run_program("translate", f"--workdir={base / 'run'}", f"--output_dir={out}", "--noprogress",
+                         str(tmp_path / "in"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert (f"error: {tmp_path / 'in' / 'photo.png'}: {out / 'photo.png'} is a symbolic link "
             "(to ../precious/holiday.png); it is not written through.") in result.stderr

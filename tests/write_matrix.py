@@ -1,31 +1,26 @@
-"""Runs one program's `main` (through `cli.guarded`, as the console scripts do) once per write
-point k, failing the k-th write through `pix2pix_tf.writing.injected_faults`, and then once more
-without the fault; prints one JSON object per run for tests/test_write_discipline.py.
+"""Runs one program's `main` (through `cli.guarded`, as the console scripts do, in this process:
+tests/programs.py) once per write point k, failing the k-th write through
+`pix2pix_tf.writing.injected_faults`, and then once more without the fault; one dict per k for
+tests/test_write_discipline.py.
 
-One program per process: the programs define flags of the same names in absl's global
-registry. Usage: python tests/write_matrix.py PROGRAM STATE SCRATCH K... -- FLAGS...
-(STATE: the folder holding what exists before each run, copied afresh to SCRATCH for every
-k; the flags name paths inside SCRATCH; K: the write points to fail, "count" to only count
-them, "baseline" to also keep what that run wrote as the starting point of the next runs.)
+`rows(PROGRAM, STATE, SCRATCH, KS, FLAGS)`: STATE is the folder holding what exists before each
+run, copied afresh to SCRATCH for every k; the flags name paths inside SCRATCH; KS are the
+write points to fail, "count" to only count them, "baseline" to also keep what that run wrote
+as the starting point of the next runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
-import importlib
-import io
 import json
 import os
 import shutil
-import sys
 import traceback
+from typing import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-PROGRAMS = {"train": "train", "export": "export", "translate": "pix2pix_tf.translate",
-            "evaluate": "pix2pix_tf.evaluate"}
 # Rewritten by every successful run, by design: the checkpoint index (derived from the files)
 # and the lock file's holder line.
 DERIVED = ("checkpoints/checkpoint", ".train.lock")
@@ -75,36 +70,29 @@ def partial_files(root: str) -> list[str]:
     return bad
 
 
-def run_once(program, argv: list[str], fail_at: tuple[int, ...], error: int) -> dict:
-    from absl import flags
+def run_once(program: str, argv: list[str], fail_at: tuple[int, ...], error: int) -> dict:
+    from pix2pix_tf import writing
 
-    from pix2pix_tf import cli, writing
+    from programs import run_program
 
-    flags.FLAGS.unparse_flags()
-    rest = flags.FLAGS(argv)
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), writing.injected_faults(fail_at, error) as faults:
+    with writing.injected_faults(fail_at, error) as faults:
         try:
-            code = cli.guarded(program.main)(rest)
+            result = run_program(program, *argv)
+            code, text = result.returncode, result.stderr
         except BaseException:  # noqa: BLE001 - what escapes the program is what the test reports
-            traceback.print_exc(file=stderr)
-            code = "escaped"
-    text = stderr.getvalue()
+            code, text = "escaped", traceback.format_exc()
     return {"rc": code, "errors": [line for line in text.splitlines() if line.startswith("error:")],
             "traceback": "Traceback" in text, "points": faults.points}
 
 
-def main() -> None:
-    name, state, scratch, *rest = sys.argv[1:]
-    ks, argv = rest[: rest.index("--")], rest[rest.index("--") + 1:]
-    program = importlib.import_module(PROGRAMS[name])
-    argv = [name] + argv
+def rows(program: str, state: str, scratch: str, ks: list, argv: list[str]) -> Iterator[dict]:
+    """One row per k (the module docstring)."""
     for index, k in enumerate(ks):
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.copytree(state, scratch, symlinks=True)
         before = snapshot(scratch)
         if k in ("count", "baseline"):  # baseline: what it writes is kept, as the runs' starting point.
-            print(json.dumps({"k": k, **run_once(program, argv, (), errno.ENOSPC)}), flush=True)
+            yield {"k": k, **run_once(program, argv, (), errno.ENOSPC)}
             if k == "baseline":
                 shutil.rmtree(state)
                 shutil.copytree(scratch, state, symlinks=True)
@@ -115,10 +103,6 @@ def main() -> None:
         changed = sorted(p for p, digest in before.items() if after.get(p) != digest and not p.endswith(DERIVED))
         partial = partial_files(scratch)
         again = run_once(program, argv, (), error)
-        print(json.dumps({"k": int(k), "error": errno.errorcode[error], "failed": failed, "changed": changed,
-                          "partial": partial, "rerun_rc": again["rc"], "rerun_errors": again["errors"],
-                          "rerun_partial": partial_files(scratch)}), flush=True)
-
-
-if __name__ == "__main__":
-    main()
+        yield {"k": int(k), "error": errno.errorcode[error], "failed": failed, "changed": changed,
+               "partial": partial, "rerun_rc": again["rc"], "rerun_errors": again["errors"],
+               "rerun_partial": partial_files(scratch)}
