@@ -32,7 +32,7 @@ setup(
     ],
     extras_require={
         # dill: tfds' builder test machinery; selenium: the demo test; nbclient, nbformat, ipykernel: the notebook's.
-        "test": ["pytest", "ruff", "dill", "selenium", "nbclient", "nbformat", "ipykernel"],
+        "test": ["pytest", "pytest-xdist", "ruff", "dill", "selenium", "nbclient", "nbformat", "ipykernel"],
         "demo": ["gradio>=6"],  # python -m pix2pix_tf.demo (docs/demo.md)
         "onnx": ["tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],  # export.py --onnx, --onnx sources (docs/onnx.md)
     },
