@@ -124,7 +124,7 @@ def _check_request(config: ExportConfig) -> Run:
     train.model.check_side("--image_size", image_size)
     if train.model.input_nc not in (1, 3):
         raise ConfigError(f"The run takes {train.model.input_nc}-channel inputs; encoded images give 1 or 3.")
-    return Run(train, image_size, train.model.size_multiple)
+    return Run(train, image_size)
 
 
 def _training_inputs(targets: list[Target], options: dict[str, Options]) -> Optional[TrainingInputs]:

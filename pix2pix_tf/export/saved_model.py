@@ -311,4 +311,4 @@ def publish(job: Job, options: Options, published: Mapping[str, Published]) -> P
 
 def check(options: Options, run: Run) -> None:
     """Before any work: the request cap leaves room for the warmup requests."""
-    check_warmup_fits(options, run.image_size, run.size_multiple)
+    check_warmup_fits(options, run.image_size, run.train.model.size_multiple)

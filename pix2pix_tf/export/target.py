@@ -66,7 +66,6 @@ class Run:
 
     train: TrainConfig
     image_size: int
-    size_multiple: int
 
 
 class Benchmark:
