@@ -16,7 +16,9 @@ import errno
 import os
 import signal
 import sys
-from typing import Callable
+import threading
+import types
+from typing import Callable, Optional
 
 from absl import app
 
@@ -69,8 +71,21 @@ def _report_stop(stop: Interrupted) -> int:
     return stop.exit_code
 
 
-def _raise_interrupted(signum: int, frame: object) -> None:
+def _raise_interrupted(signum: int, frame: Optional[types.FrameType]) -> None:
+    if _in_finalizer(frame):
+        # Python prints and drops an exception raised in a finalizer (TensorFlow frees functions
+        # in `__del__`), which would lose the stop: the signal is sent again just after.
+        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+        return
     raise Interrupted(signum)
+
+
+def _in_finalizer(frame: Optional[types.FrameType]) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def run_program(main: Callable[[list[str]], int]) -> None:

@@ -186,3 +186,26 @@ def test_a_damaged_config_json_is_named_not_a_traceback(tmp_path, data_dir, prog
     assert f"error: {workdir / 'config.json'}" in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr
     assert (workdir / "config.json").read_text() == before  # nothing dropped by a save
+
+
+def test_a_signal_landing_in_a_finalizer_is_delivered_again_after_it():
+    """An exception raised in `__del__` is printed and dropped by Python, so a stop that lands
+    in one (TensorFlow frees functions there) is sent again rather than lost."""
+    from pix2pix_tf import cli
+
+    received = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
+    try:
+        class Finalized:
+            def __del__(self):
+                cli._raise_interrupted(signal.SIGUSR1, sys._getframe())  # Returns: no exception to drop.
+
+        Finalized()
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert received == [signal.SIGUSR1]
+    with pytest.raises(cli.Interrupted):
+        cli._raise_interrupted(signal.SIGTERM, sys._getframe())  # Anywhere else it raises at once.
