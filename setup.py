@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+TOOLING = ["pix2pix_tf.benchmark", "pix2pix_tf.benchmark.*", "pix2pix_tf.experiments", "pix2pix_tf.experiments.*"]
+
 setup(
     name="pix2pix_tf",
     version="0.1.0",
@@ -16,7 +18,9 @@ setup(
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
     python_requires=">=3.10",
-    packages=find_packages(include=["pix2pix_tf", "pix2pix_tf.*"]),
+    # The tooling (the speed benchmark, the paper's experiments) stays in the repository: a user who
+    # installs the package to translate, serve or export gets the runtime and the trainer only.
+    packages=find_packages(include=["pix2pix_tf", "pix2pix_tf.*"], exclude=TOOLING),
     # The absl apps live at the top level of the repository: python train.py, python export.py.
     py_modules=["train", "export"],
     package_data={"pix2pix_tf.export.web": ["index.html", "app.js", "page.css", "package.json", "package-lock.json"]},
@@ -41,7 +45,6 @@ setup(
             "pix2pix-train=train:run",
             "pix2pix-export=export:run",
             "pix2pix-translate=pix2pix_tf.translate:run",
-            "pix2pix-benchmark=pix2pix_tf.benchmark.__main__:run",
             "pix2pix-evaluate=pix2pix_tf.evaluate:run",
             "pix2pix-demo=pix2pix_tf.demo.__main__:run",
         ],

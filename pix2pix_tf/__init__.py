@@ -5,6 +5,7 @@ trained or exported generator; the trainer, which makes, evaluates and exports o
 tooling, which measures both. What a TensorFlow Serving, TFLite or ONNX user imports
 (serving.client, inference.sources, inference.tflite_runner, inference.onnx_runner,
 inference.artifacts) thus never loads the trainer or the tooling.
+The tooling stays in the repository: setup.py leaves it out of the wheel a user installs.
 
 A module imports only from its own layer or the layers below; the groups of one layer never
 import each other both ways (LAYERS, lowest first; tests/test_layers.py checks every import,

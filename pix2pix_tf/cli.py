@@ -72,20 +72,22 @@ def _report_stop(stop: Interrupted) -> int:
 
 
 def _raise_interrupted(signum: int, frame: Optional[types.FrameType]) -> None:
-    if _in_finalizer(frame):
-        # Python prints and drops an exception raised in a finalizer (TensorFlow frees functions
-        # in `__del__`), which would lose the stop: the signal is sent again just after.
-        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
-        return
     raise Interrupted(signum)
 
 
-def _in_finalizer(frame: Optional[types.FrameType]) -> bool:
-    while frame is not None:
-        if frame.f_code.co_name == "__del__":
-            return True
-        frame = frame.f_back
-    return False
+def send_dropped_stops_again(
+        report: Callable[[sys.UnraisableHookArgs], object]) -> Callable[[sys.UnraisableHookArgs], None]:
+    """An unraisable hook: Python prints and drops an exception raised where it cannot propagate
+    (a `__del__`, a weakref callback: TensorFlow frees functions in both), which would lose a
+    stop that lands there. Such a stop is sent again just after; anything else goes to `report`."""
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, Interrupted):
+            threading.Timer(0.01, os.kill, (os.getpid(), unraisable.exc_value.signum)).start()
+        else:
+            report(unraisable)
+
+    return hook
 
 
 def run_program(main: Callable[[list[str]], int]) -> None:
@@ -99,11 +101,14 @@ def run_program(main: Callable[[list[str]], int]) -> None:
     def run(argv: list[str]) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, _raise_interrupted)
+        report = sys.unraisablehook
+        sys.unraisablehook = send_dropped_stops_again(report)
         try:
             return program(argv)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, signal.SIG_DFL)
+            sys.unraisablehook = report
 
     app.run(run)
 

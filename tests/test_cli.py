@@ -188,24 +188,44 @@ def test_a_damaged_config_json_is_named_not_a_traceback(tmp_path, data_dir, prog
     assert (workdir / "config.json").read_text() == before  # nothing dropped by a save
 
 
-def test_a_signal_landing_in_a_finalizer_is_delivered_again_after_it():
-    """An exception raised in `__del__` is printed and dropped by Python, so a stop that lands
-    in one (TensorFlow frees functions there) is sent again rather than lost."""
+def test_a_stop_landing_where_python_drops_exceptions_is_sent_again():
+    """Python prints and drops an exception raised in `__del__` or in a weakref callback
+    (TensorFlow frees functions in both), so a stop raised there is sent again rather than
+    lost; any other dropped exception is reported as before."""
+    import weakref
+
     from pix2pix_tf import cli
 
-    received = []
-    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
-    try:
-        class Finalized:
-            def __del__(self):
-                cli._raise_interrupted(signal.SIGUSR1, sys._getframe())  # Returns: no exception to drop.
+    class Finalized:
+        def __del__(self):
+            raise cli.Interrupted(signal.SIGUSR1)
 
+    class Referent:
+        pass
+
+    def callback(_):
+        raise cli.Interrupted(signal.SIGUSR2)
+
+    class Broken:
+        def __del__(self):
+            raise ValueError("not a stop")
+
+    received, reported = [], []
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+                for signum in (signal.SIGUSR1, signal.SIGUSR2)}
+    hook, sys.unraisablehook = sys.unraisablehook, cli.send_dropped_stops_again(reported.append)
+    try:
         Finalized()
+        referent = Referent()
+        reference = weakref.ref(referent, callback)
+        del referent
+        Broken()
         deadline = time.monotonic() + 10
-        while not received and time.monotonic() < deadline:
+        while len(received) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
     finally:
-        signal.signal(signal.SIGUSR1, previous)
-    assert received == [signal.SIGUSR1]
-    with pytest.raises(cli.Interrupted):
-        cli._raise_interrupted(signal.SIGTERM, sys._getframe())  # Anywhere else it raises at once.
+        sys.unraisablehook = hook
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert sorted(received) == [signal.SIGUSR1, signal.SIGUSR2] and reference() is None
+    assert [type(r.exc_value) for r in reported] == [ValueError]

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from typing import Iterator, NamedTuple, Optional
 
 import pytest
@@ -237,3 +239,41 @@ def test_every_command_answers_help_before_tensorflow_loads(command):
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "--helpfull" in result.stdout + result.stderr, (result.stdout + result.stderr)[-2000:]
+
+
+INSTALLED_COMMANDS = ("train", "export", "pix2pix_tf.translate", "pix2pix_tf.evaluate", "pix2pix_tf.demo")
+
+
+def test_the_installed_package_is_the_runtime_and_the_trainer_without_the_tooling(tmp_path):
+    """The wheel a user installs carries every part but the tooling (the benchmark and the
+    experiments stay in the repository), and what it carries runs without it: each runtime
+    module imports and each installed command answers --help, from the installed copy."""
+    source = tmp_path / "source"  # A copy, so that no build/ folder of the clone (stale files) goes in.
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", "node_modules", "build", "*.egg-info",
+                                                                "__pycache__", "tests", "docs", "notebooks"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "wheel"), str(source)], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "wheel").glob("pix2pix_tf-*.whl")
+    members = zipfile.ZipFile(wheel).namelist()
+    shipped = {os.path.dirname(m).replace("/", ".") for m in members if m.startswith("pix2pix_tf/")}
+    in_repository = {name.rpartition(".")[0] if not path.endswith("__init__.py") else name
+                     for name, path in package_modules().items() if name.startswith("pix2pix_tf")}
+    tooling = {name for name in in_repository if name.split(".")[1:2] in (["benchmark"], ["experiments"])}
+    assert tooling and shipped == in_repository - tooling
+    assert {"train.py", "export.py", "pix2pix_tf/export/web/index.html"} <= set(members)
+    assert not any("pix2pix-benchmark" in line for line in zipfile.ZipFile(wheel).read(
+        next(m for m in members if m.endswith("entry_points.txt"))).decode().splitlines())
+
+    installed = tmp_path / "installed"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(installed), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    environment = {**os.environ, "PYTHONPATH": str(installed)}
+    probe = f"import pix2pix_tf, {', '.join(RUNTIME)}; print(pix2pix_tf.__file__)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=environment, capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.strip() == str(installed / "pix2pix_tf" / "__init__.py"), result.stderr[-2000:]
+    for command in INSTALLED_COMMANDS:
+        result = subprocess.run([sys.executable, "-m", command, "--help"], cwd=tmp_path, env=environment,
+                                capture_output=True, text=True, timeout=120)
+        assert "Traceback" not in result.stderr and "--helpfull" in result.stdout + result.stderr, \
+            (command, result.stderr[-2000:])
