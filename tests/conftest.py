@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import json
 import os
+import pathlib
+import shutil
+from typing import Callable, TypeVar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -12,13 +17,18 @@ import pytest  # noqa: E402
 from pix2pix_tf import config as cfg  # noqa: E402
 
 TINY_DATASET = "shapes/64"
+T = TypeVar("T")
 
-# The files that take longest in the full suite, first. The README's full command runs the suite
-# on every core with `--dist loadfile` (a file's tests on one worker, so its shared fixtures are
-# built once): starting the longest files first lets the workers finish together.
-LONGEST_FIRST = ("test_performance.py", "test_interrupts.py", "test_faults.py", "test_write_discipline.py",
-                 "test_distributed.py", "test_cli.py", "test_training.py", "test_precision.py", "test_multiscale.py",
-                 "test_export.py", "test_checkpoint_safety.py", "test_demo.py", "test_images.py")
+# The files that take longest in the full suite, longest first (the rest take seconds). The
+# README's full command runs the suite on every core with `--dist loadfile` (a file's tests on one
+# worker, so its module fixtures are built once): starting the longest files first and ending
+# with short ones lets the workers finish together.
+LONGEST_FIRST = ("test_performance.py", "test_interrupts.py", "test_write_discipline.py", "test_faults.py",
+                 "test_training.py", "test_distributed.py", "test_precision.py", "test_export.py", "test_cli.py",
+                 "test_evaluate.py", "test_checkpoint_safety.py", "test_translate.py", "test_demo.py",
+                 "test_serving_client.py", "test_paper.py", "test_hostile_inputs.py", "test_multiscale.py",
+                 "test_native_size.py", "test_images.py", "test_notebook.py", "test_onnx.py", "test_deployment.py",
+                 "test_process_state.py", "test_export_targets.py", "test_reference_fidelity.py", "test_sources.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -26,25 +36,46 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # Stable: the rest keep their order.
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[pathlib.Path], T]) -> T:
+    """What `build(folder)` returned (JSON data), built once per test run and shared read-only.
+
+    pytest-xdist runs a session per worker, so a session fixture alone would build it on every
+    worker: the first worker to ask builds it, under a lock, and the others read its record."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # The run's folder, over the workers'.
+    folder, record = root / name, root / f"{name}.json"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            record.write_text(json.dumps(build(folder)))
+    return json.loads(record.read_text())
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> str:
     """A tfds data_dir holding the prepared `pix2pix_shapes/64`."""
     from pix2pix_tf.data import pipeline
 
-    path = str(tmp_path_factory.mktemp("tfds"))
-    pipeline.load_paired_dataset(cfg.DataConfig(dataset=TINY_DATASET, data_dir=path))
-    return path
+    def prepare(folder: pathlib.Path) -> str:
+        pipeline.load_paired_dataset(cfg.DataConfig(dataset=TINY_DATASET, data_dir=str(folder)))
+        return str(folder)
+
+    return built_once(tmp_path_factory, "tfds", prepare)
 
 
 @pytest.fixture(scope="session")
-def run_of_six(tmp_path_factory, data_dir):
+def run_of_six(tmp_path_factory, data_dir) -> pathlib.Path:
     """A tiny run (`tiny_config`, no held-out evaluation) with checkpoints at steps 2, 4 and 6,
-    trained once per session and shared: read it, or copy it (`copied_run`) to damage or resume it."""
+    trained once per test run and shared: read it, or copy it (`copied_run`) to damage or resume it."""
     from pix2pix_tf.training.loop import train
 
-    workdir = tmp_path_factory.mktemp("run_of_six")
-    train(tiny_config(workdir, data_dir, optim=dict(steps=6), run=dict(save_every=2, eval_examples=0)))
-    return workdir
+    def trained(folder: pathlib.Path) -> str:
+        train(tiny_config(folder, data_dir, optim=dict(steps=6), run=dict(save_every=2, eval_examples=0)))
+        return str(folder)
+
+    return pathlib.Path(built_once(tmp_path_factory, "run_of_six", trained))
 
 
 def copied_run(run, destination):

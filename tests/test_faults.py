@@ -58,8 +58,9 @@ def latest_step(workdir) -> int:
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_rerun_completes(tmp_path, data_dir):
     """Kills land anywhere, checkpoint writes included (one every step); nothing is lost."""
-    # Far more steps than three short lives can reach, so the last kill still lands mid-run.
-    workdir, total = tmp_path / "run", 150
+    # More steps than three short lives can reach (each is killed within 1.5 s of its first
+    # checkpoint), so the last kill still lands mid-run; few enough that the rerun is short.
+    workdir, total = tmp_path / "run", 60
     cmd = command(workdir, data_dir, f"--steps={total}", "--save_every=1")
     rng = random.Random(0)
     resumed_from = []

@@ -244,6 +244,7 @@ def test_every_command_answers_help_before_tensorflow_loads(command):
 INSTALLED_COMMANDS = ("train", "export", "pix2pix_tf.translate", "pix2pix_tf.evaluate", "pix2pix_tf.demo")
 
 
+@pytest.mark.slow  # Builds and installs the wheel with pip.
 def test_the_installed_package_is_the_runtime_and_the_trainer_without_the_tooling(tmp_path):
     """The wheel a user installs carries every part but the tooling (the benchmark and the
     experiments stay in the repository), and what it carries runs without it: each runtime

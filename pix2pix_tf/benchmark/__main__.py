@@ -101,7 +101,7 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-    """Console entry point `pix2pix-benchmark`."""
+    """`python -m pix2pix_tf.benchmark`, from a clone of the repository."""
     cli.run_program(main)
 
 
