@@ -62,7 +62,8 @@ def build_archive(generator: keras.Model, mode: InferenceMode, image_size: int, 
     `max_request_pixels` (default `max_pixels`) in all, counted as the generator holds them,
     before decoding. None of them writes a variable.
     """
-    deterministic = mode.without_dropout()
+    translate_in_mode, translate_deterministic = (_traced_once(generator, m, input_nc)
+                                                  for m in (mode, mode.without_dropout()))
     request = max_request_pixels or max_pixels
 
     def bytes_request(images: tf.Tensor) -> tf.Tensor:
@@ -74,23 +75,23 @@ def build_archive(generator: keras.Model, mode: InferenceMode, image_size: int, 
                              tf.fill(shape[:1], shape[1] * shape[2]), request)
 
     def translate_bytes(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        output = generate.generate(generator, bytes_request(images), mode)
+        output = translate_in_mode(bytes_request(images))
         return {OUTPUT_BYTES: encode_pngs(output), OUTPUT_FLOAT: output}
 
     def translate_png(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_BYTES: encode_pngs(generate.generate(generator, bytes_request(images), mode))}
+        return {OUTPUT_BYTES: encode_pngs(translate_in_mode(bytes_request(images)))}
 
     def translate_float(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_FLOAT: generate.generate(generator, float_request(images), mode)}
+        return {OUTPUT_FLOAT: translate_in_mode(float_request(images))}
 
     def translate_float_deterministic(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {OUTPUT_FLOAT: generate.generate(generator, float_request(images), deterministic)}
+        return {OUTPUT_FLOAT: translate_deterministic(float_request(images))}
 
     def translate_native(images: tf.Tensor) -> dict[str, tf.Tensor]:
         decoded = geometry.decode_same_size(images, input_nc, max_pixels, request, multiple)
         shape = tf.shape(decoded)
         padded = geometry.assert_padded_pixels(geometry.pad(decoded, multiple), max_pixels)
-        output = geometry.crop(generate.generate(generator, padded, mode), shape[1], shape[2])
+        output = geometry.crop(translate_in_mode(padded), shape[1], shape[2])
         return {OUTPUT_BYTES: encode_pngs(output), OUTPUT_FLOAT: output}
 
     encoded = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
@@ -105,6 +106,23 @@ def build_archive(generator: keras.Model, mode: InferenceMode, image_size: int, 
     archive.add_endpoint(SIGNATURE_FLOAT_DETERMINISTIC, translate_float_deterministic, floats)
     archive.add_endpoint(SIGNATURE_NATIVE, translate_native, encoded)
     return archive
+
+
+def _traced_once(generator: keras.Model, mode: InferenceMode, input_nc: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """G(images) in `mode` as one function that every signature calls: G is traced once per
+    mode for all five signatures, not once per signature. The output keeps the static shape
+    of the batch given (`serving_default` declares its 256x256, say)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, input_nc], tf.float32)], autograph=False)
+    def translate(images: tf.Tensor) -> tf.Tensor:
+        return generate.generate(generator, images, mode)
+
+    def call(images: tf.Tensor) -> tf.Tensor:
+        output = translate(images)
+        output.set_shape(images.shape[:3].concatenate(output.shape[3:]))
+        return output
+
+    return call
 
 
 def _warmup_size(image_size: int) -> tuple[int, int]:
