@@ -93,12 +93,13 @@ def minor_faults() -> int:
 
 
 def _time_steps(step: Callable[[], object], steps: int) -> tuple[float, float, float]:
-    """(median s, min s, minor page faults per step) of `steps` timed steps after warm-up."""
-    median, fastest = median_seconds(step, steps)  # Its warm-up traces.
-    before = minor_faults()
-    for _ in range(3):
+    """(median s, min s, minor page faults per step) of `steps` timed steps after two warm-up
+    steps (the first traces); the faults are counted over the timed steps themselves."""
+    for _ in range(2):
         step()
-    return median, fastest, (minor_faults() - before) / 3
+    before = minor_faults()
+    median, fastest = median_seconds(step, steps, warmup=0)
+    return median, fastest, (minor_faults() - before) / steps
 
 
 def training_setup(config: TrainConfig) -> tuple[Pix2Pix, Iterator, Callable[[], tf.data.Dataset]]:

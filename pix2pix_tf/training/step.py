@@ -57,8 +57,8 @@ class Pix2Pix:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         # XLA compiles what each replica runs; the cross-replica reduction stays outside.
-        self._replica_fn = (tf.function(self._replica_step, jit_compile=True) if config.run.jit_compile
-                            else self._replica_step)
+        self._replica_fn = (tf.function(self._replica_step, jit_compile=True, autograph=False)
+                            if config.run.jit_compile else self._replica_step)
 
     def checkpointables(self) -> dict:
         """Everything a resumed run needs to continue exactly."""
@@ -120,7 +120,9 @@ class Pix2Pix:
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(g_loss, g_variables), g_variables))
         return {name: average(value) for name, value in losses.items()}
 
-    @tf.function
+    # autograph=False: the step's Python branches test settings, never tensors, so there is
+    # nothing to convert, and converting G, D and the losses' code would slow every start.
+    @tf.function(autograph=False)
     def train_step(self, iterator) -> dict[str, tf.Tensor]:
         """One D step and one G step on the next global batch, on every replica."""
         input_image, target = next(iterator)
@@ -129,7 +131,7 @@ class Pix2Pix:
         return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                 for name, value in per_replica.items()}
 
-    @tf.function
+    @tf.function(autograph=False)
     def generate(self, input_image: tf.Tensor) -> tf.Tensor:
         """G(x) as the paper tests it (batch statistics, dropout on), leaving G's state unchanged.
 
