@@ -31,6 +31,15 @@ LONGEST_FIRST = ("test_performance.py", "test_interrupts.py", "test_write_discip
                  "test_process_state.py", "test_export_targets.py", "test_reference_fidelity.py", "test_sources.py")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per core and one more. Many tests wait on the programs they start
+    (fresh processes, servers, a browser), so a core would otherwise idle while its worker waits.
+    PYTEST_XDIST_AUTO_NUM_WORKERS still sets the number."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    return len(os.sched_getaffinity(0)) + 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # Stable: the rest keep their order.
