@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 from conftest import pytest_xdist_auto_num_workers
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from export_helpers import ROOT
 
 
 def test_auto_starts_one_worker_per_core_and_one_more(monkeypatch):
@@ -19,7 +18,7 @@ def test_auto_starts_one_worker_per_core_and_one_more(monkeypatch):
 
 
 def test_pytest_xdist_takes_that_number():
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_AUTO_NUM_WORKERS" and not k.startswith("PYTEST_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}  # The override included.
     result = subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "-k", "one_more",
                              "tests/test_test_command.py"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                             env=env)
