@@ -1,12 +1,12 @@
 """train.py and export.py as a user runs them: clear errors (their main, in this process:
-tests/programs.py), kill -9 and resume, Ctrl-C/SIGTERM (fresh processes)."""
+tests/programs.py), an archive copied by hand, and how a stop request is handled. Signals sent
+to fresh processes: tests/test_interrupts.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -15,22 +15,11 @@ import pytest
 from conftest import TINY_DATASET
 from programs import run_program
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def train_flags(workdir, data_dir, *extra: str) -> list[str]:
     return [f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}", f"--workdir={workdir}", "--generator=unet_128",
             "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128", "--eval_examples=1", "--sample_every=1000",
             *extra]
-
-
-def train_command(workdir, data_dir, *extra: str) -> list[str]:
-    return [sys.executable, os.path.join(ROOT, "train.py"), *train_flags(workdir, data_dir, *extra)]
-
-
-def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -52,63 +41,6 @@ def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, data_dir, flags, 
     assert result.stderr.count(message) == 1, result.stderr[-3000:]  # Once: not also as a log line.
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "config.json").exists()  # Refused before anything is written.
-
-
-def wait_for_checkpoint(workdir, step: int, process: subprocess.Popen, timeout: float = 180) -> None:
-    index = os.path.join(workdir, "checkpoints", "checkpoint")
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        if os.path.exists(index) and any(
-                int(line.split("ckpt-")[1].strip('"\n')) >= step
-                for line in open(index) if line.startswith("all_model_checkpoint_paths")):
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"no checkpoint of step {step} within {timeout} s")
-
-
-@pytest.mark.slow
-def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(tmp_path, data_dir):
-    workdir = tmp_path / "run"
-    command = train_command(workdir, data_dir, "--steps=30", "--save_every=4", "--seed=5")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    wait_for_checkpoint(workdir, 8, process)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
-    result = run(command)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Resumed from" in result.stderr
-    resumed_at = int(result.stderr.split("Resumed from")[1].split("at step")[1].split(".")[0])
-    assert 8 <= resumed_at < 30
-    assert "Done: step 30/30" in result.stdout
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "ctrl-c"])
-def test_sigterm_and_ctrl_c_checkpoint_and_stop_cleanly(tmp_path, data_dir, signum):
-    workdir = tmp_path / "run"
-    command = train_command(workdir, data_dir, "--steps=100000", "--save_every=3")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    wait_for_checkpoint(workdir, 3, process)
-    process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 128 + signum, stderr[-3000:]  # 143, 130: stopped, not finished.
-    name = signal.Signals(signum).name
-    assert f"{name} received: checkpointing step" in stderr
-    stopped_at = int(stderr.split("checkpointing step")[1].split()[0])
-    assert (f"error: {name} received: stopped; step {stopped_at}/100000 checkpointed "
-            f"({workdir / 'checkpoints' / f'ckpt-{stopped_at}'}); run the same command to resume.") in stderr
-    assert "Traceback" not in stderr and "Done:" not in stdout
-    assert os.path.exists(workdir / "checkpoints" / f"ckpt-{stopped_at}.index")
-
-
-@pytest.mark.slow
-def test_mirrored_over_two_cpu_replicas_with_synchronized_batch_norm(tmp_path, data_dir):
-    result = run(train_command(tmp_path / "run", data_dir, "--steps=2", "--cpu_replicas=2", "--batch_size=2",
-                               "--norm=syncbatch"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Training on 2 replica(s) with MirroredStrategy" in result.stderr
-    assert "Done: step 2/2" in result.stdout
 
 
 def fake_authors_archive(path, name: str, splits=(("train", 6), ("val", 2))) -> None:
@@ -229,3 +161,19 @@ def test_a_stop_landing_where_python_drops_exceptions_is_sent_again():
             signal.signal(signum, handler)
     assert sorted(received) == [signal.SIGUSR1, signal.SIGUSR2] and reference() is None
     assert [type(r.exc_value) for r in reported] == [ValueError]
+
+
+def test_a_first_stop_is_a_request_and_a_second_ctrl_c_stops_at_once():
+    """During the steps SIGINT and SIGTERM ask for a checkpoint after the current step (the
+    fresh-process runs: tests/test_interrupts.py::test_train); a second Ctrl-C does not wait."""
+    from pix2pix_tf.errors import Interrupted
+    from pix2pix_tf.training.loop import stop_requests
+
+    with stop_requests() as requested:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert requested == ["SIGINT", "SIGTERM"]  # Requests only: the step in progress goes on.
+        with pytest.raises(Interrupted) as stopped:
+            os.kill(os.getpid(), signal.SIGINT)
+    assert stopped.value.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler, back.

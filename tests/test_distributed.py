@@ -1,7 +1,8 @@
 """Data parallelism is exact: 2 workers == 2 mirrored replicas == 1 device, same global batch.
 
-Each configuration runs train.py in its own processes (the multi-worker one as two workers
-talking over loopback ports), then the per-step losses (from the TensorBoard events) and the
+Each configuration runs train.py: one device in this process (tests/programs.py), two CPU
+replicas in a fresh process (set up before TensorFlow starts), two workers as two processes
+talking over loopback ports, then the per-step losses (from the TensorBoard events) and the
 final weights (from the checkpoints) are compared.
 """
 
@@ -21,21 +22,27 @@ import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import TINY_DATASET
+from programs import run_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
 LR = 2e-4  # train.py's default Adam learning rate
 
 
-def command(workdir, data_dir, *extra: str) -> list[str]:
+def train_flags(workdir, data_dir, *extra: str) -> list[str]:
     # Synchronized batch norm (statistics over the GLOBAL batch) and no dropout: the computation
     # does not depend on how the global batch is split, so the runs must agree to float rounding.
     # (Instance norm would too, but the conv biases before it get a zero gradient, which Adam
     # turns into steps along float noise: no meaningful comparison.)
-    return [sys.executable, os.path.join(ROOT, "train.py"), f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
-            f"--workdir={workdir}", "--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143",
-            "--crop_size=128", "--batch_size=2", f"--steps={STEPS}", "--seed=3", "--norm=syncbatch",
-            "--no_dropout", "--log_every=1", "--eval_examples=0", "--noprogress", *extra]
+    return [f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}", f"--workdir={workdir}", "--generator=unet_128",
+            "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128", "--batch_size=2", f"--steps={STEPS}",
+            "--seed=3", "--norm=syncbatch", "--no_dropout", "--log_every=1", "--eval_examples=0", "--noprogress",
+            *extra]
+
+
+def command(workdir, data_dir, *extra: str) -> list[str]:
+    """train.py in a fresh process: replicas on one CPU must be set up before TensorFlow starts."""
+    return [sys.executable, os.path.join(ROOT, "train.py"), *train_flags(workdir, data_dir, *extra)]
 
 
 def free_ports(count: int) -> list[int]:
@@ -48,12 +55,17 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def run_all(commands: list[list[str]], envs: list[dict]) -> None:
-    processes = [subprocess.Popen(c, env={**os.environ, **e}, cwd=ROOT, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for c, e in zip(commands, envs)]
+def start_all(commands: list[list[str]], envs: list[dict]) -> list[subprocess.Popen]:
+    return [subprocess.Popen(c, env={**os.environ, **e}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for c, e in zip(commands, envs)]
+
+
+def finish_all(processes: list[subprocess.Popen]) -> list[tuple[str, str]]:
+    """(stdout, stderr) of each, which must succeed."""
     outputs = [p.communicate(timeout=400) for p in processes]
     for process, (_, stderr) in zip(processes, outputs):
         assert process.returncode == 0, stderr[-4000:]
+    return outputs
 
 
 def losses_and_weights(workdir) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
@@ -69,15 +81,24 @@ def losses_and_weights(workdir) -> tuple[dict[str, list[float]], dict[str, np.nd
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data_dir) -> dict:
     root = tmp_path_factory.mktemp("scale")
-    run_all([command(root / "one_device", data_dir, "--strategy=default"),
-             command(root / "mirrored", data_dir, "--strategy=mirrored", "--cpu_replicas=2")], [{}, {}])
+    mirrored = start_all([command(root / "mirrored", data_dir, "--strategy=mirrored", "--cpu_replicas=2")], [{}])
+    one_device = run_program("train", *train_flags(root / "one_device", data_dir, "--strategy=default"))
+    assert one_device.returncode == 0, one_device.stderr[-4000:]
+    (mirrored_output,) = finish_all(mirrored)
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    run_all([command(root / "workers", data_dir, "--strategy=multi_worker")] * 2,
-            [{"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-             for i in range(2)])
+    finish_all(start_all([command(root / "workers", data_dir, "--strategy=multi_worker")] * 2,
+                         [{"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+                          for i in range(2)]))
     return {name: losses_and_weights(root / name) for name in ("one_device", "mirrored", "workers")} | {
-        "root": root}
+        "root": root, "mirrored_output": mirrored_output}
+
+
+@pytest.mark.slow
+def test_two_cpu_replicas_train_with_synchronized_batch_norm(runs):
+    stdout, stderr = runs["mirrored_output"]
+    assert "Training on 2 replica(s) with MirroredStrategy" in stderr
+    assert f"Done: step {STEPS}/{STEPS}" in stdout
 
 
 @pytest.mark.slow

@@ -1,16 +1,18 @@
 """Interrupting each program (train, export, translate, evaluate) with SIGINT, SIGTERM and SIGKILL.
 
-Each program runs in a fresh process, as a user starts it, and gets each signal once, at a
-point drawn from a seeded generator (a delay after the program says its work began). After
-every run: each file that was complete before it is byte-identical, every file under a final
-name is whole (images decode, JSON parses, checkpoints and SavedModels read back), the
-program printed one `error: SIG... received: stopped; <what was done>` line and no traceback,
-and exited 130 (SIGINT), 143 (SIGTERM) or was killed (-9). Then the same command, run once
-more, completes: training resumes, export publishes, translate and evaluate finish.
+Each program runs in a fresh process, as a user starts it, and gets each signal once (train.py
+SIGKILL twice), at a point drawn from a seeded generator (a delay after the program says its
+work began). After every run: each file that was complete before it is byte-identical, every
+file under a final name is whole (images decode, JSON parses, checkpoints and SavedModels read
+back), the program printed one `error: SIG... received: stopped; <what was done>` line and no
+traceback, and exited 130 (SIGINT), 143 (SIGTERM) or was killed (-9). Then the same command,
+run once more (its `main`, in this process: tests/programs.py), completes: training resumes,
+export publishes, translate and evaluate finish.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -22,13 +24,14 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import TINY_DATASET
+from programs import run_program
 
 pytestmark = pytest.mark.slow  # Fresh processes signalled at random: the full suite (CI) runs it.
 
@@ -132,24 +135,37 @@ def assert_whole(root: str, digests: dict[str, str]) -> None:
 
 
 Marker = Union[str, Callable[[], Callable[[], bool]]]  # A line on stderr, or a condition made before each run.
+COMMANDS = {"train": [os.path.join(ROOT, "train.py")], "export": [os.path.join(ROOT, "export.py")],
+            "translate": ["-m", "pix2pix_tf.translate"], "evaluate": ["-m", "pix2pix_tf.evaluate"]}
 
 
-def interrupt_then_complete(command: list[str], marker: Marker, root: str, window: tuple[float, float], seed: int,
-                            rewritten: tuple[str, ...] = ()) -> tuple[list[tuple[int, int, str]], str, str]:
-    """Runs `command` three times, sending SIGINT, SIGTERM and SIGKILL (in a seeded order) a
-    seeded delay after `marker` appears on its stderr (or its condition holds), then once to
-    completion, checking the invariants of the module docstring after each run. `rewritten`: files a run may change
-    (an index of checkpoints). Returns [(signal, exit code, stop line)] and the last run's output."""
+@dataclasses.dataclass
+class Run:
+    signum: Optional[int]  # None: the last run, left to complete.
+    code: int
+    stop: str  # The `error: SIG... received: stopped; ...` line ("" for SIGKILL and the last run).
+    stdout: str
+    stderr: str
+    before: dict[str, str]  # complete_files(root) when it started.
+
+
+def interrupt_then_complete(program: str, flags: list[str], marker: Marker, root: str, window: tuple[float, float],
+                            seed: int, rewritten: tuple[str, ...] = (),
+                            signals: tuple[int, ...] = SIGNALS) -> list[Run]:
+    """Runs `program` with `flags` in a fresh process once per signal of `signals` (in a seeded
+    order), sending it a seeded delay after `marker` appears on its stderr (or its condition
+    holds), then once to completion in this process, checking the invariants of the module
+    docstring after each run. `rewritten`: files a run may change (an index of checkpoints)."""
     rng = random.Random(seed)
     runs = []
-    for signum in rng.sample(SIGNALS, len(SIGNALS)):
+    for signum in rng.sample(signals, len(signals)):
         before = complete_files(root)
         ready = marker() if callable(marker) else marker
-        program = Program(command)
-        program.wait_for(ready)
+        process = Program([sys.executable, *COMMANDS[program], *flags])
+        process.wait_for(ready)
         time.sleep(rng.uniform(*window))
-        program.process.send_signal(signum)
-        code, _, stderr = program.finish()
+        process.process.send_signal(signum)
+        code, stdout, stderr = process.finish()
         assert "Traceback" not in stderr, stderr[-3000:]
         stops = [line for line in stderr.splitlines() if line.startswith("error:")]
         if signum == signal.SIGKILL:
@@ -159,18 +175,21 @@ def interrupt_then_complete(command: list[str], marker: Marker, root: str, windo
             assert code == 128 + signum, f"exit {code} after {signal.Signals(signum).name}: {stderr[-3000:]}"
             assert len(stops) == 1 and stops[0].startswith(f"error: {signal.Signals(signum).name} received: "
                                                            "stopped"), stderr[-3000:]
-        after = snapshot(root)
-        changed = [p for p, digest in before.items() if after.get(p) != digest and p not in rewritten]
-        assert not changed, f"{signal.Signals(signum).name} changed or removed complete files: {changed}"
-        assert_whole(root, after)
-        runs.append((signum, code, stops[0] if stops else ""))
+        _check_kept(root, before, rewritten, signal.Signals(signum).name)
+        runs.append(Run(signum, code, stops[0] if stops else "", stdout, stderr, before))
     before = complete_files(root)
-    code, stdout, stderr = Program(command).finish()
-    assert code == 0 and "Traceback" not in stderr, stderr[-3000:]
+    last = run_program(program, *flags)
+    assert last.returncode == 0 and "Traceback" not in last.stderr, last.stderr[-3000:]
+    _check_kept(root, before, rewritten, "the last run")
+    return [*runs, Run(None, last.returncode, "", last.stdout, last.stderr, before)]
+
+
+def _check_kept(root: str, before: dict[str, str], rewritten: tuple[str, ...], run: str) -> None:
+    """The files complete before the run are as they were, and every file under a final name is whole."""
     after = snapshot(root)
-    assert not [p for p, digest in before.items() if after.get(p) != digest and p not in rewritten]
+    changed = [p for p, digest in before.items() if after.get(p) != digest and p not in rewritten]
+    assert not changed, f"{run} changed or removed complete files: {changed}"
     assert_whole(root, after)
-    return runs, stdout, stderr
 
 
 @pytest.fixture(scope="module")
@@ -190,29 +209,48 @@ def root(tmp_path_factory, data_dir) -> str:
     return str(folder)
 
 
+def newest_complete_step(files: dict[str, str]) -> int:
+    """The step of the newest checkpoint whose index and data are both under their final names
+    in `files` (a snapshot of the test's folder, whose run is in run/); 0 if none."""
+    steps = [int(m.group(1)) for path in files if (m := re.fullmatch(r"run/checkpoints/ckpt-(\d+)\.index", path))]
+    return max([s for s in steps if f"run/checkpoints/ckpt-{s}.data-00000-of-00001" in files], default=0)
+
+
 def test_train(tmp_path, data_dir):
-    """SIGINT and SIGTERM checkpoint the step in progress; SIGKILL loses at most the steps since
-    the last checkpoint (one is saved every step here, so kills land in saves too); the rerun
-    resumes and finishes."""
+    """SIGINT and SIGTERM checkpoint the step in progress and name it; SIGKILL, twice, loses at
+    most the steps since the last checkpoint (one is saved every step here, so kills land in
+    saves too); every run resumes from the newest complete checkpoint, and the last finishes
+    and leaves no unfinished save."""
     workdir = tmp_path / "run"
-    command = [sys.executable, os.path.join(ROOT, "train.py"), f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
-               f"--workdir={workdir}", *TINY, "--eval_examples=1", "--sample_every=100000", "--noprogress",
-               "--seed=3", "--steps=60", "--save_every=1", "--keep_checkpoints=100"]
+    checkpoints = workdir / "checkpoints"
+    flags = [f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}", f"--workdir={workdir}", *TINY, "--eval_examples=1",
+             "--sample_every=100000", "--noprogress", "--seed=3", "--steps=60", "--save_every=1",
+             "--keep_checkpoints=100"]
+
     def one_more_checkpoint() -> Callable[[], bool]:  # Then the run is in its steps.
         def saved() -> int:
-            return len(list((workdir / "checkpoints").glob("ckpt-*.index")))
+            return len(list(checkpoints.glob("ckpt-*.index")))
 
         before = saved()
         return lambda: saved() > before
 
-    runs, stdout, stderr = interrupt_then_complete(command, one_more_checkpoint, str(tmp_path), (0.0, 1.0), seed=1,
-                                                   rewritten=(os.path.join("run", "checkpoints", "checkpoint"),
-                                                             os.path.join("run", ".train.lock")))
-    for signum, _, line in runs:
-        if signum != signal.SIGKILL:
-            assert re.search(r"stopped; (step \d+/60 checkpointed \(.*ckpt-\d+\)|every complete checkpoint is "
-                             r"kept); run the same command to resume\.$", line), line
-    assert "Done: step 60/60" in stdout and "Resumed from" in stderr
+    runs = interrupt_then_complete("train", flags, one_more_checkpoint, str(tmp_path), (0.0, 1.0), seed=1,
+                                   rewritten=(os.path.join("run", "checkpoints", "checkpoint"),
+                                              os.path.join("run", ".train.lock")),
+                                   signals=(*SIGNALS, signal.SIGKILL))
+    for run in runs[1:]:  # The first starts the run.
+        newest = newest_complete_step(run.before)
+        assert newest > 0 and f"Resumed from {checkpoints / f'ckpt-{newest}'} at step {newest}." in run.stderr
+    for run in runs:
+        if run.signum in (signal.SIGINT, signal.SIGTERM):
+            name = signal.Signals(run.signum).name
+            step = int(re.search(rf"{name} received: checkpointing step (\d+) and stopping", run.stderr).group(1))
+            assert run.stop == (f"error: {name} received: stopped; step {step}/60 checkpointed "
+                                f"({checkpoints / f'ckpt-{step}'}); run the same command to resume."), run.stop
+            assert (checkpoints / f"ckpt-{step}.index").is_file()
+    assert "Done: step 60/60" in runs[-1].stdout
+    assert newest_complete_step(snapshot(str(tmp_path))) == 60
+    assert not [name for name in os.listdir(checkpoints) if "_temp" in name or ".tmp" in name]
 
 
 def test_export(root):
@@ -220,13 +258,13 @@ def test_export(root):
     stays and no TFLite file is published; the next export removes what a kill left and
     publishes a complete version."""
     export_dir = os.path.join(root, "export")
-    command = [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={os.path.join(root, 'run')}",
-               f"--export_dir={export_dir}", "--tflite=float32", "--deterministic", "--check_examples=2"]
-    runs, stdout, _ = interrupt_then_complete(command, "Exporting", root, (0.0, 4.0), seed=2)
-    for signum, _, line in runs:
-        if signum != signal.SIGKILL:
-            assert line.endswith(("nothing was published.", "nothing else was.")), line
-    published = re.search(r"SavedModel: (\S+) \(version (\d+)", stdout)
+    flags = [f"--workdir={os.path.join(root, 'run')}", f"--export_dir={export_dir}", "--tflite=float32",
+             "--deterministic", "--check_examples=2"]
+    runs = interrupt_then_complete("export", flags, "Exporting", root, (0.0, 4.0), seed=2)
+    for run in runs[:-1]:
+        if run.signum != signal.SIGKILL:
+            assert run.stop.endswith(("nothing was published.", "nothing else was.")), run.stop
+    published = re.search(r"SavedModel: (\S+) \(version (\d+)", runs[-1].stdout)
     assert published and os.path.isfile(os.path.join(published.group(1), "saved_model.pb"))
     for base in (os.path.join(export_dir, "pix2pix"), os.path.join(export_dir, "tflite", "pix2pix")):
         assert not [name for name in os.listdir(base) if name.startswith(".")]  # No staging folder is left.
@@ -236,24 +274,24 @@ def test_export(root):
 def test_translate(root):
     """The summary counts what was written; the rerun translates every image."""
     output_dir = os.path.join(root, "translated")
-    command = [sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={os.path.join(root, 'run')}",
-               f"--output_dir={output_dir}", "--deterministic", "--noprogress", os.path.join(root, "inputs")]
-    runs, stdout, _ = interrupt_then_complete(command, "Translating 80 image(s)", root, (0.0, 1.0), seed=3)
-    for signum, _, line in runs:
-        if signum != signal.SIGKILL:
+    flags = [f"--workdir={os.path.join(root, 'run')}", f"--output_dir={output_dir}", "--deterministic",
+             "--noprogress", os.path.join(root, "inputs")]
+    runs = interrupt_then_complete("translate", flags, "Translating 80 image(s)", root, (0.0, 1.0), seed=3)
+    for run in runs[:-1]:
+        if run.signum != signal.SIGKILL:
             assert re.search(r"stopped; (translated \d+ image\(s\) into .*; \d+ of 80 not translated|before "
-                             r"translating any image)\.$", line), line
-    assert "Translated 80 image(s)" in stdout and len(os.listdir(output_dir)) == 80
+                             r"translating any image)\.$", run.stop), run.stop
+    assert "Translated 80 image(s)" in runs[-1].stdout and len(os.listdir(output_dir)) == 80
 
 
 def test_evaluate(root):
     """metrics.json is written only by a complete evaluation; the rerun writes it."""
     output_dir = os.path.join(root, "evaluation")
-    command = [sys.executable, "-m", "pix2pix_tf.evaluate", f"--workdir={os.path.join(root, 'run')}", "--nofcn",
-               f"--output_dir={output_dir}", "--noprogress", "--num_samples=4"]
-    runs, stdout, _ = interrupt_then_complete(command, "Evaluating", root, (0.0, 1.0), seed=4)
-    for signum, _, line in runs:
-        if signum != signal.SIGKILL:
+    flags = [f"--workdir={os.path.join(root, 'run')}", "--nofcn", f"--output_dir={output_dir}", "--noprogress",
+             "--num_samples=4"]
+    runs = interrupt_then_complete("evaluate", flags, "Evaluating", root, (0.0, 1.0), seed=4)
+    for run in runs[:-1]:
+        if run.signum != signal.SIGKILL:
             assert re.search(r"stopped(; measured \d+ of 16 image\(s\); metrics.json is written only once every "
-                             r"image is measured)?\.$", line), line
-    assert "Written:" in stdout and os.path.isfile(os.path.join(output_dir, "metrics.json"))
+                             r"image is measured)?\.$", run.stop), run.stop
+    assert "Written:" in runs[-1].stdout and os.path.isfile(os.path.join(output_dir, "metrics.json"))
