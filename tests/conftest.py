@@ -22,13 +22,14 @@ T = TypeVar("T")
 # The files that take longest in the full suite, longest first (the rest take seconds). The
 # README's full command runs the suite on every core with `--dist loadfile` (a file's tests on one
 # worker, so its module fixtures are built once): starting the longest files first and ending
-# with short ones lets the workers finish together.
-LONGEST_FIRST = ("test_performance.py", "test_interrupts.py", "test_write_discipline.py", "test_faults.py",
-                 "test_training.py", "test_distributed.py", "test_precision.py", "test_export.py", "test_cli.py",
-                 "test_evaluate.py", "test_checkpoint_safety.py", "test_translate.py", "test_demo.py",
-                 "test_serving_client.py", "test_paper.py", "test_hostile_inputs.py", "test_multiscale.py",
-                 "test_native_size.py", "test_images.py", "test_notebook.py", "test_onnx.py", "test_deployment.py",
-                 "test_process_state.py", "test_export_targets.py", "test_reference_fidelity.py", "test_sources.py")
+# with short ones lets the workers finish together. pytest.ini's `--no-loadscope-reorder` keeps
+# this order (pytest-xdist would otherwise start the files with the most tests first).
+LONGEST_FIRST = ("test_performance.py", "test_write_discipline.py", "test_interrupts.py", "test_training.py",
+                 "test_distributed.py", "test_export.py", "test_precision.py", "test_checkpoint_safety.py",
+                 "test_evaluate.py", "test_paper.py", "test_faults.py", "test_demo.py", "test_multiscale.py",
+                 "test_serving_client.py", "test_deployment.py", "test_native_size.py", "test_hostile_inputs.py",
+                 "test_images.py", "test_export_targets.py", "test_notebook.py", "test_onnx.py", "test_sources.py",
+                 "test_process_state.py", "test_translate.py", "test_reference_fidelity.py", "test_cli.py")
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -1,4 +1,5 @@
-"""The README's test commands: `-n auto` starts one worker per core and one more (tests/conftest.py)."""
+"""The README's test commands: `-n auto` starts one worker per core and one more, and the files
+that take longest start first (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from conftest import pytest_xdist_auto_num_workers
+from conftest import LONGEST_FIRST, pytest_xdist_auto_num_workers
 from export_helpers import ROOT
 
 
@@ -17,11 +18,26 @@ def test_auto_starts_one_worker_per_core_and_one_more(monkeypatch):
     assert pytest_xdist_auto_num_workers(None) == 5
 
 
-def test_pytest_xdist_takes_that_number():
+def pytest_in_a_subprocess(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}  # The override included.
-    result = subprocess.run([sys.executable, "-m", "pytest", "-n", "auto", "-k", "one_more",
-                             "tests/test_test_command.py"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            env=env)
+    result = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result
+
+
+def test_pytest_xdist_takes_that_number():
+    result = pytest_in_a_subprocess("-n", "auto", "-k", "one_more", "tests/test_test_command.py")
     workers = len(os.sched_getaffinity(0)) + 1
     assert f"created: {workers}/{workers} workers" in result.stdout, result.stdout[-2000:]
+
+
+def test_a_file_of_longest_first_starts_before_a_file_with_more_tests():
+    """pytest-xdist's loadfile starts the files with the most tests first unless told not to;
+    test_cli.py is in LONGEST_FIRST, test_config.py (more tests chosen here) is not."""
+    assert "test_cli.py" in LONGEST_FIRST and "test_config.py" not in LONGEST_FIRST
+    result = pytest_in_a_subprocess("-n", "1", "--dist", "loadfile", "-v", "-k",
+                                    "stop_landing or round_trip or unknown_keys", "tests/test_config.py",
+                                    "tests/test_cli.py")
+    ran = [line.split("PASSED ")[1].split("::")[0] for line in result.stdout.splitlines() if "PASSED" in line]
+    assert ran == ["tests/test_cli.py", "tests/test_config.py", "tests/test_config.py"], result.stdout[-2000:]
