@@ -142,7 +142,6 @@ COMMANDS = {"train": [os.path.join(ROOT, "train.py")], "export": [os.path.join(R
 @dataclasses.dataclass
 class Run:
     signum: Optional[int]  # None: the last run, left to complete.
-    code: int
     stop: str  # The `error: SIG... received: stopped; ...` line ("" for SIGKILL and the last run).
     stdout: str
     stderr: str
@@ -161,11 +160,11 @@ def interrupt_then_complete(program: str, flags: list[str], marker: Marker, root
     for signum in rng.sample(signals, len(signals)):
         before = complete_files(root)
         ready = marker() if callable(marker) else marker
-        process = Program([sys.executable, *COMMANDS[program], *flags])
-        process.wait_for(ready)
+        started = Program([sys.executable, *COMMANDS[program], *flags])
+        started.wait_for(ready)
         time.sleep(rng.uniform(*window))
-        process.process.send_signal(signum)
-        code, stdout, stderr = process.finish()
+        started.process.send_signal(signum)
+        code, stdout, stderr = started.finish()
         assert "Traceback" not in stderr, stderr[-3000:]
         stops = [line for line in stderr.splitlines() if line.startswith("error:")]
         if signum == signal.SIGKILL:
@@ -176,12 +175,12 @@ def interrupt_then_complete(program: str, flags: list[str], marker: Marker, root
             assert len(stops) == 1 and stops[0].startswith(f"error: {signal.Signals(signum).name} received: "
                                                            "stopped"), stderr[-3000:]
         _check_kept(root, before, rewritten, signal.Signals(signum).name)
-        runs.append(Run(signum, code, stops[0] if stops else "", stdout, stderr, before))
+        runs.append(Run(signum, stops[0] if stops else "", stdout, stderr, before))
     before = complete_files(root)
     last = run_program(program, *flags)
     assert last.returncode == 0 and "Traceback" not in last.stderr, last.stderr[-3000:]
     _check_kept(root, before, rewritten, "the last run")
-    return [*runs, Run(None, last.returncode, "", last.stdout, last.stderr, before)]
+    return [*runs, Run(None, "", last.stdout, last.stderr, before)]
 
 
 def _check_kept(root: str, before: dict[str, str], rewritten: tuple[str, ...], run: str) -> None:
