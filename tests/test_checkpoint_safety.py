@@ -52,19 +52,19 @@ def test_a_stop_right_after_a_save_never_saves_that_step_again(tmp_path, data_di
 
 
 @pytest.mark.slow
-def test_a_failed_save_removes_only_its_own_files_and_names_what_is_on_disk(tmp_path, data_dir):
-    config = tiny_config(tmp_path, data_dir, optim=dict(steps=4), run=dict(save_every=2))
-    train(dataclass_steps(config, 2))
-    before = digests(tmp_path / "checkpoints")
-    # The third write point of the resumed run is the save of step 4 (config.json, a sample).
-    with writing.injected_faults((3,), errno.EIO) as faults, pytest.raises(CheckpointError) as raised:
+def test_a_failed_save_removes_only_its_own_files_and_names_what_is_on_disk(run_of_six, tmp_path):
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    config = dataclass_steps(TrainConfig.load(str(workdir)), 8, workdir)
+    before = digests(workdir / "checkpoints")
+    # The second write point of the resumed run (no held-out samples) is the save of step 8.
+    with writing.injected_faults((2,), errno.EIO) as faults, pytest.raises(CheckpointError) as raised:
         train(config)
-    assert faults.points[2].endswith("ckpt-4")
+    assert faults.points[1].endswith("ckpt-8")
     message = str(raised.value)
-    assert "Saving the checkpoint of step 4" in message and "Input/output error" in message
-    assert "the checkpoints on disk are: ckpt-2." in message
-    assert digests(tmp_path / "checkpoints") == before
-    assert train(config).step == 4
+    assert "Saving the checkpoint of step 8" in message and "Input/output error" in message
+    assert "the checkpoints on disk are: ckpt-2, ckpt-4, ckpt-6." in message
+    assert digests(workdir / "checkpoints") == before
+    assert train(config).step == 8
 
 
 def dataclass_steps(config: TrainConfig, steps: int, workdir=None) -> TrainConfig:
@@ -104,17 +104,17 @@ def test_a_damaged_index_still_checks_the_configuration(run_of_six, tmp_path, da
 
 
 @pytest.mark.slow
-def test_checkpoint_files_without_a_complete_checkpoint_are_refused_not_overwritten(tmp_path, data_dir):
-    config = tiny_config(tmp_path, data_dir, optim=dict(steps=2), run=dict(save_every=2))
-    train(config)
-    data = next((tmp_path / "checkpoints").glob("ckpt-2.data-*"))
-    data.unlink()
-    (tmp_path / "checkpoints" / "checkpoint").write_bytes(b"")
-    with pytest.raises(CheckpointError, match=r"No checkpoint in .* is readable: ckpt-2.index"):
-        train(config)
-    assert (tmp_path / "checkpoints" / "ckpt-2.index").exists()
+def test_checkpoint_files_without_a_complete_checkpoint_are_refused_not_overwritten(run_of_six, tmp_path):
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    for data in (workdir / "checkpoints").glob("ckpt-*.data-*"):
+        data.unlink()
+    (workdir / "checkpoints" / "checkpoint").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"No checkpoint in .* is readable: ckpt-2.index, ckpt-4.index, "
+                                              r"ckpt-6.index"):
+        train(dataclass_steps(TrainConfig.load(str(workdir)), 8, workdir))
+    assert sorted(digests(workdir / "checkpoints")) == ["ckpt-2.index", "ckpt-4.index", "ckpt-6.index"]
     with pytest.raises(ConfigError, match="No complete checkpoint"):
-        load_generator(str(tmp_path))
+        load_generator(str(workdir))
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ A run must never lose more than the work since its last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -68,19 +69,19 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, da
 
 
 @pytest.mark.slow
-def test_a_checkpoint_of_another_model_is_a_clear_error(tmp_path, data_dir):
-    train(tiny_config(tmp_path, data_dir, optim=dict(steps=1)))
-    stored = TrainConfig.load(str(tmp_path))
-    other = tiny_config(tmp_path, data_dir, model=dict(ngf=16), optim=dict(steps=2))
-    # config.json edited to match the new flags, the checkpoint left as it was:
+def test_a_checkpoint_of_another_model_is_a_clear_error(run_of_six, tmp_path, data_dir):
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    stored = TrainConfig.load(str(workdir))
+    other = tiny_config(workdir, data_dir, model=dict(ngf=16), optim=dict(steps=8))
+    # config.json edited to match the new flags, the checkpoints left as they were:
     TrainConfig(model=other.model, data=stored.data, loss=stored.loss, optim=stored.optim,
-                run=stored.run).save(str(tmp_path))
-    with pytest.raises(ConfigError, match=r"ckpt-1 does not fit the model of config.json"):
+                run=dataclasses.replace(stored.run, workdir=str(workdir))).save(str(workdir))
+    with pytest.raises(ConfigError, match=r"ckpt-6 does not fit the model of config.json"):
         train(other)
     for program in ("export", "evaluate"):  # export and evaluate refuse it alike
-        result = run_program(program, f"--workdir={tmp_path}")
+        result = run_program(program, f"--workdir={workdir}")
         assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-        assert "ckpt-1 does not fit the model of" in result.stderr and "config.json" in result.stderr
+        assert "ckpt-6 does not fit the model of" in result.stderr and "config.json" in result.stderr
 
 
 @pytest.mark.slow

@@ -229,13 +229,15 @@ def write_saved_model(generator: keras.Model, train: TrainConfig, config: Export
 
 
 def verify_saved_model(directory: str, generator: keras.Model, mode: InferenceMode,
-                       images: np.ndarray) -> float:
+                       images: np.ndarray) -> tuple[float, Callable[[np.ndarray], np.ndarray]]:
     """Loads the SavedModel back and compares its dropout-free signature with the checkpoint's
     generator (in `mode`, without dropout) on `images`; also runs every warmup record.
-    Returns the max abs difference."""
+    Returns the max abs difference and that signature (`reference`): the files are renamed into
+    place unchanged, so the model loaded here is the published one, loaded once."""
     loaded = tf.saved_model.load(directory)
+    translate = reference(loaded)
     expected = generate.generate(generator, tf.constant(images), mode.without_dropout()).numpy()
-    got = loaded.signatures[SIGNATURE_FLOAT_DETERMINISTIC](images=tf.constant(images))[OUTPUT_FLOAT].numpy()
+    got = translate(images)
     diff = float(np.max(np.abs(expected - got)))
     if not np.isfinite(got).all() or diff > SAVED_MODEL_MAX_ABS:
         raise ExportError(f"The SavedModel in {directory} does not reproduce the checkpoint: max |diff| {diff} "
@@ -256,14 +258,14 @@ def verify_saved_model(directory: str, generator: keras.Model, mode: InferenceMo
             continue
         if any(not np.isfinite(v.numpy()).all() for v in outputs.values() if v.dtype.is_floating):
             raise ExportError(f"Warmup request for {name} gave NaN/Inf.")
-    return diff
+    return diff, translate
 
 
-def reference(saved_model_dir: str) -> Callable[[np.ndarray], np.ndarray]:
-    """The published SavedModel's dropout-free signature: what every other artifact must reproduce."""
-    loaded = tf.saved_model.load(saved_model_dir)  # Kept alive by the closure: it owns the variables.
+def reference(loaded) -> Callable[[np.ndarray], np.ndarray]:
+    """The loaded SavedModel's dropout-free signature: what every other artifact must reproduce."""
 
     def translate(batch: np.ndarray) -> np.ndarray:
+        # The closure keeps `loaded` alive: it owns the variables.
         return loaded.signatures[SIGNATURE_FLOAT_DETERMINISTIC](images=tf.constant(batch))[OUTPUT_FLOAT].numpy()
 
     return translate
@@ -307,19 +309,19 @@ def publish(job: Job, options: Options, published: Mapping[str, Published]) -> P
     """The SavedModel written to a staging folder, checked, and renamed into place; it also
     becomes the benchmark's baseline beside the Keras model call."""
 
-    def write(staging: str, final: str) -> tuple[str, float]:
+    def write(staging: str, final: str) -> tuple[str, float, Callable[[np.ndarray], np.ndarray]]:
         write_saved_model(job.generator, job.train, job.config, options, job.checkpoint, job.version,
                           job.image_size, staging)
         card = model_card.write(os.path.dirname(model_card_path(staging)),
                                 model_card.render(job.card, "This SavedModel", card_section(options)))
-        diff = verify_saved_model(staging, job.generator, job.config.mode, job.images)
-        return os.path.join(final, os.path.relpath(card, staging)), diff
+        diff, translate = verify_saved_model(staging, job.generator, job.config.mode, job.images)
+        return os.path.join(final, os.path.relpath(card, staging)), diff, translate
 
-    final, (card, diff) = versions.publish_staged(model_base(job.export_dir, job.config.model_name), job.version,
-                                                  write)
+    final, (card, diff, translate) = versions.publish_staged(model_base(job.export_dir, job.config.model_name),
+                                                             job.version, write)
     logging.info("SavedModel: %s (max |diff| to the checkpoint %.2g on %s).", final, diff, job.examples.source)
     report = SavedModelReport(final, job.version, job.checkpoint, job.config.mode, job.image_size, diff,
-                              reference(final), job.benchmark, job.config.threads)
+                              translate, job.benchmark, job.config.threads)
     image = job.images[:1]
     one = tf.constant(image)
     job.benchmark.baseline.update(keras=lambda: job.generator(one, training=False).numpy(),
