@@ -101,6 +101,17 @@ def _prepared_builder(name: str, config: DataConfig) -> tfds.core.DatasetBuilder
     return builder
 
 
+def traced_as_written(fn: Callable) -> Callable:
+    """`fn` for a tf.data transformation, traced without AutoGraph's rewrite.
+
+    tf.data converts every function it traces, and every call inside it, each time a
+    pipeline is built (each training, evaluation and export). The pipeline's Python branches
+    test settings, never tensors (tensor branches are written as `tf.cond`), so the rewrite
+    changes nothing but the time it takes.
+    """
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 def _tfds_dataset(name: str, builder: tfds.core.DatasetBuilder, direction: str, keys: tuple[str, ...],
                   decode_pair: Callable, side_by_side: bool) -> PairedDataset:
     sizes = {split: info.num_examples for split, info in builder.info.splits.items()}
@@ -108,12 +119,12 @@ def _tfds_dataset(name: str, builder: tfds.core.DatasetBuilder, direction: str, 
 
     def records(split: str) -> tf.data.Dataset:
         examples = builder.as_dataset(split=split, decoders=skip, shuffle_files=False)
-        return examples.map(lambda ex: tuple(ex[key] for key in keys))
+        return examples.map(traced_as_written(lambda ex: tuple(ex[key] for key in keys)))
 
     def pair_sizes(split: str) -> PairSizes:
         # Headers only (no decoding); both builders store a file_name beside the images.
         examples = builder.as_dataset(split=split, decoders=skip, shuffle_files=False)
-        headers = examples.map(lambda ex: (ex["file_name"], images.header_size(ex[keys[0]])),
+        headers = examples.map(traced_as_written(lambda ex: (ex["file_name"], images.header_size(ex[keys[0]]))),
                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         for file_name, (height, width) in headers.as_numpy_iterator():
             yield f"{name} {split}/{file_name.decode()}", int(height), int(width) // 2 if side_by_side else int(width)
@@ -253,6 +264,7 @@ def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, outp
     buffer = min(config.shuffle_buffer, n)
     start_epoch, offset = divmod(start_example, n)
 
+    @traced_as_written
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
         return _shuffled(records, buffer, seed * 1_000_003 + e)
 
@@ -260,8 +272,10 @@ def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, outp
     stream = stream.enumerate(start=start_example)
     if num_pipelines > 1:
         per_pipeline = global_batch // num_pipelines
-        stream = stream.filter(lambda index, _: (index % global_batch) // per_pipeline == pipeline_id)
+        in_slice = traced_as_written(lambda index, _: (index % global_batch) // per_pipeline == pipeline_id)
+        stream = stream.filter(in_slice)
 
+    @traced_as_written
     def prepare(index: tf.Tensor, record: Record) -> tuple[tf.Tensor, tf.Tensor]:
         example_seed = tf.stack([tf.constant(seed, tf.int64), index])
         input_image, target = dataset.input_target(record, input_nc, output_nc)
@@ -295,6 +309,7 @@ def held_out_pairs(dataset: PairedDataset, config: DataConfig, input_nc: int, ou
     if limit is not None:
         records = records.take(limit)
 
+    @traced_as_written
     def prepare(*record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         input_image, target = dataset.input_target(record, input_nc, output_nc)
         return held_out_resize(input_image, target, config, multiple)

@@ -57,7 +57,8 @@ def split_pairs(dataset, data_config: DataConfig, split: str, input_nc: int, out
     if native:
         records = dataset.records(split)
         records = records if limit is None else records.take(limit)
-        return records.map(lambda *record: dataset.input_target(record, input_nc, output_nc))
+        as_pair = pipeline.traced_as_written(lambda *record: dataset.input_target(record, input_nc, output_nc))
+        return records.map(as_pair)
     return pipeline.held_out_pairs(dataclasses.replace(dataset, held_out_split=split), data_config, input_nc, output_nc,
                                limit=limit, multiple=multiple)
 
@@ -65,6 +66,7 @@ def split_pairs(dataset, data_config: DataConfig, split: str, input_nc: int, out
 def with_labels(pairs, labels):
     """Zips pairs with their class maps, resized (nearest) to the pair's size."""
 
+    @pipeline.traced_as_written
     def attach(pair, label):
         return pair[0], pair[1], segmentation.resize_labels(label, tf.shape(pair[1])[:2])
 
@@ -178,7 +180,7 @@ def _attach_labels(plan: EvalPlan, scheme, dataset, data_config: DataConfig, nc:
     FCN-score; empty class maps without it."""
     config = plan.config
     if scheme is None:
-        plan.examples = plan.examples.map(lambda x, y: (x, y, tf.zeros([0, 0], tf.int32)))
+        plan.examples = plan.examples.map(pipeline.traced_as_written(lambda x, y: (x, y, tf.zeros([0, 0], tf.int32))))
         return
     labels = segmentation.split_labels(scheme, dataset, plan.split, data_config.data_dir)
     if config.num_examples is not None:
@@ -194,7 +196,8 @@ def _attach_labels(plan: EvalPlan, scheme, dataset, data_config: DataConfig, nc:
         def real_pairs():
             train_pairs = split_pairs(dataset, data_config, dataset.train_split, *nc, None, multiple)
             train_labels = segmentation.split_labels(scheme, dataset, dataset.train_split, data_config.data_dir)
-            return with_labels(train_pairs, train_labels).map(lambda x, y, label: (y, label))
+            target_and_label = pipeline.traced_as_written(lambda x, y, label: (y, label))
+            return with_labels(train_pairs, train_labels).map(target_and_label)
 
         path = segmentation.ensure_segmenter(spec, real_pairs, scheme.num_classes, config.segmenter_cache)
     plan.scheme, plan.segmenter_path = scheme, path

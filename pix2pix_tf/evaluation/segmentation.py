@@ -36,6 +36,7 @@ from absl import logging
 from keras import layers
 
 from pix2pix_tf import writing
+from pix2pix_tf.data.pipeline import traced_as_written
 from pix2pix_tf.data.sources.shapes import CLASS_NAMES  # Importing it registers the builder with tfds.
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.inference.saved_model_source import load_saved_model
@@ -126,7 +127,7 @@ def _shapes_labels(dataset_name: str, data_dir: Optional[str], split: str) -> tf
                            data_dir=os.path.expanduser(data_dir) if data_dir else None)
     skip = {"a": tfds.decode.SkipDecoding(), "b": tfds.decode.SkipDecoding()}
     examples = builder.as_dataset(split=split, decoders=skip, shuffle_files=False)
-    return examples.map(lambda ex: tf.cast(ex["label"][..., 0], tf.int32))
+    return examples.map(traced_as_written(lambda ex: tf.cast(ex["label"][..., 0], tf.int32)))
 
 
 def split_labels(scheme: LabelScheme, dataset, split: str, data_dir: Optional[str]) -> tf.data.Dataset:
@@ -138,6 +139,7 @@ def split_labels(scheme: LabelScheme, dataset, split: str, data_dir: Optional[st
     if scheme.palette is None:
         return _shapes_labels(scheme.dataset, data_dir, split)
 
+    @traced_as_written
     def decode(*record: tf.Tensor) -> tf.Tensor:
         a, b = dataset.decode_pair(record, 3, 3)
         return palette_to_labels(a if scheme.label_side == "A" else b, scheme.palette, scheme.max_colour_distance)
@@ -252,10 +254,12 @@ def train_segmenter(pairs: tf.data.Dataset, num_classes: int, steps: int, batch_
         model = build_segmenter(num_classes, width)
     cached = pairs.cache()
 
+    @traced_as_written
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
         tf.compat.v1.get_default_graph().seed = None  # This function's graph: the global seed stays out.
         return cached.shuffle(256, seed=seed * 1_000_003 + e)
 
+    @traced_as_written
     def flip(index: tf.Tensor, pair: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         photo, label = pair
         both = tf.concat([photo, tf.cast(label[..., None], photo.dtype)], axis=-1)
