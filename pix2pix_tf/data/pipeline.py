@@ -104,9 +104,10 @@ def _prepared_builder(name: str, config: DataConfig) -> tfds.core.DatasetBuilder
 def traced_as_written(fn: Callable) -> Callable:
     """`fn` for a tf.data transformation, traced without AutoGraph's rewrite.
 
-    tf.data converts every function it traces, and every call inside it, each time a
-    pipeline is built (each training, evaluation and export). The pipeline's Python branches
-    test settings, never tensors (tensor branches are written as `tf.cond`), so the rewrite
+    tf.data hands every function it traces to AutoGraph, which rewrites its source and that of
+    every function it calls, the first time a process builds a pipeline (each training,
+    evaluation and export program starts with one). The pipeline's Python branches test
+    settings, never tensors (tensor branches are written as `tf.cond`), so the rewrite
     changes nothing but the time it takes.
     """
     return tf.autograph.experimental.do_not_convert(fn)
