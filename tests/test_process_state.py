@@ -2,7 +2,9 @@
 
 Process-wide state is the environment, matplotlib's backend, TensorFlow's op determinism and
 the global random seeds: code that changes them changes what any other code in the process
-(a notebook, a test, an export after a training run) does.
+(a notebook, a test, an export after a training run) does. Importing the library also starts
+no TensorFlow runtime: the benchmark forks its measurements from a process that imported it
+(pix2pix_tf/benchmark/processes.py), safe only before TensorFlow's first op.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def state():
             "op_determinism": tf_config.is_op_determinism_enabled(),
             "tf_global_seed": context.global_seed(),
             "python_random": repr(random.getstate()),
-            "numpy_random": repr(np.random.get_state())}
+            "numpy_random": repr(np.random.get_state()),
+            "tensorflow_context_created": context.context_safe() is not None}
 
 before = state()
 names = sorted(m.name for m in pkgutil.walk_packages(pix2pix_tf.__path__, "pix2pix_tf.")

@@ -9,6 +9,7 @@ import numpy as np
 
 from pix2pix_tf.benchmark import machine, sidebyside, training
 from pix2pix_tf.benchmark.inference import measure_inference
+from pix2pix_tf.benchmark.processes import in_fresh_process
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.networks.generator import build_generator
 
@@ -57,7 +58,7 @@ def _inference_rows(config: TrainConfig, suite: SuiteConfig) -> list:
 
 
 def run_suite(suite: SuiteConfig) -> SuiteResults:
-    info = training.in_subprocess(machine.machine_info, suite.matmul_size)
+    info = in_fresh_process(machine.machine_info, suite.matmul_size)
     first = suite.trainings[0]
     one = dataclasses.replace(first, data=dataclasses.replace(first.data, batch_size=1))
     measurements = [(training.measure_training, config) for config in suite.trainings]
@@ -66,17 +67,17 @@ def run_suite(suite: SuiteConfig) -> SuiteResults:
                              dataclasses.replace(one, run=dataclasses.replace(one.run, reuse_memory=False))))
     if suite.tutorial:
         measurements.append((training.measure_tutorial, one))
-    figures = [training.in_subprocess(measure, config, suite.steps, suite.pipeline_images)
+    figures = [in_fresh_process(measure, config, suite.steps, suite.pipeline_images, spawned=True)
                for measure, config in measurements]
     levers = []
     if suite.levers:
-        levers = training.in_subprocess(training.compare_levers, one, suite.lever_steps, suite.levers)
-    profile = training.in_subprocess(training.profile_step, one, suite.profile_steps) if suite.profile_steps else None
+        levers = in_fresh_process(training.compare_levers, one, suite.lever_steps, suite.levers)
+    profile = in_fresh_process(training.profile_step, one, suite.profile_steps) if suite.profile_steps else None
     side_by_side = None
     if suite.side_by_side_rounds:
         side_by_side = training.tutorial_against_ours(first, suite.precisions, suite.side_by_side_rounds,
                                                       suite.side_by_side_steps)
-    rows = training.in_subprocess(_inference_rows, first, suite) if suite.inference else []
+    rows = in_fresh_process(_inference_rows, first, suite) if suite.inference else []
     model = first.model
     return SuiteResults(
         configuration=(f"{model.generator} (ngf {model.ngf}) + {model.discriminator} D (ndf {model.ndf}), "

@@ -13,12 +13,13 @@ noisy machine can still measure. The benchmark's participants (the two steps) ar
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import statistics
 import time
 import traceback
 from typing import Any, Callable
+
+from pix2pix_tf.benchmark.processes import forked_context
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _answer(name: str, connection: Any) -> Any:
 def interleave(participants: list[Participant], rounds: int, steps: int) -> SideBySide:
     """Times every participant's step in `rounds` interleaved rounds of `steps` steps each;
     the first participant is the baseline of the ratios."""
-    context = multiprocessing.get_context("spawn")  # TensorFlow must not be forked.
+    context = forked_context()
     workers = {}
     try:
         for p in participants:  # One at a time: a setup does not slow another's warm-up.

@@ -1,6 +1,6 @@
 """Training speed: the real step on the real pipeline, and what each speed lever changes.
 
-Each measurement runs in a fresh process (`in_subprocess`), so its peak memory is its own and
+Each measurement runs in a fresh process (`processes.in_fresh_process`), so its peak memory is its own and
 one model's caches never warm another's.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import multiprocessing
 import os
 import resource
 import statistics
@@ -55,12 +54,6 @@ class LeverFigures:
     step_seconds: float
     step_seconds_min: float
     max_loss_difference: float  # Largest |loss - plain path's loss| over the timed steps.
-
-
-def in_subprocess(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args) in a fresh Python process (spawned: TensorFlow must not be forked)."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(fn, args)
 
 
 def _stream(config: TrainConfig) -> tuple[Callable[[], tf.data.Dataset], int]:
