@@ -21,7 +21,10 @@ PRELOADED = ["pix2pix_tf.benchmark.report"]
 
 
 def forked_context() -> BaseContext:
-    """A context whose processes fork from a server that has imported `PRELOADED`."""
+    """A context whose processes fork from a server that has imported `PRELOADED`; spawned
+    where the platform has no fork server (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return spawned_context()
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOADED)
     return context
