@@ -2,7 +2,7 @@
 
 Each fact is stated here once and derived from, never restated: the generators by name, with
 the architecture `networks.generator` builds from and the image sides that architecture takes;
-the sides of the discriminators' maps; the direction the paper trains each dataset in; and the
+the discriminators' depths and the sides of their maps; the direction the paper trains each dataset in; and the
 one check (and message) that a size is one the generator takes. TensorFlow-free, so that config
 validation, the entry scripts' flag checks and any script can ask without loading TensorFlow.
 """
@@ -40,6 +40,11 @@ GENERATORS: dict[str, Generator] = {
     "resnet_6blocks": Generator("resnet", 2, "ResNet, 6 residual blocks", blocks=6),
     "encoder_decoder": Generator("unet", 8, "encoder-decoder without skip connections", skips=False),
 }
+
+# The discriminators of a fixed depth (stride-2 layers of the PatchGAN): `basic`, the paper's
+# 70x70 PatchGAN, and `image`, its 286x286 ImageGAN. `n_layers` and `multiscale` take
+# --n_layers_d; `pixel` (1x1) has none.
+PATCHGAN_LAYERS = {"basic": 3, "image": 5}
 
 # The authors' datasets and the direction the paper trains them in.
 OFFICIAL_DATASETS = {

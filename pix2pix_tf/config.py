@@ -58,6 +58,11 @@ class ModelConfig:
         """Image sides the generator takes are multiples of this (`catalogue.Generator`)."""
         return catalogue.GENERATORS[self.generator].size_multiple
 
+    @property
+    def patchgan_layers(self) -> int:
+        """The stride-2 layers of D's PatchGAN (each scale's, for multiscale; unused by pixel)."""
+        return catalogue.PATCHGAN_LAYERS.get(self.discriminator, self.n_layers_d)
+
     def check_side(self, flag: str, side: int) -> None:
         """Refuses `flag`=`side` (a crop or image size) unless the generator takes it."""
         catalogue.check_side(flag, side, self.size_multiple, f"--generator={self.generator}")
@@ -377,7 +382,7 @@ def _check_discriminator_fits(model: ModelConfig, data: DataConfig) -> None:
         return
     side = data.crop_size if data.preprocess in CROPPING_MODES else data.load_size
     size_flag = "--crop_size" if data.preprocess in CROPPING_MODES else "--load_size"
-    n_layers = {"basic": 3, "image": 5}.get(model.discriminator, model.n_layers_d)
+    n_layers = model.patchgan_layers
     scales = model.num_d if model.discriminator == "multiscale" else 1
 
     def fits(layers: int, num_d: int) -> bool:

@@ -132,6 +132,5 @@ def build_discriminator(config: ModelConfig) -> keras.Model:
     if config.discriminator == "pixel":
         return pixelgan(**kwargs)
     if config.discriminator == "multiscale":
-        return multiscale(config.num_d, config.n_layers_d, **kwargs)
-    n_layers = {"basic": 3, "image": 5, "n_layers": config.n_layers_d}[config.discriminator]
-    return patchgan(n_layers, name=f"patchgan_{n_layers}", **kwargs)
+        return multiscale(config.num_d, config.patchgan_layers, **kwargs)
+    return patchgan(config.patchgan_layers, name=f"patchgan_{config.patchgan_layers}", **kwargs)
