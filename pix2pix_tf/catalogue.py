@@ -2,9 +2,10 @@
 
 Each fact is stated here once and derived from, never restated: the generators by name, with
 the architecture `networks.generator` builds from and the image sides that architecture takes;
-the discriminators' depths and the sides of their maps; the direction the paper trains each dataset in; and the
-one check (and message) that a size is one the generator takes. TensorFlow-free, so that config
-validation, the entry scripts' flag checks and any script can ask without loading TensorFlow.
+the discriminators' depths and the sides of their maps; the direction the paper trains each
+dataset in; and the one check (and message) that a size is one the generator takes.
+TensorFlow-free, so that config validation, the entry scripts' flag checks and any script can
+ask without loading TensorFlow.
 """
 
 from __future__ import annotations

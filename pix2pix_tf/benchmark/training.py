@@ -1,7 +1,7 @@
 """Training speed: the real step on the real pipeline, and what each speed lever changes.
 
-Each measurement runs in a fresh process (`processes.in_fresh_process`), so its peak memory is its own and
-one model's caches never warm another's.
+Each measurement runs in a fresh process (`processes.in_fresh_process`), so one model's caches
+never warm another's; the training rows, which report peak memory, in a spawned one.
 """
 
 from __future__ import annotations
