@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import types
 from typing import Callable, Optional
 
@@ -71,8 +72,32 @@ def _report_stop(stop: Interrupted) -> int:
     return stop.exit_code
 
 
+# A stop that lands outside the program's own code is sent again after RESEND seconds, for at
+# most PATIENCE seconds in all (a server's loop of another library), then raised where it is.
+RESEND, PATIENCE = 0.005, 2.0
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_deferred_since: dict[int, float] = {}
+
+
 def _raise_interrupted(signum: int, frame: Optional[types.FrameType]) -> None:
+    """Raises `Interrupted` where the program is, once that is the program's own Python code.
+
+    Elsewhere (TensorFlow's Python code, the import system) the code may have been called from
+    C that does not expect a Python exception: the stop would end as a `SystemError` and then
+    some unrelated error, with a traceback. So it is sent again a moment later."""
+    since = _deferred_since.setdefault(signum, time.monotonic())
+    if frame is not None and not _in_program(frame) and time.monotonic() - since < PATIENCE:
+        threading.Timer(RESEND, os.kill, (os.getpid(), signum)).start()
+        return
+    del _deferred_since[signum]
     raise Interrupted(signum)
+
+
+def _in_program(frame: types.FrameType) -> bool:
+    """Whether `frame` runs code of this package or of the program's script."""
+    filename = os.path.abspath(frame.f_code.co_filename)
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    return filename.startswith(_PACKAGE) or (script is not None and filename == os.path.abspath(script))
 
 
 def send_dropped_stops_again(
@@ -93,8 +118,9 @@ def send_dropped_stops_again(
 def run_program(main: Callable[[list[str]], int]) -> None:
     """Runs an absl program whose `main` returns the exit code, its stderr without the C++ log
     lines that are known noise (`native_logs`). SIGINT and SIGTERM raise `Interrupted` where
-    the program is, so that its clean-ups run and it ends as the module docstring says; once
-    `main` has returned, a further signal ends the process without a word."""
+    the program is (in its own code: `_raise_interrupted`), so that its clean-ups run and it
+    ends as the module docstring says; once `main` has returned, a further signal ends the
+    process without a word."""
     native_logs.drop_known_noise()
     program = guarded(main)
 

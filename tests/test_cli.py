@@ -163,6 +163,35 @@ def test_a_stop_landing_where_python_drops_exceptions_is_sent_again():
     assert [type(r.exc_value) for r in reported] == [ValueError]
 
 
+def test_a_stop_lands_in_the_programs_own_code():
+    """A stop that arrives while other code runs (TensorFlow's Python, called from its C code,
+    which may not expect an exception: a SystemError and an unrelated error followed) is sent
+    again until it lands in the package's code, or raised where it is after `cli.PATIENCE`."""
+    from pix2pix_tf import cli
+    from pix2pix_tf.errors import Interrupted
+
+    elsewhere = sys._getframe()  # This test's own frame: code outside the package.
+    inside = eval(compile("sys._getframe()", cli.__file__, "eval"))  # A frame of the package's code.
+    received = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
+    try:
+        assert cli._raise_interrupted(signal.SIGUSR1, elsewhere) is None
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert received == [signal.SIGUSR1]  # Sent again, not raised.
+        with pytest.raises(Interrupted) as stop:
+            cli._raise_interrupted(signal.SIGUSR1, inside)
+        assert stop.value.signum == signal.SIGUSR1
+        cli._raise_interrupted(signal.SIGUSR1, elsewhere)  # A new stop: patient again.
+        time.sleep(cli.PATIENCE)
+        with pytest.raises(Interrupted):
+            cli._raise_interrupted(signal.SIGUSR1, elsewhere)  # Patience is over: raised where it is.
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert cli._deferred_since == {}
+
+
 def test_a_first_stop_is_a_request_and_a_second_ctrl_c_stops_at_once():
     """During the steps SIGINT and SIGTERM ask for a checkpoint after the current step (the
     fresh-process runs: tests/test_interrupts.py::test_train); a second Ctrl-C does not wait."""
