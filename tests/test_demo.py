@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -37,6 +36,7 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.inference.mode import DETERMINISTIC
 from pix2pix_tf.inference.request import ModelRequest
 
+import forked
 from export_helpers import ROOT, trained_run
 from programs import run_program
 
@@ -126,7 +126,7 @@ def server(browser_tools, run, tmp_path_factory):
     out, err = open(logs / "stdout", "w+"), open(logs / "stderr", "w+")
     command = [sys.executable, "-c", SERVE, f"--workdir={run}", f"--port={port}", f"--max_pixels={MAX_PIXELS}",
                "--num_examples=2"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err)
+    process = forked.Popen(command, cwd=ROOT, stdout=out, stderr=err)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 240
     while True:

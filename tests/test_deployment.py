@@ -19,6 +19,7 @@ from test_serving_client import servers  # noqa: F401  (fixture: the REST stand-
 from pix2pix_tf.export import contents
 from pix2pix_tf.inference import artifacts
 
+import forked
 from export_helpers import ROOT, exported, run
 
 INTEGER = {"int8", "uint8", "int16", "int32"}
@@ -210,17 +211,18 @@ def test_only_the_known_native_noise_is_dropped(tmp_path):
 def test_programs_drop_known_native_noise_and_keep_real_errors(export, tmp_path):
     # Real programs: a training step (the remapper line) and a truncated JPEG (libjpeg's line).
     workdir = tmp_path / "run"
-    train = run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", "--dataset=shapes/64",
-                 f"--data_dir={json.load(open(os.path.join(export['workdir'], 'config.json')))['data']['data_dir']}",
-                 "--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128", "--steps=1",
-                 "--sample_every=1000", "--save_every=1000", "--eval_examples=1", "--noprogress"])
+    data_dir = json.load(open(os.path.join(export["workdir"], "config.json")))["data"]["data_dir"]
+    train = forked.run([sys.executable, os.path.join(ROOT, "train.py"), f"--workdir={workdir}", "--dataset=shapes/64",
+                        f"--data_dir={data_dir}", "--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143",
+                        "--crop_size=128", "--steps=1", "--sample_every=1000", "--save_every=1000",
+                        "--eval_examples=1", "--noprogress"], cwd=ROOT, timeout=300)
     assert train.returncode == 0, train.stderr[-3000:]
     assert "Step 1/1" in train.stderr and "remapper failed" not in train.stderr, train.stderr[-3000:]
     jpeg = tf.io.encode_jpeg(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).numpy()
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "cut.jpg").write_bytes(jpeg[:len(jpeg) // 2])
-    translate = run([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={workdir}",
-                     f"--output_dir={tmp_path / 'out'}", str(tmp_path / "in")])
+    translate = forked.run([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={workdir}",
+                            f"--output_dir={tmp_path / 'out'}", str(tmp_path / "in")], cwd=ROOT, timeout=300)
     assert translate.returncode == 1
     assert f"error: {tmp_path / 'in' / 'cut.jpg'}: JPEG data that cannot be decoded" in translate.stderr
     assert "Premature end of JPEG data" not in translate.stderr, translate.stderr[-3000:]

@@ -1,8 +1,8 @@
 """Data parallelism is exact: 2 workers == 2 mirrored replicas == 1 device, same global batch.
 
 Each configuration runs train.py: one device in this process (tests/programs.py), two CPU
-replicas in a fresh process (set up before TensorFlow starts), two workers as two processes
-talking over loopback ports, then the per-step losses (from the TensorBoard events) and the
+replicas in a process of their own (set up before TensorFlow starts: tests/forked.py), two
+workers as two processes talking over loopback ports, then the per-step losses (from the TensorBoard events) and the
 final weights (from the checkpoints) are compared.
 """
 
@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -21,6 +20,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import forked
 from conftest import TINY_DATASET
 from programs import run_program
 
@@ -41,7 +41,8 @@ def train_flags(workdir, data_dir, *extra: str) -> list[str]:
 
 
 def command(workdir, data_dir, *extra: str) -> list[str]:
-    """train.py in a fresh process: replicas on one CPU must be set up before TensorFlow starts."""
+    """train.py in a process of its own (tests/forked.py): replicas on one CPU must be set up
+    before TensorFlow starts."""
     return [sys.executable, os.path.join(ROOT, "train.py"), *train_flags(workdir, data_dir, *extra)]
 
 
@@ -55,12 +56,12 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def start_all(commands: list[list[str]], envs: list[dict]) -> list[subprocess.Popen]:
-    return [subprocess.Popen(c, env={**os.environ, **e}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def start_all(commands: list[list[str]], envs: list[dict]) -> list[forked.Popen]:
+    return [forked.Popen(c, env={**os.environ, **e}, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE,
                              text=True) for c, e in zip(commands, envs)]
 
 
-def finish_all(processes: list[subprocess.Popen]) -> list[tuple[str, str]]:
+def finish_all(processes: list[forked.Popen]) -> list[tuple[str, str]]:
     """(stdout, stderr) of each, which must succeed."""
     outputs = [p.communicate(timeout=400) for p in processes]
     for process, (_, stderr) in zip(processes, outputs):
@@ -148,7 +149,7 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
             for i in range(2)]
     cmd = command(workdir, data_dir, "--strategy=multi_worker", "--log_every=1") + [f"--steps={total}"]
     logs = [open(tmp_path / f"worker{i}.log", "w+") for i in range(2)]
-    workers = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
+    workers = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
                for env, log in zip(envs, logs)]
     events = workdir / "logs" / "train"
     deadline = time.time() + 300
@@ -163,7 +164,7 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     stopped_at = int(tf.train.load_checkpoint(saved).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     assert 0 < stopped_at < total
 
-    restarted = [subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    restarted = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True)
                  for env in envs]
     outputs = [w.communicate(timeout=400) for w in restarted]
     assert [w.returncode for w in restarted] == [0, 0], outputs[0][1][-3000:]
@@ -171,19 +172,19 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     assert f"Done: step {total}/{total}" in outputs[0][0]
 
 
-def one_worker_of_two(tmp_path, data_dir, index: int, *extra: str) -> tuple[subprocess.Popen, object, list[str]]:
+def one_worker_of_two(tmp_path, data_dir, index: int, *extra: str) -> tuple[forked.Popen, object, list[str]]:
     """Worker `index` of a two-worker TF_CONFIG whose other worker never starts."""
     ports = free_ports(2)
     addresses = [f"127.0.0.1:{p}" for p in ports]
     env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
                                                   "task": {"type": "worker", "index": index}})}
     log = open(tmp_path / "worker.log", "w+")
-    process = subprocess.Popen(command(tmp_path / "run", data_dir, "--strategy=multi_worker", *extra), env=env,
-                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+    process = forked.Popen(command(tmp_path / "run", data_dir, "--strategy=multi_worker", *extra), env=env,
+                               cwd=ROOT, stdout=log, stderr=forked.STDOUT, text=True)
     return process, log, addresses
 
 
-def wait_for_output(process: subprocess.Popen, log, text: str, timeout: float = 180) -> float:
+def wait_for_output(process: forked.Popen, log, text: str, timeout: float = 180) -> float:
     """Waits until the process has written `text`; returns when (time.time())."""
     deadline = time.time() + timeout
     while text not in open(log.name).read():

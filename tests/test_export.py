@@ -24,6 +24,7 @@ from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.serving import client as serving_client
 
+import forked
 from export_helpers import ROOT, exported, run, trained_run
 from programs import run_program
 
@@ -322,10 +323,10 @@ def _staging_folders(export_dir) -> set[str]:
     return {n for n in os.listdir(export_dir) if n.startswith(".")} if os.path.isdir(export_dir) else set()
 
 
-def _start_until_staging(command: list[str], export_dir, log) -> tuple[subprocess.Popen, set[str]]:
-    """An export.py process, returned once its staging folder exists (and that folder)."""
+def _start_until_staging(command: list[str], export_dir, log) -> tuple[forked.Popen, set[str]]:
+    """An export.py process (tests/forked.py), returned once its staging folder exists (and that folder)."""
     before = _staging_folders(export_dir)
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=log)
+    process = forked.Popen(command, cwd=ROOT, stdout=log, stderr=log)
     deadline = time.monotonic() + 240
     while not _staging_folders(export_dir) - before:
         assert process.poll() is None, f"the export ended before staging (rc {process.returncode})"
@@ -340,7 +341,7 @@ def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_on
     workdir, export_dir = trained_run(tmp_path_factory, data_dir), tmp_path / "export"
     command = [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
                "--model_name=m", "--tflite=", "--check_examples=1"]
-    killed, left_behind = _start_until_staging(command, export_dir, subprocess.DEVNULL)
+    killed, left_behind = _start_until_staging(command, export_dir, forked.DEVNULL)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert _staging_folders(export_dir) == left_behind  # kill -9 mid-export: the staging folder stays...

@@ -22,6 +22,7 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.training.loop import train
 
+import forked
 from conftest import TINY_DATASET, copied_run, tiny_config
 from programs import run_program
 
@@ -35,15 +36,16 @@ def train_flags(workdir, data_dir, *extra: str) -> list[str]:
 
 
 def command(workdir, data_dir, *extra: str) -> list[str]:
-    """train.py in a fresh process, for the tests about processes (kills, a live second one)."""
+    """train.py in a process of its own (tests/forked.py), for the tests about processes (kills, a
+    live second one)."""
     return [sys.executable, os.path.join(ROOT, "train.py"), *train_flags(workdir, data_dir, *extra)]
 
 
-def start(cmd: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(cmd: list[str]) -> forked.Popen:
+    return forked.Popen(cmd, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True)
 
 
-def wait_for(condition, process: subprocess.Popen, timeout: float = 180) -> None:
+def wait_for(condition, process: forked.Popen, timeout: float = 180) -> None:
     deadline = time.time() + timeout
     while not condition():
         assert process.poll() is None, process.communicate()[1][-3000:]

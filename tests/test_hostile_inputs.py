@@ -36,6 +36,8 @@ import tensorflow as tf
 from pix2pix_tf import images
 from pix2pix_tf.inference import artifacts
 
+import forked
+
 MAX_PIXELS = 256 * 256 * 4  # Per image: max_file_bytes is then 18 MiB.
 MAX_REQUEST_PIXELS = 2 * MAX_PIXELS
 IMAGE_SIZE = 128
@@ -404,9 +406,9 @@ def test_demo_server_caps_uploads_and_removes_them_on_exit(saved_model, tmp_path
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = dict(os.environ, TMPDIR=str(temp))
-    server = subprocess.Popen([sys.executable, "-m", "pix2pix_tf.demo", f"--saved_model={saved_model}",
-                               f"--port={port}", f"--max_pixels={MAX_PIXELS}", "--num_examples=0"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = forked.Popen([sys.executable, "-m", "pix2pix_tf.demo", f"--saved_model={saved_model}",
+                           f"--port={port}", f"--max_pixels={MAX_PIXELS}", "--num_examples=0"],
+                          env=env, stdout=forked.PIPE, stderr=forked.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 180

@@ -1,6 +1,7 @@
 """Interrupting each program (train, export, translate, evaluate) with SIGINT, SIGTERM and SIGKILL.
 
-Each program runs in a fresh process, as a user starts it, and gets each signal once (train.py
+Each program runs in a process of its own (forked from a warm parent: tests/forked.py), as a
+user starts it, and gets each signal once (train.py
 SIGKILL twice), at a point drawn from a seeded generator (a delay after the program says its
 work began). After every run: each file that was complete before it is byte-identical, every
 file under a final name is whole (images decode, JSON parses, checkpoints and SavedModels read
@@ -20,7 +21,6 @@ import os
 import random
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import forked
 from conftest import TINY_DATASET
 from programs import run_program
 
@@ -41,12 +42,11 @@ TINY = ["--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143", "--crop
 
 
 class Program:
-    """A program started in a fresh process whose output is read while it runs."""
+    """A program started in a process of its own whose output is read while it runs."""
 
     def __init__(self, command: list[str]):
         env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, env=env)
+        self.process = forked.Popen(command, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True, env=env)
         self.out: list[str] = []
         self.err: list[str] = []
         self.readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
@@ -151,7 +151,7 @@ class Run:
 def interrupt_then_complete(program: str, flags: list[str], marker: Marker, root: str, window: tuple[float, float],
                             seed: int, rewritten: tuple[str, ...] = (),
                             signals: tuple[int, ...] = SIGNALS) -> list[Run]:
-    """Runs `program` with `flags` in a fresh process once per signal of `signals` (in a seeded
+    """Runs `program` with `flags` in a process of its own once per signal of `signals` (in a seeded
     order), sending it a seeded delay after `marker` appears on its stderr (or its condition
     holds), then once to completion in this process, checking the invariants of the module
     docstring after each run. `rewritten`: files a run may change (an index of checkpoints)."""

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from pix2pix_tf.experiments import paper
 
-from export_helpers import run
+import forked
 
 TINY_VARIANTS = ("l1", "ed_l1_cgan")  # L1-only and GAN paths, both generators; every variant is built below.
 
@@ -84,9 +84,9 @@ def test_tables_put_ours_beside_the_papers_numbers():
 @pytest.mark.slow
 def test_tiny_setting_end_to_end_then_skips_what_is_done(tmp_path, data_dir):
     root, images = str(tmp_path / "paper"), str(tmp_path / "images")
-    result = run([sys.executable, "-m", "pix2pix_tf.experiments.paper", f"--root={root}", "--setting=tiny",
-                  f"--variants={','.join(TINY_VARIANTS)}", f"--data_dir={data_dir}", f"--images_dir={images}"],
-                 timeout=600)
+    result = forked.run([sys.executable, "-m", "pix2pix_tf.experiments.paper", f"--root={root}", "--setting=tiny",
+                         f"--variants={','.join(TINY_VARIANTS)}", f"--data_dir={data_dir}", f"--images_dir={images}"],
+                        cwd=forked.ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "### Table 1" in result.stdout and "### Colour" in result.stdout
     with open(os.path.join(root, "results.json")) as f:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import keras
@@ -22,6 +21,7 @@ from pix2pix_tf.training.fused_adam import FusedAdam
 from pix2pix_tf.training.loop import train
 from pix2pix_tf.training.optimization import ReferenceAdam
 
+import forked
 from conftest import TINY_DATASET, tiny_config
 from programs import run_program
 
@@ -102,13 +102,13 @@ def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, ker
 def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     """The suite runs end to end from the command line (tiny models; no timing is judged)."""
     out = tmp_path / "bench.json"
-    result = subprocess.run(
+    result = forked.run(
         [sys.executable, "-m", "pix2pix_tf.benchmark", f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
          "--generator=unet_128", "--ngf=8", "--ndf=8", "--crop_size=128", "--load_size=143", "--batch_sizes=1,2",
          "--steps=2", "--pipeline_images=8", "--levers=plain,fused_adam", "--lever_steps=2",
          "--tflite=float32,dynamic_int8", "--rounds=2", "--matmul_size=256", "--side_by_side_rounds=2",
          "--side_by_side_steps=1", "--precisions=off,mixed_bfloat16", f"--json={out}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800)  # A hang guard (a slow hour took over 10 min).
+        cwd=ROOT, timeout=1800)  # A hang guard (a slow hour took over 10 min).
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     rows = [(t["name"], t["batch_size"], t["reuse_memory"]) for t in figures["training"]]

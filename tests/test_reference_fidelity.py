@@ -9,7 +9,6 @@ and Conv2DTranspose (h, w, out, in) both become PyTorch's after `transpose(3, 2,
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -26,6 +25,8 @@ from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.networks import layers as blocks
 from pix2pix_tf.networks.discriminator import build_discriminator
 from pix2pix_tf.networks.generator import build_generator, unet
+
+import forked
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -484,8 +485,7 @@ def test_synchronized_batch_norm_counts_the_global_batch_over_replicas():
 
     data = np.random.default_rng(10).normal(0.5, 1.5, size=(4, 5, 7, 3))
     parts = [data[:3].tolist(), data[3:].tolist()]
-    result = subprocess.run([sys.executable, "-c", _SYNCHRONIZED], input=json.dumps(parts), capture_output=True,
-                            text=True, timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    result = forked.run([sys.executable, "-c", _SYNCHRONIZED], input=json.dumps(parts), timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
     data = np.asarray(data, np.float32).astype(np.float64)

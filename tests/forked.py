@@ -1,0 +1,269 @@
+"""Programs in processes of their own that skip the interpreter's start: forked from a warm parent.
+
+A test about process behaviour (signals, exit codes, workers of a cluster, a server, a kill in
+the middle of a save) needs the program in a process of its own, but not the seconds of CPU a
+fresh interpreter spends importing TensorFlow and this library before the program begins.
+`Popen` and `run` take the same command a test would give `subprocess` (`python script.py ...`,
+`python -m module ...`, `python -c code ...`) and fork its process from a parent ("the zygote",
+one per test worker) that imported those modules once and has run no TensorFlow op: TensorFlow
+starts its thread pools, and gRPC its threads, at their first use, and a fork copies no thread.
+The child then runs the command as `python` runs it: the script, module or code as `__main__`,
+with the command's argv, environment, working directory and standard streams, and it ends through
+the interpreter's own exit (atexit handlers, non-daemon threads joined, exit code, or killed by a
+signal).
+
+What stays different from a fresh interpreter: the modules the zygote imported were imported
+before the program ran, with the environment of the test worker's start. So a command whose
+environment differs in what the interpreter or TensorFlow read as they start is refused, and a
+test of import-time effects or of a process without this library keeps `subprocess`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import json
+import os
+import queue
+import runpy
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import types
+from typing import IO, Optional, Union
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRELOADED = ("tensorflow", "keras", "pix2pix_tf.training.loop", "pix2pix_tf.export.registry",
+             "pix2pix_tf.inference.request", "pix2pix_tf.evaluation.config", "PIL.Image")
+# Read as the interpreter and TensorFlow start: a command must see what the zygote saw.
+READ_AT_START = ("PYTHONPATH", "PYTHONHOME", "PYTHONHASHSEED", "PYTHONSAFEPATH", "PYTHONNOUSERSITE",
+                 "TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_CPP_VMODULE", "TF_ENABLE_ONEDNN_OPTS")
+_START_ENVIRONMENT = dict(os.environ)
+PIPE, DEVNULL, STDOUT = subprocess.PIPE, subprocess.DEVNULL, subprocess.STDOUT
+_MESSAGE = 1 << 20
+Stream = Union[None, int, IO]
+
+
+class _Zygote:
+    """The test side of one zygote: sends it commands, hears the pids it forked and how they ended."""
+
+    def __init__(self):
+        self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(theirs.fileno())],
+                                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, cwd=ROOT,
+                                        env=_START_ENVIRONMENT)
+        theirs.close()
+        self.lock = threading.Lock()
+        self.started: queue.Queue[int] = queue.Queue()
+        self.ended: dict[int, tuple[threading.Event, list[int]]] = {}
+        threading.Thread(target=self._hear, daemon=True).start()
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Ends the zygote (it ends when its socket shuts down) and reaps it."""
+        self.socket.shutdown(socket.SHUT_RDWR)
+        self.process.wait(timeout=60)
+        self.socket.close()
+
+    def fork(self, argv: list[str], cwd: str, env: dict[str, str], fds: list[int]) -> int:
+        with self.lock:  # The zygote answers requests in order.
+            socket.send_fds(self.socket, [json.dumps({"argv": argv, "cwd": cwd, "env": env}).encode()], fds)
+            return self.started.get(timeout=60)
+
+    def end_of(self, pid: int) -> tuple[threading.Event, list[int]]:
+        with self.lock:
+            return self.ended.setdefault(pid, (threading.Event(), []))
+
+    def _hear(self) -> None:
+        while message := self.socket.recv(_MESSAGE):
+            news = json.loads(message)
+            if "started" in news:
+                self.started.put(news["started"])
+                continue
+            event, codes = self.end_of(news["ended"])
+            codes.append(news["code"])
+            event.set()
+
+
+_zygote: Optional[_Zygote] = None
+
+
+def _the_zygote() -> _Zygote:
+    global _zygote
+    if _zygote is None or _zygote.process.poll() is not None:
+        _zygote = _Zygote()
+    return _zygote
+
+
+class Popen:
+    """`subprocess.Popen` for a `python` command, forked from the zygote (the parts tests use)."""
+
+    def __init__(self, args: list[str], *, cwd: Optional[str] = None, env: Optional[dict] = None,
+                 stdin: Stream = DEVNULL, stdout: Stream = None, stderr: Stream = None, text: bool = False):
+        if args[0] != sys.executable or len(args) < 2:
+            raise ValueError(f"not a command of this Python: {args[:2]}")
+        env = dict(os.environ if env is None else env)
+        differing = [name for name in READ_AT_START if env.get(name) != _START_ENVIRONMENT.get(name)]
+        if differing:
+            raise ValueError(f"{differing} differ from the zygote's environment: start the command with subprocess")
+        self.args, self.returncode = args, None
+        self.stdin = self.stdout = self.stderr = None
+        theirs: list[int] = []
+        ours: list[tuple[str, int, str]] = []
+        for index, (name, stream) in enumerate((("stdin", stdin), ("stdout", stdout), ("stderr", stderr))):
+            if stream == STDOUT:
+                theirs.append(theirs[1])
+            elif stream == PIPE:
+                read_end, write_end = os.pipe()
+                theirs.append(read_end if index == 0 else write_end)
+                ours.append((name, write_end if index == 0 else read_end, "w" if index == 0 else "r"))
+            elif stream == DEVNULL:
+                theirs.append(os.open(os.devnull, os.O_RDWR))
+                ours.append(("", theirs[-1], ""))  # Closed below: the child has its copy.
+            else:
+                theirs.append(index if stream is None else (stream if isinstance(stream, int) else stream.fileno()))
+        self._zygote = _the_zygote()
+        self.pid = self._zygote.fork(list(args[1:]), os.path.abspath(cwd or os.getcwd()),
+                                     env, theirs)
+        self._ended, self._codes = self._zygote.end_of(self.pid)
+        for fd, stream in zip(theirs, (stdin, stdout, stderr)):
+            if stream == PIPE:
+                os.close(fd)
+        for name, fd, mode in ours:
+            if name:
+                setattr(self, name, open(fd, mode + ("" if text else "b")))
+            else:
+                os.close(fd)
+
+    def poll(self) -> Optional[int]:
+        if self._ended.is_set():
+            self.returncode = self._codes[0]
+        return self.returncode
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.poll()
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def communicate(self, input=None, timeout: Optional[float] = None) -> tuple:
+        """Everything the pipes give until the process ends (what `subprocess` returns)."""
+        read: dict[str, list] = {}
+        readers = [threading.Thread(target=lambda n=name, s=stream: read.setdefault(n, [s.read()]), daemon=True)
+                   for name, stream in (("stdout", self.stdout), ("stderr", self.stderr)) if stream is not None]
+        if self.stdin is not None:
+            if input:
+                self.stdin.write(input)
+            self.stdin.close()
+        for reader in readers:
+            reader.start()
+        self.wait(timeout)
+        for reader in readers:
+            reader.join(timeout)
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        return tuple(read.get(name, [None])[0] for name in ("stdout", "stderr"))
+
+    def __enter__(self) -> Popen:
+        return self
+
+    def __exit__(self, *_) -> None:
+        for stream in (self.stdin, self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        if self.poll() is None:
+            self.kill()
+            self.wait()
+
+
+def run(args: list[str], *, cwd: Optional[str] = None, env: Optional[dict] = None, input=None,
+        timeout: Optional[float] = None, text: bool = True) -> subprocess.CompletedProcess:
+    """`subprocess.run(args, capture_output=True)`, forked from the zygote; killed at `timeout`."""
+    process = Popen(args, cwd=cwd, env=env, stdin=PIPE if input is not None else DEVNULL, stdout=PIPE,
+                    stderr=PIPE, text=text)
+    try:
+        stdout, stderr = process.communicate(input, timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
+# The zygote's side: this file run as a script.
+
+def _serve(requests: socket.socket) -> tuple[dict, list[int]]:
+    """Forks a child per request and reports each child's end; returns (in the child) its request."""
+    children: dict[int, int] = {}  # pidfd -> pid
+    while True:
+        ready, _, _ = select.select([requests, *children], [], [])
+        for fd in ready:
+            if fd in children:
+                pid = children.pop(fd)
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
+                requests.send(json.dumps({"ended": pid, "code": os.waitstatus_to_exitcode(status)}).encode())
+                continue
+            message, fds, _, _ = socket.recv_fds(requests, _MESSAGE, 3)
+            if not message:
+                os._exit(0)  # The test worker is gone.
+            pid = os.fork()
+            if pid == 0:
+                requests.close()
+                for pidfd in children:
+                    os.close(pidfd)
+                return json.loads(message), fds
+            for received in fds:
+                os.close(received)
+            children[os.pidfd_open(pid)] = pid
+            requests.send(json.dumps({"started": pid}).encode())
+
+
+def _become(request: dict, fds: list[int]) -> None:
+    """This process becomes `python *argv` in `cwd` with `env` and the standard streams `fds`:
+    the code runs in a new `__main__` module, as the interpreter runs it."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    for fd in set(fds) - {0, 1, 2}:
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    tempfile.tempdir = None  # Found again from this environment's TMPDIR, as a fresh interpreter would.
+    option, *rest = request["argv"]
+    main = sys.modules["__main__"] = types.ModuleType("__main__")
+    main.__builtins__ = builtins
+    if option == "-m":
+        sys.argv, sys.path[0] = list(rest), os.getcwd()
+        runpy._run_module_as_main(rest[0])  # What `python -m` runs: it sets argv[0] to the module's file.
+        return
+    if option == "-c":
+        sys.argv, sys.path[0] = ["-c", *rest[1:]], ""
+        path, source = "<string>", rest[0]
+    else:
+        sys.argv, sys.path[0] = [option, *rest], os.path.dirname(os.path.abspath(option))
+        path = main.__file__ = option
+        with open(option) as f:
+            source = f.read()
+    exec(compile(source, path, "exec"), main.__dict__)
+
+
+if __name__ == "__main__":
+    import importlib
+
+    for name in PRELOADED:
+        importlib.import_module(name)
+    _become(*_serve(socket.socket(fileno=int(sys.argv[1]))))

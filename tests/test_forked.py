@@ -1,0 +1,59 @@
+"""tests/forked.py runs a command as `python` would: argv, environment, working directory,
+streams, `__main__`, the interpreter's exit (atexit, exit codes, signals)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+
+import pytest
+
+import forked
+
+PROGRAM = textwrap.dedent("""
+    import atexit, json, os, sys, tempfile
+    atexit.register(lambda: print("atexit ran", flush=True))
+    print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "name": __name__, "path0": sys.path[0],
+                      "main_file": getattr(sys.modules["__main__"], "__file__", None),
+                      "tmp": tempfile.gettempdir(), "marker": os.environ.get("FORKED_MARKER"),
+                      "tensorflow_loaded": "tensorflow" in sys.modules}))
+    sys.stderr.write(sys.stdin.read().upper())
+    sys.exit(int(sys.argv[-1]))
+""")
+
+
+def test_a_script_runs_as_python_runs_it(tmp_path):
+    import json
+
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM)
+    (tmp_path / "tmp").mkdir()
+    env = dict(os.environ, FORKED_MARKER="yes", TMPDIR=str(tmp_path / "tmp"))
+    result = forked.run([sys.executable, str(script), "a", "3"], cwd=str(tmp_path), env=env, input="read me",
+                        timeout=120)
+    lines = result.stdout.splitlines()
+    seen = json.loads(lines[0])
+    assert result.returncode == 3 and lines[1] == "atexit ran" and result.stderr == "READ ME"
+    assert seen == {"argv": [str(script), "a", "3"], "cwd": str(tmp_path), "name": "__main__",
+                    "path0": str(tmp_path), "main_file": str(script), "tmp": str(tmp_path / "tmp"),
+                    "marker": "yes", "tensorflow_loaded": True}
+
+
+def test_code_and_modules_run_with_their_argv_and_a_signal_ends_the_process():
+    code = forked.run([sys.executable, "-c", "import sys; print(sys.argv); raise SystemExit('no')", "x"],
+                      timeout=120)
+    assert code.returncode == 1 and code.stdout == "['-c', 'x']\n" and code.stderr == "no\n"
+    module = forked.run([sys.executable, "-m", "json.tool", "--compact"], input='{"a": [1, 2]}', timeout=120)
+    assert module.returncode == 0 and module.stdout == '{"a":[1,2]}\n'
+    with forked.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                      stdout=forked.PIPE, text=True) as sleeper:
+        assert sleeper.stdout.readline() == "up\n" and sleeper.poll() is None
+        sleeper.send_signal(signal.SIGTERM)
+        assert sleeper.wait(timeout=30) == -signal.SIGTERM
+
+
+def test_an_environment_read_at_start_that_differs_is_refused():
+    with pytest.raises(ValueError, match="TF_CPP_MIN_LOG_LEVEL"):
+        forked.Popen([sys.executable, "-c", "pass"], env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0"))
