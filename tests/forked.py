@@ -218,8 +218,10 @@ def _serve(requests: socket.socket) -> tuple[dict, list[int]]:
                 requests.send(json.dumps({"ended": pid, "code": os.waitstatus_to_exitcode(status)}).encode())
                 continue
             message, fds, _, _ = socket.recv_fds(requests, _MESSAGE, 3)
-            if not message:
-                os._exit(0)  # The test worker is gone.
+            if not message:  # The test worker is gone: so is what its tests left running.
+                for pid in children.values():
+                    os.kill(pid, signal.SIGKILL)
+                os._exit(0)
             pid = os.fork()
             if pid == 0:
                 requests.close()

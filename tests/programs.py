@@ -3,10 +3,12 @@
 `cli.run_program` adds), with its absl flags parsed from the argv given, its stdout, stderr and
 absl log lines captured, and its exit code returned as a `subprocess.CompletedProcess`.
 
-Why: a fresh `python train.py` pays about five CPU-seconds to import TensorFlow before it does
-anything, and the suite runs programs dozens of times. A test about process behaviour (signals,
-the real interpreter's exit code, import-time effects, the C++ log filter, `--help`) keeps its
-fresh process; a test about what a program prints, writes or refuses runs it here.
+Why: a fresh `python train.py` pays seconds of CPU to import TensorFlow before it does
+anything, and the suite runs programs dozens of times. A test about what a program prints,
+writes or refuses runs it here; a test about process behaviour (signals, the interpreter's exit
+code, the C++ log filter, workers of a cluster) runs it in a process of its own, forked from a
+parent that imported TensorFlow once (tests/forked.py); a test of import-time effects or of a
+process without this library starts a fresh interpreter.
 
 The programs define flags of the same names (--workdir, --output_dir, ...) in absl's one global
 registry, which refuses a second definition. So each program's own flags are registered only

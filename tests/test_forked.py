@@ -1,5 +1,6 @@
 """tests/forked.py runs a command as `python` would: argv, environment, working directory,
-streams, `__main__`, the interpreter's exit (atexit, exit codes, signals)."""
+streams, `__main__`, the interpreter's exit (atexit, exit codes, signals), in a process that
+has TensorFlow imported and not started (no context, so no thread pools a fork would lose)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import forked
 
 PROGRAM = textwrap.dedent("""
     import atexit, json, os, sys, tempfile
+    from tensorflow.python.eager import context
     atexit.register(lambda: print("atexit ran", flush=True))
     print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "name": __name__, "path0": sys.path[0],
                       "main_file": getattr(sys.modules["__main__"], "__file__", None),
                       "tmp": tempfile.gettempdir(), "marker": os.environ.get("FORKED_MARKER"),
-                      "tensorflow_loaded": "tensorflow" in sys.modules}))
+                      "tensorflow_loaded": "tensorflow" in sys.modules,
+                      "tensorflow_started": context.context_safe() is not None}))
     sys.stderr.write(sys.stdin.read().upper())
     sys.exit(int(sys.argv[-1]))
 """)
@@ -38,7 +41,7 @@ def test_a_script_runs_as_python_runs_it(tmp_path):
     assert result.returncode == 3 and lines[1] == "atexit ran" and result.stderr == "READ ME"
     assert seen == {"argv": [str(script), "a", "3"], "cwd": str(tmp_path), "name": "__main__",
                     "path0": str(tmp_path), "main_file": str(script), "tmp": str(tmp_path / "tmp"),
-                    "marker": "yes", "tensorflow_loaded": True}
+                    "marker": "yes", "tensorflow_loaded": True, "tensorflow_started": False}
 
 
 def test_code_and_modules_run_with_their_argv_and_a_signal_ends_the_process():
