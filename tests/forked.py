@@ -65,7 +65,10 @@ class _Zygote:
 
     def close(self) -> None:
         """Ends the zygote (it ends when its socket shuts down) and reaps it."""
-        self.socket.shutdown(socket.SHUT_RDWR)
+        try:
+            self.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:  # It has ended already.
+            pass
         self.process.wait(timeout=60)
         self.socket.close()
 
@@ -112,32 +115,30 @@ class Popen:
             raise ValueError(f"{differing} differ from the zygote's environment: start the command with subprocess")
         self.args, self.returncode = args, None
         self.stdin = self.stdout = self.stderr = None
-        theirs: list[int] = []
-        ours: list[tuple[str, int, str]] = []
+        theirs: list[int] = []  # The child's stdin, stdout and stderr.
+        ours: list[tuple[str, int, str]] = []  # (attribute, our end of a pipe, mode)
+        handed_over: list[int] = []  # Closed here once the child has its copies.
         for index, (name, stream) in enumerate((("stdin", stdin), ("stdout", stdout), ("stderr", stderr))):
             if stream == STDOUT:
                 theirs.append(theirs[1])
             elif stream == PIPE:
                 read_end, write_end = os.pipe()
-                theirs.append(read_end if index == 0 else write_end)
-                ours.append((name, write_end if index == 0 else read_end, "w" if index == 0 else "r"))
+                child_end, our_end = (read_end, write_end) if index == 0 else (write_end, read_end)
+                theirs.append(child_end)
+                handed_over.append(child_end)
+                ours.append((name, our_end, "w" if index == 0 else "r"))
             elif stream == DEVNULL:
                 theirs.append(os.open(os.devnull, os.O_RDWR))
-                ours.append(("", theirs[-1], ""))  # Closed below: the child has its copy.
+                handed_over.append(theirs[-1])
             else:
                 theirs.append(index if stream is None else (stream if isinstance(stream, int) else stream.fileno()))
         self._zygote = _the_zygote()
-        self.pid = self._zygote.fork(list(args[1:]), os.path.abspath(cwd or os.getcwd()),
-                                     env, theirs)
+        self.pid = self._zygote.fork(list(args[1:]), os.path.abspath(cwd or os.getcwd()), env, theirs)
         self._ended, self._codes = self._zygote.end_of(self.pid)
-        for fd, stream in zip(theirs, (stdin, stdout, stderr)):
-            if stream == PIPE:
-                os.close(fd)
+        for fd in handed_over:
+            os.close(fd)
         for name, fd, mode in ours:
-            if name:
-                setattr(self, name, open(fd, mode + ("" if text else "b")))
-            else:
-                os.close(fd)
+            setattr(self, name, open(fd, mode + ("" if text else "b")))
 
     def poll(self) -> Optional[int]:
         if self._ended.is_set():
