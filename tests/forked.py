@@ -13,9 +13,10 @@ the interpreter's own exit (atexit handlers, non-daemon threads joined, exit cod
 signal).
 
 What stays different from a fresh interpreter: the modules the zygote imported were imported
-before the program ran, with the environment of the test worker's start. So a command whose
-environment differs in what the interpreter or TensorFlow read as they start is refused, and a
-test of import-time effects or of a process without this library keeps `subprocess`.
+before the program ran. So a command forks from a zygote started with its own values of what the
+interpreter and TensorFlow read as they start (READ_AT_START: a library imported by a test may
+change them in the worker's environment), and a test of import-time effects or of a process
+without this library keeps `subprocess`.
 """
 
 from __future__ import annotations
@@ -39,10 +40,9 @@ from typing import IO, Optional, Union
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRELOADED = ("tensorflow", "keras", "pix2pix_tf.training.loop", "pix2pix_tf.export.registry",
              "pix2pix_tf.inference.request", "pix2pix_tf.evaluation.config", "PIL.Image")
-# Read as the interpreter and TensorFlow start: a command must see what the zygote saw.
+# Read as the interpreter and TensorFlow start: a command forks from a zygote that saw its values.
 READ_AT_START = ("PYTHONPATH", "PYTHONHOME", "PYTHONHASHSEED", "PYTHONSAFEPATH", "PYTHONNOUSERSITE",
                  "TF_CPP_MIN_LOG_LEVEL", "TF_CPP_MAX_VLOG_LEVEL", "TF_CPP_VMODULE", "TF_ENABLE_ONEDNN_OPTS")
-_START_ENVIRONMENT = dict(os.environ)
 PIPE, DEVNULL, STDOUT = subprocess.PIPE, subprocess.DEVNULL, subprocess.STDOUT
 _MESSAGE = 1 << 20
 Stream = Union[None, int, IO]
@@ -51,11 +51,10 @@ Stream = Union[None, int, IO]
 class _Zygote:
     """The test side of one zygote: sends it commands, hears the pids it forked and how they ended."""
 
-    def __init__(self):
+    def __init__(self, env: dict[str, str]):
         self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(theirs.fileno())],
-                                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, cwd=ROOT,
-                                        env=_START_ENVIRONMENT)
+                                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
         theirs.close()
         self.lock = threading.Lock()
         self.started: queue.Queue[int] = queue.Queue()
@@ -92,14 +91,14 @@ class _Zygote:
             event.set()
 
 
-_zygote: Optional[_Zygote] = None
+_zygotes: dict[tuple, _Zygote] = {}  # By the values of READ_AT_START they started with.
 
 
-def _the_zygote() -> _Zygote:
-    global _zygote
-    if _zygote is None or _zygote.process.poll() is not None:
-        _zygote = _Zygote()
-    return _zygote
+def _zygote_for(env: dict[str, str]) -> _Zygote:
+    key = tuple(env.get(name) for name in READ_AT_START)
+    if key not in _zygotes or _zygotes[key].process.poll() is not None:
+        _zygotes[key] = _Zygote(env)
+    return _zygotes[key]
 
 
 class Popen:
@@ -110,9 +109,6 @@ class Popen:
         if args[0] != sys.executable or len(args) < 2:
             raise ValueError(f"not a command of this Python: {args[:2]}")
         env = dict(os.environ if env is None else env)
-        differing = [name for name in READ_AT_START if env.get(name) != _START_ENVIRONMENT.get(name)]
-        if differing:
-            raise ValueError(f"{differing} differ from the zygote's environment: start the command with subprocess")
         self.args, self.returncode = args, None
         self.stdin = self.stdout = self.stderr = None
         theirs: list[int] = []  # The child's stdin, stdout and stderr.
@@ -132,7 +128,7 @@ class Popen:
                 handed_over.append(theirs[-1])
             else:
                 theirs.append(index if stream is None else (stream if isinstance(stream, int) else stream.fileno()))
-        self._zygote = _the_zygote()
+        self._zygote = _zygote_for(env)
         self.pid = self._zygote.fork(list(args[1:]), os.path.abspath(cwd or os.getcwd()), env, theirs)
         self._ended, self._codes = self._zygote.end_of(self.pid)
         for fd in handed_over:
