@@ -34,7 +34,7 @@ import forked
 from conftest import TINY_DATASET
 from programs import run_program
 
-pytestmark = pytest.mark.slow  # Fresh processes signalled at random: the full suite (CI) runs it.
+pytestmark = pytest.mark.slow  # Programs in processes of their own, signalled at random: the full suite (CI) runs it.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
