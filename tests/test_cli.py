@@ -194,7 +194,7 @@ def test_a_stop_lands_in_the_programs_own_code():
 
 def test_a_first_stop_is_a_request_and_a_second_ctrl_c_stops_at_once():
     """During the steps SIGINT and SIGTERM ask for a checkpoint after the current step (the
-    fresh-process runs: tests/test_interrupts.py::test_train); a second Ctrl-C does not wait."""
+    runs in processes of their own: tests/test_interrupts.py::test_train); a second Ctrl-C does not wait."""
     from pix2pix_tf.errors import Interrupted
     from pix2pix_tf.training.loop import stop_requests
 

@@ -2,8 +2,8 @@
 
 Each configuration runs train.py: one device in this process (tests/programs.py), two CPU
 replicas in a process of their own (set up before TensorFlow starts: tests/forked.py), two
-workers as two processes talking over loopback ports, then the per-step losses (from the TensorBoard events) and the
-final weights (from the checkpoints) are compared.
+workers as two processes talking over loopback ports, then the per-step losses (from the
+TensorBoard events) and the final weights (from the checkpoints) are compared.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def free_ports(count: int) -> list[int]:
 
 def start_all(commands: list[list[str]], envs: list[dict]) -> list[forked.Popen]:
     return [forked.Popen(c, env={**os.environ, **e}, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE,
-                             text=True) for c, e in zip(commands, envs)]
+                         text=True) for c, e in zip(commands, envs)]
 
 
 def finish_all(processes: list[forked.Popen]) -> list[tuple[str, str]]:
@@ -180,7 +180,7 @@ def one_worker_of_two(tmp_path, data_dir, index: int, *extra: str) -> tuple[fork
                                                   "task": {"type": "worker", "index": index}})}
     log = open(tmp_path / "worker.log", "w+")
     process = forked.Popen(command(tmp_path / "run", data_dir, "--strategy=multi_worker", *extra), env=env,
-                               cwd=ROOT, stdout=log, stderr=forked.STDOUT, text=True)
+                           cwd=ROOT, stdout=log, stderr=forked.STDOUT, text=True)
     return process, log, addresses
 
 

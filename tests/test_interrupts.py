@@ -1,14 +1,14 @@
 """Interrupting each program (train, export, translate, evaluate) with SIGINT, SIGTERM and SIGKILL.
 
 Each program runs in a process of its own (forked from a warm parent: tests/forked.py), as a
-user starts it, and gets each signal once (train.py
-SIGKILL twice), at a point drawn from a seeded generator (a delay after the program says its
-work began). After every run: each file that was complete before it is byte-identical, every
-file under a final name is whole (images decode, JSON parses, checkpoints and SavedModels read
-back), the program printed one `error: SIG... received: stopped; <what was done>` line and no
-traceback, and exited 130 (SIGINT), 143 (SIGTERM) or was killed (-9). Then the same command,
-run once more (its `main`, in this process: tests/programs.py), completes: training resumes,
-export publishes, translate and evaluate finish.
+user starts it, and gets each signal once (train.py SIGKILL twice), at a point drawn from a
+seeded generator (a delay after the program says its work began). After every run: each file
+that was complete before it is byte-identical, every file under a final name is whole (images
+decode, JSON parses, checkpoints and SavedModels read back), the program printed one `error:
+SIG... received: stopped; <what was done>` line and no traceback, and exited 130 (SIGINT), 143
+(SIGTERM) or was killed (-9). Then the same command, run once more (its `main`, in this process:
+tests/programs.py), completes: training resumes, export publishes, translate and evaluate
+finish.
 """
 
 from __future__ import annotations
