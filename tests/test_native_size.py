@@ -261,12 +261,12 @@ FRESH_PROCESS = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path):
-    from pix2pix_tf.export.saved_model import build_archive
+    from pix2pix_tf.export.saved_model import build_endpoints
 
     generator, _, _ = load_generator(runs["none"])
     directory = str(tmp_path / "saved_model")
-    build_archive(generator, DETERMINISTIC, 48, 3, 4, max_pixels=2400,
-                  max_request_pixels=2 * 2400).write_out(directory, verbose=False)
+    build_endpoints(generator, DETERMINISTIC, 48, 3, 4, max_pixels=2400,
+                  max_request_pixels=2 * 2400).save(directory)
     sizes = [(35, 59), (59, 35), (37, 61)]  # The last is under the cap but pads over it.
     paths = [write_png(tmp_path / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in sizes]
     script = tmp_path / "client.py"
@@ -292,7 +292,7 @@ def test_tflite_files_stay_fixed_size(tmp_path):
     from pix2pix_tf.export import tflite
 
     generator = build_generator(ModelConfig(generator="unet_128", ngf=8, ndf=8))
-    tflite.tflite_archive(generator, DETERMINISTIC, 128, 3).write_out(str(tmp_path / "sm"), verbose=False)
+    tflite.tflite_endpoints(generator, DETERMINISTIC, 128, 3).save(str(tmp_path / "sm"))
     interpreter = Interpreter(model_content=tflite.convert_tflite(str(tmp_path / "sm"), "float32", None, "float32"))
     index = interpreter.get_input_details()[0]["index"]
     assert list(interpreter.get_input_details()[0]["shape_signature"]) == [1, 128, 128, 3]

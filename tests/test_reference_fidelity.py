@@ -188,7 +188,7 @@ def test_resnet_generator_exports_to_builtin_tflite_ops(tmp_path):
     model = build_generator(ModelConfig(generator="resnet_6blocks", ngf=4, dropout=False))
     randomise(model, seed=7)
     directory = str(tmp_path / "saved")
-    tflite.tflite_archive(model, DETERMINISTIC, 16, 3).write_out(directory, verbose=False)
+    tflite.tflite_endpoints(model, DETERMINISTIC, 16, 3).save(directory)
     path = tmp_path / "g.tflite"
     path.write_bytes(tflite.convert_tflite(directory, "float32", None, "float32"))
     ops = {op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()}

@@ -54,8 +54,7 @@ def measure_inference(generator: keras.Model, image_size: int, input_nc: int, mu
     rows: dict[str, LatencyRow] = {}
     with tempfile.TemporaryDirectory(prefix="pix2pix-bench-") as scratch:
         saved_model_dir = os.path.join(scratch, "saved_model")
-        saved_model.build_archive(generator, PAPER_NORM, image_size, input_nc, multiple).write_out(
-            saved_model_dir, verbose=False)
+        saved_model.build_endpoints(generator, PAPER_NORM, image_size, input_nc, multiple).save(saved_model_dir)
         signature = tf.saved_model.load(saved_model_dir).signatures[artifacts.SIGNATURE_FLOAT_DETERMINISTIC]
         calls["SavedModel translate_float_deterministic"] = (
             lambda: signature(**{artifacts.INPUT_NAME: x})[artifacts.OUTPUT_FLOAT].numpy())
@@ -72,7 +71,7 @@ def measure_inference(generator: keras.Model, image_size: int, input_nc: int, mu
             label = f"TFLite {variant}" + ("" if mode is PAPER_NORM else " (moving averages, BN folded)")
             archive_dir = os.path.join(scratch, "tflite_" + ("paper" if mode is PAPER_NORM else "moving"))
             if not os.path.exists(archive_dir):
-                tflite.tflite_archive(generator, mode, image_size, input_nc).write_out(archive_dir, verbose=False)
+                tflite.tflite_endpoints(generator, mode, image_size, input_nc).save(archive_dir)
             content = tflite.convert_tflite(archive_dir, variant, representative, "float32")
             model = TFLiteModel(content, threads=threads)
             calls[label] = lambda m=model: m(image)

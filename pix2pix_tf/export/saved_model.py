@@ -47,9 +47,35 @@ from pix2pix_tf.inference.mode import InferenceMode
 # Tolerance between the SavedModel and the checkpoint's own call before publishing.
 SAVED_MODEL_MAX_ABS = 1e-4
 
-def build_archive(generator: keras.Model, mode: InferenceMode, image_size: int, input_nc: int,
+class Endpoints:
+    """Signatures over G's variables, written as one SavedModel, each traced once.
+
+    keras.export.ExportArchive traces every endpoint twice: once to find the variables it
+    reads, and again inside `tf.saved_model.save`, whose save context is part of
+    tf.function's cache key. G's variables are known, so here each endpoint is traced once,
+    as it is saved. The tf.Variables under the Keras variables are tracked, not the model:
+    tracking the model stores every weight twice (the Keras variables and the tf.Variables
+    under them, Keras 3.15), doubling the SavedModel and Serving's memory.
+    """
+
+    def __init__(self, generator: keras.Model):
+        self._module = tf.Module()
+        self._module.generator_variables = [v.value for v in generator.variables]
+        self._functions: dict[str, Callable] = {}
+
+    def add(self, name: str, fn: Callable, input_signature: list[tf.TensorSpec]) -> None:
+        self._functions[name] = tf.function(fn, input_signature=input_signature, autograph=False)
+        setattr(self._module, name, self._functions[name])
+
+    def save(self, directory: str) -> None:
+        """The SavedModel; the first endpoint is also `serving_default` (what Serving calls unnamed)."""
+        signatures = {"serving_default": next(iter(self._functions.values())), **self._functions}
+        tf.saved_model.save(self._module, directory, signatures=signatures)
+
+
+def build_endpoints(generator: keras.Model, mode: InferenceMode, image_size: int, input_nc: int,
                   multiple: int, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  max_request_pixels: Optional[int] = None) -> keras.export.ExportArchive:
+                  max_request_pixels: Optional[int] = None) -> Endpoints:
     """The five serving signatures over G's variables (names: module constants, docs/serving.md).
 
     `serving_default` / `translate_png` take a batch of encoded images of any size and 1-4
@@ -96,16 +122,13 @@ def build_archive(generator: keras.Model, mode: InferenceMode, image_size: int, 
 
     encoded = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
     floats = [tf.TensorSpec([None, None, None, input_nc], tf.float32, name=INPUT_NAME)]
-    archive = keras.export.ExportArchive()
-    # No archive.track(generator): ExportArchive saves the variables the endpoints use, and
-    # tracking the model as well stores every weight twice (Keras variables and the
-    # tf.Variables under them, Keras 3.15), doubling the SavedModel and Serving's memory.
-    archive.add_endpoint(SIGNATURE_BYTES, translate_bytes, encoded)  # The first one is serving_default.
-    archive.add_endpoint(SIGNATURE_PNG, translate_png, encoded)
-    archive.add_endpoint(SIGNATURE_FLOAT, translate_float, floats)
-    archive.add_endpoint(SIGNATURE_FLOAT_DETERMINISTIC, translate_float_deterministic, floats)
-    archive.add_endpoint(SIGNATURE_NATIVE, translate_native, encoded)
-    return archive
+    endpoints = Endpoints(generator)
+    endpoints.add(SIGNATURE_BYTES, translate_bytes, encoded)  # The first one is serving_default.
+    endpoints.add(SIGNATURE_PNG, translate_png, encoded)
+    endpoints.add(SIGNATURE_FLOAT, translate_float, floats)
+    endpoints.add(SIGNATURE_FLOAT_DETERMINISTIC, translate_float_deterministic, floats)
+    endpoints.add(SIGNATURE_NATIVE, translate_native, encoded)
+    return endpoints
 
 
 def _traced_once(generator: keras.Model, mode: InferenceMode, input_nc: int) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -218,10 +241,10 @@ def write_saved_model(generator: keras.Model, train: TrainConfig, config: Export
     """The SavedModel, its warmup records and its metadata, written into `directory`."""
     multiple = train.model.size_multiple
     check_warmup_fits(options, image_size, multiple)
-    archive = build_archive(generator, config.mode, image_size, train.model.input_nc, multiple, options.max_pixels,
-                            options.request_pixels)
+    endpoints = build_endpoints(generator, config.mode, image_size, train.model.input_nc, multiple,
+                              options.max_pixels, options.request_pixels)
     writing.write_point(directory)  # TensorFlow writes the SavedModel itself.
-    archive.write_out(directory, verbose=False)
+    endpoints.save(directory)
     write_warmup(directory, warmup_requests(config.model_name, image_size, train.model.input_nc,
                                             options.warmup_batch_sizes))
     metadata = _metadata(train, config, options, checkpoint, version, image_size)

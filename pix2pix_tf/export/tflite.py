@@ -27,7 +27,7 @@ from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import contents, model_card, versions
 from pix2pix_tf.export.config import ExportConfig, ExportError
 from pix2pix_tf.export.model_card import CardFacts
-from pix2pix_tf.export.saved_model import SavedModelReport
+from pix2pix_tf.export.saved_model import Endpoints, SavedModelReport
 from pix2pix_tf.export.target import Job, Published
 from pix2pix_tf.export.tflite_target import Options, tflite_base
 from pix2pix_tf.inference import generate
@@ -71,8 +71,7 @@ class VariantReport:
                 f"max|diff| {self.max_abs_diff:.4f}{latency}  {status}")
 
 
-def tflite_archive(generator: keras.Model, mode: InferenceMode, image_size: int,
-                   input_nc: int) -> keras.export.ExportArchive:
+def tflite_endpoints(generator: keras.Model, mode: InferenceMode, image_size: int, input_nc: int) -> Endpoints:
     """Batch 1, fixed size, no dropout: what runs on a phone (stateless random ops and image
     codecs are not builtin TFLite ops). Batch statistics become mean/rsqrt/mul builtins;
     transposed convolutions become 2x2 convolutions (`inference.tflite_lowering`), which XNNPACK
@@ -82,10 +81,10 @@ def tflite_archive(generator: keras.Model, mode: InferenceMode, image_size: int,
     def translate(images: tf.Tensor) -> dict[str, tf.Tensor]:
         return {OUTPUT_FLOAT: generate.generate(generator, images, mode, phase_transposed_convs=True)}
 
-    archive = keras.export.ExportArchive()  # Not tracking the model: see saved_model.build_archive.
-    archive.add_endpoint("serving_default", translate,
-                         [tf.TensorSpec([1, image_size, image_size, input_nc], tf.float32, name=INPUT_NAME)])
-    return archive
+    endpoints = Endpoints(generator)
+    endpoints.add("serving_default", translate,
+                  [tf.TensorSpec([1, image_size, image_size, input_nc], tf.float32, name=INPUT_NAME)])
+    return endpoints
 
 
 def convert_tflite(saved_model_dir: str, variant: str, representative: Optional[Callable[[], Iterator]],
@@ -132,7 +131,7 @@ def export_tflite(generator: keras.Model, train: TrainConfig, config: ExportConf
         # Converted from a SavedModel (a concrete function was seen to give NaNs), written by
         # ExportArchive: a tf.Module holding the Keras model keeps its variables as TFLite
         # resource variables instead of constants, which int8 calibration cannot read.
-        tflite_archive(generator, config.mode, image_size, train.model.input_nc).write_out(scratch, verbose=False)
+        tflite_endpoints(generator, config.mode, image_size, train.model.input_nc).save(scratch)
 
         def representative() -> Iterator[list[np.ndarray]]:
             for image in calibration:

@@ -194,8 +194,10 @@ def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.di
     start, end = gan.current_step(), total_steps(config, dataset.num_train)
     writer = summaries.Writer(Workdir(workdir).train_logs) if chief else None
     multiple = config.model.size_multiple
-    held_out = list(pipeline.held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
-                                        limit=config.run.eval_examples, multiple=multiple).as_numpy_iterator())
+    held_out = []  # --eval_examples=0: no held-out pipeline to build.
+    if config.run.eval_examples:
+        held_out = list(pipeline.held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
+                                                limit=config.run.eval_examples, multiple=multiple).as_numpy_iterator())
     monitor = HeldOutMonitor(gan, held_out, workdir, writer)
     result = TrainResult(start, end, {}, monitor(start), None, None)
     if start >= end:
