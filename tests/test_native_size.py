@@ -260,13 +260,24 @@ FRESH_PROCESS = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path):
+def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path, monkeypatch):
     from pix2pix_tf.export.saved_model import build_endpoints
 
     generator, _, _ = load_generator(runs["none"])
     directory = str(tmp_path / "saved_model")
+    traced, real_generate = [], generate.generate  # The modes G is traced in while the signatures are saved.
+
+    def counted(model, batch, mode, **kwargs):
+        traced.append(mode)
+        return real_generate(model, batch, mode, **kwargs)
+
+    monkeypatch.setattr(generate, "generate", counted)
     build_endpoints(generator, DETERMINISTIC, 48, 3, 4, max_pixels=2400,
-                  max_request_pixels=2 * 2400).save(directory)
+                    max_request_pixels=2 * 2400).save(directory)
+    monkeypatch.undo()
+    # Once per function of G (the signatures' mode and its dropout-free form), however many
+    # of the five signatures call it: saving traces each signature once.
+    assert traced == [DETERMINISTIC, DETERMINISTIC]
     sizes = [(35, 59), (59, 35), (37, 61)]  # The last is under the cap but pads over it.
     paths = [write_png(tmp_path / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in sizes]
     script = tmp_path / "client.py"
