@@ -49,6 +49,10 @@ def test_fused_adam_makes_the_reference_adam_update():
 
 
 STEPS_ONLY = dict(eval_examples=0)  # The runs compared here: losses and weights, no held-out evaluation.
+# Without dropout: XLA's stateless RNG draws other dropout masks (another sample of the noise z,
+# as a different seed would), so only dropout-free runs compare with the XLA step; the Adam
+# update does not depend on dropout.
+NO_DROPOUT = dict(dropout=False)
 
 
 def _same_run(reference, other, tolerance: float, label: str, weight_atol: float = 1e-4) -> None:
@@ -61,26 +65,24 @@ def _same_run(reference, other, tolerance: float, label: str, weight_atol: float
 
 @pytest.fixture(scope="module")
 def keras_adam_run(tmp_path_factory, data_dir):
-    """4 steps with Keras' Adam: what the fused Adam's runs are compared with (read only)."""
-    return train(tiny_config(tmp_path_factory.mktemp("keras_adam"), data_dir, optim=dict(steps=4),
+    """4 steps with Keras' Adam, no XLA (the unoptimised path): what the fused Adam's and the
+    XLA step's runs are compared with (read only)."""
+    return train(tiny_config(tmp_path_factory.mktemp("keras_adam"), data_dir, model=NO_DROPOUT, optim=dict(steps=4),
                              run=dict(fused_adam=False, **STEPS_ONLY)))
 
 
 @pytest.mark.slow
 def test_fused_adam_learns_what_keras_adam_learns(tmp_path, data_dir, keras_adam_run):
     plain = keras_adam_run
-    fused = train(tiny_config(tmp_path / "fused", data_dir, optim=dict(steps=4), run=STEPS_ONLY))  # The default.
+    fused = train(tiny_config(tmp_path / "fused", data_dir, model=NO_DROPOUT, optim=dict(steps=4),
+                              run=STEPS_ONLY))  # The default Adam.
     _same_run(plain, fused, 1e-4, "fused Adam")
 
 
 @pytest.mark.slow
-def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir):
-    """Without dropout: XLA's stateless RNG draws other dropout masks (another sample of the
-    noise z, as a different seed would), so only the dropout-free run can be compared."""
-    no_dropout = dict(dropout=False)
-    plain = train(tiny_config(tmp_path / "plain", data_dir, model=no_dropout, optim=dict(steps=4),
-                              run=dict(fused_adam=False, **STEPS_ONLY)))
-    xla = train(tiny_config(tmp_path / "xla", data_dir, model=no_dropout, optim=dict(steps=4),
+def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir, keras_adam_run):
+    plain = keras_adam_run
+    xla = train(tiny_config(tmp_path / "xla", data_dir, model=NO_DROPOUT, optim=dict(steps=4),
                             run=dict(jit_compile=True, **STEPS_ONLY)))
     # Adam moves a weight by about lr per step whatever its gradient's size, so round-off in
     # a gradient near zero can change a weight by up to lr * steps (2e-4 * 4).
@@ -91,9 +93,9 @@ def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir):
 def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, keras_adam_run):
     """Same slot variables: a run may switch --fused_adam between invocations."""
     whole = keras_adam_run
-    train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2), run=STEPS_ONLY))
-    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=dict(fused_adam=False,
-                                                                                      **STEPS_ONLY)))
+    train(tiny_config(tmp_path / "split", data_dir, model=NO_DROPOUT, optim=dict(steps=2), run=STEPS_ONLY))
+    rest = train(tiny_config(tmp_path / "split", data_dir, model=NO_DROPOUT, optim=dict(steps=4),
+                             run=dict(fused_adam=False, **STEPS_ONLY)))
     assert rest.step == 4
     assert rest.losses == pytest.approx(whole.losses, rel=1e-3, abs=1e-5)
 

@@ -48,19 +48,20 @@ from pix2pix_tf.inference.mode import InferenceMode
 SAVED_MODEL_MAX_ABS = 1e-4
 
 class Endpoints:
-    """Signatures over G's variables, written as one SavedModel, each traced once.
+    """Signatures over the variables they read, written as one SavedModel, each traced once.
 
     keras.export.ExportArchive traces every endpoint twice: once to find the variables it
     reads, and again inside `tf.saved_model.save`, whose save context is part of
-    tf.function's cache key. G's variables are known, so here each endpoint is traced once,
-    as it is saved. The tf.Variables under the Keras variables are tracked, not the model:
-    tracking the model stores every weight twice (the Keras variables and the tf.Variables
-    under them, Keras 3.15), doubling the SavedModel and Serving's memory.
+    tf.function's cache key. What G reads is known (`generate.variables_read`), so here each
+    endpoint is traced once, as it is saved; a variable read but not given fails the save.
+    The tf.Variables under the Keras variables are given, not the model: tracking the model
+    stores every weight twice (the Keras variables and the tf.Variables under them, Keras
+    3.15), doubling the SavedModel and Serving's memory.
     """
 
-    def __init__(self, generator: keras.Model):
+    def __init__(self, variables: list[tf.Variable]):
         self._module = tf.Module()
-        self._module.generator_variables = [v.value for v in generator.variables]
+        self._module.variables_read = variables
         self._functions: dict[str, Callable] = {}
 
     def add(self, name: str, fn: Callable, input_signature: list[tf.TensorSpec]) -> None:
@@ -122,7 +123,7 @@ def build_endpoints(generator: keras.Model, mode: InferenceMode, image_size: int
 
     encoded = [tf.TensorSpec([None], tf.string, name=INPUT_NAME)]
     floats = [tf.TensorSpec([None, None, None, input_nc], tf.float32, name=INPUT_NAME)]
-    endpoints = Endpoints(generator)
+    endpoints = Endpoints(generate.variables_read(generator, mode))
     endpoints.add(SIGNATURE_BYTES, translate_bytes, encoded)  # The first one is serving_default.
     endpoints.add(SIGNATURE_PNG, translate_png, encoded)
     endpoints.add(SIGNATURE_FLOAT, translate_float, floats)

@@ -81,7 +81,7 @@ def tflite_endpoints(generator: keras.Model, mode: InferenceMode, image_size: in
     def translate(images: tf.Tensor) -> dict[str, tf.Tensor]:
         return {OUTPUT_FLOAT: generate.generate(generator, images, mode, phase_transposed_convs=True)}
 
-    endpoints = Endpoints(generator)
+    endpoints = Endpoints(generate.variables_read(generator, mode))
     endpoints.add("serving_default", translate,
                   [tf.TensorSpec([1, image_size, image_size, input_nc], tf.float32, name=INPUT_NAME)])
     return endpoints

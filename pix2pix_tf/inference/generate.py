@@ -77,6 +77,18 @@ def generate(generator: keras.Model, images: tf.Tensor, mode: InferenceMode = PA
     return run_functional_graph(generator, images, call)
 
 
+def variables_read(generator: keras.Model, mode: InferenceMode) -> list[tf.Variable]:
+    """The tf.Variables (under G's Keras variables) that `generate` reads in `mode`: not the
+    dropout layers' seed generators (its masks are stateless), nor the batch-norm moving
+    averages where it normalises with each image's own moments. What an export saves."""
+    unread = set()
+    for layer in generator.layers:
+        if isinstance(layer, keras.layers.Dropout) or (
+                mode.batch_statistics and isinstance(layer, keras.layers.BatchNormalization)):
+            unread |= {id(v) for v in layer.non_trainable_variables}
+    return [v.value for v in generator.variables if id(v) not in unread]
+
+
 def _batch_statistics_norm(layer: keras.layers.BatchNormalization, x: tf.Tensor) -> tf.Tensor:
     """Batch norm with each example's moments over height and width; written as mean,
     squared difference, rsqrt, mul, sub and add so that TFLite keeps it in builtin ops, all
