@@ -107,7 +107,7 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     result = forked.run(
         [sys.executable, "-m", "pix2pix_tf.benchmark", f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
          "--generator=unet_128", "--ngf=8", "--ndf=8", "--crop_size=128", "--load_size=143", "--batch_sizes=1,2",
-         "--steps=2", "--pipeline_images=8", "--levers=plain,fused_adam", "--lever_steps=2",
+         "--steps=1", "--pipeline_images=8", "--levers=plain,fused_adam", "--lever_steps=2",
          "--tflite=float32,dynamic_int8", "--rounds=2", "--matmul_size=256", "--side_by_side_rounds=2",
          "--side_by_side_steps=1", "--precisions=off,mixed_bfloat16", f"--json={out}"],
         cwd=ROOT, timeout=1800)  # A hang guard (a slow hour took over 10 min).

@@ -175,13 +175,19 @@ def test_config_json_records_the_precision_auto_resolved_to(tmp_path, data_dir):
     assert TrainConfig.load(str(workdir)).run.mixed_precision == expected
 
 
+@pytest.fixture(scope="module")
+def float32_and_bfloat16_runs(tmp_path_factory, data_dir) -> dict:
+    """30 steps of the same run in float32 and in bfloat16 (read only): policy -> TrainResult."""
+    root = tmp_path_factory.mktemp("precisions")
+    return {policy: train(tiny_config(root / policy, data_dir, optim=dict(steps=30),
+                                      run=dict(mixed_precision=policy, eval_examples=8)))
+            for policy in ("off", "mixed_bfloat16")}
+
+
 @pytest.mark.slow
-def test_bfloat16_learns_what_float32_learns(tmp_path, data_dir):
+def test_bfloat16_learns_what_float32_learns(float32_and_bfloat16_runs):
     """Same seed, same batches: the held-out L1 falls alike (the tolerance: docs/training.md)."""
-    results = {policy: train(tiny_config(tmp_path / policy, data_dir, optim=dict(steps=30),
-                                         run=dict(mixed_precision=policy, eval_examples=8)))
-               for policy in ("off", "mixed_bfloat16")}
-    full, half = results["off"], results["mixed_bfloat16"]
+    full, half = float32_and_bfloat16_runs["off"], float32_and_bfloat16_runs["mixed_bfloat16"]
     assert half.held_out_l1_start == pytest.approx(full.held_out_l1_start, abs=2e-3)
     assert full.held_out_l1_end < full.held_out_l1_start - 0.05
     assert half.held_out_l1_end == pytest.approx(full.held_out_l1_end, abs=0.02)
@@ -211,10 +217,9 @@ def test_a_run_resumes_under_every_precision_with_the_same_checkpoint(tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_bfloat16_run_exports_the_float32_generator(tmp_path, data_dir):
-    workdir = str(tmp_path / "run")
-    train(tiny_config(workdir, data_dir, optim=dict(steps=2), run=dict(mixed_precision="mixed_bfloat16",
-                                                                       eval_examples=0)))
+def test_a_bfloat16_run_exports_the_float32_generator(tmp_path, float32_and_bfloat16_runs):
+    checkpoint = float32_and_bfloat16_runs["mixed_bfloat16"].checkpoint  # <workdir>/checkpoints/ckpt-30
+    workdir = os.path.dirname(os.path.dirname(checkpoint))
     export_dir = str(tmp_path / "export")
     done = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--model_name=bf16",
                        "--deterministic", "--tflite=", "--check_examples=1")
