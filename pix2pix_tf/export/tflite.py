@@ -128,9 +128,10 @@ def export_tflite(generator: keras.Model, train: TrainConfig, config: ExportConf
     """Converts, runs and checks each requested variant; files go into `directory`."""
     reports = []
     with tempfile.TemporaryDirectory(prefix="pix2pix-tflite-") as scratch:
-        # Converted from a SavedModel (a concrete function was seen to give NaNs), written by
-        # ExportArchive: a tf.Module holding the Keras model keeps its variables as TFLite
-        # resource variables instead of constants, which int8 calibration cannot read.
+        # Converted from a SavedModel (a concrete function was seen to give NaNs) that tracks the
+        # tf.Variables under the Keras variables (`Endpoints`): a tf.Module holding the Keras
+        # model keeps its variables as TFLite resource variables instead of constants, which
+        # int8 calibration cannot read.
         tflite_endpoints(generator, config.mode, image_size, train.model.input_nc).save(scratch)
 
         def representative() -> Iterator[list[np.ndarray]]:

@@ -56,9 +56,9 @@ class ReferenceAdam(keras.optimizers.Adam):
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=REFERENCE_EPSILON, **kwargs):
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, **kwargs)
 
-    def _step_epsilon(self, variable, beta_2_power):
+    def _step_epsilon(self, dtype, beta_2_power):
         """The epsilon that, added before the bias correction, is `self.epsilon` added after it."""
-        return ops.cast(self.epsilon, variable.dtype) * ops.sqrt(1 - beta_2_power)
+        return ops.cast(self.epsilon, dtype) * ops.sqrt(1 - beta_2_power)
 
     def update_step(self, gradient, variable, learning_rate):
         """Keras' update with the step's epsilon, written with Keras ops (one pass per op)."""
@@ -79,7 +79,7 @@ class ReferenceAdam(keras.optimizers.Adam):
             v_hat = self._velocity_hats[index]
             self.assign(v_hat, ops.maximum(v_hat, v))
             v = v_hat
-        epsilon = self._step_epsilon(variable, beta_2_power)
+        epsilon = self._step_epsilon(variable.dtype, beta_2_power)
         self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), epsilon)))
 
 
