@@ -75,8 +75,8 @@ class Endpoints:
 
 
 def build_endpoints(generator: keras.Model, mode: InferenceMode, image_size: int, input_nc: int,
-                  multiple: int, max_pixels: int = DEFAULT_MAX_PIXELS,
-                  max_request_pixels: Optional[int] = None) -> Endpoints:
+                    multiple: int, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    max_request_pixels: Optional[int] = None) -> Endpoints:
     """The five serving signatures over G's variables (names: module constants, docs/serving.md).
 
     `serving_default` / `translate_png` take a batch of encoded images of any size and 1-4
@@ -243,7 +243,7 @@ def write_saved_model(generator: keras.Model, train: TrainConfig, config: Export
     multiple = train.model.size_multiple
     check_warmup_fits(options, image_size, multiple)
     endpoints = build_endpoints(generator, config.mode, image_size, train.model.input_nc, multiple,
-                              options.max_pixels, options.request_pixels)
+                                options.max_pixels, options.request_pixels)
     writing.write_point(directory)  # TensorFlow writes the SavedModel itself.
     endpoints.save(directory)
     write_warmup(directory, warmup_requests(config.model_name, image_size, train.model.input_nc,
