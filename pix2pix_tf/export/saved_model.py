@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import keras
 import numpy as np
@@ -285,8 +285,9 @@ def verify_saved_model(directory: str, generator: keras.Model, mode: InferenceMo
     return diff, translate
 
 
-def reference(loaded) -> Callable[[np.ndarray], np.ndarray]:
-    """The loaded SavedModel's dropout-free signature: what every other artifact must reproduce."""
+def reference(loaded: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The dropout-free signature of `loaded` (what `tf.saved_model.load` returned): what every
+    other artifact must reproduce."""
 
     def translate(batch: np.ndarray) -> np.ndarray:
         # The closure keeps `loaded` alive: it owns the variables.

@@ -66,7 +66,7 @@ class FusedAdam(ReferenceAdam):
 
         def update(variable, gradient, learning_rate):
             if not self._fused(gradient, variable):
-                return self.update_step(gradient, variable, learning_rate)
+                return ReferenceAdam.update_step(self, gradient, variable, learning_rate)
             return self._apply_adam(variable, gradient, learning_rate, scalars)
 
         for gradient, variable in grads_and_vars:
