@@ -72,11 +72,14 @@ def _report_stop(stop: Interrupted) -> int:
     return stop.exit_code
 
 
-# A stop that lands outside the program's own code is sent again after RESEND seconds, for at
-# most PATIENCE seconds in all (a server's loop of another library), then raised where it is.
-RESEND, PATIENCE = 0.005, 2.0
+# A stop that arrives outside the program's own code lands in the program's frame that called
+# that code, at its next line; where that call has not returned within PATIENCE seconds (a
+# server's loop of another library), the stop is sent again then and raised where it is.
+PATIENCE = 2.0
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_deferred_since: dict[int, float] = {}
+_deferred_since: dict[int, float] = {}  # signal -> when it arrived, while it waits to land
+_traced: list[tuple[types.FrameType, object]] = []  # (the frame watched, the trace function it replaced)
+_resends: list[threading.Timer] = []
 
 
 def _raise_interrupted(signum: int, frame: Optional[types.FrameType]) -> None:
@@ -84,13 +87,62 @@ def _raise_interrupted(signum: int, frame: Optional[types.FrameType]) -> None:
 
     Elsewhere (TensorFlow's Python code, the import system) the code may have been called from
     C that does not expect a Python exception: the stop would end as a `SystemError` and then
-    some unrelated error, with a traceback. So it is sent again a moment later."""
-    since = _deferred_since.setdefault(signum, time.monotonic())
-    if frame is not None and not _in_program(frame) and time.monotonic() - since < PATIENCE:
-        threading.Timer(RESEND, os.kill, (os.getpid(), signum)).start()
+    some unrelated error, with a traceback. So the nearest frame of the program's code on the
+    stack is watched (a trace function, as a debugger sets) and the stop is raised at its next
+    line, as soon as the call it waits on returns."""
+    now = time.monotonic()
+    new = signum not in _deferred_since
+    since = _deferred_since.setdefault(signum, now)
+    if frame is not None and not _in_program(frame) and now - since < PATIENCE:
+        if new:
+            _watch_program_frame(frame)
+            resend = threading.Timer(PATIENCE, _send_again, (signum,))
+            resend.daemon = True  # Never keeps a finished program waiting.
+            resend.start()
+            _resends.append(resend)
         return
-    del _deferred_since[signum]
+    _land()
     raise Interrupted(signum)
+
+
+def _watch_program_frame(frame: types.FrameType) -> None:
+    """Raises the waiting stop at the next line (or the return) of the nearest frame of the
+    program's code above `frame`; none there: the stop waits for `PATIENCE`."""
+    while frame is not None and not _in_program(frame):
+        frame = frame.f_back
+    if frame is None or _traced:
+        return
+
+    def stop_here(traced: types.FrameType, event: str, arg: object):
+        if event == "exception" or not _deferred_since:  # An error on its way out: it ends in a return.
+            return stop_here
+        signum = next(iter(_deferred_since))
+        _land()
+        raise Interrupted(signum)
+
+    _traced.append((frame, sys.gettrace()))
+    frame.f_trace = stop_here
+    sys.settrace(sys.gettrace() or _trace_no_new_frame)  # Tracing on in this thread: `f_trace` is called.
+
+
+def _trace_no_new_frame(frame: types.FrameType, event: str, arg: object) -> None:
+    return None
+
+
+def _land() -> None:
+    """The waiting stops are being raised: no frame is watched, and none is sent again."""
+    _deferred_since.clear()
+    while _resends:
+        _resends.pop().cancel()
+    while _traced:
+        frame, previous = _traced.pop()
+        frame.f_trace = None
+        sys.settrace(previous)
+
+
+def _send_again(signum: int) -> None:
+    if signum in _deferred_since:  # Not landed yet: raised where the program is now.
+        os.kill(os.getpid(), signum)
 
 
 def _in_program(frame: types.FrameType) -> bool:

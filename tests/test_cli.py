@@ -165,31 +165,47 @@ def test_a_stop_landing_where_python_drops_exceptions_is_sent_again():
 
 def test_a_stop_lands_in_the_programs_own_code():
     """A stop that arrives while other code runs (TensorFlow's Python, called from its C code,
-    which may not expect an exception: a SystemError and an unrelated error followed) is sent
-    again until it lands in the package's code, or raised where it is after `cli.PATIENCE`."""
+    which may not expect an exception: a SystemError and an unrelated error followed) waits for
+    the program's code: the call under way finishes and the stop is raised at the next line of
+    the nearest frame of the program's code; where none runs, it is sent again after
+    `cli.PATIENCE` and raised where it is."""
     from pix2pix_tf import cli
     from pix2pix_tf.errors import Interrupted
 
-    elsewhere = sys._getframe()  # This test's own frame: code outside the package.
-    inside = eval(compile("sys._getframe()", cli.__file__, "eval"))  # A frame of the package's code.
-    received = []
+    package_code = {}  # A function of the package's code (its file name is cli.py's) that calls other code.
+    exec(compile("def program(library):\n    library()\n    return 'not stopped'\n", cli.__file__, "exec"),
+         package_code)
+    finished = []
+
+    def library():  # This test's code: outside the package.
+        assert cli._raise_interrupted(signal.SIGUSR1, sys._getframe()) is None  # Not raised here...
+        finished.append("the library's call")
+
+    tracing, received = sys.gettrace(), []
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
     try:
-        assert cli._raise_interrupted(signal.SIGUSR1, elsewhere) is None
-        deadline = time.monotonic() + 10
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.001)
-        assert received == [signal.SIGUSR1]  # Sent again, not raised.
         with pytest.raises(Interrupted) as stop:
-            cli._raise_interrupted(signal.SIGUSR1, inside)
-        assert stop.value.signum == signal.SIGUSR1
-        cli._raise_interrupted(signal.SIGUSR1, elsewhere)  # A new stop: patient again.
-        time.sleep(cli.PATIENCE)
+            package_code["program"](library)
+        assert finished == ["the library's call"] and stop.value.signum == signal.SIGUSR1
+        assert "program" in [entry.name for entry in stop.traceback]  # ...but in the program's frame.
+        assert sys.gettrace() is tracing and cli._deferred_since == {}
+
+        inside = eval(compile("sys._getframe()", cli.__file__, "eval"))  # A frame of the package's code.
         with pytest.raises(Interrupted):
-            cli._raise_interrupted(signal.SIGUSR1, elsewhere)  # Patience is over: raised where it is.
+            cli._raise_interrupted(signal.SIGUSR1, inside)  # Already there: raised at once.
+
+        elsewhere = sys._getframe()  # No frame of the package's code will run: the stop waits for PATIENCE.
+        started = time.monotonic()
+        assert cli._raise_interrupted(signal.SIGUSR1, elsewhere) is None
+        while not received and time.monotonic() < started + 10:
+            time.sleep(0.01)
+        # Sent again once, after PATIENCE (the stop that landed above is not sent again)...
+        assert received == [signal.SIGUSR1] and time.monotonic() - started >= cli.PATIENCE
+        with pytest.raises(Interrupted):
+            cli._raise_interrupted(signal.SIGUSR1, elsewhere)  # ...and raised where it is.
     finally:
         signal.signal(signal.SIGUSR1, previous)
-    assert cli._deferred_since == {}
+    assert cli._deferred_since == {} and sys.gettrace() is tracing
 
 
 def test_a_first_stop_is_a_request_and_a_second_ctrl_c_stops_at_once():
