@@ -172,14 +172,15 @@ def test_paper_mode_equals_keras_training_mode_call_without_its_state_writes(exp
     np.testing.assert_allclose(ours, generator(image, training=True).numpy(), atol=1e-5)
 
 
-# The `saved_model_cli` console script calls this module's `main`: run as the module, it forks from
-# a parent that imported TensorFlow once (tests/forked.py) instead of importing it afresh.
-SAVED_MODEL_CLI = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+def saved_model_cli(*args: str) -> subprocess.CompletedProcess:
+    """TensorFlow's `saved_model_cli`, whose console script calls this module's `main`: run as the
+    module, it forks from a parent that imported TensorFlow once (tests/forked.py)."""
+    return forked.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", *args], cwd=ROOT, timeout=300)
 
 
 @pytest.mark.slow
 def test_saved_model_cli_show_and_run(export, data_dir, tmp_path):
-    shown = forked.run([*SAVED_MODEL_CLI, "show", "--dir", export["paper"], "--all"], cwd=ROOT, timeout=300)
+    shown = saved_model_cli("show", "--dir", export["paper"], "--all")
     assert shown.returncode == 0, shown.stderr[-2000:]
     text = shown.stdout
     for signature in (artifacts.SIGNATURE_BYTES, artifacts.SIGNATURE_PNG, artifacts.SIGNATURE_FLOAT,
@@ -197,9 +198,8 @@ def test_saved_model_cli_show_and_run(export, data_dir, tmp_path):
     for signature, inputs in (("serving_default", f"images={tmp_path / 'bytes.npy'}"),
                               ("translate_float_deterministic", f"images={tmp_path / 'floats.npy'}")):
         outdir = tmp_path / signature
-        result = forked.run([*SAVED_MODEL_CLI, "run", "--dir", export["deterministic"], "--tag_set", "serve",
-                             "--signature_def", signature, "--inputs", inputs, "--outdir", str(outdir)],
-                            cwd=ROOT, timeout=300)
+        result = saved_model_cli("run", "--dir", export["deterministic"], "--tag_set", "serve",
+                                 "--signature_def", signature, "--inputs", inputs, "--outdir", str(outdir))
         assert result.returncode == 0, result.stderr[-2000:]
         output = np.load(outdir / "output.npy")
         assert output.shape == (1, 128, 128, 3) and np.isfinite(output).all()
