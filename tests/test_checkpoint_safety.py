@@ -40,7 +40,7 @@ def test_a_stop_right_after_a_save_never_saves_that_step_again(tmp_path, data_di
             else:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
-    config = tiny_config(tmp_path, data_dir, optim=dict(steps=6), run=dict(save_every=2))
+    config = tiny_config(tmp_path, data_dir, optim=dict(steps=6), run=dict(save_every=2, eval_examples=0))
     with writing.injected_faults(before=disk_fills_after_the_first_save):
         result = train(config)
     assert result.stopped_early and result.step == 2 and len(saves) == 1

@@ -120,7 +120,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
 
     real_l1 = losses.l1_loss
     monkeypatch.setattr(losses, "l1_loss", l1_turning_nan)
-    config = tiny_config(tmp_path, data_dir, optim=dict(steps=10), run=dict(save_every=1))
+    config = tiny_config(tmp_path, data_dir, optim=dict(steps=10), run=dict(save_every=1, eval_examples=0))
     with pytest.raises(NonFiniteLossError, match=r"Step 3: non-finite loss \(.*g_l1=nan") as error:
         train(config)
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))

@@ -20,6 +20,7 @@ import functools
 import os
 from typing import Any, Callable, Iterator, Optional
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
@@ -309,10 +310,24 @@ def held_out_pairs(dataset: PairedDataset, config: DataConfig, input_nc: int, ou
     records = dataset.records(dataset.held_out_split)
     if limit is not None:
         records = records.take(limit)
+    prepare = _held_out_preparation(dataset, config, input_nc, output_nc, multiple)
+    return records.map(traced_as_written(prepare), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    @traced_as_written
+
+def first_held_out_pairs(dataset: PairedDataset, config: DataConfig, input_nc: int, output_nc: int,
+                         count: int, multiple: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first `count` pairs of `held_out_pairs`, as arrays: the few a run monitors, an export
+    checks or the demo shows. Prepared eagerly, by the same ops: for a handful of pairs, tracing
+    and instantiating a tf.data map costs more than running its ops."""
+    prepare = _held_out_preparation(dataset, config, input_nc, output_nc, multiple)
+    return [tuple(image.numpy() for image in prepare(*record))
+            for record in dataset.records(dataset.held_out_split).take(count)]
+
+
+def _held_out_preparation(dataset: PairedDataset, config: DataConfig, input_nc: int, output_nc: int,
+                          multiple: int) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
     def prepare(*record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         input_image, target = dataset.input_target(record, input_nc, output_nc)
         return held_out_resize(input_image, target, config, multiple)
 
-    return records.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return prepare

@@ -165,9 +165,9 @@ def write_held_out_inputs(run: TrainConfig, count: int, folder: str) -> tuple[st
     when the dataset cannot be read here: the page works without examples."""
     try:
         dataset = pipeline.load_paired_dataset(run.data)
-        pairs = pipeline.held_out_pairs(dataset, run.data, run.model.input_nc, run.model.output_nc, limit=count,
-                                        multiple=run.model.size_multiple)
-        inputs = [input_image for input_image, _ in pairs.as_numpy_iterator()]
+        pairs = pipeline.first_held_out_pairs(dataset, run.data, run.model.input_nc, run.model.output_nc, count,
+                                              run.model.size_multiple)
+        inputs = [input_image for input_image, _ in pairs]
     except (DatasetError, tf.errors.OpError) as e:
         logging.warning("No examples: the run's dataset %s cannot be read here (%s).", run.data.dataset, e)
         return ()

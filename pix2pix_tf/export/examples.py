@@ -35,8 +35,7 @@ def load_examples(train: TrainConfig, config: ExportConfig, image_size: int,
     nc = (train.model.input_nc, train.model.output_nc)
     try:
         dataset = pipeline.load_paired_dataset(data_config)
-        held_out = pipeline.held_out_pairs(dataset, data_config, *nc, limit=config.check_examples)
-        pairs = list(held_out.as_numpy_iterator())
+        pairs = pipeline.first_held_out_pairs(dataset, data_config, *nc, config.check_examples)
         calibration = None
         if training is not None:
             stream = pipeline.train_stream(dataset, data_config, *nc, seed=train.run.seed or 0).unbatch()

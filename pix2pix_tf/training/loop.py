@@ -196,8 +196,8 @@ def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.di
     multiple = config.model.size_multiple
     held_out = []  # --eval_examples=0: no held-out pipeline to build.
     if config.run.eval_examples:
-        held_out = list(pipeline.held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
-                                                limit=config.run.eval_examples, multiple=multiple).as_numpy_iterator())
+        held_out = pipeline.first_held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
+                                                 config.run.eval_examples, multiple)
     monitor = HeldOutMonitor(gan, held_out, workdir, writer)
     result = TrainResult(start, end, {}, monitor(start), None, None)
     if start >= end:
