@@ -9,7 +9,7 @@ import json
 import os
 import pathlib
 import shutil
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -50,6 +50,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 100)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]):
+    """After each test, its garbage is collected and what it left alive (module fixtures, caches)
+    is frozen: a later full collection scans only what later tests made, not every survivor of
+    the tests before them again. (A frozen object that later becomes part of a garbage cycle is
+    not collected; a fixture's models are small.)"""
+    yield
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import gc
 import json
 import os
 import queue
@@ -265,4 +266,7 @@ if __name__ == "__main__":
 
     for name in PRELOADED:
         importlib.import_module(name)
+    # The imported modules live as long as the program: frozen, its full collections (TFLite's
+    # converter asks for one) do not scan them, nor touch (and so copy) their pages.
+    gc.freeze()
     _become(*_serve(socket.socket(fileno=int(sys.argv[1]))))
