@@ -95,6 +95,25 @@ def test_direction_chooses_the_input_side(tiny):
     np.testing.assert_array_equal(a_to_b[1].numpy(), b_to_a[0].numpy())
 
 
+@pytest.mark.parametrize("direction, input_nc, config", [
+    ("AtoB", 3, DataConfig(crop_size=64)),
+    ("BtoA", 1, DataConfig(crop_size=48)),
+    ("AtoB", 3, DataConfig(preprocess="none")),
+    ("AtoB", 3, DataConfig(preprocess="scale_width", crop_size=40)),
+])
+def test_the_first_held_out_pairs_are_those_of_the_held_out_pipeline(tiny, direction, input_nc, config):
+    """Read eagerly for the monitor, the export's checks and the demo: the same pixels as the
+    tf.data pipeline's first pairs, bit for bit."""
+    dataset = dataclasses.replace(tiny, direction=direction)
+    expected = list(pipeline.held_out_pairs(dataset, config, input_nc, 3, limit=3, multiple=4).as_numpy_iterator())
+    first = pipeline.first_held_out_pairs(dataset, config, input_nc, 3, 3, multiple=4)
+    assert len(first) == len(expected) == 3
+    for (a, b), (x, y) in zip(first, expected):
+        assert a.dtype == x.dtype == np.float32 and a.shape[-1] == input_nc
+        np.testing.assert_array_equal(a, x)
+        np.testing.assert_array_equal(b, y)
+
+
 def test_default_directions_follow_the_paper():
     assert catalogue.default_direction("facades") == "BtoA"
     assert catalogue.default_direction("edges2shoes") == "AtoB"
