@@ -194,7 +194,7 @@ def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.di
     start, end = gan.current_step(), total_steps(config, dataset.num_train)
     writer = summaries.Writer(Workdir(workdir).train_logs) if chief else None
     multiple = config.model.size_multiple
-    held_out = []  # --eval_examples=0: no held-out pipeline to build.
+    held_out = []  # --eval_examples=0: no held-out pairs to read.
     if config.run.eval_examples:
         held_out = pipeline.first_held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
                                                  config.run.eval_examples, multiple)
