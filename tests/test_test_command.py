@@ -1,11 +1,16 @@
 """The README's test commands: `-n auto` starts one worker per core and one more, and the files
-that take longest start first (tests/conftest.py)."""
+that take longest start first, and after each test its garbage is collected and its survivors
+frozen (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import weakref
+
+import pytest
 
 from conftest import LONGEST_FIRST, pytest_xdist_auto_num_workers
 from export_helpers import ROOT
@@ -41,3 +46,28 @@ def test_a_file_of_longest_first_starts_before_a_file_with_more_tests():
                                     "tests/test_cli.py")
     ran = [line.split("PASSED ")[1].split("::")[0] for line in result.stdout.splitlines() if "PASSED" in line]
     assert ran == ["tests/test_cli.py", "tests/test_config.py", "tests/test_config.py"], result.stdout[-2000:]
+
+
+_LEFT_BY_THE_TEST_BEFORE: dict[str, object] = {}
+
+
+class _Node:
+    pass
+
+
+def test_a_test_leaves_a_garbage_cycle_and_a_survivor():
+    """Automatic collections stay off until the next test: only what runs after this test can
+    free the cycle. The next test checks, and turns them on again."""
+    gc.disable()
+    cycle = _Node()
+    cycle.itself = cycle
+    _LEFT_BY_THE_TEST_BEFORE.update(cycle=weakref.ref(cycle), survivor=_Node())
+
+
+def test_after_a_test_its_garbage_is_collected_and_its_survivors_frozen():
+    gc.enable()
+    if not _LEFT_BY_THE_TEST_BEFORE:
+        pytest.skip("checks what the test before it left")
+    assert _LEFT_BY_THE_TEST_BEFORE["cycle"]() is None
+    survivor = _LEFT_BY_THE_TEST_BEFORE["survivor"]
+    assert not any(o is survivor for o in gc.get_objects())  # Frozen: no generation holds it.
