@@ -13,10 +13,11 @@ the interpreter's own exit (atexit handlers, non-daemon threads joined, exit cod
 signal).
 
 What stays different from a fresh interpreter: the modules the zygote imported were imported
-before the program ran, and their objects are frozen (`gc.freeze`: no collection scans them). So a command forks from a zygote started with its own values of what the
-interpreter and TensorFlow read as they start (READ_AT_START: a library imported by a test may
-change them in the worker's environment), and a test of import-time effects or of a process
-without this library keeps `subprocess`.
+before the program ran, and their objects are frozen (`gc.freeze`: no collection scans them). So
+a command forks from a zygote started with its own values of what the interpreter and TensorFlow
+read as they start (READ_AT_START: a library imported by a test may change them in the worker's
+environment), and a test of import-time effects or of a process without this library keeps
+`subprocess`.
 """
 
 from __future__ import annotations
