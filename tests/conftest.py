@@ -46,7 +46,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """Python's full collections scan every object a worker holds, and a worker soon holds the
     models, graphs and functions of hundreds of tests. The modules imported so far (TensorFlow's
     included) live until the end: frozen, they are never scanned again; and the oldest
-    generation is collected ten times less often. Garbage is still collected, later."""
+    generation is collected ten times less often. Garbage is collected after each test (below)."""
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, 100)
