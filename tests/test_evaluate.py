@@ -17,7 +17,7 @@ from pix2pix_tf.data.sources.shapes import LABEL_COLOURS, NUM_CLASSES
 from pix2pix_tf.evaluation import segmentation
 from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE, EvalConfig, evaluate
 from pix2pix_tf.evaluation.metrics import confusion_matrix, segmentation_scores
-from pix2pix_tf.evaluation.plan import split_pairs, with_labels
+from pix2pix_tf.evaluation.plan import first_input_size, split_pairs, with_labels
 from pix2pix_tf.inference.mode import DETERMINISTIC
 from pix2pix_tf.inference.request import ModelRequest
 
@@ -46,6 +46,17 @@ def shapes_examples(data_dir: str, split: str, limit=None) -> tf.data.Dataset:
     if limit:
         labels = labels.take(limit)
     return with_labels(split_pairs(dataset, config, split, 3, 3, limit, 8), labels)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_the_first_input_size_is_that_of_the_first_pair_the_evaluation_reads(data_dir, native):
+    """Read eagerly before the evaluation starts: the size of the pipeline's first input, at
+    the test-time size (128 from shapes' 64x64 pairs) or as decoded (native)."""
+    config = DataConfig(dataset="shapes/64", data_dir=data_dir, load_size=143, crop_size=128)
+    dataset = pipeline.load_paired_dataset(config)
+    first, _ = next(split_pairs(dataset, config, "test", 3, 3, 1, 8, native=native).as_numpy_iterator())
+    assert first_input_size(dataset, config, "test", 3, 3, 8, native=native) == first.shape[:2]
+    assert first.shape[:2] == ((64, 64) if native else (128, 128))
 
 
 # ----------------------------------------------------------------------------- labels and the segmenter

@@ -63,6 +63,19 @@ def split_pairs(dataset, data_config: DataConfig, split: str, input_nc: int, out
                                limit=limit, multiple=multiple)
 
 
+def first_input_size(dataset, data_config: DataConfig, split: str, input_nc: int, output_nc: int, multiple: int,
+                     native: bool = False) -> tuple[int, int]:
+    """(height, width) of the first input `split_pairs` gives, prepared eagerly by the same ops:
+    for one image, instantiating the pipeline's map costs more than running its ops."""
+    if native:
+        record = next(iter(dataset.records(split).take(1)))
+        first_input = dataset.input_target(tuple(record), input_nc, output_nc)[0]
+    else:
+        held_out = dataclasses.replace(dataset, held_out_split=split)
+        first_input = pipeline.first_held_out_pairs(held_out, data_config, input_nc, output_nc, 1, multiple)[0][0]
+    return int(first_input.shape[0]), int(first_input.shape[1])
+
+
 def with_labels(pairs, labels):
     """Zips pairs with their class maps, resized (nearest) to the pair's size."""
 
@@ -95,8 +108,8 @@ def make_plan(config: EvalConfig) -> EvalPlan:
     nc = (train.model.input_nc, train.model.output_nc)
     pairs = split_pairs(dataset, data_config, split, *nc, config.num_examples, train.model.size_multiple,
                         native=config.model.native_size)
-    first_input, _ = next(iter(pairs.take(1)))
-    image_hw = tuple(int(d) for d in first_input.shape[:2])
+    image_hw = first_input_size(dataset, data_config, split, *nc, train.model.size_multiple,
+                                native=config.model.native_size)
     if not source.spec.any_size and image_hw != (translator.image_size, translator.image_size):
         raise ConfigError(f"{source.path} is fixed to {translator.image_size}x{translator.image_size} images; the "
                           f"run's test-time preprocessing gives {image_hw[0]}x{image_hw[1]}. Export it again with "
