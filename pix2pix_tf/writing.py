@@ -114,7 +114,7 @@ def write_file(path: str, data: bytes, within: Optional[str] = None) -> str:
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
-    _sync_folder(folder)
+    sync_folder(folder)
     return path
 
 
@@ -136,7 +136,7 @@ def write_figure(path: str, figure, within: Optional[str] = None, **savefig: obj
     return write_file(path, buffer.getvalue(), within)
 
 
-def _sync_folder(folder: str) -> None:
+def sync_folder(folder: str) -> None:
     """Makes the rename itself durable; some file systems cannot open a folder to sync it."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)

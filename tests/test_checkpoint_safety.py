@@ -11,6 +11,7 @@ import os
 import signal
 
 import pytest
+import tensorflow as tf
 
 from pix2pix_tf import writing
 from pix2pix_tf.checkpoint_reading import CheckpointError
@@ -24,6 +25,36 @@ from conftest import copied_run, tiny_config
 
 def digests(folder) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("ckpt-*"))}
+
+
+def test_a_checkpoint_reaches_its_final_name_whole_and_the_newest_are_kept(tmp_path, data_dir):
+    """TensorFlow writes a checkpoint's index under its final name after its data, so a process
+    killed then would leave a partial `ckpt-N.index`. The checkpoint is written whole into
+    `ckpt-N_temp/` first: at the save's write point, before its files are renamed into place,
+    nothing of it is under a final name and the staged checkpoint reads back. The index file
+    lists the newest --keep_checkpoints saves; the older ones are removed."""
+    seen = {}
+
+    def at_a_save(k: int, path: str) -> None:
+        name = os.path.basename(path)
+        if name.startswith("ckpt-"):
+            placed = [f for f in os.listdir(os.path.dirname(path)) if f.startswith(name + ".")]
+            staged = tf.train.load_checkpoint(os.path.join(path + "_temp", name)).get_variable_to_shape_map()
+            seen[name] = (placed, len(staged))
+
+    config = tiny_config(tmp_path, data_dir, optim=dict(steps=3), run=dict(save_every=1, keep_checkpoints=2,
+                                                                          eval_examples=0))
+    with writing.injected_faults(before=at_a_save):
+        train(config)
+    assert sorted(seen) == ["ckpt-1", "ckpt-2", "ckpt-3"]
+    assert all(placed == [] and staged > 50 for placed, staged in seen.values()), seen
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(os.listdir(checkpoints)) == ["checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index",
+                                               "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
+    state = tf.train.get_checkpoint_state(str(checkpoints))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-2", "ckpt-3"]
+    assert len(state.all_model_checkpoint_timestamps) == 2
+    assert tf.train.latest_checkpoint(str(checkpoints)) == str(checkpoints / "ckpt-3")
 
 
 @pytest.mark.slow

@@ -201,16 +201,20 @@ def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir)
     first = run_program("train", *flags, "--steps=2")
     assert first.returncode == 0, first.stderr[-3000:]
     checkpoints = workdir / "checkpoints"
-    # What SIGKILL during the save of step 3 leaves: TensorFlow's staging folder of the whole
-    # checkpoint (renamed into place only once complete) and the index file's temporary copy.
+    # What SIGKILL during the save of step 3 leaves: the staging folder of the whole checkpoint
+    # (its files renamed into place, the index last, only once complete), data files renamed
+    # before their index, the index file's temporary copy (TensorFlow's, in a cluster; ours).
     staging = checkpoints / "ckpt-3_temp"
     staging.mkdir()
     for file in checkpoints.glob("ckpt-2.*"):
-        shutil.copy(file, staging / file.name.replace("ckpt-2", "part-00000-of-00001"))
+        shutil.copy(file, staging / file.name.replace("ckpt-2", "ckpt-3"))
+    shutil.copy(checkpoints / "ckpt-2.data-00000-of-00001", checkpoints / "ckpt-3.data-00000-of-00001")
     (checkpoints / "checkpoint.tmp5f1e0c2a").write_text((checkpoints / "checkpoint").read_text())
+    (checkpoints / ".checkpoint.5f1e0c2a.tmp").write_text((checkpoints / "checkpoint").read_text())
     result = run_program("train", *flags, "--steps=3")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "ckpt-3_temp" in result.stderr and "checkpoint.tmp5f1e0c2a" in result.stderr  # said, not silent
+    for leftover in ("ckpt-3_temp", "ckpt-3.data-00000-of-00001", "checkpoint.tmp5f1e0c2a", ".checkpoint.5f1e0c2a.tmp"):
+        assert leftover in result.stderr  # said, not silent
     assert f"Resumed from {checkpoints / 'ckpt-2'} at step 2." in result.stderr
     assert "Done: step 3/3" in result.stdout
     assert sorted(p for p in os.listdir(checkpoints) if "temp" in p or ".tmp" in p) == []

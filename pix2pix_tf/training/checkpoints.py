@@ -7,12 +7,15 @@
 - Resuming restores the newest readable checkpoint, as pix2pix_tf.checkpoint_reading finds
   and restores them for every command; a damaged `checkpoint` index file is rewritten from
   the complete checkpoints on disk.
+- A checkpoint is on disk whole or without its index. TensorFlow writes the index of a
+  checkpoint under its final name once the data is in place, so a process killed then would
+  leave a partial `ckpt-N.index`; here the checkpoint is written whole into `ckpt-N_temp/`
+  and its files are renamed into place, the index last (`_write_whole`).
 - A failed save (a full disk, say) stops the run with a clear error naming the checkpoints
   really on disk; only the files this save created are removed, so every checkpoint written
-  before is untouched (TensorFlow writes to temporary names and renames only a complete
-  checkpoint). A step is saved once: a stop right after the loop saved it saves nothing more.
-  What a process killed while saving leaves under those temporary names is removed by the
-  next run, under the lock.
+  before is untouched. A step is saved once: a stop right after the loop saved it saves
+  nothing more. What a process killed while saving leaves (`ckpt-N_temp/`, data files
+  without an index) is removed by the next run, under the lock.
 - One training process per workdir: a lock held for the life of the process (released by
   the OS even on SIGKILL) makes a second process refuse to start.
 """
@@ -25,6 +28,7 @@ import fcntl
 import glob
 import os
 import shutil
+import time
 from typing import Iterator, Optional
 
 import tensorflow as tf
@@ -48,9 +52,13 @@ class RunCheckpoints:
     """The checkpoints of one run, for one worker of the cluster (the chief or another)."""
 
     def __init__(self, checkpoint: tf.train.Checkpoint, workdir: str, keep: int, step: tf.Variable,
-                 chief: bool = True, worker: int = 0):
+                 chief: bool = True, worker: int = 0, coordinated: bool = False):
+        """`coordinated`: a multi-worker cluster, whose saves go through TensorFlow's manager,
+        which its preemption handler shares."""
         self.checkpoint = checkpoint
         self.chief = chief
+        self.keep = keep
+        self.coordinated = coordinated
         self.directory = Workdir(workdir).checkpoints
         self._temporary = None if chief else os.path.join(workdir, f"tmp_worker_{worker}")
         if chief:
@@ -89,9 +97,8 @@ class RunCheckpoints:
         if step == self._saved_step:
             return None if self._temporary else os.path.join(self.directory, f"ckpt-{step}")
         created_before = self._unfinished_files(step)
-        options = tf.train.CheckpointOptions(experimental_write_callbacks=[writing.write_point])
         try:
-            path = self.manager.save(checkpoint_number=step, options=options)
+            path = self._write(step)
         except (OSError, tf.errors.OpError) as e:
             self._remove_created(step, created_before)
             on_disk = ", ".join(os.path.basename(c) for c in complete_checkpoints(self.directory)) or "none"
@@ -104,6 +111,51 @@ class RunCheckpoints:
             shutil.rmtree(self._temporary, ignore_errors=True)
             return None
         return path
+
+    def _write(self, step: int) -> str:
+        if self._temporary or self.coordinated:
+            options = tf.train.CheckpointOptions(experimental_write_callbacks=[writing.write_point])
+            return self.manager.save(checkpoint_number=step, options=options)
+        return self._write_whole(step)
+
+    def _write_whole(self, step: int) -> str:
+        """Writes the checkpoint of `step` into `ckpt-N_temp/`, then renames its data files and,
+        last, its index into place; then rewrites the index file and keeps the newest `keep`,
+        as TensorFlow's manager would."""
+        final = os.path.join(self.directory, f"ckpt-{step}")
+        self.checkpoint.save_counter.assign_add(1)  # As the manager counts saves (checkpoints hold the count).
+        staged = self.checkpoint.write(os.path.join(final + "_temp", os.path.basename(final)))
+        writing.write_point(final)
+        for data in sorted(glob.glob(staged + ".data-*")):
+            os.replace(data, final + data[len(staged):])
+        os.replace(staged + ".index", final + ".index")
+        writing.sync_folder(self.directory)
+        shutil.rmtree(final + "_temp", ignore_errors=True)
+        saved = {**{path: time for path, time in self._saved().items() if path != final}, final: time.time()}
+        kept = dict(list(saved.items())[-self.keep:])
+        self._write_index(list(kept), kept)  # Before the removals: a failed write removes nothing older.
+        for old in saved.keys() - kept.keys():
+            _remove_checkpoint(old)
+        return final
+
+    def _saved(self) -> dict[str, float]:
+        """The checkpoints earlier saves recorded in the index file, with the time of each save,
+        oldest first: the only ones a save may remove, as TensorFlow's manager does. An index
+        rebuilt from the files records no save, so no checkpoint found then is ever removed."""
+        if damaged_index(self.directory) or not os.path.exists(os.path.join(self.directory, "checkpoint")):
+            return {}
+        state = tf.train.get_checkpoint_state(self.directory)
+        return {os.path.join(self.directory, os.path.basename(path)): stamp
+                for path, stamp in zip(state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps)
+                if stamp > state.last_preserved_timestamp and os.path.exists(path + ".index")}
+
+    def _write_index(self, found: list[str], saved: Optional[dict[str, float]] = None) -> None:
+        """The `checkpoint` index file TensorFlow's tools read: `found` (paths), newest last, and
+        the time each of `saved` was saved (TensorFlow's format)."""
+        names = [os.path.basename(c) for c in found]
+        lines = ([f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{name}"' for name in names]
+                 + [f"all_model_checkpoint_timestamps: {stamp!r}" for stamp in (saved or {}).values()])
+        writing.write_text(os.path.join(self.directory, "checkpoint"), "\n".join(lines) + "\n")
 
     def _unfinished_files(self, step: int) -> set[str]:
         prefix = os.path.join(self.manager.directory, f"ckpt-{step}")
@@ -121,25 +173,28 @@ class RunCheckpoints:
         problem = damaged_index(self.directory)
         if not problem:
             return
-        found = [os.path.basename(c) for c in complete_checkpoints(self.directory)]
-        logging.warning("%s; rebuilt from the complete checkpoints on disk: %s.", problem, ", ".join(found) or "none")
-        index = os.path.join(self.directory, "checkpoint")
+        found = complete_checkpoints(self.directory)
+        logging.warning("%s; rebuilt from the complete checkpoints on disk: %s.", problem,
+                        ", ".join(os.path.basename(c) for c in found) or "none")
         if not found:  # An index must name one; restore_latest refuses what files there are.
-            os.remove(index)
+            os.remove(os.path.join(self.directory, "checkpoint"))
             return
-        lines = [f'model_checkpoint_path: "{found[-1]}"'] + [f'all_model_checkpoint_paths: "{name}"' for name in found]
-        writing.write_text(index, "\n".join(lines) + "\n")
+        self._write_index(found)
 
     def remove_unfinished_saves(self) -> list[str]:
         """Removes what a process killed while saving left behind, and returns it.
 
-        TensorFlow writes a checkpoint into `ckpt-N_temp/` (the model's full size) and
-        `checkpoint` through `checkpoint.tmp<hex>`, renaming only complete files into place, so
-        these are never part of a checkpoint; left alone they would stay for good. Call it only
-        while holding the workdir lock: then no live process is saving here.
+        A checkpoint is written into `ckpt-N_temp/` (the model's full size) and the index file
+        through a temporary file; a kill while the files are renamed into place can leave data
+        files without their index. None of these is part of a checkpoint; left alone they would
+        stay for good. Call it only while holding the workdir lock: then no live process is
+        saving here.
         """
-        stale = sorted(glob.glob(os.path.join(self.directory, "ckpt-*_temp*"))
-                       + glob.glob(os.path.join(self.directory, "checkpoint.tmp*")))
+        unindexed = [path for path in glob.glob(os.path.join(self.directory, "ckpt-*.data-*"))
+                     if not os.path.exists(path.split(".data-")[0] + ".index")]
+        stale = sorted(glob.glob(os.path.join(self.directory, "ckpt-*_temp*")) + unindexed
+                       + glob.glob(os.path.join(self.directory, "checkpoint.tmp*"))
+                       + glob.glob(os.path.join(self.directory, ".checkpoint.*.tmp")))
         for path in stale:
             _remove(path)
         if stale:
@@ -152,6 +207,14 @@ def _reason(error: Exception) -> str:
     if isinstance(error, OSError):
         return f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
     return op_message(error)
+
+
+def _remove_checkpoint(prefix: str) -> None:
+    """Removes the checkpoint `prefix`, its index first: a kill in between leaves data files
+    without an index (removed by the next run), never an index without its data."""
+    for path in [prefix + ".index", *glob.glob(prefix + ".data-*")]:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
 
 
 def _remove(path: str) -> None:

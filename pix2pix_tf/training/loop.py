@@ -182,7 +182,8 @@ def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.di
     gan = Pix2Pix(config, strategy, dataset.num_train / config.data.batch_size)
     config = gan.config  # --mixed_precision=auto resolved to the precision this run trains in.
     checkpoints = RunCheckpoints(tf.train.Checkpoint(**gan.checkpointables()), workdir,
-                                 config.run.keep_checkpoints, gan.step, chief, worker_index(strategy))
+                                 config.run.keep_checkpoints, gan.step, chief, worker_index(strategy),
+                                 coordinated=isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
     if chief:  # Under the workdir lock: no live process is saving here.
         checkpoints.remove_unfinished_saves()
     restored = checkpoints.restore_latest()
