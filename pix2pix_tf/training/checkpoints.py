@@ -131,7 +131,7 @@ class RunCheckpoints:
         os.replace(staged + ".index", final + ".index")
         writing.sync_folder(self.directory)
         shutil.rmtree(final + "_temp", ignore_errors=True)
-        saved = {**{path: time for path, time in self._saved().items() if path != final}, final: time.time()}
+        saved = {**{path: stamp for path, stamp in self._saved().items() if path != final}, final: time.time()}
         kept = dict(list(saved.items())[-self.keep:])
         self._write_index(list(kept), kept)  # Before the removals: a failed write removes nothing older.
         for old in saved.keys() - kept.keys():
@@ -169,7 +169,8 @@ class RunCheckpoints:
 
     def _rebuild_damaged_index(self) -> None:
         """A damaged index (see the module docstring) is rewritten from the complete checkpoints
-        on disk, so that TensorFlow's manager keeps counting them; the caller holds the lock."""
+        on disk, for TensorFlow's tools; it records no save, so a later save removes none of
+        them (`_saved`). The caller holds the lock."""
         problem = damaged_index(self.directory)
         if not problem:
             return
