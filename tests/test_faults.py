@@ -196,7 +196,7 @@ def test_a_disk_full_at_the_start_is_refused(small_disk, data_dir):
 
 @pytest.mark.slow
 def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir):
-    workdir = tmp_path / "run"
+    workdir = tmp_path / "runs.data-2026"  # A folder name that looks like a data file's suffix.
     flags = train_flags(workdir, data_dir, "--save_every=1")
     first = run_program("train", *flags, "--steps=2")
     assert first.returncode == 0, first.stderr[-3000:]

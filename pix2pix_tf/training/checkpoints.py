@@ -192,7 +192,7 @@ class RunCheckpoints:
         saving here.
         """
         unindexed = [path for path in glob.glob(os.path.join(self.directory, "ckpt-*.data-*"))
-                     if not os.path.exists(path.split(".data-")[0] + ".index")]
+                     if not os.path.exists(path.rsplit(".data-", 1)[0] + ".index")]
         stale = sorted(glob.glob(os.path.join(self.directory, "ckpt-*_temp*")) + unindexed
                        + glob.glob(os.path.join(self.directory, "checkpoint.tmp*"))
                        + glob.glob(os.path.join(self.directory, ".checkpoint.*.tmp")))
