@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import glob
 import io
 import os
 import secrets
@@ -51,6 +52,7 @@ class InjectedFaults:
 
 
 _faults: Optional[InjectedFaults] = None
+_TEMPORARY = ".tmp"  # The suffix of write_file's temporary files.
 
 
 @contextlib.contextmanager
@@ -96,7 +98,7 @@ def write_file(path: str, data: bytes, within: Optional[str] = None) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     check_destination(path, within)  # Before creating folders, which could be through a link.
     os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}{_TEMPORARY}")
     fail = _faults is not None and _faults.check(path)
     try:
         # 0o666 less the umask, as open() would give the file; mkstemp's would be 0o600.
@@ -114,8 +116,14 @@ def write_file(path: str, data: bytes, within: Optional[str] = None) -> str:
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
-    sync_folder(folder)
+    _sync_folder(folder)
     return path
+
+
+def leftover_temporaries(path: str) -> list[str]:
+    """The temporary files of `write_file(path, ...)` that a killed process left beside `path`."""
+    return glob.glob(os.path.join(glob.escape(os.path.dirname(os.path.abspath(path))),
+                                  f".{glob.escape(os.path.basename(path))}.*{_TEMPORARY}"))
 
 
 def write_text(path: str, text: str, within: Optional[str] = None) -> str:
@@ -136,7 +144,7 @@ def write_figure(path: str, figure, within: Optional[str] = None, **savefig: obj
     return write_file(path, buffer.getvalue(), within)
 
 
-def sync_folder(folder: str) -> None:
+def _sync_folder(folder: str) -> None:
     """Makes the rename itself durable; some file systems cannot open a folder to sync it."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)

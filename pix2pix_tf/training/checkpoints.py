@@ -29,7 +29,7 @@ import glob
 import os
 import shutil
 import time
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -128,12 +128,11 @@ class RunCheckpoints:
         writing.write_point(final)
         for data in sorted(glob.glob(staged + ".data-*")):
             os.replace(data, final + data[len(staged):])
-        os.replace(staged + ".index", final + ".index")
-        writing.sync_folder(self.directory)
+        os.replace(staged + ".index", final + ".index")  # The index file's write syncs the folder.
         shutil.rmtree(final + "_temp", ignore_errors=True)
         saved = {**{path: stamp for path, stamp in self._saved().items() if path != final}, final: time.time()}
         kept = dict(list(saved.items())[-self.keep:])
-        self._write_index(list(kept), kept)  # Before the removals: a failed write removes nothing older.
+        self._write_index(list(kept), list(kept.values()))  # Before the removals: a failed write removes nothing.
         for old in saved.keys() - kept.keys():
             _remove_checkpoint(old)
         return final
@@ -142,19 +141,19 @@ class RunCheckpoints:
         """The checkpoints earlier saves recorded in the index file, with the time of each save,
         oldest first: the only ones a save may remove, as TensorFlow's manager does. An index
         rebuilt from the files records no save, so no checkpoint found then is ever removed."""
-        if damaged_index(self.directory) or not os.path.exists(os.path.join(self.directory, "checkpoint")):
+        state = None if damaged_index(self.directory) else tf.train.get_checkpoint_state(self.directory)
+        if state is None:  # No index file, or a damaged one (rebuilt when the run started).
             return {}
-        state = tf.train.get_checkpoint_state(self.directory)
         return {os.path.join(self.directory, os.path.basename(path)): stamp
                 for path, stamp in zip(state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps)
                 if stamp > state.last_preserved_timestamp and os.path.exists(path + ".index")}
 
-    def _write_index(self, found: list[str], saved: Optional[dict[str, float]] = None) -> None:
+    def _write_index(self, found: list[str], saved_at: Sequence[float] = ()) -> None:
         """The `checkpoint` index file TensorFlow's tools read: `found` (paths), newest last, and
-        the time each of `saved` was saved (TensorFlow's format)."""
+        when each was saved (`saved_at`, one time per path; none for a rebuilt index)."""
         names = [os.path.basename(c) for c in found]
         lines = ([f'model_checkpoint_path: "{names[-1]}"'] + [f'all_model_checkpoint_paths: "{name}"' for name in names]
-                 + [f"all_model_checkpoint_timestamps: {stamp!r}" for stamp in (saved or {}).values()])
+                 + [f"all_model_checkpoint_timestamps: {stamp!r}" for stamp in saved_at])
         writing.write_text(os.path.join(self.directory, "checkpoint"), "\n".join(lines) + "\n")
 
     def _unfinished_files(self, step: int) -> set[str]:
@@ -195,7 +194,7 @@ class RunCheckpoints:
                      if not os.path.exists(path.rsplit(".data-", 1)[0] + ".index")]
         stale = sorted(glob.glob(os.path.join(self.directory, "ckpt-*_temp*")) + unindexed
                        + glob.glob(os.path.join(self.directory, "checkpoint.tmp*"))
-                       + glob.glob(os.path.join(self.directory, ".checkpoint.*.tmp")))
+                       + writing.leftover_temporaries(os.path.join(self.directory, "checkpoint")))
         for path in stale:
             _remove(path)
         if stale:
