@@ -50,7 +50,7 @@ def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: str = 
     except (tf.errors.OpError, IndexError, OSError) as e:
         # Truncated or corrupt files: TensorFlow's readers raise OpErrors, its
         # Python-side readers IndexError or OSError.
-        files = sorted(glob.glob(path + ".*"))
+        files = files_of(path, ".*")
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise UnreadableCheckpointError(f"Checkpoint {path} is unreadable ({type(e).__name__}: {reason}); "
                                         f"files: {', '.join(files)}.") from e
@@ -122,7 +122,13 @@ def checkpoint_candidates(directory: str) -> list[str]:
 
 def checkpoint_files(directory: str) -> list[str]:
     """Every file of a checkpoint in `directory`, complete or not (`ckpt-*`)."""
-    return sorted(glob.glob(os.path.join(directory, "ckpt-*")))
+    return files_of(os.path.join(directory, "ckpt-"), "*")
+
+
+def files_of(prefix: str, pattern: str) -> list[str]:
+    """The paths `prefix` + `pattern` (a glob pattern), sorted; `prefix` is matched as written,
+    so that a workdir named `run[1]` or `run*` is a name, not a pattern."""
+    return sorted(glob.glob(glob.escape(prefix) + pattern))
 
 
 def restore_newest_readable(checkpoint: tf.train.Checkpoint, candidates: list[str], model: str = "config.json",

@@ -17,6 +17,8 @@ import os
 from pix2pix_tf.errors import ConfigError
 
 CONFIG_FILE = "config.json"
+# Characters TensorFlow's checkpoint reader takes as pattern syntax, not as part of a name.
+UNREADABLE_PATH_CHARACTERS = "[\\"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +62,14 @@ class Workdir:
         return os.path.isfile(self.config_file)
 
     def check_usable(self, writable: bool = True) -> None:
-        """Refuses, with a message, a workdir that is a file or (when `writable`) one that
-        cannot be written, before any work starts."""
+        """Refuses, with a message, a workdir whose checkpoints TensorFlow could not read back, a
+        workdir that is a file or (when `writable`) one that cannot be written, before any work
+        starts."""
+        unreadable = [c for c in UNREADABLE_PATH_CHARACTERS if c in os.path.abspath(self.root)]
+        if unreadable:
+            raise ConfigError(f"--workdir={self.root}: TensorFlow reads a checkpoint's path as a file pattern and "
+                              f"finds no checkpoint under a path that holds {' or '.join(map(repr, unreadable))}; "
+                              "use another --workdir.")
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise ConfigError(f"--workdir={self.root} is a file; a run needs a folder.")
         for folder in (self.checkpoints, self.train_logs, self.samples):

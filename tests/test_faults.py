@@ -160,6 +160,18 @@ def test_a_workdir_that_is_a_file_is_refused(tmp_path, data_dir):
     assert workdir.read_text() == "my notes"
 
 
+@pytest.mark.parametrize("name", ["run[1]", "run\\1"], ids=["bracket", "backslash"])
+def test_a_workdir_whose_checkpoints_tensorflow_cannot_read_is_refused(tmp_path, data_dir, name):
+    """TensorFlow's checkpoint reader takes '[' and '\\' in a path as pattern syntax, so a run there
+    could never resume: refused before anything is written."""
+    workdir = tmp_path / name
+    message = f"error: --workdir={workdir}: TensorFlow reads a checkpoint's path as a file pattern"
+    assert message in refused(train_flags(workdir, data_dir, "--steps=1"))
+    assert not workdir.exists()
+    export = run_program("export", f"--workdir={workdir}")
+    assert export.returncode == 1 and message in export.stderr and "Traceback" not in export.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("new_folder", [False, True], ids=["the_mount_itself", "a_folder_to_create_in_it"])
 def test_a_read_only_workdir_is_refused_for_a_new_run(tmp_path, data_dir, mount, new_folder):
@@ -196,7 +208,9 @@ def test_a_disk_full_at_the_start_is_refused(small_disk, data_dir):
 
 @pytest.mark.slow
 def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir):
-    workdir = tmp_path / "runs.data-2026"  # A folder name that looks like a data file's suffix.
+    # A folder name with glob's '?' and a data file's suffix; a neighbour it would match as a pattern.
+    workdir, neighbour = tmp_path / "runs?.data-2026", tmp_path / "runs1.data-2026" / "checkpoints" / "ckpt-3_temp"
+    neighbour.mkdir(parents=True)
     flags = train_flags(workdir, data_dir, "--save_every=1")
     first = run_program("train", *flags, "--steps=2")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -219,6 +233,7 @@ def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir)
     assert "Done: step 3/3" in result.stdout
     assert sorted(p for p in os.listdir(checkpoints) if "temp" in p or ".tmp" in p) == []
     assert latest_step(workdir) == 3
+    assert neighbour.is_dir()  # Another run's files are never this run's leftovers.
 
 
 @pytest.mark.slow

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import glob
 import os
 import shutil
 import time
@@ -41,6 +40,7 @@ from pix2pix_tf.checkpoint_reading import (
     checkpoint_files,
     complete_checkpoints,
     damaged_index,
+    files_of,
     restore_newest_readable,
 )
 from pix2pix_tf.errors import ConfigError
@@ -126,7 +126,7 @@ class RunCheckpoints:
         self.checkpoint.save_counter.assign_add(1)  # As the manager counts saves (checkpoints hold the count).
         staged = self.checkpoint.write(os.path.join(final + "_temp", os.path.basename(final)))
         writing.write_point(final)
-        for data in sorted(glob.glob(staged + ".data-*")):
+        for data in files_of(staged, ".data-*"):
             os.replace(data, final + data[len(staged):])
         os.replace(staged + ".index", final + ".index")  # The index file's write syncs the folder.
         shutil.rmtree(final + "_temp", ignore_errors=True)
@@ -158,8 +158,8 @@ class RunCheckpoints:
 
     def _unfinished_files(self, step: int) -> set[str]:
         prefix = os.path.join(self.manager.directory, f"ckpt-{step}")
-        return set(glob.glob(prefix + "_temp*") + glob.glob(prefix + ".*")
-                   + glob.glob(os.path.join(self.manager.directory, "checkpoint.tmp*")))
+        return set(files_of(prefix, "_temp*") + files_of(prefix, ".*")
+                   + files_of(os.path.join(self.manager.directory, "checkpoint.tmp"), "*"))
 
     def _remove_created(self, step: int, created_before: set[str]) -> None:
         """Removes what the failed save of `step` created, and nothing that was there before."""
@@ -190,10 +190,11 @@ class RunCheckpoints:
         stay for good. Call it only while holding the workdir lock: then no live process is
         saving here.
         """
-        unindexed = [path for path in glob.glob(os.path.join(self.directory, "ckpt-*.data-*"))
+        checkpoints = os.path.join(self.directory, "ckpt-")
+        unindexed = [path for path in files_of(checkpoints, "*.data-*")
                      if not os.path.exists(path.rsplit(".data-", 1)[0] + ".index")]
-        stale = sorted(glob.glob(os.path.join(self.directory, "ckpt-*_temp*")) + unindexed
-                       + glob.glob(os.path.join(self.directory, "checkpoint.tmp*"))
+        stale = sorted(files_of(checkpoints, "*_temp*") + unindexed
+                       + files_of(os.path.join(self.directory, "checkpoint.tmp"), "*")
                        + writing.leftover_temporaries(os.path.join(self.directory, "checkpoint")))
         for path in stale:
             _remove(path)
@@ -212,7 +213,7 @@ def _reason(error: Exception) -> str:
 def _remove_checkpoint(prefix: str) -> None:
     """Removes the checkpoint `prefix`, its index first: a kill in between leaves data files
     without an index (removed by the next run), never an index without its data."""
-    for path in [prefix + ".index", *glob.glob(prefix + ".data-*")]:
+    for path in [prefix + ".index", *files_of(prefix, ".data-*")]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
 
