@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from pix2pix_tf import catalogue
 from pix2pix_tf.config import DataConfig
@@ -170,3 +172,15 @@ def test_workers_read_disjoint_slices_of_each_global_batch(tiny):
     assert sorted(first + second) == sorted(whole) and len(set(whole)) == n
     interleaved = [x for k in range(0, len(first), 2) for x in first[k:k + 2] + second[k:k + 2]]
     assert interleaved == whole  # global batch k = worker 0's slice, then worker 1's
+
+
+@pytest.mark.parametrize("name", ["pix2pix_shapes/64", "pix2pix/facades"])
+def test_the_builder_of_an_unprepared_dataset_leaves_nothing_in_the_temp_folder(name, tmp_path, monkeypatch):
+    """tfds' own `DatasetInfo` makes an empty folder there for its (disabled) GCS look-up, and
+    leaves it: one more in /tmp at every first preparation of a dataset."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    builder = tfds.builder(name, data_dir=str(tmp_path / "tfds"))
+    assert not builder.is_prepared() and builder.info.description
+    assert list(temp.iterdir()) == []

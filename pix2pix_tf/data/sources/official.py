@@ -80,6 +80,7 @@ from pix2pix_tf.data.sources.archive import (
     scan_archive,
     split_examples,
 )
+from pix2pix_tf.data.sources.local_info import LocalDatasetInfo
 from pix2pix_tf.errors import DatasetError
 
 __all__ = [
@@ -267,7 +268,8 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
     """
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
+        return LocalDatasetInfo(
+            builder=self,
             description=_DESCRIPTION,
             features=tfds.features.FeaturesDict(
                 {

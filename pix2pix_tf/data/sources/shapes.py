@@ -29,6 +29,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from pix2pix_tf.data.sources import PAPER_CITATION
+from pix2pix_tf.data.sources.local_info import LocalDatasetInfo
 from pix2pix_tf.data.sources.shapes_scene import (
     BACKGROUND_PALETTE,
     CLASS_NAMES,
@@ -112,7 +113,8 @@ class Pix2pixShapes(tfds.core.GeneratorBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         s = self.builder_config.image_size
-        return self.dataset_info_from_configs(
+        return LocalDatasetInfo(
+            builder=self,
             description=_DESCRIPTION,
             features=tfds.features.FeaturesDict(
                 {
