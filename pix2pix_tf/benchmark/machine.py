@@ -65,7 +65,7 @@ def matmul_gflops(size: int = 4096, repeats: int = 10) -> tuple[float, float]:
     is measured against (convolutions run as matrix products in oneDNN)."""
     a = tf.random.normal([size, size])
     b = tf.random.normal([size, size])
-    product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
+    product = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)), autograph=False)
     median, best = median_seconds(lambda: product().numpy(), repeats)
     flops = 2.0 * size ** 3
     return flops / median / 1e9, flops / best / 1e9

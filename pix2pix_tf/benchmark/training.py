@@ -143,7 +143,9 @@ def measure_tutorial(config: TrainConfig, steps: int, pipeline_images: int) -> T
     pipeline_rate = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
     median, fastest, faults = _time_steps(step, steps)
     static = [tf.TensorSpec(t.shape, t.dtype) for t in next(iter(stream()))]
-    flops = graph_flops(tf.function(tutorial.train_step.python_function).get_concrete_function(*static).graph)
+    # Without autograph: the step has no tensor-dependent Python control flow to convert.
+    traced = tf.function(tutorial.train_step.python_function, autograph=False)
+    flops = graph_flops(traced.get_concrete_function(*static).graph)
     return _figures("tutorial", config, median, fastest, faults, flops, pipeline_rate, steps)
 
 
@@ -164,7 +166,8 @@ def step_flops(gan: Pix2Pix, stream: tf.data.Dataset) -> FlopCount:
     batch = next(iter(stream))
     static = tf.data.Dataset.from_tensors(batch).repeat()
     iterator = iter(gan.strategy.experimental_distribute_dataset(static))
-    fresh = tf.function(gan.train_step.python_function)  # A new trace: the step's own would be reused.
+    # A new trace (the step's own would be reused), without autograph as the step's own.
+    fresh = tf.function(gan.train_step.python_function, autograph=False)
     return graph_flops(fresh.get_concrete_function(iterator).graph)
 
 
