@@ -17,8 +17,20 @@ import os
 from pix2pix_tf.errors import ConfigError
 
 CONFIG_FILE = "config.json"
-# Characters TensorFlow's checkpoint reader takes as pattern syntax, not as part of a name.
+# Characters TensorFlow's checkpoint reader (under every checkpoint and every SavedModel's
+# variables) takes as pattern syntax, not as part of a name.
 UNREADABLE_PATH_CHARACTERS = "[\\"
+
+
+def check_tensorflow_can_read(path: str, flag: str) -> None:
+    """Refuses `--flag=path` when TensorFlow could not read a checkpoint or a SavedModel there
+    (a path that holds one of UNREADABLE_PATH_CHARACTERS), before any work: a run there could
+    never resume, an export never load, and TensorFlow's own error says only that no file matched."""
+    unreadable = [c for c in UNREADABLE_PATH_CHARACTERS if c in os.path.abspath(path)]
+    if unreadable:
+        raise ConfigError(f"--{flag}={path}: TensorFlow reads the path of a checkpoint or of a SavedModel's "
+                          f"variables as a file pattern and finds nothing under a path that holds "
+                          f"{' or '.join(map(repr, unreadable))}; rename the folder or choose another.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,11 +77,7 @@ class Workdir:
         """Refuses, with a message, a workdir whose checkpoints TensorFlow could not read back, a
         workdir that is a file or (when `writable`) one that cannot be written, before any work
         starts."""
-        unreadable = [c for c in UNREADABLE_PATH_CHARACTERS if c in os.path.abspath(self.root)]
-        if unreadable:
-            raise ConfigError(f"--workdir={self.root}: TensorFlow reads a checkpoint's path as a file pattern and "
-                              f"finds no checkpoint under a path that holds {' or '.join(map(repr, unreadable))}; "
-                              "use another --workdir.")
+        check_tensorflow_can_read(self.root, "workdir")
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise ConfigError(f"--workdir={self.root} is a file; a run needs a folder.")
         for folder in (self.checkpoints, self.train_logs, self.samples):

@@ -160,16 +160,50 @@ def test_a_workdir_that_is_a_file_is_refused(tmp_path, data_dir):
     assert workdir.read_text() == "my notes"
 
 
+CANNOT_READ = "TensorFlow reads the path of a checkpoint or of a SavedModel's variables as a file pattern"
+
+
 @pytest.mark.parametrize("name", ["run[1]", "run\\1"], ids=["bracket", "backslash"])
 def test_a_workdir_whose_checkpoints_tensorflow_cannot_read_is_refused(tmp_path, data_dir, name):
     """TensorFlow's checkpoint reader takes '[' and '\\' in a path as pattern syntax, so a run there
     could never resume: refused before anything is written."""
     workdir = tmp_path / name
-    message = f"error: --workdir={workdir}: TensorFlow reads a checkpoint's path as a file pattern"
+    message = f"error: --workdir={workdir}: {CANNOT_READ}"
     assert message in refused(train_flags(workdir, data_dir, "--steps=1"))
     assert not workdir.exists()
     export = run_program("export", f"--workdir={workdir}")
     assert export.returncode == 1 and message in export.stderr and "Traceback" not in export.stderr
+
+
+def test_every_other_path_tensorflow_would_read_a_model_from_is_refused_where_it_cannot(tmp_path, run_of_six):
+    """The same reader is under a run that translate or evaluate restores, --checkpoint,
+    --saved_model, export's --export_dir (the export is loaded back to be checked) and the FCN
+    segmenter's SavedModels: each is refused by name before any work, where TensorFlow would
+    say only that no file matched (and translate that the model is damaged)."""
+    from pix2pix_tf.experiments import paper
+
+    run = copied_run(run_of_six, tmp_path / "run")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    bad = tmp_path / "models[1]"
+    image, out = tmp_path / "in.png", tmp_path / "out"
+    tf.io.write_file(str(image), tf.io.encode_png(tf.zeros([64, 64, 3], tf.uint8)))
+    io = [f"--input={image}", f"--output_dir={out}"]
+    cases = [("translate", "workdir", bad, io), ("evaluate", "workdir", bad, []), ("demo", "workdir", bad, []),
+             ("translate", "saved_model", bad, io),
+             ("translate", "checkpoint", bad / "ckpt-6", [f"--workdir={run}", *io]),
+             ("evaluate", "segmenter", bad, [f"--workdir={run}"]),
+             ("evaluate", "segmenter_cache", bad, [f"--workdir={run}"]),
+             ("export", "export_dir", bad, [f"--workdir={run}"])]
+    for program, flag, path, others in cases:
+        result = run_program(program, f"--{flag}={path}", *others)
+        assert result.returncode == 1, (program, flag, result.stderr[-2000:])
+        assert f"error: --{flag}={path}: {CANNOT_READ}" in result.stderr and "Traceback" not in result.stderr
+    for root, cache, flag in ((tmp_path / "paper[1]", None, "root"), (tmp_path / "paper", bad, "segmenter_cache")):
+        with pytest.raises(ConfigError, match=f"--{flag}=.*{CANNOT_READ}"):
+            paper.reproduce(paper.SETTINGS["tiny"], str(root), ["l1"], segmenter_cache=cache and str(cache))
+        assert not root.exists()
+    assert not bad.exists() and not out.exists()
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.slow

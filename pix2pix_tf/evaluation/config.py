@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Optional
 
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference.request import ModelRequest
+from pix2pix_tf.workdir import check_tensorflow_can_read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,9 @@ class EvalConfig:
             raise ConfigError("--html_examples and --grid_examples must be non-negative.")
         if self.fcn is False and self.segmenter:
             raise ConfigError("--segmenter was given with --nofcn.")
+        for flag in ("segmenter", "segmenter_cache"):  # SavedModels, read back by TensorFlow.
+            if getattr(self, flag):
+                check_tensorflow_can_read(os.path.expanduser(getattr(self, flag)), flag)
         if self.model.native_size and (self.fcn or self.segmenter):
             raise ConfigError("The FCN-score is computed at one fixed size (its segmenter's): give --nofcn, or drop "
                               "--native_size.")

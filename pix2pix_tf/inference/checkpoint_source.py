@@ -17,7 +17,7 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference.source_kind import Recorded, SourceKind
 from pix2pix_tf.inference.translator import Translator
-from pix2pix_tf.workdir import Workdir
+from pix2pix_tf.workdir import Workdir, check_tensorflow_can_read
 
 if TYPE_CHECKING:
     import keras
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 def resolve(workdir: str) -> Recorded:
     """The run's config.json, read once: it describes the generator to rebuild."""
+    check_tensorflow_can_read(workdir, "workdir")
     return Recorded(workdir, train=TrainConfig.load(workdir))
 
 

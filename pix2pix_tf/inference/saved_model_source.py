@@ -16,6 +16,7 @@ from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import artifacts
 from pix2pix_tf.inference.source_kind import Recorded, SourceKind
 from pix2pix_tf.inference.translator import Translator
+from pix2pix_tf.workdir import check_tensorflow_can_read
 
 if TYPE_CHECKING:
     from pix2pix_tf.inference.mode import InferenceMode
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 def resolve(path: str) -> Recorded:
     """The version folder `path` names and the export's metadata."""
+    check_tensorflow_can_read(path, "saved_model")
     version = artifacts.resolve_saved_model(path)
     return Recorded(version, metadata=artifacts.read_metadata(version))
 

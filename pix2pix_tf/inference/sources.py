@@ -22,6 +22,7 @@ from typing import Optional
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import checkpoint_source, onnx_runner, saved_model_source, tflite_runner
 from pix2pix_tf.inference.source_kind import ModelSource, SourceKind
+from pix2pix_tf.workdir import check_tensorflow_can_read
 
 __all__ = ["KINDS", "ModelSource", "kind_named", "resolve"]
 
@@ -45,5 +46,7 @@ def kind_named(flag: str) -> SourceKind:
 def resolve(flag: str, path: str, *, checkpoint: Optional[str] = None) -> ModelSource:
     """The model `--<flag>=<path>` names (with `--checkpoint` for a workdir), its record read."""
     kind = kind_named(flag)
+    if checkpoint:
+        check_tensorflow_can_read(checkpoint, "checkpoint")
     recorded = kind.resolve(path)
     return ModelSource(kind, recorded.path, checkpoint=checkpoint, train=recorded.train, metadata=recorded.metadata)
