@@ -103,6 +103,8 @@ def _damaged_file(path: str) -> str:
         try:
             reader.get_tensor(key)
         except (IndexError, ValueError, tf.errors.OpError):
-            shards = sorted(tf.io.gfile.glob(prefix + ".data-*"))
+            folder = os.path.dirname(prefix)  # Listed, not globbed: the path is a name, never a pattern.
+            shards = sorted(os.path.join(folder, name) for name in os.listdir(folder)
+                            if name.startswith("variables.data-"))
             return " or ".join(shards)
     return path
