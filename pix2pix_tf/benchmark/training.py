@@ -206,7 +206,7 @@ def profile_step(config: TrainConfig, steps: int) -> StepProfile:
             durations.append(time.perf_counter() - start)
         tf.profiler.experimental.stop()
         space = xplane_pb2.XSpace()
-        with open(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb"))[0], "rb") as f:
+        with open(glob.glob(os.path.join(glob.escape(logdir), "plugins", "profile", "*", "*.xplane.pb"))[0], "rb") as f:
             space.ParseFromString(f.read())
     per_type: dict[str, float] = {}
     for plane in space.planes:
