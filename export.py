@@ -58,7 +58,7 @@ def define_target_flags() -> None:
             if flag.kind == "enum":
                 flags.DEFINE_enum(flag.name, flag.default, list(flag.choices), flag.help)
             elif flag.kind in ("list", "integers"):
-                flags.DEFINE_list(flag.name, [str(v) for v in flag.default], flag.help)
+                cli.define_list(flag.name, [str(v) for v in flag.default], flag.help)
             else:
                 _DEFINE[flag.kind](flag.name, flag.default, flag.help)
 

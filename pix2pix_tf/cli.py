@@ -21,10 +21,29 @@ import time
 import types
 from typing import Callable, Optional
 
-from absl import app
+from absl import app, flags
 
 from pix2pix_tf import native_logs
 from pix2pix_tf.errors import Interrupted, Pix2pixError
+
+# The flags `define_list` declares belong to the program that calls it: its --help lists them
+# (absl's documented way for a module of DEFINE helpers).
+flags.disclaim_key_flags()
+
+
+class _UniqueListParser(flags.ListParser):
+    """A comma-separated list whose repeated items count once: `--tflite=float32,float32` is
+    one variant (written once, reported once), not the same work done twice."""
+
+    def parse(self, argument):
+        return list(dict.fromkeys(super().parse(argument)))
+
+
+def define_list(name: str, default: Optional[list[str]], help: str,
+                flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagHolder:
+    """`flags.DEFINE_list` with repeated items dropped (the programs' one list flag)."""
+    return flags.DEFINE(_UniqueListParser(), name, default, help, flag_values,
+                        serializer=flags.CsvListSerializer(","))
 
 
 def quiet_tensorflow() -> None:

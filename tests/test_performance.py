@@ -104,11 +104,12 @@ def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, ker
 def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     """The suite runs end to end from the command line (tiny models; no timing is judged)."""
     out = tmp_path / "bench.json"
+    # A repeated lever or variant is measured once (cli.define_list).
     result = forked.run(
         [sys.executable, "-m", "pix2pix_tf.benchmark", f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
          "--generator=unet_128", "--ngf=8", "--ndf=8", "--crop_size=128", "--load_size=143", "--batch_sizes=1,2",
-         "--steps=1", "--pipeline_images=8", "--levers=plain,fused_adam", "--lever_steps=2",
-         "--tflite=float32,dynamic_int8", "--rounds=2", "--matmul_size=256", "--side_by_side_rounds=2",
+         "--steps=1", "--pipeline_images=8", "--levers=plain,fused_adam,plain", "--lever_steps=2",
+         "--tflite=float32,dynamic_int8,float32", "--rounds=2", "--matmul_size=256", "--side_by_side_rounds=2",
          "--side_by_side_steps=1", "--precisions=off,mixed_bfloat16", f"--json={out}"],
         cwd=ROOT, timeout=1800)  # A hang guard (a slow hour took over 10 min).
     assert result.returncode == 0, result.stderr[-3000:]

@@ -36,15 +36,15 @@ flags.DEFINE_integer("ngf", 64, "Generator base filters.")
 flags.DEFINE_integer("ndf", 64, "Discriminator base filters.")
 flags.DEFINE_integer("crop_size", 256, "Training and inference image size.")
 flags.DEFINE_integer("load_size", 286, "Resize before the random crop.")
-flags.DEFINE_list("batch_sizes", ["1", "4"], "Global batch sizes to time training at.")
+cli.define_list("batch_sizes", ["1", "4"], "Global batch sizes to time training at.")
 flags.DEFINE_enum("mixed_precision", "off", cfg.MIXED_PRECISION, "As train.py's, for the training rows and levers.")
 flags.DEFINE_bool("jit_compile", False, "As train.py's (XLA), for the training rows.")
 flags.DEFINE_integer("steps", 20, "Training steps timed per batch size (after 2 warm-up steps).")
 flags.DEFINE_integer("pipeline_images", 200, "Images timed through the input pipeline alone.")
-flags.DEFINE_list("levers", ["plain", "fused_adam", "xla"],
+cli.define_list("levers", ["plain", "fused_adam", "xla"],
                   "Step variants timed in turns at batch 1 (first: the reference for loss differences); empty: skip.")
 flags.DEFINE_integer("lever_steps", 8, "Steps timed per lever.")
-flags.DEFINE_list("tflite", ["float32", "float16", "dynamic_int8", "int8"], "TFLite variants to time; empty: none.")
+cli.define_list("tflite", ["float32", "float16", "dynamic_int8", "int8"], "TFLite variants to time; empty: none.")
 flags.DEFINE_bool("inference", True, "Time the generator's inference forms.")
 flags.DEFINE_integer("threads", 2, "TFLite interpreter threads.")
 flags.DEFINE_integer("rounds", 15, "Interleaved latency rounds.")
@@ -56,7 +56,7 @@ flags.DEFINE_integer("profile_steps", 3, "Batch-1 steps traced with TensorFlow's
 flags.DEFINE_integer("side_by_side_rounds", 5, "Interleaved rounds timing the tutorial's step against ours at "
                      "batch 1, each step in its own process; 0: skip.")
 flags.DEFINE_integer("side_by_side_steps", 3, "Steps of each participant per side-by-side round.")
-flags.DEFINE_list("precisions", ["off", "mixed_bfloat16"], "Our step's --mixed_precision values timed side by side "
+cli.define_list("precisions", ["off", "mixed_bfloat16"], "Our step's --mixed_precision values timed side by side "
                   f"with the tutorial's float32 step ({', '.join(cfg.MIXED_PRECISION)}).")
 flags.DEFINE_string("json", None, "Also write every figure to this JSON file.")
 

@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """The program's flags; defined when it runs, not on import (the tests import every module)."""
-    flags.DEFINE_list("page", None, "The exported pages' folders (<export_dir>/web/<model_name>/<version>), "
+    cli.define_list("page", None, "The exported pages' folders (<export_dir>/web/<model_name>/<version>), "
                       "comma-separated: timed side by side.")
     flags.DEFINE_integer("translations", 10, "Timed rounds: translations per page (after one warm-up).")
     flags.DEFINE_string("chromium", "/usr/bin/chromium", "Chromium's binary.")

@@ -369,7 +369,7 @@ def reproduce(setting: Setting, root: str, names: list[str], data_dir: Optional[
 def define_flags() -> None:
     flags.DEFINE_string("root", "runs/paper", "One workdir per variant goes under it, and the report.")
     flags.DEFINE_enum("setting", "full", list(SETTINGS), "full: the documented run; tiny: CI smoke test.")
-    flags.DEFINE_list("variants", list(VARIANTS), f"Variants to run: {', '.join(VARIANTS)}.")
+    cli.define_list("variants", list(VARIANTS), f"Variants to run: {', '.join(VARIANTS)}.")
     flags.DEFINE_integer("steps", None, "Override the setting's training steps (a new setting: variants rerun).")
     flags.DEFINE_integer("seed", None, "Override the setting's seed (use another --root: e.g. to measure the "
                          "seed-to-seed spread).")

@@ -28,8 +28,8 @@ from pix2pix_tf import config as cfg
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "runs/precision", "Folder of the runs and results.json.")
-flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds; each trains once per precision.")
-flags.DEFINE_list("policies", ["off", "mixed_bfloat16"], "--mixed_precision values compared (the first: the baseline).")
+cli.define_list("seeds", ["1", "2", "3"], "Seeds; each trains once per precision.")
+cli.define_list("policies", ["off", "mixed_bfloat16"], "--mixed_precision values compared (the first: the baseline).")
 flags.DEFINE_integer("steps", 1000, "Training steps per run (the quick start's 1000).")
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
 
