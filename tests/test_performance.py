@@ -206,6 +206,16 @@ def test_benchmark_refuses_an_unknown_precision():
     assert "--precisions: unknown ['float8']" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("flag, message", [
+    ("--steps=0", "--steps must be at least 1, got 0."), ("--rounds=0", "--rounds must be at least 1, got 0."),
+    ("--side_by_side_steps=0", "--side_by_side_steps must be at least 1, got 0."),
+    ("--profile_steps=-1", "--profile_steps must be 0 (none) or more, got -1.")])
+def test_benchmark_refuses_counts_that_leave_nothing_to_time_before_measuring(flag, message):
+    """Not minutes into the suite, where a median of no step fails."""
+    result = run_program("benchmark", flag)
+    assert result.returncode == 1 and f"error: {message}" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("use_bias, activation, size", [(False, None, 1), (True, "tanh", 8), (True, None, 5)])
 def test_phase_transposed_conv_computes_the_transposed_conv(use_bias, activation, size):
     from pix2pix_tf.inference.tflite_lowering import phase_transposed_conv

@@ -79,12 +79,6 @@ def main(argv: list[str]) -> int:
     except ValueError:
         raise app.UsageError(f"--batch_sizes must be integers, got {','.join(FLAGS.batch_sizes)}.") from None
     configs = [config_from_flags(b) for b in batch_sizes]
-    unknown = set(FLAGS.levers) - set(report.LEVER_NAMES)
-    if unknown:
-        raise cfg.ConfigError(f"--levers: unknown {sorted(unknown)}; choose from {', '.join(report.LEVER_NAMES)}.")
-    bad = [p for p in FLAGS.precisions if p not in cfg.MIXED_PRECISION]
-    if bad:
-        raise cfg.ConfigError(f"--precisions: unknown {bad}; choose from {', '.join(cfg.MIXED_PRECISION)}.")
     results = report.run_suite(report.SuiteConfig(
         trainings=configs, steps=FLAGS.steps, pipeline_images=FLAGS.pipeline_images,
         levers=tuple(FLAGS.levers), lever_steps=FLAGS.lever_steps, inference=FLAGS.inference,
@@ -92,7 +86,7 @@ def main(argv: list[str]) -> int:
         matmul_size=FLAGS.matmul_size, tutorial=FLAGS.tutorial,
         compare_allocator=FLAGS.compare_allocator, profile_steps=FLAGS.profile_steps,
         side_by_side_rounds=FLAGS.side_by_side_rounds, side_by_side_steps=FLAGS.side_by_side_steps,
-        precisions=tuple(FLAGS.precisions)))
+        precisions=tuple(FLAGS.precisions)).validate())
     print(report.format_results(results))
     if FLAGS.json:
         writing.write_text(FLAGS.json, json.dumps(dataclasses.asdict(results), indent=2) + "\n")

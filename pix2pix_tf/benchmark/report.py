@@ -10,7 +10,7 @@ import numpy as np
 from pix2pix_tf.benchmark import machine, sidebyside, training
 from pix2pix_tf.benchmark.inference import measure_inference
 from pix2pix_tf.benchmark.processes import in_fresh_process
-from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.config import MIXED_PRECISION, ConfigError, TrainConfig, check_positive
 from pix2pix_tf.networks.generator import build_generator
 
 LEVER_NAMES = tuple(training.LEVERS)
@@ -34,6 +34,21 @@ class SuiteConfig:
     side_by_side_rounds: int = 5  # Interleaved rounds of the tutorial's step against ours; 0: none.
     side_by_side_steps: int = 3  # Steps of each participant per round.
     precisions: tuple[str, ...] = ("off",)  # Our step's --mixed_precision values timed side by side.
+
+    def validate(self) -> SuiteConfig:
+        """Refuses what would fail only after minutes of measuring (no step to time, no round)."""
+        check_positive(steps=self.steps, pipeline_images=self.pipeline_images, lever_steps=self.lever_steps,
+                       threads=self.threads, rounds=self.rounds, matmul_size=self.matmul_size,
+                       side_by_side_steps=self.side_by_side_steps)
+        for name in ("profile_steps", "side_by_side_rounds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must be 0 (none) or more, got {getattr(self, name)}.")
+        for name, given, known in (("levers", self.levers, LEVER_NAMES), ("precisions", self.precisions,
+                                                                          MIXED_PRECISION)):
+            unknown = [value for value in given if value not in known]
+            if unknown:
+                raise ConfigError(f"--{name}: unknown {unknown}; choose from {', '.join(known)}.")
+        return self
 
 
 @dataclasses.dataclass
