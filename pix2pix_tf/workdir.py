@@ -88,8 +88,15 @@ class Workdir:
             check_writable(self.root, "--workdir")
 
 
+def check_not_a_file(folder: str, what: str) -> None:
+    """Refuses a folder to write into (`what`=`folder`) that is a file, before any work."""
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"{what}={folder} is a file; it must name a folder to write into.")
+
+
 def check_writable(folder: str, what: str) -> None:
     """Creates `folder` if needed and proves it can hold a new file, or says why not."""
+    check_not_a_file(folder, what)
     try:
         os.makedirs(folder, exist_ok=True)
         probe = os.path.join(folder, f".write-test-{os.getpid()}")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import TINY_DATASET
+from conftest import TINY_DATASET, copied_run
 from programs import run_program
 
 
@@ -246,3 +246,19 @@ def test_a_list_flag_counts_a_repeated_item_once_in_every_program():
     direct = [str(p.relative_to(root)) for p in sources
               if "flags.DEFINE_list(" in p.read_text() and p.name != "cli.py"]
     assert direct == []
+
+
+def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_path, run_of_six):
+    """translate's and evaluate's --output_dir, export's --export_dir: the file is named and left
+    as it was, instead of an error from deep inside the writing ("File exists")."""
+    run = copied_run(run_of_six, tmp_path / "run")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    image = tmp_path / "in.png"
+    image.write_bytes(b"not read: refused first")
+    for program, flag, others in (("translate", "output_dir", [f"--input={image}"]),
+                                  ("evaluate", "output_dir", []), ("export", "export_dir", [])):
+        result = run_program(program, f"--workdir={run}", f"--{flag}={notes}", *others)
+        assert result.returncode == 1, (program, result.stderr[-2000:])
+        assert f"error: --{flag}={notes} is a file; it must name a folder to write into." in result.stderr
+        assert "Traceback" not in result.stderr and notes.read_text() == "my notes"

@@ -32,6 +32,7 @@ from pix2pix_tf.errors import ConfigError, InferenceError, Interrupted
 from pix2pix_tf.inference.request import ModelRequest
 from pix2pix_tf.inference.translator import Translator
 from pix2pix_tf.progress import Progress
+from pix2pix_tf.workdir import check_not_a_file
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -150,6 +151,7 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
     whole or not at all, never through a link), is reported and skipped; the others are still
     written.
     """
+    check_not_a_file(config.output_dir, "--output_dir")
     planned = plan_outputs(find_images(config.inputs, config.output_dir), config.output_dir)
     source = config.model.resolve()
     translator = config.model.translator(source)
