@@ -77,6 +77,7 @@ class Workdir:
         """Refuses, with a message, a workdir whose checkpoints TensorFlow could not read back, a
         workdir that is a file or (when `writable`) one that cannot be written, before any work
         starts."""
+        check_named(self.root, "--workdir")
         check_tensorflow_can_read(self.root, "workdir")
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise ConfigError(f"--workdir={self.root} is a file; a run needs a folder.")
@@ -88,6 +89,12 @@ class Workdir:
             check_writable(self.root, "--workdir")
 
 
+def check_named(folder: str, what: str) -> None:
+    """Refuses an empty folder flag (`--workdir=`), which would otherwise mean the current folder."""
+    if not folder:
+        raise ConfigError(f"{what} is empty: name a folder.")
+
+
 def check_not_a_file(folder: str, what: str) -> None:
     """Refuses a folder to write into (`what`=`folder`) that is a file, before any work."""
     if os.path.lexists(folder) and not os.path.isdir(folder):
@@ -96,6 +103,7 @@ def check_not_a_file(folder: str, what: str) -> None:
 
 def check_writable(folder: str, what: str) -> None:
     """Creates `folder` if needed and proves it can hold a new file, or says why not."""
+    check_named(folder, what)
     check_not_a_file(folder, what)
     try:
         os.makedirs(folder, exist_ok=True)

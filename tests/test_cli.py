@@ -32,6 +32,7 @@ def train_flags(workdir, data_dir, *extra: str) -> list[str]:
     (["--strategy=multi_worker"], "TF_CONFIG environment variable, which is not set"),
     (["--lr=nan"], "--lr must be a finite number, got nan."),
     (["--discriminator=n_layers", "--n_layers_d=9"], "a PatchGAN of 9 layers leaves no patch of a 128x128 image"),
+    (["--workdir="], "--workdir is empty: name a folder."),  # Not the current folder, nor "cannot be written".
 ])
 def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, data_dir, flags, message):
     result = run_program("train", *train_flags(tmp_path / "run", data_dir, "--steps=1", *flags))
@@ -250,7 +251,8 @@ def test_a_list_flag_counts_a_repeated_item_once_in_every_program():
 
 def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_path, run_of_six):
     """translate's and evaluate's --output_dir, export's --export_dir: the file is named and left
-    as it was, instead of an error from deep inside the writing ("File exists")."""
+    as it was, instead of an error from deep inside the writing ("File exists"); an empty
+    --export_dir is named too, not "cannot be written"."""
     run = copied_run(run_of_six, tmp_path / "run")
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes")
@@ -262,3 +264,5 @@ def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_pa
         assert result.returncode == 1, (program, result.stderr[-2000:])
         assert f"error: --{flag}={notes} is a file; it must name a folder to write into." in result.stderr
         assert "Traceback" not in result.stderr and notes.read_text() == "my notes"
+    empty = run_program("export", f"--workdir={run}", "--export_dir=")
+    assert empty.returncode == 1 and "error: --export_dir is empty: name a folder." in empty.stderr
