@@ -22,13 +22,14 @@ CONFIG_FILE = "config.json"
 UNREADABLE_PATH_CHARACTERS = "[\\"
 
 
-def check_tensorflow_can_read(path: str, flag: str) -> None:
-    """Refuses `--flag=path` when TensorFlow could not read a checkpoint or a SavedModel there
-    (a path that holds one of UNREADABLE_PATH_CHARACTERS), before any work: a run there could
-    never resume, an export never load, and TensorFlow's own error says only that no file matched."""
+def check_tensorflow_can_read(path: str, what: str) -> None:
+    """Refuses `what`=`path` (e.g. --saved_model=...) when TensorFlow could not read a checkpoint
+    or a SavedModel there (a path that holds one of UNREADABLE_PATH_CHARACTERS), before any work:
+    a run there could never resume, an export never load, and TensorFlow's own error says only
+    that no file matched."""
     unreadable = [c for c in UNREADABLE_PATH_CHARACTERS if c in os.path.abspath(path)]
     if unreadable:
-        raise ConfigError(f"--{flag}={path}: TensorFlow reads the path of a checkpoint or of a SavedModel's "
+        raise ConfigError(f"{what}={path}: TensorFlow reads the path of a checkpoint or of a SavedModel's "
                           f"variables as a file pattern and finds nothing under a path that holds "
                           f"{' or '.join(map(repr, unreadable))}; rename the folder or choose another.")
 
@@ -78,7 +79,7 @@ class Workdir:
         workdir that is a file or (when `writable`) one that cannot be written, before any work
         starts."""
         check_named(self.root, "--workdir")
-        check_tensorflow_can_read(self.root, "workdir")
+        check_tensorflow_can_read(self.root, "--workdir")
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise ConfigError(f"--workdir={self.root} is a file; a run needs a folder.")
         for folder in (self.checkpoints, self.train_logs, self.samples):

@@ -50,7 +50,7 @@ class EvalConfig:
             raise ConfigError("--segmenter was given with --nofcn.")
         for flag in ("segmenter", "segmenter_cache"):  # SavedModels, read back by TensorFlow.
             if getattr(self, flag):
-                check_tensorflow_can_read(os.path.expanduser(getattr(self, flag)), flag)
+                check_tensorflow_can_read(os.path.expanduser(getattr(self, flag)), f"--{flag}")
         if self.model.native_size and (self.fcn or self.segmenter):
             raise ConfigError("The FCN-score is computed at one fixed size (its segmenter's): give --nofcn, or drop "
                               "--native_size.")

@@ -351,9 +351,9 @@ def reproduce(setting: Setting, root: str, names: list[str], data_dir: Optional[
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ConfigError(f"Unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}.")
-    check_tensorflow_can_read(root, "root")  # Before hours of training: each variant's run is under it.
+    check_tensorflow_can_read(root, "--root")  # Before hours of training: each variant's run is under it.
     segmenter_cache = segmenter_cache or os.path.join(root, "segmenters")
-    check_tensorflow_can_read(segmenter_cache, "segmenter_cache")
+    check_tensorflow_can_read(segmenter_cache, "--segmenter_cache")
     os.makedirs(root, exist_ok=True)
     if report_only:  # The report keeps naming the command that produced the numbers.
         command = (_read_json(os.path.join(root, "results.json")) or {}).get("command", command)

@@ -32,7 +32,7 @@ def export_folder(export_dir: Optional[str], workdir: str) -> str:
     any work starts: a read-only run folder is refused with the way out, not after the model
     and the data are loaded."""
     if export_dir is not None:
-        check_tensorflow_can_read(export_dir, "export_dir")  # The export is loaded back to be checked.
+        check_tensorflow_can_read(export_dir, "--export_dir")  # The export is loaded back to be checked.
         check_writable(export_dir, "--export_dir")
         return export_dir
     folder = Workdir(workdir).exports

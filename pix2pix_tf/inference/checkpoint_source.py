@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def resolve(workdir: str) -> Recorded:
     """The run's config.json, read once: it describes the generator to rebuild."""
-    check_tensorflow_can_read(workdir, "workdir")
+    check_tensorflow_can_read(workdir, "--workdir")
     return Recorded(workdir, train=TrainConfig.load(workdir))
 
 

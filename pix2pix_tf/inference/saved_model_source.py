@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 def resolve(path: str) -> Recorded:
     """The version folder `path` names and the export's metadata."""
-    check_tensorflow_can_read(path, "saved_model")
+    check_tensorflow_can_read(path, "--saved_model")
     version = artifacts.resolve_saved_model(path)
     return Recorded(version, metadata=artifacts.read_metadata(version))
 

@@ -47,6 +47,6 @@ def resolve(flag: str, path: str, *, checkpoint: Optional[str] = None) -> ModelS
     """The model `--<flag>=<path>` names (with `--checkpoint` for a workdir), its record read."""
     kind = kind_named(flag)
     if checkpoint:
-        check_tensorflow_can_read(checkpoint, "checkpoint")
+        check_tensorflow_can_read(checkpoint, "--checkpoint")
     recorded = kind.resolve(path)
     return ModelSource(kind, recorded.path, checkpoint=checkpoint, train=recorded.train, metadata=recorded.metadata)
