@@ -9,7 +9,7 @@ from typing import Optional
 
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference.request import ModelRequest
-from pix2pix_tf.workdir import check_tensorflow_can_read
+from pix2pix_tf.workdir import check_not_a_file, check_tensorflow_can_read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +51,8 @@ class EvalConfig:
         for flag in ("segmenter", "segmenter_cache"):  # SavedModels, read back by TensorFlow.
             if getattr(self, flag):
                 check_tensorflow_can_read(os.path.expanduser(getattr(self, flag)), f"--{flag}")
+        if self.output_dir:
+            check_not_a_file(self.output_dir, "--output_dir")
         if self.model.native_size and (self.fcn or self.segmenter):
             raise ConfigError("The FCN-score is computed at one fixed size (its segmenter's): give --nofcn, or drop "
                               "--native_size.")

@@ -38,7 +38,6 @@ from pix2pix_tf.evaluation.config import EvalConfig
 from pix2pix_tf.evaluation.per_image import Measurements, measure
 from pix2pix_tf.evaluation.plan import EvalPlan, make_plan
 from pix2pix_tf.evaluation.summary import summarize
-from pix2pix_tf.workdir import check_not_a_file
 
 __all__ = ["FORM_TOLERANCE", "METRICS_FILE", "EvalConfig", "EvalResult", "evaluate"]
 
@@ -63,8 +62,6 @@ class EvalResult:
 def evaluate(config: EvalConfig) -> EvalResult:
     """Runs the model on a split of its run's dataset and writes metrics.json, index.html and
     grid.png; see the module docstring."""
-    if config.output_dir:
-        check_not_a_file(config.output_dir, "--output_dir")
     plan = make_plan(config)
     os.makedirs(plan.output_dir, exist_ok=True)
     logging.info("Evaluating %s on %s/%s into %s.", plan.translator.description, plan.dataset_name, plan.split,
