@@ -38,6 +38,7 @@ from pix2pix_tf.evaluation.config import EvalConfig
 from pix2pix_tf.evaluation.per_image import Measurements, measure
 from pix2pix_tf.evaluation.plan import EvalPlan, make_plan
 from pix2pix_tf.evaluation.summary import summarize
+from pix2pix_tf.workdir import check_writable
 
 __all__ = ["FORM_TOLERANCE", "METRICS_FILE", "EvalConfig", "EvalResult", "evaluate"]
 
@@ -63,7 +64,9 @@ def evaluate(config: EvalConfig) -> EvalResult:
     """Runs the model on a split of its run's dataset and writes metrics.json, index.html and
     grid.png; see the module docstring."""
     plan = make_plan(config)
-    os.makedirs(plan.output_dir, exist_ok=True)
+    # Before any image is measured: a default folder that is a file, or one that cannot be
+    # written, is named now, not after the work.
+    check_writable(plan.output_dir, "--output_dir" if config.output_dir else "--output_dir (its default)")
     logging.info("Evaluating %s on %s/%s into %s.", plan.translator.description, plan.dataset_name, plan.split,
                  plan.output_dir)
     found = measure(plan)
