@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Optional
+
+# How often a progress line is written where no one watches it redraw (a log file, a pipe).
+LOG_INTERVAL_SECONDS = 30.0
 
 
 class Progress:
-    """A progress bar (Keras' Progbar) that also works when output goes to a log file:
-    it redraws often on a terminal or in a notebook's kernel and rarely otherwise, and flushes
-    each update."""
+    """Keras' Progbar where a person watches the output (a terminal, a notebook's kernel);
+    elsewhere a plain line now and then, flushed, with no terminal control codes (Keras'
+    bar writes colour codes into a log file too)."""
 
     def __init__(self, total: int, unit: str, enabled: bool = True):
         self._bar: Optional[object] = None
-        if enabled and total > 0:
+        if not enabled or total <= 0:
+            return
+        if _live():
             import keras
 
-            self._bar = keras.utils.Progbar(total, unit_name=unit, interval=0.1 if _live() else 30.0)
+            self._bar = keras.utils.Progbar(total, unit_name=unit, interval=0.1)
+        else:
+            self._bar = _LogLines(total, unit)
 
     def update(self, done: int, values: Optional[list] = None) -> None:
         if self._bar is not None:
@@ -24,6 +32,23 @@ class Progress:
             sys.stdout.flush()
 
 
+class _LogLines:
+    """`done/total unit(s) - elapsed - name: value ...`: at most one line per
+    LOG_INTERVAL_SECONDS, and the last one."""
+
+    def __init__(self, total: int, unit: str):
+        self.total, self.unit = total, unit
+        self.start = self.last = time.monotonic()
+
+    def update(self, done: int, values: Optional[list] = None) -> None:
+        now = time.monotonic()
+        if now - self.last < LOG_INTERVAL_SECONDS and done < self.total:
+            return
+        self.last = now
+        shown = "".join(f" - {name}: {value:.4f}" for name, value in values or [])
+        print(f"{done}/{self.total} {self.unit}(s) - {now - self.start:.0f}s{shown}")
+
+
 def _live() -> bool:
     """Output that a person watches as it comes: a terminal, or a Jupyter kernel's cell."""
-    return sys.stdout.isatty() or "ipykernel" in sys.modules
+    return sys.stdout.isatty() or type(sys.stdout).__module__.startswith("ipykernel")

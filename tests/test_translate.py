@@ -55,7 +55,9 @@ def test_checkpoint_savedmodel_and_tflite_give_the_same_pictures(export, photos,
     result = translate(f"--workdir={export['workdir']}", "--deterministic", f"--output_dir={tmp_path / 'checkpoint'}",
                        photos)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Translated 3 image(s)" in result.stdout and "image" in result.stdout  # Progress bar, then the summary.
+    # Not a terminal: a plain progress line (no terminal control codes in a log), then the summary.
+    assert "3/3 image(s) - " in result.stdout and "Translated 3 image(s)" in result.stdout
+    assert "\x1b" not in result.stdout + result.stderr
     sources = {
         "saved_model": dict(saved_model=export["base"]),  # The model folder: its newest version (2).
         "tflite": dict(tflite=os.path.join(export["tflite_paper"], "tiny_float32.tflite")),
