@@ -98,6 +98,25 @@ def test_a_failed_save_removes_only_its_own_files_and_names_what_is_on_disk(run_
     assert train(config).step == 8
 
 
+def test_a_checkpoint_a_killed_save_left_unrecorded_is_recorded_and_later_removed(run_of_six, tmp_path, caplog):
+    """SIGKILL after a save put ckpt-6 in place and before it rewrote the index file: the index
+    still records ckpt-2 and ckpt-4 only. The next run records ckpt-6 as that save would have,
+    so --keep_checkpoints (3) removes it in its turn instead of keeping it for good."""
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    index = workdir / "checkpoints" / "checkpoint"
+    lines = index.read_text().splitlines()
+    index.write_text("\n".join(['model_checkpoint_path: "ckpt-4"', *lines[1:3], *lines[4:6]]) + "\n")
+    assert tf.train.get_checkpoint_state(str(workdir / "checkpoints")).all_model_checkpoint_paths[-1].endswith("ckpt-4")
+    with caplog.at_level(logging.INFO):
+        result = train(dataclass_steps(TrainConfig.load(str(workdir)), 10, workdir))  # Saves 8 and 10.
+    assert result.step == 10 and "Recording ckpt-6, saved by a run stopped" in caplog.text
+    assert f"Resumed from {workdir / 'checkpoints' / 'ckpt-6'} at step 6." in caplog.text
+    assert sorted(digests(workdir / "checkpoints")) == [f"ckpt-{n}.{part}" for n in (10, 6, 8)
+                                                        for part in ("data-00000-of-00001", "index")]
+    state = tf.train.get_checkpoint_state(str(workdir / "checkpoints"))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ["ckpt-6", "ckpt-8", "ckpt-10"]
+
+
 def dataclass_steps(config: TrainConfig, steps: int, workdir=None) -> TrainConfig:
     """`config` with another step count (and workdir: a copied run's config.json names the original)."""
     run = dataclasses.replace(config.run, workdir=str(workdir)) if workdir else config.run

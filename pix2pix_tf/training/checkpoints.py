@@ -15,7 +15,8 @@
   really on disk; only the files this save created are removed, so every checkpoint written
   before is untouched. A step is saved once: a stop right after the loop saved it saves
   nothing more. What a process killed while saving leaves (`ckpt-N_temp/`, data files
-  without an index) is removed by the next run, under the lock.
+  without an index) is removed by the next run, under the lock; a checkpoint it had put in
+  place without rewriting the index file is recorded then, as the save would have done.
 - One training process per workdir: a lock held for the life of the process (released by
   the OS even on SIGKILL) makes a second process refuse to start.
 """
@@ -63,6 +64,7 @@ class RunCheckpoints:
         self._temporary = None if chief else os.path.join(workdir, f"tmp_worker_{worker}")
         if chief:
             self._rebuild_damaged_index()
+            self._finish_interrupted_save()
         self.manager = tf.train.CheckpointManager(checkpoint, self._temporary or self.directory,
                                                   max_to_keep=keep, step_counter=step, checkpoint_name="ckpt")
         self._saved_step: Optional[int] = None
@@ -81,7 +83,7 @@ class RunCheckpoints:
         candidates = checkpoint_candidates(self.directory)
         path = restore_newest_readable(self.checkpoint, candidates)
         if path:
-            self._saved_step = int(path.rsplit("-", 1)[1])
+            self._saved_step = _step(path)
             return path
         present = [os.path.basename(f) for f in checkpoint_files(self.directory) if "_temp" not in f]
         if candidates or present:
@@ -130,12 +132,31 @@ class RunCheckpoints:
             os.replace(data, final + data[len(staged):])
         os.replace(staged + ".index", final + ".index")  # The index file's write syncs the folder.
         shutil.rmtree(final + "_temp", ignore_errors=True)
-        saved = {**{path: stamp for path, stamp in self._saved().items() if path != final}, final: time.time()}
+        self._record({**{path: stamp for path, stamp in self._saved().items() if path != final}, final: time.time()})
+        return final
+
+    def _record(self, saved: dict[str, float]) -> None:
+        """Writes the index file naming the newest `keep` of `saved` (path -> time of its save,
+        oldest first), then removes the others."""
         kept = dict(list(saved.items())[-self.keep:])
         self._write_index(list(kept), list(kept.values()))  # Before the removals: a failed write removes nothing.
         for old in saved.keys() - kept.keys():
             _remove_checkpoint(old)
-        return final
+
+    def _finish_interrupted_save(self) -> None:
+        """A save killed after its checkpoint was in place and before the index file was
+        rewritten leaves a complete checkpoint newer than every one the index records, which
+        no later save would remove (`_saved`): it is recorded now, as that save would have
+        done. The caller holds the lock."""
+        recorded = self._saved()
+        if not recorded:  # No index file, or one rebuilt from the files: nothing is removed.
+            return
+        newest = _step(list(recorded)[-1])
+        unrecorded = [path for path in complete_checkpoints(self.directory) if _step(path) > newest]
+        if unrecorded:
+            logging.info("Recording %s, saved by a run stopped before it updated the index file.",
+                         ", ".join(os.path.basename(path) for path in unrecorded))
+            self._record({**recorded, **{path: os.path.getmtime(path + ".index") for path in unrecorded}})
 
     def _saved(self) -> dict[str, float]:
         """The checkpoints earlier saves recorded in the index file, with the time of each save,
@@ -201,6 +222,10 @@ class RunCheckpoints:
         if stale:
             logging.info("Removed the unfinished saves of a stopped run: %s.", ", ".join(stale))
         return stale
+
+
+def _step(prefix: str) -> int:
+    return int(prefix.rsplit("-", 1)[1])
 
 
 def _reason(error: Exception) -> str:
