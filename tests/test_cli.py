@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -77,6 +78,10 @@ def test_an_authors_archive_copied_by_hand_trains_offline(tmp_path, monkeypatch)
                          "--load_size=143", "--crop_size=128", "--eval_examples=1", "--steps=3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Done: step 3/3" in result.stdout
+    # Output to a pipe (a log file): the progress as plain lines, the last with the losses.
+    last = re.search(r"^3/3 step\(s\) - \d+s( - \w+: \S+)+$", result.stdout, re.M)
+    assert last and " - g_l1: " in last[0] and " - g_gan: " in last[0], result.stdout
+    assert "\x1b" not in result.stdout
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data"]["direction"] == "AtoB" and config["data"]["dataset"] == "edges2shoes"
 
@@ -250,9 +255,9 @@ def test_a_list_flag_counts_a_repeated_item_once_in_every_program():
 
 
 def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_path, run_of_six):
-    """translate's and evaluate's --output_dir, export's --export_dir: the file is named and left
-    as it was, instead of an error from deep inside the writing ("File exists"); an empty
-    --export_dir is named too, not "cannot be written"."""
+    """translate's and evaluate's --output_dir (evaluate's default folder too), export's
+    --export_dir: the file is named and left as it was, instead of an error from deep inside
+    the writing ("File exists"); an empty --export_dir is named too, not "cannot be written"."""
     run = copied_run(run_of_six, tmp_path / "run")
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes")
@@ -266,3 +271,11 @@ def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_pa
         assert "Traceback" not in result.stderr and notes.read_text() == "my notes"
     empty = run_program("export", f"--workdir={run}", "--export_dir=")
     assert empty.returncode == 1 and "error: --export_dir is empty: name a folder." in empty.stderr
+    # evaluate's default folder (<workdir>/eval/<split>_<model>_<mode>) under a file: named
+    # before any image is measured, the file kept.
+    (run / "eval").write_text("my notes")
+    default = run_program("evaluate", f"--workdir={run}", "--nofcn")
+    assert default.returncode == 1, default.stderr[-2000:]
+    assert f"error: --output_dir (its default)={run / 'eval'}{os.sep}" in default.stderr
+    assert "cannot be written (Not a directory)" in default.stderr and "Evaluating" not in default.stderr
+    assert "Traceback" not in default.stderr and (run / "eval").read_text() == "my notes"
