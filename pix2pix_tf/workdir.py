@@ -22,12 +22,13 @@ CONFIG_FILE = "config.json"
 UNREADABLE_PATH_CHARACTERS = "[\\"
 
 
-def check_tensorflow_can_read(path: str, what: str) -> None:
+def check_tensorflow_can_read(path: str, what: str, folder_name: bool = False) -> None:
     """Refuses `what`=`path` (e.g. --saved_model=...) when TensorFlow could not read a checkpoint
     or a SavedModel there (a path that holds one of UNREADABLE_PATH_CHARACTERS), before any work:
     a run there could never resume, an export never load, and TensorFlow's own error says only
-    that no file matched."""
-    unreadable = [c for c in UNREADABLE_PATH_CHARACTERS if c in os.path.abspath(path)]
+    that no file matched. `folder_name`: `path` is one folder's name (--model_name), checked as
+    written; otherwise the whole absolute path is."""
+    unreadable = [c for c in UNREADABLE_PATH_CHARACTERS if c in (path if folder_name else os.path.abspath(path))]
     if unreadable:
         raise ConfigError(f"{what}={path}: TensorFlow reads the path of a checkpoint or of a SavedModel's "
                           f"variables as a file pattern and finds nothing under a path that holds "

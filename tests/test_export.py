@@ -313,7 +313,12 @@ def test_export_user_mistake_gets_a_message_not_a_traceback(tmp_path):
     (dict(model_name="../x"), "plain folder name"),
     (dict(checkpoint="/nonexistent/ckpt-3"), "Cannot restore the generator"),
     (dict(targets={"saved_model": saved_model_target.Options(max_request_pixels=1000)}),
-     "below what the warmup requests hold"),
+     r"--max_request_pixels=1000 is below what the warmup requests hold .*: raise it, or export a smaller "
+     r"--image_size\.$"),
+    (dict(targets={"saved_model": saved_model_target.Options(max_pixels=1000)}),  # The flag the user gave.
+     r"^--max_pixels=1000 \(the request cap without --max_request_pixels\) is below what the warmup"),
+    (dict(version=2**63), "at most 9223372036854775807"),  # Serving's versions are int64.
+    (dict(model_name="a[1]"), r"--model_name=a\[1\]: TensorFlow reads the path .* rename the folder"),
 ])
 def test_export_refuses_impossible_requests(tmp_path_factory, data_dir, tmp_path, options, message):
     from pix2pix_tf.errors import Pix2pixError
@@ -323,6 +328,42 @@ def test_export_refuses_impossible_requests(tmp_path_factory, data_dir, tmp_path
     with pytest.raises(Pix2pixError, match=message):
         exporter.export(config)
     assert not os.listdir(tmp_path)  # Refused before anything was written.
+
+
+def test_the_version_is_free_under_every_format_s_folder_and_a_file_in_the_way_is_refused_first(tmp_path,
+                                                                                                 run_of_six):
+    """All artifacts of an export share a version: one free under the SavedModel's folder but
+    taken under the TFLite one is not chosen. A file where a format's folder goes is refused
+    before anything is loaded or published, not found after the SavedModel was published."""
+    from pix2pix_tf.export import versions
+    from pix2pix_tf.export.config import ExportError
+
+    bases = [str(tmp_path / "pix2pix"), str(tmp_path / "tflite" / "pix2pix")]
+    (tmp_path / "tflite" / "pix2pix" / "1").mkdir(parents=True)
+    (tmp_path / "tflite" / "pix2pix" / "²").mkdir()  # str.isdigit's, not Serving's: ignored.
+    assert versions.choose_version(bases, None) == 2
+    with pytest.raises(ExportError, match=f"Version 1 already exists in {bases[1]};"):
+        versions.choose_version(bases, 1)
+    assert versions.choose_version(bases, 5) == 5
+
+    for in_the_way in ("tflite", "pix2pix"):
+        export_dir = tmp_path / f"blocked_{in_the_way}"
+        export_dir.mkdir()
+        (export_dir / in_the_way).write_text("my notes")
+        result = run_program("export", f"--workdir={run_of_six}", f"--export_dir={export_dir}", "--tflite=float32")
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert (f"error: {export_dir / in_the_way} is a file where the export keeps a folder; move it away"
+                in result.stderr), result.stderr[-2000:]
+        assert sorted(os.listdir(export_dir)) == [in_the_way] and (export_dir / in_the_way).read_text() == "my notes"
+
+
+def test_a_saved_model_folder_resolves_to_its_highest_version_as_named(tmp_path):
+    """Serving's layout: `<model>/<version>/`; a zero-padded version folder is read under its own
+    name, and a folder whose digits are not ASCII ('²') is not a version."""
+    for name in ("1", "02", "²"):
+        (tmp_path / "m" / name).mkdir(parents=True)
+        (tmp_path / "m" / name / artifacts.SAVED_MODEL_FILE).write_bytes(b"")
+    assert artifacts.resolve_saved_model(str(tmp_path / "m")) == str(tmp_path / "m" / "02")
 
 
 def _hidden_entries(export_dir) -> set[str]:

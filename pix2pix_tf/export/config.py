@@ -12,6 +12,9 @@ from typing import Any, Mapping, Optional
 
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.inference.mode import PAPER, InferenceMode
+from pix2pix_tf.workdir import check_tensorflow_can_read
+
+MAX_VERSION = 2**63 - 1  # TensorFlow Serving's model versions are int64.
 
 
 class ExportError(Pix2pixError):
@@ -37,10 +40,12 @@ class ExportConfig:
     targets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> ExportConfig:
-        if self.version is not None and self.version < 1:
-            raise ConfigError(f"--version must be a positive integer (Serving's versions are), got {self.version}.")
+        if self.version is not None and not 1 <= self.version <= MAX_VERSION:
+            raise ConfigError(f"--version must be a positive integer of at most {MAX_VERSION} (Serving's versions "
+                              f"are int64), got {self.version}.")
         if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
             raise ConfigError(f"--model_name={self.model_name!r} must be a plain folder name.")
+        check_tensorflow_can_read(self.model_name, "--model_name", folder_name=True)  # Loaded back from there.
         if self.image_size is not None and self.image_size < 1:
             raise ConfigError(f"--image_size must be positive, got {self.image_size}.")
         for name in ("check_examples", "threads"):

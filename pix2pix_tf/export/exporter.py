@@ -86,7 +86,7 @@ def export(config: ExportConfig) -> ExportResult:
         run = _check_request(config)
         for target in targets:
             target.check(options[target.name], run)
-        job = _job(config, run, _training_inputs(targets, options))
+        job = _job(config, run, targets, _training_inputs(targets, options))
         for target in targets:
             published[target.name] = target.publish(job, options[target.name], published)
         job.benchmark.finish()
@@ -133,13 +133,15 @@ def _training_inputs(targets: list[Target], options: dict[str, Options]) -> Opti
     return max(asked, key=lambda n: n.count) if asked else None
 
 
-def _job(config: ExportConfig, run: Run, training: Optional[TrainingInputs]) -> Job:
+def _job(config: ExportConfig, run: Run, enabled: list[Target], training: Optional[TrainingInputs]) -> Job:
     """The export folder and version, G and the check images: what every target reads. The
-    version is the first target's next free one (Serving's), shared by every artifact."""
+    version is the next one free under every format's folder, shared by every artifact."""
     export_dir = versions.export_folder(config.export_dir, config.workdir)
-    for target in TARGETS:
-        versions.remove_stale_staging(target.base(export_dir, config.model_name))
-    version = versions.choose_version(TARGETS[0].base(export_dir, config.model_name), config.version)
+    bases = [target.base(export_dir, config.model_name) for target in TARGETS]
+    versions.check_folders(export_dir, [target.base(export_dir, config.model_name) for target in enabled])
+    for base in bases:
+        versions.remove_stale_staging(base)
+    version = versions.choose_version(bases, config.version)
     generator, train, checkpoint = checkpoint_source.load_generator(config.workdir, config.checkpoint, run.train)
     logging.info("Exporting %s (%s) from %s.", train.model.generator, config.mode.describe(), checkpoint)
     examples = load_examples(train, config, run.image_size, training)

@@ -183,10 +183,13 @@ def check_warmup_fits(options: Options, image_size: int, multiple: int) -> None:
     height, width = geometry.padded_size(*_warmup_size(image_size), multiple)
     need = max(options.warmup_batch_sizes) * max(height * width, image_size * image_size)
     if need > options.request_pixels:
-        raise ExportError(f"--max_request_pixels={options.request_pixels} is below what the warmup requests hold "
-                          f"({need} pixels: batch {max(options.warmup_batch_sizes)} at {image_size}x{image_size}, "
-                          f"padded to {width}x{height} for translate_native): raise it, or lower "
-                          "--warmup_batch_sizes.")
+        cap = (f"--max_request_pixels={options.max_request_pixels}" if options.max_request_pixels is not None else
+               f"--max_pixels={options.max_pixels} (the request cap without --max_request_pixels)")
+        ways = ["raise it", *(["lower --warmup_batch_sizes"] if max(options.warmup_batch_sizes) > 1 else []),
+                "or export a smaller --image_size"]
+        raise ExportError(f"{cap} is below what the warmup requests hold ({need} pixels: batch "
+                          f"{max(options.warmup_batch_sizes)} at {image_size}x{image_size}, padded to {width}x{height} "
+                          f"for translate_native): {', '.join(ways)}.")
 
 
 def write_warmup(saved_model_dir: str, records: list[bytes]) -> str:

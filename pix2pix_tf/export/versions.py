@@ -22,6 +22,7 @@ from absl import logging
 
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.export.config import ExportError
+from pix2pix_tf.inference.artifacts import VERSION_FOLDER
 from pix2pix_tf.workdir import Workdir, check_tensorflow_can_read, check_writable
 
 T = TypeVar("T")
@@ -49,19 +50,33 @@ def existing_versions(base: str) -> list[int]:
     """Integer-named folders under a model's base path: what Serving would load."""
     if not os.path.isdir(base):
         return []
-    return sorted(int(name) for name in os.listdir(base) if name.isdigit())
+    return sorted(int(name) for name in os.listdir(base) if VERSION_FOLDER.fullmatch(name))
 
 
-def choose_version(base: str, requested: Optional[int]) -> int:
-    """The next free version, or `requested` when it is free (a published version is never
-    overwritten: Serving may be serving it)."""
-    versions = existing_versions(base)
+def choose_version(bases: list[str], requested: Optional[int]) -> int:
+    """The next version free under every format's base path (all artifacts of an export share
+    it), or `requested` when it is free there (a published version is never overwritten:
+    Serving may be serving it)."""
+    versions = sorted({v for base in bases for v in existing_versions(base)})
     if requested is None:
         return (versions[-1] + 1) if versions else 1
-    if requested in versions or os.path.exists(os.path.join(base, str(requested))):
-        raise ExportError(f"Version {requested} already exists in {base}; choose another --version "
+    taken = [base for base in bases if os.path.lexists(os.path.join(base, str(requested)))]
+    if taken:
+        raise ExportError(f"Version {requested} already exists in {taken[0]}; choose another --version "
                           f"(existing: {versions}) or leave --version out for the next free one ({versions[-1] + 1}).")
     return requested
+
+
+def check_folders(export_dir: str, bases: list[str]) -> None:
+    """Refuses, before any work, a file where an export keeps a folder (a format's folder, a
+    model's base path): found later, it would stop the export after it had published."""
+    for base in bases:
+        path = os.path.relpath(base, export_dir)
+        for depth in range(1, len(path.split(os.sep)) + 1):
+            folder = os.path.join(export_dir, *path.split(os.sep)[:depth])
+            if os.path.lexists(folder) and not os.path.isdir(folder):
+                raise ExportError(f"{folder} is a file where the export keeps a folder; move it away or choose "
+                                  "another --export_dir or --model_name.")
 
 
 def publish(staging: str, final: str) -> None:

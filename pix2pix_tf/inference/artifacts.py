@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Optional
 
 from pix2pix_tf.errors import ConfigError
 
 SAVED_MODEL_FILE = "saved_model.pb"
+VERSION_FOLDER = re.compile(r"[0-9]+")  # A version's folder: ASCII digits (str.isdigit takes '²' too).
 METADATA_FILE = "pix2pix_export.json"  # in <version>/assets.extra/
 WARMUP_FILE = "tf_serving_warmup_requests"  # in <version>/assets.extra/
 TFLITE_REPORT = "report.json"  # beside the .tflite files of one version
@@ -78,8 +80,8 @@ def resolve_saved_model(path: str) -> str:
     if os.path.exists(os.path.join(path, SAVED_MODEL_FILE)):
         return path
     if os.path.isdir(path):
-        versions = sorted(int(n) for n in os.listdir(path)
-                          if n.isdigit() and os.path.exists(os.path.join(path, n, SAVED_MODEL_FILE)))
+        versions = sorted((int(n), n) for n in os.listdir(path)
+                          if VERSION_FOLDER.fullmatch(n) and os.path.exists(os.path.join(path, n, SAVED_MODEL_FILE)))
         if versions:
-            return os.path.join(path, str(versions[-1]))
+            return os.path.join(path, versions[-1][1])  # As named: a zero-padded "01" too.
     raise ConfigError(f"--saved_model={path}: no {SAVED_MODEL_FILE} there nor in an integer version folder.")
