@@ -75,6 +75,9 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
             return _report_stop(e)
         except KeyboardInterrupt:  # A handler of the program's own (training's second Ctrl-C).
             return _report_stop(Interrupted(signal.SIGINT))
+        except app.UsageError as e:  # A missing or contradictory flag: the message, not the whole --help.
+            print(f"error: {e} {FLAGS_HINT}", file=sys.stderr, flush=True)
+            return e.exitcode
         except Pix2pixError as e:
             message = str(e)
         except OSError as e:
@@ -83,6 +86,19 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
         return 1
 
     return program
+
+
+FLAGS_HINT = "(--helpshort lists the flags)"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad value (`--version=abc`, an unknown flag) reported as one
+    `error:` line and exit code 1, as every other mistake is."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {' '.join(str(e).split())} {FLAGS_HINT}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def _report_stop(stop: Interrupted) -> int:
@@ -207,7 +223,7 @@ def run_program(main: Callable[[list[str]], int]) -> None:
                 signal.signal(signum, signal.SIG_DFL)
             sys.unraisablehook = report
 
-    app.run(run)
+    app.run(run, flags_parser=parse_flags)
 
 
 def reject_arguments(argv: list[str]) -> None:

@@ -28,7 +28,7 @@ import os
 import subprocess
 import sys
 
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
 
 from pix2pix_tf import cli
@@ -122,8 +122,8 @@ def _op_determinism() -> bool:
 def run_program(program: str, *argv: str) -> subprocess.CompletedProcess:
     """`python <program> ARGV...` as `cli.run_program` runs it, in this process (module docstring).
 
-    A flag parsing error or an `app.UsageError` ends it as absl's `app.run` does: its message
-    on stderr and exit code 1."""
+    A flag parsing error or an `app.UsageError` ends it as `cli.run_program` does: one `error:`
+    line and exit code 1."""
     module_name = MODULES[program]
     stdout, stderr = io.StringIO(), io.StringIO()
     with _captured_process_state(stdout, stderr):
@@ -131,17 +131,10 @@ def run_program(program: str, *argv: str) -> subprocess.CompletedProcess:
         main = sys.modules[module_name].main
         FLAGS.unparse_flags()
         try:
-            rest = FLAGS([program, *argv])
+            rest = cli.parse_flags([program, *argv])
             if FLAGS["verbosity"].using_default_value:
                 FLAGS.verbosity = 0  # INFO, as app.run sets it.
             code = cli.guarded(main)(rest)
-        except flags.Error as error:
-            print(f"FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull to see help on flags.",
-                  file=sys.stderr)
-            code = 1
-        except app.UsageError as error:  # app.run prints the usage (left out here), then the message.
-            print(error, file=sys.stderr)
-            code = error.exitcode
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     return subprocess.CompletedProcess([program, *argv], code, stdout.getvalue(), stderr.getvalue())

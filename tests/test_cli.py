@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 
@@ -15,6 +16,8 @@ import pytest
 
 from conftest import TINY_DATASET, copied_run
 from programs import run_program
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train_flags(workdir, data_dir, *extra: str) -> list[str]:
@@ -43,6 +46,25 @@ def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, data_dir, flags, 
     assert result.stderr.count(message) == 1, result.stderr[-3000:]  # Once: not also as a log line.
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "config.json").exists()  # Refused before anything is written.
+
+
+@pytest.mark.parametrize("command", [
+    ["train.py", "--steps=abc"], ["train.py", "--no_such_flag"], ["train.py", "--dataset=shapes", "extra"],
+    ["export.py", "--version=abc"], ["export.py"], ["export.py", "--workdir=runs/x", "extra"],
+    ["-m", "pix2pix_tf.translate", "--max_pixels=lots", "in.png"],
+    ["-m", "pix2pix_tf.translate", "--workdir=runs/x", "in.png"], ["-m", "pix2pix_tf.evaluate", "--num_examples=x"],
+    ["-m", "pix2pix_tf.demo", "--port=http"], ["pix2pix_tf/experiments/paper.py", "--setting=x=y"],
+], ids=lambda command: " ".join(command))
+def test_a_flag_mistake_is_one_error_line_not_the_whole_help(command):
+    """A bad flag value, an unknown flag, a missing flag or a stray argument: one `error:` line
+    that says how to list the flags, exit code 1, before TensorFlow loads (a real process:
+    absl's own handling printed the module's help, or two FATAL lines)."""
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and lines[0].endswith("(--helpshort lists the flags)"), lines
+    assert "tensorflow" not in result.stderr.lower()
 
 
 def fake_authors_archive(path, name: str, splits=(("train", 6), ("val", 2))) -> None:
