@@ -11,7 +11,9 @@ HTTP, real gRPC and the real model.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +31,7 @@ from pix2pix_tf.inference import artifacts
 from pix2pix_tf.serving import client as sc
 
 from export_helpers import ROOT, exported
+from programs import run_program
 
 
 @pytest.fixture(scope="module")
@@ -243,6 +246,8 @@ class Misbehaving(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server's naming)
         self.rfile.read(int(self.headers["Content-Length"]))
         behaviour = self.path.split("/v1/models/")[1].split(":")[0]
+        if not hasattr(Misbehaving, behaviour):  # As Serving answers a model it does not have, with the raw path.
+            return self.answer(404, json.dumps({"error": f"no model at {self.path}"}).encode())
         getattr(self, behaviour)()
 
     def answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -361,3 +366,56 @@ def test_an_answer_over_the_size_cap_is_refused(misbehaving):
         client.translate([b"x"])
     with pytest.raises(sc.ServingRequestError, match="positive number of seconds"):
         sc.RestClient(misbehaving, "html", timeout=float("nan"))
+
+
+# ----------------------------------------------------------------------------- the address and the model name
+
+
+def test_a_host_and_port_without_a_scheme_is_an_http_address(misbehaving):
+    """`HOST:PORT` is http://HOST:PORT (it was http://HOST:PORT:8501, a raw ValueError when
+    sent); a bare IPv6 address gets its brackets; a bare host gets the port argument."""
+    port = misbehaving.rsplit(":", 1)[1]
+    client = sc.RestClient(f"127.0.0.1:{port}", "html", timeout=10)
+    assert client.url == f"{misbehaving}/v1/models/html:predict"
+    with pytest.raises(sc.ServingRequestError, match="is not JSON"):  # It reached the server.
+        client.translate([b"x"])
+    assert sc.rest_url("::1", "m") == "http://[::1]:8501/v1/models/m:predict"
+    assert sc.rest_url("[::1]:9000", "m") == "http://[::1]:9000/v1/models/m:predict"
+    assert sc.rest_url("localhost", "m", version=2, port=9000) == "http://localhost:9000/v1/models/m/versions/2:predict"
+
+
+@pytest.mark.parametrize("address", ["http://127.0.0.1:99999", "localhost:8501:8501", "127.0.0.1:abc",
+                                     "localhost:0", "ftp://127.0.0.1:8501", "http://:8501", "http://[::1"])
+def test_an_address_that_is_no_http_url_is_refused_naming_it(address):
+    with pytest.raises(sc.ServingRequestError) as caught:
+        sc.RestClient(address, "m")
+    message = str(caught.value)
+    assert message.startswith(f"{address}: ") and "expected http://HOST:PORT" in message, message
+    assert "\n" not in message
+
+
+def test_the_model_name_is_percent_encoded_in_the_path(misbehaving):
+    """A name outside ASCII was a raw UnicodeEncodeError; `/` or `:` would change the path."""
+    client = sc.RestClient(misbehaving, "é/x:y", timeout=10)
+    assert client.url == f"{misbehaving}/v1/models/%C3%A9%2Fx%3Ay:predict"
+    with pytest.raises(sc.ServingRequestError, match=r"HTTP 404: no model at /v1/models/%C3%A9%2Fx%3Ay:predict") \
+            as caught:
+        client.translate([b"x"])
+    assert str(caught.value).startswith(client.url + ": ")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="the demo needs Gradio (the demo extra)")
+def test_the_demo_takes_host_and_port_and_refuses_a_bad_address_in_one_line(misbehaving):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    port = misbehaving.rsplit(":", 1)[1]
+    for address, message in (
+            (f"127.0.0.1:{port}", f"error: TensorFlow Serving does not answer as a pix2pix export: {misbehaving}/v1/"
+                                  "models/html:predict: the answer (HTTP 200, 35 bytes) is not JSON"),
+            ("http://127.0.0.1:99999", "error: http://127.0.0.1:99999: not an address of TensorFlow Serving's REST "
+                                       "API; expected http://HOST:PORT")):
+        result = run_program("demo", f"--serving_url={address}", "--model_name=html", f"--port={free}")
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and lines[0].startswith(message), lines

@@ -235,6 +235,28 @@ def test_web_refusals_are_one_line_messages(tmp_path, page, tmp_path_factory, da
     assert message in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("manifest", [b"{bad", b"{}", b"[]", b'{"version": 3}', b"\xff", None])
+def test_a_damaged_runtime_is_refused_as_not_installed(tmp_path, manifest):
+    """A runtime whose package.json is not JSON, names no version, or is missing gets the
+    one-line message of a missing runtime (it was a JSONDecodeError or KeyError traceback)."""
+    for package, path in web.RUNTIME_FILES.values():
+        (tmp_path / package / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / package / path).write_bytes(b"")
+    package_json = tmp_path / web.RUNTIME_PACKAGE / "package.json"
+    package_json.write_bytes(b'{"name": "@litertjs/core", "version": "2.1.0"}')
+    assert web.runtime_version(str(tmp_path)) == "2.1.0"
+    if manifest is None:
+        package_json.unlink()
+    else:
+        package_json.write_bytes(manifest)
+    with pytest.raises(ExportError) as caught:
+        web.runtime_version(str(tmp_path))
+    message = str(caught.value)
+    assert message.startswith("--web needs the web runtime LiteRT.js (@litertjs/core), which is not installed ("), \
+        message
+    assert str(package_json) in message and f"run `{web.install_hint()}`" in message and "\n" not in message
+
+
 def test_the_page_benchmark_prints_the_time_per_translation(page):
     result = run([sys.executable, "-m", "pix2pix_tf.benchmark.web", f"--page={page}", "--translations=2"],
                  timeout=300)

@@ -29,8 +29,9 @@ class TFLiteModel:
         kwargs = {"model_path": model} if isinstance(model, str) else {"model_content": model}
         try:
             self.interpreter = Interpreter(num_threads=threads, **kwargs)
-        except ValueError as e:
-            raise InferenceError(f"Cannot load the TFLite model: {e}") from e
+        except ValueError as e:  # LiteRT's message ("not a valid Flatbuffer buffer") does not say which file.
+            named = f" {model}" if isinstance(model, str) else ""
+            raise InferenceError(f"Cannot load the TFLite model{named}: {e}") from e
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]

@@ -17,9 +17,11 @@ nothing beyond the standard library and NumPy.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import math
 import os
+import urllib.parse
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -50,10 +52,41 @@ class ServingRequestError(Pix2pixError, ValueError):
 
 
 def rest_url(host: str, model_name: str, version: Optional[int] = None, port: int = 8501) -> str:
-    """The predict URL of Serving's REST API (`host` may include a scheme)."""
-    base = host if "://" in host else f"http://{host}:{port}"
-    path = f"/v1/models/{model_name}" + (f"/versions/{version}" if version is not None else "")
-    return base.rstrip("/") + path + ":predict"
+    """The predict URL of Serving's REST API. `host` is `http(s)://HOST[:PORT]`, `HOST:PORT` or
+    `HOST` (then `port`), an IPv6 address with or without brackets; anything else is refused
+    here, so that no address reaches the transport as a raw ValueError. The model name is
+    percent-encoded: a URL path carries only ASCII, and `/` or `:` would change its meaning."""
+    base = _rest_base(host, port)
+    path = f"/v1/models/{urllib.parse.quote(model_name, safe='')}"
+    return base + path + (f"/versions/{version}" if version is not None else "") + ":predict"
+
+
+def _rest_base(host: str, port: int) -> str:
+    """`host` as `scheme://host:port` (see `rest_url`); a ServingRequestError naming it when it
+    is no HTTP address."""
+    if "://" in host:
+        base = host
+    elif _is_ipv6(host):
+        base = f"http://[{host}]:{port}"
+    else:
+        base = f"http://{host}" if ":" in host else f"http://{host}:{port}"
+    try:
+        parts = urllib.parse.urlsplit(base)
+        # `port` raises ValueError for a port that is no number or out of range; 0 is none to connect to.
+        valid = parts.port != 0 and parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # Also an unclosed IPv6 bracket.
+        valid = False
+    if not valid:
+        raise ServingRequestError(f"{host}: not an address of TensorFlow Serving's REST API; expected "
+                                  f"http://HOST:PORT (or HOST:PORT, or HOST for port {port}).")
+    return base.rstrip("/")
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+    except ValueError:
+        return False
 
 
 def rest_bytes_request(images: Sequence[bytes], signature_name: str = SIGNATURE_BYTES) -> dict[str, Any]:

@@ -25,10 +25,14 @@ class TransportError(Exception):
 def post(url: str, data: bytes, timeout: float, max_bytes: int = MAX_ANSWER_BYTES) -> tuple[int, bytes]:
     """(HTTP status, answer bytes) of POSTing JSON `data` to `url`, all of it within `timeout`
     seconds; an answer over `max_bytes` is refused."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as e:  # A port that is no number or out of range: the caller's URL, not a traceback.
+        raise TransportError(f"not an HTTP URL ({e}).") from e
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     expired = threading.Event()
-    connection = kind(parts.hostname, parts.port, timeout=timeout)
+    connection = kind(parts.hostname, port, timeout=timeout)
 
     def expire() -> None:
         expired.set()
@@ -49,7 +53,7 @@ def post(url: str, data: bytes, timeout: float, max_bytes: int = MAX_ANSWER_BYTE
         if expired.is_set():  # A shut-down socket can end a body without a length early, silently.
             raise TimeoutError
         return answer.status, raw
-    except (OSError, http.client.HTTPException) as e:
+    except (OSError, http.client.HTTPException, ValueError) as e:  # ValueError: a name IDNA cannot encode.
         if expired.is_set() or isinstance(e, TimeoutError):
             raise TransportError(f"no complete answer within {timeout:g} s (the timeout, for the whole "
                                  "request).") from None

@@ -71,11 +71,25 @@ def runtime_version(node_modules: Optional[str] = None) -> str:
     missing = [os.path.join(package, path) for package, path in RUNTIME_FILES.values()
                if not os.path.isfile(os.path.join(modules, package, path))]
     if missing:
-        raise ExportError(f"--web needs the web runtime LiteRT.js ({RUNTIME_PACKAGE}), which is not installed "
-                          f"(no {os.path.join(modules, missing[0])}): run `{install_hint()}` (Node 20 and npm), "
-                          "or pass --web_runtime=<a node_modules folder holding it>.")
-    with open(os.path.join(modules, RUNTIME_PACKAGE, "package.json")) as f:
-        return str(json.load(f)["version"])
+        raise _not_installed(f"no {os.path.join(modules, missing[0])}")
+    manifest = os.path.join(modules, RUNTIME_PACKAGE, "package.json")
+    try:
+        with open(manifest) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8.
+        raise _not_installed(f"{manifest} is unreadable: {type(e).__name__}: {e}") from e
+    version = record.get("version") if isinstance(record, dict) else None
+    if not isinstance(version, str) or not version:
+        raise _not_installed(f"{manifest} names no version")
+    return version
+
+
+def _not_installed(why: str) -> ExportError:
+    """The one message for a runtime that is missing or damaged: either way, installing it again
+    is the cure, and the page must not ship a runtime of unknown version."""
+    return ExportError(f"--web needs the web runtime LiteRT.js ({RUNTIME_PACKAGE}), which is not installed ({why}): "
+                       f"run `{install_hint()}` (Node 20 and npm), or pass --web_runtime=<a node_modules folder "
+                       "holding it>.")
 
 
 @dataclasses.dataclass(frozen=True)
