@@ -3,6 +3,7 @@ from a checkpoint, a SavedModel and a TFLite file."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf.inference import files
+from pix2pix_tf.inference import artifacts, files
 from pix2pix_tf.inference.mode import DETERMINISTIC, PAPER
 from pix2pix_tf.inference.request import ModelRequest
 
@@ -174,6 +175,17 @@ def test_translate_user_mistakes_get_a_clear_error(export, tmp_path, source, mes
         files.translate_files(files.TranslateConfig(**task, model=ModelRequest.of(**given)))
 
 
+def test_a_file_that_is_no_tflite_model_is_named_in_the_error(tmp_path):
+    """LiteRT's own message ("not a valid Flatbuffer buffer") does not say which file it read."""
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"hello")
+    image = write_png(tmp_path / "in.png", np.zeros((20, 20, 3), np.uint8))
+    result = translate(f"--tflite={garbage}", f"--output_dir={tmp_path / 'o'}", image)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(f"error: Cannot load the TFLite model {garbage}: "), lines
+
+
 def test_translate_odd_pair_width_is_a_per_file_error(export, tmp_path):
     odd = write_png(tmp_path / "odd.png", np.zeros((20, 21, 3), np.uint8))
     result = files.translate_files(files.TranslateConfig(
@@ -235,6 +247,38 @@ def test_an_output_folder_inside_the_input_folder_is_not_searched(export, tmp_pa
         assert result.returncode == 0, result.stderr[-3000:]
         assert "Translated 1 image(s)" in result.stdout
     assert written_files(folder / "out") == ["cat.png"]
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("image_size", "abc", "a positive integer"), ("size_multiple", 0, "a positive integer"),
+    ("output_nc", 3.0, "a positive integer"), ("direction", 1, "a string"),
+    ("mode", "paper", "an object of true/false values"),
+])
+def test_an_export_record_edited_by_hand_is_named_in_one_line(export, tmp_path, key, value, expected):
+    """The SavedModel's metadata as a hand edit or another tool leaves it: the file, the key and
+    the value are named, not a ValueError from deep inside."""
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(export["deterministic"], copy)
+    path = copy / "assets.extra" / artifacts.METADATA_FILE
+    path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+    result = translate(f"--saved_model={copy}", f"--output_dir={tmp_path / 'out'}",
+                       write_png(tmp_path / "in.png", np.zeros((8, 8, 3), np.uint8)))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {path}: {key} is {value!r}, not {expected}" + errors[0].split(expected, 1)[1]]
+    assert errors[0].endswith("was it written by export.py?") and not (tmp_path / "out").exists()
+
+
+def test_an_image_size_the_saved_model_cannot_take_is_refused_before_any_image(export, tmp_path):
+    """translate_float takes any size that is a multiple of what the generator takes (the
+    export records it), as a checkpoint does: the same refusal, not a failure per image."""
+    result = translate(f"--saved_model={export['base']}", "--image_size=100", f"--output_dir={tmp_path / 'out'}",
+                       write_png(tmp_path / "in.png", np.zeros((8, 8, 3), np.uint8)))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "takes images whose sides are multiples of 128; use --image_size=128." in result.stderr
+    assert "Translated" not in result.stdout and not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

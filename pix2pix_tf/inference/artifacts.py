@@ -61,7 +61,32 @@ def _read_json_object(path: str) -> Optional[dict[str, Any]]:
         raise ConfigError(f"Cannot read {path}: {e}") from e
     if not isinstance(value, dict):
         raise ConfigError(f"{path} is not a JSON object: was it written by export.py?")
-    return value
+    return checked_record(path, value)
+
+
+# What the programs read from an export's record of itself (the SavedModel's metadata, the
+# TFLite report, the ONNX file's metadata_props), and what each must be.
+_POSITIVE_INTEGERS = ("image_size", "size_multiple", "input_nc", "output_nc", "max_pixels", "max_request_pixels")
+_STRINGS = ("direction", "checkpoint")
+
+
+def checked_record(where: str, record: dict[str, Any]) -> dict[str, Any]:
+    """`record` if each value the programs read from it has its type, else one refusal naming
+    `where` (the file) and the value: a hand-edited or foreign record, not a traceback."""
+    def refuse(key: str, expected: str) -> None:
+        raise ConfigError(f"{where}: {key} is {record[key]!r}, not {expected}: was it written by export.py?")
+
+    for key in _POSITIVE_INTEGERS:
+        value = record.get(key)
+        if value is not None and (type(value) is not int or value < 1):
+            refuse(key, "a positive integer")
+    for key in _STRINGS:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            refuse(key, "a string")
+    mode = record.get("mode")
+    if mode is not None and not (isinstance(mode, dict) and all(isinstance(v, bool) for v in mode.values())):
+        refuse("mode", 'an object of true/false values ({"dropout": ..., "batch_statistics": ...})')
+    return record
 
 
 def read_metadata(saved_model_dir: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import numpy as np
 
 from pix2pix_tf import catalogue
 from pix2pix_tf.errors import ConfigError, InferenceError
+from pix2pix_tf.inference import artifacts
 from pix2pix_tf.inference.source_kind import Recorded, SourceKind
 from pix2pix_tf.inference.translator import Translator
 
@@ -54,7 +55,7 @@ class OnnxModel:
             self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         except _runtime_errors() as e:
             raise ConfigError(f"Cannot load the ONNX model {path}: {e}") from e
-        self.metadata = _decoded(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = artifacts.checked_record(path, _decoded(self.session.get_modelmeta().custom_metadata_map))
         self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
         shape = self.input.shape
         if self.input.type != "tensor(float)" or len(shape) != 4 or not isinstance(shape[3], int):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Optional
 
+from pix2pix_tf import catalogue
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import artifacts
 from pix2pix_tf.inference.source_kind import Recorded, SourceKind
@@ -52,8 +53,10 @@ def open_saved_model(source: ModelSource, mode: InferenceMode, *, seed: Optional
     runs = source.runs_as(mode)
     noise = "no dropout" if runs.deterministic else "dropout on"
     multiple = source.metadata.get("size_multiple")
-    return Translator(f"SavedModel {source.path} (signature {name}, {noise})", int(size), input_nc, output_nc,
-                      source.direction, runs, call, size_multiple=int(multiple) if multiple else None)
+    if multiple:  # The export takes any size that is a multiple (translate_float's input is [-1, -1, -1, C]).
+        catalogue.check_side("--image_size", size, multiple, source.path)
+    return Translator(f"SavedModel {source.path} (signature {name}, {noise})", size, input_nc, output_nc,
+                      source.direction, runs, call, size_multiple=multiple)
 
 
 def label(source: ModelSource) -> str:
