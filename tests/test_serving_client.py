@@ -293,6 +293,13 @@ class Misbehaving(BaseHTTPRequestHandler):
     def bad_base64(self):
         self.answer(200, json.dumps({"predictions": [{"b64": "not base64!"}]}).encode())
 
+    def too_many(self):  # Two outputs for the one image sent: which is whose?
+        png = base64.b64encode(b"\x89PNG").decode()
+        self.answer(200, json.dumps({"predictions": [{"b64": png}, {"b64": png}]}).encode())
+
+    def bytes_not_a_list(self):
+        self.answer(200, json.dumps({"outputs": {"output_bytes": "abc"}}).encode())
+
     def ragged(self):
         self.answer(200, json.dumps({"outputs": {"output": [[[[0.0]]], [[[0.0], [1.0]]]]}}).encode())
 
@@ -341,6 +348,8 @@ def test_one_deadline_bounds_the_whole_request(misbehaving, behaviour):
     ("no_outputs", "neither 'predictions' nor 'outputs'"),
     ("other_output", "the answer has no 'output_bytes' output"),
     ("bad_base64", "not Serving's predict answer"),
+    ("too_many", r"the answer holds 2 output\(s\) for the 1 image\(s\) sent"),
+    ("bytes_not_a_list", "'output_bytes' is not a list of one value per image"),
     ("hang_up", "closed the connection without answering"),
     ("broken_off", "broke off after 17 bytes"),
     ("html_error", "HTTP 502: <html>Bad Gateway</html>"),

@@ -17,7 +17,6 @@ nothing beyond the standard library and NumPy.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import math
 import os
@@ -56,37 +55,12 @@ def rest_url(host: str, model_name: str, version: Optional[int] = None, port: in
     `HOST` (then `port`), an IPv6 address with or without brackets; anything else is refused
     here, so that no address reaches the transport as a raw ValueError. The model name is
     percent-encoded: a URL path carries only ASCII, and `/` or `:` would change its meaning."""
-    base = _rest_base(host, port)
+    try:
+        base = http_post.base_url(host, port)
+    except http_post.TransportError as e:
+        raise ServingRequestError(str(e)) from e
     path = f"/v1/models/{urllib.parse.quote(model_name, safe='')}"
     return base + path + (f"/versions/{version}" if version is not None else "") + ":predict"
-
-
-def _rest_base(host: str, port: int) -> str:
-    """`host` as `scheme://host:port` (see `rest_url`); a ServingRequestError naming it when it
-    is no HTTP address."""
-    if "://" in host:
-        base = host
-    elif _is_ipv6(host):
-        base = f"http://[{host}]:{port}"
-    else:
-        base = f"http://{host}" if ":" in host else f"http://{host}:{port}"
-    try:
-        parts = urllib.parse.urlsplit(base)
-        # `port` raises ValueError for a port that is no number or out of range; 0 is none to connect to.
-        valid = parts.port != 0 and parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # Also an unclosed IPv6 bracket.
-        valid = False
-    if not valid:
-        raise ServingRequestError(f"{host}: not an address of TensorFlow Serving's REST API; expected "
-                                  f"http://HOST:PORT (or HOST:PORT, or HOST for port {port}).")
-    return base.rstrip("/")
-
-
-def _is_ipv6(host: str) -> bool:
-    try:
-        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
-    except ValueError:
-        return False
 
 
 def rest_bytes_request(images: Sequence[bytes], signature_name: str = SIGNATURE_BYTES) -> dict[str, Any]:
@@ -153,6 +127,9 @@ def _single_output_name(item: Any) -> str:
 
 
 def _from_json(name: str, values: list) -> Any:
+    if not isinstance(values, list):
+        raise ServingRequestError(f"Unexpected answer ('{name}' is not a list of one value per image): "
+                                  f"{str(values)[:200]}")
     if name.endswith("_bytes"):
         return [base64.b64decode(v["b64"], validate=True) if isinstance(v, dict) else v.encode("latin-1")
                 for v in values]
@@ -223,16 +200,26 @@ class RestClient:
 
     def translate(self, images: Sequence[bytes], signature_name: str = SIGNATURE_PNG) -> list[bytes]:
         """Encoded images in, translated PNG bytes out."""
-        return self._output(self.predict(rest_bytes_request(images, signature_name)), OUTPUT_BYTES)
+        answer = self.predict(rest_bytes_request(images, signature_name))
+        return one_per_image(self._output(answer, OUTPUT_BYTES), len(images), self.url)
 
     def translate_float(self, images: np.ndarray, deterministic: bool = False) -> np.ndarray:
         name = SIGNATURE_FLOAT_DETERMINISTIC if deterministic else SIGNATURE_FLOAT
-        return self._output(self.predict(rest_float_request(images, name)), OUTPUT_FLOAT)
+        return one_per_image(self._output(self.predict(rest_float_request(images, name)), OUTPUT_FLOAT), len(images),
+                             self.url)
 
     def _output(self, outputs: dict[str, Any], name: str) -> Any:
         if name not in outputs:
             raise ServingRequestError(f"{self.url}: the answer has no '{name}' output (it has {sorted(outputs)}).")
         return outputs[name]
+
+
+def one_per_image(outputs: Any, count: int, server: str) -> Any:
+    """`outputs` if it holds one output per image sent: an answer with fewer (or more) would
+    pair outputs with the wrong inputs, or lose some, without a word."""
+    if len(outputs) != count:
+        raise ServingRequestError(f"{server}: the answer holds {len(outputs)} output(s) for the {count} image(s) sent.")
+    return outputs
 
 
 # ----------------------------------------------------------------------------- gRPC
@@ -307,7 +294,7 @@ class GrpcClient:
                    ("grpc.max_send_message_length", GRPC_MESSAGE_LIMIT)]
         self.channel = grpc.insecure_channel(target, options=options)
         self.stub = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
-        self.model_name, self.version, self.timeout = model_name, version, timeout
+        self.target, self.model_name, self.version, self.timeout = target, model_name, version, timeout
 
     def predict(self, request: Any) -> dict[str, Any]:
         import grpc
@@ -321,11 +308,12 @@ class GrpcClient:
         """Encoded images in, translated PNG bytes out (only the PNG output is sent back)."""
         request = grpc_bytes_request(self.model_name, images, SIGNATURE_BYTES, self.version,
                                      output_filter=[OUTPUT_BYTES])
-        return self.predict(request)[OUTPUT_BYTES]
+        return one_per_image(self.predict(request)[OUTPUT_BYTES], len(images), self.target)
 
     def translate_float(self, images: np.ndarray, deterministic: bool = False) -> np.ndarray:
         name = SIGNATURE_FLOAT_DETERMINISTIC if deterministic else SIGNATURE_FLOAT
-        return self.predict(grpc_float_request(self.model_name, images, name, self.version))[OUTPUT_FLOAT]
+        outputs = self.predict(grpc_float_request(self.model_name, images, name, self.version))[OUTPUT_FLOAT]
+        return one_per_image(outputs, len(images), self.target)
 
     def close(self) -> None:
         self.channel.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import socket
 import threading
 import urllib.parse
@@ -20,6 +21,34 @@ MAX_ANSWER_BYTES = 1 << 30
 
 class TransportError(Exception):
     """The request did not complete; the message says how (the caller names the URL)."""
+
+
+def base_url(host: str, port: int) -> str:
+    """`host` (`http(s)://HOST[:PORT]`, `HOST:PORT`, `HOST`, an IPv6 address with or without
+    brackets) as `scheme://host:port`; a TransportError naming it when it is no HTTP address."""
+    if "://" in host:
+        base = host
+    elif _is_ipv6(host):
+        base = f"http://[{host}]:{port}"
+    else:
+        base = f"http://{host}" if ":" in host else f"http://{host}:{port}"
+    try:
+        parts = urllib.parse.urlsplit(base)
+        # `port` raises ValueError for a port that is no number or out of range; 0 is none to connect to.
+        valid = parts.port != 0 and parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # Also an unclosed IPv6 bracket.
+        valid = False
+    if not valid:
+        raise TransportError(f"{host}: not an address of TensorFlow Serving's REST API; expected "
+                             f"http://HOST:PORT (or HOST:PORT, or HOST for port {port}).")
+    return base.rstrip("/")
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+    except ValueError:
+        return False
 
 
 def post(url: str, data: bytes, timeout: float, max_bytes: int = MAX_ANSWER_BYTES) -> tuple[int, bytes]:
