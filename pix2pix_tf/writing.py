@@ -112,9 +112,11 @@ def write_file(path: str, data: bytes, within: Optional[str] = None) -> str:
             os.fsync(f.fileno())
         check_destination(path, within)  # A link could have appeared while writing.
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(temporary)
+        if isinstance(e, OSError) and e.filename is None:  # A failed write() names no file: say which.
+            raise OSError(e.errno, e.strerror, path) from e
         raise
     _sync_folder(folder)
     return path

@@ -270,6 +270,22 @@ def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir)
     assert neighbour.is_dir()  # Another run's files are never this run's leftovers.
 
 
+def test_a_full_disk_during_a_file_s_write_names_the_file(small_disk):
+    """The kernel's ENOSPC from write() carries no file name; every program's message names the
+    file it was writing (evaluate's report on a full disk said only "the device holding:")."""
+    from pix2pix_tf import writing
+    from pix2pix_tf.cli import describe_os_error
+
+    fill(small_disk / "filler")
+    path = small_disk / "eval" / "grid.png"
+    with pytest.raises(OSError) as caught:
+        writing.write_file(str(path), b"x" * (1 << 20))
+    assert caught.value.filename == str(path)
+    assert describe_os_error(caught.value) == (f"No space left on the device holding {path}: free some space or "
+                                               "choose another folder.")
+    assert not path.exists() and writing.leftover_temporaries(str(path)) == []
+
+
 @pytest.mark.slow
 def test_a_full_disk_while_saving_is_a_clear_error_and_keeps_the_previous_checkpoint(small_disk, data_dir):
     workdir = small_disk / "run"

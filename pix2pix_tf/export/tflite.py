@@ -127,7 +127,9 @@ def export_tflite(generator: keras.Model, train: TrainConfig, config: ExportConf
                   calibration: Optional[np.ndarray], directory: str) -> list[VariantReport]:
     """Converts, runs and checks each requested variant; files go into `directory`."""
     reports = []
-    with tempfile.TemporaryDirectory(prefix="pix2pix-tflite-") as scratch:
+    # The scratch SavedModel (the model's full size) lives in the staging folder `directory`, not
+    # in the system's temporary folder: what a killed export leaves, the next one removes.
+    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=directory) as scratch:
         # Converted from a SavedModel (a concrete function was seen to give NaNs) that tracks the
         # tf.Variables under the Keras variables (`Endpoints`): a tf.Module holding the Keras
         # model keeps its variables as TFLite resource variables instead of constants, which
