@@ -158,6 +158,32 @@ def test_evaluate_cli_end_to_end(workdir, segmenter_cache, tmp_path):
     assert os.path.getsize(os.path.join(output_dir, "grid.png")) > 1000
 
 
+def test_a_dataset_without_test_or_val_pairs_is_evaluated_only_on_request(run_of_six, tmp_path):
+    """Training falls back to train images for its samples; an evaluation does not silently
+    report training-set metrics: it asks for --split=train."""
+    from PIL import Image
+
+    from conftest import copied_run
+
+    folder = tmp_path / "pairs" / "train"
+    folder.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((64, 128, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    run = copied_run(run_of_six, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["dataset"] = f"folder:{tmp_path / 'pairs'}"
+    (run / "config.json").write_text(json.dumps(config))
+    result = run_program("evaluate", f"--workdir={run}", "--nofcn", "--noprogress")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert (f"error: folder:{tmp_path / 'pairs'} has no test or val split to evaluate on: metrics on the training "
+            "pairs do not show how the model does on images it has not seen. Pass --split=train for them anyway."
+            in result.stderr), result.stderr[-3000:]
+    assert not (run / "eval").exists()
+    on_request = run_program("evaluate", f"--workdir={run}", "--nofcn", "--noprogress", "--split=train")
+    assert on_request.returncode == 0, on_request.stderr[-3000:]
+    assert json.loads((run / "eval" / "train_ckpt-6_paper" / "metrics.json").read_text())["split"] == "train"
+
+
 def test_evaluate_cli_asked_for_fid_without_weights_says_why(workdir, tmp_path):
     """Answered before any image is read, as one message."""
     result = run_program("evaluate", f"--workdir={workdir}", "--fid", "--nofcn", f"--output_dir={tmp_path}",

@@ -102,6 +102,9 @@ def make_plan(config: EvalConfig) -> EvalPlan:
 
     dataset = pipeline.load_paired_dataset(data_config)
     split = config.split or dataset.held_out_split
+    if config.split is None and split == dataset.train_split:  # Training's fallback, not evaluation's.
+        raise ConfigError(f"{dataset.name} has no test or val split to evaluate on: metrics on the training pairs do "
+                          "not show how the model does on images it has not seen. Pass --split=train for them anyway.")
     if not dataset.split_sizes.get(split):
         raise ConfigError(f"--split={split}: {dataset.name} has splits "
                           f"{', '.join(f'{k} ({v})' for k, v in sorted(dataset.split_sizes.items()))}.")
