@@ -90,6 +90,17 @@ def test_lab_conversion_matches_published_values(rgb, lab):
     assert metrics.rgb_to_lab(np.array(rgb)) == pytest.approx(np.array(lab), abs=2e-3)
 
 
+def test_neutral_greys_have_the_same_a_and_b_histograms():
+    """Any two grey images agree on a and b (both 0): a and b are computed with float noise
+    around 0 (a bin edge), which must not split them between two bins."""
+    greys = np.linspace(-1, 1, 64).reshape(1, 8, 8, 1).repeat(3, axis=-1)
+    other = np.full((1, 8, 8, 3), 0.37)
+    lab = metrics.rgb_to_lab(metrics.signed_to_unit(greys))
+    assert np.abs(lab[..., 1:]).max() > 0  # The noise this is about (1e-14, not exactly 0).
+    found = metrics.lab_intersections(greys, other)
+    assert found["a"] == 1.0 and found["b"] == 1.0 and found["L"] < 0.1
+
+
 def test_histogram_intersection_of_known_histograms():
     assert metrics.histogram_intersection([1, 1, 0, 0], [0, 0, 1, 1]) == 0.0
     assert metrics.histogram_intersection([2, 2, 0, 0], [0, 1, 1, 0]) == pytest.approx(0.5)

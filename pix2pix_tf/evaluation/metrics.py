@@ -145,7 +145,9 @@ def lab_histograms(images: np.ndarray) -> dict[str, np.ndarray]:
     counts = {}
     for k, name in enumerate(LAB_CHANNELS):
         low, high, bins = LAB_BINS[name]
-        values = np.clip(lab[:, k], low, np.nextafter(high, low))  # out-of-range values go to the end bins
+        # Rounded first: a neutral grey's a and b come out of the colour matrices as +-1e-14,
+        # which would land on both sides of the bin edge at 0; out-of-range values go to the end bins.
+        values = np.clip(np.round(lab[:, k], 6), low, np.nextafter(high, low))
         counts[name] = np.histogram(values, bins=bins, range=(low, high))[0].astype(np.float64)
     return counts
 
