@@ -29,6 +29,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from pix2pix_tf.inference import artifacts
 from pix2pix_tf.serving import client as sc
+from pix2pix_tf.serving import request_checks as checks
 
 from export_helpers import ROOT, exported
 from programs import run_program
@@ -41,7 +42,7 @@ def export(tmp_path_factory, data_dir) -> dict:
 
 @pytest.fixture(scope="module")
 def signatures(export) -> dict:
-    return sc.signature_defs(export["deterministic"])
+    return checks.signature_defs(export["deterministic"])
 
 
 def png(shape=(50, 70, 3), seed=0) -> bytes:
@@ -72,12 +73,12 @@ def test_signature_names_are_the_documented_contract(signatures):
 
 def test_requests_fit_the_signature(signatures):
     images = [png(seed=1), png((30, 30, 1), seed=2)]
-    sc.check_rest_request(sc.rest_bytes_request(images), signatures)
-    sc.check_rest_request(sc.rest_bytes_request(images, sc.SIGNATURE_PNG), signatures)
-    sc.check_rest_request(sc.rest_float_request(np.zeros((2, 128, 128, 3))), signatures)
-    sc.check_grpc_request(sc.grpc_bytes_request("tiny", images, output_filter=[sc.OUTPUT_BYTES]), signatures)
-    sc.check_grpc_request(sc.grpc_float_request("tiny", np.zeros((1, 256, 128, 3)), sc.SIGNATURE_FLOAT_DETERMINISTIC,
-                                                version=2), signatures)
+    checks.check_rest_request(sc.rest_bytes_request(images), signatures)
+    checks.check_rest_request(sc.rest_bytes_request(images, sc.SIGNATURE_PNG), signatures)
+    checks.check_rest_request(sc.rest_float_request(np.zeros((2, 128, 128, 3))), signatures)
+    checks.check_grpc_request(sc.grpc_bytes_request("tiny", images, output_filter=[sc.OUTPUT_BYTES]), signatures)
+    floats = sc.grpc_float_request("tiny", np.zeros((1, 256, 128, 3)), sc.SIGNATURE_FLOAT_DETERMINISTIC, version=2)
+    checks.check_grpc_request(floats, signatures)
     body = json.loads(json.dumps(sc.rest_bytes_request(images)))  # What goes over the wire.
     assert base64.b64decode(body["instances"][1]["b64"]) == images[1]
 
@@ -90,22 +91,35 @@ def test_requests_fit_the_signature(signatures):
     ({"signature_name": "translate_float", "inputs": {"images": [[0.0] * 3] * 5}}, "does not fit"),
     ({"signature_name": "translate_float", "inputs": {"images": [[["a"]]]}}, "numbers"),
     ({"instances": [{"b64": "AA=="}], "inputs": {}}, "exactly one of"),
+    ({"instances": [{"b64": "not base64!"}]}, r"Not a predict request Serving could read \(Error: "),
+    ({"signature_name": "translate_float", "inputs": {"images": [[0.0], [0.0, 1.0]]}}, "Not a predict request"),
+    ({"signature_name": "translate_float", "inputs": {"imgs": [[[[0.0] * 3] * 128] * 128]}},
+     r"inputs name unknown inputs \['imgs'\]; the signature has \['images'\]"),
+    (["not", "an", "object"], "A predict body is a JSON object, got list"),
 ])
 def test_bad_rest_bodies_are_refused(signatures, body, message):
     with pytest.raises(sc.ServingRequestError, match=message):
-        sc.check_rest_request(body, signatures)
+        checks.check_rest_request(body, signatures)
+
+
+def test_a_saved_model_pb_that_is_missing_or_not_one_is_refused_naming_it(tmp_path):
+    with pytest.raises(sc.ServingRequestError, match=f"Cannot read {tmp_path / 'saved_model.pb'}: No such file"):
+        checks.signature_defs(str(tmp_path))
+    (tmp_path / "saved_model.pb").write_bytes(b"\xff" * 10)
+    with pytest.raises(sc.ServingRequestError, match="is not a SavedModel's saved_model.pb"):
+        checks.signature_defs(str(tmp_path))
 
 
 def test_bad_grpc_requests_are_refused(signatures):
     request = sc.grpc_float_request("tiny", np.zeros((1, 128, 128, 1)))
     with pytest.raises(sc.ServingRequestError, match=r"shape \[1, 128, 128, 1\]"):
-        sc.check_grpc_request(request, signatures)
+        checks.check_grpc_request(request, signatures)
     request = sc.grpc_bytes_request("tiny", [png()])
     request.model_spec.signature_name = sc.SIGNATURE_FLOAT
     with pytest.raises(sc.ServingRequestError, match="dtype DT_STRING"):
-        sc.check_grpc_request(request, signatures)
+        checks.check_grpc_request(request, signatures)
     with pytest.raises(sc.ServingRequestError, match="output_filter"):
-        sc.check_grpc_request(sc.grpc_bytes_request("tiny", [png()], output_filter=["png"]), signatures)
+        checks.check_grpc_request(sc.grpc_bytes_request("tiny", [png()], output_filter=["png"]), signatures)
     with pytest.raises(sc.ServingRequestError, match="No images"):
         sc.grpc_bytes_request("tiny", [])
 
