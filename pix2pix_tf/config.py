@@ -111,10 +111,23 @@ class DataConfig:
                 f"--crop_size={self.crop_size} is larger than --load_size={self.load_size}: "
                 "the random crop is taken from the resized image, so it must fit inside it."
             )
+        self._check_sides_within_the_cap()
         if self.batch_size < 1:
             raise ConfigError(f"--batch_size must be at least 1, got {self.batch_size}.")
         if self.shuffle_buffer < 1:
             raise ConfigError(f"--shuffle_buffer must be at least 1, got {self.shuffle_buffer}.")
+
+    def _check_sides_within_the_cap(self) -> None:
+        """Refuses a --load_size or --crop_size whose square is over --max_pixels: the preprocessing
+        makes images of that side (resize_and_crop: --load_size squared; every mode but none holds
+        out --crop_size squared), and one far over the cap would end the run in an out-of-memory
+        traceback after the dataset is read, where the cap promises a bound."""
+        flags = {"none": (), "crop": ("crop_size",)}.get(self.preprocess, ("load_size", "crop_size"))
+        for flag in flags:
+            side = getattr(self, flag)
+            if side * side > self.max_pixels:
+                raise ConfigError(f"--{flag}={side} makes {side}x{side} images ({side * side} pixels), over "
+                                  f"--max_pixels={self.max_pixels}: use a smaller --{flag} or a larger --max_pixels.")
 
     def resolved(self) -> DataConfig:
         """With the dataset's usual direction where none was asked for: done once for a run (training

@@ -79,7 +79,7 @@ def header_size(encoded: tf.Tensor) -> tf.Tensor:
     return header_info(encoded)[:2]
 
 
-def _amount(pixels: Union[int, tf.Tensor], max_pixels: int) -> Union[str, tf.Tensor]:
+def pixel_amount(pixels: Union[int, tf.Tensor], max_pixels: int) -> Union[str, tf.Tensor]:
     """Pixels in the unit of the limit's message: megapixels, or pixels for a small limit."""
     if isinstance(pixels, int):
         return f"{pixels} pixels" if max_pixels < 100_000 else f"{pixels / 1e6:.1f} megapixels"
@@ -102,8 +102,9 @@ def _message(encoded: tf.Tensor, info: tf.Tensor, kind: tf.Tensor, max_pixels: i
     size = tf.strings.join([tf.strings.as_string(width), "x", tf.strings.as_string(height)])
     size = tf.where(frames > 1, tf.strings.join([size, ", ", tf.strings.as_string(frames), " frames, "]),
                     tf.strings.join([size, " ("]))
-    amount = tf.strings.join([size, _amount(pixels, max_pixels), tf.where(frames > 1, " in all", ")")])
-    too_large = tf.strings.join([amount, f" is over the limit of {_amount(max_pixels, max_pixels)} (--max_pixels)"])
+    amount = tf.strings.join([size, pixel_amount(pixels, max_pixels), tf.where(frames > 1, " in all", ")")])
+    limit = pixel_amount(max_pixels, max_pixels)
+    too_large = tf.strings.join([amount, f" is over the limit of {limit} (--max_pixels)"])
     unreadable = tf.where(tf.equal(tf.strings.length(encoded), 0), "empty (0 bytes)",
                           tf.strings.join([f"not {FORMATS_TEXT} data (its first bytes: ", first, ")"]))
     unreadable = tf.where(frames < 0, f"a GIF of more than {GIF_MAX_BLOCKS} blocks and sub-blocks, which is not read",
@@ -343,7 +344,7 @@ def oversize(size: int, max_pixels: int) -> Optional[str]:
     limit = max_file_bytes(max_pixels)
     if size <= limit:
         return None
-    return (f"{size} bytes, more than an image of at most {_amount(int(max_pixels), max_pixels)} can need "
+    return (f"{size} bytes, more than an image of at most {pixel_amount(int(max_pixels), max_pixels)} can need "
             f"({limit} bytes; --max_pixels)")
 
 

@@ -14,6 +14,8 @@ from pix2pix_tf import catalogue
 from pix2pix_tf import config as cfg
 from pix2pix_tf.inference.request import ModelRequest
 
+from programs import run_program
+
 
 def test_round_trip_through_config_json(tmp_path):
     config = cfg.TrainConfig(model=cfg.ModelConfig(generator="resnet_9blocks", norm="instance"),
@@ -176,6 +178,37 @@ def test_the_patchgan_geometry_is_the_network_s(side):
 def test_non_positive_sizes_and_caps_are_refused_by_every_program(make, message):
     with pytest.raises(cfg.ConfigError, match=message):
         make()
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(load_size=60000), "--load_size=60000 makes 60000x60000 images (3600000000 pixels), over "
+                            "--max_pixels=16777216: use a smaller --load_size or a larger --max_pixels."),
+    (dict(preprocess="scale_width", load_size=300, crop_size=256, max_pixels=256 * 256),
+     "--load_size=300 makes 300x300 images (90000 pixels), over --max_pixels=65536"),
+    (dict(preprocess="crop", load_size=60000, crop_size=5000), "--crop_size=5000 makes 5000x5000 images"),
+    (dict(preprocess="crop", load_size=60000, crop_size=4096), None),  # crop never resizes to --load_size.
+    (dict(preprocess="none", load_size=60000, crop_size=50000), None),  # none keeps native sizes.
+    (dict(load_size=4096, crop_size=4096), None),  # The cap itself.
+])
+def test_a_load_or_crop_size_over_the_pixel_cap_is_refused(changes, message):
+    """The preprocessing resizes to these sides whatever the images: one over --max_pixels would
+    end in an out-of-memory traceback after the dataset is read."""
+    data = cfg.DataConfig(**changes)
+    if message is None:
+        data.validate()
+        return
+    with pytest.raises(cfg.ConfigError) as error:
+        data.validate()
+    assert str(error.value).startswith(message)
+
+
+def test_train_refuses_a_load_size_over_the_cap_in_one_line(tmp_path):
+    result = run_program("train", f"--workdir={tmp_path / 'run'}", "--load_size=60000", "--noprogress")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --load_size=60000 makes 60000x60000 images (3600000000 pixels), over --max_pixels=16777216: "
+        "use a smaller --load_size or a larger --max_pixels.")
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
 def test_a_relative_folder_is_stored_absolute(tmp_path, monkeypatch):

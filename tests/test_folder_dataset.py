@@ -180,3 +180,62 @@ def test_a_relative_folder_is_recorded_absolute_and_a_moved_one_refused(tmp_path
         train(config)
     assert (f"data.dataset: 'folder:{tmp_path / 'first' / 'pairs'}' in config.json, "
             f"'folder:{tmp_path / 'second' / 'pairs'}' now") in str(caught.value)
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
+    """os.listdir gives such a name with surrogate escapes, which TensorFlow cannot take as a
+    string: the pipeline passes paths as bytes, so the file is trained on like any other."""
+    aligned_folder(tmp_path, counts=(("train", 2),))
+    green = np.concatenate([np.full((16, 16, 3), (0, 255, 0), np.uint8)] * 2, axis=1)
+    Image.fromarray(green).save(os.path.join(os.fsencode(tmp_path / "train"), b"bad\xff.png"))
+    dataset = load(tmp_path)
+    assert dataset.split_sizes["train"] == 3
+    inputs = [dataset.input_target(record, 3, 3)[0].numpy() for record in dataset.records("train")]
+    assert sum(np.allclose(a[..., 1], 1.0) for a in inputs) == 1  # The green pair, decoded.
+    batch = next(iter(pipeline.train_stream(dataset, DataConfig(load_size=18, crop_size=16, batch_size=3), 3, 3, 0)))
+    assert batch[0].shape == (3, 16, 16, 3)
+
+
+def test_files_the_layout_does_not_read_are_named_in_the_warning(tmp_path, caplog):
+    """Only the files directly in a split folder are read: one in a sub-folder of a split, or
+    beside the split folders, is counted and named with the skipped files, never dropped silently."""
+    aligned_folder(tmp_path)
+    save(tmp_path / "stray.png", side_by_side()[0])
+    save(tmp_path / "notes" / "x.png", side_by_side()[0])
+    for i in range(6):
+        save(tmp_path / "train" / "more" / f"{i}.png", side_by_side()[0])
+    save(tmp_path / "train" / ".hidden" / "x.png", side_by_side()[0])  # Hidden: not looked at.
+    with caplog.at_level(logging.WARNING):
+        scan = scan_folder(str(tmp_path))
+    assert {split: len(pairs) for split, pairs in scan.splits.items()} == {"train": 3, "val": 2}
+    assert (f"Skipped 8 file(s) in {tmp_path}: 8 not directly in a split folder, not read (stray.png, "
+            "notes/x.png, train/more/0.png, train/more/1.png, train/more/2.png, and 3 more).") in caplog.text
+
+
+def test_a_b_files_the_layout_does_not_read_are_named_in_the_warning(tmp_path, caplog):
+    for side in ("A", "B"):
+        save(tmp_path / side / "train" / "0.png", np.zeros((8, 8, 3), np.uint8))
+    save(tmp_path / "A" / "1.png", np.zeros((8, 8, 3), np.uint8))  # Beside A/train: not a split.
+    save(tmp_path / "B" / "train" / "more" / "1.png", np.zeros((8, 8, 3), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        scan = scan_folder(str(tmp_path))
+    assert scan.splits == {"train": [tuple(str(tmp_path / side / "train" / "0.png") for side in ("A", "B"))]}
+    assert "2 not directly in a split folder, not read (A/1.png, B/train/more/1.png)" in caplog.text
+
+
+def test_an_image_that_scale_width_would_scale_over_the_cap_is_skipped(tmp_path, caplog):
+    """--preprocess=scale_width keeps the aspect ratio: a 1x8000 input, within --max_pixels as
+    stored, would become 143x1144000. The scan decides from the header, before any resize."""
+    for side in ("A", "B"):
+        save(tmp_path / side / "train" / "0.png", np.zeros((16, 16, 3), np.uint8))
+        save(tmp_path / side / "train" / "thin.png", np.zeros((8000, 1, 3), np.uint8))
+    assert load(tmp_path).split_sizes["train"] == 2  # resize_and_crop: 286x286, whatever the file's shape.
+    with caplog.at_level(logging.WARNING):
+        dataset = load(tmp_path, preprocess="scale_width", load_size=143, crop_size=128)
+    assert dataset.split_sizes["train"] == 1
+    assert ("1 over the pixel limit (--max_pixels) (A/train/thin.png: --preprocess=scale_width makes 143x1144000 "
+            "(163.6 megapixels) of its 1x8000 input, over the limit of 16.8 megapixels (--max_pixels))") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # Trained at 16x128000, but held out at --crop_size wide.
+        load(tmp_path, preprocess="scale_width", load_size=16, crop_size=128)
+    assert "A/train/thin.png: --preprocess=scale_width makes 128x1024000 (131.1 megapixels) of its" in caplog.text

@@ -8,11 +8,12 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, NonFiniteLossError
-from pix2pix_tf.training import losses
+from pix2pix_tf.training import losses, summaries
 from pix2pix_tf.training.loop import train
 
 from conftest import copied_run, tiny_config
@@ -142,6 +143,25 @@ def test_tensorboard_logs_and_sample_grids(tmp_path, data_dir):
     assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "samples" / "*.png"))) == [
         "step_0000000.png", "step_0000002.png", "step_0000004.png"]
     assert TrainConfig.load(str(tmp_path)).data.direction == "AtoB"
+
+
+def test_held_out_images_of_different_sizes_share_the_sample_grid(tmp_path, data_dir):
+    """--preprocess=none keeps each held-out pair at its native size: the grid pads every cell
+    with grey to its row's height and its column's width instead of failing at step 0."""
+    rng = np.random.default_rng(0)
+    sizes = {"train/0.png": 128, "train/1.png": 128, "test/0.png": 128, "test/1.png": 256}  # A|B heights.
+    for name, height in sizes.items():
+        os.makedirs(tmp_path / "data" / os.path.dirname(name), exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (height, 2 * height, 3), np.uint8)).save(tmp_path / "data" / name)
+    data = dict(dataset=f"folder:{tmp_path / 'data'}", preprocess="none")
+    config = tiny_config(tmp_path / "run", data_dir, data=data, optim=dict(steps=1))
+    assert train(config).step == 1
+    events = EventAccumulator(str(tmp_path / "run" / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
+    first = events.Tensors("samples/input_target_output")[0]
+    grid = tf.io.decode_png(tf.make_ndarray(first.tensor_proto)[2]).numpy()
+    assert first.step == 0 and grid.shape == (128 + 256, 3 * 256, 3)
+    assert (grid[:128, 128:256] == summaries.PAD_GREY).all() and (grid[128:, :256] != summaries.PAD_GREY).any()
+    assert (tmp_path / "run" / "samples" / "step_0000000.png").exists()
 
 
 def test_resume_with_another_architecture_is_refused(tmp_path, data_dir, run_of_six):

@@ -71,7 +71,7 @@ def load_paired_dataset(config: DataConfig) -> PairedDataset:
     """
     direction = config.resolved().direction  # As a run's config is (already so); a bare one here the same way.
     if config.dataset.startswith(FOLDER_PREFIX):
-        return _folder_dataset(config.dataset[len(FOLDER_PREFIX):], direction, config.max_pixels)
+        return _folder_dataset(config.dataset[len(FOLDER_PREFIX):], direction, config)
     name, _, variant = config.dataset.partition("/")
     if name == "shapes":
         builder = _prepared_builder("pix2pix_shapes" + (f"/{variant}" if variant else ""), config)
@@ -134,12 +134,15 @@ def _tfds_dataset(name: str, builder: tfds.core.DatasetBuilder, direction: str, 
     return _with_splits(name, direction, sizes, records, decode_pair, pair_sizes)
 
 
-def _folder_dataset(root: str, direction: str, max_pixels: int) -> PairedDataset:
-    scan = scan_folder(root, max_pixels)
+def _folder_dataset(root: str, direction: str, config: DataConfig) -> PairedDataset:
+    max_pixels = config.max_pixels
+    scan = scan_folder(root, max_pixels, _scaled_problem(config))
 
     def records(split: str) -> tf.data.Dataset:
+        # As bytes: a name that is not valid UTF-8 (os.listdir gives it surrogate escapes) is
+        # still a path TensorFlow reads, where a str could not be converted to a tensor.
         files = scan.splits[split]
-        return tf.data.Dataset.from_tensor_slices(tuple(list(column) for column in zip(*files)))
+        return tf.data.Dataset.from_tensor_slices(tuple([os.fsencode(p) for p in column] for column in zip(*files)))
 
     def pair_sizes(split: str) -> PairSizes:
         for pair in scan.splits[split]:
@@ -150,6 +153,29 @@ def _folder_dataset(root: str, direction: str, max_pixels: int) -> PairedDataset
     sizes = {split: len(files) for split, files in scan.splits.items()}
     return _with_splits(f"folder:{scan.root}", direction, sizes, records,
                         functools.partial(decode_pair, max_pixels=max_pixels), pair_sizes)
+
+
+def _scaled_problem(config: DataConfig) -> Optional[Callable[[int, int], Optional[str]]]:
+    """For the scan, with --preprocess=scale_width*: why an input of (width, height) would be over
+    --max_pixels once scaled, or None. These modes keep the aspect ratio, so a thin image within
+    the cap (1x8000) grows without bound (143x1144000); the other modes' sizes are native or
+    the flags' (`DataConfig.validate` bounds those)."""
+    if config.preprocess not in ("scale_width", "scale_width_and_crop"):
+        return None
+
+    def problem(width: int, height: int) -> Optional[str]:
+        # As _scale_width: the train pipeline's width is --load_size, the held-out one's --crop_size.
+        sizes = [(side, max(int(side * height / width), config.crop_size))
+                 for side in (config.load_size, config.crop_size)]
+        scaled_width, scaled_height = max(sizes, key=lambda size: size[0] * size[1])
+        if scaled_width * scaled_height <= config.max_pixels:
+            return None
+        amount, limit = (images.pixel_amount(n, config.max_pixels) for n in (scaled_width * scaled_height,
+                                                                              config.max_pixels))
+        return (f"--preprocess={config.preprocess} makes {scaled_width}x{scaled_height} ({amount}) of its "
+                f"{width}x{height} input, over the limit of {limit} (--max_pixels)")
+
+    return problem
 
 
 def _with_splits(name: str, direction: str, sizes: dict[str, int], records: Callable,

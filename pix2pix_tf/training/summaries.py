@@ -15,6 +15,7 @@ from pix2pix_tf.errors import Pix2pixError
 from pix2pix_tf.images import op_message
 
 COLUMNS = ("input", "target", "output")
+PAD_GREY = 128  # Around held-out images smaller than their row or column in a grid: neither black nor white.
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -24,8 +25,23 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def grid_image(rows: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
-    """One uint8 image of rows of input | target | output, for TensorBoard."""
-    return np.concatenate([np.concatenate([to_uint8(x) for x in row], axis=1) for row in rows], axis=0)
+    """One uint8 image of rows of input | target | output, for TensorBoard.
+
+    Held-out images need not share a size (`--preprocess=none` keeps each one's native size),
+    so every cell is padded with neutral grey to its row's tallest image and its column's
+    widest, the image in the cell's top left corner: the columns stay aligned."""
+    cells = [[to_uint8(x) for x in row] for row in rows]
+    heights = [max(cell.shape[0] for cell in row) for row in cells]
+    widths = [max(row[c].shape[1] for row in cells) for c in range(len(cells[0]))]
+    return np.concatenate([np.concatenate([_padded(cell, height, width) for cell, width in zip(row, widths)], axis=1)
+                           for row, height in zip(cells, heights)], axis=0)
+
+
+def _padded(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`image` (uint8 RGB) in the top left corner of a `height` x `width` grey cell."""
+    cell = np.full((height, width, 3), PAD_GREY, np.uint8)
+    cell[:image.shape[0], :image.shape[1]] = image
+    return cell
 
 
 def offscreen_figure(figsize: tuple[float, float]) -> Figure:

@@ -19,14 +19,18 @@ middle of it. The policy (documented in docs/datasets.md):
   any image within it can be (`images.max_file_bytes`, refused before it is read), is skipped;
 - an entry that is not a regular file (a FIFO, a device, a socket, a broken link; links are
   followed) is skipped: it is opened without blocking and never read;
+- with `--preprocess=scale_width*` (which keep the aspect ratio), an image whose input would
+  be scaled over the pixel cap is skipped (the pipeline's `_scaled_problem` decides);
 - in the aligned layout, an image whose width is not exactly twice its height is skipped;
 - in the A/B layout, an image without its partner is skipped;
+- a file the layout does not read (in a sub-folder of a split folder, beside the split
+  folders, or in another folder of the root) is not opened, but counted with the skips;
 - each skip is counted, and one warning at the end of the scan names the counts and the
   first files of each kind; a split left empty, or a folder with no images, is an error.
 
 Grayscale, RGBA and 16-bit images are converted when decoded (grey is replicated to RGB,
-alpha is dropped, 16 bits are scaled to 8). Hidden files (names starting with ".") and
-sub-folders of a split folder are not looked at.
+alpha is dropped, 16 bits are scaled to 8). Hidden files and folders (names starting with
+".") are not looked at; links to folders are not followed below the split folders.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
-from typing import Optional
+from typing import Callable, Collection, Optional
 
 from absl import logging
 
@@ -43,6 +47,9 @@ from pix2pix_tf.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
 SHOWN_PER_REASON = 5
+NOT_READ = "not directly in a split folder, not read"
+# Why a usable input of (width, height) would be over the pixel cap once preprocessed, or None.
+ScaledProblem = Callable[[int, int], Optional[str]]
 
 
 @dataclasses.dataclass
@@ -75,6 +82,28 @@ def _files_in(directory: str) -> list[str]:
                   and not os.path.isdir(path := os.path.join(directory, name)))
 
 
+def _files_below(directory: str, skip: Collection[str] = ()) -> list[str]:
+    """The non-hidden files in the sub-folders of `directory`, at any depth, but those of the
+    sub-folders named in `skip`: files the layout does not read, counted so that none is
+    dropped silently. Links to folders are not followed (a link loop would never end)."""
+    found = []
+    for parent, folders, files in os.walk(directory):
+        top = parent == directory
+        folders[:] = sorted(f for f in folders if not f.startswith(".") and not (top and f in skip))
+        if not top:
+            found += [os.path.join(parent, name) for name in sorted(files) if not name.startswith(".")]
+    return found
+
+
+def _not_read(directory: str, splits: dict[str, str]) -> list[str]:
+    """The files under `directory` that its `splits` (`_split_dirs`) leave unread: all but
+    those directly in a split folder (the root's own files when it has split folders, too)."""
+    below_splits = [path for split in splits.values() for path in _files_below(split)]
+    if splits == {"train": directory}:
+        return below_splits
+    return _files_in(directory) + _files_below(directory, {os.path.basename(s) for s in splits.values()}) + below_splits
+
+
 def _split_dirs(directory: str) -> dict[str, str]:
     """The split folders of `directory`, or the directory itself as `train`."""
     found = {s: os.path.join(directory, s) for s in SPLITS if os.path.isdir(os.path.join(directory, s))}
@@ -84,9 +113,10 @@ def _split_dirs(directory: str) -> dict[str, str]:
 _NOT_SIDE_BY_SIDE = "not side by side (width is not twice the height)"
 
 
-def _check_all(paths: list[str], max_pixels: int, need_double_width: bool,
-               scan: FolderScan) -> list[bool]:
-    """Whether each file is usable; records the sizes of the usable ones and why the others are not."""
+def _check_all(paths: list[str], max_pixels: int, need_double_width: bool, scan: FolderScan,
+               scaled_problem: Optional[ScaledProblem] = None) -> list[bool]:
+    """Whether each file is usable; records the sizes of the usable ones and why the others are not.
+    `scaled_problem` is asked about the input's size: an aligned image's half."""
     def check(path: str) -> tuple[Optional[tuple[int, int]], Optional[images.ImageError]]:
         try:
             return images.check_image_file(path, max_pixels), None
@@ -102,21 +132,25 @@ def _check_all(paths: list[str], max_pixels: int, need_double_width: bool,
             scan.skipped.setdefault(error.reason, []).append((path, error.problem))
         elif need_double_width and size[0] != 2 * size[1]:
             scan.skipped.setdefault(_NOT_SIDE_BY_SIDE, []).append((path, ""))
+        elif scaled_problem and (problem := scaled_problem(size[0] // (2 if need_double_width else 1), size[1])):
+            scan.skipped.setdefault(images.TOO_LARGE, []).append((path, problem))
         else:
             scan.sizes[path] = size
         usable.append(path in scan.sizes)
     return usable
 
 
-def scan_folder(root: str, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> FolderScan:
-    """Finds the layout and the valid pairs of a folder of user images (see the module docstring)."""
+def scan_folder(root: str, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                scaled_problem: Optional[ScaledProblem] = None) -> FolderScan:
+    """Finds the layout and the valid pairs of a folder of user images (see the module docstring).
+    `scaled_problem`: the preprocessing's check of an input's size, for modes that scale it."""
     root = os.path.abspath(os.path.expanduser(root))
     if not os.path.isdir(root):
         raise DatasetError(f"--dataset=folder:{root}: no such directory.")
     if os.path.isdir(os.path.join(root, "A")) and os.path.isdir(os.path.join(root, "B")):
-        scan = _scan_a_b(root, max_pixels)
+        scan = _scan_a_b(root, max_pixels, scaled_problem)
     else:
-        scan = _scan_aligned(root, max_pixels)
+        scan = _scan_aligned(root, max_pixels, scaled_problem)
     empty = [split for split, pairs in scan.splits.items() if not pairs]
     if not scan.splits or all(not pairs for pairs in scan.splits.values()):
         raise DatasetError(
@@ -135,31 +169,42 @@ def scan_folder(root: str, max_pixels: int = images.DEFAULT_MAX_PIXELS) -> Folde
     return scan
 
 
-def _scan_aligned(root: str, max_pixels: int) -> FolderScan:
+def _scan_aligned(root: str, max_pixels: int, scaled_problem: Optional[ScaledProblem]) -> FolderScan:
     scan = FolderScan(root, "aligned", {})
-    for split, directory in _split_dirs(root).items():
+    splits = _split_dirs(root)
+    for split, directory in splits.items():
         paths = _files_in(directory)
-        usable = _check_all(paths, max_pixels, True, scan)
+        usable = _check_all(paths, max_pixels, True, scan, scaled_problem)
         scan.splits[split] = [(p,) for p, ok in zip(paths, usable) if ok]
+    _count_not_read(scan, _not_read(root, splits))
     return scan
 
 
-def _scan_a_b(root: str, max_pixels: int) -> FolderScan:
+def _count_not_read(scan: FolderScan, paths: list[str]) -> None:
+    if paths:
+        scan.skipped.setdefault(NOT_READ, []).extend((path, "") for path in paths)
+
+
+def _scan_a_b(root: str, max_pixels: int, scaled_problem: Optional[ScaledProblem]) -> FolderScan:
     """Pairs are matched among the usable images only, so that a stray file beside `1.png`
-    (`1.txt`, a broken `1.jpg`) is skipped for what it is instead of spoiling the name."""
+    (`1.txt`, a broken `1.jpg`) is skipped for what it is instead of spoiling the name. Only A
+    is asked `scaled_problem`: B is resized to A's size before the preprocessing."""
     scan = FolderScan(root, "AB", {})
     a_splits, b_splits = _split_dirs(os.path.join(root, "A")), _split_dirs(os.path.join(root, "B"))
     for split in sorted(set(a_splits) | set(b_splits), key=SPLITS.index):
         trees = []
-        for splits in (a_splits, b_splits):
+        for splits, problem in ((a_splits, scaled_problem), (b_splits, None)):
             paths = _files_in(splits[split]) if split in splits else []
-            usable = _check_all(paths, max_pixels, False, scan)
+            usable = _check_all(paths, max_pixels, False, scan, problem)
             trees.append(_by_stem([p for p, ok in zip(paths, usable) if ok]))
         a_files, b_files = trees
         for stem in sorted(set(a_files) ^ set(b_files)):
             scan.skipped.setdefault("without a partner of the same name in the other tree", []).append(
                 (a_files.get(stem) or b_files[stem], ""))
         scan.splits[split] = [(a_files[s], b_files[s]) for s in sorted(set(a_files) & set(b_files))]
+    not_read = _files_in(root) + _files_below(root, {"A", "B"})
+    _count_not_read(scan, not_read + _not_read(os.path.join(root, "A"), a_splits)
+                    + _not_read(os.path.join(root, "B"), b_splits))
     return scan
 
 
