@@ -390,11 +390,19 @@ def check_positive(**values: Optional[int]) -> None:
 def _check_discriminator_fits(model: ModelConfig, data: DataConfig) -> None:
     """D's coarsest map must keep at least one logit at the training size: deeper convolutions
     fail inside the first step with a oneDNN error. The training size is the crop (the width
-    for scale_width; native sizes are not known before the data is read)."""
-    if data.preprocess not in CROPPING_MODES + ("scale_width",) or model.discriminator == "pixel":
+    for scale_width); native sizes are known only once the data is read (`data.checks`)."""
+    if data.preprocess not in CROPPING_MODES + ("scale_width",):
         return
     side = data.crop_size if data.preprocess in CROPPING_MODES else data.load_size
     size_flag = "--crop_size" if data.preprocess in CROPPING_MODES else "--load_size"
+    check_discriminator_fits(model, side, f"{size_flag}={side}", f"a larger {size_flag}")
+
+
+def check_discriminator_fits(model: ModelConfig, side: int, where: str, larger: str) -> None:
+    """Refuses a discriminator whose coarsest map keeps no logit of a `side`x`side` image;
+    `where` says where that size comes from, `larger` how to train on larger images."""
+    if model.discriminator == "pixel":
+        return
     n_layers = model.patchgan_layers
     scales = model.num_d if model.discriminator == "multiscale" else 1
 
@@ -416,7 +424,7 @@ def _check_discriminator_fits(model: ModelConfig, data: DataConfig) -> None:
     if most:
         hints.append(f"--num_d={most}")
     raise ConfigError(f"--discriminator={model.discriminator}: {what} leaves no patch of a {side}x{side} image "
-                      f"({size_flag}={side}). Use {' or '.join(hints + [f'a larger {size_flag}'])}.")
+                      f"({where}). Use {' or '.join(hints + [larger])}.")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -5,6 +5,7 @@ refused before training, naming a file."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -290,6 +291,39 @@ def test_mixed_sizes_without_resizing_are_refused_before_training(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert (f"error: --preprocess=none keeps native sizes, so a batch of --batch_size=2 needs one size, but "
             f"{root / 'train' / 'a.png'} is 16x16 and {root / 'train' / 'b.png'} is 24x24") in result.stderr
+
+
+def test_native_sizes_too_small_for_the_discriminator_are_refused_before_training(tmp_path, data_dir):
+    """--preprocess=none trains at native sizes, which the config cannot know: the smallest
+    train image is checked against the discriminator once the headers are read (it failed
+    inside the first step with 39 lines of TensorFlow's graph error)."""
+    root = tmp_path / "data"
+    write(root / "train" / "a.png", encoded(pair(height=64), "PNG"))
+    write(root / "train" / "tiny.png", encoded(pair(height=16), "PNG"))
+    config = tiny_config(tmp_path / "run", data_dir, model=dict(generator="resnet_6blocks", ngf=4, ndf=4),
+                         data=dict(dataset=f"folder:{root}", preprocess="none", batch_size=1))
+    with pytest.raises(ConfigError) as error:
+        train(config)
+    tiny = root / "train" / "tiny.png"
+    assert str(error.value) == (
+        f"--discriminator=basic: a PatchGAN of 3 layers leaves no patch of a 16x16 image ({tiny} is 16x16, which "
+        "--preprocess=none keeps). Use --discriminator=n_layers --n_layers_d=2 or larger images, or "
+        "--preprocess=resize_and_crop.")
+
+
+def test_the_crop_refusal_suggests_a_crop_the_generator_takes(tmp_path, data_dir):
+    """A crop of at most the image's side that is also a multiple of what the generator takes
+    (unet_128: 128), or none when no such crop exists."""
+    root = tmp_path / "data"
+    write(root / "train" / "a.png", encoded(pair(height=300), "PNG"))
+    write(root / "train" / "small.png", encoded(pair(height=200), "PNG"))
+    config = tiny_config(tmp_path / "run", data_dir, data=dict(dataset=f"folder:{root}", preprocess="crop",
+                                                               load_size=286, crop_size=256))
+    with pytest.raises(DatasetError, match=r"Use a --crop_size of at most 128, --preprocess=resize_and_crop, or "):
+        train(config)
+    write(root / "train" / "small.png", encoded(pair(height=100), "PNG"))
+    with pytest.raises(DatasetError, match=r"from the native size\. Use --preprocess=resize_and_crop, or remove"):
+        train(dataclasses.replace(config, data=dataclasses.replace(config.data, crop_size=128)))
 
 
 def test_mixed_aspect_ratios_with_scale_width_are_refused_before_training(tmp_path, data_dir):

@@ -13,23 +13,39 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from pix2pix_tf.config import DataConfig
+from pix2pix_tf.config import DataConfig, ModelConfig, check_discriminator_fits
 from pix2pix_tf.data.pipeline import PairedDataset, rounded_sizes
 from pix2pix_tf.errors import DatasetError
 
 
-def check_fits_preprocessing(dataset: PairedDataset, config: DataConfig, multiple: int = 1) -> None:
-    """Raises DatasetError naming a train image that the preprocessing cannot take."""
+def check_fits_preprocessing(dataset: PairedDataset, config: DataConfig, model: ModelConfig) -> None:
+    """Raises DatasetError (ConfigError for the discriminator) naming a train image that the
+    preprocessing, or the discriminator at its native size, cannot take."""
+    multiple = model.size_multiple
     if config.preprocess == "crop":
         for name, height, width in dataset.pair_sizes(dataset.train_split):
             if height < config.crop_size or width < config.crop_size:
+                fit = min(height, width) // multiple * multiple  # A crop size the generator takes.
+                smaller = f"a --crop_size of at most {fit}, " if fit else ""
                 raise DatasetError(
                     f"{name}: its input and target are {width}x{height}, smaller than --crop_size="
-                    f"{config.crop_size}, and --preprocess=crop crops from the native size. Use a "
-                    f"--crop_size of at most {min(height, width)}, --preprocess=resize_and_crop, or "
-                    "remove the image.")
+                    f"{config.crop_size}, and --preprocess=crop crops from the native size. Use "
+                    f"{smaller}--preprocess=resize_and_crop, or remove the image.")
     elif config.preprocess in ("none", "scale_width") and config.batch_size > 1:
         _check_one_size(dataset, config, multiple)
+    if config.preprocess == "none":
+        _check_discriminator_fits_native(dataset, config, model)
+
+
+def _check_discriminator_fits_native(dataset: PairedDataset, config: DataConfig, model: ModelConfig) -> None:
+    """`--preprocess=none` trains at native sizes (rounded to the generator's multiple): the
+    smallest must leave the discriminator a patch, or the first step fails deep inside D."""
+    names, sizes = zip(*[(name, (height, width)) for name, height, width in dataset.pair_sizes(dataset.train_split)])
+    prepared = _prepared_sizes(np.array(sizes, np.float64), config, model.size_multiple)
+    smallest = int(np.argmin(prepared.min(axis=1)))
+    (height, width), side = sizes[smallest], int(prepared[smallest].min())
+    check_discriminator_fits(model, side, f"{names[smallest]} is {width}x{height}, which --preprocess=none keeps",
+                             "larger images, or --preprocess=resize_and_crop")
 
 
 def _prepared_sizes(sizes: np.ndarray, config: DataConfig, multiple: int) -> np.ndarray:

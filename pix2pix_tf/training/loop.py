@@ -151,7 +151,7 @@ def train(config: TrainConfig,
     Workdir(config.run.workdir).check_usable()
     config = resolve_config(config)
     dataset = pipeline.load_paired_dataset(config.data)
-    check_fits_preprocessing(dataset, config.data, config.model.size_multiple)
+    check_fits_preprocessing(dataset, config.data, config.model)
     with formation():
         strategy = make_strategy(config.run)
     logging.info("Training on %d replica(s) with %s.", strategy.num_replicas_in_sync, type(strategy).__name__)
