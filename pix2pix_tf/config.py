@@ -100,6 +100,9 @@ class DataConfig:
 
     def validate(self) -> None:
         _check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
+        if self.dataset.strip() == FOLDER_PREFIX:  # Not the current directory, read without a word.
+            raise ConfigError("--dataset=folder: names no folder: give the path of your images, "
+                              "--dataset=folder:/path/to/images.")
         if self.max_pixels < 1:
             raise ConfigError(f"--max_pixels must be at least 1, got {self.max_pixels}.")
         if self.direction is not None:

@@ -29,6 +29,7 @@ def train_flags(workdir, data_dir, *extra: str) -> list[str]:
 @pytest.mark.parametrize("flags,message", [
     (["--dataset=edges2cats"], "not a known dataset"),
     (["--dataset=folder:/nonexistent/images"], "no such directory"),
+    (["--dataset=folder:"], "--dataset=folder: names no folder"),  # Not the current directory.
     (["--crop_size=160", "--load_size=143"], "larger than --load_size"),
     (["--crop_size=96", "--load_size=143"],
      "--crop_size=96: --generator=unet_128 takes images whose sides are multiples of 128; use --crop_size=128."),

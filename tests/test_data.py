@@ -127,6 +127,9 @@ def test_unknown_datasets_are_clear_errors(tmp_path):
         pipeline.load_paired_dataset(DataConfig(dataset="edges2cats", data_dir=str(tmp_path)))
     with pytest.raises(DatasetError, match="no such directory"):
         pipeline.load_paired_dataset(DataConfig(dataset=f"folder:{tmp_path}/missing"))
+    (tmp_path / "train.py").write_text("")
+    with pytest.raises(DatasetError, match=r"folder:.*train\.py: a file, not a folder of images\.$"):
+        pipeline.load_paired_dataset(DataConfig(dataset=f"folder:{tmp_path}/train.py"))
 
 
 def test_scale_width_keeps_the_aspect_ratio_and_the_minimum_height():

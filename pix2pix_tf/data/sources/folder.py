@@ -146,7 +146,8 @@ def scan_folder(root: str, max_pixels: int = images.DEFAULT_MAX_PIXELS,
     `scaled_problem`: the preprocessing's check of an input's size, for modes that scale it."""
     root = os.path.abspath(os.path.expanduser(root))
     if not os.path.isdir(root):
-        raise DatasetError(f"--dataset=folder:{root}: no such directory.")
+        what = "a file, not a folder of images" if os.path.exists(root) else "no such directory"
+        raise DatasetError(f"--dataset=folder:{root}: {what}.")
     if os.path.isdir(os.path.join(root, "A")) and os.path.isdir(os.path.join(root, "B")):
         scan = _scan_a_b(root, max_pixels, scaled_problem)
     else:
