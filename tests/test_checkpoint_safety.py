@@ -107,7 +107,7 @@ def test_a_checkpoint_a_killed_save_left_unrecorded_is_recorded_and_later_remove
     lines = index.read_text().splitlines()
     index.write_text("\n".join(['model_checkpoint_path: "ckpt-4"', *lines[1:3], *lines[4:6]]) + "\n")
     assert tf.train.get_checkpoint_state(str(workdir / "checkpoints")).all_model_checkpoint_paths[-1].endswith("ckpt-4")
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         result = train(dataclass_steps(TrainConfig.load(str(workdir)), 10, workdir))  # Saves 8 and 10.
     assert result.step == 10 and "Recording ckpt-6, saved by a run stopped" in caplog.text
     assert f"Resumed from {workdir / 'checkpoints' / 'ckpt-6'} at step 6." in caplog.text

@@ -22,7 +22,7 @@ from pix2pix_tf.export import exporter, saved_model_target, tflite_target
 from pix2pix_tf.inference import artifacts, checkpoint_source, generate
 from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
-from pix2pix_tf.serving import client as serving_client
+from pix2pix_tf.serving import request_checks
 
 import forked
 from export_helpers import ROOT, exported, run, trained_run
@@ -210,14 +210,14 @@ def test_saved_model_cli_show_and_run(export, data_dir, tmp_path):
 def test_warmup_records_fit_the_signatures(export):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    signatures = serving_client.signature_defs(export["paper"])
+    signatures = request_checks.signature_defs(export["paper"])
     path = os.path.join(export["paper"], "assets.extra", artifacts.WARMUP_FILE)
     seen = set()
     for record in tf.data.TFRecordDataset(path):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         request = log.predict_log.request
         assert request.model_spec.name == "tiny"
-        serving_client.check_grpc_request(request, signatures)
+        request_checks.check_grpc_request(request, signatures)
         seen.add(request.model_spec.signature_name)
     assert seen == set(signatures)  # Every signature is warmed up.
 
