@@ -33,19 +33,26 @@ class Progress:
 
 
 class _LogLines:
-    """`done/total unit(s) - elapsed - name: value ...`: at most one line per
-    LOG_INTERVAL_SECONDS, and the last one."""
+    """`done/total unit(s) - elapsed - name: mean ...`: at most one line per
+    LOG_INTERVAL_SECONDS, and the last one; each value is its mean since the previous line
+    (one step's losses are noise)."""
 
     def __init__(self, total: int, unit: str):
         self.total, self.unit = total, unit
         self.start = self.last = time.monotonic()
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
 
     def update(self, done: int, values: Optional[list] = None) -> None:
+        for name, value in values or []:
+            self.sums[name] = self.sums.get(name, 0.0) + value
+            self.counts[name] = self.counts.get(name, 0) + 1
         now = time.monotonic()
         if now - self.last < LOG_INTERVAL_SECONDS and done < self.total:
             return
         self.last = now
-        shown = "".join(f" - {name}: {value:.4f}" for name, value in values or [])
+        shown = "".join(f" - {name}: {total / self.counts[name]:.4f}" for name, total in self.sums.items())
+        self.sums, self.counts = {}, {}
         print(f"{done}/{self.total} {self.unit}(s) - {now - self.start:.0f}s{shown}")
 
 

@@ -302,3 +302,18 @@ def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_pa
     assert f"error: --output_dir (its default)={run / 'eval'}{os.sep}" in default.stderr
     assert "cannot be written (Not a directory)" in default.stderr and "Evaluating" not in default.stderr
     assert "Traceback" not in default.stderr and (run / "eval").read_text() == "my notes"
+
+
+def test_progress_in_a_log_is_plain_lines_of_means(capsys, monkeypatch):
+    """Output that is not a terminal gets no redraws and no control codes: a line at most every
+    LOG_INTERVAL_SECONDS and the last one, each value its mean since the previous line."""
+    from pix2pix_tf import progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL_SECONDS", 3600.0)
+    bar = progress.Progress(3, "step")
+    bar.update(1, [("g_l1", 1.0)])
+    bar.update(2, [("g_l1", 2.0)])
+    assert capsys.readouterr().out == ""  # Within the interval: nothing yet.
+    monkeypatch.setattr(progress, "LOG_INTERVAL_SECONDS", 0.0)
+    bar.update(3, [("g_l1", 6.0)])
+    assert re.fullmatch(r"3/3 step\(s\) - \d+s - g_l1: 3\.0000\n", capsys.readouterr().out)
