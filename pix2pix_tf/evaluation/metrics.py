@@ -313,14 +313,17 @@ def inception_features(weights: Optional[str]) -> FeatureFn:
             "reached from here and this package never downloads them. On a machine with internet, run "
             "`python -c \"import keras; keras.applications.InceptionV3(include_top=False, weights='imagenet')\"` "
             "and copy ~/.keras/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5.")
-    if not os.path.isfile(weights):
-        raise MetricError(f"--inception_weights={weights}: no such file.")
+    path = os.path.expanduser(weights)  # `--flag=~/x`: the shell leaves the tilde to the program.
+    if not os.path.isfile(path):
+        raise MetricError(f"--inception_weights={weights}: " + ("a folder, not a weights file." if os.path.isdir(path)
+                                                                else "no such file."))
     import keras
 
     try:
-        model = keras.applications.InceptionV3(include_top=False, weights=weights, pooling="avg",
+        model = keras.applications.InceptionV3(include_top=False, weights=path, pooling="avg",
                                                input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - Keras' loaders raise many types (BadZipFile, KeyError, ...) for a bad file.
+        reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
         raise MetricError(f"--inception_weights={weights} is not a Keras Inception-v3 'notop' weights file "
-                          f"(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5): {e}") from e
+                          f"(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5): {reason[:300]}") from e
     return keras_features(model, INCEPTION_SIZE)
