@@ -123,6 +123,21 @@ def test_segmenter_learns_real_photos_and_is_cached_as_a_contract_saved_model(da
         segmentation.load_segmenter(str(tmp_path))
 
 
+@pytest.mark.parametrize("classes,returned", [(lambda x: tf.fill(tf.shape(x)[:3], -5), -5),
+                                              (lambda x: tf.one_hot(tf.fill(tf.shape(x)[:3], 39), 40), 39)],
+                         ids=["negative_ids", "more_logits_than_classes"])
+def test_a_segmenter_that_returns_classes_the_dataset_has_not_breaks_the_contract(tmp_path, classes, returned):
+    """Scored, such a class would be clipped into a real one and give made-up FCN-scores."""
+    module = tf.Module()
+    module.serve = tf.function(lambda images: {"classes": classes(images)},
+                               input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "seg"), signatures={"serving_default": module.serve})
+    segment = segmentation.load_segmenter(str(tmp_path / "seg"), num_classes=NUM_CLASSES)
+    with pytest.raises(segmentation.SegmentationError,
+                       match=rf"returned class {returned} for a dataset of {NUM_CLASSES} classes \(0 to "):
+        segment(np.zeros((1, 8, 8, 3), np.float32))
+
+
 # ----------------------------------------------------------------------------- the CLI
 
 

@@ -217,4 +217,4 @@ def _attach_labels(plan: EvalPlan, scheme, dataset, data_config: DataConfig, nc:
 
         path = segmentation.ensure_segmenter(spec, real_pairs, scheme.num_classes, config.segmenter_cache)
     plan.scheme, plan.segmenter_path = scheme, path
-    plan.segment = segmentation.load_segmenter(path, config.segmenter_input)
+    plan.segment = segmentation.load_segmenter(path, config.segmenter_input, scheme.num_classes)

@@ -159,8 +159,10 @@ def resize_labels(labels: tf.Tensor, size) -> tf.Tensor:
 Segmenter = Callable[[np.ndarray], np.ndarray]  # [N, H, W, 3] in [-1, 1] -> int class maps [N, H, W]
 
 
-def load_segmenter(path: str, input_range: str = "signed") -> Segmenter:
-    """A segmentation SavedModel (see `SEGMENTER_CONTRACT`) as a function of [-1, 1] photos."""
+def load_segmenter(path: str, input_range: str = "signed", num_classes: Optional[int] = None) -> Segmenter:
+    """A segmentation SavedModel (see `SEGMENTER_CONTRACT`) as a function of [-1, 1] photos;
+    with `num_classes`, a class outside 0..num_classes-1 breaks the contract (scored, it
+    would be clipped into a real class and give made-up numbers)."""
     if input_range not in INPUT_RANGES:
         raise SegmentationError(f"--segmenter_input={input_range!r} is not one of {', '.join(INPUT_RANGES)}.")
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -192,6 +194,10 @@ def load_segmenter(path: str, input_range: str = "signed") -> Segmenter:
         if output.shape != x.shape[:3]:
             raise SegmentationError(f"The segmenter {path} returned shape {output.shape} for images {x.shape}; "
                                     f"expected {SEGMENTER_CONTRACT}.")
+        outside = output[(output < 0) | (output >= (num_classes or np.inf))]
+        if outside.size:
+            raise SegmentationError(f"The segmenter {path} returned class {outside.flat[0]} for a dataset of "
+                                    f"{num_classes} classes (0 to {num_classes - 1}); expected {SEGMENTER_CONTRACT}.")
         return output.astype(np.int32)
 
     return segment
