@@ -287,7 +287,8 @@ def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_pa
     image = tmp_path / "in.png"
     image.write_bytes(b"not read: refused first")
     for program, flag, others in (("translate", "output_dir", [f"--input={image}"]),
-                                  ("evaluate", "output_dir", []), ("export", "export_dir", [])):
+                                  ("evaluate", "output_dir", []), ("evaluate", "segmenter_cache", []),
+                                  ("export", "export_dir", [])):
         result = run_program(program, f"--workdir={run}", f"--{flag}={notes}", *others)
         assert result.returncode == 1, (program, result.stderr[-2000:])
         assert f"error: --{flag}={notes} is a file; it must name a folder to write into." in result.stderr

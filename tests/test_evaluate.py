@@ -122,6 +122,21 @@ def test_segmenter_learns_real_photos_and_is_cached_as_a_contract_saved_model(da
     with pytest.raises(segmentation.SegmentationError, match="not a SavedModel"):
         segmentation.load_segmenter(str(tmp_path))
 
+    # A cache entry cut short (a full disk, a bad copy) is the package's: trained again, not
+    # reported as a model the user should "copy or export again".
+    graph = os.path.join(path, "saved_model.pb")
+    with open(graph, "r+b") as f:
+        f.truncate(os.path.getsize(graph) // 3)
+    trained = []
+
+    def pairs_again():
+        trained.append(True)
+        return shapes_examples(data_dir, "train").map(lambda a, b, y: (b, y))
+
+    again, segment_again = segmentation.load_cached_segmenter(spec, pairs_again, NUM_CLASSES, str(tmp_path))
+    assert again == path and trained == [True]
+    assert segment_again(photo[None]).shape == (1, 64, 64)
+
 
 @pytest.mark.parametrize("classes,returned", [(lambda x: tf.fill(tf.shape(x)[:3], -5), -5),
                                               (lambda x: tf.one_hot(tf.fill(tf.shape(x)[:3], 39), 40), 39)],

@@ -53,6 +53,8 @@ class EvalConfig:
                 check_tensorflow_can_read(os.path.expanduser(getattr(self, flag)), f"--{flag}")
         if self.output_dir:
             check_not_a_file(self.output_dir, "--output_dir")
+        if self.segmenter_cache:
+            check_not_a_file(os.path.expanduser(self.segmenter_cache), "--segmenter_cache")
         if self.model.native_size and (self.fcn or self.segmenter):
             raise ConfigError("The FCN-score is computed at one fixed size (its segmenter's): give --nofcn, or drop "
                               "--native_size.")

@@ -204,6 +204,7 @@ def _attach_labels(plan: EvalPlan, scheme, dataset, data_config: DataConfig, nc:
     plan.examples = with_labels(plan.examples, labels)
     if config.segmenter:
         path = config.segmenter
+        segment = segmentation.load_segmenter(path, config.segmenter_input, scheme.num_classes)
     else:
         spec = segmentation.SegmenterSpec(dataset=data_config.dataset, image_size=plan.image_hw,
                                           direction=plan.direction, num_train=dataset.num_train,
@@ -215,6 +216,6 @@ def _attach_labels(plan: EvalPlan, scheme, dataset, data_config: DataConfig, nc:
             target_and_label = pipeline.traced_as_written(lambda x, y, label: (y, label))
             return with_labels(train_pairs, train_labels).map(target_and_label)
 
-        path = segmentation.ensure_segmenter(spec, real_pairs, scheme.num_classes, config.segmenter_cache)
-    plan.scheme, plan.segmenter_path = scheme, path
-    plan.segment = segmentation.load_segmenter(path, config.segmenter_input, scheme.num_classes)
+        path, segment = segmentation.load_cached_segmenter(spec, real_pairs, scheme.num_classes,
+                                                           config.segmenter_cache, config.segmenter_input)
+    plan.scheme, plan.segmenter_path, plan.segment = scheme, path, segment

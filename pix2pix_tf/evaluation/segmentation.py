@@ -340,8 +340,25 @@ def ensure_segmenter(spec: SegmenterSpec, pairs: Callable[[], tf.data.Dataset], 
     info = {**dataclasses.asdict(spec), "version": SEGMENTER_VERSION,
             "train_seconds": round(time.perf_counter() - start, 1), "contract": SEGMENTER_CONTRACT}
     save_segmenter(model, staging, info)
+    if not os.path.exists(os.path.join(path, SEGMENTER_INFO)):  # A half entry (no record): not a segmenter.
+        shutil.rmtree(path, ignore_errors=True)
     try:
         os.replace(staging, path)
     except OSError:  # Another process finished the same segmenter first: keep theirs.
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def load_cached_segmenter(spec: SegmenterSpec, pairs: Callable[[], tf.data.Dataset], num_classes: int,
+                          cache_dir: Optional[str], input_range: str = "signed") -> tuple[str, Segmenter]:
+    """The built-in segmenter of `spec` (`ensure_segmenter`), loaded. A cache entry that no longer
+    loads (a copy cut short, a file deleted) is this package's, not the user's model: it is
+    trained again, where "copy or export it again" would name nothing the user made."""
+    path = ensure_segmenter(spec, pairs, num_classes, cache_dir)
+    try:
+        return path, load_segmenter(path, input_range, num_classes)
+    except SegmentationError as e:
+        logging.warning("The cached segmenter %s does not load (%s): training it again.", path, e)
+        shutil.rmtree(path, ignore_errors=True)
+    path = ensure_segmenter(spec, pairs, num_classes, cache_dir)
+    return path, load_segmenter(path, input_range, num_classes)
