@@ -11,11 +11,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf.experiments import paper
+from pix2pix_tf.experiments import markers, paper
 
 import forked
 
 TINY_VARIANTS = ("l1", "ed_l1_cgan")  # L1-only and GAN paths, both generators; every variant is built below.
+FCN = {"per_pixel_accuracy": 0.5, "per_class_accuracy": 0.25, "class_iou": 0.125}
+METRICS = {"metrics": {"l1": 0.1, "psnr": 20.0, "ssim": 0.5, "fcn": FCN,
+                       "lab_histogram_intersection": {"L": 0.9, "a": 0.8, "b": 0.7}},
+           "ground_truth": {"fcn": {"per_pixel_accuracy": 0.9, "per_class_accuracy": 0.8, "class_iou": 0.7}}}
 
 
 def test_variants_change_only_what_the_paper_varies(tmp_path):
@@ -67,11 +71,7 @@ def test_table_3_variants_have_the_paper_receptive_fields(tmp_path, variant, fie
 
 
 def test_tables_put_ours_beside_the_papers_numbers():
-    fcn = {"per_pixel_accuracy": 0.5, "per_class_accuracy": 0.25, "class_iou": 0.125}
-    metrics = {"metrics": {"l1": 0.1, "psnr": 20.0, "ssim": 0.5, "fcn": fcn,
-                           "lab_histogram_intersection": {"L": 0.9, "a": 0.8, "b": 0.7}},
-               "ground_truth": {"fcn": {"per_pixel_accuracy": 0.9, "per_class_accuracy": 0.8, "class_iou": 0.7}}}
-    results = {"l1": {"marker": {"status": "done", "train_seconds": 1.0}, "metrics": metrics},
+    results = {"l1": {"marker": {"status": "done", "train_seconds": 1.0}, "metrics": METRICS},
                "gan": {"marker": {"status": "failed", "error": "Step 7: non-finite loss"}, "metrics": None}}
     text = paper.markdown_tables(results, paper.SETTINGS["tiny"], "cmd")
     assert "| L1 | 0.500 | 0.250 | 0.125 | 0.42 | 0.15 | 0.11 |" in text
@@ -81,9 +81,81 @@ def test_tables_put_ours_beside_the_papers_numbers():
     assert "| cGAN | - | - | - |" in text  # Not run yet.
 
 
+def write_marker(root, name: str, **fields) -> str:
+    """A marker as run_variant writes it, at the tiny setting, with `fields` changed."""
+    marker = {"variant": name, "setting": dataclasses.asdict(paper.SETTINGS["tiny"]), "status": "done", **fields}
+    path = os.path.join(str(root), name, paper.MARKER)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(marker, f)
+    return path
+
+
+def test_report_leaves_out_damaged_markers_and_names_unusable_metrics(tmp_path, caplog):
+    root = tmp_path / "paper"
+    (tmp_path / "good.json").write_text(json.dumps(METRICS))
+    (tmp_path / "empty.json").write_text('{"metrics": {}}')
+    with open(tmp_path / "huge.json", "wb") as f:  # Sparse: refused by its size, never read.
+        f.truncate(markers.MAX_JSON_BYTES + 1)
+    write_marker(root, "ed_l1", metrics=str(tmp_path / "good.json"))
+    list_marker = write_marker(root, "l1")
+    with open(list_marker, "w") as f:
+        f.write("[1]")
+    int_path = write_marker(root, "gan", metrics=7)  # Would open the inherited file descriptor 7.
+    write_marker(root, "cgan", metrics=str(tmp_path / "empty.json"))
+    write_marker(root, "l1_gan", metrics="/dev/zero")  # Endless: would exhaust memory.
+    write_marker(root, "l1_cgan", metrics=str(tmp_path / "huge.json"))
+    written = paper.reproduce(paper.SETTINGS["tiny"], str(root), list(paper.VARIANTS), report_only=True)
+    with open(written["json"]) as f:
+        assert set(json.load(f)["variants"]) == {"ed_l1", "cgan", "l1_gan", "l1_cgan"}
+    assert f"{list_marker} holds a JSON list, not an object; it is ignored" in caplog.text
+    assert f"{int_path}: its metrics is 7, not a path; it is ignored" in caplog.text
+    with open(written["markdown"]) as f:
+        text = f.read()
+    assert "| Encoder-decoder L1 | 0.1000 | 20.00 | 0.500 |" in text
+    assert "| L1 | - | - | - | 0.42 |" in text and "| GAN | - | - | - | 0.22 |" in text  # As if never run.
+    for label, name, problem in (("cGAN", "cgan", f"{tmp_path / 'empty.json'} has no metrics.l1"),
+                                 ("L1+GAN", "l1_gan", "/dev/zero is not a regular file"),
+                                 ("L1+cGAN", "l1_cgan", f"{tmp_path / 'huge.json'} is larger than 16 MB")):
+        why = f"{problem}; delete {root / name / paper.MARKER} and rerun the command to evaluate it again"
+        assert f"| {label} (incomplete: {why}) | - | - | - |" in text, label
+        assert why in caplog.text
+
+
+def test_run_variant_retries_a_failed_variant_and_runs_a_damaged_one_again(tmp_path):
+    not_a_folder = tmp_path / "data_dir"  # Fails at once: the data_dir to fix.
+    not_a_folder.write_text("")
+    root, setting = str(tmp_path / "paper"), paper.SETTINGS["tiny"]
+    marker = write_marker(root, "l1", status="failed", error="the cause, since fixed")
+    result = paper.run_variant(paper.VARIANTS["l1"], setting, root, str(not_a_folder), str(tmp_path / "seg"))
+    assert result["status"] == "failed" and "Not a directory" in result["error"]
+    with open(marker) as f:
+        assert json.load(f) == result
+    with open(marker, "w") as f:
+        f.write("[1]")
+    result = paper.run_variant(paper.VARIANTS["l1"], setting, root, str(not_a_folder), str(tmp_path / "seg"))
+    with open(marker) as f:
+        assert json.load(f) == result and result["status"] == "failed"
+
+
+def test_root_or_segmenter_cache_that_is_a_file_is_refused_before_any_work(tmp_path):
+    a_file, root = tmp_path / "file", tmp_path / "paper"
+    a_file.write_text("")
+    with pytest.raises(paper.ConfigError, match=rf"^--root={a_file} is a file; it must name a folder to write into"):
+        paper.reproduce(paper.SETTINGS["tiny"], str(a_file), ["l1"])
+    with pytest.raises(paper.ConfigError, match=rf"^--segmenter_cache={a_file} is a file; it must name a folder"):
+        paper.reproduce(paper.SETTINGS["tiny"], str(root), ["l1"], segmenter_cache=str(a_file))
+    assert not root.exists()
+
+
 @pytest.mark.slow
 def test_tiny_setting_end_to_end_then_skips_what_is_done(tmp_path, data_dir):
     root, images = str(tmp_path / "paper"), str(tmp_path / "images")
+    (tmp_path / "not_a_folder").write_text("")  # A data_dir that fails, then is fixed: the variant is retried.
+    result = forked.run([sys.executable, "-m", "pix2pix_tf.experiments.paper", f"--root={root}", "--setting=tiny",
+                         "--variants=l1", f"--data_dir={tmp_path / 'not_a_folder'}"], cwd=forked.ROOT, timeout=600)
+    assert result.returncode == 1, result.stderr[-4000:]
+    assert "| L1 (U-Net) | failed: " in result.stdout and "Failed: l1 (see " in result.stderr
     result = forked.run([sys.executable, "-m", "pix2pix_tf.experiments.paper", f"--root={root}", "--setting=tiny",
                          f"--variants={','.join(TINY_VARIANTS)}", f"--data_dir={data_dir}", f"--images_dir={images}"],
                         cwd=forked.ROOT, timeout=600)

@@ -12,10 +12,11 @@ changes. Each variant is an ordinary training run in `<root>/<variant>/` (config
 checkpoints, samples) evaluated by `pix2pix_tf.evaluation.evaluator.evaluate` into `<root>/<variant>/eval/`, so
 any of them can be inspected, resumed, exported or re-evaluated with the usual tools.
 
-Re-running the command skips the variants that are done and resumes an interrupted one from
-its checkpoint. At the end it writes `<root>/results.json`, `<root>/results.md` (our tables
-beside the paper's numbers) and `<root>/figures/*.png` (the same test images translated by
-every variant of a table), copied to `--images_dir` when given.
+Re-running the command skips the variants that are done, resumes an interrupted one from its
+checkpoint and retries a failed one. At the end it writes `<root>/results.json`,
+`<root>/results.md` (our tables beside the paper's numbers) and `<root>/figures/*.png` (the
+same test images translated by every variant of a table), copied to `--images_dir` when
+given; the exit status is 1 when a variant it ran failed (the report says why).
 
 The settings (`SETTINGS`) are scaled for a laptop CPU; docs/paper-reproduction.md explains
 the choices and discusses the results.
@@ -35,7 +36,8 @@ from absl import flags, logging
 from pix2pix_tf import cli, writing
 from pix2pix_tf import config as cfg
 from pix2pix_tf.errors import ConfigError, Pix2pixError
-from pix2pix_tf.workdir import Workdir, check_tensorflow_can_read
+from pix2pix_tf.experiments.markers import read_marker, read_variant, recorded_command
+from pix2pix_tf.workdir import Workdir, check_not_a_file, check_tensorflow_can_read
 
 # ----------------------------------------------------------------------------- the paper's numbers
 
@@ -138,14 +140,6 @@ def variant_config(variant: Variant, setting: Setting, root: str, data_dir: Opti
 # ----------------------------------------------------------------------------- running
 
 
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def _write_json(path: str, value: Any) -> None:
     writing.write_text(path, json.dumps(value, indent=2) + "\n")
 
@@ -153,7 +147,8 @@ def _write_json(path: str, value: Any) -> None:
 def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optional[str],
                 segmenter_cache: str) -> dict:
     """Trains (or resumes) and evaluates one variant; skipped when its marker says it is done
-    at this setting. Returns the marker: status, timings and where the metrics are."""
+    at this setting (a failed one is retried: its cause may be fixed). Returns the marker:
+    status, timings and where the metrics are."""
     import keras  # Here, not above: --help answers before TensorFlow loads.
 
     from pix2pix_tf.evaluation.evaluator import EvalConfig, evaluate  # Loads TensorFlow.
@@ -162,9 +157,9 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
 
     workdir = os.path.join(root, variant.name)
     marker_path = os.path.join(workdir, MARKER)
-    marker = _read_json(marker_path)
-    if marker and marker.get("setting") == dataclasses.asdict(setting) and marker.get("status") in ("done", "failed"):
-        logging.info("%s: %s already (%s), skipping.", variant.name, marker["status"], marker_path)
+    marker = read_marker(marker_path)  # None when damaged: run again.
+    if marker and marker["setting"] == dataclasses.asdict(setting) and marker["status"] == "done":
+        logging.info("%s: done already (%s), skipping.", variant.name, marker_path)
         return marker
     config = variant_config(variant, setting, root, data_dir)
     marker = {"variant": variant.name, "title": variant.title, "setting": dataclasses.asdict(setting),
@@ -199,15 +194,10 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
 
 
 def collect(root: str, names: list[str]) -> dict[str, dict]:
-    """variant -> {"marker": .., "metrics": metrics.json or None} for the variants run so far."""
-    results = {}
-    for name in names:
-        marker = _read_json(os.path.join(root, name, MARKER))
-        if marker is None:
-            continue
-        metrics = _read_json(marker["metrics"]) if marker.get("metrics") else None
-        results[name] = {"marker": marker, "metrics": metrics}
-    return results
+    """variant -> {"marker": .., "metrics": metrics.json or None} for the variants run so far
+    (`markers.read_variant`: a damaged marker is left out, unusable metrics are "incomplete")."""
+    entries = {name: read_variant(os.path.join(root, name, MARKER)) for name in names}
+    return {name: entry for name, entry in entries.items() if entry is not None}
 
 
 def _fcn(results: dict, name: str) -> Optional[tuple[float, float, float]]:
@@ -351,12 +341,14 @@ def reproduce(setting: Setting, root: str, names: list[str], data_dir: Optional[
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ConfigError(f"Unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}.")
+    check_not_a_file(root, "--root")
     check_tensorflow_can_read(root, "--root")  # Before hours of training: each variant's run is under it.
     segmenter_cache = segmenter_cache or os.path.join(root, "segmenters")
+    check_not_a_file(segmenter_cache, "--segmenter_cache")  # Else the first evaluation fails, after training.
     check_tensorflow_can_read(segmenter_cache, "--segmenter_cache")
     os.makedirs(root, exist_ok=True)
     if report_only:  # The report keeps naming the command that produced the numbers.
-        command = (_read_json(os.path.join(root, "results.json")) or {}).get("command", command)
+        command = recorded_command(os.path.join(root, "results.json"), command)
     else:
         for name in names:
             run_variant(VARIANTS[name], setting, root, data_dir, segmenter_cache)
@@ -397,7 +389,16 @@ def main(argv: list[str]) -> int:
     with open(written["markdown"]) as f:
         print(f.read())
     print("Written: " + ", ".join(written.values()))
-    return 0
+    return 0 if FLAGS.report_only else exit_status(FLAGS.root, FLAGS.variants)
+
+
+def exit_status(root: str, names: list[str]) -> int:
+    """1 when a variant just run failed, so that scripts and CI notice; the report says why."""
+    failed = [n for n in names if (read_marker(os.path.join(root, n, MARKER)) or {}).get("status") == "failed"]
+    if failed:
+        print(f"Failed: {', '.join(failed)} (see {os.path.join(root, 'results.md')}); fix the cause and rerun "
+              "the command: failed variants are retried.", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def argv_for_report(args: list[str]) -> list[str]:
