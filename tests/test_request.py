@@ -44,6 +44,12 @@ ONE_OF = ("Give exactly one of --workdir, --saved_model, --tflite or --onnx to n
     (dict(workdir="w", image_size=0), "--image_size must be at least 1, got 0."),
     (dict(workdir="w", threads=-1), "--threads must be at least 1, got -1."),
     (dict(workdir="w", max_pixels=0), "--max_pixels must be at least 1, got 0."),
+    (dict(workdir="w", seed=2**63), "--seed must be a 64-bit integer (below 2**63 in magnitude), got "
+                                    "9223372036854775808."),
+    (dict(workdir="w", image_size=99968), "--image_size=99968 makes 99968x99968 images (9993601024 pixels), "
+                                          "over --max_pixels=16777216: use a smaller --image_size or a larger "
+                                          "--max_pixels."),
+    (dict(workdir="w", image_size=256, max_pixels=256 * 255), "--image_size=256 makes 256x256 images"),
 ])
 def test_each_rule_of_the_one_validation(given, message):
     with pytest.raises(ConfigError) as refused:
