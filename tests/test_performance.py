@@ -209,7 +209,10 @@ def test_benchmark_refuses_an_unknown_precision():
 @pytest.mark.parametrize("flag, message", [
     ("--steps=0", "--steps must be at least 1, got 0."), ("--rounds=0", "--rounds must be at least 1, got 0."),
     ("--side_by_side_steps=0", "--side_by_side_steps must be at least 1, got 0."),
-    ("--profile_steps=-1", "--profile_steps must be 0 (none) or more, got -1.")])
+    ("--profile_steps=-1", "--profile_steps must be 0 (none) or more, got -1."),
+    ("--batch_sizes=", "--batch_sizes is empty: name at least one batch size to time training at."),
+    ("--tflite=float32,foo", "--tflite: unknown ['foo']; choose from float32, float16, dynamic_int8, int8."),
+    ("--json=.", "--json=. is a folder; name the file to write the figures to.")])
 def test_benchmark_refuses_counts_that_leave_nothing_to_time_before_measuring(flag, message):
     """Not minutes into the suite, where a median of no step fails."""
     result = run_program("benchmark", flag)
@@ -237,3 +240,12 @@ def test_generator_with_phase_transposed_convs_is_the_same_generator():
     x = tf.random.stateless_uniform([1, 128, 128, 3], seed=[2, 3], minval=-1, maxval=1)
     np.testing.assert_allclose(generate(generator, x, DETERMINISTIC, phase_transposed_convs=True).numpy(),
                                generate(generator, x, DETERMINISTIC).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_an_unknown_tflite_variant_is_refused_not_converted_as_float32():
+    """The benchmark timed `--tflite=foo` as a float32 file named foo: the converter now names it."""
+    from pix2pix_tf.export.config import ExportError
+    from pix2pix_tf.export.tflite import convert_tflite
+
+    with pytest.raises(ExportError, match=r"^Unknown TFLite variant 'foo'; the variants are float32, float16, "):
+        convert_tflite("/nonexistent", "foo", None, "float32")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 from pix2pix_tf import cli
 
@@ -72,6 +73,8 @@ def config_from_flags(batch_size: int) -> cfg.TrainConfig:
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
+    if FLAGS.json and os.path.isdir(FLAGS.json):  # Found only after the whole suite, otherwise.
+        raise app.UsageError(f"--json={FLAGS.json} is a folder; name the file to write the figures to.")
     from pix2pix_tf.benchmark import report  # Here, not above: --help answers before TensorFlow loads.
 
     try:

@@ -11,6 +11,7 @@ from pix2pix_tf.benchmark import machine, sidebyside, training
 from pix2pix_tf.benchmark.inference import measure_inference
 from pix2pix_tf.benchmark.processes import in_fresh_process
 from pix2pix_tf.config import MIXED_PRECISION, ConfigError, TrainConfig, check_positive
+from pix2pix_tf.inference.artifacts import TFLITE_VARIANTS
 from pix2pix_tf.networks.generator import build_generator
 
 LEVER_NAMES = tuple(training.LEVERS)
@@ -43,8 +44,11 @@ class SuiteConfig:
         for name in ("profile_steps", "side_by_side_rounds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be 0 (none) or more, got {getattr(self, name)}.")
+        if not self.trainings:
+            raise ConfigError("--batch_sizes is empty: name at least one batch size to time training at.")
         for name, given, known in (("levers", self.levers, LEVER_NAMES), ("precisions", self.precisions,
-                                                                          MIXED_PRECISION)):
+                                                                          MIXED_PRECISION),
+                                   ("tflite", self.tflite, TFLITE_VARIANTS)):
             unknown = [value for value in given if value not in known]
             if unknown:
                 raise ConfigError(f"--{name}: unknown {unknown}; choose from {', '.join(known)}.")

@@ -31,7 +31,7 @@ from pix2pix_tf.export.saved_model import Endpoints, SavedModelReport
 from pix2pix_tf.export.target import Job, Published
 from pix2pix_tf.export.tflite_target import Options, tflite_base
 from pix2pix_tf.inference import generate
-from pix2pix_tf.inference.artifacts import INPUT_NAME, OUTPUT_FLOAT, TFLITE_REPORT
+from pix2pix_tf.inference.artifacts import INPUT_NAME, OUTPUT_FLOAT, TFLITE_REPORT, TFLITE_VARIANTS
 from pix2pix_tf.inference.mode import InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
 
@@ -90,6 +90,8 @@ def tflite_endpoints(generator: keras.Model, mode: InferenceMode, image_size: in
 def convert_tflite(saved_model_dir: str, variant: str, representative: Optional[Callable[[], Iterator]],
                    int8_io: str) -> bytes:
     """One TFLite variant from a batch-1 SavedModel, with builtin ops only."""
+    if variant not in TFLITE_VARIANTS:  # Not float32 under another name.
+        raise ExportError(f"Unknown TFLite variant {variant!r}; the variants are {', '.join(TFLITE_VARIANTS)}.")
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant == "float16":
