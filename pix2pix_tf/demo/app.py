@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any, Optional
 
 import gradio as gr
@@ -153,4 +154,8 @@ def serve(model: DemoModel, config: DemoConfig, allowed_paths: tuple[str, ...] =
     except OSError as e:  # Taken since check_address.
         raise _cannot_listen(config, e) from e
     print(f"pix2pix demo of {model.name} at {url} (Ctrl-C to stop)", flush=True)
-    page.block_thread()
+    try:  # Not Gradio's block_thread, which swallows Ctrl-C and SIGTERM: the stop reaches the program.
+        while True:
+            time.sleep(0.5)
+    finally:
+        page.close()
