@@ -132,6 +132,17 @@ def test_single_channel_run_gets_grey_inputs(tmp_path, data_dir):
     assert not result.failed and read_png(tmp_path / "out" / "c.png").shape == (128, 128, 3)
 
 
+def test_a_file_named_twice_is_one_input(photos, tmp_path):
+    """The same file given twice, or also inside a folder given, or through a link: translated
+    once, under its first name (it was two noisy outputs, the second renamed a_png_2.png)."""
+    rgb = os.path.join(photos, "rgb.png")
+    os.symlink(rgb, tmp_path / "link.png")
+    found = files.find_images((rgb, photos, rgb, str(tmp_path / "link.png")))
+    others = [os.path.join(photos, "rgba.jpg"), os.path.join(photos, "sub", "grey.png")]
+    assert [path for path, _ in found] == [rgb, *others]
+    assert [relative for _, relative in found] == ["rgb.png", "rgba.jpg", os.path.join("sub", "grey.png")]
+
+
 @pytest.mark.slow
 def test_bad_files_are_reported_and_the_rest_translated(export, photos, tmp_path):
     (tmp_path / "photos" / "empty.png").write_bytes(b"")

@@ -81,7 +81,22 @@ def find_images(inputs: tuple[str, ...], output_dir: Optional[str] = None) -> li
             raise ConfigError(f"{given}: no such file or folder.")
     if not found:
         raise ConfigError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(inputs)}.")
-    return found
+    return _each_file_once(found)
+
+
+def _each_file_once(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first of the names of one file (given twice, or also inside a folder given): one
+    image is one output, not two noisy copies under renamed names."""
+    seen: set[tuple[int, int]] = set()
+    unique = []
+    for path, relative in found:
+        key = _file_id(path)
+        if key is None or key not in seen:
+            unique.append((path, relative))
+            seen.add(key)
+    if len(unique) < len(found):
+        logging.info("%d input(s) named a file already given; each file is translated once.", len(found) - len(unique))
+    return unique
 
 
 def _file_id(path: str) -> Optional[tuple[int, int]]:
