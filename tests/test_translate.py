@@ -224,6 +224,24 @@ def test_translating_a_folder_into_itself_never_writes_over_an_input(export, tmp
     assert written_files(folder) == ["coffee.png", "coffee_png.png"]
     assert read_png(folder / "coffee_png.png").shape == (128, 128, 3)
     assert "Translated 1 image(s)" in result.stdout
+    # Again: the first run's result is not an input (it was translated too, and the folder
+    # grew with every run); it is this run's output, replaced.
+    again = translate(f"--workdir={export['workdir']}", "--deterministic", f"--output_dir={folder}", str(folder))
+    assert again.returncode == 0 and "Translated 1 image(s)" in again.stdout, again.stderr[-3000:]
+    assert written_files(folder) == ["coffee.png", "coffee_png.png"] and open(coffee, "rb").read() == original
+
+
+def test_a_file_of_yours_in_the_output_folder_is_kept_under_its_name(export, tmp_path):
+    """`out/a.png` is the user's own photo, not an input and not translate's: an input whose
+    output would be named a.png gets a_png.png (it replaced the photo, without a word)."""
+    photo = write_png(tmp_path / "out" / "a.png", np.full((20, 30, 3), 9, np.uint8))
+    original = open(photo, "rb").read()
+    source = write_png(tmp_path / "in" / "a.png", np.zeros((64, 64, 3), np.uint8))
+    result = translate(f"--workdir={export['workdir']}", "--deterministic", f"--output_dir={tmp_path / 'out'}", source)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert open(photo, "rb").read() == original and written_files(tmp_path / "out") == ["a.png", "a_png.png"]
+    assert files.is_earlier_output(str(tmp_path / "out" / "a_png.png")) and not files.is_earlier_output(photo)
+    assert "a file translate did not write is there, and is kept" in result.stderr
 
 
 @pytest.mark.slow

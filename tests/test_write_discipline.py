@@ -178,7 +178,9 @@ def test_export_fails_each_kind_of_write_and_the_earlier_version_survives(base, 
 
 @pytest.mark.slow
 def test_translate_never_writes_through_a_link_in_the_output_folder(base, tmp_path):
-    """`out/photo.png -> ../precious/holiday.png`: the user's photo outside --output_dir stays."""
+    """`out/photo.png -> ../precious/holiday.png`: the user's photo outside --output_dir stays.
+    A link to a file translate did not write is kept like that file (the output gets another
+    name); a link to an earlier result of translate is not written through either."""
     precious = tmp_path / "precious" / "holiday.png"
     precious.parent.mkdir()
     shutil.copy(base / "in" / "p0.png", precious)
@@ -188,6 +190,14 @@ def test_translate_never_writes_through_a_link_in_the_output_folder(base, tmp_pa
     out = tmp_path / "out"
     out.mkdir()
     (out / "photo.png").symlink_to("../precious/holiday.png")
+    result = run_program("translate", f"--workdir={base / 'run'}", f"--output_dir={out}", "--noprogress",
+                         str(tmp_path / "in"))
+    assert result.returncode == 0 and "Translated 1 image(s)" in result.stdout, result.stderr[-2000:]
+    assert sorted(os.listdir(out)) == ["photo.png", "photo_png.png"] and precious.read_bytes() == original
+    # The same link to an earlier result (marked as translate's output): refused, not written through.
+    shutil.copy(out / "photo_png.png", precious)
+    original = precious.read_bytes()
+    (out / "photo_png.png").unlink()
     result = run_program("translate", f"--workdir={base / 'run'}", f"--output_dir={out}", "--noprogress",
                          str(tmp_path / "in"))
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -12,7 +12,8 @@ Where that name would be an input file, or several inputs would get the same one
 and `x.png`; `a/1.jpg` and `b/1.jpg` given as two arguments), each of them keeps its
 extension in the name (`x_jpg.png`, `x_png.png`), then a number if that is still taken
 (`1_jpg.png`, `1_jpg_2.png`). So no input is ever written over and no output replaces
-another of the same run; a file of an earlier run with the same name is replaced.
+another of the same run; an earlier run's output with the same name is replaced, any other
+file there is kept (`OUTPUT_MARK` tells them apart).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import collections
 import dataclasses
 import itertools
 import os
+import struct
+import zlib
 from typing import Optional
 
 import numpy as np
@@ -74,14 +77,23 @@ def find_images(inputs: tuple[str, ...], output_dir: Optional[str] = None) -> li
             for root, dirs, files in os.walk(given):
                 dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(root, d)) != skipped)
                 for name in sorted(files):
-                    if name.lower().endswith(IMAGE_EXTENSIONS):
-                        path = os.path.join(root, name)
+                    path = os.path.join(root, name)
+                    if name.lower().endswith(IMAGE_EXTENSIONS) and not _earlier_result(path, skipped):
                         found.append((path, os.path.relpath(path, given)))
         else:
             raise ConfigError(f"{given}: no such file or folder.")
     if not found:
         raise ConfigError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(inputs)}.")
     return _each_file_once(found)
+
+
+def _earlier_result(path: str, output_dir: Optional[str]) -> bool:
+    """An output of an earlier run in this run's output folder (which may be a folder given as
+    input): not an input, or each rerun would translate the previous results too."""
+    if output_dir is None:
+        return False
+    folder = os.path.dirname(os.path.realpath(path))
+    return (folder == output_dir or folder.startswith(output_dir.rstrip(os.sep) + os.sep)) and is_earlier_output(path)
 
 
 def _each_file_once(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -108,6 +120,32 @@ def _file_id(path: str) -> Optional[tuple[int, int]]:
     return stat.st_dev, stat.st_ino
 
 
+# Every output says it is one (a PNG tEXt chunk right after the header): a later run replaces
+# such a file, and keeps any other under that name (a user's own photo), and a folder walk does
+# not take it for an input.
+OUTPUT_MARK = b"Software\x00pix2pix_tf translate"
+_PNG_HEADER = 33  # The signature (8 bytes) and the IHDR chunk (25).
+
+
+def marked_png(png: bytes) -> bytes:
+    """`png` with OUTPUT_MARK as its first chunk after IHDR."""
+    chunk = b"tEXt" + OUTPUT_MARK
+    return png[:_PNG_HEADER] + struct.pack(">I", len(OUTPUT_MARK)) + chunk + struct.pack(">I", zlib.crc32(chunk)) \
+        + png[_PNG_HEADER:]
+
+
+def is_earlier_output(path: str) -> bool:
+    """Whether `path` is a regular file that translate wrote (`marked_png`); reads its first bytes only."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_PNG_HEADER + 8 + len(OUTPUT_MARK))
+    except OSError:
+        return False
+    return head[_PNG_HEADER + 4:] == b"tEXt" + OUTPUT_MARK
+
+
 def plan_outputs(found: list[tuple[str, str]], output_dir: str) -> list[tuple[str, str]]:
     """(input, output PNG) for every image `find_images` found, with the names of the module
     docstring: distinct, and none of them an input file. Decided before anything is written."""
@@ -117,18 +155,27 @@ def plan_outputs(found: list[tuple[str, str]], output_dir: str) -> list[tuple[st
     taken: set[str] = set()
 
     def free(name: str) -> bool:
-        return os.path.normcase(name) not in taken and _file_id(os.path.join(output_dir, name)) not in inputs
+        there = os.path.join(output_dir, name)
+        return (os.path.normcase(name) not in taken and _file_id(there) not in inputs
+                and (not os.path.lexists(there) or is_earlier_output(there)))
 
     planned = []
     for (path, relative), plain in zip(found, plain_names):
         name = plain
         if shared[os.path.normcase(plain)] > 1 or not free(plain):
             name = _distinct_name(relative, free)
-            why = "another input would get it too" if shared[os.path.normcase(plain)] > 1 else "it is an input"
-            logging.info("%s -> %s, not %s: %s.", path, name, plain, why)
+            logging.info("%s -> %s, not %s: %s.", path, name, plain, _why_not(plain, shared, output_dir, inputs))
         taken.add(os.path.normcase(name))
         planned.append((path, os.path.join(output_dir, name)))
     return planned
+
+
+def _why_not(name: str, shared: collections.Counter, output_dir: str, inputs: set) -> str:
+    if shared[os.path.normcase(name)] > 1:
+        return "another input would get it too"
+    if _file_id(os.path.join(output_dir, name)) in inputs:
+        return "it is an input"
+    return "a file translate did not write is there, and is kept"
 
 
 def _distinct_name(relative: str, free) -> str:
@@ -220,4 +267,4 @@ def _translate_one(translator: Translator, config: TranslateConfig, direction: O
         if target is not None:
             strip.append(_display(translator.prepare(target, channels), channels, size))
     picture = np.concatenate(strip, axis=1)
-    writing.write_file(destination, tf.io.encode_png(picture).numpy(), within=config.output_dir)
+    writing.write_file(destination, marked_png(tf.io.encode_png(picture).numpy()), within=config.output_dir)

@@ -89,12 +89,12 @@ class ModelRequest:
         check_positive(image_size=self.image_size, threads=self.threads, max_pixels=self.max_pixels)
         if self.seed is not None and not -2**63 <= self.seed < 2**63:  # It becomes a tf.int64.
             raise ConfigError(f"--seed must be a 64-bit integer (below 2**63 in magnitude), got {self.seed}.")
+        if self.native_size and self.image_size:
+            raise ConfigError("--image_size and --native_size contradict each other: give one.")
         if self.image_size and self.image_size**2 > self.pixel_cap:
             raise ConfigError(f"--image_size={self.image_size} makes {self.image_size}x{self.image_size} images "
                               f"({self.image_size**2} pixels), over --max_pixels={self.pixel_cap}: use a smaller "
                               "--image_size or a larger --max_pixels.")
-        if self.native_size and self.image_size:
-            raise ConfigError("--image_size and --native_size contradict each other: give one.")
         if self.native_size and (self.kind is None or not self.kind.any_size):
             why = ("the demo sends it requests of the export's one size (TensorFlow Serving clients can call the "
                    "export's translate_native signature: docs/serving.md)" if self.kind is None else "one fixed size")
