@@ -127,10 +127,7 @@ class DataConfig:
         traceback after the dataset is read, where the cap promises a bound."""
         flags = {"none": (), "crop": ("crop_size",)}.get(self.preprocess, ("load_size", "crop_size"))
         for flag in flags:
-            side = getattr(self, flag)
-            if side * side > self.max_pixels:
-                raise ConfigError(f"--{flag}={side} makes {side}x{side} images ({side * side} pixels), over "
-                                  f"--max_pixels={self.max_pixels}: use a smaller --{flag} or a larger --max_pixels.")
+            check_side_within_cap(flag, getattr(self, flag), self.max_pixels)
 
     def resolved(self) -> DataConfig:
         """With the dataset's usual direction where none was asked for: done once for a run (training
@@ -375,6 +372,14 @@ def _check_feature_matching(model: ModelConfig, loss: LossConfig) -> None:
         raise ConfigError("--lambda_feat needs a discriminator with intermediate features (a PatchGAN: "
                           "basic, n_layers, image or multiscale); --discriminator=pixel has none. "
                           "Choose another --discriminator, or --lambda_feat=0.")
+
+
+def check_side_within_cap(flag: str, side: int, max_pixels: int) -> None:
+    """Refuses --`flag`=`side` when a `side`x`side` image is over the pixel cap: it would end in an
+    out-of-memory error after the work started, where the cap promises a bound."""
+    if side * side > max_pixels:
+        raise ConfigError(f"--{flag}={side} makes {side}x{side} images ({side * side} pixels), over "
+                          f"--max_pixels={max_pixels}: use a smaller --{flag} or a larger --max_pixels.")
 
 
 def check_number(name: str, value: float) -> None:

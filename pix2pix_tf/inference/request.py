@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 from absl import flags
 
-from pix2pix_tf.config import DEFAULT_MAX_PIXELS, check_positive
+from pix2pix_tf.config import DEFAULT_MAX_PIXELS, check_positive, check_side_within_cap
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import checkpoint_source, sources
 from pix2pix_tf.inference.mode import PAPER, InferenceMode
@@ -91,10 +91,8 @@ class ModelRequest:
             raise ConfigError(f"--seed must be a 64-bit integer (below 2**63 in magnitude), got {self.seed}.")
         if self.native_size and self.image_size:
             raise ConfigError("--image_size and --native_size contradict each other: give one.")
-        if self.image_size and self.image_size**2 > self.pixel_cap:
-            raise ConfigError(f"--image_size={self.image_size} makes {self.image_size}x{self.image_size} images "
-                              f"({self.image_size**2} pixels), over --max_pixels={self.pixel_cap}: use a smaller "
-                              "--image_size or a larger --max_pixels.")
+        if self.image_size:
+            check_side_within_cap("image_size", self.image_size, self.pixel_cap)
         if self.native_size and (self.kind is None or not self.kind.any_size):
             why = ("the demo sends it requests of the export's one size (TensorFlow Serving clients can call the "
                    "export's translate_native signature: docs/serving.md)" if self.kind is None else "one fixed size")
