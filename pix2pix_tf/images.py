@@ -31,13 +31,12 @@ files and inside a SavedModel signature.
 from __future__ import annotations
 
 import dataclasses
-import os
-import stat
 from typing import Callable, Optional, Union
 
 import numpy as np
 import tensorflow as tf
 
+from pix2pix_tf import regular_files
 from pix2pix_tf.config import DEFAULT_MAX_PIXELS  # The policy's cap, stated where TensorFlow-free code reads it.
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.image_header import FORMATS, GIF_MAX_BLOCKS, HEAD, format_of, parse
@@ -354,33 +353,22 @@ def _check_size(size: int, max_pixels: int, path: str) -> None:
         raise ImageError(path, problem, TOO_LARGE)
 
 
-def _file_kind(mode: int) -> str:
-    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-             (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
-
-
 def read_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """The bytes of the image file `path`, read bounded: ImageError (naming it) for something
     that is not a regular file (after links; opened without blocking, so a FIFO cannot hang
     the reader), whose first bytes are no supported format, or that is larger than
     `max_file_bytes`; the rest of the file is read only after those checks."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as e:
-        raise ImageError(path, f"cannot be read ({e.strerror or e})") from None
-    with os.fdopen(fd, "rb") as f:
-        try:
-            status = os.fstat(fd)
-            if not stat.S_ISREG(status.st_mode):
-                raise ImageError(path, f"{_file_kind(status.st_mode)}, not a regular file", NOT_A_FILE)
+        with regular_files.opened_regular(path) as (f, size):
             head = f.read(HEAD)
             if not int(format_of(tf.constant(head, tf.string))):
                 read_header(head, max_pixels, path)  # Raises: empty, or the first bytes named.
-            _check_size(status.st_size, max_pixels, path)
+            _check_size(size, max_pixels, path)
             data = head + f.read(max_file_bytes(max_pixels) + 1 - len(head))
-        except OSError as e:
-            raise ImageError(path, f"cannot be read ({e.strerror or e})") from None
+    except regular_files.NotARegularFile as e:
+        raise ImageError(path, f"{e.kind}, not a regular file", NOT_A_FILE) from None
+    except OSError as e:
+        raise ImageError(path, f"cannot be read ({e.strerror or e})") from None
     _check_size(len(data), max_pixels, path)  # Grown since it was measured.
     return data
 

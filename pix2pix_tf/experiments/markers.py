@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import reprlib
-import stat
 from typing import Any, Optional
 
 from absl import logging
 
+from pix2pix_tf import regular_files
 from pix2pix_tf.errors import ConfigError
 
 MAX_JSON_BYTES = 16 * 2**20  # A marker is < 1 kB and metrics.json < 1 MB per 1000 test images.
@@ -39,23 +38,16 @@ def read_json_object(path: str) -> Optional[dict[str, Any]]:
     `path` for anything else a file of ours cannot be: not a regular file (opened without
     blocking, so a FIFO cannot hang the run), over MAX_JSON_BYTES, not JSON, not an object."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with regular_files.opened_regular(path) as (f, size):
+            if size > MAX_JSON_BYTES:
+                raise ConfigError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MB")
+            data = f.read(MAX_JSON_BYTES + 1)  # Bounded even if it grew since fstat.
     except FileNotFoundError:
         return None
+    except regular_files.NotARegularFile:
+        raise ConfigError(f"{path} is not a regular file") from None
     except OSError as e:
         raise ConfigError(f"{path} cannot be read ({e.strerror or e})") from None
-    try:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            raise ConfigError(f"{path} is not a regular file")
-        if status.st_size > MAX_JSON_BYTES:
-            raise ConfigError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MB")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(MAX_JSON_BYTES + 1)  # Bounded even if it grew since fstat.
-    except OSError as e:
-        raise ConfigError(f"{path} cannot be read ({e.strerror or e})") from None
-    finally:
-        os.close(fd)
     if len(data) > MAX_JSON_BYTES:
         raise ConfigError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MB")
     try:
