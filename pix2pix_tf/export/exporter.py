@@ -137,11 +137,11 @@ def _job(config: ExportConfig, run: Run, enabled: list[Target], training: Option
     """The export folder and version, G and the check images: what every target reads. The
     version is the next one free under every format's folder, shared by every artifact."""
     export_dir = versions.export_folder(config.export_dir, config.workdir)
-    bases = [target.base(export_dir, config.model_name) for target in TARGETS]
-    versions.check_folders(export_dir, [target.base(export_dir, config.model_name) for target in enabled])
-    for base in bases:
+    bases = {target.name: target.base(export_dir, config.model_name) for target in TARGETS}
+    versions.check_folders(export_dir, [bases[target.name] for target in enabled])
+    for base in bases.values():
         versions.remove_stale_staging(base)
-    version = versions.choose_version(bases, config.version)
+    version = versions.choose_version(list(bases.values()), config.version)
     generator, train, checkpoint = checkpoint_source.load_generator(config.workdir, config.checkpoint, run.train)
     logging.info("Exporting %s (%s) from %s.", train.model.generator, config.mode.describe(), checkpoint)
     examples = load_examples(train, config, run.image_size, training)
