@@ -15,7 +15,7 @@ import types
 import typing
 from typing import Any, Optional
 
-from pix2pix_tf import catalogue, writing
+from pix2pix_tf import catalogue, regular_files, writing
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.workdir import Workdir
 
@@ -283,13 +283,9 @@ class TrainConfig:
     @classmethod
     def load(cls, workdir: str) -> TrainConfig:
         path = Workdir(workdir).config_file
-        if not os.path.exists(path):
+        values = regular_files.read_json(path)  # from_dict says what an object must hold.
+        if values is None:
             raise ConfigError(f"{path} does not exist: is '{workdir}' the workdir of a training run?")
-        try:
-            with open(path) as f:
-                values = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"Cannot read {path}: {e}") from e
         return cls.from_dict(values, path)
 
 

@@ -1,14 +1,22 @@
 """Opening a file a user may have replaced with anything (a FIFO, a device, a link to one):
 regular files only, opened without blocking, so that no reader hangs or reads without end.
-The readers that bound what they read (image files, the experiments' JSON records) open
-through here."""
+The readers that bound what they read (image files, and every JSON record this package reads
+back: a run's config.json, an export's metadata and TFLite report, the experiments' markers
+and metrics) open through here."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, Optional
+
+from pix2pix_tf.errors import ConfigError
+
+# Far above any record this package writes (a config.json or an export's metadata is a few kB,
+# an evaluation's metrics.json under 1 MB per 1000 test images), far below what would hurt.
+MAX_JSON_BYTES = 16 * 2**20
 
 
 class NotARegularFile(OSError):
@@ -35,3 +43,35 @@ def opened_regular(path: str) -> Iterator[tuple[BinaryIO, int]]:
         if not stat.S_ISREG(status.st_mode):
             raise NotARegularFile(path, file_kind(status.st_mode))
         yield f, status.st_size
+
+
+def read_json(path: str) -> Any:
+    """The JSON value in the file `path`; None when there is no such file. ConfigError naming
+    `path` for anything else a record of ours cannot be: not a regular file (a FIFO cannot hang
+    the reader, /dev/zero cannot fill the memory), over MAX_JSON_BYTES, not JSON."""
+    too_big = f"{path} is larger than {MAX_JSON_BYTES // 2**20} MB"
+    try:
+        with opened_regular(path) as (f, size):
+            if size > MAX_JSON_BYTES:
+                raise ConfigError(too_big)
+            data = f.read(MAX_JSON_BYTES + 1)  # Bounded even if it grew since fstat.
+    except FileNotFoundError:
+        return None
+    except NotARegularFile as e:
+        raise ConfigError(f"{path} is not a regular file ({e.kind})") from None
+    except OSError as e:
+        raise ConfigError(f"{path} cannot be read ({e.strerror or e})") from None
+    if len(data) > MAX_JSON_BYTES:
+        raise ConfigError(too_big)
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:  # ValueError: also bytes that are not UTF-8.
+        raise ConfigError(f"{path} is not JSON ({type(e).__name__}: {str(e)[:120]})") from None
+
+
+def read_json_object(path: str) -> Optional[dict[str, Any]]:
+    """`read_json(path)`, refused (ConfigError) unless it is an object."""
+    value = read_json(path)
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{path} holds a JSON {type(value).__name__}, not an object")
+    return value

@@ -73,7 +73,7 @@ class Workdir:
         return os.path.join(self.root, ".train.lock")
 
     def has_config(self) -> bool:
-        return os.path.isfile(self.config_file)
+        return os.path.lexists(self.config_file)  # Whatever is there, read_json refuses or reads.
 
     def check_usable(self, writable: bool = True) -> None:
         """Refuses, with a message, a workdir whose checkpoints TensorFlow could not read back, a

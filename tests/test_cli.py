@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -114,7 +116,15 @@ def damaged_config(workdir, data_dir, defect: str) -> None:
     from conftest import tiny_config
 
     tiny_config(workdir, data_dir).save(str(workdir))
-    values = json.loads((workdir / "config.json").read_text())
+    path = workdir / "config.json"
+    if defect == "truncated":
+        path.write_text(path.read_text()[:100])
+        return
+    if defect in ("a_fifo", "huge"):  # Read without blocking and bounded: neither hangs nor fills the memory.
+        path.unlink()
+        os.mkfifo(path) if defect == "a_fifo" else path.write_text(" " * (16 * 2**20 + 1))
+        return
+    values = json.loads(path.read_text())
     if defect == "not_an_object":
         values = [values]
     elif defect == "section_of_another_type":
@@ -125,7 +135,12 @@ def damaged_config(workdir, data_dir, defect: str) -> None:
         values["model"]["generator"] = "unet_512"
     elif defect == "unknown_top_level_key":
         values["notes"] = "tuned by hand"
-    (workdir / "config.json").write_text(json.dumps(values))
+    path.write_text(json.dumps(values))
+
+
+def as_it_is(path: pathlib.Path) -> str:
+    """The file's text, or that it is a FIFO (never read: it would block)."""
+    return "a FIFO" if stat.S_ISFIFO(path.stat().st_mode) else path.read_text()
 
 
 @pytest.mark.parametrize("program", ["train", "export"])
@@ -135,18 +150,21 @@ def damaged_config(workdir, data_dir, defect: str) -> None:
     ("null_field", "config.json: model.ngf must be an integer, not null"),
     ("unknown_generator", "config.json, section 'model': --generator='unet_512' is not one of"),
     ("unknown_top_level_key", "config.json: unknown sections ['notes']"),
+    ("truncated", "config.json is not JSON (JSONDecodeError: "),
+    ("a_fifo", "config.json is not a regular file (a FIFO)"),
+    ("huge", "config.json is larger than 16 MB"),
 ])
 def test_a_damaged_config_json_is_named_not_a_traceback(tmp_path, data_dir, program, defect, message):
     """Resuming (train.py) and exporting read config.json alike, and refuse it alike."""
     workdir = tmp_path / "run"
     damaged_config(workdir, data_dir, defect)
-    before = (workdir / "config.json").read_text()
+    before = as_it_is(workdir / "config.json")
     flags = train_flags(workdir, data_dir, "--steps=1") if program == "train" else [f"--workdir={workdir}"]
     result = run_program(program, *flags)
     assert result.returncode == 1, result.stderr[-3000:]
     assert f"error: {workdir / 'config.json'}" in result.stderr and message in result.stderr
     assert "Traceback" not in result.stderr
-    assert (workdir / "config.json").read_text() == before  # nothing dropped by a save
+    assert as_it_is(workdir / "config.json") == before  # nothing dropped by a save
 
 
 def test_a_stop_landing_where_python_drops_exceptions_is_sent_again():

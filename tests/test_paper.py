@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf.experiments import markers, paper
+from pix2pix_tf import regular_files
+from pix2pix_tf.experiments import paper
 
 import forked
 
@@ -96,7 +97,7 @@ def test_report_leaves_out_damaged_markers_and_names_unusable_metrics(tmp_path, 
     (tmp_path / "good.json").write_text(json.dumps(METRICS))
     (tmp_path / "empty.json").write_text('{"metrics": {}}')
     with open(tmp_path / "huge.json", "wb") as f:  # Sparse: refused by its size, never read.
-        f.truncate(markers.MAX_JSON_BYTES + 1)
+        f.truncate(regular_files.MAX_JSON_BYTES + 1)
     write_marker(root, "ed_l1", metrics=str(tmp_path / "good.json"))
     list_marker = write_marker(root, "l1")
     with open(list_marker, "w") as f:
@@ -115,7 +116,7 @@ def test_report_leaves_out_damaged_markers_and_names_unusable_metrics(tmp_path, 
     assert "| Encoder-decoder L1 | 0.1000 | 20.00 | 0.500 |" in text
     assert "| L1 | - | - | - | 0.42 |" in text and "| GAN | - | - | - | 0.22 |" in text  # As if never run.
     for label, name, problem in (("cGAN", "cgan", f"{tmp_path / 'empty.json'} has no metrics.l1"),
-                                 ("L1+GAN", "l1_gan", "/dev/zero is not a regular file"),
+                                 ("L1+GAN", "l1_gan", "/dev/zero is not a regular file (a character device)"),
                                  ("L1+cGAN", "l1_cgan", f"{tmp_path / 'huge.json'} is larger than 16 MB")):
         why = f"{problem}; delete {root / name / paper.MARKER} and rerun the command to evaluate it again"
         assert f"| {label} (incomplete: {why}) | - | - | - |" in text, label

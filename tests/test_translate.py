@@ -278,6 +278,24 @@ def test_an_output_folder_inside_the_input_folder_is_not_searched(export, tmp_pa
     assert written_files(folder / "out") == ["cat.png"]
 
 
+@pytest.mark.parametrize("damage,message", [("fifo", "is not a regular file (a FIFO)"),
+                                            ("list", "holds a JSON list, not an object")])
+def test_an_export_record_that_is_not_a_file_of_ours_is_refused_in_one_line(export, tmp_path, damage, message):
+    """The metadata is read bounded and without blocking (a FIFO there would hang the reader)."""
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(export["deterministic"], copy)
+    path = copy / "assets.extra" / artifacts.METADATA_FILE
+    path.unlink()
+    os.mkfifo(path) if damage == "fifo" else path.write_text("[1]")
+    result = translate(f"--saved_model={copy}", f"--output_dir={tmp_path / 'out'}",
+                       write_png(tmp_path / "in.png", np.zeros((8, 8, 3), np.uint8)))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {path} {message}"] and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("key,value,expected", [
     ("image_size", "abc", "a positive integer"), ("size_multiple", 0, "a positive integer"),
     ("output_nc", 3.0, "a positive integer"), ("direction", 1, "a string"),

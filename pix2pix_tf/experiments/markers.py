@@ -2,7 +2,7 @@
 
 These files decide what a rerun skips and what the report shows, and they may have been
 edited, truncated or replaced since they were written. So each is read bounded (a regular
-file of at most MAX_JSON_BYTES, never a device or a FIFO) and checked for the fields the
+file of at most `regular_files.MAX_JSON_BYTES`, never a device or a FIFO) and checked for the fields the
 experiment reads: a damaged marker counts as not run (its variant runs again), and a
 metrics file without the numbers the report shows makes its variant "incomplete", named,
 instead of a traceback in the middle of the report.
@@ -10,17 +10,15 @@ instead of a traceback in the middle of the report.
 
 from __future__ import annotations
 
-import json
 import math
 import reprlib
 from typing import Any, Optional
 
 from absl import logging
 
-from pix2pix_tf import regular_files
 from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.regular_files import read_json_object
 
-MAX_JSON_BYTES = 16 * 2**20  # A marker is < 1 kB and metrics.json < 1 MB per 1000 test images.
 STATUSES = ("done", "failed")
 # The marker's fields that the experiments read, and what each must be when present.
 _MARKER_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -31,32 +29,6 @@ _MARKER_FIELDS: dict[str, tuple[type | tuple[type, ...], str]] = {
 _FCN = dict.fromkeys(("per_pixel_accuracy", "per_class_accuracy", "class_iou"))
 # The numbers the reports print from metrics.json (None: a number; a dict: an object holding these).
 _METRICS = {"l1": None, "psnr": None, "ssim": None, "lab_histogram_intersection": dict.fromkeys("Lab")}
-
-
-def read_json_object(path: str) -> Optional[dict[str, Any]]:
-    """The JSON object in the file `path`; None when there is no such file. ConfigError naming
-    `path` for anything else a file of ours cannot be: not a regular file (opened without
-    blocking, so a FIFO cannot hang the run), over MAX_JSON_BYTES, not JSON, not an object."""
-    try:
-        with regular_files.opened_regular(path) as (f, size):
-            if size > MAX_JSON_BYTES:
-                raise ConfigError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MB")
-            data = f.read(MAX_JSON_BYTES + 1)  # Bounded even if it grew since fstat.
-    except FileNotFoundError:
-        return None
-    except regular_files.NotARegularFile:
-        raise ConfigError(f"{path} is not a regular file") from None
-    except OSError as e:
-        raise ConfigError(f"{path} cannot be read ({e.strerror or e})") from None
-    if len(data) > MAX_JSON_BYTES:
-        raise ConfigError(f"{path} is larger than {MAX_JSON_BYTES // 2**20} MB")
-    try:
-        value = json.loads(data)
-    except (ValueError, RecursionError) as e:  # ValueError: also bytes that are not UTF-8.
-        raise ConfigError(f"{path} is not JSON ({type(e).__name__}: {str(e)[:120]})") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path} holds a JSON {type(value).__name__}, not an object")
-    return value
 
 
 def _marker_problem(marker: dict[str, Any]) -> Optional[str]:

@@ -7,11 +7,11 @@ loading TensorFlow. The names are a contract with clients (docs/serving.md): nev
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Optional
 
+from pix2pix_tf import regular_files
 from pix2pix_tf.errors import ConfigError
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -51,17 +51,10 @@ def tflite_report_path(tflite_file: str) -> str:
     return os.path.join(os.path.dirname(tflite_file), TFLITE_REPORT)
 
 
-def _read_json_object(path: str) -> Optional[dict[str, Any]]:
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            value = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"Cannot read {path}: {e}") from e
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path} is not a JSON object: was it written by export.py?")
-    return checked_record(path, value)
+def _read_record(path: str) -> Optional[dict[str, Any]]:
+    """The export's record at `path`, read bounded and checked; None when there is none."""
+    value = regular_files.read_json_object(path)
+    return None if value is None else checked_record(path, value)
 
 
 # What the programs read from an export's record of itself (the SavedModel's metadata, the
@@ -91,12 +84,12 @@ def checked_record(where: str, record: dict[str, Any]) -> dict[str, Any]:
 
 def read_metadata(saved_model_dir: str) -> dict[str, Any]:
     """What export wrote about a SavedModel (sizes, channels, direction, mode); {} if absent."""
-    return _read_json_object(metadata_path(saved_model_dir)) or {}
+    return _read_record(metadata_path(saved_model_dir)) or {}
 
 
 def read_tflite_report(tflite_file: str) -> dict[str, Any]:
     """The report export wrote beside a .tflite file (direction, variants, checks); {} if absent."""
-    return _read_json_object(tflite_report_path(tflite_file)) or {}
+    return _read_record(tflite_report_path(tflite_file)) or {}
 
 
 def resolve_saved_model(path: str) -> str:
