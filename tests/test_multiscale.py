@@ -186,3 +186,17 @@ def test_multiscale_feature_matching_run_logs_resumes_and_exports(tmp_path, data
     generator, _, _ = checkpoint_source.load_generator(workdir)
     expected = generate.generate(generator, tf.constant(x), DETERMINISTIC).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-4)
+
+
+def test_the_ablation_exits_1_naming_the_variants_that_failed(tmp_path):
+    """As the paper experiment does: a script or CI notices, and the report says why."""
+    import forked
+
+    (tmp_path / "not_a_folder").write_text("")
+    root = tmp_path / "ablation"
+    result = forked.run([sys.executable, "-m", "pix2pix_tf.experiments.multiscale", f"--root={root}",
+                         "--setting=tiny", f"--data_dir={tmp_path / 'not_a_folder'}"], cwd=forked.ROOT, timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert (f"Failed: 256/patchgan_70, 256/multiscale, 256/multiscale_feat (see {root / 'results.md'}); "
+            "fix the cause and rerun the command: failed variants are retried.") in result.stderr
+    assert "| 256 | 70x70 PatchGAN (pix2pix) | failed |" in (root / "results.md").read_text()

@@ -24,7 +24,7 @@ from typing import Optional
 from absl import flags
 
 from pix2pix_tf import cli, writing
-from pix2pix_tf.experiments.paper import Setting, Variant, argv_for_report, collect, run_variant
+from pix2pix_tf.experiments.paper import Setting, Variant, argv_for_report, collect, exit_status, run_variant
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("patchgan_70", "70x70 PatchGAN (pix2pix)"),
@@ -115,7 +115,8 @@ def main(argv: list[str]) -> int:
     with open(paths["markdown"]) as f:
         print(f.read())
     print("Written: " + ", ".join(paths.values()))
-    return 0
+    return exit_status({f"{s.name}/{name}": os.path.join(FLAGS.root, s.name, name) for s in settings
+                        for name in VARIANTS}, paths["markdown"])
 
 
 def run() -> None:

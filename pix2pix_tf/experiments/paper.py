@@ -389,14 +389,18 @@ def main(argv: list[str]) -> int:
     with open(written["markdown"]) as f:
         print(f.read())
     print("Written: " + ", ".join(written.values()))
-    return 0 if FLAGS.report_only else exit_status(FLAGS.root, FLAGS.variants)
+    if FLAGS.report_only:
+        return 0
+    return exit_status({n: os.path.join(FLAGS.root, n) for n in FLAGS.variants}, written["markdown"])
 
 
-def exit_status(root: str, names: list[str]) -> int:
-    """1 when a variant just run failed, so that scripts and CI notice; the report says why."""
-    failed = [n for n in names if (read_marker(os.path.join(root, n, MARKER)) or {}).get("status") == "failed"]
+def exit_status(folders: dict[str, str], report: str) -> int:
+    """1 when a variant just run failed, so that scripts and CI notice; the report says why.
+    `folders`: each variant's name -> its folder."""
+    failed = [name for name, folder in folders.items()
+              if (read_marker(os.path.join(folder, MARKER)) or {}).get("status") == "failed"]
     if failed:
-        print(f"Failed: {', '.join(failed)} (see {os.path.join(root, 'results.md')}); fix the cause and rerun "
+        print(f"Failed: {', '.join(failed)} (see {report}); fix the cause and rerun "
               "the command: failed variants are retried.", file=sys.stderr)
     return 1 if failed else 0
 
