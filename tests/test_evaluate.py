@@ -214,6 +214,29 @@ def test_a_dataset_without_test_or_val_pairs_is_evaluated_only_on_request(run_of
     assert json.loads((run / "eval" / "train_ckpt-6_paper" / "metrics.json").read_text())["split"] == "train"
 
 
+def test_an_evaluation_without_pages_removes_an_earlier_evaluations_pages_only(workdir, tmp_path):
+    """index.html and grid.png left from an earlier evaluation into the same folder would describe
+    it, not this one: removed; a file of the same name that evaluate did not write is kept."""
+    def evaluate(output_dir, examples: int):
+        result = run_program("evaluate", f"--workdir={workdir}", "--num_examples=1", "--nofcn", "--deterministic",
+                             f"--html_examples={examples}", f"--grid_examples={examples}",
+                             f"--output_dir={output_dir}", "--noprogress")
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    evaluate(tmp_path / "eval", 1)
+    assert (tmp_path / "eval" / "index.html").is_file() and (tmp_path / "eval" / "grid.png").is_file()
+    evaluate(tmp_path / "eval", 0)
+    assert sorted(os.listdir(tmp_path / "eval")) == ["images", "metrics.json"]
+    theirs = tmp_path / "site"
+    theirs.mkdir()
+    (theirs / "index.html").write_text("<html>my own page</html>")
+    (theirs / "grid.png").write_bytes(b"\x89PNG\r\n\x1a\n not ours")
+    evaluate(theirs, 0)
+    assert (theirs / "index.html").read_text() == "<html>my own page</html>"
+    assert (theirs / "grid.png").read_bytes() == b"\x89PNG\r\n\x1a\n not ours"
+
+
 def test_evaluate_cli_asked_for_fid_without_weights_says_why(workdir, tmp_path):
     """Answered before any image is read, as one message."""
     result = run_program("evaluate", f"--workdir={workdir}", "--fid", "--nofcn", f"--output_dir={tmp_path}",

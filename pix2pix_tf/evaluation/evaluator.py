@@ -81,4 +81,7 @@ def _write_files(plan: EvalPlan, result: dict[str, Any], found: Measurements) ->
     title = f"{plan.dataset_name}/{plan.split}: {plan.source.label}, {result['mode_description']}"
     grid_path = report.save_grid(os.path.join(plan.output_dir, report.GRID_FILE), found.grid_rows, title) \
         if found.grid_rows else None
+    for name, written in ((report.HTML_FILE, html_path), (report.GRID_FILE, grid_path)):
+        if not written and (removed := report.remove_earlier(plan.output_dir, name)):
+            logging.info("Removed %s: an earlier evaluation's, and this one writes none.", removed)
     return EvalResult(result, plan.output_dir, metrics_path, html_path, grid_path)

@@ -16,13 +16,18 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from pix2pix_tf import writing
+from pix2pix_tf import regular_files, writing
 from pix2pix_tf.training.summaries import offscreen_figure, to_uint8
 
 IMAGES_DIR = "images"
 HTML_FILE = "index.html"
 GRID_FILE = "grid.png"
 COLUMNS = ("input", "output", "target")
+# Written into index.html and grid.png: an evaluation that writes neither into a folder an
+# earlier one used removes the earlier pages (they would describe another evaluation), and
+# only those: a file of the same name without the mark is someone else's.
+MARK = "pix2pix_tf evaluate"
+_MARKS = {HTML_FILE: f'<meta name="generator" content="{MARK}">'.encode(), GRID_FILE: f"Software\x00{MARK}".encode()}
 
 
 def save_png(path: str, image: np.ndarray) -> None:
@@ -111,7 +116,9 @@ def write_html(output_dir: str, result: dict, examples: Sequence[dict]) -> str:
         body.append(f"<tr><td>#{entry['index']}</td>{cells}<td class=m>{_per_image_cells(entry)}</td></tr>")
     header = "".join(f"<th>{c}</th>" for c in COLUMNS)
     page = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>pix2pix evaluation: {html.escape(result['dataset'])}</title>
+<html><head><meta charset="utf-8">
+<meta name="generator" content="{MARK}">
+<title>pix2pix evaluation: {html.escape(result['dataset'])}</title>
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; }}
 table {{ border-collapse: collapse; }}
@@ -146,4 +153,18 @@ def save_grid(path: str, rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray
         axes[r, 1].set_xlabel(caption, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
-    return writing.write_figure(path, fig, dpi=72)
+    return writing.write_figure(path, fig, dpi=72, metadata={"Software": MARK})
+
+
+def remove_earlier(output_dir: str, name: str) -> Optional[str]:
+    """Removes `name` (HTML_FILE or GRID_FILE) from `output_dir` if an earlier evaluation wrote
+    it (it carries MARK near its start); returns its path then, else None."""
+    path = os.path.join(output_dir, name)
+    try:
+        with regular_files.opened_regular(path) as (f, _):
+            ours = _MARKS[name] in f.read(4096)
+    except OSError:  # None there, or not a file to read: not ours.
+        return None
+    if ours:
+        os.remove(path)
+    return path if ours else None
