@@ -115,6 +115,15 @@ def test_paper_mode_seed_repeats_and_differs_from_other_seeds(export):
     assert not np.array_equal(first, other_index) and not np.array_equal(first, other_seed)
 
 
+def test_a_seed_that_seeds_nothing_is_named(export, tmp_path):
+    """--seed with --deterministic (no dropout) or with a model that seeds itself: said, not ignored."""
+    image = write_png(tmp_path / "in.png", np.zeros((8, 8, 3), np.uint8))
+    for model, why in ((f"--workdir={export['workdir']}", "it seeds the dropout noise, and dropout is off"),
+                       (f"--saved_model={export['deterministic']}", "--seed only applies to --workdir")):
+        result = translate(model, "--deterministic", "--seed=3", f"--output_dir={tmp_path / 'out'}", image)
+        assert result.returncode == 0 and why in result.stderr, result.stderr[-3000:]
+
+
 def test_single_channel_run_gets_grey_inputs(tmp_path, data_dir):
     """A run with --input_nc=1 is fed grey images whatever the files hold."""
     from pix2pix_tf.networks.generator import build_generator

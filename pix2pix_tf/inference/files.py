@@ -223,6 +223,8 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
     if config.model.seed is not None and not source.spec.seeded:
         logging.warning("--seed only applies to --workdir (a SavedModel seeds itself; TFLite and ONNX files have no "
                         "dropout).")
+    elif config.model.seed is not None and not config.model.mode.dropout:
+        logging.warning("--seed has no effect here: it seeds the dropout noise, and dropout is off (--deterministic).")
     logging.info("Translating %d image(s) with %s.", len(planned), translator.description)
     result = TranslateResult(config.output_dir, translator.description, planned=len(planned))
     progress = Progress(len(planned), "image", config.progress and len(planned) > 1)
