@@ -152,6 +152,18 @@ def test_a_file_named_twice_is_one_input(photos, tmp_path):
     assert [relative for _, relative in found] == ["rgb.png", "rgba.jpg", os.path.join("sub", "grey.png")]
 
 
+def test_a_file_does_not_take_the_name_an_input_folder_needs_as_its_output_folder(tmp_path):
+    """A folder holding `x.jpg` and the folder `x.png/`: x.png/ must be a folder among the
+    outputs, so x.jpg becomes x_jpg.png (else one of them could not be written)."""
+    folder = tmp_path / "in"
+    for relative in ("x.jpg", "x.png/a.jpg"):
+        write_png(folder / relative, np.zeros((8, 8, 3), np.uint8))
+    found = files.find_images((str(folder),))
+    assert [relative for _, relative in found] == ["x.jpg", os.path.join("x.png", "a.jpg")]
+    planned = [os.path.relpath(out, tmp_path / "out") for _, out in files.plan_outputs(found, str(tmp_path / "out"))]
+    assert planned == ["x_jpg.png", os.path.join("x.png", "a.png")]
+
+
 @pytest.mark.slow
 def test_bad_files_are_reported_and_the_rest_translated(export, photos, tmp_path):
     (tmp_path / "photos" / "empty.png").write_bytes(b"")

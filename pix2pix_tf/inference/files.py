@@ -11,7 +11,8 @@ folder it was found in (a file given by name: its file name), with `.png` for it
 Where that name would be an input file, or several inputs would get the same one (`x.jpg`
 and `x.png`; `a/1.jpg` and `b/1.jpg` given as two arguments), each of them keeps its
 extension in the name (`x_jpg.png`, `x_png.png`), then a number if that is still taken
-(`1_jpg.png`, `1_jpg_2.png`). So no input is ever written over and no output replaces
+(`1_jpg.png`, `1_jpg_2.png`); so does a file whose name an input folder's output folder
+needs (`x.jpg` beside the folder `x.png/`). So no input is ever written over and no output replaces
 another of the same run; an earlier run's output with the same name is replaced, any other
 file there is kept (`OUTPUT_MARK` tells them apart).
 """
@@ -24,7 +25,7 @@ import itertools
 import os
 import struct
 import zlib
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -152,7 +153,9 @@ def plan_outputs(found: list[tuple[str, str]], output_dir: str) -> list[tuple[st
     inputs = {_file_id(path) for path, _ in found} - {None}
     plain_names = [os.path.splitext(relative)[0] + ".png" for _, relative in found]
     shared = collections.Counter(os.path.normcase(name) for name in plain_names)
-    taken: set[str] = set()
+    # The output folders an input folder's tree needs (`a.png/` for `a.png/b.jpg`): no file there.
+    folders = {os.path.normcase(folder) for name in plain_names for folder in _folders_above(name)}
+    taken = set(folders)
 
     def free(name: str) -> bool:
         there = os.path.join(output_dir, name)
@@ -164,15 +167,24 @@ def plan_outputs(found: list[tuple[str, str]], output_dir: str) -> list[tuple[st
         name = plain
         if shared[os.path.normcase(plain)] > 1 or not free(plain):
             name = _distinct_name(relative, free)
-            logging.info("%s -> %s, not %s: %s.", path, name, plain, _why_not(plain, shared, output_dir, inputs))
+            why = _why_not(plain, shared, output_dir, inputs, folders)
+            logging.info("%s -> %s, not %s: %s.", path, name, plain, why)
         taken.add(os.path.normcase(name))
         planned.append((path, os.path.join(output_dir, name)))
     return planned
 
 
-def _why_not(name: str, shared: collections.Counter, output_dir: str, inputs: set) -> str:
+def _folders_above(name: str) -> Iterator[str]:
+    """`a/b/c.png` -> a/b, a."""
+    while name := os.path.dirname(name):
+        yield name
+
+
+def _why_not(name: str, shared: collections.Counter, output_dir: str, inputs: set, folders: set) -> str:
     if shared[os.path.normcase(name)] > 1:
         return "another input would get it too"
+    if os.path.normcase(name) in folders:
+        return "it is the output folder of an input folder"
     if _file_id(os.path.join(output_dir, name)) in inputs:
         return "it is an input"
     return "a file translate did not write is there, and is kept"
