@@ -30,7 +30,11 @@ _FIELDS = (
     (26, 2, False), (28, 2, False),  # WebP VP8: 14 bits width, height (2 bits of scale above)
     (21, 4, False),  # WebP VP8L: 14 bits width - 1, 14 bits height - 1
     (24, 3, False), (27, 3, False),  # WebP VP8X: canvas width - 1, height - 1
+    (14, 4, False),  # BMP: the size of the header above, 40 or more (12: OS/2's, which TensorFlow cannot decode)
 )
+# `parse`'s frames for a file refused before its size is known: a GIF walk stopped by
+# GIF_MAX_BLOCKS, a BMP with OS/2's 12-byte header (its 16-bit sizes would read as absurd ones).
+GIF_TOO_LONG, OS2_BMP = -1, -2
 
 
 def _weights() -> np.ndarray:
@@ -67,7 +71,7 @@ def _format_index(magic: tf.Tensor, second: tf.Tensor, form: tf.Tensor) -> tf.Te
 
 def _still_sizes(fields: list[tf.Tensor]) -> tf.Tensor:
     """[height, width] of each format whose size is at a fixed place (JPEG and GIF: zeros)."""
-    _, _, _, chunk, png_w, png_h, bmp_w, bmp_h, vp8_w, vp8_h, vp8l, vp8x_w, vp8x_h = fields
+    _, _, _, chunk, png_w, png_h, bmp_w, bmp_h, vp8_w, vp8_h, vp8l, vp8x_w, vp8x_h, _ = fields
     bmp = [tf.abs(tf.where(v >= 2**31, v - 2**32, v)) for v in (bmp_h, bmp_w)]  # Negative height: top-down.
     webp = tf.where(tf.equal(chunk, 0x56503820), tf.stack([vp8_h % 16384, vp8_w % 16384]),  # "VP8 "
                     tf.where(tf.equal(chunk, 0x5650384C), tf.stack([vp8l // 16384 % 16384 + 1, vp8l % 16384 + 1]),
@@ -117,19 +121,21 @@ def _gif(encoded: tf.Tensor) -> tf.Tensor:
                           (start, zero, tf.constant(False), zero, zero, zero, zero))
     _, steps, _, width, height, pixels, frames = state
     info = tf.stack([height, width, tf.maximum(pixels, height * width), frames])
-    return tf.where(more(*state) & (steps >= GIF_MAX_BLOCKS), tf.constant([0, 0, 0, -1], tf.int64), info)
+    return tf.where(more(*state) & (steps >= GIF_MAX_BLOCKS), tf.constant([0, 0, 0, GIF_TOO_LONG], tf.int64), info)
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(int64 1 + the index in FORMATS, 0 for none; int64 [height, width, pixels, frames], frames
-    -1 for a GIF walk stopped by GIF_MAX_BLOCKS). A JPEG whose header is damaged raises."""
+    GIF_TOO_LONG or OS2_BMP for a file refused as such). A JPEG whose header is damaged raises."""
     # A tf.function: eager callers (files) run the compiled branches and GIF loop, graph callers
     # (tf.data, the SavedModel) call it as a function of their graph.
     fields = _fields(encoded)
     index = _format_index(*fields[:3])
     height, width = tf.unstack(tf.gather(_still_sizes(fields), index))
     still = tf.stack([height, width, height * width, tf.constant(1, tf.int64)])
+    os2_bmp = tf.equal(index, 1 + FORMATS.index("BMP")) & (fields[-1] < 40)
+    still = tf.where(os2_bmp, tf.constant([0, 0, 0, OS2_BMP], tf.int64), still)
 
     def jpeg() -> tf.Tensor:
         shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)

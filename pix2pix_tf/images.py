@@ -5,9 +5,10 @@ reader of the authors' datasets, the training pipeline, translate/evaluate and t
 SavedModel's bytes signatures. So a file accepted in one place is accepted everywhere, and
 decodes to the same pixels.
 
-- Formats: JPEG, PNG, GIF (the first frame), BMP and WebP, the ones TensorFlow decodes in
-  graph. The format is read from the content (the magic bytes), never from a file name:
-  a TIFF named `.jpg` is refused as what it is, a WebP named `.png` is read as WebP.
+- Formats: JPEG, PNG, GIF (the first frame), BMP (Windows headers; OS/2's 12-byte one is refused
+  by name) and WebP, the ones TensorFlow decodes in graph. The format is read from the content
+  (the magic bytes), never from a file name: a TIFF named `.jpg` is refused as what it is, a
+  WebP named `.png` is read as WebP.
 - A pixel cap (`max_pixels`, default `DEFAULT_MAX_PIXELS`) is checked from the header,
   BEFORE decoding: a small file can declare a huge image (a 12000x12000 PNG of one colour
   is about 2 MB), and decoding it is what exhausts memory. A GIF counts the pixels of all
@@ -39,7 +40,7 @@ import tensorflow as tf
 from pix2pix_tf import regular_files
 from pix2pix_tf.config import DEFAULT_MAX_PIXELS  # The policy's cap, stated where TensorFlow-free code reads it.
 from pix2pix_tf.errors import ConfigError, Pix2pixError
-from pix2pix_tf.image_header import FORMATS, GIF_MAX_BLOCKS, HEAD, format_of, parse
+from pix2pix_tf.image_header import FORMATS, GIF_MAX_BLOCKS, GIF_TOO_LONG, HEAD, OS2_BMP, format_of, parse
 
 FORMATS_TEXT = "JPEG, PNG, GIF, BMP or WebP"
 
@@ -68,7 +69,7 @@ class ImageError(Pix2pixError, ValueError):
 def header_info(encoded: tf.Tensor) -> tf.Tensor:
     """int64 [height, width, pixels, frames] read from the header (GIF: its block list) without
     decoding: the size the decoder will return, and the pixels it will hold. Zeros for bytes of
-    no supported format ([0, 0, 0, -1] for a GIF whose walk is longer than GIF_MAX_BLOCKS); a
+    no supported format ([0, 0, 0, GIF_TOO_LONG or OS2_BMP] for a file refused before its size); a
     JPEG whose header is damaged raises the decoder's error."""
     return parse(encoded)[1]
 
@@ -106,8 +107,10 @@ def _message(encoded: tf.Tensor, info: tf.Tensor, kind: tf.Tensor, max_pixels: i
     too_large = tf.strings.join([amount, f" is over the limit of {limit} (--max_pixels)"])
     unreadable = tf.where(tf.equal(tf.strings.length(encoded), 0), "empty (0 bytes)",
                           tf.strings.join([f"not {FORMATS_TEXT} data (its first bytes: ", first, ")"]))
-    unreadable = tf.where(frames < 0, f"a GIF of more than {GIF_MAX_BLOCKS} blocks and sub-blocks, which is not read",
-                          unreadable)
+    unreadable = tf.where(tf.equal(frames, GIF_TOO_LONG),
+                          f"a GIF of more than {GIF_MAX_BLOCKS} blocks and sub-blocks, which is not read", unreadable)
+    unreadable = tf.where(tf.equal(frames, OS2_BMP), "a BMP with an OS/2 header (12 bytes), which TensorFlow cannot "
+                          "decode (save it as PNG or as a Windows BMP)", unreadable)
     return tf.where(tf.equal(kind, _UNREADABLE), unreadable, tf.where(tf.equal(kind, _TOO_LARGE), too_large, ""))
 
 

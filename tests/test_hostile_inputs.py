@@ -55,6 +55,7 @@ INPUTS = {
     "disguised_tiff": NOT_AN_IMAGE + " (its first bytes: 49 49 2a 00",
     "header_bomb": "is over the limit of",
     "gif_flood": f"a GIF of more than {images.GIF_MAX_BLOCKS} blocks",
+    "os2_bmp": "a BMP with an OS/2 header (12 bytes), which TensorFlow cannot decode",
     "png_many_chunks": ACCEPTED,
     "fifo": "a FIFO, not a regular file",
     "link_to_device": "a character device, not a regular file",
@@ -118,6 +119,12 @@ def _gif_flood() -> bytes:
     return screen + b"\x21\xfe" + b"\x01A" * 500_000 + b"\0;"
 
 
+def _os2_bmp() -> bytes:
+    """A 64x32 BMP with OS/2's 12-byte header (16-bit sizes where Windows' has 32-bit ones)."""
+    pixels = bytes(64 * 3 * 32)
+    return b"BM" + struct.pack("<IHHI", 26 + len(pixels), 0, 0, 26) + struct.pack("<IHHHH", 12, 64, 32, 1, 24) + pixels
+
+
 def _png_many_chunks() -> bytes:
     """A valid 64x32 PNG with 20,000 private ancillary chunks between IHDR and IDAT."""
     png = _png(64, 32)
@@ -133,6 +140,7 @@ def input_bytes(name: str) -> bytes:
         "disguised_tiff": lambda: b"II*\0\x08\0\0\0" + b"\0" * 200,
         "header_bomb": _header_bomb,
         "gif_flood": _gif_flood,
+        "os2_bmp": _os2_bmp,
         "png_many_chunks": _png_many_chunks,
     }[name]()
 
@@ -222,7 +230,7 @@ def test_archive_members(tmp_path, caplog):
     with Bounded(), caplog.at_level("WARNING"):
         kept = dict(archive.split_examples(source, "train", archive.scan_archive(source)["train"].last_member))
     assert set(kept) == {"facades/train/good.png", "facades/train/png_many_chunks.png"}
-    assert ("skipped 8 of 10 image file(s) (not a decodable image: 4, not a regular file: 1, over the pixel "
+    assert ("skipped 9 of 11 image file(s) (not a decodable image: 5, not a regular file: 1, over the pixel "
             "limit: 2, tar link (not readable while streaming): 1)") in caplog.text
     assert f"facades/train/zeros_3g.png (over the pixel limit: {3 * 2**30} bytes, more than" in caplog.text
 
