@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional
+from typing import Optional, TextIO
 
 # How often a progress line is written where no one watches it redraw (a log file, a pipe).
 LOG_INTERVAL_SECONDS = 30.0
@@ -19,7 +19,7 @@ class Progress:
         self._bar: Optional[object] = None
         if not enabled or total <= 0:
             return
-        if _live():
+        if live():
             import keras
 
             self._bar = keras.utils.Progbar(total, unit_name=unit, interval=0.1)
@@ -56,6 +56,8 @@ class _LogLines:
         print(f"{done}/{self.total} {self.unit}(s) - {now - self.start:.0f}s{shown}")
 
 
-def _live() -> bool:
-    """Output that a person watches as it comes: a terminal, or a Jupyter kernel's cell."""
-    return sys.stdout.isatty() or type(sys.stdout).__module__.startswith("ipykernel")
+def live(stream: Optional[TextIO] = None) -> bool:
+    """Output (`stream`, default stdout) that a person watches as it comes: a terminal, or a
+    Jupyter kernel's cell; not a log file or a pipe, where a redrawn bar leaves control codes."""
+    stream = stream or sys.stdout
+    return stream.isatty() or type(stream).__module__.startswith("ipykernel")

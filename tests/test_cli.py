@@ -107,6 +107,7 @@ def test_an_authors_archive_copied_by_hand_trains_offline(tmp_path, monkeypatch)
     last = re.search(r"^3/3 step\(s\) - \d+s( - \w+: \S+)+$", result.stdout, re.M)
     assert last and " - g_l1: " in last[0] and " - g_gan: " in last[0], result.stdout
     assert "\x1b" not in result.stdout
+    assert "\r" not in result.stderr, "tfds progress bar in a log"
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["data"]["direction"] == "AtoB" and config["data"]["dataset"] == "edges2shoes"
 

@@ -15,9 +15,11 @@ buffers in checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
+import sys
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
@@ -25,7 +27,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from pix2pix_tf import images
+from pix2pix_tf import images, progress
 from pix2pix_tf.catalogue import OFFICIAL_DATASETS
 from pix2pix_tf.config import FOLDER_PREFIX, DataConfig
 from pix2pix_tf.data.sources import official, shapes  # noqa: F401  (importing them registers the builders with tfds)
@@ -94,12 +96,27 @@ def _prepared_builder(name: str, config: DataConfig) -> tfds.core.DatasetBuilder
     if not builder.is_prepared():
         logging.info("Preparing %s in %s (once).", name, builder.data_dir)
         try:
-            builder.download_and_prepare()
+            with _tfds_progress_bars(progress.live(sys.stderr)):
+                builder.download_and_prepare()
         except DatasetError:
             raise
         except Exception as e:  # noqa: BLE001  (tfds raises many types; the user needs the message)
             raise DatasetError(f"Preparing {name} failed: {type(e).__name__}: {e}") from e
     return builder
+
+
+@contextlib.contextmanager
+def _tfds_progress_bars(shown: bool) -> Iterator[None]:
+    """tensorflow-datasets' progress bars (tqdm, on stderr) only where a person watches them:
+    in a log file each redraw would be a line of control codes. Restored afterwards."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    before = getattr(tqdm_utils, "_active", True)
+    tfds.display_progress_bar(shown and before)
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(before)
 
 
 def traced_as_written(fn: Callable) -> Callable:
