@@ -100,40 +100,79 @@ def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, ker
     assert rest.losses == pytest.approx(whole.losses, rel=1e-3, abs=1e-5)
 
 
+BENCHMARK_MODEL = ("--generator=unet_128", "--ngf=8", "--ndf=8", "--crop_size=128", "--load_size=143")
+
+
+def _benchmark_config(data_dir: str, batch_size: int):
+    """The configuration the benchmark's flags `BENCHMARK_MODEL` give (__main__.config_from_flags)."""
+    from pix2pix_tf import config as cfg
+
+    return cfg.TrainConfig(
+        model=cfg.ModelConfig(generator="unet_128", ngf=8, ndf=8),
+        data=cfg.DataConfig(dataset=TINY_DATASET, data_dir=data_dir, load_size=143, crop_size=128,
+                            batch_size=batch_size),
+        run=cfg.RunConfig(seed=0, progress=False)).validate()
+
+
+def test_each_batch_size_has_a_training_row_before_the_batch_1_comparisons():
+    """The rows `--batch_sizes=1,2` gives, in order (the command-line run below times one batch size)."""
+    from pix2pix_tf.benchmark import report, training
+
+    suite = report.SuiteConfig(trainings=[_benchmark_config("unused", 1), _benchmark_config("unused", 2)])
+    # What each measurement reports its row as (measure_tutorial sets up the tutorial's process).
+    reported = {training.measure_training: ("pix2pix_tf", lambda c: c),
+                training.measure_tutorial: ("tutorial", training.tutorial_config)}
+    rows = [(reported[measure][0], reported[measure][1](c).data.batch_size, reported[measure][1](c).run.reuse_memory)
+            for measure, c in report.training_rows(suite)]
+    assert rows == [("pix2pix_tf", 1, True), ("pix2pix_tf", 2, True), ("pix2pix_tf", 1, False), ("tutorial", 1, False)]
+
+
+def test_a_batch_2_step_counts_twice_the_flops_of_a_batch_1_step(data_dir):
+    """FLOPs come from the traced graph (training.step_flops, as each training row counts them):
+    batch 2 does twice batch 1's convolution work."""
+    from pix2pix_tf.benchmark import training
+    from pix2pix_tf.training.distribute import make_strategy
+    from pix2pix_tf.training.step import Pix2Pix
+
+    configs = {batch_size: _benchmark_config(data_dir, batch_size) for batch_size in (1, 2)}
+    stream, num_train = training._stream(configs[2])
+    batch = next(iter(stream()))  # Of 2 images; its first image is a batch of 1.
+    flops = {}
+    for batch_size, config in configs.items():
+        gan = Pix2Pix(config, make_strategy(config.run), num_train / batch_size)
+        flops[batch_size] = training.step_flops(gan, tuple(t[:batch_size] for t in batch))
+        assert 0 < flops[batch_size].executed < flops[batch_size].traced  # Gradients nothing uses.
+    assert flops[2].traced == pytest.approx(2 * flops[1].traced, rel=0.02)
+
+
 @pytest.mark.slow
 def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     """The suite runs end to end from the command line (tiny models; no timing is judged)."""
     out = tmp_path / "bench.json"
-    # A repeated lever or variant is measured once (cli.define_list).
+    # A repeated lever is measured once (cli.define_list). The inference part runs in process
+    # (test_inference_rows_time_every_form_and_check_the_tflite_files_against_keras).
     result = forked.run(
         [sys.executable, "-m", "pix2pix_tf.benchmark", f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
-         "--generator=unet_128", "--ngf=8", "--ndf=8", "--crop_size=128", "--load_size=143", "--batch_sizes=1,2",
-         "--steps=1", "--pipeline_images=8", "--levers=plain,fused_adam,plain", "--lever_steps=2",
-         "--tflite=float32,dynamic_int8,float32", "--rounds=2", "--matmul_size=256", "--side_by_side_rounds=2",
+         *BENCHMARK_MODEL, "--batch_sizes=1", "--steps=1", "--pipeline_images=8", "--levers=plain,fused_adam,plain",
+         "--lever_steps=1", "--noinference", "--matmul_size=256", "--profile_steps=1", "--side_by_side_rounds=2",
          "--side_by_side_steps=1", "--precisions=off,mixed_bfloat16", f"--json={out}"],
         cwd=ROOT, timeout=1800)  # A hang guard (a slow hour took over 10 min).
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     rows = [(t["name"], t["batch_size"], t["reuse_memory"]) for t in figures["training"]]
-    assert rows == [("pix2pix_tf", 1, True), ("pix2pix_tf", 2, True), ("pix2pix_tf", 1, False), ("tutorial", 1, False)]
+    assert rows == [("pix2pix_tf", 1, True), ("pix2pix_tf", 1, False), ("tutorial", 1, False)]
     for t in figures["training"]:
         assert t["images_per_second"] > 0 and t["peak_rss_mib"] > 100 and t["pipeline_images_per_second"] > 0
         assert t["achieved_gflops"] == pytest.approx(t["executed_gflops"] / t["step_seconds"], rel=1e-6)
         assert 0 < t["executed_gflops"] < t["step_gflops"]  # Gradients a tape computes but nothing uses.
         assert t["minor_faults_per_step"] >= 0
-    one, two, system_malloc, tutorial = figures["training"]
-    # FLOPs come from the traced graph: batch 2 does twice batch 1's convolution work.
-    assert two["step_gflops"] == pytest.approx(2 * one["step_gflops"], rel=0.02)
+    one, system_malloc, tutorial = figures["training"]
     assert system_malloc["step_gflops"] == pytest.approx(one["step_gflops"])
     # The tutorial's step at its own 256x256 geometry: G 12.1 + 2 x D 6.4 GFLOP forward, and backward.
     assert 100 < tutorial["step_gflops"] < 130 and 80 < tutorial["executed_gflops"] < 100
     assert figures["machine"]["matmul_gflops"] > 0
     assert [lever["name"] for lever in figures["levers"]] == ["plain", "fused_adam"]
     assert figures["levers"][0]["max_loss_difference"] == 0.0
-    forms = {row["name"]: row for row in figures["inference"]}
-    assert {"keras G(x, training=False)", "SavedModel translate_float_deterministic", "TFLite float32",
-            "TFLite dynamic_int8", "TFLite float32 (moving averages, BN folded)"} <= set(forms)
-    assert forms["TFLite float32"]["psnr_db"] > 60 and forms["TFLite dynamic_int8"]["psnr_db"] > 30
     summary = figures["summary"]
     assert summary["batch1_over_tutorial_images_per_second"] == pytest.approx(
         one["images_per_second"] / tutorial["images_per_second"])
@@ -147,10 +186,8 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     assert {"Conv2D", "Conv2DBackpropFilter", "ResourceApplyAdam"} <= set(profile["op_milliseconds"])
     assert 0 < sum(profile["op_milliseconds"].values()) < 1.2 * 1000 * profile["step_seconds"]
     assert summary["profile_convolutions_ms_per_step"] > 0 and summary["profile_adam_update_ms_per_step"] > 0
-    assert summary["dynamic_int8_over_float32_size"] == pytest.approx(
-        forms["TFLite dynamic_int8"]["size_mib"] / forms["TFLite float32"]["size_mib"])
     for line in ("fp32 matmul", "training (real input pipeline", "speed levers", "where a batch-1 step's time goes",
-                 "generator inference", "training steps side by side", "summary"):
+                 "training steps side by side", "summary"):
         assert line in result.stdout
 
 
@@ -174,24 +211,31 @@ def test_executed_flops_leave_out_the_gradients_nothing_uses():
     assert flops.executed == conv
 
 
-def test_inference_rows_time_every_form_and_check_the_tflite_file_against_keras():
-    """The benchmark's inference part on its cheapest request (no TFLite variant but the
-    moving-averages float32 one, one round); the full suite runs every part from the command line."""
-    from pix2pix_tf.benchmark.inference import measure_inference
-    from pix2pix_tf.config import ModelConfig
-    from pix2pix_tf.networks.generator import build_generator
+def test_inference_rows_time_every_form_and_check_the_tflite_files_against_keras():
+    """The benchmark's inference part (report._inference_rows, as `--tflite=float32,dynamic_int8`
+    with one round asks for it), its summary ratio and its table, in this process."""
+    from pix2pix_tf.benchmark import machine, report
 
-    generator = build_generator(ModelConfig(generator="unet_128", ngf=8))
-    calibration = np.random.default_rng(1).uniform(-1, 1, (2, 128, 128, 3)).astype(np.float32)
-    rows = {row.name: row for row in measure_inference(generator, 128, 3, 128, (), threads=1, rounds=1,
-                                                       calibration=calibration)}
+    suite = report.SuiteConfig(trainings=[_benchmark_config("unused", 1)], tflite=("float32", "dynamic_int8"),
+                               threads=1, rounds=1)
+    found = report._inference_rows(suite.trainings[0], suite)
+    rows = {row.name: row for row in found}
     assert set(rows) == {"keras G(x, training=False)", "keras, per-image batch statistics",
-                         "SavedModel translate_float_deterministic", "TFLite float32 (moving averages, BN folded)"}
+                         "SavedModel translate_float_deterministic", "TFLite float32", "TFLite dynamic_int8",
+                         "TFLite float32 (moving averages, BN folded)"}
     assert all(row.latency_ms > 0 and row.latency_min_ms > 0 for row in rows.values())
     assert rows["keras G(x, training=False)"].size_mib is None
     assert rows["SavedModel translate_float_deterministic"].size_mib > 0
     folded = rows["TFLite float32 (moving averages, BN folded)"]
     assert folded.size_mib > 0 and folded.psnr_db > 60
+    assert rows["TFLite float32"].psnr_db > 60 and rows["TFLite dynamic_int8"].psnr_db > 30
+    info = machine.machine_info(256)
+    summary = report._summary(info, [], found, None, None)
+    assert summary["dynamic_int8_over_float32_size"] == pytest.approx(
+        rows["TFLite dynamic_int8"].size_mib / rows["TFLite float32"].size_mib)
+    results = report.SuiteResults(configuration="", machine=info, training=[], levers=[], inference=found,
+                                  profile=None, side_by_side=None, summary=summary)
+    assert "generator inference" in report.format_results(results)
 
 
 def test_benchmark_refuses_an_unknown_lever():

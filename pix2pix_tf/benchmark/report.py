@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -76,18 +76,29 @@ def _inference_rows(config: TrainConfig, suite: SuiteConfig) -> list:
                              suite.threads, suite.rounds, calibration)
 
 
-def run_suite(suite: SuiteConfig) -> SuiteResults:
-    info = in_fresh_process(machine.machine_info, suite.matmul_size)
+def batch_one(suite: SuiteConfig) -> TrainConfig:
+    """The first configuration at batch 1: the levers', the profile's and the tutorial's."""
     first = suite.trainings[0]
-    one = dataclasses.replace(first, data=dataclasses.replace(first.data, batch_size=1))
+    return dataclasses.replace(first, data=dataclasses.replace(first.data, batch_size=1))
+
+
+def training_rows(suite: SuiteConfig) -> list[tuple[Callable[..., training.TrainingFigures], TrainConfig]]:
+    """The training rows in the order they print: (measurement, its configuration)."""
+    one = batch_one(suite)
     measurements = [(training.measure_training, config) for config in suite.trainings]
     if suite.compare_allocator:
         measurements.append((training.measure_training,
                              dataclasses.replace(one, run=dataclasses.replace(one.run, reuse_memory=False))))
     if suite.tutorial:
         measurements.append((training.measure_tutorial, one))
+    return measurements
+
+
+def run_suite(suite: SuiteConfig) -> SuiteResults:
+    info = in_fresh_process(machine.machine_info, suite.matmul_size)
+    first, one = suite.trainings[0], batch_one(suite)
     figures = [in_fresh_process(measure, config, suite.steps, suite.pipeline_images, spawned=True)
-               for measure, config in measurements]
+               for measure, config in training_rows(suite)]
     levers = []
     if suite.levers:
         levers = in_fresh_process(training.compare_levers, one, suite.lever_steps, suite.levers)

@@ -65,9 +65,9 @@ def _stream(config: TrainConfig) -> tuple[Callable[[], tf.data.Dataset], int]:
     return stream, dataset.num_train
 
 
-def pipeline_images_per_second(stream: tf.data.Dataset, images: int, batch_size: int) -> float:
-    """Images/second the input pipeline delivers alone, once its prefetch buffers are full."""
-    iterator = iter(stream)
+def pipeline_images_per_second(iterator: Iterator, images: int, batch_size: int) -> float:
+    """Images/second the input pipeline (an iterator over its own stream) delivers alone, once
+    its prefetch buffers are full."""
     for _ in range(5):
         next(iterator)
     batches = max(1, images // batch_size)
@@ -75,6 +75,14 @@ def pipeline_images_per_second(stream: tf.data.Dataset, images: int, batch_size:
     for _ in range(batches):
         next(iterator)
     return batches * batch_size / (time.perf_counter() - start)
+
+
+def _pipeline_alone(stream: Callable[[], tf.data.Dataset], images: int,
+                    batch_size: int) -> tuple[float, tuple[tf.Tensor, ...]]:
+    """The pipeline's images/s alone, and one more of its batches (the FLOPs are traced on
+    it, so no other pipeline opens for it); the pipeline is closed before the steps run."""
+    alone = iter(stream())
+    return pipeline_images_per_second(alone, images, batch_size), next(alone)
 
 
 def wait_for_step(gan: Pix2Pix, iterator: Iterator) -> dict[str, float]:
@@ -109,9 +117,9 @@ def training_setup(config: TrainConfig) -> tuple[Pix2Pix, Iterator, Callable[[],
 def measure_training(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
     """Times the training step of `config` fed by the real input pipeline."""
     gan, iterator, stream = training_setup(config)
-    pipeline_rate = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
+    pipeline_rate, batch = _pipeline_alone(stream, pipeline_images, config.data.batch_size)
     median, fastest, faults = _time_steps(lambda: wait_for_step(gan, iterator), steps)
-    flops = step_flops(gan, stream())
+    flops = step_flops(gan, batch)
     return _figures("pix2pix_tf", config, median, fastest, faults, flops, pipeline_rate, steps)
 
 
@@ -140,13 +148,19 @@ def measure_tutorial(config: TrainConfig, steps: int, pipeline_images: int) -> T
     """Times the TensorFlow tutorial's step on `config`'s dataset (`tutorial_config`)."""
     config = tutorial_config(config)
     tutorial, step, stream = tutorial_setup(config)
-    pipeline_rate = pipeline_images_per_second(stream(), pipeline_images, config.data.batch_size)
+    pipeline_rate, batch = _pipeline_alone(stream, pipeline_images, config.data.batch_size)
     median, fastest, faults = _time_steps(step, steps)
-    static = [tf.TensorSpec(t.shape, t.dtype) for t in next(iter(stream()))]
-    # Without autograph: the step has no tensor-dependent Python control flow to convert.
-    traced = tf.function(tutorial.train_step.python_function, autograph=False)
-    flops = graph_flops(traced.get_concrete_function(*static).graph)
+    flops = graph_flops(tutorial_step_graph(tutorial, batch))
     return _figures("tutorial", config, median, fastest, faults, flops, pipeline_rate, steps)
+
+
+def tutorial_step_graph(tutorial: Any, batch: tuple[tf.Tensor, ...]) -> tf.Graph:
+    """The graph the tutorial's step ran: traced on eager batches, of fully known shape (its
+    geometry is fixed), so the profiler counts every op and nothing is traced again."""
+    graph = tutorial.train_step.get_concrete_function(*batch).graph
+    if not all(tensor.shape.is_fully_defined() for tensor in graph.inputs if tensor.dtype == tf.float32):
+        raise RuntimeError("The tutorial's step was traced on images of unknown shape: FLOPs would be missed.")
+    return graph
 
 
 def _figures(name: str, config: TrainConfig, median: float, fastest: float, faults: float, flops: FlopCount,
@@ -160,10 +174,9 @@ def _figures(name: str, config: TrainConfig, median: float, fastest: float, faul
         peak_rss_mib=peak_rss_mib(), minor_faults_per_step=faults, timed_steps=steps)
 
 
-def step_flops(gan: Pix2Pix, stream: tf.data.Dataset) -> FlopCount:
-    """FLOPs of one training step, from the step traced (not run) on a batch of fully known
+def step_flops(gan: Pix2Pix, batch: tuple[tf.Tensor, ...]) -> FlopCount:
+    """FLOPs of one training step, from the step traced (not run) on `batch`, of fully known
     shape: the pipeline leaves image sides unknown, and the profiler skips such ops."""
-    batch = next(iter(stream))
     static = tf.data.Dataset.from_tensors(batch).repeat()
     iterator = iter(gan.strategy.experimental_distribute_dataset(static))
     # A new trace (the step's own would be reused), without autograph as the step's own.
