@@ -31,14 +31,17 @@ import pytest
 from PIL import Image
 
 import forked
-from conftest import TINY_DATASET
+from conftest import TINY_DATASET, copied_run
 from programs import run_program
 
 pytestmark = pytest.mark.slow  # Programs in processes of their own, signalled at random: the full suite (CI) runs it.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
-TINY = ["--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128"]
+# test_train's model. 4 base filters: checkpoints (one a step) a quarter of 8's, for every run to
+# write and hash; no norm layers: less for each of its five runs to build and trace. What the test
+# asserts (signals, checkpoints, resuming) does not depend on either.
+TINY = ["--generator=unet_128", "--ngf=4", "--ndf=4", "--norm=none", "--load_size=143", "--crop_size=128"]
 
 
 class Program:
@@ -198,15 +201,11 @@ def _check_kept(root: str, before: dict[str, str], rewritten: tuple[str, ...], r
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory, data_dir) -> str:
-    """A trained tiny run (two steps) and 80 input images, shared by the programs that read a run."""
-    from pix2pix_tf.training.loop import train
-
-    from conftest import tiny_config
-
+def root(tmp_path_factory, run_of_six) -> str:
+    """A copy of the session's trained tiny run (conftest `run_of_six`, trained once for every
+    module that reads one) and 80 input images, shared by the programs that read a run."""
     folder = tmp_path_factory.mktemp("interrupts")
-    train(tiny_config(folder / "run", data_dir, optim=dict(steps=2), run=dict(deterministic_ops=False,
-                                                                            eval_examples=0)))
+    copied_run(run_of_six, folder / "run")
     rng = np.random.default_rng(0)
     (folder / "inputs").mkdir()
     for i in range(80):
@@ -221,15 +220,19 @@ def newest_complete_step(files: dict[str, str]) -> int:
     return max([s for s in steps if f"run/checkpoints/ckpt-{s}.data-00000-of-00001" in files], default=0)
 
 
+STEPS = 40  # test_train's run.
+
+
 def test_train(tmp_path, data_dir):
     """SIGINT and SIGTERM checkpoint the step in progress and name it; SIGKILL, twice, loses at
     most the steps since the last checkpoint (one is saved every step here, so kills land in
     saves too); every run resumes from the newest complete checkpoint, and the last finishes
-    and leaves no unfinished save."""
+    and leaves no unfinished save. A signal lands within half a second of a new checkpoint, so
+    the four interrupted runs stop well before STEPS."""
     workdir = tmp_path / "run"
     checkpoints = workdir / "checkpoints"
     flags = [f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}", f"--workdir={workdir}", *TINY, "--eval_examples=1",
-             "--sample_every=100000", "--noprogress", "--seed=3", "--steps=60", "--save_every=1",
+             "--sample_every=100000", "--noprogress", "--seed=3", f"--steps={STEPS}", "--save_every=1",
              "--keep_checkpoints=100"]
 
     def one_more_checkpoint() -> Callable[[], bool]:  # Then the run is in its steps.
@@ -239,7 +242,7 @@ def test_train(tmp_path, data_dir):
         before = saved()
         return lambda: saved() > before
 
-    runs = interrupt_then_complete("train", flags, one_more_checkpoint, str(tmp_path), (0.0, 1.0), seed=1,
+    runs = interrupt_then_complete("train", flags, one_more_checkpoint, str(tmp_path), (0.0, 0.5), seed=1,
                                    rewritten=(os.path.join("run", "checkpoints", "checkpoint"),
                                               os.path.join("run", ".train.lock")),
                                    signals=(*SIGNALS, signal.SIGKILL))
@@ -250,11 +253,11 @@ def test_train(tmp_path, data_dir):
         if run.signum in (signal.SIGINT, signal.SIGTERM):
             name = signal.Signals(run.signum).name
             step = int(re.search(rf"{name} received: checkpointing step (\d+) and stopping", run.stderr).group(1))
-            assert run.stop == (f"error: {name} received: stopped; step {step}/60 checkpointed "
+            assert run.stop == (f"error: {name} received: stopped; step {step}/{STEPS} checkpointed "
                                 f"({checkpoints / f'ckpt-{step}'}); run the same command to resume."), run.stop
             assert (checkpoints / f"ckpt-{step}.index").is_file()
-    assert "Done: step 60/60" in runs[-1].stdout
-    assert newest_complete_step(snapshot(str(tmp_path))) == 60
+    assert f"Done: step {STEPS}/{STEPS}" in runs[-1].stdout
+    assert newest_complete_step(snapshot(str(tmp_path))) == STEPS
     assert not [name for name in os.listdir(checkpoints) if "_temp" in name or ".tmp" in name]
 
 
