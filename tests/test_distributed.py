@@ -149,7 +149,8 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     envs = [{**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
             for i in range(2)]
-    cmd = command(workdir, data_dir, "--strategy=multi_worker", "--norm=none") + [f"--steps={total}"]
+    # Regular saves every 2 steps: the stop's checkpoint must still be the one resumed from.
+    cmd = command(workdir, data_dir, "--strategy=multi_worker", "--norm=none", "--save_every=2") + [f"--steps={total}"]
     logs = [open(tmp_path / f"worker{i}.log", "w+") for i in range(2)]
     workers = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
                for env, log in zip(envs, logs)]
@@ -165,12 +166,14 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     assert saved is not None
     stopped_at = int(tf.train.load_checkpoint(saved).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     assert 0 < stopped_at < total
+    assert saved == str(workdir / "checkpoints" / f"ckpt-{stopped_at}")  # Named by its step, as every save.
+    assert os.path.exists(workdir / "checkpoints" / "ckpt-2.index")  # A regular save came before it.
 
     restarted = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True)
                  for env in envs]
     outputs = [w.communicate(timeout=400) for w in restarted]
     assert [w.returncode for w in restarted] == [0, 0], outputs[0][1][-3000:]
-    assert f"at step {stopped_at}." in outputs[0][1]
+    assert f"Resumed from {workdir / 'checkpoints' / f'ckpt-{stopped_at}'} at step {stopped_at}." in outputs[0][1]
     assert f"Done: step {total}/{total}" in outputs[0][0]
 
 

@@ -226,7 +226,7 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
     way; stops early (`result.stopped_early`) after the step during which a stop was requested."""
     start, end, writer = result.step, result.total_steps, monitor.writer
     multi_worker = isinstance(gan.strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    train_step = _preemption_aware(gan.train_step, gan.strategy, checkpoints)
+    train_step = _preemption_aware(gan.train_step, gan, checkpoints)
     progress = Progress(end - start, "step", config.run.progress and writer is not None)
     interval_start, interval_steps = time.perf_counter(), 0
     with stop_requests(enabled=not multi_worker) as stop:
@@ -256,17 +256,21 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
                 return
 
 
-def _preemption_aware(train_step, strategy: tf.distribute.Strategy, checkpoints: RunCheckpoints):
+def _preemption_aware(train_step, gan: Pix2Pix, checkpoints: RunCheckpoints):
     """In a multi-worker cluster, TensorFlow's PreemptionCheckpointHandler runs each step.
 
     When any worker is told to stop (SIGTERM), every worker checkpoints the same step and the
-    processes exit with code 42; the restarted cluster resumes from that checkpoint. One
-    machine needs no coordination: `stop_requests` does the same there.
+    processes exit with code 42; the restarted cluster resumes from that checkpoint. It is saved
+    as every other (`ckpt-<step>`), not under the manager's count of saves, which would name it
+    below an earlier save and resume from that one. One machine needs no coordination:
+    `stop_requests` does the same there.
     """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if not isinstance(gan.strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return train_step
     handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-        strategy.cluster_resolver, checkpoints.manager)
+        gan.strategy.cluster_resolver, checkpoints.manager,
+        termination_config=tf.distribute.experimental.TerminationConfig(
+            save_fn=lambda: checkpoints.save(gan.current_step())))
     return lambda iterator: handler.run(train_step, iterator)
 
 
