@@ -34,6 +34,15 @@ def export(tmp_path_factory, data_dir) -> dict:
     return exported(tmp_path_factory, data_dir)
 
 
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory, data_dir):
+    """G restored from the shared run's checkpoint (the one every export here is made from),
+    loaded once for the tests that compare an export with it: they only call it, and neither
+    its inference-mode call nor `generate` writes a variable."""
+    generator, _, _ = checkpoint_source.load_generator(trained_run(tmp_path_factory, data_dir))
+    return generator
+
+
 def held_out_png(export_info: dict, data_dir: str, tmp_path) -> tuple[str, np.ndarray]:
     """A held-out input of the run as a PNG file (the bytes a client sends) and its float image."""
     from pix2pix_tf.config import TrainConfig
@@ -47,7 +56,7 @@ def held_out_png(export_info: dict, data_dir: str, tmp_path) -> tuple[str, np.nd
     return path, a
 
 
-def test_serving_layout_versions_and_atomic_publish(export):
+def test_serving_layout_versions_and_atomic_publish(export, generator):
     base = export["base"]
     assert sorted(os.listdir(base)) == ["1", "2"]  # Integer versions only: nothing half-written in view.
     assert not [n for n in os.listdir(export["export_dir"]) if n.startswith(".")]  # Staging folders removed.
@@ -57,10 +66,7 @@ def test_serving_layout_versions_and_atomic_publish(export):
         assert os.path.isdir(os.path.join(folder, "variables"))
         assert os.path.exists(os.path.join(folder, "assets.extra", artifacts.WARMUP_FILE))
     # Each weight is stored once (tracking the Keras model in ExportArchive would store it twice).
-    from pix2pix_tf.config import TrainConfig
-    from pix2pix_tf.networks.generator import build_generator
-
-    weights = build_generator(TrainConfig.load(export["workdir"]).model).count_params() * 4
+    weights = generator.count_params() * 4
     stored = os.path.getsize(os.path.join(export["paper"], "variables", "variables.data-00000-of-00001"))
     assert weights * 0.99 < stored < weights * 1.1, (weights, stored)
     assert artifacts.read_metadata(export["paper"])["mode"] == {"dropout": True, "batch_statistics": True}
@@ -131,9 +137,8 @@ def fresh_process(export, data_dir, tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, fresh_process):
+def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(fresh_process, generator):
     png, image, got = fresh_process["png"], fresh_process["image"], fresh_process["deterministic"]
-    generator, _, _ = checkpoint_source.load_generator(export["workdir"])
     expected = generate.generate(generator, tf.constant(image[None]), DETERMINISTIC).numpy()
     from_bytes = images.decode_images(tf.constant([open(png, "rb").read()]), 3, 128)
     expected_bytes = generate.generate(generator, from_bytes, DETERMINISTIC).numpy()
@@ -147,14 +152,13 @@ def test_deterministic_saved_model_in_fresh_process_matches_checkpoint(export, f
                                atol=1)
 
 
-def test_paper_mode_saved_model_draws_noise_without_changing_state(export, fresh_process):
+def test_paper_mode_saved_model_draws_noise_without_changing_state(fresh_process, generator):
     image, got = fresh_process["image"], fresh_process["paper"]
     assert bool(got["unchanged"])  # Batch statistics and dropout write no variable.
     first, second = got["float_1"], got["float_2"]
     assert not np.array_equal(first, second)  # Dropout is on: the noise z differs between calls...
     assert abs(first.mean() - second.mean()) < 0.05 and abs(first.std() - second.std()) < 0.05  # ...not its law.
     # Dropout-free, the paper-mode export equals the checkpoint in the paper's normalisation.
-    generator, _, _ = checkpoint_source.load_generator(export["workdir"])
     expected = generate.generate(generator, tf.constant(image[None]), DETERMINISTIC).numpy()
     np.testing.assert_allclose(got["deterministic"], expected, atol=1e-4)
 
@@ -277,24 +281,7 @@ def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, t
         uint8(np.zeros((1, 64, 64, 3), np.float32))
 
 
-@pytest.mark.slow
-def test_broken_tflite_variant_is_refused(export, data_dir, tmp_path, monkeypatch):
-    monkeypatch.setitem(exporter.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass: "broken".
-    moving_averages = InferenceMode(dropout=False, batch_statistics=False)
-    config = exporter.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m",
-                                    targets={"tflite": tflite_target.Options(variants=("float16",))}, check_examples=1,
-                                    mode=moving_averages)
-    with pytest.raises(exporter.ExportError, match="(?s)float16 do not reproduce the SavedModel.*no TFLite file"):
-        exporter.export(config)
-    assert os.listdir(tmp_path / "m") == ["1"]  # The SavedModel passed its own check and was published...
-    assert not os.path.exists(tmp_path / "tflite" / "m")  # ...no TFLite file was.
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
-    # --nobatch_statistics: the export is Keras' inference-mode call.
-    generator, _, _ = checkpoint_source.load_generator(export["workdir"])
-    image = tf.random.stateless_uniform([1, 128, 128, 3], seed=[3, 4], minval=-1, maxval=1)
-    got = tf.saved_model.load(str(tmp_path / "m" / "1")).signatures["translate_float"](images=image)["output"]
-    np.testing.assert_allclose(got.numpy(), generator(image, training=False).numpy(), atol=1e-4)
-
+def test_a_variant_that_gives_nan_fails_its_check():
     nan = exporter.check_variant(lambda x: x * np.nan, lambda x: x, np.zeros((1, 8, 8, 3), np.float32))
     assert np.isnan(nan[0])
 
@@ -387,9 +374,23 @@ def _start_until_staging(command: list[str], export_dir, log) -> tuple[forked.Po
     return process, _staging_folders(export_dir) - before
 
 
+def _export_with_a_broken_tflite_variant(workdir: str, export_dir, monkeypatch) -> None:
+    """A --nobatch_statistics export whose float16 variant cannot pass its PSNR floor (raised
+    out of reach: "broken"): refused, after the SavedModel passed its own check and was published."""
+    monkeypatch.setitem(exporter.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass.
+    moving_averages = InferenceMode(dropout=False, batch_statistics=False)
+    config = exporter.ExportConfig(workdir=workdir, export_dir=str(export_dir), model_name="m",
+                                    targets={"tflite": tflite_target.Options(variants=("float16",))}, check_examples=1,
+                                    mode=moving_averages)
+    with pytest.raises(exporter.ExportError, match="(?s)float16 do not reproduce the SavedModel.*no TFLite file"):
+        exporter.export(config)
+
+
 @pytest.mark.slow
 def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_ones_is_kept(
-        tmp_path_factory, data_dir, tmp_path):
+        tmp_path_factory, data_dir, tmp_path, monkeypatch, generator):
+    """The next export is also the one whose broken TFLite variant is refused (one export
+    serves both): the SavedModel it published is version 1, in --nobatch_statistics mode."""
     workdir, export_dir = trained_run(tmp_path_factory, data_dir), tmp_path / "export"
     command = [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
                "--model_name=m", "--tflite=", "--check_examples=1"]
@@ -401,11 +402,14 @@ def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_on
         live, in_progress = _start_until_staging(command, export_dir, log)
         live.send_signal(signal.SIGSTOP)  # A concurrent export, alive but not finishing while the next one runs.
         try:
-            result = exporter.export(exporter.ExportConfig(workdir=workdir, export_dir=str(export_dir),
-                                                             model_name="m", check_examples=1,
-                                                             targets={"tflite": tflite_target.Options(variants=())}))
-            assert os.listdir(export_dir / "m") == ["1"] and result.version == 1
+            _export_with_a_broken_tflite_variant(workdir, export_dir, monkeypatch)
             assert _staging_folders(export_dir) == in_progress  # ...until the next export: the live one's is kept.
+            # The refused variant: the SavedModel passed its own check and was published as version 1...
+            assert os.listdir(export_dir / "m") == ["1"]
+            assert artifacts.read_metadata(str(export_dir / "m" / "1"))["version"] == 1
+            assert not os.path.exists(export_dir / "tflite" / "m")  # ...no TFLite file was...
+            # ...and the refused export left no staging folder or other hidden entry of its own.
+            assert _hidden_entries(export_dir) == in_progress and _hidden_entries(export_dir / "tflite") == set()
         finally:
             live.send_signal(signal.SIGCONT)
         live.wait(timeout=240)
@@ -413,6 +417,10 @@ def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_on
     # Two concurrent exports of one version: the second to finish refuses cleanly, overwriting nothing.
     assert live.returncode == 1 and "appeared while exporting" in stderr and "Traceback" not in stderr, stderr[-3000:]
     assert _hidden_entries(export_dir) == set() and os.listdir(export_dir / "m") == ["1"]
+    # --nobatch_statistics: the export is Keras' inference-mode call.
+    image = tf.random.stateless_uniform([1, 128, 128, 3], seed=[3, 4], minval=-1, maxval=1)
+    got = tf.saved_model.load(str(export_dir / "m" / "1")).signatures["translate_float"](images=image)["output"]
+    np.testing.assert_allclose(got.numpy(), generator(image, training=False).numpy(), atol=1e-4)
 
 
 @pytest.fixture
