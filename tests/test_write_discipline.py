@@ -24,9 +24,11 @@ from pix2pix_tf import writing
 import write_matrix
 from programs import run_program
 
-TRAIN_FLAGS = ["--dataset=shapes/64", "--generator=unet_128", "--ngf=8", "--ndf=8", "--load_size=143",
-               "--crop_size=128", "--seed=7", "--save_every=2", "--sample_every=2", "--log_every=1",
-               "--eval_examples=2", "--keep_checkpoints=100", "--noprogress"]
+# The 1x1 PixelGAN and one held-out example: what the programs write does not depend on D or
+# on how many rows a sample grid has, and each of the many runs below builds and traces less.
+TRAIN_FLAGS = ["--dataset=shapes/64", "--generator=unet_128", "--discriminator=pixel", "--ngf=8", "--ndf=8",
+               "--load_size=143", "--crop_size=128", "--seed=7", "--log_every=1", "--eval_examples=1",
+               "--keep_checkpoints=100", "--noprogress"]
 
 
 def leftovers(folder) -> list[str]:
@@ -81,7 +83,8 @@ def test_a_symbolic_link_is_never_written_through(tmp_path):
 def base(tmp_path_factory, data_dir):
     """A 4-step run (checkpoints at 2 and 4) and three input images."""
     root = tmp_path_factory.mktemp("base")
-    trained = run_program("train", *TRAIN_FLAGS, f"--data_dir={data_dir}", f"--workdir={root / 'run'}", "--steps=4")
+    trained = run_program("train", *TRAIN_FLAGS, "--save_every=2", "--sample_every=2", f"--data_dir={data_dir}",
+                          f"--workdir={root / 'run'}", "--steps=4")
     assert trained.returncode == 0, trained.stderr[-3000:]
     (root / "in").mkdir()
     for i in range(3):
@@ -118,26 +121,28 @@ def check_every_fault(rows: list[dict], scratch) -> None:
 
 @pytest.mark.slow
 def test_train_fails_each_kind_of_write_in_turn_and_loses_nothing(base, tmp_path, data_dir):
-    """Resuming the 4-step run to 8 writes config.json (1), the samples of steps 4, 6, 8 (2, 3,
-    9), the TensorBoard logs at each save (4, 10), the checkpoints 6 and 8 (5, 7) and after each
-    the checkpoint index (6, 8)."""
-    flags = [*TRAIN_FLAGS, f"--data_dir={data_dir}", "--workdir=scratch/run", "--steps=8"]
+    """Resuming the 4-step run to 6, sampling and saving every step, writes config.json (1), the
+    samples of steps 4, 5, 6 (2, 3, 9), the TensorBoard logs at each save (4, 10), the
+    checkpoints 5 and 6 (5, 7) and after each the checkpoint index (6, 8): every write a longer
+    run makes, in the loop (step 5) and after it (step 6), in two steps."""
+    flags = [*TRAIN_FLAGS, "--save_every=1", "--sample_every=1", f"--data_dir={data_dir}", "--workdir=scratch/run",
+             "--steps=6"]
     rows = matrix(base, tmp_path, "train", [1, 3, 5, 6, 10], flags)
     points = [os.path.relpath(p, str(tmp_path / "scratch")) for p in rows[-1]["failed"]["points"]]  # all 10
-    assert points == ["run/config.json", "run/samples/step_0000004.png", "run/samples/step_0000006.png",
-                      "run/logs/train", "run/checkpoints/ckpt-6", "run/checkpoints/checkpoint",
-                      "run/checkpoints/ckpt-8", "run/checkpoints/checkpoint", "run/samples/step_0000008.png",
+    assert points == ["run/config.json", "run/samples/step_0000004.png", "run/samples/step_0000005.png",
+                      "run/logs/train", "run/checkpoints/ckpt-5", "run/checkpoints/checkpoint",
+                      "run/checkpoints/ckpt-6", "run/checkpoints/checkpoint", "run/samples/step_0000006.png",
                       "run/logs/train"]
     check_every_fault(rows, tmp_path / "scratch")
     by_k = {r["k"]: r["failed"]["errors"][0] for r in rows}
     # A sample that cannot be written stops the run, after saving the step.
-    assert "the checkpoint of step 6 is on disk" in by_k[3]
+    assert "the checkpoint of step 5 is on disk" in by_k[3]
     # A failed save names what is really on disk, without TensorFlow's op wrapping; so does one
     # whose index file cannot be written, which removes the checkpoint it had put in place.
     for k in (5, 6):
-        assert "Saving the checkpoint of step 6" in by_k[k]
+        assert "Saving the checkpoint of step 5" in by_k[k]
         assert "the checkpoints on disk are: ckpt-2, ckpt-4." in by_k[k]
-    assert "Writing the TensorBoard logs" in by_k[10] and "checkpoint of step 8 is on disk" in by_k[10]
+    assert "Writing the TensorBoard logs" in by_k[10] and "checkpoint of step 6 is on disk" in by_k[10]
     assert not any("function_node" in e for e in by_k.values())
 
 
@@ -154,12 +159,12 @@ def test_translate_fails_each_write_and_an_earlier_output_survives(base, tmp_pat
 
 @pytest.mark.slow
 def test_evaluate_fails_each_kind_of_write_and_the_earlier_report_survives(base, tmp_path, data_dir):
-    """Per-image PNGs (1-6), metrics.json (7), index.html (8), grid.png (9)."""
-    flags = ["--workdir=scratch/run", "--output_dir=scratch/eval", "--num_examples=2", "--nofcn", "--deterministic",
-             "--html_examples=2", "--grid_examples=2", "--noprogress", f"--data_dir={data_dir}"]
-    rows = matrix(base, tmp_path, "evaluate", ["baseline", 1, 7, 8, 9], flags)
+    """One example's PNGs (1-3), metrics.json (4), index.html (5), grid.png (6)."""
+    flags = ["--workdir=scratch/run", "--output_dir=scratch/eval", "--num_examples=1", "--nofcn", "--deterministic",
+             "--html_examples=1", "--grid_examples=1", "--noprogress", f"--data_dir={data_dir}"]
+    rows = matrix(base, tmp_path, "evaluate", ["baseline", 1, 4, 5, 6], flags)
     names = [os.path.basename(p) for p in rows[0]["points"]]
-    assert names[6:] == ["metrics.json", "index.html", "grid.png"] and len(names) == 9
+    assert names[3:] == ["metrics.json", "index.html", "grid.png"] and len(names) == 6
     check_every_fault(rows, tmp_path / "scratch")
 
 
@@ -167,13 +172,21 @@ def test_evaluate_fails_each_kind_of_write_and_the_earlier_report_survives(base,
 def test_export_fails_each_kind_of_write_and_the_earlier_version_survives(base, tmp_path):
     """The SavedModel (TensorFlow's writer, 1), its warmup records (2), metadata (3), model card
     (4), the TFLite file (5), its report (6) and card (7): version 1 stays byte-identical while
-    version 2 fails, and nothing of version 2 is published."""
+    version 2 fails. A failed SavedModel publishes nothing; a failed TFLite file publishes no
+    TFLite version 2, and the message names the SavedModel version 2 published before it."""
     flags = ["--workdir=scratch/run", "--deterministic", "--tflite=float32", "--check_examples=1"]
     rows = matrix(base, tmp_path, "export", ["baseline", 1, 5], flags)
     names = [os.path.basename(p.rstrip("/")) for p in rows[0]["points"]]
     assert names[2:] == ["pix2pix_export.json", "MODEL_CARD.md", "pix2pix_float32.tflite", "report.json",
                          "MODEL_CARD.md"], names
     check_every_fault(rows, tmp_path / "scratch")
+    saved_model_failed, tflite_failed = rows[1:]
+    assert saved_model_failed["added"] == [] and "Published" not in saved_model_failed["failed"]["errors"][0]
+    assert tflite_failed["added"] and all(p.startswith(os.path.join("run", "export", "pix2pix", "2", ""))
+                                          for p in tflite_failed["added"]), tflite_failed["added"]
+    published = tmp_path / "scratch" / "run" / "export" / "pix2pix" / "2"
+    message = tflite_failed["failed"]["errors"][0]
+    assert message.endswith(f"Published before this failure: {published}; nothing else was."), message
 
 
 @pytest.mark.slow

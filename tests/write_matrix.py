@@ -101,8 +101,9 @@ def rows(program: str, state: str, scratch: str, ks: list, argv: list[str]) -> I
         failed = run_once(program, argv, (int(k),), error)
         after = snapshot(scratch)
         changed = sorted(p for p, digest in before.items() if after.get(p) != digest and not p.endswith(DERIVED))
+        added = sorted(set(after) - set(before))
         partial = partial_files(scratch)
         again = run_once(program, argv, (), error)
-        yield {"k": int(k), "error": errno.errorcode[error], "failed": failed, "changed": changed,
+        yield {"k": int(k), "error": errno.errorcode[error], "failed": failed, "changed": changed, "added": added,
                "partial": partial, "rerun_rc": again["rc"], "rerun_errors": again["errors"],
                "rerun_partial": partial_files(scratch)}

@@ -23,8 +23,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from pix2pix_tf.cli import describe_os_error
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.errors import ConfigError, Interrupted
+from pix2pix_tf.errors import ConfigError, Interrupted, Pix2pixError
 from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import model_card, versions
 from pix2pix_tf.export.config import ExportConfig, ExportError, TrainingInputs
@@ -94,6 +95,12 @@ def export(config: ExportConfig) -> ExportResult:
         paths = [record.path for record in published.values()]
         stop.done.append(f"published: {', '.join(paths)}; nothing else was" if paths else "nothing was published")
         raise
+    except (Pix2pixError, OSError) as error:  # A later format failed: say what an earlier one published.
+        if not published:
+            raise
+        why = describe_os_error(error) if isinstance(error, OSError) else str(error)
+        paths = ", ".join(record.path for record in published.values())
+        raise ExportError(f"{why} Published before this failure: {paths}; nothing else was.") from error
     return ExportResult(job.version, job.checkpoint, list(published.values()))
 
 
