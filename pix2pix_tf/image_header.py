@@ -30,7 +30,7 @@ _FIELDS = (
     (26, 2, False), (28, 2, False),  # WebP VP8: 14 bits width, height (2 bits of scale above)
     (21, 4, False),  # WebP VP8L: 14 bits width - 1, 14 bits height - 1
     (24, 3, False), (27, 3, False),  # WebP VP8X: canvas width - 1, height - 1
-    (14, 4, False),  # BMP: the size of the header above, 40 or more (12: OS/2's, which TensorFlow cannot decode)
+    (14, 4, False),  # BMP: the size of the header holding the sizes (12: OS/2's, 16-bit sizes)
 )
 # `parse`'s frames for a file refused before its size is known: a GIF walk stopped by
 # GIF_MAX_BLOCKS, a BMP with OS/2's 12-byte header (its 16-bit sizes would read as absurd ones).
@@ -134,7 +134,7 @@ def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     index = _format_index(*fields[:3])
     height, width = tf.unstack(tf.gather(_still_sizes(fields), index))
     still = tf.stack([height, width, height * width, tf.constant(1, tf.int64)])
-    os2_bmp = tf.equal(index, 1 + FORMATS.index("BMP")) & (fields[-1] < 40)
+    os2_bmp = tf.equal(index, 1 + FORMATS.index("BMP")) & tf.equal(fields[-1], 12)
     still = tf.where(os2_bmp, tf.constant([0, 0, 0, OS2_BMP], tf.int64), still)
 
     def jpeg() -> tf.Tensor:
