@@ -256,7 +256,9 @@ def test_benchmark_refuses_an_unknown_precision():
     ("--profile_steps=-1", "--profile_steps must be 0 (none) or more, got -1."),
     ("--batch_sizes=", "--batch_sizes is empty: name at least one batch size to time training at."),
     ("--tflite=float32,foo", "--tflite: unknown ['foo']; choose from float32, float16, dynamic_int8, int8."),
-    ("--json=.", "--json=. is a folder; name the file to write the figures to.")])
+    ("--json=.", "--json=. is a folder; name the file to write the figures to."),
+    ("--matmul_size=100000", "--matmul_size is at most 16384 (three float32 matrices of that side take 3 GiB), "
+                             "got 100000.")])
 def test_benchmark_refuses_counts_that_leave_nothing_to_time_before_measuring(flag, message):
     """Not minutes into the suite, where a median of no step fails."""
     result = run_program("benchmark", flag)

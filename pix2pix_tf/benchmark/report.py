@@ -17,6 +17,11 @@ from pix2pix_tf.networks.generator import build_generator
 LEVER_NAMES = tuple(training.LEVERS)
 
 
+# The machine's fp32 matmul: far past the side where GFLOP/s stop growing, far below what would
+# exhaust the memory or take hours.
+MAX_MATMUL_SIZE = 16384
+
+
 @dataclasses.dataclass
 class SuiteConfig:
     trainings: list[TrainConfig]  # One per batch size; the first also sets the inference model.
@@ -41,6 +46,9 @@ class SuiteConfig:
         check_positive(steps=self.steps, pipeline_images=self.pipeline_images, lever_steps=self.lever_steps,
                        threads=self.threads, rounds=self.rounds, matmul_size=self.matmul_size,
                        side_by_side_steps=self.side_by_side_steps)
+        if self.matmul_size > MAX_MATMUL_SIZE:
+            raise ConfigError(f"--matmul_size is at most {MAX_MATMUL_SIZE} (three float32 matrices of that side "
+                              f"take {3 * 4 * MAX_MATMUL_SIZE**2 // 2**30} GiB), got {self.matmul_size}.")
         for name in ("profile_steps", "side_by_side_rounds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be 0 (none) or more, got {getattr(self, name)}.")
