@@ -263,3 +263,23 @@ def test_the_page_benchmark_prints_the_time_per_translation(page):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tiny_dynamic_int8.tflite (int8 weights, float32 activations, 128x128), LiteRT.js 2.5.3" in result.stdout
     assert "translation median " in result.stdout and " over 2" in result.stdout, result.stdout
+
+
+GOOD_PAGE_JSON = {"image_size": 128, "model": {"file": "m.tflite", "precision": "float32"}, "runtime": {"version": "1"}}
+
+
+@pytest.mark.parametrize("page_json, flags, message", [
+    ('{"image_size": 12', [], "page.json is not JSON (JSONDecodeError: "),
+    ('{"image_size": 128}', [], "page.json lacks the model's file, precision or image_size or the runtime's version"),
+    (json.dumps(GOOD_PAGE_JSON), ["--translations=0"], "--translations must be at least 1, got 0."),
+    (json.dumps(GOOD_PAGE_JSON), ["--timeout=0"], "--timeout must be at least 1, got 0."),
+    (json.dumps(GOOD_PAGE_JSON), ["--chromium=/nonexistent"], "--chromium=/nonexistent is not an executable file"),
+], ids=["not_json", "fields_missing", "no_translation", "no_time", "no_chromium"])
+def test_the_page_benchmark_refuses_what_it_cannot_time_in_one_line(tmp_path, page_json, flags, message):
+    """Before any browser starts: no JSON or Selenium traceback."""
+    (tmp_path / "page.json").write_text(page_json)
+    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark.web", f"--page={tmp_path}", *flags],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(errors) == 1 and message in errors[0], errors

@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import functools
 import http.server
-import json
 import os
 import statistics
 import threading
@@ -27,9 +26,15 @@ from typing import Iterator, Optional
 
 from absl import app, flags
 
-from pix2pix_tf import cli
+from pix2pix_tf import cli, regular_files
+from pix2pix_tf.config import check_positive
+from pix2pix_tf.errors import ConfigError, Pix2pixError
 
 FLAGS = flags.FLAGS
+
+
+class PageError(Pix2pixError):
+    """A page that did not load or translate, or a browser that could not run it."""
 
 
 def define_flags() -> None:
@@ -60,7 +65,10 @@ def page_status(driver) -> str:
     return driver.find_element("id", "status").text
 
 
-def translate_times(driver, count: int, timeout: float = 600) -> tuple[float, ...]:
+TRANSLATE_TIMEOUT = 600  # Seconds one translation may take.
+
+
+def translate_times(driver, count: int, timeout: float = TRANSLATE_TIMEOUT) -> tuple[float, ...]:
     """Clicks Translate `count` times on an open, ready page; the time the page states for each."""
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -71,7 +79,7 @@ def translate_times(driver, count: int, timeout: float = 600) -> tuple[float, ..
         line = WebDriverWait(driver, timeout).until(lambda d: page_status(d).startswith(("Translated", "error"))
                                                     and page_status(d))
         if line.startswith("error"):
-            raise RuntimeError(line)
+            raise PageError(f"{driver.current_url}: {line}")
         times.append(float(driver.find_element("id", "status").get_attribute("data-milliseconds")))
     return tuple(times)
 
@@ -85,7 +93,7 @@ def open_page(driver, url: str, timeout: float) -> float:
     WebDriverWait(driver, timeout).until(lambda d: page_status(d).startswith(("Ready", "error")))
     load_s = time.monotonic() - start
     if not page_status(driver).startswith("Ready"):
-        raise RuntimeError(page_status(driver))
+        raise PageError(f"{url}: {page_status(driver)}")
     examples = driver.find_elements("css selector", "#examples button")
     if examples:
         examples[0].click()
@@ -142,30 +150,60 @@ def chromium(binary: str, driver_path: str, *, user_data_dir: Optional[str] = No
     return webdriver.Chrome(service=Service(driver_path), options=options)  # No Selenium Manager download.
 
 
-def _page_config(folder: str) -> dict:
-    path = os.path.join(folder, "page.json")
-    if not os.path.isfile(path):
+def _page_line(folder: str) -> str:
+    """What the page's page.json says it runs (the model file, its precision and size, the
+    runtime's version): read bounded, each field checked, before any browser starts."""
+    config = regular_files.read_json_object(os.path.join(folder, "page.json"))
+    if config is None:
         raise app.UsageError(f"--page={folder}: not a page folder of export.py --web (no page.json).")
-    with open(path) as f:
-        return json.load(f)
+    model, runtime, size = config.get("model"), config.get("runtime"), config.get("image_size")
+    try:
+        facts = (model["file"], model["precision"], int(size), runtime["version"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"--page={folder}: page.json lacks the model's file, precision or image_size or the "
+                          "runtime's version: was it written by export.py --web?") from None
+    return f"{facts[0]} ({facts[1]}, {facts[2]}x{facts[2]}), LiteRT.js {facts[3]}"
+
+
+def _check_browser() -> None:
+    for name in ("chromium", "chromedriver"):
+        path = getattr(FLAGS, name)
+        if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise ConfigError(f"--{name}={path} is not an executable file (on Debian: apt-get install chromium "
+                              "chromium-driver).")
+
+
+@contextlib.contextmanager
+def _browser_failures_named() -> Iterator[None]:
+    """Selenium's exceptions (a browser that did not start, a page not ready in time) as one line."""
+    from selenium.common.exceptions import TimeoutException, WebDriverException
+
+    try:
+        yield
+    except TimeoutException:
+        raise PageError(f"a page did not answer in time (--timeout={FLAGS.timeout} s to load, "
+                        f"{TRANSLATE_TIMEOUT} s to translate).") from None
+    except WebDriverException as e:
+        first = (e.msg or type(e).__name__).strip().splitlines()[0]
+        raise PageError(f"Chromium ({FLAGS.chromium}, driver {FLAGS.chromedriver}) failed: {first}") from None
 
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
     if not FLAGS.page:
         raise app.UsageError("--page is required: the folder(s) export.py --web wrote.")
-    configs = [_page_config(folder) for folder in FLAGS.page]
-    with contextlib.ExitStack() as stack:
+    check_positive(translations=FLAGS.translations, timeout=FLAGS.timeout)
+    lines = [_page_line(folder) for folder in FLAGS.page]
+    _check_browser()
+    with contextlib.ExitStack() as stack, _browser_failures_named():
         urls = [stack.enter_context(serve(os.path.abspath(folder))) for folder in FLAGS.page]
         drivers = []
         for _ in urls:
             drivers.append(chromium(FLAGS.chromium, FLAGS.chromedriver))
             stack.callback(drivers[-1].quit)
         timings = time_pages(drivers, urls, FLAGS.translations, FLAGS.timeout)
-    for config, timing in zip(configs, timings):
-        size = config["image_size"]
-        print(f"{config['model']['file']} ({config['model']['precision']}, {size}x{size}), LiteRT.js "
-              f"{config['runtime']['version']} on CPU (WebAssembly) in headless Chromium: {timing.line()}")
+    for line, timing in zip(lines, timings):
+        print(f"{line} on CPU (WebAssembly) in headless Chromium: {timing.line()}")
     return 0
 
 
