@@ -283,3 +283,16 @@ def test_the_page_benchmark_refuses_what_it_cannot_time_in_one_line(tmp_path, pa
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert len(errors) == 1 and message in errors[0], errors
+
+
+def test_a_page_that_never_becomes_ready_is_one_line(tmp_path):
+    """Chromium opens a page that never says "Ready": Selenium's timeout, named in one line."""
+    _require()
+    (tmp_path / "page.json").write_text(json.dumps(GOOD_PAGE_JSON))
+    (tmp_path / "index.html").write_text('<p id="status">Loading</p>')
+    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark.web", f"--page={tmp_path}", "--timeout=1",
+                             f"--chromium={CHROMIUM}", f"--chromedriver={CHROMEDRIVER}"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert errors == ["error: a page did not answer in time (--timeout=1 s to load, 600 s to translate)."], errors
