@@ -51,6 +51,12 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def user_message(error: Exception) -> str:
+    """The one line a user's mistake or situation is reported as: a Pix2pixError says it
+    itself, an OSError through `describe_os_error`."""
+    return describe_os_error(error) if isinstance(error, OSError) else str(error)
+
+
 def describe_os_error(error: OSError) -> str:
     """An OSError as a user reads it: what failed, on which path, and what to do."""
     where = f" {error.filename}" if error.filename else ""
@@ -78,10 +84,8 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
         except app.UsageError as e:  # A missing or contradictory flag: the message, not the whole --help.
             print(f"error: {e} {FLAGS_HINT}", file=sys.stderr, flush=True)
             return e.exitcode
-        except Pix2pixError as e:
-            message = str(e)
-        except OSError as e:
-            message = describe_os_error(e)
+        except (Pix2pixError, OSError) as e:
+            message = user_message(e)
         print(f"error: {message}", file=sys.stderr, flush=True)
         return 1
 

@@ -44,10 +44,8 @@ def answer(model: DemoModel, path: Optional[str], name: Optional[str], paper: bo
     name = name or os.path.basename(path)
     try:
         result = model.translate(_read(path, name, model.max_pixels), name, paper)
-    except Pix2pixError as e:
-        message = str(e)
-    except OSError as e:
-        message = cli.describe_os_error(e)
+    except (Pix2pixError, OSError) as e:
+        message = cli.user_message(e)
     else:
         return _shown(result.model_input), _shown(result.output), f"Translated by {result.model}."
     logging.info("Refused: %s", message)

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pix2pix_tf.cli import describe_os_error
+from pix2pix_tf.cli import user_message
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, Interrupted, Pix2pixError
 from pix2pix_tf.evaluation.metrics import pooled_psnr
@@ -98,9 +98,9 @@ def export(config: ExportConfig) -> ExportResult:
     except (Pix2pixError, OSError) as error:  # A later format failed: say what an earlier one published.
         if not published:
             raise
-        why = describe_os_error(error) if isinstance(error, OSError) else str(error)
         paths = ", ".join(record.path for record in published.values())
-        raise ExportError(f"{why} Published before this failure: {paths}; nothing else was.") from error
+        raise ExportError(f"{user_message(error)} Published before this failure: {paths}; nothing else was.") \
+            from error
     return ExportResult(job.version, job.checkpoint, list(published.values()))
 
 

@@ -226,7 +226,7 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
     way; stops early (`result.stopped_early`) after the step during which a stop was requested."""
     start, end, writer = result.step, result.total_steps, monitor.writer
     multi_worker = isinstance(gan.strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    train_step = _preemption_aware(gan.train_step, gan, checkpoints)
+    train_step = _preemption_aware(gan, checkpoints)
     progress = Progress(end - start, "step", config.run.progress and writer is not None)
     interval_start, interval_steps = time.perf_counter(), 0
     with stop_requests(enabled=not multi_worker) as stop:
@@ -256,7 +256,7 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
                 return
 
 
-def _preemption_aware(train_step, gan: Pix2Pix, checkpoints: RunCheckpoints):
+def _preemption_aware(gan: Pix2Pix, checkpoints: RunCheckpoints):
     """In a multi-worker cluster, TensorFlow's PreemptionCheckpointHandler runs each step.
 
     When any worker is told to stop (SIGTERM), every worker checkpoints the same step and the
@@ -266,12 +266,12 @@ def _preemption_aware(train_step, gan: Pix2Pix, checkpoints: RunCheckpoints):
     `stop_requests` does the same there.
     """
     if not isinstance(gan.strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return train_step
+        return gan.train_step
     handler = tf.distribute.experimental.PreemptionCheckpointHandler(
         gan.strategy.cluster_resolver, checkpoints.manager,
         termination_config=tf.distribute.experimental.TerminationConfig(
             save_fn=lambda: checkpoints.save(gan.current_step())))
-    return lambda iterator: handler.run(train_step, iterator)
+    return lambda iterator: handler.run(gan.train_step, iterator)
 
 
 def _check_finite(step: int, losses: dict[str, float], checkpoints: RunCheckpoints) -> None:
