@@ -184,7 +184,7 @@ def _browser_failures_named() -> Iterator[None]:
         raise PageError(f"a page did not answer in time (--timeout={FLAGS.timeout} s to load, "
                         f"{TRANSLATE_TIMEOUT} s to translate).") from None
     except WebDriverException as e:
-        first = (e.msg or type(e).__name__).strip().splitlines()[0]
+        first = ((e.msg or "").strip().splitlines() or [type(e).__name__])[0]
         raise PageError(f"Chromium ({FLAGS.chromium}, driver {FLAGS.chromedriver}) failed: {first}") from None
 
 
