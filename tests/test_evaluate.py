@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -94,8 +95,8 @@ def test_fcn_score_is_refused_where_it_means_nothing():
 def test_segmenter_learns_real_photos_and_is_cached_as_a_contract_saved_model(data_dir, tmp_path):
     spec = segmentation.SegmenterSpec(dataset="shapes/64", image_size=(64, 64), direction="AtoB", num_train=64,
                                       steps=100, batch_size=8)
-    path = segmentation.ensure_segmenter(spec, lambda: shapes_examples(data_dir, "train").map(lambda a, b, y: (b, y)),
-                                         NUM_CLASSES, str(tmp_path))
+    train_pairs = shapes_examples(data_dir, "train").map(lambda a, b, y: (b, y))
+    path = segmentation.ensure_segmenter(spec, lambda: train_pairs, NUM_CLASSES, str(tmp_path))
 
     def must_not_train():
         raise AssertionError("the cached segmenter was trained again")
@@ -104,9 +105,9 @@ def test_segmenter_learns_real_photos_and_is_cached_as_a_contract_saved_model(da
     assert not [n for n in os.listdir(tmp_path) if ".tmp" in n]
 
     segment = segmentation.load_segmenter(path)
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-    for _, photo, label in shapes_examples(data_dir, "val").as_numpy_iterator():
-        confusion += confusion_matrix(label, segment(photo[None])[0], NUM_CLASSES)
+    val = list(shapes_examples(data_dir, "val").as_numpy_iterator())
+    labels, photos = np.stack([label for _, _, label in val]), np.stack([photo for _, photo, _ in val])
+    confusion = confusion_matrix(labels, segment(photos), NUM_CLASSES)
     scores = segmentation_scores(confusion)
     background_only = confusion[0].sum() / confusion.sum()
     # Held-out real photos: clearly better than calling everything background.
@@ -114,28 +115,31 @@ def test_segmenter_learns_real_photos_and_is_cached_as_a_contract_saved_model(da
     assert scores.per_class_accuracy > 2.0 / NUM_CLASSES, scores
 
     # --segmenter_input=unit hands the model [0, 1] pixels: the same as giving it those ourselves.
-    _, photo, _ = next(shapes_examples(data_dir, "val", limit=1).as_numpy_iterator())
+    photo = photos[:1]
     unit = segmentation.load_segmenter(path, "unit")
-    np.testing.assert_array_equal(unit(photo[None]), segment((photo[None] + 1.0) / 2.0))
+    np.testing.assert_array_equal(unit(photo), segment((photo + 1.0) / 2.0))
     with pytest.raises(segmentation.SegmentationError, match="not one of"):
         segmentation.load_segmenter(path, "percent")
     with pytest.raises(segmentation.SegmentationError, match="not a SavedModel"):
         segmentation.load_segmenter(str(tmp_path))
 
     # A cache entry cut short (a full disk, a bad copy) is the package's: trained again, not
-    # reported as a model the user should "copy or export again".
-    graph = os.path.join(path, "saved_model.pb")
+    # reported as a model the user should "copy or export again". The entry cut short is a copy
+    # of the one above under the key of a one-step spec, so that training it again takes one step.
+    one_step = dataclasses.replace(spec, steps=1)
+    cut_short = shutil.copytree(path, os.path.join(tmp_path, one_step.key()))
+    graph = os.path.join(cut_short, "saved_model.pb")
     with open(graph, "r+b") as f:
         f.truncate(os.path.getsize(graph) // 3)
     trained = []
 
     def pairs_again():
         trained.append(True)
-        return shapes_examples(data_dir, "train").map(lambda a, b, y: (b, y))
+        return train_pairs
 
-    again, segment_again = segmentation.load_cached_segmenter(spec, pairs_again, NUM_CLASSES, str(tmp_path))
-    assert again == path and trained == [True]
-    assert segment_again(photo[None]).shape == (1, 64, 64)
+    again, segment_again = segmentation.load_cached_segmenter(one_step, pairs_again, NUM_CLASSES, str(tmp_path))
+    assert again == cut_short and trained == [True]
+    assert segment_again(photo).shape == (1, 64, 64)
 
 
 @pytest.mark.parametrize("classes,returned", [(lambda x: tf.fill(tf.shape(x)[:3], -5), -5),

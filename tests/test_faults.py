@@ -35,6 +35,12 @@ def train_flags(workdir, data_dir, *extra: str) -> list[str]:
             "--sample_every=100000", "--noprogress", "--seed=2", *extra]
 
 
+def resuming_run_of_six(workdir, data_dir, *extra: str) -> list[str]:
+    """train.py's flags that resume a copy of `run_of_six`: `train_flags` with the run's seed
+    (`tiny_config`'s; its model and data flags are `train_flags`' already)."""
+    return train_flags(workdir, data_dir, f"--seed={tiny_config(workdir, data_dir).run.seed}", *extra)
+
+
 def command(workdir, data_dir, *extra: str) -> list[str]:
     """train.py in a process of its own (tests/forked.py), for the tests about processes (kills, a
     live second one)."""
@@ -92,6 +98,9 @@ def test_a_second_process_on_the_same_workdir_refuses(tmp_path, data_dir):
     first = start(command(workdir, data_dir, "--steps=100000", "--save_every=2"))
     try:
         wait_for(lambda: latest_step(workdir) >= 2, first)
+        # Paused while the second one runs: still live and holding the workdir, but not training
+        # (and saving every 2 steps) on the CPU the second one needs.
+        first.send_signal(signal.SIGSTOP)
         saving = workdir / "checkpoints" / "ckpt-99999999_temp"  # as a save of the live process in progress
         saving.mkdir()
         second = run_program("train", *train_flags(workdir, data_dir, "--steps=100000"))
@@ -101,6 +110,7 @@ def test_a_second_process_on_the_same_workdir_refuses(tmp_path, data_dir):
         assert saving.is_dir()  # a live process's save is never cleaned away
     finally:
         first.send_signal(signal.SIGTERM)
+        first.send_signal(signal.SIGCONT)
         first.communicate(timeout=120)
     assert first.returncode == 128 + signal.SIGTERM  # Stopped with its checkpoint, not finished.
 
@@ -218,16 +228,14 @@ def test_a_read_only_workdir_is_refused_for_a_new_run(tmp_path, data_dir, mount,
 
 
 @pytest.mark.slow
-def test_a_read_only_workdir_is_refused_for_a_resumed_run(tmp_path, data_dir, mount):
-    run = tmp_path / "run"
-    first = run_program("train", *train_flags(run, data_dir, "--steps=1"))
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_a_read_only_workdir_is_refused_for_a_resumed_run(tmp_path, data_dir, run_of_six, mount):
+    run = copied_run(run_of_six, tmp_path / "run")
     read_only = tmp_path / "ro"
     read_only.mkdir()
     mount(read_only, "--bind", str(run))
     mount(read_only, "-o", "remount,bind,ro")
     before = sorted(os.listdir(run / "checkpoints"))
-    stderr = refused(train_flags(read_only, data_dir, "--steps=2"))
+    stderr = refused(resuming_run_of_six(read_only, data_dir, "--steps=8"))
     assert f"error: --workdir={read_only} cannot be written (Read-only file system)." in stderr
     assert sorted(os.listdir(run / "checkpoints")) == before
 
@@ -241,32 +249,30 @@ def test_a_disk_full_at_the_start_is_refused(small_disk, data_dir):
 
 
 @pytest.mark.slow
-def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir):
+def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir, run_of_six):
     # A folder name with glob's '?' and a data file's suffix; a neighbour it would match as a pattern.
-    workdir, neighbour = tmp_path / "runs?.data-2026", tmp_path / "runs1.data-2026" / "checkpoints" / "ckpt-3_temp"
+    workdir, neighbour = tmp_path / "runs?.data-2026", tmp_path / "runs1.data-2026" / "checkpoints" / "ckpt-7_temp"
     neighbour.mkdir(parents=True)
-    flags = train_flags(workdir, data_dir, "--save_every=1")
-    first = run_program("train", *flags, "--steps=2")
-    assert first.returncode == 0, first.stderr[-3000:]
+    copied_run(run_of_six, workdir)  # Checkpoints of steps 2, 4 and 6.
     checkpoints = workdir / "checkpoints"
-    # What SIGKILL during the save of step 3 leaves: the staging folder of the whole checkpoint
+    # What SIGKILL during the save of step 7 leaves: the staging folder of the whole checkpoint
     # (its files renamed into place, the index last, only once complete), data files renamed
     # before their index, the index file's temporary copy (TensorFlow's, in a cluster; ours).
-    staging = checkpoints / "ckpt-3_temp"
+    staging = checkpoints / "ckpt-7_temp"
     staging.mkdir()
-    for file in checkpoints.glob("ckpt-2.*"):
-        shutil.copy(file, staging / file.name.replace("ckpt-2", "ckpt-3"))
-    shutil.copy(checkpoints / "ckpt-2.data-00000-of-00001", checkpoints / "ckpt-3.data-00000-of-00001")
+    for file in checkpoints.glob("ckpt-6.*"):
+        shutil.copy(file, staging / file.name.replace("ckpt-6", "ckpt-7"))
+    shutil.copy(checkpoints / "ckpt-6.data-00000-of-00001", checkpoints / "ckpt-7.data-00000-of-00001")
     (checkpoints / "checkpoint.tmp5f1e0c2a").write_text((checkpoints / "checkpoint").read_text())
     (checkpoints / ".checkpoint.5f1e0c2a.tmp").write_text((checkpoints / "checkpoint").read_text())
-    result = run_program("train", *flags, "--steps=3")
+    result = run_program("train", *resuming_run_of_six(workdir, data_dir, "--save_every=1", "--steps=7"))
     assert result.returncode == 0, result.stderr[-3000:]
-    for leftover in ("ckpt-3_temp", "ckpt-3.data-00000-of-00001", "checkpoint.tmp5f1e0c2a", ".checkpoint.5f1e0c2a.tmp"):
+    for leftover in ("ckpt-7_temp", "ckpt-7.data-00000-of-00001", "checkpoint.tmp5f1e0c2a", ".checkpoint.5f1e0c2a.tmp"):
         assert leftover in result.stderr  # said, not silent
-    assert f"Resumed from {checkpoints / 'ckpt-2'} at step 2." in result.stderr
-    assert "Done: step 3/3" in result.stdout
+    assert f"Resumed from {checkpoints / 'ckpt-6'} at step 6." in result.stderr
+    assert "Done: step 7/7" in result.stdout
     assert sorted(p for p in os.listdir(checkpoints) if "temp" in p or ".tmp" in p) == []
-    assert latest_step(workdir) == 3
+    assert latest_step(workdir) == 7
     assert neighbour.is_dir()  # Another run's files are never this run's leftovers.
 
 

@@ -25,8 +25,9 @@ from pix2pix_tf.data import pipeline
 from pix2pix_tf.errors import ConfigError, DatasetError
 from pix2pix_tf.training.loop import train
 
+import forked
 from conftest import tiny_config
-from export_helpers import run, trained_run
+from export_helpers import trained_run
 from programs import run_program
 
 RNG = np.random.default_rng(12)
@@ -218,7 +219,9 @@ def test_translate_reads_webp_and_refuses_a_big_file_naming_it(tmp_path_factory,
     assert f"{webp}: 32x16 (512 pixels) is over the limit of 500 pixels (--max_pixels)" in small_cap.stderr
 
 
-FRESH_PROCESS = """
+# A client of the SavedModel that uses TensorFlow's API only, in a process of its own (forked
+# from tests/forked.py's zygote, which never ran the export): the model must serve from its files.
+CLIENT = """
 import json, sys
 import tensorflow as tf
 signatures = tf.saved_model.load(sys.argv[1]).signatures
@@ -246,9 +249,9 @@ def test_the_saved_model_reads_webp_and_refuses_a_big_request_before_decoding(
     metadata = json.loads((version / "assets.extra" / "pix2pix_export.json").read_text())
     assert metadata["max_pixels"] == 1_000_000
     script = tmp_path / "client.py"
-    script.write_text(FRESH_PROCESS)
+    script.write_text(CLIENT)
     webp, big = os.path.join(mixed_folder, "train", "webp.png"), os.path.join(mixed_folder, "train", "big.png")
-    result = run([sys.executable, str(script), str(version), webp, big], cwd=str(tmp_path))
+    result = forked.run([sys.executable, str(script), str(version), webp, big], cwd=str(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     answers = json.loads(result.stdout.strip().splitlines()[-1])
     assert answers["serving_default webp"]["output"] == [1, 128, 128, 3]
