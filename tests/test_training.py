@@ -55,34 +55,55 @@ def logged_losses(workdir, step: int) -> dict[str, float]:
             if tag.startswith("loss/") for event in events.Tensors(tag) if event.step == step}
 
 
+@pytest.fixture(scope="module")
+def seeded_runs(tmp_path_factory, data_dir) -> dict:
+    """The trainings the two tests below compare (read only), under TensorFlow's op determinism
+    as train.py turns it on for --seed (on for the trainings only, so later tests run as alone):
+    "whole": 6 steps that log their losses at step 3, on the session's prepared data_dir;
+    "first": a fresh 3-step run of the same seed that prepares its own copy of the dataset;
+    "other_seed": 3 steps of another seed; "rest": "first" resumed to step 6. The held-out L1 at
+    step 0 is compared for "whole" and "first" only: the others skip it (--eval_examples=0)."""
+    from tensorflow.python.framework import config as tf_config
+
+    root = tmp_path_factory.mktemp("seeded")
+    fresh_data_dir = str(root / "tfds")
+    tf.config.experimental.enable_op_determinism()
+    try:
+        whole = train(tiny_config(root / "whole", data_dir, optim=dict(steps=6), run=dict(log_every=3)))
+        first = train(tiny_config(root / "split", fresh_data_dir, optim=dict(steps=3)))
+        other_seed = train(tiny_config(root / "other", data_dir, optim=dict(steps=3),
+                                       run=dict(seed=4, eval_examples=0)))
+        rest = train(tiny_config(root / "split", fresh_data_dir, optim=dict(steps=6), run=dict(eval_examples=0)))
+    finally:
+        tf_config.disable_op_determinism()
+    return dict(whole=whole, logged_at_3=logged_losses(root / "whole", step=3), first=first, other_seed=other_seed,
+                rest=rest, fresh_data_dir=fresh_data_dir)
+
+
 @pytest.mark.slow
-@pytest.mark.usefixtures("deterministic_ops")
-def test_a_seed_repeats_exactly_a_resumed_run_continues_exactly_and_another_seed_differs(tmp_path, data_dir):
+def test_a_seed_repeats_exactly_a_resumed_run_continues_exactly_and_another_seed_differs(seeded_runs):
     """The whole 6-step run logs its losses at step 3: a fresh 3-step run of the same seed
     repeats them exactly, and resumed to step 6 it ends as the whole run does (losses, G, D and
     both optimizers); another seed's 3 steps do not repeat them."""
-    steps_only = dict(eval_examples=0)  # No held-out evaluation: the losses and the state are compared.
-    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=6), run=dict(log_every=3, **steps_only)))
-    first = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=3), run=steps_only))
+    whole, first, rest = seeded_runs["whole"], seeded_runs["first"], seeded_runs["rest"]
     assert first.step == 3
-    assert first.losses == logged_losses(tmp_path / "whole", step=3)
-    other_seed = train(tiny_config(tmp_path / "other", data_dir, optim=dict(steps=3), run=dict(seed=4, **steps_only)))
+    assert first.losses == seeded_runs["logged_at_3"]
+    other_seed = seeded_runs["other_seed"]
     assert other_seed.losses.keys() == first.losses.keys() and other_seed.losses != first.losses
-    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=6), run=steps_only))
     assert rest.step == 6
     assert rest.losses == pytest.approx(whole.losses, rel=1e-6, abs=1e-7)
     assert_same_run_state(whole.checkpoint, rest.checkpoint)
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("deterministic_ops")
-def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(tmp_path):
-    """tfds' preparation draws from Python's `random`: the seed must be set after it."""
-    fresh_data_dir = str(tmp_path / "tfds")
-    preparing = train(tiny_config(tmp_path / "a", fresh_data_dir, optim=dict(steps=2), run=dict(seed=5)))
-    prepared = train(tiny_config(tmp_path / "b", fresh_data_dir, optim=dict(steps=2), run=dict(seed=5)))
+def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(seeded_runs):
+    """tfds' preparation draws from Python's `random`: the seed must be set after it. The fresh
+    3-step run prepared its own data_dir; the whole run found the session's prepared."""
+    preparing, prepared = seeded_runs["first"], seeded_runs["whole"]
+    assert os.path.isdir(os.path.join(seeded_runs["fresh_data_dir"], "pix2pix_shapes"))
+    assert preparing.held_out_l1_start is not None
     assert preparing.held_out_l1_start == prepared.held_out_l1_start
-    assert preparing.losses == prepared.losses
+    assert preparing.losses == seeded_runs["logged_at_3"]
 
 
 SLOW = pytest.mark.slow  # Each variant is a training of its own: the quick set trains the default.
@@ -129,10 +150,31 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
     assert latest in str(error.value)
 
 
-def test_tensorboard_logs_and_sample_grids(tmp_path, data_dir):
-    config = tiny_config(tmp_path, data_dir, optim=dict(steps=4), run=dict(log_every=2, sample_every=2))
-    train(config)
-    events = EventAccumulator(str(tmp_path / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
+@pytest.fixture(scope="module")
+def logged_run(tmp_path_factory, data_dir) -> dict:
+    """4 steps that log and sample every 2 (read only): the workdir, the TrainResult, and the
+    process-wide random states and op determinism just before and just after the training."""
+    import random
+
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import config as tf_config
+
+    def process_state() -> dict:
+        return dict(python=random.getstate(), numpy=np.random.get_state(), tf_seed=context.global_seed(),
+                    determinism=tf_config.is_op_determinism_enabled())
+
+    workdir = tmp_path_factory.mktemp("logged")
+    before = process_state()
+    # Seed 11, which no other run here uses: a run that seeded the process would change its
+    # state even where an earlier run of another seed had seeded it.
+    result = train(tiny_config(workdir, data_dir, optim=dict(steps=4),
+                               run=dict(seed=11, log_every=2, sample_every=2)))
+    return dict(workdir=workdir, result=result, before=before, after=process_state())
+
+
+def test_tensorboard_logs_and_sample_grids(logged_run):
+    workdir = logged_run["workdir"]
+    events = EventAccumulator(str(workdir / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
     tags = set(events.Tags()["tensors"])
     for tag in ("loss/g_gan", "loss/g_l1", "loss/d_real", "loss/d_fake", "learning_rate",
                 "images_per_second", "eval/held_out_l1", "samples/input_target_output"):
@@ -140,9 +182,9 @@ def test_tensorboard_logs_and_sample_grids(tmp_path, data_dir):
     assert [e.step for e in events.Tensors("loss/g_l1")] == [2, 4]
     lr = tf.make_ndarray(events.Tensors("learning_rate")[0].tensor_proto)
     assert lr == pytest.approx(2e-4)
-    assert sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "samples" / "*.png"))) == [
+    assert sorted(os.path.basename(p) for p in glob.glob(str(workdir / "samples" / "*.png"))) == [
         "step_0000000.png", "step_0000002.png", "step_0000004.png"]
-    assert TrainConfig.load(str(tmp_path)).data.direction == "AtoB"
+    assert TrainConfig.load(str(workdir)).data.direction == "AtoB"
 
 
 def test_held_out_images_of_different_sizes_share_the_sample_grid(tmp_path, data_dir):
@@ -170,20 +212,16 @@ def test_resume_with_another_architecture_is_refused(tmp_path, data_dir, run_of_
         train(tiny_config(workdir, data_dir, model=dict(ngf=16), optim=dict(steps=8)))
 
 
-def test_training_leaves_the_process_seeds_and_op_determinism_alone(tmp_path, data_dir):
+def test_training_leaves_the_process_seeds_and_op_determinism_alone(logged_run):
     """Only programs change process-wide state: a later export or evaluation in the same
-    process must run as it would alone (train.py turns op determinism on for --seed itself)."""
-    import random
-
-    from tensorflow.python.eager import context
-    from tensorflow.python.framework import config as tf_config
-
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    tf_seed, determinism = context.global_seed(), tf_config.is_op_determinism_enabled()
-    result = train(tiny_config(tmp_path, data_dir, optim=dict(steps=1), run=dict(seed=11, deterministic_ops=True)))
-    assert result.step == 1
-    assert random.getstate() == python_state
-    after = np.random.get_state()
-    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1]) and after[2:] == numpy_state[2:]
-    assert context.global_seed() == tf_seed
-    assert tf_config.is_op_determinism_enabled() == determinism
+    process must run as it would alone (train.py turns op determinism on for --seed itself).
+    The run's config records deterministic_ops=True, as a --seed run's does."""
+    before, after = logged_run["before"], logged_run["after"]
+    assert logged_run["result"].step == 4
+    assert TrainConfig.load(str(logged_run["workdir"])).run.deterministic_ops
+    assert after["python"] == before["python"]
+    numpy_state, numpy_after = before["numpy"], after["numpy"]
+    assert numpy_after[0] == numpy_state[0] and np.array_equal(numpy_after[1], numpy_state[1])
+    assert numpy_after[2:] == numpy_state[2:]
+    assert after["tf_seed"] == before["tf_seed"]
+    assert after["determinism"] == before["determinism"]
