@@ -43,16 +43,19 @@ def generator(tmp_path_factory, data_dir):
     return generator
 
 
-def held_out_png(export_info: dict, data_dir: str, tmp_path) -> tuple[str, np.ndarray]:
-    """A held-out input of the run as a PNG file (the bytes a client sends) and its float image."""
+@pytest.fixture(scope="module")
+def held_out(export, tmp_path_factory) -> tuple[str, np.ndarray]:
+    """A held-out input of the run as a PNG file (the bytes a client sends) and its float image:
+    read from the dataset once for the tests that send it to an export (they only read it)."""
     from pix2pix_tf.config import TrainConfig
     from pix2pix_tf.data import pipeline
 
-    config = TrainConfig.load(export_info["workdir"])
+    config = TrainConfig.load(export["workdir"])
     dataset = pipeline.load_paired_dataset(config.data)
     a, _ = next(pipeline.held_out_pairs(dataset, config.data, 3, 3, limit=1).as_numpy_iterator())
-    path = str(tmp_path / "input.png")
+    path = str(tmp_path_factory.mktemp("held_out") / "input.png")
     tf.io.write_file(path, tf.io.encode_png(images.to_uint8(a)))
+    a.setflags(write=False)  # Shared: a test that wrote into it would fail, not change the others' input.
     return path, a
 
 
@@ -117,12 +120,12 @@ FRESH_PROCESS = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def fresh_process(export, data_dir, tmp_path_factory) -> dict:
+def fresh_process(export, held_out, tmp_path_factory) -> dict:
     """Both SavedModels (paper mode and deterministic) run in one fresh process without the
     package, on a held-out input: per model, what each signature gave and whether any variable
     changed; and the input (its PNG file, its float image)."""
     tmp_path = tmp_path_factory.mktemp("fresh_process")
-    png, image = held_out_png(export, data_dir, tmp_path)
+    png, image = held_out
     floats = str(tmp_path / "x.npy")
     np.save(floats, image[None].astype(np.float32))
     script = tmp_path / "client.py"
@@ -183,7 +186,7 @@ def saved_model_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_saved_model_cli_show_and_run(export, data_dir, tmp_path):
+def test_saved_model_cli_show_and_run(export, held_out, tmp_path):
     shown = saved_model_cli("show", "--dir", export["paper"], "--all")
     assert shown.returncode == 0, shown.stderr[-2000:]
     text = shown.stdout
@@ -196,7 +199,7 @@ def test_saved_model_cli_show_and_run(export, data_dir, tmp_path):
     assert "shape: (-1, 128, 128, 3)" in serving_default
     assert "StatelessRandomUniformV2" in text and "Timestamp" in text  # Noise from a stateless RNG.
 
-    png, image = held_out_png(export, data_dir, tmp_path)
+    png, image = held_out
     np.save(tmp_path / "bytes.npy", np.array([open(png, "rb").read()], dtype=object))
     np.save(tmp_path / "floats.npy", image[None].astype(np.float32))
     for signature, inputs in (("serving_default", f"images={tmp_path / 'bytes.npy'}"),
@@ -249,10 +252,10 @@ def test_bad_inputs_give_clear_errors(export):
         assert signatures["serving_default"](images=tf.constant([encoded.numpy()]))["output"].shape == (1, 128, 128, 3)
 
 
-def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, data_dir, tmp_path):
+def test_tflite_variants_run_in_litert_with_builtin_ops_only(export, held_out):
     from ai_edge_litert.interpreter import Interpreter
 
-    _, image = held_out_png(export, data_dir, tmp_path)
+    _, image = held_out
     reference = tf.saved_model.load(export["paper"]).signatures["translate_float_deterministic"]
     expected = reference(images=tf.constant(image[None]))["output"].numpy()
     report = json.load(open(os.path.join(export["tflite_paper"], artifacts.TFLITE_REPORT)))
@@ -317,8 +320,8 @@ def test_export_refuses_impossible_requests(tmp_path_factory, data_dir, tmp_path
     assert not os.listdir(tmp_path)  # Refused before anything was written.
 
 
-def test_the_version_is_free_under_every_format_s_folder_and_a_file_in_the_way_is_refused_first(tmp_path,
-                                                                                                 run_of_six):
+def test_the_version_is_free_under_every_format_s_folder_and_a_file_in_the_way_is_refused_first(
+        tmp_path_factory, data_dir, tmp_path):
     """All artifacts of an export share a version: one free under the SavedModel's folder but
     taken under the TFLite one is not chosen. A file where a format's folder goes is refused
     before anything is loaded or published, not found after the SavedModel was published."""
@@ -337,7 +340,8 @@ def test_the_version_is_free_under_every_format_s_folder_and_a_file_in_the_way_i
         export_dir = tmp_path / f"blocked_{in_the_way}"
         export_dir.mkdir()
         (export_dir / in_the_way).write_text("my notes")
-        result = run_program("export", f"--workdir={run_of_six}", f"--export_dir={export_dir}", "--tflite=float32")
+        result = run_program("export", f"--workdir={trained_run(tmp_path_factory, data_dir)}",
+                             f"--export_dir={export_dir}", "--tflite=float32")
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
         assert (f"error: {export_dir / in_the_way} is a file where the export keeps a folder; move it away"
                 in result.stderr), result.stderr[-2000:]
