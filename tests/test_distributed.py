@@ -34,8 +34,11 @@ def train_flags(workdir, data_dir, *extra: str) -> list[str]:
     # does not depend on how the global batch is split, so the runs must agree to float rounding.
     # (Instance norm would too, but the conv biases before it get a zero gradient, which Adam
     # turns into steps along float noise: no meaningful comparison.)
+    # The 1x1 PixelGAN, which has a synchronized norm layer too, is the D of fewest layers: each
+    # process's first step, which traces and optimizes the step's graph, is most of its cost.
     return [f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}", f"--workdir={workdir}", "--generator=unet_128",
-            "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128", "--batch_size=2", f"--steps={STEPS}",
+            "--discriminator=pixel", "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128", "--batch_size=2",
+            f"--steps={STEPS}",
             "--seed=3", "--norm=syncbatch", "--no_dropout", "--log_every=1", "--eval_examples=0", "--noprogress",
             *extra]
 
@@ -144,7 +147,7 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     """TensorFlow's PreemptionCheckpointHandler: any worker's SIGTERM makes all checkpoint and exit (42).
     No norm layers: the handler's work does not depend on them, and synchronized batch norm
     would add a collective per layer to every step, and to each worker's tracing."""
-    workdir, total = tmp_path / "run", 16  # The stop lands within the first few steps.
+    workdir, total = tmp_path / "run", 10  # The stop lands a step or two after the save of step 2.
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     envs = [{**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
@@ -154,9 +157,9 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     logs = [open(tmp_path / f"worker{i}.log", "w+") for i in range(2)]
     workers = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
                for env, log in zip(envs, logs)]
-    events = workdir / "logs" / "train"
+    regular_save = workdir / "checkpoints" / "ckpt-2.index"
     deadline = time.time() + 300
-    while not (events.exists() and sum(f.stat().st_size for f in events.iterdir()) > 2000):
+    while not regular_save.exists():  # Fails unless the regular save of step 2 comes first.
         assert time.time() < deadline and all(w.poll() is None for w in workers), open(logs[0].name).read()[-3000:]
         time.sleep(0.05)
     workers[1].send_signal(signal.SIGTERM)
@@ -167,7 +170,7 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     stopped_at = int(tf.train.load_checkpoint(saved).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
     assert 0 < stopped_at < total
     assert saved == str(workdir / "checkpoints" / f"ckpt-{stopped_at}")  # Named by its step, as every save.
-    assert os.path.exists(workdir / "checkpoints" / "ckpt-2.index")  # A regular save came before it.
+    assert regular_save.exists()  # The regular save that came before it is kept.
 
     restarted = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True)
                  for env in envs]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 import keras
@@ -24,8 +25,8 @@ from pix2pix_tf.networks.discriminator import Downsample, build_discriminator, f
 from pix2pix_tf.training import losses
 from pix2pix_tf.training.loop import train
 
+import forked
 from conftest import tiny_config
-from export_helpers import run
 from programs import run_program
 
 
@@ -155,22 +156,43 @@ np.save(sys.argv[3], model.signatures["translate_float_deterministic"](images=x)
 """
 
 
+def logged_steps(workdir) -> list[int]:
+    """The steps whose losses the run in `workdir` logged."""
+    events = EventAccumulator(str(workdir / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
+    return [e.step for e in events.Tensors("loss/g_feat")]
+
+
+def resumable_copy(workdir, step: int, destination):
+    """A run directory holding `workdir`'s config.json and its checkpoint of `step` only: what a
+    run stopped after that step's save leaves, to resume."""
+    checkpoints = destination / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    shutil.copy(workdir / "config.json", destination)
+    for name in os.listdir(workdir / "checkpoints"):
+        if name.startswith(f"ckpt-{step}."):
+            shutil.copy(workdir / "checkpoints" / name, checkpoints)
+    return destination
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("deterministic_ops")
 def test_multiscale_feature_matching_run_logs_resumes_and_exports(tmp_path, data_dir):
+    """The run saves at step 2 on its way to 4: resumed from that checkpoint (in a copy that has
+    no later one), it ends as the whole run does."""
     steps_only = dict(eval_examples=0)  # No held-out evaluation: the losses and the state are compared.
-    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=4), run=dict(log_every=2, **steps_only),
-                              **MULTISCALE))
+    whole = train(tiny_config(tmp_path / "whole", data_dir, optim=dict(steps=4),
+                              run=dict(log_every=2, save_every=2, **steps_only), **MULTISCALE))
     assert set(whole.losses) == {"d_real", "d_fake", "d_total", "g_gan", "g_l1", "g_feat", "g_total"}
-    events = EventAccumulator(str(tmp_path / "whole" / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
-    assert [e.step for e in events.Tensors("loss/g_feat")] == [2, 4]
+    assert logged_steps(tmp_path / "whole") == [2, 4]
 
-    train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=2), run=steps_only, **MULTISCALE))
-    rest = train(tiny_config(tmp_path / "split", data_dir, optim=dict(steps=4), run=steps_only, **MULTISCALE))
+    split = resumable_copy(tmp_path / "whole", 2, tmp_path / "split")
+    rest = train(tiny_config(split, data_dir, optim=dict(steps=4), run=dict(log_every=1, **steps_only),
+                             **MULTISCALE))
+    assert logged_steps(split) == [3, 4]  # Resumed after step 2.
     assert rest.losses == pytest.approx(whole.losses, rel=1e-6, abs=1e-7)
     assert_same_run_state(whole.checkpoint, rest.checkpoint)
 
-    # Export reads only G: the SavedModel, in a fresh process, computes the checkpoint's G.
+    # Export reads only G: the SavedModel, in a process of its own, computes the checkpoint's G.
     workdir, export_dir = str(tmp_path / "whole"), str(tmp_path / "export")
     result = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--model_name=ms",
                          "--tflite=", "--check_examples=1")
@@ -180,8 +202,8 @@ def test_multiscale_feature_matching_run_logs_resumes_and_exports(tmp_path, data
     x = np.random.default_rng(0).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     (tmp_path / "client.py").write_text(EXPORTED_OUTPUT)
-    client = run([sys.executable, str(tmp_path / "client.py"), os.path.join(export_dir, "ms", "1"),
-                  str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], cwd=str(tmp_path))
+    client = forked.run([sys.executable, str(tmp_path / "client.py"), os.path.join(export_dir, "ms", "1"),
+                         str(tmp_path / "x.npy"), str(tmp_path / "y.npy")], cwd=str(tmp_path), timeout=300)
     assert client.returncode == 0, client.stderr[-3000:]
     generator, _, _ = checkpoint_source.load_generator(workdir)
     expected = generate.generate(generator, tf.constant(x), DETERMINISTIC).numpy()
@@ -190,8 +212,6 @@ def test_multiscale_feature_matching_run_logs_resumes_and_exports(tmp_path, data
 
 def test_the_ablation_exits_1_naming_the_variants_that_failed(tmp_path):
     """As the paper experiment does: a script or CI notices, and the report says why."""
-    import forked
-
     (tmp_path / "not_a_folder").write_text("")
     root = tmp_path / "ablation"
     result = forked.run([sys.executable, "-m", "pix2pix_tf.experiments.multiscale", f"--root={root}",
