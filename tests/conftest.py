@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import gc
@@ -9,7 +10,7 @@ import json
 import os
 import pathlib
 import shutil
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Iterator, Optional, TypeVar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -118,17 +119,26 @@ def copied_run(run, destination):
     return destination
 
 
-@pytest.fixture
-def deterministic_ops():
-    """TensorFlow's op determinism, as train.py turns it on for --seed, for a test that compares
-    runs exactly. It is process-wide: turned off again after the test (TensorFlow has no public
-    switch for that), so every other test runs as it would alone."""
+@contextlib.contextmanager
+def op_determinism() -> Iterator[None]:
+    """TensorFlow's op determinism, as train.py turns it on for --seed, for runs compared exactly.
+    It is process-wide: turned off again afterwards (TensorFlow has no public switch for that), so
+    every other test runs as it would alone."""
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
 
     tf.config.experimental.enable_op_determinism()
-    yield
-    tf_config.disable_op_determinism()
+    try:
+        yield
+    finally:
+        tf_config.disable_op_determinism()
+
+
+@pytest.fixture
+def deterministic_ops():
+    """`op_determinism` for the length of one test."""
+    with op_determinism():
+        yield
 
 
 def tiny_config(workdir, data_dir: str, *, model: dict | None = None, data: dict | None = None,

@@ -16,7 +16,7 @@ from pix2pix_tf.errors import ConfigError, NonFiniteLossError
 from pix2pix_tf.training import losses, summaries
 from pix2pix_tf.training.loop import train
 
-from conftest import copied_run, tiny_config
+from conftest import copied_run, op_determinism, tiny_config
 
 
 def checkpoint_values(path: str, prefix: str) -> dict[str, np.ndarray]:
@@ -63,19 +63,14 @@ def seeded_runs(tmp_path_factory, data_dir) -> dict:
     "first": a fresh 3-step run of the same seed that prepares its own copy of the dataset;
     "other_seed": 3 steps of another seed; "rest": "first" resumed to step 6. The held-out L1 at
     step 0 is compared for "whole" and "first" only: the others skip it (--eval_examples=0)."""
-    from tensorflow.python.framework import config as tf_config
-
     root = tmp_path_factory.mktemp("seeded")
     fresh_data_dir = str(root / "tfds")
-    tf.config.experimental.enable_op_determinism()
-    try:
+    with op_determinism():
         whole = train(tiny_config(root / "whole", data_dir, optim=dict(steps=6), run=dict(log_every=3)))
         first = train(tiny_config(root / "split", fresh_data_dir, optim=dict(steps=3)))
         other_seed = train(tiny_config(root / "other", data_dir, optim=dict(steps=3),
                                        run=dict(seed=4, eval_examples=0)))
         rest = train(tiny_config(root / "split", fresh_data_dir, optim=dict(steps=6), run=dict(eval_examples=0)))
-    finally:
-        tf_config.disable_op_determinism()
     return dict(whole=whole, logged_at_3=logged_losses(root / "whole", step=3), first=first, other_seed=other_seed,
                 rest=rest, fresh_data_dir=fresh_data_dir)
 
