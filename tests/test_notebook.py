@@ -52,8 +52,11 @@ def test_notebook_is_stored_without_outputs_and_parameters_are_one_cell():
 
 
 @pytest.mark.slow
-def test_notebook_runs_end_to_end_with_tiny_settings(data_dir, tmp_path):
+def test_notebook_runs_end_to_end_with_tiny_settings(data_dir, tmp_path, monkeypatch):
     onnx = all(importlib.util.find_spec(m) for m in ("tf2onnx", "onnx", "onnxruntime"))
+    # Should the kernel not find the installed package, its install cell must fail rather than
+    # install a copy into this environment: a source that does not exist makes pip refuse at once.
+    monkeypatch.setenv("PIX2PIX_TF_SOURCE", str(tmp_path / "no-such-source"))
     notebook = _with_tiny_settings(nbformat.read(NOTEBOOK, as_version=4), str(tmp_path / "run"), data_dir, onnx)
     # The notebook's folder is its working directory in Jupyter; here a scratch folder, so nothing
     # lands in the checkout. The kernel inherits this process's environment (PYTHONPATH included).
