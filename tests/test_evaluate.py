@@ -250,7 +250,7 @@ def test_evaluate_cli_asked_for_fid_without_weights_says_why(workdir, tmp_path):
 
 
 @pytest.mark.slow
-def test_fid_with_a_local_inception_weights_file(workdir, tmp_path):
+def test_fid_with_a_local_inception_weights_file(tmp_path):
     """The Inception path of FID, with random weights saved by the test (no hub is reachable):
     the file loads, gives 2048-d features, and FID of a set with itself is 0."""
     import keras

@@ -157,6 +157,17 @@ def test_frechet_distance_closed_form():
         metrics.fid_from_features(a[:1], b)
 
 
+def test_fid_of_fewer_vectors_than_dimensions_equals_the_covariance_form():
+    """A test split has fewer images than Inception's 2048 features: FID then comes from the
+    singular values of the centred features' N1 x N2 product; it must equal the D x D form."""
+    rng = np.random.default_rng(1)
+    for n1, n2 in ((10, 7), (3, 3), (40, 12)):
+        a, b = rng.normal(size=(n1, 64)), rng.normal(0.5, 1.5, size=(n2, 64)) @ rng.normal(size=(64, 64))
+        covariance_form = metrics.frechet_distance(*metrics.feature_statistics(a), *metrics.feature_statistics(b))
+        assert metrics.fid_from_features(a, b) == pytest.approx(covariance_form, rel=1e-8), (n1, n2)
+        assert metrics.fid_from_features(a, a.copy()) == pytest.approx(0.0, abs=1e-9)
+
+
 def small_feature_network():
     """A small random conv net, built here: FID's properties do not depend on Inception."""
     import keras

@@ -239,11 +239,16 @@ def segmentation_scores(confusion: np.ndarray, class_names: Optional[tuple[str, 
 # ----------------------------------------------------------------------------- FID
 
 
-def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance (unbiased) of [N, D] features; N must be at least 2."""
+def _checked_features(features: np.ndarray) -> np.ndarray:
     features = np.asarray(features, np.float64)
     if features.ndim != 2 or features.shape[0] < 2:
         raise MetricError(f"FID needs at least 2 feature vectors [N, D], got shape {features.shape}.")
+    return features
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (unbiased) of [N, D] features; N must be at least 2."""
+    features = _checked_features(features)
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
@@ -267,8 +272,23 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
-    """FID between two sets of feature vectors [N, D]."""
-    return frechet_distance(*feature_statistics(features1), *feature_statistics(features2))
+    """FID between two sets of feature vectors [N, D].
+
+    With fewer vectors than dimensions (a test split of a few hundred images, 2048-d Inception
+    features) the same value comes from the centred features A1, A2 (scaled by 1/sqrt(N - 1)):
+    S1 = A1^T A1, S2 = A2^T A2, and the nonzero eigenvalues of S1 S2 are the squared singular
+    values of A1 A2^T, an N1 x N2 matrix, where `frechet_distance` decomposes D x D matrices.
+    """
+    features1, features2 = _checked_features(features1), _checked_features(features2)
+    if max(len(features1), len(features2)) >= features1.shape[1]:
+        return frechet_distance(*feature_statistics(features1), *feature_statistics(features2))
+    mu1, mu2 = features1.mean(axis=0), features2.mean(axis=0)
+    a1 = (features1 - mu1) / np.sqrt(len(features1) - 1.0)
+    a2 = (features2 - mu2) / np.sqrt(len(features2) - 1.0)
+    trace_root = float(np.linalg.svd(a1 @ a2.T, compute_uv=False).sum())
+    diff = mu1 - mu2
+    value = float(diff @ diff + np.sum(a1 * a1) + np.sum(a2 * a2) - 2.0 * trace_root)
+    return max(value, 0.0)  # Rounding can leave -1e-12 for identical sets.
 
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]  # [N, H, W, 3] in [-1, 1] -> [N, D]
