@@ -26,7 +26,7 @@ from pix2pix_tf.inference.request import ModelRequest
 from pix2pix_tf.networks.generator import build_generator
 
 from conftest import tiny_config
-from export_helpers import run
+from export_helpers import exported, run
 from programs import run_program
 
 # Moving-average batch norm and no dropout: every output pixel is a fixed function of its
@@ -297,14 +297,12 @@ def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path, monkeyp
     assert "over the limit of 2400 pixels" in str(got["cap"])
 
 
-def test_tflite_files_stay_fixed_size(tmp_path):
+def test_tflite_files_stay_fixed_size(tmp_path_factory, data_dir):
+    """export.py's float32 TFLite file of the shared unet_128 run (`export_helpers.exported`)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from pix2pix_tf.export import tflite
-
-    generator = build_generator(ModelConfig(generator="unet_128", ngf=8, ndf=8))
-    tflite.tflite_endpoints(generator, DETERMINISTIC, 128, 3).save(str(tmp_path / "sm"))
-    interpreter = Interpreter(model_content=tflite.convert_tflite(str(tmp_path / "sm"), "float32", None, "float32"))
+    export = exported(tmp_path_factory, data_dir)
+    interpreter = Interpreter(model_path=os.path.join(export["tflite_paper"], "tiny_float32.tflite"))
     index = interpreter.get_input_details()[0]["index"]
     assert list(interpreter.get_input_details()[0]["shape_signature"]) == [1, 128, 128, 3]
     interpreter.resize_tensor_input(index, [1, 256, 128, 3])  # Another multiple of the size: accepted here ...

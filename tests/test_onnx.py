@@ -103,14 +103,20 @@ def test_contract_is_in_the_file(export):
     assert output.dtype == np.float32 and output.min() >= -1 and output.max() <= 1
 
 
-def _perturbing(real_convert):
-    """A converter that writes the real ONNX file, then adds noise to its largest weight (scaling
-    it would not do: batch normalisation undoes a convolution's scale): a file that does not
-    compute the SavedModel's network."""
+def _perturbing(converted: str):
+    """A converter that writes the ONNX file tf2onnx made of this run's network (`converted`, the
+    shared export's: the same checkpoint's dropout-free float signature, which every export
+    converts) with the contract of the SavedModel it is given, then adds noise to its largest
+    weight (scaling it would not do: batch normalisation undoes a convolution's scale): a file
+    that does not compute the SavedModel's network. Converting again would make the same file."""
 
     def convert(saved_model_dir: str, path: str) -> None:
-        real_convert(saved_model_dir, path)
-        model = onnx.load(path)
+        from pix2pix_tf.inference import artifacts
+
+        model = onnx.load(converted)
+        del model.metadata_props[:]
+        for key, value in onnx_model.contract(artifacts.read_metadata(saved_model_dir)).items():
+            model.metadata_props.add(key=key, value=json.dumps(value))
         weight = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
         values = onnx.numpy_helper.to_array(weight)
         values = values + np.random.default_rng(0).normal(0, values.std(), values.shape)
@@ -122,7 +128,7 @@ def _perturbing(real_convert):
 
 @pytest.mark.slow
 def test_a_mismatching_onnx_file_is_refused(export, tmp_path, monkeypatch):
-    monkeypatch.setattr(onnx_model, "convert", _perturbing(onnx_model.convert))
+    monkeypatch.setattr(onnx_model, "convert", _perturbing(export["file"]))
     config = exporter.ExportConfig(workdir=export["workdir"], export_dir=str(tmp_path), model_name="m",
                                     check_examples=1, targets={"tflite": tflite_target.Options(variants=()),
                                                                "onnx": onnx_target.OnnxOptions(enabled=True)})
