@@ -18,10 +18,10 @@ from pix2pix_tf.inference.request import ModelRequest
 from pix2pix_tf.networks.generator import build_generator
 from pix2pix_tf.networks.layers import normalization
 from pix2pix_tf.training import precision
-from pix2pix_tf.training.loop import train
+from pix2pix_tf.training.loop import TrainResult, train
 from pix2pix_tf.training.step import Pix2Pix
 
-from conftest import tiny_config
+from conftest import copied_run, tiny_config
 from programs import run_program
 
 NO_GPU = not tf.config.list_logical_devices("GPU")
@@ -195,22 +195,36 @@ def test_bfloat16_learns_what_float32_learns(float32_and_bfloat16_runs):
         assert half.losses[name] == pytest.approx(full.losses[name], rel=0.25), name
 
 
+def checkpoint_variables(checkpoint: str) -> dict:
+    """The variables a checkpoint stores (name -> dtype), without its save counter."""
+    dtypes = tf.train.load_checkpoint(checkpoint).get_variable_to_dtype_map()
+    return {k: dtypes[k] for k in dtypes if k.endswith("VARIABLE_VALUE") and "save_counter" not in k}
+
+
 @pytest.mark.slow
-def test_a_run_resumes_under_every_precision_with_the_same_checkpoint(tmp_path, data_dir):
-    workdir = tmp_path / "run"
-    keys = None
-    previous = None
-    for steps, policy in ((2, "off"), (4, "mixed_bfloat16"), (6, "mixed_float16"), (8, "off")):
-        result = train(tiny_config(workdir, data_dir, optim=dict(steps=steps), run=dict(mixed_precision=policy)))
+def test_a_run_resumes_under_every_precision_with_the_same_checkpoint(tmp_path, data_dir, float32_and_bfloat16_runs):
+    """float32 -> bfloat16 -> float16 -> float32: the fixture's float32 run (copied) resumes
+    under each in turn, 2 steps each."""
+    float32 = float32_and_bfloat16_runs["off"]  # <workdir>/checkpoints/ckpt-30
+    assert float32.step == 30
+    assert all(np.isfinite(v) for v in float32.losses.values())
+    keys = checkpoint_variables(float32.checkpoint)
+    workdir = copied_run(os.path.dirname(os.path.dirname(float32.checkpoint)), tmp_path / "run")
+
+    def resumed(steps: int, policy: str) -> TrainResult:
+        return train(tiny_config(workdir, data_dir, optim=dict(steps=steps), run=dict(mixed_precision=policy)))
+
+    # The fixture measured its held-out L1 on 8 pairs; run to the step it reached (nothing to
+    # train), the float32 run measures the 2 pairs the resumed runs measure.
+    previous = resumed(30, "off")
+    assert previous.step == 30 and previous.checkpoint.endswith("ckpt-30")
+    for steps, policy in ((32, "mixed_bfloat16"), (34, "mixed_float16"), (36, "off")):
+        result = resumed(steps, policy)
         assert result.step == steps
         assert all(np.isfinite(v) for v in result.losses.values())
-        if previous is not None:  # Resumed: it starts from the weights the previous one saved.
-            assert result.held_out_l1_start == pytest.approx(previous.held_out_l1_end, abs=5e-3)
-        reader = tf.train.load_checkpoint(result.checkpoint)
-        dtypes = reader.get_variable_to_dtype_map()
-        found = {k: dtypes[k] for k in dtypes if k.endswith("VARIABLE_VALUE") and "save_counter" not in k}
-        assert keys is None or found == keys, policy  # The same variables, names and dtypes.
-        keys = found
+        # Resumed: it starts from the weights the previous one saved.
+        assert result.held_out_l1_start == pytest.approx(previous.held_out_l1_end, abs=5e-3)
+        assert checkpoint_variables(result.checkpoint) == keys, policy  # The same variables, names and dtypes.
         previous = result
     assert {str(d.name) for d in keys.values()} <= {"float32", "int64", "int32"}
     assert TrainConfig.load(str(workdir)).run.mixed_precision == "off"
