@@ -214,8 +214,8 @@ def test_a_run_resumes_under_every_precision_with_the_same_checkpoint(tmp_path, 
     def resumed(steps: int, policy: str) -> TrainResult:
         return train(tiny_config(workdir, data_dir, optim=dict(steps=steps), run=dict(mixed_precision=policy)))
 
-    # The fixture measured its held-out L1 on 8 pairs; run to the step it reached (nothing to
-    # train), the float32 run measures the 2 pairs the resumed runs measure.
+    # The fixture measured its held-out L1 on 8 pairs, the resumed runs measure 2: a float32 run
+    # to the step the fixture reached trains nothing and gives the L1 on those 2 pairs.
     previous = resumed(30, "off")
     assert previous.step == 30 and previous.checkpoint.endswith("ckpt-30")
     for steps, policy in ((32, "mixed_bfloat16"), (34, "mixed_float16"), (36, "off")):
