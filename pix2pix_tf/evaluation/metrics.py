@@ -266,9 +266,13 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     root1 = _psd_sqrt(np.atleast_2d(sigma1))
     middle = root1 @ np.atleast_2d(sigma2) @ root1
     trace_root = float(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2.0), 0.0, None)).sum())
+    return _frechet(mu1, mu2, np.trace(sigma1) + np.trace(sigma2), trace_root)
+
+
+def _frechet(mu1: np.ndarray, mu2: np.ndarray, trace_sum: float, trace_root: float) -> float:
+    """||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)), given the two traces' sum and the last trace."""
     diff = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
-    value = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_root)
-    return max(value, 0.0)  # Rounding can leave -1e-12 for identical sets.
+    return max(float(diff @ diff + trace_sum - 2.0 * trace_root), 0.0)  # Rounding can leave -1e-12 for identical sets.
 
 
 def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
@@ -286,9 +290,7 @@ def fid_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
     a1 = (features1 - mu1) / np.sqrt(len(features1) - 1.0)
     a2 = (features2 - mu2) / np.sqrt(len(features2) - 1.0)
     trace_root = float(np.linalg.svd(a1 @ a2.T, compute_uv=False).sum())
-    diff = mu1 - mu2
-    value = float(diff @ diff + np.sum(a1 * a1) + np.sum(a2 * a2) - 2.0 * trace_root)
-    return max(value, 0.0)  # Rounding can leave -1e-12 for identical sets.
+    return _frechet(mu1, mu2, np.sum(a1 * a1) + np.sum(a2 * a2), trace_root)
 
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]  # [N, H, W, 3] in [-1, 1] -> [N, D]
