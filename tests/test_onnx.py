@@ -111,12 +111,8 @@ def _perturbing(converted: str):
     that does not compute the SavedModel's network. Converting again would make the same file."""
 
     def convert(saved_model_dir: str, path: str) -> None:
-        from pix2pix_tf.inference import artifacts
-
         model = onnx.load(converted)
-        del model.metadata_props[:]
-        for key, value in onnx_model.contract(artifacts.read_metadata(saved_model_dir)).items():
-            model.metadata_props.add(key=key, value=json.dumps(value))
+        onnx_model.set_contract(model, saved_model_dir)
         weight = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
         values = onnx.numpy_helper.to_array(weight)
         values = values + np.random.default_rng(0).normal(0, values.std(), values.shape)

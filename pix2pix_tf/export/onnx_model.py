@@ -61,6 +61,13 @@ def contract(saved_model_metadata: dict[str, Any]) -> dict[str, Any]:
             "normalisation": "input = pixel / 127.5 - 1; pixel = (output + 1) * 127.5, clipped to 0..255"}
 
 
+def set_contract(model: Any, saved_model_dir: str) -> None:
+    """The ONNX `model`'s metadata_props become the contract of the SavedModel in `saved_model_dir`."""
+    del model.metadata_props[:]
+    for key, value in contract(artifacts.read_metadata(saved_model_dir)).items():
+        model.metadata_props.add(key=key, value=json.dumps(value))
+
+
 def convert(saved_model_dir: str, path: str) -> None:
     """The SavedModel's dropout-free float signature as an ONNX file at `path`, with named
     dynamic dimensions and the contract in its metadata."""
@@ -81,8 +88,7 @@ def convert(saved_model_dir: str, path: str) -> None:
     for value in (*model.graph.input, *model.graph.output):
         for dim, name in zip(value.type.tensor_type.shape.dim, DYNAMIC_DIMS):
             dim.dim_param = name
-    for key, value in contract(artifacts.read_metadata(saved_model_dir)).items():
-        model.metadata_props.add(key=key, value=json.dumps(value))
+    set_contract(model, saved_model_dir)
     model.doc_string = ("pix2pix generator (pix2pix_tf export.py --onnx): images float32 NHWC in [-1, 1] -> "
                         "output float32 NHWC in [-1, 1]; see metadata_props.")
     onnx.checker.check_model(model)
