@@ -75,6 +75,7 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
     line saying what was done and exit code 128 + the signal, instead of a traceback."""
 
     def program(argv: list[str]) -> int:
+        _raised.clear()
         try:
             return main(argv)
         except Interrupted as e:
@@ -84,7 +85,11 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
         except app.UsageError as e:  # A missing or contradictory flag: the message, not the whole --help.
             print(f"error: {e} {FLAGS_HINT}", file=sys.stderr, flush=True)
             return e.exitcode
-        except (Pix2pixError, OSError) as e:
+        except Exception as e:
+            if _raised:  # The stop, turned into another error by code that did not expect it.
+                return _report_stop(Interrupted(_raised[0]))
+            if not isinstance(e, (Pix2pixError, OSError)):
+                raise
             message = user_message(e)
         print(f"error: {message}", file=sys.stderr, flush=True)
         return 1
@@ -119,6 +124,7 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _deferred_since: dict[int, float] = {}  # signal -> when it arrived, while it waits to land
 _traced: list[tuple[types.FrameType, object]] = []  # (the frame watched, the trace function it replaced)
 _resends: list[threading.Timer] = []
+_raised: list[int] = []  # The signals raised as `Interrupted` while `guarded`'s program runs.
 
 
 def _raise_interrupted(signum: int, frame: Optional[types.FrameType]) -> None:
@@ -140,8 +146,7 @@ def _raise_interrupted(signum: int, frame: Optional[types.FrameType]) -> None:
             resend.start()
             _resends.append(resend)
         return
-    _land()
-    raise Interrupted(signum)
+    _raise_stop(signum)
 
 
 def _watch_program_frame(frame: types.FrameType) -> None:
@@ -155,9 +160,7 @@ def _watch_program_frame(frame: types.FrameType) -> None:
     def stop_here(traced: types.FrameType, event: str, arg: object):
         if event == "exception" or not _deferred_since:  # An error on its way out: it ends in a return.
             return stop_here
-        signum = next(iter(_deferred_since))
-        _land()
-        raise Interrupted(signum)
+        _raise_stop(next(iter(_deferred_since)))
 
     _traced.append((frame, sys.gettrace()))
     frame.f_trace = stop_here
@@ -166,6 +169,16 @@ def _watch_program_frame(frame: types.FrameType) -> None:
 
 def _trace_no_new_frame(frame: types.FrameType, event: str, arg: object) -> None:
     return None
+
+
+def _raise_stop(signum: int) -> None:
+    """Raises the stop, and remembers it: where it lands in code called from C that does not
+    expect an exception (the `PATIENCE` fallback can land there), that code may end with another
+    error (a `SystemError` from inside TensorFlow) and no trace of the stop; `guarded` reports
+    such an error as the stop that caused it."""
+    _land()
+    _raised.append(signum)
+    raise Interrupted(signum)
 
 
 def _land() -> None:

@@ -256,6 +256,35 @@ def test_a_stop_lands_in_the_programs_own_code():
     assert cli._deferred_since == {} and sys.gettrace() is tracing
 
 
+def test_a_stop_that_other_code_turns_into_another_error_ends_the_program_as_the_stop(capsys):
+    """Raised where it is (past `cli.PATIENCE`), a stop can land in Python code that C code called
+    and that C code does not expect an exception: it drops the stop and fails with an error of its
+    own (`SystemError: ... bad argument to internal function` from inside TensorFlow), or the
+    program wraps that error in one of its own. The program still ends with the stop's line and
+    exit code, not a traceback; without a stop, an unexpected error keeps its traceback."""
+    from pix2pix_tf import cli
+    from pix2pix_tf.errors import InferenceError, Interrupted
+
+    def program(error: Exception, stop: bool):
+        def main(argv):
+            if stop:
+                try:
+                    cli._raise_interrupted(signal.SIGTERM, None)
+                except Interrupted:
+                    pass  # What C code does that does not expect the exception: the stop is gone...
+            raise error  # ...and it fails in its own way.
+        return cli.guarded(main)
+
+    internal = SystemError("Objects/listobject.c:338: bad argument to internal function")
+    for error in (internal, InferenceError("The model could not translate 03.png.")):
+        assert program(error, stop=True)(["evaluate"]) == 128 + signal.SIGTERM
+        assert capsys.readouterr().err.strip() == "error: SIGTERM received: stopped."
+    with pytest.raises(SystemError):  # A bug, not a stop: its traceback is what a developer needs.
+        program(internal, stop=False)(["evaluate"])
+    assert program(InferenceError("The model could not translate 03.png."), stop=False)(["evaluate"]) == 1
+    assert capsys.readouterr().err.strip() == "error: The model could not translate 03.png."
+
+
 def test_a_first_stop_is_a_request_and_a_second_ctrl_c_stops_at_once():
     """During the steps SIGINT and SIGTERM ask for a checkpoint after the current step (the
     runs in processes of their own: tests/test_interrupts.py::test_train); a second Ctrl-C does not wait."""
