@@ -80,7 +80,7 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
             return main(argv)
         except Interrupted as e:
             return _report_stop(e)
-        except KeyboardInterrupt:  # A handler of the program's own (training's second Ctrl-C).
+        except KeyboardInterrupt:  # Python's own handler: `main` run without `run_program`'s.
             return _report_stop(Interrupted(signal.SIGINT))
         except app.UsageError as e:  # A missing or contradictory flag: the message, not the whole --help.
             print(f"error: {e} {FLAGS_HINT}", file=sys.stderr, flush=True)

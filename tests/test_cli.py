@@ -302,6 +302,39 @@ def test_a_first_stop_is_a_request_and_a_second_ctrl_c_stops_at_once():
     assert signal.getsignal(signal.SIGINT) is before  # The handler it replaced, back.
 
 
+def test_a_second_ctrl_c_lands_in_the_programs_code_as_every_stop_of_a_program_does():
+    """In a program (`cli.run_program`'s handlers), the second Ctrl-C goes through the
+    program's handler: one that arrives while other code runs (the first step's graph building,
+    called from TensorFlow's C code) is raised at the next line of the program's code, not
+    inside that code, and is remembered as the stop (`cli.guarded`)."""
+    from pix2pix_tf import cli
+    from pix2pix_tf.errors import Interrupted
+    from pix2pix_tf.training.loop import stop_requests
+
+    package_code = {}  # A function of the package's code (its file name is cli.py's) that calls other code.
+    exec(compile("def program(library):\n    library()\n    return 'not stopped'\n", cli.__file__, "exec"),
+         package_code)
+    finished = []
+
+    def library():  # This test's code: outside the package.
+        os.kill(os.getpid(), signal.SIGINT)  # The second Ctrl-C: not raised here...
+        finished.append("the library's call")
+
+    previous = signal.signal(signal.SIGINT, cli._raise_interrupted)
+    try:
+        with stop_requests() as requested:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert requested == ["SIGINT"]
+            with pytest.raises(Interrupted) as stop:
+                package_code["program"](library)
+        assert finished == ["the library's call"] and stop.value.signum == signal.SIGINT
+        assert "program" in [entry.name for entry in stop.traceback]  # ...but in the program's frame.
+        assert cli._raised == [signal.SIGINT] and cli._deferred_since == {}
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        cli._raised.clear()
+
+
 def test_a_list_flag_counts_a_repeated_item_once_in_every_program():
     """`--tflite=float32,float32` is one variant, not the same work written and reported twice
     (the benchmark command's test passes repeats end to end). Every program declares its list

@@ -87,12 +87,17 @@ def _has_checkpoint(config: TrainConfig) -> bool:
 def stop_requests(enabled: bool = True) -> Iterator[list]:
     """Turns SIGINT/SIGTERM into a request to checkpoint and stop after the current step.
 
-    A second Ctrl-C interrupts at once (`Interrupted`).
+    A second Ctrl-C interrupts at once (`Interrupted`), through the handler it replaced where
+    that is the program's own (`cli` lands a stop in the program's code, never inside code
+    called from C such as TensorFlow's graph building, where the first step may be).
     """
     requested: list = []
 
     def handler(signum, frame):
         if requested and signum == signal.SIGINT:
+            replaced = previous[signal.SIGINT]
+            if callable(replaced) and replaced is not signal.default_int_handler:
+                return replaced(signum, frame)
             raise Interrupted(signum)
         requested.append(signal.Signals(signum).name)
 
