@@ -304,9 +304,9 @@ def test_a_first_stop_is_a_request_and_a_second_ctrl_c_stops_at_once():
 
 def test_a_second_ctrl_c_lands_in_the_programs_code_as_every_stop_of_a_program_does():
     """In a program (`cli.run_program`'s handlers), the second Ctrl-C goes through the
-    program's handler: one that arrives while other code runs (the first step's graph building,
-    called from TensorFlow's C code) is raised at the next line of the program's code, not
-    inside that code, and is remembered as the stop (`cli.guarded`)."""
+    program's handler: one that arrives while other code runs (TensorFlow's, during the first
+    step) is raised at the next line of the program's code, not inside that code, and is
+    remembered as the stop (`cli.guarded`)."""
     from pix2pix_tf import cli
     from pix2pix_tf.errors import Interrupted
     from pix2pix_tf.training.loop import stop_requests

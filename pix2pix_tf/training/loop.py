@@ -88,8 +88,8 @@ def stop_requests(enabled: bool = True) -> Iterator[list]:
     """Turns SIGINT/SIGTERM into a request to checkpoint and stop after the current step.
 
     A second Ctrl-C interrupts at once (`Interrupted`), through the handler it replaced where
-    that is the program's own (`cli` lands a stop in the program's code, never inside code
-    called from C such as TensorFlow's graph building, where the first step may be).
+    that is the program's own: `cli` lands a stop in the program's code, not inside
+    TensorFlow's (the first step's replica coordinator logged one raised there as an error).
     """
     requested: list = []
 
