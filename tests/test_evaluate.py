@@ -275,7 +275,10 @@ def test_fid_with_a_local_inception_weights_file(tmp_path):
 def test_an_inception_weights_file_that_is_not_one_is_one_line_and_a_tilde_is_the_home(tmp_path, monkeypatch):
     """docs/evaluation.md's `--inception_weights=~/...`: the shell leaves that tilde alone. A
     .keras file that is no zip, or one of another model, is refused in one line (a zipfile
-    traceback, or Keras' 188-line list of the layers it could not load, before)."""
+    traceback, or Keras' 188-line list of the layers it could not load, before), and nothing
+    else is printed (Keras' warning for each layer it could not fill, before)."""
+    import warnings
+
     import keras
 
     from pix2pix_tf.evaluation import metrics
@@ -285,9 +288,12 @@ def test_an_inception_weights_file_that_is_not_one_is_one_line_and_a_tilde_is_th
     other.save(tmp_path / "other_model.keras")
     for name in ("text.keras", "other_model.keras"):
         with pytest.raises(metrics.MetricError, match=rf"^--inception_weights=\S+{name} is not a Keras Inception-v3 "
-                                                      r"'notop' weights file \(") as caught:
+                                                      r"'notop' weights file \(") as caught, \
+                warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
             metrics.inception_features(str(tmp_path / name))
         assert "\n" not in str(caught.value) and len(str(caught.value)) < 600
+        assert [str(warning.message) for warning in said] == []
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(metrics.MetricError, match=r"^--inception_weights=~/text\.keras is not a Keras"):
         metrics.inception_features("~/text.keras")  # Found: it is read, then refused for what it is.

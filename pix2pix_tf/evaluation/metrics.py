@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from typing import Callable, Optional
 
 import numpy as np
@@ -341,11 +342,16 @@ def inception_features(weights: Optional[str]) -> FeatureFn:
                                                                 else "no such file."))
     import keras
 
-    try:
-        model = keras.applications.InceptionV3(include_top=False, weights=path, pooling="avg",
-                                               input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
-    except Exception as e:  # noqa: BLE001 - Keras' loaders raise many types (BadZipFile, KeyError, ...) for a bad file.
-        reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise MetricError(f"--inception_weights={weights} is not a Keras Inception-v3 'notop' weights file "
-                          f"(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5): {reason[:300]}") from e
+    # A file of another model makes Keras warn once for each layer it cannot fill, then raise: the
+    # warnings are kept back, so that a refused file is the one line of the error, not a screenful.
+    with warnings.catch_warnings(record=True) as kept_back:
+        try:
+            model = keras.applications.InceptionV3(include_top=False, weights=path, pooling="avg",
+                                                   input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
+        except Exception as e:  # noqa: BLE001 - Keras' loaders raise many types (BadZipFile, KeyError, ...) for a bad file.
+            reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+            raise MetricError(f"--inception_weights={weights} is not a Keras Inception-v3 'notop' weights file "
+                              f"(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5): {reason[:300]}") from e
+    for warning in kept_back:  # Loaded: whatever Keras had to say is said, as it would have been.
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     return keras_features(model, INCEPTION_SIZE)
