@@ -47,7 +47,8 @@ def define_list(name: str, default: Optional[list[str]], help: str,
 
 
 def quiet_tensorflow() -> None:
-    """Hides TensorFlow's C++ start-up chatter; must run before TensorFlow is imported."""
+    """Hides TensorFlow's C++ INFO and WARNING lines; must run before TensorFlow is imported
+    (`native_logs` drops those logged before TensorFlow's logging starts, which ignore it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

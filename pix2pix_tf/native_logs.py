@@ -14,6 +14,11 @@ noise for our programs:
 * `Premature end of JPEG data. Stopped at line N/M`: libjpeg's warning for a truncated JPEG,
   which the decode op then raises as an error that our programs report with the file's name.
 
+TensorFlow's own switch, TF_CPP_MIN_LOG_LEVEL (`cli.quiet_tensorflow` sets 2), does not reach
+the lines logged before absl::InitializeLog (dated 0000: oneDNN's notice, "Could not find cuda
+drivers", and absl's own warning that such lines go to stderr): those of a severity that level
+hides are dropped too (`startup_chatter`).
+
 `drop_known_noise()` (run by `cli.run_program`, i.e. only by programs) routes descriptor 2
 through a child process (this file run as a script) that drops exactly those lines. The
 child is in its own session, so Ctrl-C reaches only the program, and it ends when the
@@ -37,15 +42,28 @@ NOISE = (
               rb"fanout '[^']*LeakyReluGrad' exist for missing node '[^']*BiasAdd'\.",
     _PREFIX + rb"jpeg_mem\.cc:\d+\] Premature end of JPEG data\. Stopped at line \d+/\d+",
 )
+# Lines logged before absl::InitializeLog, by severity (TF_CPP_MIN_LOG_LEVEL: 1 hides INFO, 2 WARNING too).
+_BEFORE_INIT = rb"0000 00:00:[\d.]+\s+\d+ [^\]]*\] .*"
+_STARTUP = (
+    (1, rb"I" + _BEFORE_INIT),
+    (2, rb"W" + _BEFORE_INIT),
+    (2, rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"),
+)
 _HOLD_LIMIT = 1 << 16  # A partial line longer than this is passed on without waiting for its end.
 _child: Optional[subprocess.Popen] = None
+
+
+def startup_chatter(level: Optional[str]) -> tuple[bytes, ...]:
+    """The lines logged before absl::InitializeLog that TF_CPP_MIN_LOG_LEVEL=`level` hides."""
+    threshold = int(level) if level and level.strip().isdigit() else 0
+    return tuple(pattern for severity, pattern in _STARTUP if severity <= threshold)
 
 
 def forward(source: int, sink: int, patterns: tuple[bytes, ...] = NOISE) -> None:
     """Copies `source` to `sink` until end of file, without the lines that fully match a pattern.
 
     A partial line is passed on at once (progress bars redraw with carriage returns) unless
-    it could be a C++ error line (it starts with "E"), which waits for its end of line."""
+    it could be a C++ log line (it starts with "E", "I" or "W"), which waits for its end of line."""
     noise = [re.compile(p) for p in patterns]
     pending = b""
     while True:
@@ -57,7 +75,7 @@ def forward(source: int, sink: int, patterns: tuple[bytes, ...] = NOISE) -> None
             break
         *lines, pending = (pending + chunk).split(b"\n")
         out = [line + b"\n" for line in lines if not any(n.fullmatch(line.rstrip(b"\r")) for n in noise)]
-        if pending and (not pending.startswith(b"E") or len(pending) > _HOLD_LIMIT):
+        if pending and (pending[:1] not in (b"E", b"I", b"W") or len(pending) > _HOLD_LIMIT):
             out.append(pending)
             pending = b""
         _write(sink, b"".join(out))
@@ -114,4 +132,4 @@ def _restore(original: int) -> None:
 
 
 if __name__ == "__main__":
-    forward(0, 1)
+    forward(0, 1, NOISE + startup_chatter(os.environ.get("TF_CPP_MIN_LOG_LEVEL")))

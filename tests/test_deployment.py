@@ -186,6 +186,10 @@ NOISY_PROGRAM = textwrap.dedent("""
         os.write(2, b"E0000 00:00:1796041853.5   17555 meta_optimizer.cc:967] remapper failed: INTERNAL: news\\n")
         os.write(2, b"E0000 00:00:1.6 17555 jpeg_mem.cc:331] Premature end of JPEG data. Stopped at line 4/9\\n")
         os.write(2, b"E0000 00:00:1796041853.7   17555 jpeg_mem.cc:331] Corrupt JPEG data: news\\n")
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
+        os.write(2, b"I0000 00:00:1796503268.885690   18992 port.cc:153] oneDNN custom operations are on.\\n")
+        os.write(2, b"W0000 00:00:1796503268.9   18992 cpu_feature_guard.cc:1] A warning before logging starts.\\n")
+        os.write(2, b"I1205 21:08:16.128507 140146617695104 loop.py:162] Training on 1 replica(s).\\n")
         os.write(2, b"Epoch 1: 50%\\r")
         raise OSError(28, "No space left on device", "/full")
 
@@ -193,16 +197,23 @@ NOISY_PROGRAM = textwrap.dedent("""
 """)
 
 
-def test_only_the_known_native_noise_is_dropped(tmp_path):
-    """Only those lines go: other C++ errors, the program's own errors and partial lines pass."""
+@pytest.mark.parametrize("level", ["0", "1", "2"])
+def test_only_the_known_native_noise_is_dropped(tmp_path, level):
+    """Only those lines go, and the lines logged before TensorFlow's logging starts (which
+    ignore TF_CPP_MIN_LOG_LEVEL) of a severity the level hides: other C++ errors, the
+    program's own lines and errors, and partial lines pass."""
     script = tmp_path / "noisy.py"
     script.write_text(NOISY_PROGRAM)
-    noisy = run([sys.executable, str(script)], env=dict(os.environ, PYTHONPATH=ROOT))
+    noisy = run([sys.executable, str(script)], env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL=level))
     assert noisy.returncode == 1
     lines = noisy.stderr.splitlines()
     assert not [line for line in lines if "LeakyReluGrad" in line or "Premature end" in line], lines
     assert [line for line in lines if line.endswith("remapper failed: INTERNAL: news")]
     assert [line for line in lines if line.endswith("Corrupt JPEG data: news")]
+    assert ("oneDNN custom operations are on." in noisy.stderr) == (level == "0")
+    assert ("A warning before logging starts." in noisy.stderr) == (level in ("0", "1"))
+    assert ("All log messages before absl::InitializeLog()" in noisy.stderr) == (level in ("0", "1"))
+    assert "loop.py:162] Training on 1 replica(s)." in noisy.stderr  # The program's own INFO line.
     assert "Epoch 1: 50%" in noisy.stderr  # A line not ended yet (text mode reads its \r as a line end).
     assert "error: No space left on the device holding /full" in noisy.stderr
 
@@ -218,6 +229,7 @@ def test_programs_drop_known_native_noise_and_keep_real_errors(export, tmp_path)
                         "--eval_examples=1", "--noprogress"], cwd=ROOT, timeout=300)
     assert train.returncode == 0, train.stderr[-3000:]
     assert "Step 1/1" in train.stderr and "remapper failed" not in train.stderr, train.stderr[-3000:]
+    assert not re.search(r"^[IW]0000 00:00:|^WARNING: All log messages", train.stderr, re.M), train.stderr[-3000:]
     jpeg = tf.io.encode_jpeg(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).numpy()
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "cut.jpg").write_bytes(jpeg[:len(jpeg) // 2])
