@@ -211,6 +211,17 @@ def test_a_stop_landing_where_python_drops_exceptions_is_sent_again():
     assert [type(r.exc_value) for r in reported] == [ValueError]
 
 
+def package_function():
+    """`program(library)`: a function of the package's code (its file name is cli.py's) that
+    calls other code, then returns 'not stopped'."""
+    from pix2pix_tf import cli
+
+    namespace = {}
+    exec(compile("def program(library):\n    library()\n    return 'not stopped'\n", cli.__file__, "exec"),
+         namespace)
+    return namespace["program"]
+
+
 def test_a_stop_lands_in_the_programs_own_code():
     """A stop that arrives while other code runs (TensorFlow's Python, called from its C code,
     which may not expect an exception: a SystemError and an unrelated error followed) waits for
@@ -220,9 +231,7 @@ def test_a_stop_lands_in_the_programs_own_code():
     from pix2pix_tf import cli
     from pix2pix_tf.errors import Interrupted
 
-    package_code = {}  # A function of the package's code (its file name is cli.py's) that calls other code.
-    exec(compile("def program(library):\n    library()\n    return 'not stopped'\n", cli.__file__, "exec"),
-         package_code)
+    program = package_function()
     finished = []
 
     def library():  # This test's code: outside the package.
@@ -233,7 +242,7 @@ def test_a_stop_lands_in_the_programs_own_code():
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
     try:
         with pytest.raises(Interrupted) as stop:
-            package_code["program"](library)
+            program(library)
         assert finished == ["the library's call"] and stop.value.signum == signal.SIGUSR1
         assert "program" in [entry.name for entry in stop.traceback]  # ...but in the program's frame.
         assert sys.gettrace() is tracing and cli._deferred_since == {}
@@ -311,9 +320,7 @@ def test_a_second_ctrl_c_lands_in_the_programs_code_as_every_stop_of_a_program_d
     from pix2pix_tf.errors import Interrupted
     from pix2pix_tf.training.loop import stop_requests
 
-    package_code = {}  # A function of the package's code (its file name is cli.py's) that calls other code.
-    exec(compile("def program(library):\n    library()\n    return 'not stopped'\n", cli.__file__, "exec"),
-         package_code)
+    program = package_function()
     finished = []
 
     def library():  # This test's code: outside the package.
@@ -326,7 +333,7 @@ def test_a_second_ctrl_c_lands_in_the_programs_code_as_every_stop_of_a_program_d
             os.kill(os.getpid(), signal.SIGINT)
             assert requested == ["SIGINT"]
             with pytest.raises(Interrupted) as stop:
-                package_code["program"](library)
+                program(library)
         assert finished == ["the library's call"] and stop.value.signum == signal.SIGINT
         assert "program" in [entry.name for entry in stop.traceback]  # ...but in the program's frame.
         assert cli._raised == [signal.SIGINT] and cli._deferred_since == {}
