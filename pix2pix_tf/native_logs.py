@@ -19,6 +19,11 @@ the lines logged before absl::InitializeLog (dated 0000: oneDNN's notice, "Could
 drivers", and absl's own warning that such lines go to stderr): those of a severity that level
 hides are dropped too (`startup_chatter`).
 
+On a machine with no NVIDIA driver, TensorFlow's CUDA build logs `failed call to cuInit` as an
+ERROR at import, before its logging starts. There it only means that the CPU is used, which
+the strategy's own line ("Using MirroredStrategy with devices ...") says; where a driver is
+loaded the line is a real diagnosis and passes (`missing_driver_noise`).
+
 `drop_known_noise()` (run by `cli.run_program`, i.e. only by programs) routes descriptor 2
 through a child process (this file run as a script) that drops exactly those lines. The
 child is in its own session, so Ctrl-C reaches only the program, and it ends when the
@@ -29,6 +34,7 @@ the program is killed.
 from __future__ import annotations
 
 import atexit
+import glob
 import os
 import re
 import subprocess
@@ -49,6 +55,8 @@ _STARTUP = (
     (2, rb"W" + _BEFORE_INIT),
     (2, rb"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"),
 )
+# TensorFlow's CUDA build at import, where no NVIDIA driver exists to initialise.
+_NO_DRIVER = _PREFIX + rb"cuda_platform\.cc:\d+\] failed call to cuInit: .*"
 _HOLD_LIMIT = 1 << 16  # A partial line longer than this is passed on without waiting for its end.
 _child: Optional[subprocess.Popen] = None
 
@@ -57,6 +65,16 @@ def startup_chatter(level: Optional[str]) -> tuple[bytes, ...]:
     """The lines logged before absl::InitializeLog that TF_CPP_MIN_LOG_LEVEL=`level` hides."""
     threshold = int(level) if level and level.strip().isdigit() else 0
     return tuple(pattern for severity, pattern in _STARTUP if severity <= threshold)
+
+
+def missing_driver_noise(driver_loaded: bool) -> tuple[bytes, ...]:
+    """The cuInit failure, noise only where no NVIDIA driver is loaded."""
+    return () if driver_loaded else (_NO_DRIVER,)
+
+
+def nvidia_driver_loaded() -> bool:
+    """Whether an NVIDIA kernel driver is loaded here (in a container: passed into it)."""
+    return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
 def forward(source: int, sink: int, patterns: tuple[bytes, ...] = NOISE) -> None:
@@ -132,4 +150,5 @@ def _restore(original: int) -> None:
 
 
 if __name__ == "__main__":
-    forward(0, 1, NOISE + startup_chatter(os.environ.get("TF_CPP_MIN_LOG_LEVEL")))
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+    forward(0, 1, NOISE + startup_chatter(level) + missing_driver_noise(nvidia_driver_loaded()))

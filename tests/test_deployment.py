@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from test_serving_client import servers  # noqa: F401  (fixture: the REST stand-in of TensorFlow Serving)
 
+from pix2pix_tf import native_logs
 from pix2pix_tf.export import contents
 from pix2pix_tf.inference import artifacts
 
@@ -189,6 +190,8 @@ NOISY_PROGRAM = textwrap.dedent("""
         os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
         os.write(2, b"I0000 00:00:1796503268.885690   18992 port.cc:153] oneDNN custom operations are on.\\n")
         os.write(2, b"W0000 00:00:1796503268.9   18992 cpu_feature_guard.cc:1] A warning before logging starts.\\n")
+        os.write(2, b"E0000 00:00:1796510105.127129   20996 cuda_platform.cc:52] failed call to cuInit: INTERNAL: "
+                    b"CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\\n")
         os.write(2, b"I1205 21:08:16.128507 140146617695104 loop.py:162] Training on 1 replica(s).\\n")
         os.write(2, b"Epoch 1: 50%\\r")
         raise OSError(28, "No space left on device", "/full")
@@ -213,9 +216,25 @@ def test_only_the_known_native_noise_is_dropped(tmp_path, level):
     assert ("oneDNN custom operations are on." in noisy.stderr) == (level == "0")
     assert ("A warning before logging starts." in noisy.stderr) == (level in ("0", "1"))
     assert ("All log messages before absl::InitializeLog()" in noisy.stderr) == (level in ("0", "1"))
+    assert ("failed call to cuInit" in noisy.stderr) == native_logs.nvidia_driver_loaded()
     assert "loop.py:162] Training on 1 replica(s)." in noisy.stderr  # The program's own INFO line.
     assert "Epoch 1: 50%" in noisy.stderr  # A line not ended yet (text mode reads its \r as a line end).
     assert "error: No space left on the device holding /full" in noisy.stderr
+
+
+CUINIT_FAILED = (b"E0000 00:00:1796510105.127129   20996 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA "
+                 b"error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+
+
+@pytest.mark.parametrize("driver_loaded", [False, True])
+def test_a_failed_cuinit_is_noise_only_where_no_nvidia_driver_is_loaded(tmp_path, driver_loaded):
+    source, sink = tmp_path / "stderr", tmp_path / "shown"
+    other_error = b"E0000 00:00:1.5 20996 cuda_platform.cc:60] failed to load libcuda: news\n"
+    source.write_bytes(CUINIT_FAILED + other_error)
+    with open(source, "rb") as read, open(sink, "wb") as write:
+        native_logs.forward(read.fileno(), write.fileno(),
+                            native_logs.NOISE + native_logs.missing_driver_noise(driver_loaded))
+    assert sink.read_bytes() == (CUINIT_FAILED if driver_loaded else b"") + other_error
 
 
 @pytest.mark.slow
@@ -230,6 +249,8 @@ def test_programs_drop_known_native_noise_and_keep_real_errors(export, tmp_path)
     assert train.returncode == 0, train.stderr[-3000:]
     assert "Step 1/1" in train.stderr and "remapper failed" not in train.stderr, train.stderr[-3000:]
     assert not re.search(r"^[IW]0000 00:00:|^WARNING: All log messages", train.stderr, re.M), train.stderr[-3000:]
+    if not native_logs.nvidia_driver_loaded():
+        assert "cuInit" not in train.stderr, train.stderr[-3000:]
     jpeg = tf.io.encode_jpeg(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)).numpy()
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "cut.jpg").write_bytes(jpeg[:len(jpeg) // 2])
