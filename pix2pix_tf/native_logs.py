@@ -73,8 +73,10 @@ def missing_driver_noise(driver_loaded: bool) -> tuple[bytes, ...]:
 
 
 def nvidia_driver_loaded() -> bool:
-    """Whether an NVIDIA kernel driver is loaded here (in a container: passed into it)."""
-    return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
+    """Whether an NVIDIA kernel driver is loaded here (in a container: passed into it; under
+    WSL 2, whose GPUs are reached through /dev/dxg, assumed)."""
+    driver_files = ("/proc/driver/nvidia/version", "/dev/dxg")
+    return any(os.path.exists(path) for path in driver_files) or bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
 def forward(source: int, sink: int, patterns: tuple[bytes, ...] = NOISE) -> None:
