@@ -6,8 +6,9 @@ points change process state (environment, signal handlers, allocator, matplotlib
 library modules never do. Nothing here imports TensorFlow, so `--help` answers at once.
 
 How a program ends: normally with `main`'s exit code; on a user's mistake or situation with
-one `error: ...` line and exit code 1; on SIGINT or SIGTERM with one `error: SIGTERM
-received: stopped; <what was done>` line and exit code 130 or 143 (`Interrupted`).
+one `error: ...` line and exit code 1; on SIGINT, SIGTERM or SIGHUP (`errors.stop_signals`)
+with one `error: SIGTERM received: stopped; <what was done>` line and exit code 128 + the
+signal: 130, 143, 129 (`Interrupted`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Callable, Optional
 from absl import app, flags
 
 from pix2pix_tf import native_logs
-from pix2pix_tf.errors import Interrupted, Pix2pixError
+from pix2pix_tf.errors import Interrupted, Pix2pixError, stop_signals
 
 # The flags `define_list` declares belong to the program that calls it: its --help lists them
 # (absl's documented way for a module of DEFINE helpers).
@@ -230,18 +231,34 @@ def run_program(main: Callable[[list[str]], int]) -> None:
     program = guarded(main)
 
     def run(argv: list[str]) -> int:
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        signals = stop_signals()
+        for signum in signals:
             signal.signal(signum, _raise_interrupted)
         report = sys.unraisablehook
         sys.unraisablehook = send_dropped_stops_again(report)
         try:
             return program(argv)
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in signals:
                 signal.signal(signum, signal.SIG_DFL)
             sys.unraisablehook = report
+            _discard_unwritable_stdout()
 
     app.run(run, flags_parser=parse_flags)
+
+
+def _discard_unwritable_stdout() -> None:
+    """Where stdout's reader is gone (a closed pipe: `| head`), what its buffer still holds goes
+    nowhere, instead of Python reporting the failed flush at exit with a traceback."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        try:
+            nowhere = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(nowhere, sys.stdout.fileno())
+            os.close(nowhere)
+        except (OSError, ValueError):  # A stdout with no descriptor: Python's own report stands.
+            pass
 
 
 def reject_arguments(argv: list[str]) -> None:

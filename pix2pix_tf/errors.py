@@ -23,8 +23,18 @@ class NonFiniteLossError(Pix2pixError):
     """Training produced NaN or Inf; the last good checkpoint is kept."""
 
 
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a program as `Interrupted`: SIGINT, SIGTERM, and SIGHUP (its
+    terminal or ssh session closed) where the platform has it and the process does not ignore
+    it (`nohup` starts it ignored, and it must stay so)."""
+    hangup = getattr(signal, "SIGHUP", None)
+    ignored = hangup is None or signal.getsignal(hangup) is signal.SIG_IGN
+    return (signal.SIGINT, signal.SIGTERM) + (() if ignored else (hangup,))
+
+
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM, raised where the program was (`cli.run_program` installs the handlers).
+    """A stop signal (`stop_signals`), raised where the program was (`cli.run_program` installs
+    the handlers).
 
     A KeyboardInterrupt, so that every `except Exception` lets it through and every clean-up
     written for Ctrl-C runs for SIGTERM too. Code on the way up adds to `done` what it had

@@ -17,6 +17,9 @@ class Progress:
 
     def __init__(self, total: int, unit: str, enabled: bool = True):
         self._bar: Optional[object] = None
+        # Set when stdout could not be written (its reader is gone: a closed pipe, a hung-up
+        # terminal): the bar stops drawing and the caller decides whether to go on.
+        self.output_lost: Optional[OSError] = None
         if not enabled or total <= 0:
             return
         if live():
@@ -27,9 +30,13 @@ class Progress:
             self._bar = _LogLines(total, unit)
 
     def update(self, done: int, values: Optional[list] = None) -> None:
-        if self._bar is not None:
+        if self._bar is None:
+            return
+        try:
             self._bar.update(done, values=values)
             sys.stdout.flush()
+        except OSError as e:
+            self._bar, self.output_lost = None, e
 
 
 class _LogLines:

@@ -406,3 +406,40 @@ def test_progress_in_a_log_is_plain_lines_of_means(capsys, monkeypatch):
     monkeypatch.setattr(progress, "LOG_INTERVAL_SECONDS", 0.0)
     bar.update(3, [("g_l1", 6.0)])
     assert re.fullmatch(r"3/3 step\(s\) - \d+s - g_l1: 3\.0000\n", capsys.readouterr().out)
+
+
+WAITING_PROGRAM = """
+import sys, time
+from pix2pix_tf import cli
+
+def main(argv):
+    print("output still in stdout's buffer")
+    print("waiting", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(0.02)
+
+cli.run_program(main)
+"""
+
+
+@pytest.mark.parametrize("nohup", [False, True])
+def test_a_hangup_stops_a_program_unless_it_was_started_ignoring_it(tmp_path, nohup):
+    """SIGHUP (its terminal or ssh session closed) stops every program as SIGTERM does; one that
+    `nohup` started ignores it. A stdout whose reader has gone (its end of the pipe closed) takes
+    what is left in the buffer without a word at exit (Python would print a BrokenPipeError)."""
+    script = tmp_path / "waiting.py"
+    script.write_text(WAITING_PROGRAM)
+    ignore_hangups = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # A buffered stdout.
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=dict(env, PYTHONPATH=ROOT), preexec_fn=ignore_hangups)
+    assert process.stderr.readline() == "waiting\n"
+    process.stdout.close()  # `| head` has read what it wanted.
+    process.send_signal(signal.SIGHUP)
+    if nohup:
+        time.sleep(0.5)  # It would have stopped at once (the loop is the program's own code).
+        process.send_signal(signal.SIGTERM)
+    stderr = process.stderr.read()
+    stopped_by = signal.SIGTERM if nohup else signal.SIGHUP
+    assert process.wait(30) == 128 + stopped_by
+    assert stderr.strip() == f"error: {stopped_by.name} received: stopped.", stderr

@@ -216,18 +216,19 @@ def test_a_worker_whose_peer_never_starts_gives_up_after_the_cluster_timeout(tmp
 
 
 @pytest.mark.slow
-def test_sigterm_while_waiting_for_the_cluster_stops_the_worker_at_once(tmp_path, data_dir):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_while_waiting_for_the_cluster_stops_the_worker_at_once(tmp_path, data_dir, signum):
     process, log, addresses = one_worker_of_two(tmp_path, data_dir, 1)  # the default timeout: 10 minutes
     try:
         wait_for_output(process, log, "Waiting up to 600 s (--cluster_timeout)")
         time.sleep(3)  # inside TensorFlow's wait for the other worker
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         sent = time.time()
         code = process.wait(timeout=60)
     finally:
         process.kill()
     output = open(log.name).read()
     assert code != 0 and time.time() - sent < 10, output[-3000:]
-    assert (f"error: SIGTERM received while worker 1 ({addresses[1]}) waited for worker 0 ({addresses[0]}) "
+    assert (f"error: {signum.name} received while worker 1 ({addresses[1]}) waited for worker 0 ({addresses[0]}) "
             "to form the cluster: stopped before training started.") in output
     assert "Traceback" not in output

@@ -18,6 +18,7 @@ import glob
 import hashlib
 import json
 import os
+import pty
 import random
 import re
 import signal
@@ -47,13 +48,15 @@ TINY = ["--generator=unet_128", "--ngf=4", "--ndf=4", "--norm=none", "--load_siz
 class Program:
     """A program started in a process of its own whose output is read while it runs."""
 
-    def __init__(self, command: list[str]):
+    def __init__(self, command: list[str], stdout: forked.Stream = forked.PIPE):
+        """`stdout`: read like stderr where it is a pipe; else the program's (a terminal, say)."""
         env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-        self.process = forked.Popen(command, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True, env=env)
+        self.process = forked.Popen(command, cwd=ROOT, stdout=stdout, stderr=forked.PIPE, text=True, env=env)
         self.out: list[str] = []
         self.err: list[str] = []
+        streams = [(self.process.stdout, self.out), (self.process.stderr, self.err)]
         self.readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-                        for stream, lines in ((self.process.stdout, self.out), (self.process.stderr, self.err))]
+                        for stream, lines in streams if stream is not None]
         for reader in self.readers:
             reader.start()
 
@@ -260,6 +263,62 @@ def test_train(tmp_path, data_dir):
     assert f"Done: step {STEPS}/{STEPS}" in runs[-1].stdout
     assert newest_complete_step(snapshot(str(tmp_path))) == STEPS
     assert not [name for name in os.listdir(checkpoints) if "_temp" in name or ".tmp" in name]
+
+
+def test_train_stops_on_a_hangup_unless_started_with_nohup_and_when_its_terminal_closes(tmp_path, data_dir):
+    """SIGHUP (the terminal or ssh session closed) checkpoints and stops as SIGTERM does, unless
+    the program was started ignoring it (as `nohup` starts one). Progress that can no longer be
+    written (its terminal closed, or a pipe's reader gone: `| head`) stops the run the same way,
+    with the exit code of a program that SIGPIPE ended."""
+    workdir = tmp_path / "run"
+    checkpoints = workdir / "checkpoints"
+    flags = [f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}", f"--workdir={workdir}", *TINY, "--eval_examples=1",
+             "--sample_every=100000", "--seed=3", "--steps=100000", "--save_every=1", "--keep_checkpoints=2"]
+
+    terminal, program_side = pty.openpty()
+    os.set_blocking(terminal, False)
+    shown = []  # What the program drew on its terminal, read as it comes (a full terminal would block it).
+
+    def checkpoints_past(step: int, read_terminal: bool = True) -> Callable[[], bool]:
+        def past() -> bool:
+            try:
+                while read_terminal and (chunk := os.read(terminal, 1 << 16)):
+                    shown.append(chunk)
+            except BlockingIOError:  # Nothing more yet.
+                pass
+            return newest_complete_step(snapshot(str(tmp_path))) > step
+
+        return past
+
+    nohup = ("import runpy, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
+             f"sys.argv[0] = {COMMANDS['train'][0]!r}; runpy.run_path(sys.argv[0], run_name='__main__')")
+    ignoring = Program([sys.executable, "-c", nohup, *flags], stdout=program_side)
+    os.close(program_side)
+    ignoring.wait_for(checkpoints_past(0))
+    ignoring.process.send_signal(signal.SIGHUP)
+    hung_up_at = newest_complete_step(snapshot(str(tmp_path)))
+    ignoring.wait_for(checkpoints_past(hung_up_at + 1))  # Still training.
+    assert b"step" in b"".join(shown)  # The progress bar, drawn on its terminal.
+    os.close(terminal)
+    code, _, stderr = ignoring.finish()
+    step = int(re.search(r"SIGPIPE received: checkpointing step (\d+) and stopping", stderr).group(1))
+    assert code == 128 + signal.SIGPIPE and "Traceback" not in stderr, stderr[-3000:]
+    assert "Writing the progress failed ([Errno 5] Input/output error)." in stderr
+    assert stderr.rstrip().endswith(f"error: SIGPIPE received: stopped; step {step}/100000 checkpointed "
+                                    f"({checkpoints / f'ckpt-{step}'}); run the same command to resume."), stderr
+    assert newest_complete_step(snapshot(str(tmp_path))) == step > hung_up_at + 1
+
+    started = Program([sys.executable, *COMMANDS["train"], *flags, "--noprogress"])
+    started.wait_for(checkpoints_past(step, read_terminal=False))  # That terminal is closed.
+    started.process.send_signal(signal.SIGHUP)
+    code, _, stderr = started.finish()
+    assert f"Resumed from {checkpoints / f'ckpt-{step}'} at step {step}." in stderr
+    stopped = int(re.search(r"SIGHUP received: checkpointing step (\d+) and stopping", stderr).group(1))
+    assert code == 128 + signal.SIGHUP and "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.rstrip().endswith(f"error: SIGHUP received: stopped; step {stopped}/100000 checkpointed "
+                                    f"({checkpoints / f'ckpt-{stopped}'}); run the same command to resume."), stderr
+    assert newest_complete_step(snapshot(str(tmp_path))) == stopped > step
+    assert_whole(str(tmp_path), snapshot(str(tmp_path)))
 
 
 def test_export(root):

@@ -7,8 +7,9 @@ whose peer never starts would wait forever, and no Python timer, thread or signa
 run to stop it. So `FormationWatch` works from outside:
 
 - from `start()` on (before TensorFlow is imported, so that every thread TensorFlow starts
-  inherits the mask) SIGTERM and SIGINT are blocked: they stay pending for the process
-  instead of reaching TensorFlow's handler;
+  inherits the mask) the stop signals (SIGTERM, SIGINT, and SIGHUP unless `nohup` ignores it:
+  `errors.stop_signals`) are blocked: they stay pending for the process instead of reaching
+  TensorFlow's handler, or a Python handler that could not run before the wait ends;
 - a small watchdog process reads this process's pending signals (/proc/PID/status) and,
   once `forming()` is entered, the clock. On a signal, or when the timeout passes, it prints
   why (naming the workers waited for) and kills this process: SIGKILL, since nothing else
@@ -35,10 +36,10 @@ from typing import Iterator, Mapping, Optional
 
 from absl import logging
 
-from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.errors import ConfigError, stop_signals
 
 DEFAULT_TIMEOUT = 600.0
-WATCHED = (signal.SIGTERM, signal.SIGINT)
+WATCHED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)  # Reported when pending (only blocked ones can be).
 _POLL_SECONDS = 0.2
 _FORMING = b"w"
 
@@ -85,7 +86,7 @@ def cluster_from_env(environ: Mapping[str, str] = os.environ) -> Cluster:
 
 
 class FormationWatch:
-    """Times out the cluster's formation and makes SIGTERM/SIGINT before it stop the process
+    """Times out the cluster's formation and makes a stop signal before it stop the process
     at once, with a message (see the module docstring). Disabled (`cluster` None), it does
     nothing: one machine needs no watch."""
 
@@ -95,6 +96,7 @@ class FormationWatch:
         self.timeout = timeout
         self.cluster = cluster
         self._watchdog: Optional[subprocess.Popen] = None
+        self._blocked: tuple[signal.Signals, ...] = ()
 
     def __enter__(self) -> FormationWatch:
         self.start()
@@ -117,7 +119,8 @@ class FormationWatch:
         self._watchdog = subprocess.Popen(
             [sys.executable, "-c", "from pix2pix_tf.training.cluster import _watchdog_main; _watchdog_main()",
              str(os.getpid()), repr(self.timeout), timed_out, signalled], stdin=subprocess.PIPE, env=env)
-        signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+        self._blocked = stop_signals()
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._blocked)
 
     @contextlib.contextmanager
     def forming(self) -> Iterator[None]:
@@ -140,7 +143,7 @@ class FormationWatch:
             self._watchdog.stdin.close()
         self._watchdog.wait()
         self._watchdog = None
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self._blocked)
 
 
 def formation_watch(strategy: str, timeout: float, environ: Mapping[str, str] = os.environ) -> FormationWatch:

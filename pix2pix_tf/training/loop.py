@@ -27,7 +27,7 @@ from pix2pix_tf.checkpoint_reading import CheckpointError, checkpoint_files
 from pix2pix_tf.config import TrainConfig, check_resumable
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
-from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError
+from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, stop_signals
 from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
@@ -49,7 +49,7 @@ class TrainResult:
     held_out_l1_end: Optional[float]
     checkpoint: Optional[str]
     stopped_early: bool = False
-    stopped_by: Optional[str] = None  # The signal that stopped it early (SIGINT, SIGTERM).
+    stopped_by: Optional[str] = None  # The signal that stopped it early (SIGINT, SIGTERM, SIGHUP, SIGPIPE).
 
 
 def total_steps(config: TrainConfig, num_train: int) -> int:
@@ -85,7 +85,8 @@ def _has_checkpoint(config: TrainConfig) -> bool:
 
 @contextlib.contextmanager
 def stop_requests(enabled: bool = True) -> Iterator[list]:
-    """Turns SIGINT/SIGTERM into a request to checkpoint and stop after the current step.
+    """Turns SIGINT/SIGTERM, and SIGHUP (the terminal or ssh session closed) unless it is
+    ignored (`nohup`), into a request to checkpoint and stop after the current step.
 
     A second Ctrl-C interrupts at once (`Interrupted`), through the handler it replaced where
     that is the program's own: `cli` lands a stop in the program's code, not inside
@@ -104,7 +105,7 @@ def stop_requests(enabled: bool = True) -> Iterator[list]:
     if not enabled or threading.current_thread() is not threading.main_thread():  # signal.signal would raise
         yield requested
         return
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in stop_signals()}
     try:
         yield requested
     finally:
@@ -255,6 +256,11 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
                     writer.flush()  # The logs up to a checkpoint are on disk with it.
                 checkpoints.save(step)
             progress.update(step - start, [(k, v) for k, v in losses.items() if k != "d_total"])
+            # Stopped as a program that writes to a closed pipe is; a cluster's chief goes on
+            # without its progress (its peers would wait for it in the next step's collectives).
+            if progress.output_lost and not stop and not multi_worker:
+                logging.warning("Writing the progress failed (%s).", progress.output_lost)
+                stop.append(signal.SIGPIPE.name)
             if stop:
                 logging.warning("%s received: checkpointing step %d and stopping.", stop[0], step)
                 result.stopped_early, result.stopped_by = True, stop[0]
