@@ -92,6 +92,13 @@ def snapshot(root: str) -> dict[str, str]:
     return found
 
 
+def listed(root: str) -> dict[str, str]:
+    """The paths of the files under `root`, unread (as keys, like `snapshot`'s): a program that
+    runs meanwhile may rename or remove any of them."""
+    return {os.path.relpath(os.path.join(folder, name), root): ""
+            for folder, _, files in os.walk(root) for name in files}
+
+
 def complete_files(root: str) -> dict[str, str]:
     """The snapshot of the files under final names: not inside an unfinished save (`ckpt-N_temp/`,
     an export's staging folder, whose name starts with a dot), not a temporary file (`.<name>.<hex>.tmp`,
@@ -286,7 +293,7 @@ def test_train_stops_on_a_hangup_unless_started_with_nohup_and_when_its_terminal
                     shown.append(chunk)
             except BlockingIOError:  # Nothing more yet.
                 pass
-            return newest_complete_step(snapshot(str(tmp_path))) > step
+            return newest_complete_step(listed(str(tmp_path))) > step
 
         return past
 
@@ -296,7 +303,7 @@ def test_train_stops_on_a_hangup_unless_started_with_nohup_and_when_its_terminal
     os.close(program_side)
     ignoring.wait_for(checkpoints_past(0))
     ignoring.process.send_signal(signal.SIGHUP)
-    hung_up_at = newest_complete_step(snapshot(str(tmp_path)))
+    hung_up_at = newest_complete_step(listed(str(tmp_path)))
     ignoring.wait_for(checkpoints_past(hung_up_at + 1))  # Still training.
     assert b"step" in b"".join(shown)  # The progress bar, drawn on its terminal.
     os.close(terminal)
