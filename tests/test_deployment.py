@@ -176,7 +176,9 @@ def test_docs_rest_recipe_runs_with_a_large_image(servers, tmp_path):  # noqa: F
     assert np.asarray(answer[artifacts.OUTPUT_FLOAT]).shape == (128, 128, 3)
 
 
-NOISY_PROGRAM = textwrap.dedent("""
+CUINIT_FAILED = (b"E0000 00:00:1796510105.127129   20996 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA "
+                 b"error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+NOISY_PROGRAM = textwrap.dedent(f"""
     import os
     from pix2pix_tf import cli
 
@@ -190,8 +192,7 @@ NOISY_PROGRAM = textwrap.dedent("""
         os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
         os.write(2, b"I0000 00:00:1796503268.885690   18992 port.cc:153] oneDNN custom operations are on.\\n")
         os.write(2, b"W0000 00:00:1796503268.9   18992 cpu_feature_guard.cc:1] A warning before logging starts.\\n")
-        os.write(2, b"E0000 00:00:1796510105.127129   20996 cuda_platform.cc:52] failed call to cuInit: INTERNAL: "
-                    b"CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)\\n")
+        os.write(2, {CUINIT_FAILED!r})
         os.write(2, b"I1205 21:08:16.128507 140146617695104 loop.py:162] Training on 1 replica(s).\\n")
         os.write(2, b"Epoch 1: 50%\\r")
         raise OSError(28, "No space left on device", "/full")
@@ -220,10 +221,6 @@ def test_only_the_known_native_noise_is_dropped(tmp_path, level):
     assert "loop.py:162] Training on 1 replica(s)." in noisy.stderr  # The program's own INFO line.
     assert "Epoch 1: 50%" in noisy.stderr  # A line not ended yet (text mode reads its \r as a line end).
     assert "error: No space left on the device holding /full" in noisy.stderr
-
-
-CUINIT_FAILED = (b"E0000 00:00:1796510105.127129   20996 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA "
-                 b"error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
 
 
 @pytest.mark.parametrize("driver_loaded", [False, True])
