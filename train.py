@@ -152,8 +152,7 @@ def main(argv: list[str]) -> int:
         stop.done.append(f"step {result.step}/{result.total_steps} checkpointed ({result.checkpoint}); run the same "
                          "command to resume")
         raise stop
-    print(f"Done: step {result.step}/{result.total_steps}, checkpoint {result.checkpoint}, "
-          f"held-out L1 {result.held_out_l1_start} -> {result.held_out_l1_end}")
+    print(f"Done: {result.summary()}")
     return 0
 
 

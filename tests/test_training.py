@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, NonFiniteLossError
 from pix2pix_tf.training import losses, summaries
-from pix2pix_tf.training.loop import train
+from pix2pix_tf.training.loop import TrainResult, train
 
 from conftest import copied_run, op_determinism, tiny_config
 
@@ -205,6 +205,22 @@ def test_resume_with_another_architecture_is_refused(tmp_path, data_dir, run_of_
     workdir = copied_run(run_of_six, tmp_path / "run")
     with pytest.raises(ConfigError, match="model.ngf: 8 in config.json, 16 now"):
         train(tiny_config(workdir, data_dir, model=dict(ngf=16), optim=dict(steps=8)))
+
+
+def test_a_complete_run_asked_for_fewer_steps_trains_nothing_and_says_so(tmp_path, data_dir, run_of_six):
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    before = sorted(os.listdir(workdir / "checkpoints"))
+    result = train(tiny_config(workdir, data_dir, optim=dict(steps=4), run=dict(eval_examples=0)))
+    assert (result.step, result.total_steps, result.stopped_early) == (6, 4, False)
+    assert sorted(os.listdir(workdir / "checkpoints")) == before
+    assert result.summary() == (f"nothing to train, the run is at step 6, past its 4 steps; checkpoint "
+                                f"{workdir / 'checkpoints' / 'ckpt-6'}, no held-out L1 (--eval_examples=0)")
+
+
+def test_a_result_reports_the_held_out_l1_to_four_decimals():
+    result = TrainResult(step=3, total_steps=3, losses={}, held_out_l1_start=0.39180803298950195,
+                         held_out_l1_end=0.3191465139389038, checkpoint="run/checkpoints/ckpt-3")
+    assert result.summary() == "step 3/3, checkpoint run/checkpoints/ckpt-3, held-out L1 0.3918 -> 0.3191"
 
 
 def test_training_leaves_the_process_seeds_and_op_determinism_alone(logged_run):

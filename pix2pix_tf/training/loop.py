@@ -51,6 +51,19 @@ class TrainResult:
     stopped_early: bool = False
     stopped_by: Optional[str] = None  # The signal that stopped it early (SIGINT, SIGTERM, SIGHUP, SIGPIPE).
 
+    def held_out_change(self) -> str:
+        """The held-out L1 at the start and at the end, as reported to the user."""
+        if self.held_out_l1_start is None:
+            return "no held-out L1 (--eval_examples=0)"
+        return f"held-out L1 {self.held_out_l1_start:.4f} -> {self.held_out_l1_end:.4f}"
+
+    def summary(self) -> str:
+        """A finished run in one line: where it stands, its checkpoint, what the held-out L1 did."""
+        if self.step > self.total_steps:  # A complete run asked for fewer steps than it has.
+            return (f"nothing to train, the run is at step {self.step}, past its {self.total_steps} steps; "
+                    f"checkpoint {self.checkpoint}, {self.held_out_change()}")
+        return f"step {self.step}/{self.total_steps}, checkpoint {self.checkpoint}, {self.held_out_change()}"
+
 
 def total_steps(config: TrainConfig, num_train: int) -> int:
     """--steps if given, else (epochs + epochs_decay) epochs of the train split."""
@@ -221,8 +234,7 @@ def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.di
             writer.flush()
     except summaries.SummaryError as e:
         raise _saved_after(e, checkpoints, result.step) from e
-    logging.info("Step %d/%d. Checkpoint: %s. Held-out L1: %s -> %s.", result.step, end, result.checkpoint,
-                 _fmt(result.held_out_l1_start), _fmt(result.held_out_l1_end))
+    logging.info("Step %d/%d, checkpoint %s, %s.", result.step, end, result.checkpoint, result.held_out_change())
     return result
 
 
@@ -305,5 +317,3 @@ def _saved_after(error: summaries.SummaryError, checkpoints: RunCheckpoints, ste
                            f"{path or checkpoints.latest}. Free some disk space and re-run the command to resume.")
 
 
-def _fmt(value: Optional[float]) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
