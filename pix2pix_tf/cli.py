@@ -8,13 +8,15 @@ library modules never do. Nothing here imports TensorFlow, so `--help` answers a
 How a program ends: normally with `main`'s exit code; on a user's mistake or situation with
 one `error: ...` line and exit code 1; on SIGINT, SIGTERM or SIGHUP (`errors.stop_signals`)
 with one `error: SIGTERM received: stopped; <what was done>` line and exit code 128 + the
-signal: 130, 143, 129 (`Interrupted`).
+signal: 130, 143, 129 (`Interrupted`); when stdout's reader has gone (`| head -c 5` read what it
+wanted), with one line saying so and SIGPIPE's exit code, 141, as a Unix tool ends there.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import sys
 import threading
@@ -90,6 +92,8 @@ def guarded(main: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
         except Exception as e:
             if _raised:  # The stop, turned into another error by code that did not expect it.
                 return _report_stop(Interrupted(_raised[0]))
+            if isinstance(e, BrokenPipeError) and _stdout_reader_gone():
+                return _report_lost_output("stopped where it could not print")
             if not isinstance(e, (Pix2pixError, OSError)):
                 raise
             message = user_message(e)
@@ -236,29 +240,51 @@ def run_program(main: Callable[[list[str]], int]) -> None:
             signal.signal(signum, _raise_interrupted)
         report = sys.unraisablehook
         sys.unraisablehook = send_dropped_stops_again(report)
+        code = 1  # What an exception `guarded` lets through ends with.
         try:
-            return program(argv)
+            code = program(argv)
         finally:
             for signum in signals:
                 signal.signal(signum, signal.SIG_DFL)
             sys.unraisablehook = report
-            _discard_unwritable_stdout()
+            code = _flush_stdout(code)
+        return code
 
     app.run(run, flags_parser=parse_flags)
 
 
-def _discard_unwritable_stdout() -> None:
-    """Where stdout's reader is gone (a closed pipe: `| head`), what its buffer still holds goes
-    nowhere, instead of Python reporting the failed flush at exit with a traceback."""
+def _flush_stdout(code: int) -> int:
+    """Sends what stdout still buffers. Where its reader has gone, the rest goes nowhere (instead
+    of Python reporting the failed flush at exit with a traceback), and a program that had
+    succeeded ends as one that lost its output."""
     try:
         sys.stdout.flush()
-    except OSError:
+        return code
+    except OSError as e:
         try:
             nowhere = os.open(os.devnull, os.O_WRONLY)
             os.dup2(nowhere, sys.stdout.fileno())
             os.close(nowhere)
         except (OSError, ValueError):  # A stdout with no descriptor: Python's own report stands.
-            pass
+            return code
+        lost = code == 0 and isinstance(e, BrokenPipeError)
+        return _report_lost_output("its last output is lost") if lost else code
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe or terminal whose other end has closed (poll reports an error
+    or a hangup on it), as opposed to a socket or file of the program's own work failing."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # No poll (Windows), or no descriptor.
+        return False
+
+
+def _report_lost_output(what: str) -> int:
+    print(f"error: The standard output's reader has gone (Broken pipe): {what}.", file=sys.stderr, flush=True)
+    return 128 + signal.SIGPIPE
 
 
 def reject_arguments(argv: list[str]) -> None:

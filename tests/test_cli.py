@@ -443,3 +443,50 @@ def test_a_hangup_stops_a_program_unless_it_was_started_ignoring_it(tmp_path, no
     stopped_by = signal.SIGTERM if nohup else signal.SIGHUP
     assert process.wait(30) == 128 + stopped_by
     assert stderr.strip() == f"error: {stopped_by.name} received: stopped.", stderr
+
+
+PRINTING_PROGRAM = """
+import sys
+from pix2pix_tf import cli
+
+def main(argv):
+    print("waiting", file=sys.stderr, flush=True)
+    sys.stdin.readline()  # Until its stdout's reader has gone.
+    print("the summary line of work that is done")
+    if argv[1:] == ["broken_socket"]:  # A BrokenPipeError of the program's own work, its stdout fine.
+        raise BrokenPipeError(32, "Broken pipe")
+    return 0
+
+cli.run_program(main)
+"""
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_a_program_whose_output_reader_has_gone_says_so_and_ends_as_sigpipe_would(tmp_path, buffered):
+    """`translate ... | head -c 5`: the reader closes its end before the program's last line.
+    Unbuffered, the print fails where it is; buffered, the flush at exit does. Either way one line
+    and SIGPIPE's exit code (as a Unix tool ends there), not `error: Broken pipe` and 1, nor a
+    BrokenPipeError report at exit with 120, nor a silent 0."""
+    script = tmp_path / "printing.py"
+    script.write_text(PRINTING_PROGRAM)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    process = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=dict(env, PYTHONPATH=ROOT))
+    assert process.stderr.readline() == "waiting\n"
+    process.stdout.close()  # `| head -c 5` has read what it wanted.
+    _, stderr = process.communicate("go\n", timeout=30)
+    lost = "its last output is lost" if buffered else "stopped where it could not print"
+    assert stderr.strip() == f"error: The standard output's reader has gone (Broken pipe): {lost}.", stderr
+    assert process.returncode == 128 + signal.SIGPIPE
+
+
+def test_a_broken_pipe_of_the_programs_own_work_is_not_taken_for_its_output_reader_gone(tmp_path):
+    script = tmp_path / "printing.py"
+    script.write_text(PRINTING_PROGRAM)
+    result = subprocess.run([sys.executable, str(script), "broken_socket"], input="go\n", capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+    assert result.stdout == "the summary line of work that is done\n"
+    assert result.stderr.strip() == "error: Broken pipe", result.stderr
+    assert result.returncode == 1
