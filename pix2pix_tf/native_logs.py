@@ -1,5 +1,5 @@
-"""TensorFlow's C++ log lines that are known noise, dropped from a program's stderr; every
-other line, C++ or Python, passes unchanged.
+"""TensorFlow's log lines that are known noise, dropped from a program's stderr; every other
+line, C++ or Python, passes unchanged.
 
 TensorFlow's C++ code logs straight to file descriptor 2, out of Python's reach, and its only
 switch (TF_CPP_MIN_LOG_LEVEL=3) would also hide the errors that matter. Two ERROR lines are
@@ -13,6 +13,9 @@ noise for our programs:
   and leaves that graph unoptimised; the step computes the same numbers.
 * `Premature end of JPEG data. Stopped at line N/M`: libjpeg's warning for a truncated JPEG,
   which the decode op then raises as an error that our programs report with the file's name.
+
+One INFO line of TensorFlow's Python code, in absl's format, is noise too: `Sharding callback
+duration: N microseconds`, the checkpoint saver timing itself at every save.
 
 TensorFlow's own switch, TF_CPP_MIN_LOG_LEVEL (`cli.quiet_tensorflow` sets 2), does not reach
 the lines logged before absl::InitializeLog (dated 0000: oneDNN's notice, "Could not find cuda
@@ -47,6 +50,7 @@ NOISE = (
     _PREFIX + rb"meta_optimizer\.cc:\d+\] remapper failed: INVALID_ARGUMENT: Mutation::Apply error: "
               rb"fanout '[^']*LeakyReluGrad' exist for missing node '[^']*BiasAdd'\.",
     _PREFIX + rb"jpeg_mem\.cc:\d+\] Premature end of JPEG data\. Stopped at line \d+/\d+",
+    rb"I\d{4} [\d:.]+\s+\d+ functional_saver\.py:\d+\] Sharding callback duration: \d+ microseconds",
 )
 # Lines logged before absl::InitializeLog, by severity (TF_CPP_MIN_LOG_LEVEL: 1 hides INFO, 2 WARNING too).
 _BEFORE_INIT = rb"0000 00:00:[\d.]+\s+\d+ [^\]]*\] .*"

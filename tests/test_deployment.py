@@ -194,6 +194,9 @@ NOISY_PROGRAM = textwrap.dedent(f"""
         os.write(2, b"W0000 00:00:1796503268.9   18992 cpu_feature_guard.cc:1] A warning before logging starts.\\n")
         os.write(2, {CUINIT_FAILED!r})
         os.write(2, b"I1205 21:08:16.128507 140146617695104 loop.py:162] Training on 1 replica(s).\\n")
+        os.write(2, b"I1206 00:45:47.267421 140333918952320 functional_saver.py:440] Sharding callback duration: "
+                    b"49 microseconds\\n")
+        os.write(2, b"I1206 00:45:47.3 140333918952320 functional_saver.py:451] Sharding callback: news\\n")
         os.write(2, b"Epoch 1: 50%\\r")
         raise OSError(28, "No space left on device", "/full")
 
@@ -219,6 +222,7 @@ def test_only_the_known_native_noise_is_dropped(tmp_path, level):
     assert ("All log messages before absl::InitializeLog()" in noisy.stderr) == (level in ("0", "1"))
     assert ("failed call to cuInit" in noisy.stderr) == native_logs.nvidia_driver_loaded()
     assert "loop.py:162] Training on 1 replica(s)." in noisy.stderr  # The program's own INFO line.
+    assert "Sharding callback duration" not in noisy.stderr and "Sharding callback: news" in noisy.stderr
     assert "Epoch 1: 50%" in noisy.stderr  # A line not ended yet (text mode reads its \r as a line end).
     assert "error: No space left on the device holding /full" in noisy.stderr
 
@@ -245,6 +249,7 @@ def test_programs_drop_known_native_noise_and_keep_real_errors(export, tmp_path)
                         "--eval_examples=1", "--noprogress"], cwd=ROOT, timeout=300)
     assert train.returncode == 0, train.stderr[-3000:]
     assert "Step 1/1" in train.stderr and "remapper failed" not in train.stderr, train.stderr[-3000:]
+    assert "Sharding callback duration" not in train.stderr, train.stderr[-3000:]  # Its checkpoint saved.
     assert not re.search(r"^[IW]0000 00:00:|^WARNING: All log messages", train.stderr, re.M), train.stderr[-3000:]
     if not native_logs.nvidia_driver_loaded():
         assert "cuInit" not in train.stderr, train.stderr[-3000:]
