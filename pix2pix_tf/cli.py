@@ -231,6 +231,7 @@ def run_program(main: Callable[[list[str]], int]) -> None:
     the program is (in its own code: `_raise_interrupted`), so that its clean-ups run and it
     ends as the module docstring says; once `main` has returned, a further signal ends the
     process without a word."""
+    _open_closed_standard_streams()
     native_logs.drop_known_noise()
     program = guarded(main)
 
@@ -251,6 +252,20 @@ def run_program(main: Callable[[list[str]], int]) -> None:
         return code
 
     app.run(run, flags_parser=parse_flags)
+
+
+def _open_closed_standard_streams() -> None:
+    """A program started with stdin, stdout or stderr closed (`>&-`) gets /dev/null there.
+    Python would leave `sys.stdout` None (a traceback at the first progress line), and the
+    next file the program opened would take descriptor 1 or 2, receiving whatever TensorFlow's
+    C++ code or a print writes there."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            # POSIX gives the lowest free descriptor: `fd` itself, every lower one being open by now.
+            os.open(os.devnull, os.O_RDONLY if mode == "r" else os.O_WRONLY)
+            setattr(sys, name, open(fd, mode, closefd=False))
 
 
 def _flush_stdout(code: int) -> int:

@@ -490,3 +490,36 @@ def test_a_broken_pipe_of_the_programs_own_work_is_not_taken_for_its_output_read
     assert result.stdout == "the summary line of work that is done\n"
     assert result.stderr.splitlines() == ["waiting", "error: Broken pipe"], result.stderr
     assert result.returncode == 1
+
+
+CLOSED_STREAMS_PROGRAM = """
+import os, sys
+from pix2pix_tf import cli
+from pix2pix_tf.progress import Progress
+
+def main(argv):
+    with open(argv[1], "w") as data:  # Would take descriptor 1 or 2, were it free.
+        os.write(1, b"what C++ code writes to stdout ")
+        os.write(2, b"and to stderr")
+        data.write("the program's data")
+    Progress(1, "step").update(1, [("g_l1", 0.5)])
+    print("the summary line")
+    return 0
+
+cli.run_program(main)
+"""
+
+
+@pytest.mark.parametrize("closed", [(1,), (1, 2), (0, 1, 2)], ids=["stdout", "stdout_stderr", "all"])
+def test_a_program_started_with_standard_streams_closed_runs_and_its_files_get_only_its_data(tmp_path, closed):
+    """`program >&-` (or `2>&-`, `<&-`): the closed streams are /dev/null, not None (a traceback at
+    the first progress line) and not free descriptors that the program's next file would take."""
+    script, data = tmp_path / "closed.py", tmp_path / "data.txt"
+    script.write_text(CLOSED_STREAMS_PROGRAM)
+    process = subprocess.Popen([sys.executable, str(script), str(data)], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=ROOT),
+                               preexec_fn=lambda: [os.close(fd) for fd in closed])
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert data.read_text() == "the program's data"
+    assert stderr == (b"" if 2 in closed else b"and to stderr")
