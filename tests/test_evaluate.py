@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -347,6 +348,38 @@ def test_paper_mode_noise_is_seeded(workdir, segmenter_cache, tmp_path):
     assert first["metrics"]["l1"] == second["metrics"]["l1"]
     assert first["metrics"]["l1"] != other["metrics"]["l1"]
     assert first["ground_truth"] is None  # --nofcn
+
+
+def test_a_stopped_evaluation_leaves_an_earlier_report_as_it_was(run_of_six, tmp_path, monkeypatch):
+    """A stop while the images are measured (Ctrl-C, SIGTERM) writes nothing: the earlier report's
+    pictures stay beside its page and numbers, although this evaluation's model differs."""
+    from pix2pix_tf.errors import Interrupted
+    from pix2pix_tf.evaluation import per_image
+
+    from write_matrix import snapshot
+
+    output_dir = tmp_path / "eval"
+    config = EvalConfig(ModelRequest.of(workdir=str(run_of_six), checkpoint=str(run_of_six / "checkpoints" / "ckpt-2"),
+                                        mode=DETERMINISTIC), num_examples=3, fcn=False, progress=False,
+                        output_dir=str(output_dir))
+    evaluate(config)
+    earlier = snapshot(str(output_dir))
+    assert len([name for name in earlier if name.startswith("images")]) == 9
+    measure_image = per_image._measure_image
+
+    def stopped_at_the_third_image(plan, found, i, *args):
+        if i == 2:
+            raise Interrupted(signal.SIGTERM)
+        return measure_image(plan, found, i, *args)
+
+    monkeypatch.setattr(per_image, "_measure_image", stopped_at_the_third_image)
+    newest = dataclasses.replace(config.model, checkpoint=str(run_of_six / "checkpoints" / "ckpt-6"))
+    with pytest.raises(Interrupted):
+        evaluate(dataclasses.replace(config, model=newest))
+    assert snapshot(str(output_dir)) == earlier
+    monkeypatch.undo()
+    evaluate(dataclasses.replace(config, model=newest))
+    assert snapshot(str(output_dir))["images/00000_output.png"] != earlier["images/00000_output.png"]
 
 
 def test_evaluate_refuses_what_it_cannot_do(workdir, tmp_path):

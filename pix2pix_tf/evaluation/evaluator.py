@@ -74,7 +74,9 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
 
 def _write_files(plan: EvalPlan, result: dict[str, Any], found: Measurements) -> EvalResult:
-    """metrics.json, index.html and grid.png, each whole or not at all (`writing`)."""
+    """The page's pictures, metrics.json, index.html and grid.png, each whole or not at all
+    (`writing`), all after the last image is measured."""
+    report.write_pictures(plan.output_dir, found.pictures)
     metrics_path = writing.write_text(os.path.join(plan.output_dir, METRICS_FILE), json.dumps(result, indent=2) + "\n")
     html_path = report.write_html(plan.output_dir, result, [e for e in found.per_image if "images" in e]) \
         if plan.config.html_examples else None

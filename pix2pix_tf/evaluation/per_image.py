@@ -52,11 +52,12 @@ class SampleStats:
 
 @dataclasses.dataclass
 class Measurements:
-    """What the loop gathered: per-sample statistics, per-image entries, the grid's rows."""
+    """What the loop gathered: per-sample statistics, per-image entries, the grid's rows, the page's pictures."""
 
     stats: list[SampleStats]
     per_image: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     grid_rows: list[tuple] = dataclasses.field(default_factory=list)
+    pictures: dict[str, bytes] = dataclasses.field(default_factory=dict)  # index.html's PNGs, by relative path.
     target_features: list[np.ndarray] = dataclasses.field(default_factory=list)
     ground_truth_confusion: Optional[np.ndarray] = None  # The real photos' segmentation.
     seconds: float = 0.0
@@ -75,8 +76,10 @@ def measure(plan: EvalPlan) -> Measurements:
         for i, (input_image, target, label_map) in enumerate(plan.examples.as_numpy_iterator()):
             entry, shown = _measure_image(plan, found, i, input_image, target, label_map)
             if i < config.html_examples:
-                entry["images"] = report.save_example(plan.output_dir, i, {"input": input_image, "output": shown,
-                                                                           "target": target})
+                columns = {"input": input_image, "output": shown, "target": target}
+                entry["images"] = {column: report.picture_path(i, column) for column in columns}
+                found.pictures.update({report.picture_path(i, column): report.encode_png(image)
+                                       for column, image in columns.items()})
             if i < config.grid_examples:
                 found.grid_rows.append((input_image, shown, target,
                                         f"L1 {entry['l1']:.3f}  PSNR {entry['psnr']:.1f}  SSIM {entry['ssim']:.3f}"))

@@ -30,23 +30,26 @@ MARK = "pix2pix_tf evaluate"
 _MARKS = {HTML_FILE: f'<meta name="generator" content="{MARK}">'.encode(), GRID_FILE: f"Software\x00{MARK}".encode()}
 
 
-def save_png(path: str, image: np.ndarray) -> None:
+def encode_png(image: np.ndarray) -> bytes:
     """A [-1, 1] image as an 8-bit PNG (PIL: no TensorFlow op per file)."""
     from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(to_uint8(image)).save(buffer, format="PNG")
-    writing.write_file(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
-def save_example(output_dir: str, index: int, images: dict[str, np.ndarray]) -> dict[str, str]:
-    """Writes images/<index>_<column>.png for each column; returns column -> relative path."""
-    paths = {}
-    for column, image in images.items():
-        relative = f"{IMAGES_DIR}/{index:05d}_{column}.png"
-        save_png(os.path.join(output_dir, relative), image)
-        paths[column] = relative
-    return paths
+def picture_path(index: int, column: str) -> str:
+    """Where index.html finds an example's picture, relative to the output folder."""
+    return f"{IMAGES_DIR}/{index:05d}_{column}.png"
+
+
+def write_pictures(output_dir: str, pictures: dict[str, bytes]) -> None:
+    """The page's PNGs (relative path -> bytes), written with the rest of the report once every
+    image is measured: a stopped evaluation leaves an earlier report's pictures as they were,
+    beside its page and numbers."""
+    for relative, png in pictures.items():
+        writing.write_file(os.path.join(output_dir, relative), png)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
