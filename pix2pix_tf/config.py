@@ -22,6 +22,14 @@ from pix2pix_tf.workdir import Workdir
 # The image policy's cap on one image, in pixels (`pix2pix_tf.images` enforces it): stated here,
 # where TensorFlow-free readers (flags' help, the export's declarations) find it.
 DEFAULT_MAX_PIXELS = 4096 * 4096
+# The largest --max_pixels: 2**32 (65536 x 65536), over what the formats and TensorFlow's decoders
+# hold (JPEG and GIF sides stop at 65535, WebP's at 16383; its PNG decoder refuses 2**29 pixels),
+# so no cap of use is refused; every size computed from it stays far inside int64, the graph's
+# integers (a read's byte cap, 8 bytes a pixel: 32 GiB). A larger value, or a typo of 20 digits,
+# is refused in one line instead of failing inside every image read.
+MAX_PIXELS_LIMIT = 2**32
+# Upper bounds of `check_positive`'s values: name -> (bound, why it is there).
+_UPPER_BOUNDS = {"max_pixels": (MAX_PIXELS_LIMIT, "65536 x 65536, more than any image TensorFlow decodes")}
 
 GENERATORS = tuple(catalogue.GENERATORS)  # The names; what each is and takes: pix2pix_tf.catalogue.
 DISCRIMINATORS = ("basic", "n_layers", "pixel", "image", "multiscale")
@@ -103,8 +111,7 @@ class DataConfig:
         if self.dataset.strip() == FOLDER_PREFIX:  # Not the current directory, read without a word.
             raise ConfigError("--dataset=folder: names no folder: give the path of your images, "
                               "--dataset=folder:/path/to/images.")
-        if self.max_pixels < 1:
-            raise ConfigError(f"--max_pixels must be at least 1, got {self.max_pixels}.")
+        check_positive(max_pixels=self.max_pixels)
         if self.direction is not None:
             _check_choice("direction", self.direction, DIRECTIONS)
         if self.crop_size < 1 or self.load_size < 1:
@@ -385,10 +392,14 @@ def check_number(name: str, value: float) -> None:
 
 
 def check_positive(**values: Optional[int]) -> None:
-    """Refuses sizes, counts and caps below 1 (None: not given, the default applies)."""
+    """Refuses sizes, counts and caps below 1, or above their bound where one is set
+    (`_UPPER_BOUNDS`); None: not given, the default applies."""
     for name, value in values.items():
         if value is not None and value < 1:
             raise ConfigError(f"--{name} must be at least 1, got {value}.")
+        bound, why = _UPPER_BOUNDS.get(name, (None, ""))
+        if value is not None and bound is not None and value > bound:
+            raise ConfigError(f"--{name} must be at most {bound} ({why}), got {value}.")
 
 
 def _check_discriminator_fits(model: ModelConfig, data: DataConfig) -> None:

@@ -360,14 +360,15 @@ def read_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
     """The bytes of the image file `path`, read bounded: ImageError (naming it) for something
     that is not a regular file (after links; opened without blocking, so a FIFO cannot hang
     the reader), whose first bytes are no supported format, or that is larger than
-    `max_file_bytes`; the rest of the file is read only after those checks."""
+    `max_file_bytes`; the rest of the file is read only after those checks, and costs the
+    memory of what it holds, whatever the cap (`regular_files.read_bounded`)."""
     try:
         with regular_files.opened_regular(path) as (f, size):
             head = f.read(HEAD)
             if not int(format_of(tf.constant(head, tf.string))):
                 read_header(head, max_pixels, path)  # Raises: empty, or the first bytes named.
             _check_size(size, max_pixels, path)
-            data = head + f.read(max_file_bytes(max_pixels) + 1 - len(head))
+            data = head + regular_files.read_bounded(f, size, max_file_bytes(max_pixels), len(head))
     except regular_files.NotARegularFile as e:
         raise ImageError(path, f"{e.kind}, not a regular file", NOT_A_FILE) from None
     except OSError as e:

@@ -17,6 +17,8 @@ from pix2pix_tf.errors import ConfigError
 # Far above any record this package writes (a config.json or an export's metadata is a few kB,
 # an evaluation's metrics.json under 1 MB per 1000 test images), far below what would hurt.
 MAX_JSON_BYTES = 16 * 2**20
+# What `read_bounded` reads at a time from a file that grew after it was measured.
+_GROWTH_CHUNK = 2**20
 
 
 class NotARegularFile(OSError):
@@ -45,6 +47,22 @@ def opened_regular(path: str) -> Iterator[tuple[BinaryIO, int]]:
         yield f, status.st_size
 
 
+def read_bounded(f: BinaryIO, size: int, limit: int, have: int = 0) -> bytes:
+    """The rest of `f`, of which `have` bytes were read, at most `limit` + 1 bytes in all (one
+    more than `limit` says "too large"). Memory follows what the file holds, not `limit`: a
+    buffered read(n) allocates n bytes before it reads (a 12 kB image read with a cap of
+    gigabytes would fail), so this reads what fstat measured (`size`) and one byte more, and
+    only a file that grew since goes on being read, in chunks, until it ends or passes `limit`."""
+    want = max(min(size, limit) + 1 - have, 1)
+    chunks = [f.read(want)]
+    total = have + len(chunks[0])
+    while len(chunks[-1]) == want and total <= limit:  # Grown since it was measured.
+        want = min(_GROWTH_CHUNK, limit + 1 - total)
+        chunks.append(f.read(want))
+        total += len(chunks[-1])
+    return b"".join(chunks)
+
+
 def read_json(path: str) -> Any:
     """The JSON value in the file `path`; None when there is no such file. ConfigError naming
     `path` for anything else a record of ours cannot be: not a regular file (a FIFO cannot hang
@@ -54,7 +72,7 @@ def read_json(path: str) -> Any:
         with opened_regular(path) as (f, size):
             if size > MAX_JSON_BYTES:
                 raise ConfigError(too_big)
-            data = f.read(MAX_JSON_BYTES + 1)  # Bounded even if it grew since fstat.
+            data = read_bounded(f, size, MAX_JSON_BYTES)  # Bounded even if it grew since fstat.
     except FileNotFoundError:
         return None
     except NotARegularFile as e:

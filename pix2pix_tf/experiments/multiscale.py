@@ -24,7 +24,15 @@ from typing import Optional
 from absl import flags
 
 from pix2pix_tf import cli, writing
-from pix2pix_tf.experiments.paper import Setting, Variant, argv_for_report, collect, exit_status, run_variant
+from pix2pix_tf.experiments.paper import (
+    Setting,
+    Variant,
+    argv_for_report,
+    check_folders,
+    collect,
+    exit_status,
+    run_variant,
+)
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("patchgan_70", "70x70 PatchGAN (pix2pix)"),
@@ -51,7 +59,7 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
 def run_ablation(settings: tuple[Setting, ...], root: str, data_dir: Optional[str] = None,
                  command: str = "") -> dict[str, str]:
     """Trains and evaluates every variant at every setting (skipping those done); writes the report."""
-    os.makedirs(root, exist_ok=True)
+    check_folders(root)  # Before the first variant trains: not empty, not a file, writable.
     for setting in settings:
         resolution_root = os.path.join(root, setting.name)
         for variant in VARIANTS.values():

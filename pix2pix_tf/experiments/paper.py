@@ -37,7 +37,7 @@ from pix2pix_tf import cli, writing
 from pix2pix_tf import config as cfg
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.experiments.markers import read_marker, read_variant, recorded_command
-from pix2pix_tf.workdir import Workdir, check_not_a_file, check_tensorflow_can_read
+from pix2pix_tf.workdir import Workdir, check_named, check_not_a_file, check_tensorflow_can_read, check_writable
 
 # ----------------------------------------------------------------------------- the paper's numbers
 
@@ -341,18 +341,31 @@ def reproduce(setting: Setting, root: str, names: list[str], data_dir: Optional[
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         raise ConfigError(f"Unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}.")
-    check_not_a_file(root, "--root")
-    check_tensorflow_can_read(root, "--root")  # Before hours of training: each variant's run is under it.
     segmenter_cache = segmenter_cache or os.path.join(root, "segmenters")
-    check_not_a_file(segmenter_cache, "--segmenter_cache")  # Else the first evaluation fails, after training.
-    check_tensorflow_can_read(segmenter_cache, "--segmenter_cache")
-    os.makedirs(root, exist_ok=True)
+    check_folders(root, segmenter_cache, images_dir)
     if report_only:  # The report keeps naming the command that produced the numbers.
         command = recorded_command(os.path.join(root, "results.json"), command)
     else:
         for name in names:
             run_variant(VARIANTS[name], setting, root, data_dir, segmenter_cache)
     return write_report(collect(root, list(VARIANTS)), root, setting, command, images_dir)
+
+
+def check_folders(root: str, segmenter_cache: Optional[str] = None, images_dir: Optional[str] = None) -> None:
+    """Refuses, before hours of training, a folder flag the experiment could not use (else the
+    first evaluation, or the copy of the figures, fails after every variant trained): empty (not
+    the current folder), a file, a path TensorFlow cannot read a model from (the runs under
+    --root, the segmenter in its cache), or one that cannot be written. Each is checked before
+    any is created; None: not used."""
+    folders = {"--root": root, "--segmenter_cache": segmenter_cache, "--images_dir": images_dir}
+    given = {flag: folder for flag, folder in folders.items() if folder is not None}
+    for flag, folder in given.items():
+        check_named(folder, flag)
+        check_not_a_file(folder, flag)
+        if flag != "--images_dir":
+            check_tensorflow_can_read(folder, flag)
+    for flag, folder in given.items():
+        check_writable(folder, flag)
 
 
 # ----------------------------------------------------------------------------- the program

@@ -25,6 +25,7 @@ from absl import flags
 
 from pix2pix_tf import cli, writing
 from pix2pix_tf import config as cfg
+from pix2pix_tf.workdir import check_writable
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("root", "runs/precision", "Folder of the runs and results.json.")
@@ -92,7 +93,7 @@ def main(argv: list[str]) -> int:
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()  # As train.py for --seed: each run repeats exactly.
-    os.makedirs(FLAGS.root, exist_ok=True)
+    check_writable(FLAGS.root, "--root")  # Before the first run: not empty, not a file, writable.
     rows = []
     for seed in FLAGS.seeds:
         for policy in FLAGS.policies:

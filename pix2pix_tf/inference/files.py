@@ -36,7 +36,7 @@ from pix2pix_tf.errors import ConfigError, InferenceError, Interrupted
 from pix2pix_tf.inference.request import ModelRequest
 from pix2pix_tf.inference.translator import Translator
 from pix2pix_tf.progress import Progress
-from pix2pix_tf.workdir import check_not_a_file
+from pix2pix_tf.workdir import check_not_a_file, check_writable
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -229,6 +229,9 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
     planned = plan_outputs(find_images(config.inputs, config.output_dir), config.output_dir)
     source = config.model.resolve()
     translator = config.model.translator(source)
+    # Once the model is accepted, before any image is translated: a folder under a file, or one
+    # that cannot be written, is one line now, not one failure per image.
+    check_writable(config.output_dir, "--output_dir")
     direction = config.direction or translator.direction
     if config.paired and direction is None:
         raise ConfigError("--paired needs the direction: the model does not record it, pass --direction.")

@@ -1,0 +1,135 @@
+"""Reads cost what a file holds, not the cap; absurd caps and unusable folders are refused first.
+
+An image read is bounded by `max_file_bytes(--max_pixels)`, but a buffered read(n) allocates n
+bytes before it reads: a 12 kB PNG read at a cap of gigabytes failed (MemoryError, or an
+OverflowError for a cap of 20 digits). And translate and the experiments did all their work
+before a folder flag they could not write into failed them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pix2pix_tf import images, regular_files
+from pix2pix_tf.config import MAX_PIXELS_LIMIT
+
+import forked
+
+
+def write_png(path, side: int = 256) -> str:
+    """A PNG of noise (it hardly compresses: about 3 bytes a pixel)."""
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    tf.io.write_file(str(path), tf.io.encode_png(pixels))
+    return str(path)
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize("max_pixels", [images.DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, 10**30])
+def test_reading_an_image_costs_its_size_whatever_the_cap(tmp_path, max_pixels):
+    path = write_png(tmp_path / "noise.png")
+    size = os.path.getsize(path)
+    images.read_file(path)  # TensorFlow's first call allocates once; what follows is the read.
+    tracemalloc.start()
+    try:
+        data = images.read_file(path, max_pixels)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert data == open(path, "rb").read()
+    # The bytes, their head and their join, and a little of TensorFlow's; the default cap alone
+    # allocated 150 MB per read before.
+    assert peak < 3 * size + 64 * 2**10, (peak, size)
+    if max_pixels <= MAX_PIXELS_LIMIT:  # The folder scan's reader, which decodes within the cap too.
+        assert images.check_image_file(path, max_pixels) == (256, 256)
+
+
+def test_a_file_that_grows_after_it_was_measured_is_read_on_and_still_bounded(tmp_path):
+    path = tmp_path / "growing.png"
+    path.write_bytes(b"x" * 100)
+    for grown, limit, expected in ((50, 1000, 150), (5000, 1000, 1001)):
+        with regular_files.opened_regular(str(path)) as (f, size):
+            with open(path, "ab") as more:
+                more.write(b"y" * grown)
+            assert len(regular_files.read_bounded(f, size, limit)) == expected
+        path.write_bytes(b"x" * 100)
+
+
+@pytest.mark.parametrize("program", [["-m", "pix2pix_tf.translate", "--output_dir=out", "in.png"], ["train.py"]])
+def test_an_absurd_max_pixels_is_one_error_line(tmp_path, program):
+    result = forked.run([sys.executable, *program, f"--workdir={tmp_path / 'run'}",
+                         "--max_pixels=99999999999999999999999"], cwd=forked.ROOT, timeout=120)
+    assert error_lines(result) == [f"error: --max_pixels must be at most {MAX_PIXELS_LIMIT} (65536 x 65536, more "
+                                   "than any image TensorFlow decodes), got 99999999999999999999999."]
+    assert not (tmp_path / "run").exists()
+
+
+def translate(*flags: str) -> subprocess.CompletedProcess:
+    return forked.run([sys.executable, "-m", "pix2pix_tf.translate", "--noprogress", *flags], timeout=300)
+
+
+def test_translate_reads_at_a_cap_of_gigapixels_and_refuses_an_output_folder_under_a_file_first(
+        tmp_path, run_of_six):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a.png", "b.png"):
+        write_png(inputs / name, 32)
+    result = translate(f"--workdir={run_of_six}", "--max_pixels=4000000000", f"--output_dir={tmp_path / 'out'}",
+                       str(inputs))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.png"]
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("x\n")
+    result = translate(f"--workdir={run_of_six}", f"--output_dir={a_file / 'sub'}", str(inputs))
+    assert error_lines(result) == [f"error: --output_dir={a_file / 'sub'} cannot be written (Not a directory). "
+                                   "Choose a folder you can write to, with free space."]
+    assert "Translated" not in result.stdout and a_file.read_text() == "x\n"
+
+
+def test_translate_leaves_no_output_folder_when_the_model_is_refused(tmp_path):
+    image = write_png(tmp_path / "in.png", 8)
+    result = translate(f"--workdir={tmp_path / 'no_run'}", f"--output_dir={tmp_path / 'new' / 'out'}", image)
+    assert len(error_lines(result)) == 1 and not (tmp_path / "new").exists()
+
+
+def paper(tmp_path, *flags: str) -> subprocess.CompletedProcess:
+    return forked.run([sys.executable, "-m", "pix2pix_tf.experiments.paper", "--setting=tiny", "--variants=l1",
+                       f"--data_dir={tmp_path / 'no_data'}", *flags], cwd=str(tmp_path), timeout=120)
+
+
+def test_the_paper_experiment_refuses_its_folder_flags_before_training(tmp_path):
+    a_file = tmp_path / "afile"
+    a_file.write_text("x\n")
+    root = tmp_path / "root"
+    for flags, message in (
+            ([f"--root={root}", f"--images_dir={a_file}"],
+             f"--images_dir={a_file} is a file; it must name a folder to write into."),
+            (["--root=", f"--images_dir={tmp_path / 'figures'}"], "--root is empty: name a folder."),
+            ([f"--root={root}", "--images_dir="], "--images_dir is empty: name a folder."),
+            ([f"--root={a_file / 'sub'}"], f"--root={a_file / 'sub'} cannot be written (Not a directory). "
+                                           "Choose a folder you can write to, with free space.")):
+        result = paper(tmp_path, *flags)
+        assert error_lines(result) == [f"error: {message}"], flags
+        assert "training" not in result.stdout and a_file.read_text() == "x\n"
+        assert not root.exists() and not (tmp_path / "figures").exists()
+
+
+@pytest.mark.parametrize("experiment", ["multiscale", "precision"])
+def test_the_other_experiments_refuse_a_root_that_is_a_file_before_training(tmp_path, experiment):
+    a_file = tmp_path / "afile"
+    a_file.write_text("x\n")
+    result = forked.run([sys.executable, "-m", f"pix2pix_tf.experiments.{experiment}", f"--root={a_file}",
+                         f"--data_dir={tmp_path / 'no_data'}"], cwd=str(tmp_path), timeout=120)
+    assert error_lines(result) == [f"error: --root={a_file} is a file; it must name a folder to write into."]
+    assert a_file.read_text() == "x\n"
