@@ -16,8 +16,8 @@ import numpy as np
 from pix2pix_tf import catalogue
 from pix2pix_tf.errors import ConfigError, InferenceError
 from pix2pix_tf.inference import artifacts
-from pix2pix_tf.inference.source_kind import Recorded, SourceKind
-from pix2pix_tf.inference.translator import Translator
+from pix2pix_tf.inference.source_kind import Recorded, SourceKind, export_size
+from pix2pix_tf.inference.translator import Translator, checked_outputs, image_output_channels, not_a_generator
 
 if TYPE_CHECKING:
     from pix2pix_tf.inference.mode import InferenceMode
@@ -62,7 +62,9 @@ class OnnxModel:
             raise ConfigError(f"{path} takes {self.input.type} {shape}; expected float32 [batch, height, width, "
                               "channels] as export.py --onnx writes.")
         self.input_nc = int(shape[3])
-        self.output_nc = int(self.output.shape[3])
+        if self.output.type != "tensor(float)":
+            raise not_a_generator(path, f"its output is {self.output.type}, not float32 [N, H, W, C]")
+        self.output_nc = image_output_channels(path, shape, self.output.shape or None, self.metadata.get("output_nc"))
         self.size_multiple: Optional[int] = self.metadata.get("size_multiple")
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -108,14 +110,13 @@ def open_translator(source: ModelSource, mode: InferenceMode, *, seed: Optional[
     """The file in onnxruntime: any size that is a multiple of the file's size multiple, so
     `--native_size` works too."""
     model = OnnxModel(source.path, threads=threads)
-    size = image_size or source.metadata.get("image_size")
-    if not size:
-        raise ConfigError(f"{source.path} does not record its image size: pass --image_size.")
+    size = export_size(source, image_size)
     multiple = model.size_multiple
     if multiple:
-        catalogue.check_side("--image_size", int(size), multiple, source.path)
-    return Translator(f"ONNX {source.path} (onnxruntime, no dropout)", int(size), model.input_nc, model.output_nc,
-                      source.direction, source.runs_as(mode), lambda image, index: model(image), size_multiple=multiple)
+        catalogue.check_side("--image_size", size, multiple, source.path)
+    call = checked_outputs(source.path, model.output_nc, lambda image, index: model(image))
+    return Translator(f"ONNX {source.path} (onnxruntime, no dropout)", size, model.input_nc, model.output_nc,
+                      source.direction, source.runs_as(mode), call, size_multiple=multiple)
 
 
 KIND = SourceKind(name="onnx", flag="onnx", resolve=resolve, open=open_translator,

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 from absl import flags
 
-from pix2pix_tf.config import DEFAULT_MAX_PIXELS, check_positive, check_side_within_cap
+from pix2pix_tf.config import DEFAULT_MAX_PIXELS, TrainConfig, check_positive, check_side_within_cap
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import checkpoint_source, sources
 from pix2pix_tf.inference.mode import PAPER, InferenceMode
@@ -63,6 +63,7 @@ class ModelRequest:
     native_size: bool = False  # Each image at its own size (`inference.geometry`), not the model's square.
     threads: int = 2  # TFLite interpreter and onnxruntime threads.
     max_pixels: Optional[int] = None  # Largest image, in pixels; None: DEFAULT_MAX_PIXELS.
+    image_size_flag: bool = True  # The program takes --image_size (translate; not evaluate nor the demo).
 
     @classmethod
     def of(cls, **given) -> ModelRequest:
@@ -124,11 +125,29 @@ class ModelRequest:
             raise ConfigError(f"--{SERVING_FLAG} names a model served elsewhere, not one to load here.")
         return sources.resolve(*self.models[0], checkpoint=self.checkpoint)
 
+    def size_to_open(self, source: ModelSource) -> Optional[int]:
+        """--image_size; else, for an export of any size that does not record its size, the crop
+        size of its training run (evaluate's --workdir, or the run the export names), the size a
+        checkpoint runs at; None where the model itself decides (a checkpoint's run, an export's
+        record, a TFLite file's one size). No size at all is refused with what this program's
+        user can do."""
+        if (self.image_size or not source.spec.any_size or source.train is not None
+                or source.metadata.get("image_size")):
+            return self.image_size
+        run = self.workdir or source.run_workdir
+        if run:
+            return TrainConfig.load(run).data.crop_size
+        advice = ("pass --image_size" if self.image_size_flag else "export it with export.py, which records both, "
+                  "or translate with it (python -m pix2pix_tf.translate --image_size=SIZE)")
+        raise ConfigError(f"{source.path} does not record its image size, nor a training run that gives one: "
+                          f"{advice}.")
+
     def translator(self, source: ModelSource, mode: Optional[InferenceMode] = None,
                    max_pixels: Optional[int] = None) -> Translator:
         """`source` opened as asked: in `mode` (default: the request's), at native size within
         `max_pixels` (default: the request's cap) when asked."""
-        translator = source.open(mode or self.mode, seed=self.seed, image_size=self.image_size, threads=self.threads)
+        translator = source.open(mode or self.mode, seed=self.seed, image_size=self.size_to_open(source),
+                                 threads=self.threads)
         if not self.native_size:
             return translator
         from pix2pix_tf.inference import geometry  # TensorFlow: loaded only with a model to run.
@@ -214,6 +233,8 @@ def from_flags(offer: Offer, values: flags.FlagValues = flags.FLAGS) -> ModelReq
                    seed=values.seed)
     if offer.image_size:
         how.update(image_size=values.image_size)
+    else:
+        how.update(image_size_flag=False)
     if offer.max_pixels:
         how.update(max_pixels=values.max_pixels)
     if offer.serving:

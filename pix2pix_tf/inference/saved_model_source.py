@@ -13,10 +13,11 @@ import os
 from typing import TYPE_CHECKING, Any, Optional
 
 from pix2pix_tf import catalogue
+from pix2pix_tf.config import CHANNELS
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import artifacts
-from pix2pix_tf.inference.source_kind import Recorded, SourceKind
-from pix2pix_tf.inference.translator import Translator
+from pix2pix_tf.inference.source_kind import Recorded, SourceKind, export_size
+from pix2pix_tf.inference.translator import Translator, checked_outputs, image_output_channels, not_a_generator
 from pix2pix_tf.workdir import check_tensorflow_can_read
 
 if TYPE_CHECKING:
@@ -41,11 +42,8 @@ def open_saved_model(source: ModelSource, mode: InferenceMode, *, seed: Optional
     if name not in loaded.signatures:
         raise ConfigError(f"{source.path} has no '{name}' signature: was it written by export.py?")
     signature = loaded.signatures[name]
-    input_nc = int(signature.structured_input_signature[1][artifacts.INPUT_NAME].shape[-1])
-    output_nc = int(source.metadata.get("output_nc", signature.structured_outputs[artifacts.OUTPUT_FLOAT].shape[-1]))
-    size = image_size or source.metadata.get("image_size")
-    if not size:
-        raise ConfigError(f"{source.path} does not record its image size: pass --image_size.")
+    input_nc, output_nc = _image_channels(source, name, signature)
+    size = export_size(source, image_size)
 
     def call(image, index: int):
         return signature(images=tf.constant(image, tf.float32))[artifacts.OUTPUT_FLOAT].numpy()
@@ -56,7 +54,25 @@ def open_saved_model(source: ModelSource, mode: InferenceMode, *, seed: Optional
     if multiple:  # The export takes any size that is a multiple (translate_float's input is [-1, -1, -1, C]).
         catalogue.check_side("--image_size", size, multiple, source.path)
     return Translator(f"SavedModel {source.path} (signature {name}, {noise})", size, input_nc, output_nc,
-                      source.direction, runs, call, size_multiple=multiple)
+                      source.direction, runs, checked_outputs(source.path, output_nc, call), size_multiple=multiple)
+
+
+def _image_channels(source: ModelSource, name: str, signature: Any) -> tuple[int, int]:
+    """(input, output) channels of the float signature `name`: one image batch in, one like it
+    out, under export.py's names; any other model is refused naming the SavedModel."""
+    inputs, outputs = signature.structured_input_signature[1], signature.structured_outputs
+    given = inputs.get(artifacts.INPUT_NAME)
+    if given is None or given.shape.rank != 4 or given.shape[-1] not in CHANNELS:
+        found = {key: spec.shape.as_list() if spec.shape.rank is not None else "?" for key, spec in inputs.items()}
+        raise not_a_generator(source.path, f"its '{name}' signature takes {found}, not '{artifacts.INPUT_NAME}': "
+                                           "[N, H, W, C]")
+    if not isinstance(outputs, dict) or artifacts.OUTPUT_FLOAT not in outputs:
+        keys = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
+        raise not_a_generator(source.path, f"its '{name}' signature gives {keys}, not '{artifacts.OUTPUT_FLOAT}'")
+    output = outputs[artifacts.OUTPUT_FLOAT].shape
+    return int(given.shape[-1]), image_output_channels(source.path, given.shape.as_list(), output.as_list() if
+                                                       output.rank is not None else None,
+                                                       source.metadata.get("output_nc"))
 
 
 def label(source: ModelSource) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 from absl import logging
 
 from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.workdir import Workdir
 
 if TYPE_CHECKING:
@@ -132,3 +133,13 @@ class ModelSource:
                 logging.warning("--nobatch_statistics applies to checkpoints; %s was exported with "
                                 "batch_statistics=%s: using that.", self.path, exported)
         return self.spec.open(self, mode, seed=seed, image_size=image_size, threads=threads)
+
+
+def export_size(source: ModelSource, image_size: Optional[int]) -> int:
+    """`image_size`, else the size the export records. The programs never open a model without
+    either (`ModelRequest.translator` gives a training run's size, or refuses in the program's
+    words); a library caller is told to give one."""
+    size = image_size or source.metadata.get("image_size")
+    if not size:
+        raise ConfigError(f"{source.path} does not record its image size: open it with image_size=SIZE.")
+    return int(size)

@@ -12,7 +12,7 @@ import numpy as np
 from pix2pix_tf.errors import ConfigError, InferenceError
 from pix2pix_tf.inference import artifacts
 from pix2pix_tf.inference.source_kind import Recorded, SourceKind
-from pix2pix_tf.inference.translator import Translator
+from pix2pix_tf.inference.translator import Translator, checked_outputs, image_output_channels
 
 if TYPE_CHECKING:
     from pix2pix_tf.inference.mode import InferenceMode
@@ -99,9 +99,11 @@ def open_tflite(source: ModelSource, mode: InferenceMode, *, seed: Optional[int]
     if image_size and image_size != shape[1]:
         raise ConfigError(f"{source.path} is fixed to {shape[1]}x{shape[1]} images; --image_size={image_size} "
                           "cannot change it (export again with --image_size).")
-    output_nc = int(model.interpreter.get_output_details()[0]["shape"][-1])
+    output_nc = image_output_channels(source.path, shape, [int(d) for d in model.output["shape"]],
+                                      source.metadata.get("output_nc"))
     return Translator(f"TFLite {source.path} ({model.io_dtype} I/O, no dropout)", shape[1], shape[3], output_nc,
-                      source.direction, source.runs_as(mode), lambda image, index: model(image))
+                      source.direction, source.runs_as(mode),
+                      checked_outputs(source.path, output_nc, lambda image, index: model(image)))
 
 
 KIND = SourceKind(name="tflite", flag="tflite", resolve=resolve, open=open_tflite,
