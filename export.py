@@ -24,12 +24,12 @@ from pix2pix_tf.inference.mode import InferenceMode  # noqa: E402
 FLAGS = flags.FLAGS
 
 # What to export.
-flags.DEFINE_string("workdir", None, "The training run to export (its config.json and newest checkpoint).")
-flags.DEFINE_string("checkpoint", None, "A specific checkpoint (e.g. runs/x/checkpoints/ckpt-1000); default: newest.")
-flags.DEFINE_string("data_dir", None, "Where the run's dataset is, if it moved (default: config.json's).")
+cli.define_path("workdir", None, "The training run to export (its config.json and newest checkpoint).")
+cli.define_path("checkpoint", None, "A specific checkpoint (e.g. runs/x/checkpoints/ckpt-1000); default: newest.")
+cli.define_path("data_dir", None, "Where the run's dataset is, if it moved (default: config.json's).")
 
 # Where.
-flags.DEFINE_string("export_dir", None, "Export base folder (default: <workdir>/export). The SavedModel goes to "
+cli.define_path("export_dir", None, "Export base folder (default: <workdir>/export). The SavedModel goes to "
                     "<export_dir>/<model_name>/<version>, the TFLite files to "
                     "<export_dir>/tflite/<model_name>/<version>.")
 flags.DEFINE_string("model_name", "pix2pix", "The model's name in TensorFlow Serving (--model_name there).")

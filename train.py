@@ -28,7 +28,7 @@ flags.DEFINE_string("dataset", "shapes",
                     "(facades, cityscapes, maps, edges2shoes, edges2handbags, night2day: downloaded once, or "
                     "read from <data_dir>/downloads/manual/NAME.tar.gz), or 'folder:/path' (your images: "
                     "train/ val/ test/ of A|B side by side, or A/ and B/ trees matched by name).")
-flags.DEFINE_string("data_dir", None, "Where tensorflow-datasets keeps prepared data (default ~/tensorflow_datasets).")
+cli.define_path("data_dir", None, "Where tensorflow-datasets keeps prepared data (default ~/tensorflow_datasets).")
 flags.DEFINE_enum("direction", None, cfg.DIRECTIONS, "AtoB or BtoA; default: the dataset's usual direction.")
 flags.DEFINE_enum("preprocess", "resize_and_crop", cfg.PREPROCESS_MODES,
                   "Training jitter: resize to --load_size then random crop --crop_size; 'crop': crop only; "
@@ -74,7 +74,7 @@ flags.DEFINE_integer("epochs_decay", 100, "Epochs of linear decay of the learnin
 flags.DEFINE_integer("steps", None, "Stop after this many steps (the schedule stays epoch-based).")
 
 # Run.
-flags.DEFINE_string("workdir", "runs/pix2pix", "Where config, checkpoints, logs and samples go.")
+cli.define_path("workdir", "runs/pix2pix", "Where config, checkpoints, logs and samples go.")
 flags.DEFINE_integer("seed", None, "Seed; when given, ops are deterministic and runs repeat exactly.")
 flags.DEFINE_enum("strategy", "mirrored", cfg.STRATEGIES, "tf.distribute strategy.")
 flags.DEFINE_integer("cpu_replicas", 1, "Split the CPU into this many logical devices (testing mirrored).")

@@ -49,6 +49,25 @@ def define_list(name: str, default: Optional[list[str]], help: str,
                         serializer=flags.CsvListSerializer(","))
 
 
+class _PathParser(flags.ArgumentParser):
+    """A path, whose leading `~` is the home folder: the shell expands it only at the start of a
+    word, so `--workdir=~/runs/x` reaches the program as typed (and would be a folder named `~`)."""
+
+    syntactic_help = "a path"
+
+    def parse(self, argument):
+        return os.path.expanduser(argument) if isinstance(argument, str) else argument
+
+    def flag_type(self) -> str:
+        return "string"
+
+
+def define_path(name: str, default: Optional[str], help: str,
+                flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagHolder:
+    """`flags.DEFINE_string` for a file or folder (`_PathParser`): every program's path flags."""
+    return flags.DEFINE(_PathParser(), name, default, help, flag_values)
+
+
 def quiet_tensorflow() -> None:
     """Hides TensorFlow's C++ INFO and WARNING lines; must run before TensorFlow is imported
     (`native_logs` drops those logged before TensorFlow's logging starts, which ignore it)."""

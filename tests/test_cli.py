@@ -365,6 +365,30 @@ def test_a_list_flag_counts_a_repeated_item_once_in_every_program():
     assert direct == []
 
 
+def test_a_tilde_in_a_path_flag_is_the_home_folder_in_every_program(tmp_path, monkeypatch):
+    """`--workdir=~/runs/x`: the shell leaves a tilde after `=` as typed, so each program expands
+    it (else train made a folder named `~` in the current one). Each refusal names the file in
+    the home folder that the flag reached; every path flag of every program is declared so."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    for program, flags_given, refusal in (
+            ("train", ["--workdir=~/notes.txt"], f"--workdir={notes} is a file; a run needs a folder."),
+            ("export", ["--workdir=~/notes.txt"], f"--workdir={notes} is a file; a run needs a folder."),
+            ("translate", ["--workdir=~/run", "--output_dir=~/notes.txt", "--input=~/in.png"],
+             f"--output_dir={notes} is a file; it must name a folder to write into."),
+            ("evaluate", ["--workdir=~/run", "--output_dir=~/notes.txt"],
+             f"--output_dir={notes} is a file; it must name a folder to write into.")):
+        result = run_program(program, *flags_given)
+        assert result.returncode == 1 and f"error: {refusal}" in result.stderr, (program, result.stderr[-2000:])
+    assert notes.read_text() == "my notes" and not os.path.exists("~")  # No folder named `~` made here.
+    root = pathlib.Path(__file__).resolve().parent.parent
+    path_flags = re.compile(r'DEFINE_string\(\s*"(workdir|checkpoint|output_dir|export_dir|data_dir|root|images_dir|'
+                            r'segmenter|segmenter_cache|inception_weights|json)"')
+    sources = [*root.glob("*.py"), *(root / "pix2pix_tf").rglob("*.py")]
+    assert [str(p.relative_to(root)) for p in sources if path_flags.search(p.read_text())] == []
+
+
 def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_path, run_of_six):
     """translate's and evaluate's --output_dir (evaluate's default folder too), export's
     --export_dir: the file is named and left as it was, instead of an error from deep inside

@@ -31,7 +31,7 @@ from pix2pix_tf import writing  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "shapes", "Dataset the training step reads (as train.py's --dataset).")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+cli.define_path("data_dir", None, "tensorflow-datasets data_dir.")
 flags.DEFINE_enum("generator", "unet_256", cfg.GENERATORS, "Generator (the discriminator is the basic 70x70 PatchGAN).")
 flags.DEFINE_integer("ngf", 64, "Generator base filters.")
 flags.DEFINE_integer("ndf", 64, "Discriminator base filters.")
@@ -59,7 +59,7 @@ flags.DEFINE_integer("side_by_side_rounds", 5, "Interleaved rounds timing the tu
 flags.DEFINE_integer("side_by_side_steps", 3, "Steps of each participant per side-by-side round.")
 cli.define_list("precisions", ["off", "mixed_bfloat16"], "Our step's --mixed_precision values timed side by side "
                   f"with the tutorial's float32 step ({', '.join(cfg.MIXED_PRECISION)}).")
-flags.DEFINE_string("json", None, "Also write every figure to this JSON file.")
+cli.define_path("json", None, "Also write every figure to this JSON file.")
 
 
 def config_from_flags(batch_size: int) -> cfg.TrainConfig:

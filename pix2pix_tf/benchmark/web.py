@@ -42,8 +42,8 @@ def define_flags() -> None:
     cli.define_list("page", None, "The exported pages' folders (<export_dir>/web/<model_name>/<version>), "
                       "comma-separated: timed side by side.")
     flags.DEFINE_integer("translations", 10, "Timed rounds: translations per page (after one warm-up).")
-    flags.DEFINE_string("chromium", "/usr/bin/chromium", "Chromium's binary.")
-    flags.DEFINE_string("chromedriver", "/usr/bin/chromedriver", "Its driver.")
+    cli.define_path("chromium", "/usr/bin/chromium", "Chromium's binary.")
+    cli.define_path("chromedriver", "/usr/bin/chromedriver", "Its driver.")
     flags.DEFINE_integer("timeout", 300, "Seconds the page may take to load the runtime and the model.")
 
 

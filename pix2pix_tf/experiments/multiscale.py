@@ -103,10 +103,10 @@ def markdown_table(results: dict, settings: tuple[Setting, ...], command: str) -
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("root", "runs/multiscale", "One folder per resolution, one workdir per variant, the report.")
+    cli.define_path("root", "runs/multiscale", "One folder per resolution, one workdir per variant, the report.")
     flags.DEFINE_enum("setting", "small", list(SETTINGS), "small: the documented run; tiny: smoke test.")
     flags.DEFINE_integer("steps", None, "Override the training steps (a new setting: variants rerun).")
-    flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+    cli.define_path("data_dir", None, "tensorflow-datasets data_dir.")
 
 
 def main(argv: list[str]) -> int:

@@ -372,15 +372,15 @@ def check_folders(root: str, segmenter_cache: Optional[str] = None, images_dir: 
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("root", "runs/paper", "One workdir per variant goes under it, and the report.")
+    cli.define_path("root", "runs/paper", "One workdir per variant goes under it, and the report.")
     flags.DEFINE_enum("setting", "full", list(SETTINGS), "full: the documented run; tiny: CI smoke test.")
     cli.define_list("variants", list(VARIANTS), f"Variants to run: {', '.join(VARIANTS)}.")
     flags.DEFINE_integer("steps", None, "Override the setting's training steps (a new setting: variants rerun).")
     flags.DEFINE_integer("seed", None, "Override the setting's seed (use another --root: e.g. to measure the "
                          "seed-to-seed spread).")
-    flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
-    flags.DEFINE_string("segmenter_cache", None, "Where the FCN-score segmenter is cached (default <root>/segmenters).")
-    flags.DEFINE_string("images_dir", None, "Also copy the figures here (e.g. docs/images/paper).")
+    cli.define_path("data_dir", None, "tensorflow-datasets data_dir.")
+    cli.define_path("segmenter_cache", None, "Where the FCN-score segmenter is cached (default <root>/segmenters).")
+    cli.define_path("images_dir", None, "Also copy the figures here (e.g. docs/images/paper).")
     flags.DEFINE_bool("report_only", False, "Rebuild the report from the variants already run.")
 
 

@@ -28,11 +28,11 @@ from pix2pix_tf import config as cfg
 from pix2pix_tf.workdir import check_writable
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("root", "runs/precision", "Folder of the runs and results.json.")
+cli.define_path("root", "runs/precision", "Folder of the runs and results.json.")
 cli.define_list("seeds", ["1", "2", "3"], "Seeds; each trains once per precision.")
 cli.define_list("policies", ["off", "mixed_bfloat16"], "--mixed_precision values compared (the first: the baseline).")
 flags.DEFINE_integer("steps", 1000, "Training steps per run (the quick start's 1000).")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir.")
+cli.define_path("data_dir", None, "tensorflow-datasets data_dir.")
 
 
 def quick_start(workdir: str, seed: int, steps: int, policy: str, data_dir):

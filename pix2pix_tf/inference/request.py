@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 from absl import flags
 
+from pix2pix_tf import cli
 from pix2pix_tf.config import DEFAULT_MAX_PIXELS, TrainConfig, check_positive, check_side_within_cap
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import checkpoint_source, sources
@@ -183,8 +184,8 @@ def define_flags(offer: Offer, values: flags.FlagValues = flags.FLAGS) -> Offer:
             note = offer.workdir_note + (f" Beside {_flags_text(exports)} it names only the run whose data is used "
                                          "(default: the run the export was made from)." if offer.workdir_names_run
                                          else "")
-        flags.DEFINE_string(kind.flag, None, f"{offer.verb} {kind.noun}.{note}", flag_values=values)
-    flags.DEFINE_string("checkpoint", None, f"With --{RUN_FLAG}: a specific checkpoint (default: the newest "
+        cli.define_path(kind.flag, None, f"{offer.verb} {kind.noun}.{note}", flag_values=values)
+    cli.define_path("checkpoint", None, f"With --{RUN_FLAG}: a specific checkpoint (default: the newest "
                         "readable).", flag_values=values)
     if offer.serving:
         flags.DEFINE_string(SERVING_FLAG, None, f"{offer.verb} a running TensorFlow Serving: its REST address, e.g. "
