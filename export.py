@@ -30,8 +30,8 @@ cli.define_path("data_dir", None, "Where the run's dataset is, if it moved (defa
 
 # Where.
 cli.define_path("export_dir", None, "Export base folder (default: <workdir>/export). The SavedModel goes to "
-                    "<export_dir>/<model_name>/<version>, the TFLite files to "
-                    "<export_dir>/tflite/<model_name>/<version>.")
+                "<export_dir>/<model_name>/<version>, the TFLite files to "
+                "<export_dir>/tflite/<model_name>/<version>.")
 flags.DEFINE_string("model_name", "pix2pix", "The model's name in TensorFlow Serving (--model_name there).")
 flags.DEFINE_integer("version", None, "Version number; default: the next free one. An existing version is never "
                      "overwritten.")

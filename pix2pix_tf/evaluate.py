@@ -27,16 +27,16 @@ flags.DEFINE_string("split", None, "Dataset split (default: test, else val).")
 flags.DEFINE_integer("num_examples", None, "Evaluate the first N images of the split (default: all).")
 flags.DEFINE_integer("num_samples", 1, "Dropout samples per image; metrics are averaged over them (mean +- std).")
 cli.define_path("output_dir", None, "Where metrics.json, index.html and grid.png go "
-                    "(default <workdir>/eval/<split>_<model>_<mode>).")
+                "(default <workdir>/eval/<split>_<model>_<mode>).")
 cli.define_path("data_dir", None, "tensorflow-datasets data_dir (default: the run's).")
 flags.DEFINE_bool("fcn", None, "FCN-score: --fcn requires it, --nofcn skips it; default: computed when the "
                   "dataset has labels (shapes; cityscapes with --segmenter).")
 cli.define_path("segmenter", None, "Segmentation SavedModel for the FCN-score (default for shapes: one the "
-                    "package trains on real photos and caches).")
+                "package trains on real photos and caches).")
 flags.DEFINE_enum("segmenter_input", "signed", ["signed", "unit", "byte"], "Pixel range --segmenter takes: "
                   "[-1, 1], [0, 1] or [0, 255].")
 cli.define_path("segmenter_cache", None, "Cache of the built-in segmenters (default "
-                    "~/.cache/pix2pix_tf/segmenters).")
+                "~/.cache/pix2pix_tf/segmenters).")
 flags.DEFINE_integer("segmenter_steps", 800, "Training steps of the built-in segmenter.")
 flags.DEFINE_bool("fid", False, "Compute FID (needs --inception_weights: nothing is downloaded).")
 cli.define_path("inception_weights", None, "Local Keras Inception-v3 'notop' weights file (.h5) for FID.")

@@ -27,7 +27,7 @@ MODEL = request.define_flags(request.Offer(verb="Translate with", image_size=Tru
                                            max_pixels_default=request.DEFAULT_MAX_PIXELS))
 flags.DEFINE_multi_string("input", [], "Image files or folders (repeatable; positional arguments work too).")
 cli.define_path("output_dir", None, "Where translated PNGs go (folder structure of the inputs is kept; "
-                    "an input is never written over, see docs/serving.md).")
+                "an input is never written over, see docs/serving.md).")
 flags.DEFINE_bool("paired", False, "Inputs are A|B pairs side by side (the datasets' format); the run's "
                   "direction picks the input half.")
 flags.DEFINE_enum("direction", None, ["AtoB", "BtoA"], "With --paired: override the direction recorded by the "
