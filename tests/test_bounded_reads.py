@@ -65,7 +65,8 @@ def test_a_file_that_grows_after_it_was_measured_is_read_on_and_still_bounded(tm
         path.write_bytes(b"x" * 100)
 
 
-@pytest.mark.parametrize("program", [["-m", "pix2pix_tf.translate", "--output_dir=out", "in.png"], ["train.py"]])
+@pytest.mark.parametrize("program", [["-m", "pix2pix_tf.translate", "--output_dir=out", "in.png"], ["train.py"],
+                                     ["export.py"]])
 def test_an_absurd_max_pixels_is_one_error_line(tmp_path, program):
     result = forked.run([sys.executable, *program, f"--workdir={tmp_path / 'run'}",
                          "--max_pixels=99999999999999999999999"], cwd=forked.ROOT, timeout=120)

@@ -9,7 +9,7 @@ import dataclasses
 import os
 from typing import Any, Mapping, Optional
 
-from pix2pix_tf.config import DEFAULT_MAX_PIXELS
+from pix2pix_tf.config import DEFAULT_MAX_PIXELS, check_positive
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.export.target import Deferred, Flag, Target
 
@@ -42,10 +42,7 @@ class Options:
         return self.max_request_pixels or self.max_pixels
 
     def validate(self) -> Options:
-        if self.max_pixels < 1:
-            raise ConfigError(f"--max_pixels must be at least 1, got {self.max_pixels}.")
-        if self.max_request_pixels is not None and self.max_request_pixels < 1:
-            raise ConfigError(f"--max_request_pixels must be at least 1, got {self.max_request_pixels}.")
+        check_positive(max_pixels=self.max_pixels, max_request_pixels=self.max_request_pixels)
         if not self.warmup_batch_sizes or min(self.warmup_batch_sizes) < 1:
             raise ConfigError("--warmup_batch_sizes must be positive integers.")
         return self
