@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.errors import ConfigError, Pix2pixError
+from pix2pix_tf.regular_files import irregular
 
 
 class CheckpointError(Pix2pixError):
@@ -76,7 +77,8 @@ _CHECKPOINT_FILE = re.compile(r"^ckpt-(\d+)\.(index|data-(\d+)-of-(\d+))$")
 
 
 def complete_checkpoints(directory: str) -> list[str]:
-    """The checkpoints in `directory` whose index and every data shard are on disk, oldest first."""
+    """The checkpoints in `directory` whose index and every data shard are on disk as regular
+    files (TensorFlow's reader would wait forever on a FIFO), oldest first."""
     try:
         names = os.listdir(directory)
     except OSError:
@@ -84,7 +86,7 @@ def complete_checkpoints(directory: str) -> list[str]:
     indexed, shards = set(), {}
     for name in names:
         found = _CHECKPOINT_FILE.match(name)
-        if not found:
+        if not found or irregular(os.path.join(directory, name)):
             continue
         step = int(found.group(1))
         if found.group(2) == "index":
@@ -100,6 +102,9 @@ def damaged_index(directory: str) -> Optional[str]:
     path = os.path.join(directory, "checkpoint")
     if not os.path.exists(path):
         return None
+    kind = irregular(path)
+    if kind:
+        return f"{path} is damaged ({kind}, not a regular file)"
     try:
         state = tf.train.get_checkpoint_state(directory)
     except (ValueError, tf.errors.OpError) as e:  # 0 bytes: ValueError; binary: UnicodeDecodeError.

@@ -35,6 +35,17 @@ def file_kind(mode: int) -> str:
     return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
+def irregular(path: str) -> Optional[str]:
+    """What `path` is (after links: `file_kind`) when it exists and is not a regular file; None
+    for a regular file or nothing there. For files TensorFlow opens itself, which would wait
+    forever on a FIFO for a writer."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
 @contextlib.contextmanager
 def opened_regular(path: str) -> Iterator[tuple[BinaryIO, int]]:
     """(the open file, its size) of the regular file `path`; NotARegularFile for anything else,

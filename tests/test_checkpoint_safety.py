@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import signal
+import threading
 
 import pytest
 import tensorflow as tf
@@ -140,6 +141,51 @@ def test_a_damaged_index_is_recovered_from_the_files_by_every_program(run_of_six
     assert result.step == 8
     after = digests(workdir / "checkpoints")
     assert {k: v for k, v in after.items() if k in before} == before
+
+
+def within(seconds: float, fn, *args):
+    """fn(*args) in a thread, failing the test if it has not returned in `seconds` (a read of a
+    FIFO waits for a writer forever, and the daemon thread does not keep the tests from ending)."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn(*args)
+        except Exception as e:  # noqa: BLE001 - raised again in the test's thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{fn.__name__} still waits after {seconds} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def test_fifos_in_place_of_checkpoint_files_are_passed_over_not_waited_on(run_of_six, tmp_path, caplog):
+    """A FIFO as the index file and as the newest checkpoint's index: TensorFlow's readers would
+    wait on each for a writer. The index counts as damaged, ckpt-6 as incomplete: translate,
+    evaluate and export (`load_generator`) restore ckpt-4, and training resumes from it."""
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    checkpoints = workdir / "checkpoints"
+    for name in ("checkpoint", "ckpt-6.index"):
+        (checkpoints / name).unlink()
+        os.mkfifo(checkpoints / name)
+    with caplog.at_level(logging.WARNING):
+        _, _, restored = within(60, load_generator, str(workdir))
+    assert restored == str(checkpoints / "ckpt-4")
+    assert f"{checkpoints / 'checkpoint'} is damaged (a FIFO, not a regular file)" in caplog.text
+    result = within(120, train, dataclass_steps(TrainConfig.load(str(workdir)), 6, workdir))
+    assert result.step == 6 and os.path.isfile(checkpoints / "ckpt-6.index")
+
+
+def test_a_fifo_in_a_saved_model_is_refused_not_waited_on(tmp_path):
+    from pix2pix_tf.inference.saved_model_source import load_saved_model
+
+    os.mkfifo(tmp_path / "saved_model.pb")
+    with pytest.raises(ConfigError, match=r"saved_model.pb is a FIFO, not a regular file\.$"):
+        within(60, load_saved_model, str(tmp_path))
 
 
 def test_a_damaged_index_still_checks_the_configuration(run_of_six, tmp_path, data_dir):

@@ -9,6 +9,7 @@ that name no file; `load_saved_model` names the damaged one.
 
 from __future__ import annotations
 
+import glob
 import os
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -18,6 +19,7 @@ from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import artifacts
 from pix2pix_tf.inference.source_kind import Recorded, SourceKind, export_size
 from pix2pix_tf.inference.translator import Translator, checked_outputs, image_output_channels, not_a_generator
+from pix2pix_tf.regular_files import irregular
 from pix2pix_tf.workdir import check_tensorflow_can_read
 
 if TYPE_CHECKING:
@@ -92,6 +94,10 @@ def load_saved_model(path: str) -> Any:
     bytes than requested`, which name no file)."""
     import tensorflow as tf  # Here, not above: naming a model (`resolve`) loads no TensorFlow.
 
+    for file in [os.path.join(path, "saved_model.pb"), *glob.glob(os.path.join(glob.escape(path), "variables", "*"))]:
+        kind = irregular(file)  # TensorFlow's reader would wait forever on a FIFO.
+        if kind:
+            raise ConfigError(f"Cannot load the SavedModel {path}: {file} is {kind}, not a regular file.")
     try:
         return tf.saved_model.load(path)
     except (OSError, ValueError, IndexError, tf.errors.OpError) as e:
