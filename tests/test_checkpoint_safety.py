@@ -177,7 +177,8 @@ def test_fifos_in_place_of_checkpoint_files_are_passed_over_not_waited_on(run_of
     assert restored == str(checkpoints / "ckpt-4")
     assert f"{checkpoints / 'checkpoint'} is damaged (a FIFO, not a regular file)" in caplog.text
     result = within(120, train, dataclass_steps(TrainConfig.load(str(workdir)), 6, workdir))
-    assert result.step == 6 and os.path.isfile(checkpoints / "ckpt-6.index")
+    assert result.step == 6 and all(os.path.isfile(checkpoints / name) for name in ("checkpoint", "ckpt-6.index"))
+    assert tf.train.get_checkpoint_state(str(checkpoints)).model_checkpoint_path.endswith("ckpt-6")
 
 
 def test_a_fifo_in_a_saved_model_is_refused_not_waited_on(tmp_path):
