@@ -90,10 +90,10 @@ def table(rows: list[dict], policies: list[str]) -> str:
 
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
+    check_writable(FLAGS.root, "--root")  # Before TensorFlow loads: not empty, not a file, writable.
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()  # As train.py for --seed: each run repeats exactly.
-    check_writable(FLAGS.root, "--root")  # Before the first run: not empty, not a file, writable.
     rows = []
     for seed in FLAGS.seeds:
         for policy in FLAGS.policies:
