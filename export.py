@@ -98,8 +98,7 @@ def main(argv: list[str]) -> int:
     from pix2pix_tf.export.exporter import export  # Loads TensorFlow.
 
     result = export(config)
-    for line in result.lines():
-        print(line)
+    cli.say("\n".join(result.lines()))
     for line in result.warnings():
         print(line, file=sys.stderr)
     return 0

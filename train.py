@@ -15,7 +15,7 @@ cli.quiet_tensorflow()
 from absl import flags, logging  # noqa: E402
 
 from pix2pix_tf import config as cfg  # noqa: E402
-from pix2pix_tf.errors import Interrupted  # noqa: E402
+from pix2pix_tf.errors import Interrupted, OutputLost  # noqa: E402
 from pix2pix_tf.training.cluster import formation_watch  # noqa: E402
 from pix2pix_tf.training.memory import reuse_freed_memory  # noqa: E402
 
@@ -148,11 +148,12 @@ def main(argv: list[str]) -> int:
             stop.done.append("every complete checkpoint is kept; run the same command to resume")
             raise
     if result.stopped_early:
-        stop = Interrupted(signal.Signals[result.stopped_by])
+        lost = result.output_lost
+        stop = OutputLost(lost) if lost else Interrupted(signal.Signals[result.stopped_by])
         stop.done.append(f"step {result.step}/{result.total_steps} checkpointed ({result.checkpoint}); run the same "
                          "command to resume")
         raise stop
-    print(f"Done: {result.summary()}")
+    cli.say(f"Done: {result.summary()}")
     return 0
 
 

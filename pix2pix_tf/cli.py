@@ -68,6 +68,12 @@ def define_path(name: str, default: Optional[str], help: str,
     return flags.DEFINE(_PathParser(), name, default, help, flag_values)
 
 
+def define_multi_path(name: str, default: list[str], help: str,
+                      flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagHolder:
+    """`flags.DEFINE_multi_string` for files or folders: each value's leading `~` is the home folder."""
+    return flags.DEFINE_multi(_PathParser(), flags.ArgumentSerializer(), name, default, help, flag_values)
+
+
 def quiet_tensorflow() -> None:
     """Hides TensorFlow's C++ INFO and WARNING lines; must run before TensorFlow is imported
     (`native_logs` drops those logged before TensorFlow's logging starts, which ignore it)."""
@@ -137,7 +143,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def _report_stop(stop: Interrupted) -> int:
     done = "; ".join(stop.done)
-    print(f"\nerror: {stop.name} received: stopped" + (f"; {done}." if done else "."), file=sys.stderr, flush=True)
+    print(f"\nerror: {stop.reason}: stopped" + (f"; {done}." if done else "."), file=sys.stderr, flush=True)
     return stop.exit_code
 
 
@@ -314,6 +320,18 @@ def _stdout_reader_gone() -> bool:
         return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
     except (AttributeError, OSError, ValueError):  # No poll (Windows), or no descriptor.
         return False
+
+
+def say(line: str) -> None:
+    """Prints a program's result line. Where stdout cannot take it (a full device; a reader that
+    has gone is `guarded`'s to report), the line goes to stderr inside the error."""
+    try:
+        print(line, flush=True)
+    except OSError as e:
+        if isinstance(e, BrokenPipeError) and _stdout_reader_gone():
+            raise
+        raise Pix2pixError(f"The standard output cannot be written ({e.strerror or e}); it would have said: "
+                           f"{line}") from e
 
 
 def _report_lost_output(what: str) -> int:

@@ -1,5 +1,6 @@
 """Errors that reach the user as a clear message instead of a traceback."""
 
+import errno
 import signal
 
 
@@ -54,3 +55,31 @@ class Interrupted(KeyboardInterrupt):
     def exit_code(self) -> int:
         """128 + the signal's number, as a shell reports a process the signal ended: 130, 143."""
         return 128 + self.signum
+
+    @property
+    def reason(self) -> str:
+        """Why the program stopped, as its closing line begins."""
+        return f"{self.name} received"
+
+
+class OutputLost(Interrupted):
+    """A training stopped, and checkpointed, because its progress could not be written: the
+    output's reader has gone (a closed pipe or terminal: SIGPIPE's exit code, as a Unix tool
+    ends there) or the output is a full device (exit code 1). Training on would hide it."""
+
+    def __init__(self, error: OSError):
+        super().__init__(signal.SIGPIPE)
+        self.error = error
+
+    @property
+    def reader_gone(self) -> bool:
+        return self.error.errno in (errno.EPIPE, errno.EIO)
+
+    @property
+    def exit_code(self) -> int:
+        return super().exit_code if self.reader_gone else 1
+
+    @property
+    def reason(self) -> str:
+        what = "The standard output's reader has gone" if self.reader_gone else "The standard output cannot be written"
+        return f"{what} ({self.error.strerror or self.error})"

@@ -65,9 +65,8 @@ def main(argv: list[str]) -> int:
     from pix2pix_tf.evaluation.report import format_table
 
     result = evaluate(config)
-    print(format_table(result.metrics))
-    print(f"Written: {result.metrics_path}" + (f", {result.html_path}" if result.html_path else "")
-          + (f", {result.grid_path}" if result.grid_path else ""))
+    written = [path for path in (result.metrics_path, result.html_path, result.grid_path) if path]
+    cli.say(f"{format_table(result.metrics)}\nWritten: {', '.join(written)}")
     return 0
 
 

@@ -25,7 +25,7 @@ FLAGS = flags.FLAGS
 
 MODEL = request.define_flags(request.Offer(verb="Translate with", image_size=True, max_pixels=True,
                                            max_pixels_default=request.DEFAULT_MAX_PIXELS))
-flags.DEFINE_multi_string("input", [], "Image files or folders (repeatable; positional arguments work too).")
+cli.define_multi_path("input", [], "Image files or folders (repeatable; positional arguments work too).")
 cli.define_path("output_dir", None, "Where translated PNGs go (folder structure of the inputs is kept; "
                 "an input is never written over, see docs/serving.md).")
 flags.DEFINE_bool("paired", False, "Inputs are A|B pairs side by side (the datasets' format); the run's "
@@ -44,6 +44,8 @@ def config_from_flags(argv: list[str]):
     inputs = tuple(FLAGS.input) + tuple(argv[1:])
     if not inputs:
         raise app.UsageError("Give images or folders to translate (positional, or --input).")
+    if "" in inputs:
+        raise app.UsageError("An empty input path: name an image file or folder.")
     if not FLAGS.output_dir:
         raise app.UsageError("--output_dir is required.")
     from pix2pix_tf.inference.files import TranslateConfig  # Here, not above: --help answers before TensorFlow loads.
@@ -71,7 +73,7 @@ def main(argv: list[str]) -> int:
         left = result.planned - len(result.written) - len(result.failed)
         stop.done.append(f"{summary[0].lower()}{summary[1:]}; {left} of {result.planned} not translated")
         raise stop
-    print(summary)
+    cli.say(summary)
     return 1 if result.failed else 0
 
 

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+import forked
 from conftest import TINY_DATASET, copied_run
 from programs import run_program
 
@@ -387,6 +388,24 @@ def test_a_tilde_in_a_path_flag_is_the_home_folder_in_every_program(tmp_path, mo
                             r'segmenter|segmenter_cache|inception_weights|json)"')
     sources = [*root.glob("*.py"), *(root / "pix2pix_tf").rglob("*.py")]
     assert [str(p.relative_to(root)) for p in sources if path_flags.search(p.read_text())] == []
+    path_lists = re.compile(r'DEFINE_multi_string\(\s*"(input|inputs|images)"')
+    assert [str(p.relative_to(root)) for p in sources if path_lists.search(p.read_text())] == []
+
+
+def test_translate_reads_an_input_under_a_tilde_and_refuses_an_empty_one(tmp_path, monkeypatch, run_of_six):
+    """`--input=~/photos` (repeatable) is the home folder's, as every path flag is; `--input=` is
+    named as an empty path, not reported as ": no such file or folder"."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.png").write_bytes(_tiny_png())
+    result = run_program("translate", f"--workdir={run_of_six}", "--output_dir=~/out", "--input=~/photos",
+                         "--noprogress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out" / "a.png").is_file() and not os.path.exists("~")
+    for empty in (["--input="], [""]):
+        refused = run_program("translate", f"--workdir={run_of_six}", "--output_dir=~/out", *empty)
+        assert refused.returncode == 1, refused.stderr[-2000:]
+        assert "error: An empty input path: name an image file or folder." in refused.stderr
 
 
 def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_path, run_of_six):
@@ -504,6 +523,46 @@ def test_a_program_whose_output_reader_has_gone_says_so_and_ends_as_sigpipe_woul
     lost = "its last output is lost" if buffered else "stopped where it could not print"
     assert stderr.strip() == f"error: The standard output's reader has gone (Broken pipe): {lost}.", stderr
     assert process.returncode == 128 + signal.SIGPIPE
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_program_whose_output_is_a_full_device_says_so_and_keeps_its_work(tmp_path, data_dir, run_of_six):
+    """`translate ... > /dev/full`: the images are written and the result line, which stdout cannot
+    take, comes in the error, not "No space left on the device holding:" naming no path. A
+    training whose progress cannot be written checkpoints and stops saying why, with exit code 1
+    (a reader that has gone is SIGPIPE's 141, tests/test_interrupts.py), not "SIGPIPE received"."""
+    run = copied_run(run_of_six, tmp_path / "run")
+    image = tmp_path / "in.png"
+    image.write_bytes(_tiny_png())
+    with open("/dev/full", "w") as full:
+        translated = forked.Popen([sys.executable, "-m", "pix2pix_tf.translate", f"--workdir={run}",
+                                   f"--output_dir={tmp_path / 'out'}", "--noprogress", str(image)],
+                                  stdout=full, stderr=forked.PIPE, text=True)
+        _, stderr = translated.communicate(timeout=300)
+        assert translated.returncode == 1, stderr[-3000:]
+        assert stderr.rstrip().splitlines()[-1].startswith(
+            "error: The standard output cannot be written (No space left on device); it would have said: "
+            f"Translated 1 image(s) into {tmp_path / 'out'} with checkpoint "), stderr[-3000:]
+        assert (tmp_path / "out" / "in.png").is_file()
+        trained = forked.Popen([sys.executable, os.path.join(ROOT, "train.py"),
+                                *train_flags(run, data_dir, "--steps=7", "--eval_examples=0", "--seed=7")],
+                               stdout=full, stderr=forked.PIPE, text=True)
+        _, stderr = trained.communicate(timeout=300)
+    assert trained.returncode == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.rstrip().endswith(
+        "error: The standard output cannot be written (No space left on device): stopped; step 7/7 checkpointed "
+        f"({run / 'checkpoints' / 'ckpt-7'}); run the same command to resume."), stderr[-3000:]
+    assert (run / "checkpoints" / "ckpt-7.index").is_file()
+
+
+def _tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_a_broken_pipe_of_the_programs_own_work_is_not_taken_for_its_output_reader_gone(tmp_path):

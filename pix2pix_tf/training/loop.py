@@ -50,6 +50,7 @@ class TrainResult:
     checkpoint: Optional[str]
     stopped_early: bool = False
     stopped_by: Optional[str] = None  # The signal that stopped it early (SIGINT, SIGTERM, SIGHUP, SIGPIPE).
+    output_lost: Optional[OSError] = None  # Why the progress could not be written, where that stopped it.
 
     def held_out_change(self) -> str:
         """The held-out L1 at the start and at the end, as reported to the user."""
@@ -271,10 +272,12 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
             # Stopped as a program that writes to a closed pipe is; a cluster's chief goes on
             # without its progress (its peers would wait for it in the next step's collectives).
             if progress.output_lost and not stop and not multi_worker:
-                logging.warning("Writing the progress failed (%s).", progress.output_lost)
                 stop.append(signal.SIGPIPE.name)
+                result.output_lost = progress.output_lost
             if stop:
-                logging.warning("%s received: checkpointing step %d and stopping.", stop[0], step)
+                lost = result.output_lost
+                why = f"Writing the progress failed ({lost})" if lost else f"{stop[0]} received"
+                logging.warning("%s: checkpointing step %d and stopping.", why, step)
                 result.stopped_early, result.stopped_by = True, stop[0]
                 return
 
