@@ -21,6 +21,8 @@ from pix2pix_tf import images, regular_files
 from pix2pix_tf.config import MAX_PIXELS_LIMIT
 
 import forked
+from conftest import TINY_DATASET
+from programs import run_program
 
 
 def write_png(path, side: int = 256) -> str:
@@ -134,3 +136,34 @@ def test_the_other_experiments_refuse_a_root_that_is_a_file_before_training(tmp_
                          f"--data_dir={tmp_path / 'no_data'}"], cwd=str(tmp_path), timeout=120)
     assert error_lines(result) == [f"error: --root={a_file} is a file; it must name a folder to write into."]
     assert a_file.read_text() == "x\n"
+
+
+def test_inception_weights_that_are_no_file_are_named_for_what_they_are(tmp_path):
+    """A device or a FIFO is not "no such file" (and a FIFO is never opened: Keras would wait for a
+    writer); a link to nothing is."""
+    from pix2pix_tf.evaluation import metrics
+
+    os.mkfifo(tmp_path / "weights.h5")
+    os.symlink(tmp_path / "nothing.h5", tmp_path / "dangling.h5")
+    for path, said in (("/dev/zero", "a character device, not a weights file."),
+                       (str(tmp_path / "weights.h5"), "a FIFO, not a weights file."),
+                       (str(tmp_path / "dangling.h5"), "no such file.")):
+        with pytest.raises(metrics.MetricError) as refused:
+            metrics.inception_features(path)
+        assert str(refused.value) == f"--inception_weights={path}: {said}"
+
+
+def test_a_data_dir_that_is_a_file_is_named_by_train_and_evaluate(tmp_path, run_of_six):
+    """Not tensorflow-datasets' "Not enough disk space. Needed: Unknown size" from preparing the
+    dataset inside a file."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    said = (f"error: --data_dir={notes} is a file; it must name the folder that holds the prepared datasets "
+            "(tensorflow-datasets' data_dir).")
+    trained = run_program("train", f"--dataset={TINY_DATASET}", f"--data_dir={notes}", f"--workdir={tmp_path / 'run'}",
+                          "--steps=1", "--noprogress")
+    evaluated = run_program("evaluate", f"--workdir={run_of_six}", f"--data_dir={notes}", "--nofcn",
+                            f"--output_dir={tmp_path / 'eval'}")
+    for result in (trained, evaluated):
+        assert error_lines(result) == [said]
+    assert notes.read_text() == "my notes"

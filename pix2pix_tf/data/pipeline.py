@@ -89,6 +89,9 @@ def load_paired_dataset(config: DataConfig) -> PairedDataset:
 
 def _prepared_builder(name: str, config: DataConfig) -> tfds.core.DatasetBuilder:
     data_dir = os.path.expanduser(config.data_dir) if config.data_dir else None
+    if data_dir and os.path.exists(data_dir) and not os.path.isdir(data_dir):  # Else "Not enough disk space".
+        raise DatasetError(f"--data_dir={config.data_dir} is a file; it must name the folder that holds the "
+                           "prepared datasets (tensorflow-datasets' data_dir).")
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except (tfds.core.registered.DatasetNotFoundError, ValueError) as e:

@@ -39,6 +39,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from pix2pix_tf import regular_files
 from pix2pix_tf.errors import Pix2pixError
 
 PSNR_CAP = 100.0  # dB: what identical images score (instead of +inf).
@@ -337,8 +338,9 @@ def inception_features(weights: Optional[str]) -> FeatureFn:
             "`python -c \"import keras; keras.applications.InceptionV3(include_top=False, weights='imagenet')\"` "
             "and copy ~/.keras/models/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5.")
     path = os.path.expanduser(weights)  # `--flag=~/x`: the shell leaves the tilde to the program.
-    if not os.path.isfile(path):
-        raise MetricError(f"--inception_weights={weights}: " + ("a folder, not a weights file." if os.path.isdir(path)
+    kind = regular_files.irregular(path)
+    if kind or not os.path.exists(path):
+        raise MetricError(f"--inception_weights={weights}: " + (f"{kind}, not a weights file." if kind
                                                                 else "no such file."))
     import keras
 
