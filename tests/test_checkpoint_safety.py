@@ -23,6 +23,10 @@ from pix2pix_tf.training.loop import train
 
 from conftest import copied_run, tiny_config
 
+# The runs these tests train from the start: the 1x1 PixelGAN, the D of fewest layers (a train()
+# call's cost is mostly tracing its step); what they check is how checkpoints are written.
+PIXEL_D = dict(discriminator="pixel")
+
 
 def digests(folder) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("ckpt-*"))}
@@ -43,8 +47,8 @@ def test_a_checkpoint_reaches_its_final_name_whole_and_the_newest_are_kept(tmp_p
             staged = tf.train.load_checkpoint(os.path.join(path + "_temp", name)).get_variable_to_shape_map()
             seen[name] = (placed, len(staged))
 
-    config = tiny_config(tmp_path, data_dir, optim=dict(steps=3), run=dict(save_every=1, keep_checkpoints=2,
-                                                                          eval_examples=0))
+    config = tiny_config(tmp_path, data_dir, model=PIXEL_D, optim=dict(steps=3),
+                         run=dict(save_every=1, keep_checkpoints=2, eval_examples=0))
     with writing.injected_faults(before=at_a_save):
         train(config)
     assert sorted(seen) == ["ckpt-1", "ckpt-2", "ckpt-3"]
@@ -72,7 +76,8 @@ def test_a_stop_right_after_a_save_never_saves_that_step_again(tmp_path, data_di
             else:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
-    config = tiny_config(tmp_path, data_dir, optim=dict(steps=6), run=dict(save_every=2, eval_examples=0))
+    config = tiny_config(tmp_path, data_dir, model=PIXEL_D, optim=dict(steps=6),
+                         run=dict(save_every=2, eval_examples=0))
     with writing.injected_faults(before=disk_fills_after_the_first_save):
         result = train(config)
     assert result.stopped_early and result.step == 2 and len(saves) == 1

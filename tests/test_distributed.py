@@ -145,9 +145,11 @@ def test_only_the_chief_keeps_checkpoints(runs):
 @pytest.mark.slow
 def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues(tmp_path, data_dir):
     """TensorFlow's PreemptionCheckpointHandler: any worker's SIGTERM makes all checkpoint and exit (42).
-    No norm layers: the handler's work does not depend on them, and synchronized batch norm
-    would add a collective per layer to every step, and to each worker's tracing."""
-    workdir, total = tmp_path / "run", 10  # The stop lands a step or two after the save of step 2.
+    So do a hangup and a first Ctrl-C, sent on as that notice (a worker that stopped alone left
+    its peer waiting). No norm layers: the handler's work does not depend on them, and
+    synchronized batch norm would add a collective per layer to every step, and to each
+    worker's tracing."""
+    workdir, total = tmp_path / "run", 14  # Each stop lands a step or two after a regular save.
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     envs = [{**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
@@ -171,6 +173,27 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     assert 0 < stopped_at < total
     assert saved == str(workdir / "checkpoints" / f"ckpt-{stopped_at}")  # Named by its step, as every save.
     assert regular_save.exists()  # The regular save that came before it is kept.
+
+    # Restarted, the cluster goes on; a hangup to the chief and a Ctrl-C to the other worker, once a
+    # regular save of this run is on disk, stop it as the SIGTERM did.
+    logs = [open(tmp_path / f"worker{i}.again.log", "w+") for i in range(2)]
+    restarted = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
+                 for env, log in zip(envs, logs)]
+    regular_save = workdir / "checkpoints" / f"ckpt-{stopped_at + 2 - stopped_at % 2}.index"
+    while not regular_save.exists():
+        assert time.time() < deadline + 300 and all(w.poll() is None for w in restarted), \
+            open(logs[0].name).read()[-3000:]
+        time.sleep(0.05)
+    restarted[0].send_signal(signal.SIGHUP)
+    restarted[1].send_signal(signal.SIGINT)
+    codes = [w.wait(timeout=300) for w in restarted]
+    assert codes == [42, 42], [open(log.name).read()[-2000:] for log in logs]
+    resumed_at = stopped_at
+    saved = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    stopped_at = int(tf.train.load_checkpoint(saved).get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert saved == str(workdir / "checkpoints" / f"ckpt-{stopped_at}") and resumed_at < stopped_at < total
+    assert f"Resumed from {workdir / 'checkpoints' / f'ckpt-{resumed_at}'} at step {resumed_at}." in \
+        open(logs[0].name).read()
 
     restarted = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True)
                  for env in envs]

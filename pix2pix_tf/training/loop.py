@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import random
 import signal
 import threading
@@ -98,28 +99,36 @@ def _has_checkpoint(config: TrainConfig) -> bool:
 
 
 @contextlib.contextmanager
-def stop_requests(enabled: bool = True) -> Iterator[list]:
+def stop_requests(preemption: bool = False) -> Iterator[list]:
     """Turns SIGINT/SIGTERM, and SIGHUP (the terminal or ssh session closed) unless it is
     ignored (`nohup`), into a request to checkpoint and stop after the current step.
 
     A second Ctrl-C interrupts at once (`Interrupted`), through the handler it replaced where
     that is the program's own: `cli` lands a stop in the program's code, not inside
     TensorFlow's (the first step's replica coordinator logged one raised there as an error).
+
+    `preemption` (a multi-worker cluster, whose SIGTERM is TensorFlow's preemption notice: every
+    worker checkpoints the same step): a first Ctrl-C or a hangup is sent on as that notice, so
+    that the cluster stops together instead of one worker leaving its peers waiting.
     """
     requested: list = []
+    received = requested if not preemption else []  # The cluster's stop is TensorFlow's, not this loop's.
 
     def handler(signum, frame):
-        if requested and signum == signal.SIGINT:
+        if received and signum == signal.SIGINT:
             replaced = previous[signal.SIGINT]
             if callable(replaced) and replaced is not signal.default_int_handler:
                 return replaced(signum, frame)
             raise Interrupted(signum)
-        requested.append(signal.Signals(signum).name)
+        received.append(signal.Signals(signum).name)
+        if preemption:
+            os.kill(os.getpid(), signal.SIGTERM)
 
-    if not enabled or threading.current_thread() is not threading.main_thread():  # signal.signal would raise
+    if threading.current_thread() is not threading.main_thread():  # signal.signal would raise
         yield requested
         return
-    previous = {s: signal.signal(s, handler) for s in stop_signals()}
+    taken = [s for s in stop_signals() if not (preemption and s == signal.SIGTERM)]
+    previous = {s: signal.signal(s, handler) for s in taken}
     try:
         yield requested
     finally:
@@ -248,7 +257,7 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
     train_step = _preemption_aware(gan, checkpoints)
     progress = Progress(end - start, "step", config.run.progress and writer is not None)
     interval_start, interval_steps = time.perf_counter(), 0
-    with stop_requests(enabled=not multi_worker) as stop:
+    with stop_requests(preemption=multi_worker) as stop:
         for step in range(start + 1, end + 1):
             try:
                 losses = {name: float(value) for name, value in train_step(iterator).items()}
