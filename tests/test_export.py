@@ -3,6 +3,7 @@ saved_model_cli, warmup records, TFLite variants in the LiteRT interpreter, and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -378,7 +379,7 @@ def _start_until_staging(command: list[str], export_dir, log) -> tuple[forked.Po
     return process, _staging_folders(export_dir) - before
 
 
-def _export_with_a_broken_tflite_variant(workdir: str, export_dir, monkeypatch) -> None:
+def _export_with_a_broken_tflite_variant(workdir: str, export_dir, monkeypatch) -> exporter.ExportError:
     """A --nobatch_statistics export whose float16 variant cannot pass its PSNR floor (raised
     out of reach: "broken"): refused, after the SavedModel passed its own check and was published."""
     monkeypatch.setitem(exporter.PSNR_FLOORS, "float16", 1000.0)  # No real file can pass.
@@ -386,16 +387,45 @@ def _export_with_a_broken_tflite_variant(workdir: str, export_dir, monkeypatch) 
     config = exporter.ExportConfig(workdir=workdir, export_dir=str(export_dir), model_name="m",
                                     targets={"tflite": tflite_target.Options(variants=("float16",))}, check_examples=1,
                                     mode=moving_averages)
-    with pytest.raises(exporter.ExportError, match="(?s)float16 do not reproduce the SavedModel.*no TFLite file"):
+    refused = "(?s)float16 do not reproduce the SavedModel.*no TFLite file"
+    with pytest.raises(exporter.ExportError, match=refused) as error:
         exporter.export(config)
+    return error.value
+
+
+@contextlib.contextmanager
+def read_only_view(run_dir: str, view):
+    """`run_dir` seen at `view` through a read-only bind mount (root ignores file modes, not a
+    read-only mount; mounting needs root, as CI has): yields the view, or None with why not
+    where it cannot be mounted here."""
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", run_dir, str(view)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        yield None, f"cannot bind-mount here: {mounted.stderr.strip()}"
+        return
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True, capture_output=True)
+        yield view, ""
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
 
 
 @pytest.mark.slow
 def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_ones_is_kept(
         tmp_path_factory, data_dir, tmp_path, monkeypatch, generator):
     """The next export is also the one whose broken TFLite variant is refused (one export
-    serves both): the SavedModel it published is version 1, in --nobatch_statistics mode."""
-    workdir, export_dir = trained_run(tmp_path_factory, data_dir), tmp_path / "export"
+    serves both): the SavedModel it published is version 1, in --nobatch_statistics mode.
+    Where a read-only bind mount can be made, the exports read the run through one: with
+    --export_dir elsewhere, a read-only run exports (it is only read), as
+    test_a_read_only_workdir_needs_export_dir_and_says_so says."""
+    run_dir = trained_run(tmp_path_factory, data_dir)
+    with read_only_view(run_dir, tmp_path / "read-only-run") as (view, _):
+        _killed_live_and_next_exports(str(view or run_dir), view is not None, tmp_path, monkeypatch, generator)
+
+
+def _killed_live_and_next_exports(workdir: str, read_only: bool, tmp_path, monkeypatch, generator) -> None:
+    export_dir = tmp_path / "export"
+    assert not read_only or not os.access(workdir, os.W_OK)  # Read-only even for root: written, it would fail.
     command = [sys.executable, os.path.join(ROOT, "export.py"), f"--workdir={workdir}", f"--export_dir={export_dir}",
                "--model_name=m", "--tflite=", "--check_examples=1"]
     killed, left_behind = _start_until_staging(command, export_dir, forked.DEVNULL)
@@ -406,11 +436,13 @@ def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_on
         live, in_progress = _start_until_staging(command, export_dir, log)
         live.send_signal(signal.SIGSTOP)  # A concurrent export, alive but not finishing while the next one runs.
         try:
-            _export_with_a_broken_tflite_variant(workdir, export_dir, monkeypatch)
+            error = _export_with_a_broken_tflite_variant(workdir, export_dir, monkeypatch)
             assert _staging_folders(export_dir) == in_progress  # ...until the next export: the live one's is kept.
             # The refused variant: the SavedModel passed its own check and was published as version 1...
             assert os.listdir(export_dir / "m") == ["1"]
             assert artifacts.read_metadata(str(export_dir / "m" / "1"))["version"] == 1
+            # (Where the run is read-only: the export from it was published where --export_dir says.)
+            assert f"Published before this failure: {export_dir / 'm' / '1'};" in str(error), str(error)
             assert not os.path.exists(export_dir / "tflite" / "m")  # ...no TFLite file was...
             # ...and the refused export left no staging folder or other hidden entry of its own.
             assert _hidden_entries(export_dir) == in_progress and _hidden_entries(export_dir / "tflite") == set()
@@ -429,32 +461,23 @@ def test_a_killed_exports_staging_folder_is_removed_by_the_next_export_a_live_on
 
 @pytest.fixture
 def read_only_run(tmp_path_factory, data_dir, tmp_path):
-    """The trained run seen through a read-only bind mount: root ignores file modes, not a
-    read-only mount (needs root, as CI has)."""
-    view = tmp_path / "read-only-run"
-    view.mkdir()
-    mounted = subprocess.run(["mount", "--bind", trained_run(tmp_path_factory, data_dir), str(view)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot bind-mount here: {mounted.stderr.strip()}")
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True, capture_output=True)
+    """The trained run seen through a read-only bind mount (`read_only_view`)."""
+    with read_only_view(trained_run(tmp_path_factory, data_dir), tmp_path / "read-only-run") as (view, why_not):
+        if view is None:
+            pytest.skip(why_not)
         yield view
-    finally:
-        subprocess.run(["umount", "-l", str(view)], check=False)
 
 
 @pytest.mark.slow
-def test_a_read_only_workdir_needs_export_dir_and_says_so(read_only_run, tmp_path):
+def test_a_read_only_workdir_needs_export_dir_and_says_so(read_only_run):
+    """Without --export_dir the export would go into the run: refused, with what to do. With
+    --export_dir elsewhere a read-only run exports: the killed-export test's exports read the
+    run through the same read-only mount, and its next export publishes a SavedModel from it."""
     result = run_program("export", f"--workdir={read_only_run}", "--tflite=")
     assert result.returncode == 1, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert os.path.join(str(read_only_run), "export") in errors[0] and "--export_dir" in errors[0]
-    # With --export_dir elsewhere, a read-only run exports: it is only read.
-    config = exporter.ExportConfig(workdir=str(read_only_run), export_dir=str(tmp_path / "out"), model_name="m",
-                                    targets={"tflite": tflite_target.Options(variants=())}, check_examples=1)
-    assert exporter.export(config).saved_model_dir == str(tmp_path / "out" / "m" / "1")
 
 
 @pytest.mark.slow

@@ -56,36 +56,36 @@ def logged_losses(workdir, step: int) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def seeded_runs(tmp_path_factory, data_dir) -> dict:
+def seeded_runs(tmp_path_factory, data_dir, logged_run) -> dict:
     """The trainings the two tests below compare (read only), under TensorFlow's op determinism
     as train.py turns it on for --seed (on for the trainings only, so later tests run as alone):
-    "whole": 6 steps that log their losses at step 3, on the session's prepared data_dir;
-    "first": a fresh 3-step run of the same seed that prepares its own copy of the dataset;
-    "other_seed": 3 steps of another seed; "rest": "first" resumed to step 6. The held-out L1 at
-    step 0 is compared for "whole" and "first" only: the others skip it (--eval_examples=0)."""
+    "whole": 4 steps that log their losses at step 2, on the session's prepared data_dir;
+    "first": a fresh 2-step run of the same seed that prepares its own copy of the dataset;
+    "rest": "first" resumed to step 4 (--eval_examples=0: the held-out L1 at step 0 is compared
+    for "whole" and "first" only). Another seed's losses at step 2 are those `logged_run` (seed
+    11, the same model and data, its losses logged every 2 steps) logged: a training of its own
+    would repeat that one."""
     root = tmp_path_factory.mktemp("seeded")
     fresh_data_dir = str(root / "tfds")
     with op_determinism():
-        whole = train(tiny_config(root / "whole", data_dir, optim=dict(steps=6), run=dict(log_every=3)))
-        first = train(tiny_config(root / "split", fresh_data_dir, optim=dict(steps=3)))
-        other_seed = train(tiny_config(root / "other", data_dir, optim=dict(steps=3),
-                                       run=dict(seed=4, eval_examples=0)))
-        rest = train(tiny_config(root / "split", fresh_data_dir, optim=dict(steps=6), run=dict(eval_examples=0)))
-    return dict(whole=whole, logged_at_3=logged_losses(root / "whole", step=3), first=first, other_seed=other_seed,
-                rest=rest, fresh_data_dir=fresh_data_dir)
+        whole = train(tiny_config(root / "whole", data_dir, optim=dict(steps=4), run=dict(log_every=2)))
+        first = train(tiny_config(root / "split", fresh_data_dir, optim=dict(steps=2)))
+        rest = train(tiny_config(root / "split", fresh_data_dir, optim=dict(steps=4), run=dict(eval_examples=0)))
+    return dict(whole=whole, logged_at_2=logged_losses(root / "whole", step=2), first=first,
+                other_seed_at_2=logged_losses(logged_run["workdir"], step=2), rest=rest, fresh_data_dir=fresh_data_dir)
 
 
 @pytest.mark.slow
 def test_a_seed_repeats_exactly_a_resumed_run_continues_exactly_and_another_seed_differs(seeded_runs):
-    """The whole 6-step run logs its losses at step 3: a fresh 3-step run of the same seed
-    repeats them exactly, and resumed to step 6 it ends as the whole run does (losses, G, D and
-    both optimizers); another seed's 3 steps do not repeat them."""
+    """The whole 4-step run logs its losses at step 2: a fresh 2-step run of the same seed
+    repeats them exactly, and resumed to step 4 it ends as the whole run does (losses, G, D and
+    both optimizers); another seed's 2 steps do not repeat them."""
     whole, first, rest = seeded_runs["whole"], seeded_runs["first"], seeded_runs["rest"]
-    assert first.step == 3
-    assert first.losses == seeded_runs["logged_at_3"]
-    other_seed = seeded_runs["other_seed"]
-    assert other_seed.losses.keys() == first.losses.keys() and other_seed.losses != first.losses
-    assert rest.step == 6
+    assert first.step == 2
+    assert first.losses == seeded_runs["logged_at_2"]
+    other_seed = seeded_runs["other_seed_at_2"]
+    assert other_seed.keys() == first.losses.keys() and other_seed != first.losses
+    assert rest.step == 4
     assert rest.losses == pytest.approx(whole.losses, rel=1e-6, abs=1e-7)
     assert_same_run_state(whole.checkpoint, rest.checkpoint)
 
@@ -93,28 +93,27 @@ def test_a_seed_repeats_exactly_a_resumed_run_continues_exactly_and_another_seed
 @pytest.mark.slow
 def test_a_run_that_prepares_the_dataset_repeats_one_that_finds_it_prepared(seeded_runs):
     """tfds' preparation draws from Python's `random`: the seed must be set after it. The fresh
-    3-step run prepared its own data_dir; the whole run found the session's prepared."""
+    2-step run prepared its own data_dir; the whole run found the session's prepared."""
     preparing, prepared = seeded_runs["first"], seeded_runs["whole"]
     assert os.path.isdir(os.path.join(seeded_runs["fresh_data_dir"], "pix2pix_shapes"))
     assert preparing.held_out_l1_start is not None
     assert preparing.held_out_l1_start == prepared.held_out_l1_start
-    assert preparing.losses == seeded_runs["logged_at_3"]
+    assert preparing.losses == seeded_runs["logged_at_2"]
 
 
 SLOW = pytest.mark.slow  # Each variant is a training of its own: the quick set trains the default.
 
 
 # Each run sets options of independent parts at once (G, D, norm, loss, batch, strategy, seed):
-# every option still trains end to end, at a fraction of the trainings.
+# every option still trains end to end, at a fraction of the trainings. Two more sets ride on
+# trainings that other tests make anyway: the unconditional lsgan D at batch 2 trains the steps
+# before the non-finite loss (test_non_finite_loss_...), the 16x16 D without norm under seed 0
+# the held-out grid's step (test_held_out_images_...).
 @pytest.mark.parametrize("overrides", [
     pytest.param(dict(model=dict(generator="resnet_6blocks", discriminator="pixel", norm="instance")),
                  id="resnet_pixel_instance", marks=SLOW),
     pytest.param(dict(model=dict(generator="encoder_decoder", discriminator="image"),
                       data=dict(load_size=286, crop_size=256)), id="encoder_decoder_imagegan", marks=SLOW),
-    pytest.param(dict(model=dict(discriminator="n_layers", n_layers_d=1, norm="none"), run=dict(seed=0)),
-                 id="16x16_nonorm_seed0", marks=SLOW),
-    pytest.param(dict(model=dict(unconditional_d=True), loss=dict(gan_mode="lsgan"), data=dict(batch_size=2)),
-                 id="gan_lsgan_batch2", marks=SLOW),
     pytest.param(dict(loss=dict(lambda_l1=0.0), run=dict(strategy="default")), id="cgan_only_default_strategy",
                  marks=SLOW),
     pytest.param(dict(loss=dict(gan_weight=0.0)), id="l1_only", marks=SLOW),
@@ -128,7 +127,9 @@ def test_variants_train(tmp_path, data_dir, overrides):
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, data_dir, monkeypatch):
-    # The L1 term turns NaN from the third step on, as a diverging run would.
+    """The L1 term turns NaN from the third step on, as a diverging run would. The run is also a
+    variant that trains (`test_variants_train`): an unconditional D, lsgan, batch 2; its first
+    two steps are finite (checked each step: a non-finite one would stop it there) and saved."""
     calls = tf.Variable(0)
 
     def l1_turning_nan(target, output):
@@ -137,7 +138,9 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
 
     real_l1 = losses.l1_loss
     monkeypatch.setattr(losses, "l1_loss", l1_turning_nan)
-    config = tiny_config(tmp_path, data_dir, optim=dict(steps=10), run=dict(save_every=1, eval_examples=0))
+    gan_lsgan_batch2 = dict(model=dict(unconditional_d=True), loss=dict(gan_mode="lsgan"), data=dict(batch_size=2))
+    config = tiny_config(tmp_path, data_dir, optim=dict(steps=10), run=dict(save_every=1, eval_examples=0),
+                         **gan_lsgan_batch2)
     with pytest.raises(NonFiniteLossError, match=r"Step 3: non-finite loss \(.*g_l1=nan") as error:
         train(config)
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
@@ -184,15 +187,18 @@ def test_tensorboard_logs_and_sample_grids(logged_run):
 
 def test_held_out_images_of_different_sizes_share_the_sample_grid(tmp_path, data_dir):
     """--preprocess=none keeps each held-out pair at its native size: the grid pads every cell
-    with grey to its row's height and its column's width instead of failing at step 0."""
+    with grey to its row's height and its column's width instead of failing at step 0. The run
+    is also a variant that trains (`test_variants_train`): a 16x16 D, no norm, seed 0."""
     rng = np.random.default_rng(0)
     sizes = {"train/0.png": 128, "train/1.png": 128, "test/0.png": 128, "test/1.png": 256}  # A|B heights.
     for name, height in sizes.items():
         os.makedirs(tmp_path / "data" / os.path.dirname(name), exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (height, 2 * height, 3), np.uint8)).save(tmp_path / "data" / name)
     data = dict(dataset=f"folder:{tmp_path / 'data'}", preprocess="none")
-    config = tiny_config(tmp_path / "run", data_dir, data=data, optim=dict(steps=1))
-    assert train(config).step == 1
+    nonorm_16x16_seed0 = dict(model=dict(discriminator="n_layers", n_layers_d=1, norm="none"), run=dict(seed=0))
+    config = tiny_config(tmp_path / "run", data_dir, data=data, optim=dict(steps=1), **nonorm_16x16_seed0)
+    result = train(config)
+    assert result.step == 1 and all(np.isfinite(v) for v in result.losses.values())
     events = EventAccumulator(str(tmp_path / "run" / "logs" / "train"), size_guidance={"tensors": 0}).Reload()
     first = events.Tensors("samples/input_target_output")[0]
     grid = tf.io.decode_png(tf.make_ndarray(first.tensor_proto)[2]).numpy()
