@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -20,6 +19,7 @@ from pix2pix_tf.evaluation.config import EvalConfig
 from pix2pix_tf.inference import files
 from pix2pix_tf.inference.request import ModelRequest
 
+import forked
 from conftest import tiny_config
 from export_helpers import ONNX_INSTALLED, ROOT
 from programs import run_program
@@ -122,10 +122,10 @@ def test_an_output_shape_the_file_leaves_open_is_checked_at_the_first_output(for
 
 
 def test_translate_refuses_another_model_in_one_error_line(foreign, tmp_path):
-    """The real program, in a process of its own: exit code 1, one `error:` line, no traceback."""
-    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.translate", f"--tflite={foreign['tflite']}",
-                             f"--output_dir={tmp_path / 'out'}", foreign["image"]],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    """The real program, in a process of its own (forked: tests/forked.py): exit code 1, one
+    `error:` line, no traceback."""
+    result = forked.run([sys.executable, "-m", "pix2pix_tf.translate", f"--tflite={foreign['tflite']}",
+                         f"--output_dir={tmp_path / 'out'}", foreign["image"]], timeout=300, cwd=ROOT)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert lines == [f"error: {foreign['tflite']} is not an image-to-image generator: its output is [1, 3], "
