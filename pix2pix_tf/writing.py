@@ -53,6 +53,8 @@ class InjectedFaults:
 
 _faults: Optional[InjectedFaults] = None
 _TEMPORARY = ".tmp"  # The suffix of write_file's temporary files.
+# (temporary, destination, within) of the files `together` holds back until its block ends.
+_held: Optional[list[tuple[str, str, Optional[str]]]] = None
 
 
 @contextlib.contextmanager
@@ -68,6 +70,33 @@ def injected_faults(fail_at: tuple[int, ...] = (), error: int = errno.ENOSPC,
         yield _faults
     finally:
         _faults = previous
+
+
+@contextlib.contextmanager
+def together() -> Iterator[None]:
+    """Files read together (a report's metrics, page and pictures) change together: within it,
+    each `write_file` writes its temporary file whole, and all of them take their names only
+    when the block ends without an error; any error removes every one of them, so the earlier
+    files all stay as they were. (The renames need no space; only a kill during them mixes.)"""
+    global _held
+    if _held is not None:  # Inside another `together`: its block decides.
+        yield
+        return
+    held: list[tuple[str, str, Optional[str]]] = []
+    _held = held
+    try:
+        yield
+        _held = None
+        for temporary, path, within in held:
+            check_destination(path, within)  # A link could have appeared since.
+            os.replace(temporary, path)
+        for folder in dict.fromkeys(os.path.dirname(os.path.abspath(path)) for _, path, _ in held):
+            _sync_folder(folder)
+    finally:
+        _held = None
+        for temporary, _, _ in held:
+            with contextlib.suppress(OSError):  # Gone where it took its name.
+                os.remove(temporary)
 
 
 def write_point(path: str) -> None:
@@ -110,6 +139,9 @@ def write_file(path: str, data: bytes, within: Optional[str] = None) -> str:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if _held is not None:  # `together`'s block renames it when it ends.
+            _held.append((temporary, path, within))
+            return path
         check_destination(path, within)  # A link could have appeared while writing.
         os.replace(temporary, path)
     except BaseException as e:

@@ -74,15 +74,17 @@ def evaluate(config: EvalConfig) -> EvalResult:
 
 
 def _write_files(plan: EvalPlan, result: dict[str, Any], found: Measurements) -> EvalResult:
-    """The page's pictures, metrics.json, index.html and grid.png, each whole or not at all
-    (`writing`), all after the last image is measured."""
-    report.write_pictures(plan.output_dir, found.pictures)
-    metrics_path = writing.write_text(os.path.join(plan.output_dir, METRICS_FILE), json.dumps(result, indent=2) + "\n")
-    html_path = report.write_html(plan.output_dir, result, [e for e in found.per_image if "images" in e]) \
-        if plan.config.html_examples else None
+    """The page's pictures, metrics.json, index.html and grid.png, after the last image is
+    measured: all of them new, or (a write failed) all the earlier ones (`writing.together`)."""
     title = f"{plan.dataset_name}/{plan.split}: {plan.source.label}, {result['mode_description']}"
-    grid_path = report.save_grid(os.path.join(plan.output_dir, report.GRID_FILE), found.grid_rows, title) \
-        if found.grid_rows else None
+    with writing.together():
+        report.write_pictures(plan.output_dir, found.pictures)
+        metrics_path = writing.write_text(os.path.join(plan.output_dir, METRICS_FILE),
+                                          json.dumps(result, indent=2) + "\n")
+        html_path = report.write_html(plan.output_dir, result, [e for e in found.per_image if "images" in e]) \
+            if plan.config.html_examples else None
+        grid_path = report.save_grid(os.path.join(plan.output_dir, report.GRID_FILE), found.grid_rows, title) \
+            if found.grid_rows else None
     for name, written in ((report.HTML_FILE, html_path), (report.GRID_FILE, grid_path)):
         if not written and (removed := report.remove_earlier(plan.output_dir, name)):
             logging.info("Removed %s: an earlier evaluation's, and this one writes none.", removed)
