@@ -129,7 +129,7 @@ def test_run_variant_retries_a_failed_variant_and_runs_a_damaged_one_again(tmp_p
     root, setting = str(tmp_path / "paper"), paper.SETTINGS["tiny"]
     marker = write_marker(root, "l1", status="failed", error="the cause, since fixed")
     result = paper.run_variant(paper.VARIANTS["l1"], setting, root, str(not_a_folder), str(tmp_path / "seg"))
-    assert result["status"] == "failed" and "Not a directory" in result["error"]
+    assert result["status"] == "failed" and f"--data_dir={not_a_folder} is a file" in result["error"]
     with open(marker) as f:
         assert json.load(f) == result
     with open(marker, "w") as f:
