@@ -525,6 +525,7 @@ def test_a_program_whose_output_reader_has_gone_says_so_and_ends_as_sigpipe_woul
     assert process.returncode == 128 + signal.SIGPIPE
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
 def test_a_program_whose_output_is_a_full_device_says_so_and_keeps_its_work(tmp_path, data_dir, run_of_six):
     """`translate ... > /dev/full`: the images are written and the result line, which stdout cannot
