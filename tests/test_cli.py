@@ -556,6 +556,24 @@ def test_a_program_whose_output_is_a_full_device_says_so_and_keeps_its_work(tmp_
     assert (run / "checkpoints" / "ckpt-7.index").is_file()
 
 
+def test_a_training_stopped_by_its_lost_output_says_which_loss_it_was():
+    """train.py's closing line and exit code when its progress could not be written
+    (`errors.OutputLost`): a reader that has gone, through a pipe or a closed terminal, ends as
+    SIGPIPE would (141); a full device is an error (1). No "SIGPIPE received": none was sent."""
+    import errno
+
+    from pix2pix_tf.errors import OutputLost
+
+    for error, reason, code in (
+            (BrokenPipeError(errno.EPIPE, "Broken pipe"), "The standard output's reader has gone (Broken pipe)", 141),
+            (OSError(errno.EIO, "Input/output error"), "The standard output's reader has gone (Input/output error)",
+             141),
+            (OSError(errno.ENOSPC, "No space left on device"),
+             "The standard output cannot be written (No space left on device)", 1)):
+        stop = OutputLost(error)
+        assert (stop.reason, stop.exit_code) == (reason, code)
+
+
 def _tiny_png() -> bytes:
     import io
 
