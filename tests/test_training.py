@@ -242,3 +242,31 @@ def test_training_leaves_the_process_seeds_and_op_determinism_alone(logged_run):
     assert numpy_after[2:] == numpy_state[2:]
     assert after["tf_seed"] == before["tf_seed"]
     assert after["determinism"] == before["determinism"]
+
+
+def _places(picture: np.ndarray, cell: np.ndarray) -> list[tuple[int, int]]:
+    """Where `cell` appears in `picture`, pixel for pixel (top left corners)."""
+    windows = np.lib.stride_tricks.sliding_window_view(picture, cell.shape)[:, :, 0]
+    return [(int(y), int(x)) for y, x in np.argwhere((windows == cell).all(axis=(-3, -2, -1)))]
+
+
+def test_a_sample_grid_shows_each_image_at_its_own_pixels_in_its_row_and_column(tmp_path):
+    """The PNG grid (training samples, evaluate's grid.png) draws every image unscaled and
+    unsmoothed: a sample shows the generator's own pixels. Cells line up in columns and rows;
+    a smaller image sits in the top left of a grey cell."""
+    rng = np.random.default_rng(3)
+    rows = [[rng.uniform(-1, 1, (24, 30, 3)).astype(np.float32) for _ in range(3)] for _ in range(2)]
+    rows[1][0] = rng.uniform(-1, 1, (16, 20, 3)).astype(np.float32)  # Smaller: padded grey to 24x30.
+    path = summaries.save_grid_png(str(tmp_path / "grid.png"), rows, "step 7: held-out L1 0.1234",
+                                   captions=["first row", "second row"])
+    picture = np.asarray(Image.open(path).convert("RGB"))
+    corners = [[_places(picture, summaries.to_uint8(image)) for image in row] for row in rows]
+    assert all(len(places) == 1 for row in corners for places in row), corners
+    (top0, lefts0), (top1, lefts1) = [({p[0][0] for p in row}, [p[0][1] for p in row]) for row in corners]
+    assert len(top0) == len(top1) == 1 and top1.pop() >= top0.pop() + 24  # Rows: one under the other.
+    assert lefts0 == lefts1 and lefts0[0] + 30 <= lefts0[1] and lefts0[1] + 30 <= lefts0[2]  # Columns.
+    y, x = corners[1][0][0]
+    assert (picture[y + 16:y + 24, x:x + 30] == summaries.PAD_GREY).all()
+    assert (picture[y:y + 16, x + 20:x + 30] == summaries.PAD_GREY).all()
+    assert (summaries.grid_image(rows)[24:40, 20:30] == summaries.PAD_GREY).all()  # TensorBoard's: no gaps.
+    assert summaries.grid_image(rows).shape == (48, 90, 3)

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from pix2pix_tf import regular_files, writing
-from pix2pix_tf.training.summaries import offscreen_figure, to_uint8
+from pix2pix_tf.training.summaries import save_grid_png, to_uint8
 
 IMAGES_DIR = "images"
 HTML_FILE = "index.html"
@@ -143,20 +143,9 @@ td.m {{ font-size: 90%; font-family: monospace; }}
 
 
 def save_grid(path: str, rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], title: str) -> str:
-    """A matplotlib grid of input | output | target rows, each captioned with its metrics."""
-    fig = offscreen_figure((9, 3.1 * len(rows) + 0.4))
-    axes = fig.subplots(len(rows), 3, squeeze=False)
-    for r, (input_image, output, target, caption) in enumerate(rows):
-        for c, image in enumerate((input_image, output, target)):
-            axes[r, c].imshow(to_uint8(image))
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-            if r == 0:
-                axes[r, c].set_title(COLUMNS[c])
-        axes[r, 1].set_xlabel(caption, fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
-    return writing.write_figure(path, fig, dpi=72, metadata={"Software": MARK})
+    """A grid of input | output | target rows, each captioned with its metrics."""
+    return save_grid_png(path, [row[:3] for row in rows], title, columns=COLUMNS, captions=[row[3] for row in rows],
+                         metadata={"Software": MARK})
 
 
 def remove_earlier(output_dir: str, name: str) -> Optional[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -16,6 +16,11 @@ from pix2pix_tf.images import op_message
 
 COLUMNS = ("input", "target", "output")
 PAD_GREY = 128  # Around held-out images smaller than their row or column in a grid: neither black nor white.
+GAP = 6  # White pixels between a PNG grid's cells and rows.
+CAPTION_HEIGHT = 16  # White pixels under each row of a captioned PNG grid, for its caption.
+HEADER_HEIGHT = 34  # Pixels above a PNG grid: its title, then its column names.
+MIN_GRID_WIDTH = 480  # Pixels: room for a title over a grid of small images.
+GRID_DPI = 72  # Font sizes are in points: at 72 dots per inch a point is a pixel.
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -30,18 +35,27 @@ def grid_image(rows: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
     Held-out images need not share a size (`--preprocess=none` keeps each one's native size),
     so every cell is padded with neutral grey to its row's tallest image and its column's
     widest, the image in the cell's top left corner: the columns stay aligned."""
-    cells = [[to_uint8(x) for x in row] for row in rows]
-    heights = [max(cell.shape[0] for cell in row) for row in cells]
-    widths = [max(row[c].shape[1] for row in cells) for c in range(len(cells[0]))]
-    return np.concatenate([np.concatenate([_padded(cell, height, width) for cell, width in zip(row, widths)], axis=1)
-                           for row, height in zip(cells, heights)], axis=0)
+    return _Grid(rows, gap_x=0, gap_y=0).image
 
 
-def _padded(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`image` (uint8 RGB) in the top left corner of a `height` x `width` grey cell."""
-    cell = np.full((height, width, 3), PAD_GREY, np.uint8)
-    cell[:image.shape[0], :image.shape[1]] = image
-    return cell
+class _Grid:
+    """`rows` of images composed into one picture: each cell padded to its row's height and its
+    column's width (see grid_image), cells `gap_x` and rows `gap_y` white pixels apart, and
+    `gap_y` more under the last row where `gap_after_last`."""
+
+    def __init__(self, rows: Sequence[Sequence[np.ndarray]], gap_x: int, gap_y: int, gap_after_last: bool = False):
+        cells = [[to_uint8(x) for x in row] for row in rows]
+        heights = [max(cell.shape[0] for cell in row) for row in cells]
+        widths = [max(row[c].shape[1] for row in cells) for c in range(len(cells[0]))]
+        self.lefts = [sum(widths[:c]) + c * gap_x for c in range(len(widths))]
+        self.tops = [sum(heights[:r]) + r * gap_y for r in range(len(heights))]
+        self.widths, self.heights = widths, heights
+        height = self.tops[-1] + heights[-1] + (gap_y if gap_after_last else 0)
+        self.image = np.full((height, self.lefts[-1] + widths[-1], 3), 255, np.uint8)
+        for row, top, height in zip(cells, self.tops, heights):
+            for cell, left, width in zip(row, self.lefts, widths):
+                self.image[top:top + height, left:left + width] = PAD_GREY
+                self.image[top:top + cell.shape[0], left:left + cell.shape[1]] = cell
 
 
 def offscreen_figure(figsize: tuple[float, float]) -> Figure:
@@ -52,19 +66,28 @@ def offscreen_figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
-def save_grid_png(path: str, rows: Sequence[Sequence[np.ndarray]], title: str) -> None:
-    """A labelled matplotlib grid of input | target | output rows."""
-    fig = offscreen_figure((3 * len(COLUMNS), 3 * len(rows)))
-    axes = fig.subplots(len(rows), len(COLUMNS), squeeze=False)
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            axes[r, c].imshow(to_uint8(image))
-            axes[r, c].axis("off")
-            if r == 0:
-                axes[r, c].set_title(COLUMNS[c])
-    fig.suptitle(title)
-    fig.tight_layout()
-    writing.write_figure(path, fig, dpi=80)
+def save_grid_png(path: str, rows: Sequence[Sequence[np.ndarray]], title: str,
+                  columns: Sequence[str] = COLUMNS, captions: Optional[Sequence[str]] = None,
+                  metadata: Optional[dict[str, str]] = None) -> str:
+    """A PNG of labelled rows of images (input | target | output by default), each image at its
+    own pixels, `captions` under the rows if given.
+
+    Why one picture in one axes: an axes per image (matplotlib's subplots) and their layout
+    cost several times the drawing itself, and every training draws grids."""
+    grid = _Grid(rows, gap_x=GAP, gap_y=CAPTION_HEIGHT if captions else GAP, gap_after_last=bool(captions))
+    height, width = grid.image.shape[:2]
+    figure_width, figure_height = max(width, MIN_GRID_WIDTH), height + HEADER_HEIGHT  # In pixels.
+    fig = offscreen_figure((figure_width / GRID_DPI, figure_height / GRID_DPI))
+    axes = fig.add_axes(((1 - width / figure_width) / 2, 0, width / figure_width, height / figure_height))
+    axes.imshow(grid.image, interpolation="nearest")
+    axes.axis("off")
+    for name, left, column_width in zip(columns, grid.lefts, grid.widths):
+        axes.text(left + column_width / 2, -3, name, ha="center", va="bottom", fontsize=10)
+    middle = grid.lefts[len(grid.lefts) // 2] + grid.widths[len(grid.widths) // 2] / 2
+    for caption, top, row_height in zip(captions or (), grid.tops, grid.heights):
+        axes.text(middle, top + row_height + 2, caption, ha="center", va="top", fontsize=8)
+    fig.suptitle(title, fontsize=10, y=1 - 3 / figure_height, va="top")
+    return writing.write_figure(path, fig, dpi=GRID_DPI, metadata=metadata)
 
 
 class SummaryError(Pix2pixError):
