@@ -270,7 +270,7 @@ def test_fid_with_a_local_inception_weights_file(tmp_path):
     assert metrics.fid_from_features(values, features(images)) == pytest.approx(0.0, abs=1e-3)
     bad = tmp_path / "not_inception.h5"
     bad.write_bytes(b"not an h5 file")
-    with pytest.raises(metrics.MetricError, match="not a Keras Inception-v3"):
+    with pytest.raises(metrics.MetricError, match="not a Keras Inception-v3 .*: neither an HDF5 file"):
         metrics.inception_features(str(bad))
 
 
@@ -296,6 +296,8 @@ def test_an_inception_weights_file_that_is_not_one_is_one_line_and_a_tilde_is_th
             metrics.inception_features(str(tmp_path / name))
         assert "\n" not in str(caught.value) and len(str(caught.value)) < 600
         assert [str(warning.message) for warning in said] == []
+        # A file that is no zip is refused before Inception-v3 is built; a zip only by Keras.
+        assert str(caught.value).endswith("neither an HDF5 file (.h5) nor a zip archive (.keras)") == (name == "text.keras")
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(metrics.MetricError, match=r"^--inception_weights=~/text\.keras is not a Keras"):
         metrics.inception_features("~/text.keras")  # Found: it is read, then refused for what it is.

@@ -322,6 +322,27 @@ def keras_features(model, image_size: Optional[int] = None) -> FeatureFn:
 INCEPTION_SIZE = 299
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # At offset 0, or after a user block of 512, 1024, 2048, ... bytes.
+_ZIP_SIGNATURE = b"PK\x03\x04"
+
+
+def _is_h5_or_zip(path: str) -> bool:
+    """Whether `path` starts as an HDF5 file or a zip archive: the two forms Keras reads weights from."""
+    with open(path, "rb") as f:
+        if f.read(4) == _ZIP_SIGNATURE:
+            return True
+        for offset in (0, 512, 1024, 2048, 4096):
+            f.seek(offset)
+            if f.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE:
+                return True
+    return False
+
+
+def _not_inception(weights: str, reason: str) -> MetricError:
+    return MetricError(f"--inception_weights={weights} is not a Keras Inception-v3 'notop' weights file "
+                       f"(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5): {reason}")
+
+
 def inception_features(weights: Optional[str]) -> FeatureFn:
     """The 2048-d pool features of Keras' Inception-v3 from a LOCAL weights file.
 
@@ -342,6 +363,12 @@ def inception_features(weights: Optional[str]) -> FeatureFn:
     if kind or not os.path.exists(path):
         raise MetricError(f"--inception_weights={weights}: " + (f"{kind}, not a weights file." if kind
                                                                 else "no such file."))
+    try:
+        readable_weights = _is_h5_or_zip(path)
+    except OSError as e:
+        raise MetricError(f"--inception_weights={weights} cannot be read: {e.strerror or e}.") from None
+    if not readable_weights:  # Refused before Keras builds Inception-v3 (seconds) only to fail.
+        raise _not_inception(weights, "neither an HDF5 file (.h5) nor a zip archive (.keras)")
     import keras
 
     # A file of another model makes Keras warn once for each layer it cannot fill, then raise: the
@@ -352,8 +379,7 @@ def inception_features(weights: Optional[str]) -> FeatureFn:
                                                    input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
         except Exception as e:  # noqa: BLE001 - Keras' loaders raise many types (BadZipFile, KeyError, ...) for a bad file.
             reason = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
-            raise MetricError(f"--inception_weights={weights} is not a Keras Inception-v3 'notop' weights file "
-                              f"(inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5): {reason[:300]}") from e
+            raise _not_inception(weights, reason[:300]) from e
     for warning in kept_back:  # Loaded: whatever Keras had to say is said, as it would have been.
         warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     return keras_features(model, INCEPTION_SIZE)
