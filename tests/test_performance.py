@@ -17,12 +17,13 @@ from test_benchmark_side_by_side import check_figures
 from test_training import checkpoint_values
 
 from pix2pix_tf.benchmark import sidebyside
+from pix2pix_tf.checkpoint_reading import checkpoint_candidates, damaged_index
 from pix2pix_tf.training.fused_adam import FusedAdam
 from pix2pix_tf.training.loop import train
 from pix2pix_tf.training.optimization import ReferenceAdam
 
 import forked
-from conftest import TINY_DATASET, tiny_config
+from conftest import TINY_DATASET, copied_run, tiny_config
 from programs import run_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,12 +72,17 @@ def keras_adam_run(tmp_path_factory, data_dir):
                              run=dict(fused_adam=False, **STEPS_ONLY)))
 
 
+@pytest.fixture(scope="module")
+def fused_adam_run(tmp_path_factory, data_dir):
+    """The same 4 steps with the fused Adam (the default), also saved at step 2: compared with
+    `keras_adam_run`, and resumed from step 2 with Keras' Adam (read only; copy it to resume)."""
+    return train(tiny_config(tmp_path_factory.mktemp("fused_adam"), data_dir, model=NO_DROPOUT, optim=dict(steps=4),
+                             run=dict(save_every=2, **STEPS_ONLY)))
+
+
 @pytest.mark.slow
-def test_fused_adam_learns_what_keras_adam_learns(tmp_path, data_dir, keras_adam_run):
-    plain = keras_adam_run
-    fused = train(tiny_config(tmp_path / "fused", data_dir, model=NO_DROPOUT, optim=dict(steps=4),
-                              run=STEPS_ONLY))  # The default Adam.
-    _same_run(plain, fused, 1e-4, "fused Adam")
+def test_fused_adam_learns_what_keras_adam_learns(keras_adam_run, fused_adam_run):
+    _same_run(keras_adam_run, fused_adam_run, 1e-4, "fused Adam")
 
 
 @pytest.mark.slow
@@ -90,11 +96,20 @@ def test_xla_step_learns_what_the_plain_step_learns(tmp_path, data_dir, keras_ad
 
 
 @pytest.mark.slow
-def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, keras_adam_run):
+def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, keras_adam_run, fused_adam_run):
     """Same slot variables: a run may switch --fused_adam between invocations."""
     whole = keras_adam_run
-    train(tiny_config(tmp_path / "split", data_dir, model=NO_DROPOUT, optim=dict(steps=2), run=STEPS_ONLY))
-    rest = train(tiny_config(tmp_path / "split", data_dir, model=NO_DROPOUT, optim=dict(steps=4),
+    # The fused run as a 2-step run leaves it (the schedule is epoch-based, so its first 2 steps
+    # are a 2-step run's): its step-2 checkpoint, the newest, and an index naming only that one.
+    split = copied_run(os.path.dirname(os.path.dirname(fused_adam_run.checkpoint)), tmp_path / "split")
+    checkpoints = split / "checkpoints"
+    assert os.path.basename(fused_adam_run.checkpoint) == "ckpt-4" and (checkpoints / "ckpt-2.index").exists()
+    for path in checkpoints.glob("ckpt-4.*"):
+        path.unlink()
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
+    assert damaged_index(str(checkpoints)) is None
+    assert checkpoint_candidates(str(checkpoints)) == [str(checkpoints / "ckpt-2")]  # What the resume restores.
+    rest = train(tiny_config(split, data_dir, model=NO_DROPOUT, optim=dict(steps=4),
                              run=dict(fused_adam=False, **STEPS_ONLY)))
     assert rest.step == 4
     assert rest.losses == pytest.approx(whole.losses, rel=1e-3, abs=1e-5)
