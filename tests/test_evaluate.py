@@ -297,7 +297,8 @@ def test_an_inception_weights_file_that_is_not_one_is_one_line_and_a_tilde_is_th
         assert "\n" not in str(caught.value) and len(str(caught.value)) < 600
         assert [str(warning.message) for warning in said] == []
         # A file that is no zip is refused before Inception-v3 is built; a zip only by Keras.
-        assert str(caught.value).endswith("neither an HDF5 file (.h5) nor a zip archive (.keras)") == (name == "text.keras")
+        refused_early = str(caught.value).endswith("neither an HDF5 file (.h5) nor a zip archive (.keras)")
+        assert refused_early == (name == "text.keras")
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(metrics.MetricError, match=r"^--inception_weights=~/text\.keras is not a Keras"):
         metrics.inception_features("~/text.keras")  # Found: it is read, then refused for what it is.

@@ -255,8 +255,8 @@ def test_a_sample_grid_shows_each_image_at_its_own_pixels_in_its_row_and_column(
     unsmoothed: a sample shows the generator's own pixels. Cells line up in columns and rows;
     a smaller image sits in the top left of a grey cell."""
     rng = np.random.default_rng(3)
-    rows = [[rng.uniform(-1, 1, (24, 30, 3)).astype(np.float32) for _ in range(3)] for _ in range(2)]
-    rows[1][0] = rng.uniform(-1, 1, (16, 20, 3)).astype(np.float32)  # Smaller: padded grey to 24x30.
+    rows = [[rng.uniform(-1, 1, (24, 31, 3)).astype(np.float32) for _ in range(3)] for _ in range(2)]
+    rows[1][0] = rng.uniform(-1, 1, (16, 20, 3)).astype(np.float32)  # Smaller: padded grey to 24x31.
     path = summaries.save_grid_png(str(tmp_path / "grid.png"), rows, "step 7: held-out L1 0.1234",
                                    captions=["first row", "second row"])
     picture = np.asarray(Image.open(path).convert("RGB"))
@@ -264,9 +264,9 @@ def test_a_sample_grid_shows_each_image_at_its_own_pixels_in_its_row_and_column(
     assert all(len(places) == 1 for row in corners for places in row), corners
     (top0, lefts0), (top1, lefts1) = [({p[0][0] for p in row}, [p[0][1] for p in row]) for row in corners]
     assert len(top0) == len(top1) == 1 and top1.pop() >= top0.pop() + 24  # Rows: one under the other.
-    assert lefts0 == lefts1 and lefts0[0] + 30 <= lefts0[1] and lefts0[1] + 30 <= lefts0[2]  # Columns.
+    assert lefts0 == lefts1 and lefts0[0] + 31 <= lefts0[1] and lefts0[1] + 31 <= lefts0[2]  # Columns.
     y, x = corners[1][0][0]
-    assert (picture[y + 16:y + 24, x:x + 30] == summaries.PAD_GREY).all()
-    assert (picture[y:y + 16, x + 20:x + 30] == summaries.PAD_GREY).all()
-    assert (summaries.grid_image(rows)[24:40, 20:30] == summaries.PAD_GREY).all()  # TensorBoard's: no gaps.
-    assert summaries.grid_image(rows).shape == (48, 90, 3)
+    assert (picture[y + 16:y + 24, x:x + 31] == summaries.PAD_GREY).all()
+    assert (picture[y:y + 16, x + 20:x + 31] == summaries.PAD_GREY).all()
+    assert (summaries.grid_image(rows)[24:40, 20:31] == summaries.PAD_GREY).all()  # TensorBoard's: no gaps.
+    assert summaries.grid_image(rows).shape == (48, 93, 3)

@@ -50,8 +50,8 @@ class _Grid:
         self.lefts = [sum(widths[:c]) + c * gap_x for c in range(len(widths))]
         self.tops = [sum(heights[:r]) + r * gap_y for r in range(len(heights))]
         self.widths, self.heights = widths, heights
-        height = self.tops[-1] + heights[-1] + (gap_y if gap_after_last else 0)
-        self.image = np.full((height, self.lefts[-1] + widths[-1], 3), 255, np.uint8)
+        bottom = self.tops[-1] + heights[-1] + (gap_y if gap_after_last else 0)
+        self.image = np.full((bottom, self.lefts[-1] + widths[-1], 3), 255, np.uint8)
         for row, top, height in zip(cells, self.tops, heights):
             for cell, left, width in zip(row, self.lefts, widths):
                 self.image[top:top + height, left:left + width] = PAD_GREY
@@ -77,8 +77,9 @@ def save_grid_png(path: str, rows: Sequence[Sequence[np.ndarray]], title: str,
     grid = _Grid(rows, gap_x=GAP, gap_y=CAPTION_HEIGHT if captions else GAP, gap_after_last=bool(captions))
     height, width = grid.image.shape[:2]
     figure_width, figure_height = max(width, MIN_GRID_WIDTH), height + HEADER_HEIGHT  # In pixels.
+    margin = (figure_width - width) // 2  # Whole pixels: each pixel of an image on one of the PNG.
     fig = offscreen_figure((figure_width / GRID_DPI, figure_height / GRID_DPI))
-    axes = fig.add_axes(((1 - width / figure_width) / 2, 0, width / figure_width, height / figure_height))
+    axes = fig.add_axes((margin / figure_width, 0, width / figure_width, height / figure_height))
     axes.imshow(grid.image, interpolation="nearest")
     axes.axis("off")
     for name, left, column_width in zip(columns, grid.lefts, grid.widths):
