@@ -270,3 +270,17 @@ def test_a_sample_grid_shows_each_image_at_its_own_pixels_in_its_row_and_column(
     assert (picture[y:y + 16, x + 20:x + 31] == summaries.PAD_GREY).all()
     assert (summaries.grid_image(rows)[24:40, 20:31] == summaries.PAD_GREY).all()  # TensorBoard's: no gaps.
     assert summaries.grid_image(rows).shape == (48, 93, 3)
+
+
+def test_a_grid_of_images_too_large_to_show_is_drawn_shrunk_by_a_whole_factor(tmp_path):
+    """Held-out images at their native size (`--preprocess=none`) can be thousands of pixels wide:
+    a grid wider or taller than MAX_GRID_SIDE is drawn shrunk by the smallest whole factor that
+    fits, gaps included, rather than as a PNG of every pixel."""
+    wide = [[np.zeros((10, 1400, 3), np.float32)] * 3]  # 4200 pixels of images in a row: halved.
+    path = summaries.save_grid_png(str(tmp_path / "wide.png"), wide, "wide")
+    width, height = Image.open(path).size
+    assert width == (3 * 1400 + 2 * 2 * summaries.GAP) // 2 <= summaries.MAX_GRID_SIDE
+    assert height == 10 // 2 + summaries.HEADER_HEIGHT
+    just_fits = [[np.zeros((10, 1300, 3), np.float32)] * 3]  # 3900 + gaps: drawn at its own pixels.
+    assert Image.open(summaries.save_grid_png(str(tmp_path / "fits.png"), just_fits, "fits")).size[0] == \
+        3 * 1300 + 2 * summaries.GAP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ GAP = 6  # White pixels between a PNG grid's cells and rows.
 CAPTION_HEIGHT = 16  # White pixels under each row of a captioned PNG grid, for its caption.
 HEADER_HEIGHT = 34  # Pixels above a PNG grid: its title, then its column names.
 MIN_GRID_WIDTH = 480  # Pixels: room for a title over a grid of small images.
+MAX_GRID_SIDE = 4096  # Pixels: a grid of larger images is drawn shrunk (a sample to look at, not an archive).
 GRID_DPI = 72  # Font sizes are in points: at 72 dots per inch a point is a pixel.
 
 
@@ -45,8 +47,7 @@ class _Grid:
 
     def __init__(self, rows: Sequence[Sequence[np.ndarray]], gap_x: int, gap_y: int, gap_after_last: bool = False):
         cells = [[to_uint8(x) for x in row] for row in rows]
-        heights = [max(cell.shape[0] for cell in row) for row in cells]
-        widths = [max(row[c].shape[1] for row in cells) for c in range(len(cells[0]))]
+        heights, widths = _cell_sizes(rows)
         self.lefts = [sum(widths[:c]) + c * gap_x for c in range(len(widths))]
         self.tops = [sum(heights[:r]) + r * gap_y for r in range(len(heights))]
         self.widths, self.heights = widths, heights
@@ -56,6 +57,19 @@ class _Grid:
             for cell, left, width in zip(row, self.lefts, widths):
                 self.image[top:top + height, left:left + width] = PAD_GREY
                 self.image[top:top + cell.shape[0], left:left + cell.shape[1]] = cell
+
+
+def _cell_sizes(rows: Sequence[Sequence[np.ndarray]]) -> tuple[list[int], list[int]]:
+    """Each row's tallest image's height and each column's widest image's width."""
+    heights = [max(np.shape(image)[0] for image in row) for row in rows]
+    widths = [max(np.shape(row[c])[1] for row in rows) for c in range(len(rows[0]))]
+    return heights, widths
+
+
+def _shrink_factor(rows: Sequence[Sequence[np.ndarray]]) -> int:
+    """1, or the whole factor that brings a grid of large images within MAX_GRID_SIDE."""
+    heights, widths = _cell_sizes(rows)
+    return max(1, math.ceil(max(sum(heights), sum(widths)) / MAX_GRID_SIDE))
 
 
 def offscreen_figure(figsize: tuple[float, float]) -> Figure:
@@ -70,23 +84,26 @@ def save_grid_png(path: str, rows: Sequence[Sequence[np.ndarray]], title: str,
                   columns: Sequence[str] = COLUMNS, captions: Optional[Sequence[str]] = None,
                   metadata: Optional[dict[str, str]] = None) -> str:
     """A PNG of labelled rows of images (input | target | output by default), each image at its
-    own pixels, `captions` under the rows if given.
+    own pixels (shrunk by a whole factor where the grid would exceed MAX_GRID_SIDE), `captions`
+    under the rows if given.
 
     Why one picture in one axes: an axes per image (matplotlib's subplots) and their layout
     cost several times the drawing itself, and every training draws grids."""
-    grid = _Grid(rows, gap_x=GAP, gap_y=CAPTION_HEIGHT if captions else GAP, gap_after_last=bool(captions))
-    height, width = grid.image.shape[:2]
-    figure_width, figure_height = max(width, MIN_GRID_WIDTH), height + HEADER_HEIGHT  # In pixels.
+    shrink = _shrink_factor(rows)  # The gaps and offsets below are in the grid's pixels: shrunk with it.
+    grid = _Grid(rows, gap_x=GAP * shrink, gap_y=(CAPTION_HEIGHT if captions else GAP) * shrink,
+                 gap_after_last=bool(captions))
+    height, width = (-(-side // shrink) for side in grid.image.shape[:2])  # As drawn, in the PNG's pixels.
+    figure_width, figure_height = max(width, MIN_GRID_WIDTH), height + HEADER_HEIGHT
     margin = (figure_width - width) // 2  # Whole pixels: each pixel of an image on one of the PNG.
     fig = offscreen_figure((figure_width / GRID_DPI, figure_height / GRID_DPI))
     axes = fig.add_axes((margin / figure_width, 0, width / figure_width, height / figure_height))
-    axes.imshow(grid.image, interpolation="nearest")
+    axes.imshow(grid.image, interpolation="nearest" if shrink == 1 else "antialiased")
     axes.axis("off")
     for name, left, column_width in zip(columns, grid.lefts, grid.widths):
-        axes.text(left + column_width / 2, -3, name, ha="center", va="bottom", fontsize=10)
+        axes.text(left + column_width / 2, -3 * shrink, name, ha="center", va="bottom", fontsize=10)
     middle = grid.lefts[len(grid.lefts) // 2] + grid.widths[len(grid.widths) // 2] / 2
     for caption, top, row_height in zip(captions or (), grid.tops, grid.heights):
-        axes.text(middle, top + row_height + 2, caption, ha="center", va="top", fontsize=8)
+        axes.text(middle, top + row_height + 2 * shrink, caption, ha="center", va="top", fontsize=8)
     fig.suptitle(title, fontsize=10, y=1 - 3 / figure_height, va="top")
     return writing.write_figure(path, fig, dpi=GRID_DPI, metadata=metadata)
 
