@@ -299,6 +299,11 @@ def test_an_inception_weights_file_that_is_not_one_is_one_line_and_a_tilde_is_th
         # A file that is no zip is refused before Inception-v3 is built; a zip only by Keras.
         refused_early = str(caught.value).endswith("neither an HDF5 file (.h5) nor a zip archive (.keras)")
         assert refused_early == (name == "text.keras")
+    import h5py
+
+    with h5py.File(tmp_path / "after_a_user_block.h5", "w", userblock_size=8192) as f:  # HDF5 all the same.
+        f["x"] = 1
+    assert metrics._is_h5_or_zip(str(tmp_path / "after_a_user_block.h5"))
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(metrics.MetricError, match=r"^--inception_weights=~/text\.keras is not a Keras"):
         metrics.inception_features("~/text.keras")  # Found: it is read, then refused for what it is.
