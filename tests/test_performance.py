@@ -106,7 +106,7 @@ def test_a_fused_adam_checkpoint_resumes_with_keras_adam(tmp_path, data_dir, ker
     assert os.path.basename(fused_adam_run.checkpoint) == "ckpt-4" and (checkpoints / "ckpt-2.index").exists()
     for path in checkpoints.glob("ckpt-4.*"):
         path.unlink()
-    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
+    tf.compat.v1.train.update_checkpoint_state(str(checkpoints), "ckpt-2", ["ckpt-2"])  # TensorFlow's index writer.
     assert damaged_index(str(checkpoints)) is None
     assert checkpoint_candidates(str(checkpoints)) == [str(checkpoints / "ckpt-2")]  # What the resume restores.
     rest = train(tiny_config(split, data_dir, model=NO_DROPOUT, optim=dict(steps=4),
