@@ -157,31 +157,46 @@ def test_the_run_logs_its_choice_and_warns_of_emulated_bfloat16(caplog):
     assert "emulated" not in caplog.text
 
 
-def test_config_json_records_the_precision_auto_resolved_to(tmp_path, data_dir):
-    workdir = tmp_path / "run"
-    result = train(tiny_config(workdir, data_dir, optim=dict(steps=1), run=dict(mixed_precision="auto",
-                                                                                eval_examples=0)))
-    assert result.step == 1
-    expected = precision.choose("auto", precision.Hardware.detect(tf.distribute.get_strategy())).setting
+def auto_resolves_to() -> str:
+    """The precision --mixed_precision=auto picks on this machine (off, mixed_bfloat16 or mixed_float16)."""
+    return precision.choose("auto", precision.Hardware.detect(tf.distribute.get_strategy())).setting
+
+
+@pytest.mark.slow  # It reads the 30-step runs of `float32_and_bfloat16_runs`.
+def test_config_json_records_the_precision_auto_resolved_to(tmp_path, data_dir, float32_and_bfloat16_runs):
+    """A run under auto records the precision it resolved to. The fixture trained the run of
+    that precision under auto (on a CPU: float32 or bfloat16); elsewhere (float16) a run of
+    its own does. A config.json that says auto still reads and resumes: the resume test's leg
+    of this precision resumes from one (`test_a_run_resumes_under_every_precision_...`)."""
+    expected = auto_resolves_to()
     assert expected != "auto"
-    assert TrainConfig.load(str(workdir)).run.mixed_precision == expected
-    # A config.json that says auto (as written before it was resolved) still reads and resumes.
-    values = TrainConfig.load(str(workdir)).to_dict()
-    values["run"]["mixed_precision"] = "auto"
-    (workdir / "config.json").write_text(json.dumps(values))
-    resumed = train(dataclasses.replace(TrainConfig.from_dict(values), optim=dataclasses.replace(
-        TrainConfig.from_dict(values).optim, steps=2)))
-    assert resumed.step == 2
+    if expected in float32_and_bfloat16_runs:
+        result, workdir = float32_and_bfloat16_runs[expected], float32_and_bfloat16_runs["workdirs"][expected]
+        assert float32_and_bfloat16_runs["asked"][expected] == "auto"
+        assert result.step == 30
+    else:
+        workdir = tmp_path / "run"
+        result = train(tiny_config(workdir, data_dir, optim=dict(steps=1), run=dict(mixed_precision="auto",
+                                                                                    eval_examples=0)))
+        assert result.step == 1
     assert TrainConfig.load(str(workdir)).run.mixed_precision == expected
 
 
 @pytest.fixture(scope="module")
 def float32_and_bfloat16_runs(tmp_path_factory, data_dir) -> dict:
-    """30 steps of the same run in float32 and in bfloat16 (read only): policy -> TrainResult."""
+    """30 steps of the same run in float32 and in bfloat16 (read only): policy -> TrainResult,
+    and under "workdirs" and "asked" each run's workdir and the --mixed_precision it was given.
+    The one that --mixed_precision=auto picks here is trained under auto (which must record
+    the precision it resolved to: `test_config_json_records_the_precision_auto_resolved_to`)."""
     root = tmp_path_factory.mktemp("precisions")
-    return {policy: train(tiny_config(root / policy, data_dir, optim=dict(steps=30),
-                                      run=dict(mixed_precision=policy, eval_examples=8)))
-            for policy in ("off", "mixed_bfloat16")}
+    runs: dict = {"workdirs": {}, "asked": {}}
+    for policy in ("off", "mixed_bfloat16"):
+        asked = "auto" if policy == auto_resolves_to() else policy
+        runs[policy] = train(tiny_config(root / policy, data_dir, optim=dict(steps=30),
+                                         run=dict(mixed_precision=asked, eval_examples=8)))
+        assert TrainConfig.load(str(root / policy)).run.mixed_precision == policy  # Trained in `policy`.
+        runs["workdirs"][policy], runs["asked"][policy] = root / policy, asked
+    return runs
 
 
 @pytest.mark.slow
@@ -204,7 +219,7 @@ def checkpoint_variables(checkpoint: str) -> dict:
 @pytest.mark.slow
 def test_a_run_resumes_under_every_precision_with_the_same_checkpoint(tmp_path, data_dir, float32_and_bfloat16_runs):
     """float32 -> bfloat16 -> float16 -> float32: the fixture's float32 run (copied) resumes
-    under each in turn, 2 steps each."""
+    under each in turn, 2 steps each; the precision auto picks here from a config.json that says auto."""
     float32 = float32_and_bfloat16_runs["off"]  # <workdir>/checkpoints/ckpt-30
     assert float32.step == 30
     assert all(np.isfinite(v) for v in float32.losses.values())
@@ -214,12 +229,25 @@ def test_a_run_resumes_under_every_precision_with_the_same_checkpoint(tmp_path, 
     def resumed(steps: int, policy: str) -> TrainResult:
         return train(tiny_config(workdir, data_dir, optim=dict(steps=steps), run=dict(mixed_precision=policy)))
 
+    def resumed_from_auto(steps: int, policy: str) -> TrainResult:
+        """The leg of the precision auto resolves to resumes from a config.json that says auto
+        (as written before it was resolved): it still reads, resumes, and records `policy`."""
+        values = TrainConfig.load(str(workdir)).to_dict()
+        values["run"]["mixed_precision"] = "auto"
+        (workdir / "config.json").write_text(json.dumps(values))
+        config = TrainConfig.from_dict(values)
+        result = train(dataclasses.replace(config, optim=dataclasses.replace(config.optim, steps=steps)))
+        assert TrainConfig.load(str(workdir)).run.mixed_precision == policy
+        return result
+
     # The fixture measured its held-out L1 on 8 pairs, the resumed runs measure 2: a float32 run
     # to the step the fixture reached trains nothing and gives the L1 on those 2 pairs.
     previous = resumed(30, "off")
     assert previous.step == 30 and previous.checkpoint.endswith("ckpt-30")
+    auto = auto_resolves_to()
+    assert auto in ("mixed_bfloat16", "mixed_float16", "off")
     for steps, policy in ((32, "mixed_bfloat16"), (34, "mixed_float16"), (36, "off")):
-        result = resumed(steps, policy)
+        result = (resumed_from_auto if policy == auto else resumed)(steps, policy)
         assert result.step == steps
         assert all(np.isfinite(v) for v in result.losses.values())
         # Resumed: it starts from the weights the previous one saved.
@@ -265,7 +293,8 @@ def test_config_json_of_an_older_run_reads_as_float32(tmp_path, data_dir):
 def test_multiscale_d_with_feature_matching_trains_under_bfloat16(tmp_path, data_dir):
     """pix2pixHD's options under bfloat16: the per-scale logits and the features reach the
     losses as float32 (float32 output layers; the feature L1 casts)."""
-    result = train(tiny_config(tmp_path, data_dir, model=dict(discriminator="multiscale", num_d=2),
+    # The shallowest PatchGANs (n_layers_d=1): two scales, hidden layers and their features all the same.
+    result = train(tiny_config(tmp_path, data_dir, model=dict(discriminator="multiscale", num_d=2, n_layers_d=1),
                                loss=dict(lambda_feat=10.0), optim=dict(steps=2),
                                run=dict(mixed_precision="mixed_bfloat16", eval_examples=0)))
     assert result.step == 2
