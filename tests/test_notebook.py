@@ -23,11 +23,12 @@ NOTEBOOK = os.path.join(ROOT, "notebooks", "pix2pix_tf.ipynb")
 
 
 def _with_tiny_settings(notebook, workdir: str, data_dir: str, onnx: bool):
-    """The notebook with a cell of tiny settings after the one tagged `parameters`: 4 steps,
-    with held-out samples and L1 at the first and the last (steps 0 and 4), no TFLite file."""
+    """The notebook with a cell of tiny settings after the one tagged `parameters`: 4 steps of a
+    narrow unet_128, with held-out samples and L1 (one pair) at the first and the last (steps 0
+    and 4), no TFLite file."""
     (index,) = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])]
     tiny = (f"WORKDIR = {workdir!r}\nDATASET = 'shapes/64'\nDATA_DIR = {data_dir!r}\n"
-            "GENERATOR, NGF, NDF = 'unet_128', 8, 8\nSTEPS = 4\nSAMPLE_EVERY = 4\nEVAL_EXAMPLES = 2\n"
+            "GENERATOR, NGF, NDF = 'unet_128', 4, 4\nSTEPS = 4\nSAMPLE_EVERY = 4\nEVAL_EXAMPLES = 1\n"
             f"TFLITE = ()\nONNX = {onnx}\nCHECK_EXAMPLES = 1\n")
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(tiny, metadata={"tags": ["injected-parameters"]}))
     return notebook
