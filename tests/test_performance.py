@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import keras
@@ -168,9 +169,10 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     # (test_inference_rows_time_every_form_and_check_the_tflite_files_against_keras).
     result = forked.run(
         [sys.executable, "-m", "pix2pix_tf.benchmark", f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
-         *BENCHMARK_MODEL, "--batch_sizes=1", "--steps=1", "--pipeline_images=8", "--levers=plain,fused_adam,plain",
-         "--lever_steps=1", "--noinference", "--matmul_size=256", "--profile_steps=1", "--side_by_side_rounds=2",
-         "--side_by_side_steps=1", "--precisions=off,mixed_bfloat16", f"--json={out}"],
+         *BENCHMARK_MODEL, "--batch_sizes=1", "--steps=1", "--warmup_steps=0", "--pipeline_images=1",
+         "--levers=plain,fused_adam,plain", "--lever_steps=1", "--noinference", "--matmul_size=256",
+         "--profile_steps=1", "--side_by_side_rounds=2", "--side_by_side_steps=1",
+         "--precisions=off,mixed_bfloat16", f"--json={out}"],
         cwd=ROOT, timeout=1800)  # A hang guard (a slow hour took over 10 min).
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
@@ -180,7 +182,7 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
         assert t["images_per_second"] > 0 and t["peak_rss_mib"] > 100 and t["pipeline_images_per_second"] > 0
         assert t["achieved_gflops"] == pytest.approx(t["executed_gflops"] / t["step_seconds"], rel=1e-6)
         assert 0 < t["executed_gflops"] < t["step_gflops"]  # Gradients a tape computes but nothing uses.
-        assert t["minor_faults_per_step"] >= 0
+        assert t["minor_faults_per_step"] >= 0 and (t["timed_steps"], t["warmup_steps"]) == (1, 0)
     one, system_malloc, tutorial = figures["training"]
     assert system_malloc["step_gflops"] == pytest.approx(one["step_gflops"])
     # The tutorial's step at its own 256x256 geometry: G 12.1 + 2 x D 6.4 GFLOP forward, and backward.
@@ -201,8 +203,8 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     assert {"Conv2D", "Conv2DBackpropFilter", "ResourceApplyAdam"} <= set(profile["op_milliseconds"])
     assert 0 < sum(profile["op_milliseconds"].values()) < 1.2 * 1000 * profile["step_seconds"]
     assert summary["profile_convolutions_ms_per_step"] > 0 and summary["profile_adam_update_ms_per_step"] > 0
-    for line in ("fp32 matmul", "training (real input pipeline", "speed levers", "where a batch-1 step's time goes",
-                 "training steps side by side", "summary"):
+    for line in ("fp32 matmul", "training (real input pipeline; median of timed steps after 0 warm-up steps;",
+                 "speed levers", "where a batch-1 step's time goes", "training steps side by side", "summary"):
         assert line in result.stdout
 
 
@@ -265,10 +267,23 @@ def test_benchmark_refuses_an_unknown_precision():
     assert "--precisions: unknown ['float8']" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_benchmark_warms_up_two_steps_unless_told_otherwise():
+    """docs/performance.md: `--warmup_steps` (default 2); the suite's own default is the flag's."""
+    from pix2pix_tf.benchmark import report, training
+
+    result = subprocess.run([sys.executable, "-m", "pix2pix_tf.benchmark", "--helpfull"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert "--warmup_steps:" in result.stdout, result.stderr[-2000:]  # absl's --helpfull exits with 1.
+    flag = result.stdout[result.stdout.index("--warmup_steps:"):]
+    assert flag[:flag.index("(an integer)")].endswith("(default: '2')\n    "), flag[:400]
+    assert report.SuiteConfig(trainings=[]).warmup_steps == training.WARMUP_STEPS == 2
+
+
 @pytest.mark.parametrize("flag, message", [
     ("--steps=0", "--steps must be at least 1, got 0."), ("--rounds=0", "--rounds must be at least 1, got 0."),
     ("--side_by_side_steps=0", "--side_by_side_steps must be at least 1, got 0."),
     ("--profile_steps=-1", "--profile_steps must be 0 (none) or more, got -1."),
+    ("--warmup_steps=-1", "--warmup_steps must be 0 (none) or more, got -1."),
     ("--batch_sizes=", "--batch_sizes is empty: name at least one batch size to time training at."),
     ("--tflite=float32,foo", "--tflite: unknown ['foo']; choose from float32, float16, dynamic_int8, int8."),
     ("--json=.", "--json=. is a folder; name the file to write the figures to."),

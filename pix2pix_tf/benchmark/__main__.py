@@ -40,7 +40,9 @@ flags.DEFINE_integer("load_size", 286, "Resize before the random crop.")
 cli.define_list("batch_sizes", ["1", "4"], "Global batch sizes to time training at.")
 flags.DEFINE_enum("mixed_precision", "off", cfg.MIXED_PRECISION, "As train.py's, for the training rows and levers.")
 flags.DEFINE_bool("jit_compile", False, "As train.py's (XLA), for the training rows.")
-flags.DEFINE_integer("steps", 20, "Training steps timed per batch size (after 2 warm-up steps).")
+flags.DEFINE_integer("steps", 20, "Training steps timed per batch size (after --warmup_steps).")
+flags.DEFINE_integer("warmup_steps", 2, "Untimed steps before the timed ones of each training row, lever and "
+                     "side-by-side participant (the first traces the step); 0: the first timed step traces.")
 flags.DEFINE_integer("pipeline_images", 200, "Images timed through the input pipeline alone.")
 cli.define_list("levers", ["plain", "fused_adam", "xla"],
                   "Step variants timed in turns at batch 1 (first: the reference for loss differences); empty: skip.")
@@ -89,7 +91,7 @@ def main(argv: list[str]) -> int:
         matmul_size=FLAGS.matmul_size, tutorial=FLAGS.tutorial,
         compare_allocator=FLAGS.compare_allocator, profile_steps=FLAGS.profile_steps,
         side_by_side_rounds=FLAGS.side_by_side_rounds, side_by_side_steps=FLAGS.side_by_side_steps,
-        precisions=tuple(FLAGS.precisions)).validate())
+        precisions=tuple(FLAGS.precisions), warmup_steps=FLAGS.warmup_steps).validate())
     print(report.format_results(results))
     if FLAGS.json:
         writing.write_text(FLAGS.json, json.dumps(dataclasses.asdict(results), indent=2) + "\n")

@@ -40,6 +40,7 @@ class SuiteConfig:
     side_by_side_rounds: int = 5  # Interleaved rounds of the tutorial's step against ours; 0: none.
     side_by_side_steps: int = 3  # Steps of each participant per round.
     precisions: tuple[str, ...] = ("off",)  # Our step's --mixed_precision values timed side by side.
+    warmup_steps: int = training.WARMUP_STEPS  # Untimed steps of each row, lever and participant first.
 
     def validate(self) -> SuiteConfig:
         """Refuses what would fail only after minutes of measuring (no step to time, no round)."""
@@ -49,7 +50,7 @@ class SuiteConfig:
         if self.matmul_size > MAX_MATMUL_SIZE:
             raise ConfigError(f"--matmul_size is at most {MAX_MATMUL_SIZE} (three float32 matrices of that side "
                               f"take {3 * 4 * MAX_MATMUL_SIZE**2 // 2**30} GiB), got {self.matmul_size}.")
-        for name in ("profile_steps", "side_by_side_rounds"):
+        for name in ("warmup_steps", "profile_steps", "side_by_side_rounds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must be 0 (none) or more, got {getattr(self, name)}.")
         if not self.trainings:
@@ -105,16 +106,17 @@ def training_rows(suite: SuiteConfig) -> list[tuple[Callable[..., training.Train
 def run_suite(suite: SuiteConfig) -> SuiteResults:
     info = in_fresh_process(machine.machine_info, suite.matmul_size)
     first, one = suite.trainings[0], batch_one(suite)
-    figures = [in_fresh_process(measure, config, suite.steps, suite.pipeline_images, spawned=True)
+    figures = [in_fresh_process(measure, config, suite.steps, suite.pipeline_images, suite.warmup_steps,
+                                spawned=True)
                for measure, config in training_rows(suite)]
     levers = []
     if suite.levers:
-        levers = in_fresh_process(training.compare_levers, one, suite.lever_steps, suite.levers)
+        levers = in_fresh_process(training.compare_levers, one, suite.lever_steps, suite.levers, suite.warmup_steps)
     profile = in_fresh_process(training.profile_step, one, suite.profile_steps) if suite.profile_steps else None
     side_by_side = None
     if suite.side_by_side_rounds:
         side_by_side = training.tutorial_against_ours(first, suite.precisions, suite.side_by_side_rounds,
-                                                      suite.side_by_side_steps)
+                                                      suite.side_by_side_steps, suite.warmup_steps)
     rows = in_fresh_process(_inference_rows, first, suite) if suite.inference else []
     model = first.model
     return SuiteResults(
@@ -176,7 +178,9 @@ def format_results(results: SuiteResults) -> str:
         f"fp32 matmul     {m.matmul_gflops:8.1f} GFLOP/s  ({m.matmul_size}x{m.matmul_size}, median; best "
         f"{m.matmul_gflops_best:.1f})",
         "",
-        "training (real input pipeline; median of timed steps after 2 warm-up steps; each row its own process)",
+        "training (real input pipeline; median of timed steps after "
+        f"{results.training[0].warmup_steps if results.training else training.WARMUP_STEPS} warm-up steps; "
+        "each row its own process)",
         f"  {'step':<34} {'batch':>5} {'images/s':>9} {'s/step':>8} {'GFLOP traced/run':>17} {'GFLOP/s':>8} {'MFU':>6} "
         f"{'pipeline img/s':>15} {'peak RSS':>10} {'faults/step':>12}",
     ]

@@ -45,12 +45,12 @@ class SideBySide:
     load_average: list[float]  # 1-minute load average of the machine before and after the rounds.
 
 
-def _serve(connection: Any, setup: Callable[..., Callable[[], object]], args: tuple) -> None:
-    """A participant's process: set up, warm up (the first steps trace), then time k steps
-    whenever asked, until told to stop (None)."""
+def _serve(connection: Any, setup: Callable[..., Callable[[], object]], args: tuple, warmup: int) -> None:
+    """A participant's process: set up, warm up (`warmup` steps, the first of which traces),
+    then time k steps whenever asked, until told to stop (None)."""
     try:
         step = setup(*args)
-        for _ in range(2):
+        for _ in range(warmup):
             step()
         connection.send(("ready", None))
         while (steps := connection.recv()) is not None:
@@ -71,15 +71,16 @@ def _answer(name: str, connection: Any) -> Any:
     return value
 
 
-def interleave(participants: list[Participant], rounds: int, steps: int) -> SideBySide:
-    """Times every participant's step in `rounds` interleaved rounds of `steps` steps each;
-    the first participant is the baseline of the ratios."""
+def interleave(participants: list[Participant], rounds: int, steps: int, warmup: int = 2) -> SideBySide:
+    """Times every participant's step in `rounds` interleaved rounds of `steps` steps each,
+    after `warmup` untimed steps of each (with none, the first round's also trace); the first
+    participant is the baseline of the ratios."""
     context = forked_context()
     workers = {}
     try:
         for p in participants:  # One at a time: a setup does not slow another's warm-up.
             mine, theirs = context.Pipe()
-            process = context.Process(target=_serve, args=(theirs, p.setup, p.args), daemon=True)
+            process = context.Process(target=_serve, args=(theirs, p.setup, p.args, warmup), daemon=True)
             process.start()
             workers[p.name] = (process, mine)
             _answer(p.name, mine)

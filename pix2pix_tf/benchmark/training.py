@@ -43,6 +43,7 @@ class TrainingFigures:
     peak_rss_mib: float
     minor_faults_per_step: float  # Pages the kernel had to map in (and zero) for each step.
     timed_steps: int
+    warmup_steps: int  # Untimed steps before the timed ones (the first traces the step); 0: the first timed traces.
 
 
 @dataclasses.dataclass
@@ -93,10 +94,14 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def _time_steps(step: Callable[[], object], steps: int) -> tuple[float, float, float]:
-    """(median s, min s, minor page faults per step) of `steps` timed steps after two warm-up
-    steps (the first traces); the faults are counted over the timed steps themselves."""
-    for _ in range(2):
+WARMUP_STEPS = 2  # Untimed steps before the timed ones, by default: the first traces the step.
+
+
+def _time_steps(step: Callable[[], object], steps: int, warmup: int = WARMUP_STEPS) -> tuple[float, float, float]:
+    """(median s, min s, minor page faults per step) of `steps` timed steps after `warmup`
+    untimed steps (the first traces; with none, the first timed step does); the faults are
+    counted over the timed steps themselves."""
+    for _ in range(warmup):
         step()
     before = minor_faults()
     median, fastest = median_seconds(step, steps, warmup=0)
@@ -114,13 +119,14 @@ def training_setup(config: TrainConfig) -> tuple[Pix2Pix, Iterator, Callable[[],
     return gan, iter(strategy.experimental_distribute_dataset(stream())), stream
 
 
-def measure_training(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
+def measure_training(config: TrainConfig, steps: int, pipeline_images: int,
+                     warmup_steps: int = WARMUP_STEPS) -> TrainingFigures:
     """Times the training step of `config` fed by the real input pipeline."""
     gan, iterator, stream = training_setup(config)
     pipeline_rate, batch = _pipeline_alone(stream, pipeline_images, config.data.batch_size)
-    median, fastest, faults = _time_steps(lambda: wait_for_step(gan, iterator), steps)
+    median, fastest, faults = _time_steps(lambda: wait_for_step(gan, iterator), steps, warmup_steps)
     flops = step_flops(gan, batch)
-    return _figures("pix2pix_tf", config, median, fastest, faults, flops, pipeline_rate, steps)
+    return _figures("pix2pix_tf", config, median, fastest, faults, flops, pipeline_rate, steps, warmup_steps)
 
 
 def tutorial_config(config: TrainConfig) -> TrainConfig:
@@ -144,14 +150,15 @@ def tutorial_setup(config: TrainConfig) -> tuple[Any, Callable[[], dict[str, flo
     return tutorial, step, stream
 
 
-def measure_tutorial(config: TrainConfig, steps: int, pipeline_images: int) -> TrainingFigures:
+def measure_tutorial(config: TrainConfig, steps: int, pipeline_images: int,
+                     warmup_steps: int = WARMUP_STEPS) -> TrainingFigures:
     """Times the TensorFlow tutorial's step on `config`'s dataset (`tutorial_config`)."""
     config = tutorial_config(config)
     tutorial, step, stream = tutorial_setup(config)
     pipeline_rate, batch = _pipeline_alone(stream, pipeline_images, config.data.batch_size)
-    median, fastest, faults = _time_steps(step, steps)
+    median, fastest, faults = _time_steps(step, steps, warmup_steps)
     flops = graph_flops(tutorial_step_graph(tutorial, batch))
-    return _figures("tutorial", config, median, fastest, faults, flops, pipeline_rate, steps)
+    return _figures("tutorial", config, median, fastest, faults, flops, pipeline_rate, steps, warmup_steps)
 
 
 def tutorial_step_graph(tutorial: Any, batch: tuple[tf.Tensor, ...]) -> tf.Graph:
@@ -164,14 +171,14 @@ def tutorial_step_graph(tutorial: Any, batch: tuple[tf.Tensor, ...]) -> tf.Graph
 
 
 def _figures(name: str, config: TrainConfig, median: float, fastest: float, faults: float, flops: FlopCount,
-             pipeline: float, steps: int) -> TrainingFigures:
+             pipeline: float, steps: int, warmup_steps: int) -> TrainingFigures:
     batch_size = config.data.batch_size
     return TrainingFigures(
         name=name, batch_size=batch_size, reuse_memory=config.run.reuse_memory,
         step_seconds=median, step_seconds_min=fastest, images_per_second=batch_size / median,
         step_gflops=flops.traced / 1e9, executed_gflops=flops.executed / 1e9,
         achieved_gflops=flops.executed / median / 1e9, pipeline_images_per_second=pipeline,
-        peak_rss_mib=peak_rss_mib(), minor_faults_per_step=faults, timed_steps=steps)
+        peak_rss_mib=peak_rss_mib(), minor_faults_per_step=faults, timed_steps=steps, warmup_steps=warmup_steps)
 
 
 def step_flops(gan: Pix2Pix, batch: tuple[tf.Tensor, ...]) -> FlopCount:
@@ -242,9 +249,11 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def compare_levers(config: TrainConfig, steps: int, levers: tuple[str, ...]) -> list[LeverFigures]:
+def compare_levers(config: TrainConfig, steps: int, levers: tuple[str, ...],
+                   warmup_steps: int = WARMUP_STEPS) -> list[LeverFigures]:
     """Times each lever's step in turns (one step of each per round, so load from other
-    processes hits all alike), all from the same initial weights and the same batches."""
+    processes hits all alike) after `warmup_steps` untimed steps of each, all from the same
+    initial weights and the same batches."""
     if config.run.reuse_memory:
         reuse_freed_memory()
     stream, num_train = _stream(config)
@@ -258,7 +267,7 @@ def compare_levers(config: TrainConfig, steps: int, levers: tuple[str, ...]) -> 
     losses: dict[str, list[dict[str, float]]] = {name: [] for name in levers}
     durations: dict[str, list[float]] = {name: [] for name in levers}
     for name, (gan, iterator) in runs.items():
-        for _ in range(2):
+        for _ in range(warmup_steps):
             losses[name].append(wait_for_step(gan, iterator))
     for _ in range(steps):
         for name, (gan, iterator) in runs.items():
@@ -292,7 +301,7 @@ def precision_label(precision: str) -> str:
 
 
 def tutorial_against_ours(config: TrainConfig, precisions: tuple[str, ...], rounds: int,
-                          steps: int) -> SideBySide:
+                          steps: int, warmup_steps: int = WARMUP_STEPS) -> SideBySide:
     """The tutorial's step (the baseline) and ours at batch 1 under each `--mixed_precision` value."""
     one = dataclasses.replace(config, data=dataclasses.replace(config.data, batch_size=1))
     participants = [Participant("tutorial", "TensorFlow tutorial (tutorial.py), float32", tutorial_step, (one,))]
@@ -300,4 +309,4 @@ def tutorial_against_ours(config: TrainConfig, precisions: tuple[str, ...], roun
         ours = dataclasses.replace(one, run=dataclasses.replace(one.run, mixed_precision=precision))
         participants.append(Participant(f"pix2pix_tf {precision_label(precision)}",
                                         f"our step, --mixed_precision={precision}", our_step, (ours,)))
-    return interleave(participants, rounds, steps)
+    return interleave(participants, rounds, steps, warmup_steps)
