@@ -28,6 +28,7 @@ from absl import app, flags  # noqa: E402
 
 from pix2pix_tf import config as cfg  # noqa: E402
 from pix2pix_tf import writing  # noqa: E402
+from pix2pix_tf.benchmark.sidebyside import WARMUP_STEPS  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "shapes", "Dataset the training step reads (as train.py's --dataset).")
@@ -41,8 +42,8 @@ cli.define_list("batch_sizes", ["1", "4"], "Global batch sizes to time training 
 flags.DEFINE_enum("mixed_precision", "off", cfg.MIXED_PRECISION, "As train.py's, for the training rows and levers.")
 flags.DEFINE_bool("jit_compile", False, "As train.py's (XLA), for the training rows.")
 flags.DEFINE_integer("steps", 20, "Training steps timed per batch size (after --warmup_steps).")
-flags.DEFINE_integer("warmup_steps", 2, "Untimed steps before the timed ones of each training row, lever and "
-                     "side-by-side participant (the first traces the step); 0: the first timed step traces.")
+flags.DEFINE_integer("warmup_steps", WARMUP_STEPS, "Untimed steps before the timed ones of each training row, "
+                     "lever and side-by-side participant (the first traces the step); 0: the first timed step traces.")
 flags.DEFINE_integer("pipeline_images", 200, "Images timed through the input pipeline alone.")
 cli.define_list("levers", ["plain", "fused_adam", "xla"],
                   "Step variants timed in turns at batch 1 (first: the reference for loss differences); empty: skip.")

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 from pix2pix_tf.benchmark.processes import forked_context
 
+WARMUP_STEPS = 2  # Untimed steps before the timed ones, by default: the first traces the step.
+
 
 @dataclasses.dataclass(frozen=True)
 class Participant:
@@ -71,7 +73,7 @@ def _answer(name: str, connection: Any) -> Any:
     return value
 
 
-def interleave(participants: list[Participant], rounds: int, steps: int, warmup: int = 2) -> SideBySide:
+def interleave(participants: list[Participant], rounds: int, steps: int, warmup: int = WARMUP_STEPS) -> SideBySide:
     """Times every participant's step in `rounds` interleaved rounds of `steps` steps each,
     after `warmup` untimed steps of each (with none, the first round's also trace); the first
     participant is the baseline of the ratios."""

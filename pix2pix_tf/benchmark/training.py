@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from pix2pix_tf.benchmark.machine import FlopCount, graph_flops, median_seconds, peak_rss_mib
-from pix2pix_tf.benchmark.sidebyside import Participant, SideBySide, interleave
+from pix2pix_tf.benchmark.sidebyside import WARMUP_STEPS, Participant, SideBySide, interleave
 from pix2pix_tf.benchmark.tutorial import TutorialPix2Pix
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
@@ -92,9 +92,6 @@ def wait_for_step(gan: Pix2Pix, iterator: Iterator) -> dict[str, float]:
 
 def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-WARMUP_STEPS = 2  # Untimed steps before the timed ones, by default: the first traces the step.
 
 
 def _time_steps(step: Callable[[], object], steps: int, warmup: int = WARMUP_STEPS) -> tuple[float, float, float]:
