@@ -52,7 +52,8 @@ class TorchBatchNormalization(layers.BatchNormalization):
     `moving_variance` towards the unbiased one (x n / (n - 1), n the values per channel:
     batch x height x width, summed over replicas when `synchronized`), as PyTorch's
     `running_var`. Variables, their names and so checkpoints are Keras'; inference-mode
-    calls and renorm are Keras' own code.
+    calls and renorm are Keras' own code. A float32 training call is TensorFlow's fused
+    kernel, which computes the same; other calls write the formula out.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -60,18 +61,47 @@ class TorchBatchNormalization(layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         if mask is not None:
             raise ValueError(f"{self.name}: masked inputs are not supported in training.")
+        norm = self._fused_training_norm if self._fusable(inputs) else self._written_out_training_norm
+        outputs, mean, unbiased = norm(inputs)
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, unbiased)):
+            moving.assign(tf.cast(moving, batch.dtype) * self.momentum + batch * (1.0 - self.momentum))
+        return tf.cast(outputs, self.compute_dtype)
+
+    def _fusable(self, inputs: tf.Tensor) -> bool:
+        """Whether TensorFlow's fused kernel computes this layer's training call.
+
+        One FusedBatchNormV3 op (and one op for its gradient) stands for the dozen of the
+        formula written out, so a training step traces and is optimised in a fraction of the
+        time. The kernel has no float64 and no cross-replica moments. Its bfloat16 and float16
+        forms stay unused: the fused bfloat16 kernel moved held-out L1 in the precision
+        quality check (docs/performance.md), so 16-bit training keeps the formula in float32.
+        """
+        return (inputs.shape.rank == 4 and self.axis in (-1, 3) and not self.synchronized
+                and self.center and self.scale and inputs.dtype == tf.float32)
+
+    def _fused_training_norm(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(normalised inputs, batch mean, unbiased batch variance) from the fused kernel, which
+        normalises with the biased variance and returns the unbiased one, as PyTorch (and 0,
+        as the formula, for one value per channel)."""
+        no_estimate = tf.constant([], tf.float32)  # Training mode: the kernel computes the moments.
+        outputs, mean, unbiased, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=tf.cast(self.gamma, tf.float32), offset=tf.cast(self.beta, tf.float32),
+            mean=no_estimate, variance=no_estimate, epsilon=self.epsilon, exponential_avg_factor=1.0,
+            data_format="NHWC", is_training=True)
+        return outputs, mean, unbiased
+
+    def _written_out_training_norm(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(normalised inputs, batch mean, unbiased batch variance), computed in float32 or wider."""
         x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         mean, variance, count = self._moments_and_count(x)
         # PyTorch's n / (n - 1); a single value per channel (where PyTorch refuses to train)
         # has variance 0 and moves the estimate towards 0 rather than NaN.
         unbiased = variance * (count / tf.maximum(count - 1.0, 1.0))
-        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, unbiased)):
-            moving.assign(tf.cast(moving, x.dtype) * self.momentum + batch * (1.0 - self.momentum))
         outputs = keras.ops.batch_normalization(
             x, mean, variance, axis=self.axis, epsilon=self.epsilon,
             offset=tf.cast(self.beta, x.dtype) if self.center else None,
             scale=tf.cast(self.gamma, x.dtype) if self.scale else None)
-        return tf.cast(outputs, self.compute_dtype)
+        return outputs, mean, unbiased
 
     def _moments_and_count(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Per-channel (mean, biased variance, n) of the batch; with `synchronized`, of the
