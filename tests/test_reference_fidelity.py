@@ -432,9 +432,10 @@ def _torch_batch_norm_gradients(x: np.ndarray, gamma: np.ndarray, upstream: np.n
     the textbook backward pass of y = gamma * (x - mean) / sqrt(biased var + eps) + beta."""
     axes = (0, 1, 2)
     n = x.size // x.shape[-1]
-    normalised = (x - x.mean(axis=axes)) / np.sqrt(x.var(axis=axes) + 1e-5)
+    inverse_std = 1.0 / np.sqrt(x.var(axis=axes) + 1e-5)
+    normalised = (x - x.mean(axis=axes)) * inverse_std
     d_gamma, d_beta = (upstream * normalised).sum(axis=axes), upstream.sum(axis=axes)
-    d_x = gamma / np.sqrt(x.var(axis=axes) + 1e-5) / n * (n * upstream - d_beta - normalised * d_gamma)
+    d_x = gamma * inverse_std / n * (n * upstream - d_beta - normalised * d_gamma)
     return d_x, d_gamma, d_beta
 
 
