@@ -166,12 +166,13 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
     """The suite runs end to end from the command line (tiny models; no timing is judged)."""
     out = tmp_path / "bench.json"
     # A repeated lever is measured once (cli.define_list). The inference part runs in process
-    # (test_inference_rows_time_every_form_and_check_the_tflite_files_against_keras).
+    # (test_inference_rows_time_every_form_and_check_the_tflite_files_against_keras). One side-by-side
+    # round: test_benchmark_side_by_side.py interleaves several.
     result = forked.run(
         [sys.executable, "-m", "pix2pix_tf.benchmark", f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}",
          *BENCHMARK_MODEL, "--batch_sizes=1", "--steps=1", "--warmup_steps=0", "--pipeline_images=1",
          "--levers=plain,fused_adam,plain", "--lever_steps=1", "--noinference", "--matmul_size=256",
-         "--profile_steps=1", "--side_by_side_rounds=2", "--side_by_side_steps=1",
+         "--profile_steps=1", "--side_by_side_rounds=1", "--side_by_side_steps=1",
          "--precisions=off,mixed_bfloat16", f"--json={out}"],
         cwd=ROOT, timeout=1800)  # A hang guard (a slow hour took over 10 min).
     assert result.returncode == 0, result.stderr[-3000:]
@@ -195,7 +196,7 @@ def test_benchmark_prints_and_writes_every_figure(tmp_path, data_dir):
         one["images_per_second"] / tutorial["images_per_second"])
     assert summary["reuse_memory_speedup"] == pytest.approx(system_malloc["step_seconds"] / one["step_seconds"])
     side = figures["side_by_side"]  # Real steps: the tutorial's (its own 256x256 models), ours in each precision.
-    check_figures(sidebyside.SideBySide(**side), ["tutorial", "pix2pix_tf float32", "pix2pix_tf mixed_bfloat16"], 2)
+    check_figures(sidebyside.SideBySide(**side), ["tutorial", "pix2pix_tf float32", "pix2pix_tf mixed_bfloat16"], 1)
     assert side["descriptions"]["pix2pix_tf mixed_bfloat16"] == "our step, --mixed_precision=mixed_bfloat16"
     assert summary["side_by_side_float32_over_tutorial"] == side["over_baseline"]["pix2pix_tf float32"]
     # The profiler's op times: convolutions and the fused Adam kernel, within the profiled step's time.

@@ -470,14 +470,20 @@ def test_batch_norm_training_gradients_are_torch_batch_norm2d_s(norm, dtype):
     ("batch", "float32", (1, 1), True), ("batch", "mixed_bfloat16", (5, 7), False),
     ("batch", "float64", (5, 7), False), ("syncbatch", "float32", (5, 7), False)])
 def test_batch_norm_trains_with_one_fused_op_where_the_kernel_computes_the_reference(norm, dtype, spatial, fused):
-    """One op (and one gradient op) in place of the formula's dozen: a training step traces and
-    is optimised faster. 16-bit activations, float64 and cross-replica moments keep the formula."""
+    """One op (and one gradient op) in place of the formula's dozen, the moving averages' update
+    included: a training step traces and is optimised faster. 16-bit activations, float64 and
+    cross-replica moments keep the formula."""
     layer = blocks.normalization(norm)
     layer.dtype_policy = keras.DTypePolicy(dtype)
     layer.build((None, *spatial, 3))
     inputs = tf.TensorSpec((2, *spatial, 3), layer.compute_dtype)
     graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(inputs).graph
-    assert ("FusedBatchNormV3" in {op.type for op in graph.get_operations()}) == fused
+    op_types = {op.type for op in graph.get_operations()}
+    assert ("FusedBatchNormV3" in op_types) == fused
+    if fused:  # No arithmetic beside the kernel: it also moves the estimates (by 1 - momentum = 0.1).
+        assert not op_types & {"Mul", "AddV2", "Sub", "Cast"}, op_types
+        (kernel,) = [op for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+        assert kernel.get_attr("exponential_avg_factor") == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -61,10 +61,15 @@ class TorchBatchNormalization(layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         if mask is not None:
             raise ValueError(f"{self.name}: masked inputs are not supported in training.")
-        norm = self._fused_training_norm if self._fusable(inputs) else self._written_out_training_norm
-        outputs, mean, unbiased = norm(inputs)
-        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, unbiased)):
-            moving.assign(tf.cast(moving, batch.dtype) * self.momentum + batch * (1.0 - self.momentum))
+        if self._fusable(inputs):
+            outputs, moved_mean, moved_variance = self._fused_training_norm(inputs)
+        else:
+            outputs, mean, unbiased = self._written_out_training_norm(inputs)
+            moved_mean, moved_variance = (tf.cast(moving, batch.dtype) * self.momentum + batch * (1.0 - self.momentum)
+                                          for moving, batch in ((self.moving_mean, mean),
+                                                                (self.moving_variance, unbiased)))
+        self.moving_mean.assign(moved_mean)
+        self.moving_variance.assign(moved_variance)
         return tf.cast(outputs, self.compute_dtype)
 
     def _fusable(self, inputs: tf.Tensor) -> bool:
@@ -80,15 +85,15 @@ class TorchBatchNormalization(layers.BatchNormalization):
                 and self.center and self.scale and inputs.dtype == tf.float32)
 
     def _fused_training_norm(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(normalised inputs, batch mean, unbiased batch variance) from the fused kernel, which
-        normalises with the biased variance and returns the unbiased one, as PyTorch (and 0,
-        as the formula, for one value per channel)."""
-        no_estimate = tf.constant([], tf.float32)  # Training mode: the kernel computes the moments.
-        outputs, mean, unbiased, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        """(normalised inputs, moved mean, moved variance) from the fused kernel, which
+        normalises with the biased variance and moves the estimates by `1 - momentum` towards
+        the batch mean and the unbiased variance, as PyTorch (towards 0, as the formula, for one
+        value per channel)."""
+        outputs, moved_mean, moved_variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
             x=inputs, scale=tf.cast(self.gamma, tf.float32), offset=tf.cast(self.beta, tf.float32),
-            mean=no_estimate, variance=no_estimate, epsilon=self.epsilon, exponential_avg_factor=1.0,
-            data_format="NHWC", is_training=True)
-        return outputs, mean, unbiased
+            mean=tf.cast(self.moving_mean, tf.float32), variance=tf.cast(self.moving_variance, tf.float32),
+            epsilon=self.epsilon, exponential_avg_factor=1.0 - self.momentum, data_format="NHWC", is_training=True)
+        return outputs, moved_mean, moved_variance
 
     def _written_out_training_norm(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(normalised inputs, batch mean, unbiased batch variance), computed in float32 or wider."""
