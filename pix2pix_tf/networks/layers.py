@@ -61,13 +61,8 @@ class TorchBatchNormalization(layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         if mask is not None:
             raise ValueError(f"{self.name}: masked inputs are not supported in training.")
-        if self._fusable(inputs):
-            outputs, moved_mean, moved_variance = self._fused_training_norm(inputs)
-        else:
-            outputs, mean, unbiased = self._written_out_training_norm(inputs)
-            moved_mean, moved_variance = (tf.cast(moving, batch.dtype) * self.momentum + batch * (1.0 - self.momentum)
-                                          for moving, batch in ((self.moving_mean, mean),
-                                                                (self.moving_variance, unbiased)))
+        norm = self._fused_training_norm if self._fusable(inputs) else self._written_out_training_norm
+        outputs, moved_mean, moved_variance = norm(inputs)
         self.moving_mean.assign(moved_mean)
         self.moving_variance.assign(moved_variance)
         return tf.cast(outputs, self.compute_dtype)
@@ -96,7 +91,7 @@ class TorchBatchNormalization(layers.BatchNormalization):
         return outputs, moved_mean, moved_variance
 
     def _written_out_training_norm(self, inputs: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(normalised inputs, batch mean, unbiased batch variance), computed in float32 or wider."""
+        """(normalised inputs, moved mean, moved variance), computed in float32 or wider."""
         x = tf.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         mean, variance, count = self._moments_and_count(x)
         # PyTorch's n / (n - 1); a single value per channel (where PyTorch refuses to train)
@@ -106,7 +101,11 @@ class TorchBatchNormalization(layers.BatchNormalization):
             x, mean, variance, axis=self.axis, epsilon=self.epsilon,
             offset=tf.cast(self.beta, x.dtype) if self.center else None,
             scale=tf.cast(self.gamma, x.dtype) if self.scale else None)
-        return outputs, mean, unbiased
+        return outputs, self._moved(self.moving_mean, mean), self._moved(self.moving_variance, unbiased)
+
+    def _moved(self, moving: keras.Variable, batch: tf.Tensor) -> tf.Tensor:
+        """`moving` moved by `1 - momentum` towards `batch` (PyTorch's running-statistics update)."""
+        return tf.cast(moving, batch.dtype) * self.momentum + batch * (1.0 - self.momentum)
 
     def _moments_and_count(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Per-channel (mean, biased variance, n) of the batch; with `synchronized`, of the
