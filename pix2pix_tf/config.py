@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import types
-import typing
 from typing import Any, Optional
 
 from pix2pix_tf import catalogue, regular_files, writing
+from pix2pix_tf.config_checks import (
+    check_choice,
+    check_number,
+    check_positive,
+    check_side_within_cap,
+    json_kind,
+    typed_section,
+)
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.workdir import Workdir
 
 # The image policy's cap on one image, in pixels (`pix2pix_tf.images` enforces it): stated here,
 # where TensorFlow-free readers (flags' help, the export's declarations) find it.
 DEFAULT_MAX_PIXELS = 4096 * 4096
-# The largest --max_pixels: 2**32 (65536 x 65536), over what the formats and TensorFlow's decoders
-# hold (JPEG and GIF sides stop at 65535, WebP's at 16383; its PNG decoder refuses 2**29 pixels),
-# so no cap of use is refused; every size computed from it stays far inside int64, the graph's
-# integers (a read's byte cap, 8 bytes a pixel: 32 GiB). A larger value, or a typo of 20 digits,
-# is refused in one line instead of failing inside every image read.
-MAX_PIXELS_LIMIT = 2**32
-# Upper bounds of `check_positive`'s values: name -> (bound, why it is there).
-_UPPER_BOUNDS = {"max_pixels": (MAX_PIXELS_LIMIT, "65536 x 65536, more than any image TensorFlow decodes")}
 
 GENERATORS = tuple(catalogue.GENERATORS)  # The names; what each is and takes: pix2pix_tf.catalogue.
 DISCRIMINATORS = ("basic", "n_layers", "pixel", "image", "multiscale")
@@ -76,9 +73,9 @@ class ModelConfig:
         catalogue.check_side(flag, side, self.size_multiple, f"--generator={self.generator}")
 
     def validate(self) -> None:
-        _check_choice("generator", self.generator, GENERATORS)
-        _check_choice("discriminator", self.discriminator, DISCRIMINATORS)
-        _check_choice("norm", self.norm, NORMS)
+        check_choice("generator", self.generator, GENERATORS)
+        check_choice("discriminator", self.discriminator, DISCRIMINATORS)
+        check_choice("norm", self.norm, NORMS)
         for name in ("n_layers_d", "ngf", "ndf", "num_d"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
@@ -107,13 +104,13 @@ class DataConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def validate(self) -> None:
-        _check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
+        check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
         if self.dataset.strip() == FOLDER_PREFIX:  # Not the current directory, read without a word.
             raise ConfigError("--dataset=folder: names no folder: give the path of your images, "
                               "--dataset=folder:/path/to/images.")
         check_positive(max_pixels=self.max_pixels)
         if self.direction is not None:
-            _check_choice("direction", self.direction, DIRECTIONS)
+            check_choice("direction", self.direction, DIRECTIONS)
         if self.crop_size < 1 or self.load_size < 1:
             raise ConfigError("--crop_size and --load_size must be positive.")
         if self.preprocess in ("resize_and_crop", "scale_width_and_crop") and self.crop_size > self.load_size:
@@ -164,7 +161,7 @@ class LossConfig:
     lambda_feat: float = 0.0  # pix2pixHD's discriminator feature matching (its paper: 10); 0: off.
 
     def validate(self) -> None:
-        _check_choice("gan_mode", self.gan_mode, GAN_MODES)
+        check_choice("gan_mode", self.gan_mode, GAN_MODES)
         for name in ("lambda_l1", "gan_weight", "lambda_feat"):
             check_number(name, getattr(self, name))
         if self.lambda_l1 < 0 or self.gan_weight < 0:
@@ -228,8 +225,8 @@ class RunConfig:
     mixed_precision: str = "off"
 
     def validate(self) -> None:
-        _check_choice("strategy", self.strategy, STRATEGIES)
-        _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         for name in ("save_every", "log_every", "sample_every", "keep_checkpoints", "cpu_replicas"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
@@ -265,13 +262,13 @@ class TrainConfig:
         sections = {field.name: field.default_factory for field in dataclasses.fields(cls)}  # type: ignore[misc]
         if not isinstance(values, dict):
             raise ConfigError(f"{source} must hold a JSON object with the sections {', '.join(sections)}; "
-                              f"it holds {_json_kind(values)}.")
+                              f"it holds {json_kind(values)}.")
         unknown = sorted(set(values) - set(sections))
         if unknown:
             raise ConfigError(f"{source}: unknown sections {unknown}; the known ones are {', '.join(sections)}.")
         parts = {}
         for name, part_cls in sections.items():
-            part = _typed_section(part_cls, name, values.get(name, {}), source)
+            part = typed_section(part_cls, name, values.get(name, {}), source)
             try:
                 part.validate()
             except ConfigError as e:
@@ -325,42 +322,6 @@ def check_resumable(stored: TrainConfig, requested: TrainConfig) -> None:
         )
 
 
-def _typed_section(part_cls: type, name: str, values: Any, source: str) -> Any:
-    """One section of config.json as `part_cls`, each field checked against its type hint."""
-    if not isinstance(values, dict):
-        raise ConfigError(f"{source}: section '{name}' must be a JSON object, not {_json_kind(values)}.")
-    hints = typing.get_type_hints(part_cls)
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        raise ConfigError(f"{source}: unknown keys in '{name}': {unknown}")
-    return part_cls(**{key: _typed_value(f"{name}.{key}", value, hints[key], source)
-                       for key, value in values.items()})
-
-
-def _typed_value(field: str, value: Any, hint: Any, source: str) -> Any:
-    """`value` if it has the type `hint` (int, float, bool, str, or Optional of one), else a
-    ConfigError. Strict: JSON true is not an int, "64" is not a number; an int is a float."""
-    allowed = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
-    if value is None and type(None) in allowed:
-        return None
-    kind = next(t for t in allowed if t is not type(None))
-    if kind is float and type(value) in (int, float) and math.isfinite(value):
-        return float(value)
-    if type(value) is kind and kind in (int, bool, str):
-        return value
-    expected = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(
-        kind, getattr(kind, "__name__", str(kind)))
-    optional = " or null" if type(None) in allowed else ""
-    raise ConfigError(f"{source}: {field} must be {expected}{optional}, not {json.dumps(value)}. "
-                      "Correct the file, or start the run again in a new --workdir.")
-
-
-def _json_kind(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
 def _check_parts_agree(model: ModelConfig, data: DataConfig, loss: LossConfig) -> None:
     """The checks that need two sections: each one alone may be valid and the run still impossible."""
     if data.preprocess in CROPPING_MODES:  # Native sizes are checked against the data (data.checks).
@@ -375,31 +336,6 @@ def _check_feature_matching(model: ModelConfig, loss: LossConfig) -> None:
         raise ConfigError("--lambda_feat needs a discriminator with intermediate features (a PatchGAN: "
                           "basic, n_layers, image or multiscale); --discriminator=pixel has none. "
                           "Choose another --discriminator, or --lambda_feat=0.")
-
-
-def check_side_within_cap(flag: str, side: int, max_pixels: int) -> None:
-    """Refuses --`flag`=`side` when a `side`x`side` image is over the pixel cap: it would end in an
-    out-of-memory error after the work started, where the cap promises a bound."""
-    if side * side > max_pixels:
-        raise ConfigError(f"--{flag}={side} makes {side}x{side} images ({side * side} pixels), over "
-                          f"--max_pixels={max_pixels}: use a smaller --{flag} or a larger --max_pixels.")
-
-
-def check_number(name: str, value: float) -> None:
-    """Refuses NaN and infinities, which no comparison with a bound catches (NaN < 0 is false)."""
-    if not math.isfinite(value):
-        raise ConfigError(f"--{name} must be a finite number, got {value}.")
-
-
-def check_positive(**values: Optional[int]) -> None:
-    """Refuses sizes, counts and caps below 1, or above their bound where one is set
-    (`_UPPER_BOUNDS`); None: not given, the default applies."""
-    for name, value in values.items():
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name} must be at least 1, got {value}.")
-        bound, why = _UPPER_BOUNDS.get(name, (None, ""))
-        if value is not None and bound is not None and value > bound:
-            raise ConfigError(f"--{name} must be at most {bound} ({why}), got {value}.")
 
 
 def _check_discriminator_fits(model: ModelConfig, data: DataConfig) -> None:
@@ -440,8 +376,3 @@ def check_discriminator_fits(model: ModelConfig, side: int, where: str, larger: 
         hints.append(f"--num_d={most}")
     raise ConfigError(f"--discriminator={model.discriminator}: {what} leaves no patch of a {side}x{side} image "
                       f"({where}). Use {' or '.join(hints + [larger])}.")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"--{name}={value!r} is not one of {', '.join(choices)}.")

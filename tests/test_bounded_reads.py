@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf import images, regular_files
-from pix2pix_tf.config import MAX_PIXELS_LIMIT
+from pix2pix_tf.config_checks import MAX_PIXELS_LIMIT
 
 import forked
 from conftest import TINY_DATASET

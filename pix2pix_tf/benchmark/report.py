@@ -10,7 +10,8 @@ import numpy as np
 from pix2pix_tf.benchmark import machine, sidebyside, training
 from pix2pix_tf.benchmark.inference import measure_inference
 from pix2pix_tf.benchmark.processes import in_fresh_process
-from pix2pix_tf.config import MIXED_PRECISION, ConfigError, TrainConfig, check_positive
+from pix2pix_tf.config import MIXED_PRECISION, ConfigError, TrainConfig
+from pix2pix_tf.config_checks import check_positive
 from pix2pix_tf.inference.artifacts import TFLITE_VARIANTS
 from pix2pix_tf.networks.generator import build_generator
 

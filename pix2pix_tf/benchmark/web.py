@@ -27,7 +27,7 @@ from typing import Iterator, Optional
 from absl import app, flags
 
 from pix2pix_tf import cli, regular_files
-from pix2pix_tf.config import check_positive
+from pix2pix_tf.config_checks import check_positive
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 
 FLAGS = flags.FLAGS

@@ -9,7 +9,8 @@ import dataclasses
 import os
 from typing import Any, Mapping, Optional
 
-from pix2pix_tf.config import DEFAULT_MAX_PIXELS, check_positive
+from pix2pix_tf.config import DEFAULT_MAX_PIXELS
+from pix2pix_tf.config_checks import check_positive
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.export.target import Deferred, Flag, Target
 

@@ -19,7 +19,8 @@ from typing import Callable, Optional
 from absl import flags
 
 from pix2pix_tf import cli
-from pix2pix_tf.config import DEFAULT_MAX_PIXELS, TrainConfig, check_positive, check_side_within_cap
+from pix2pix_tf.config import DEFAULT_MAX_PIXELS, TrainConfig
+from pix2pix_tf.config_checks import check_positive, check_side_within_cap
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import checkpoint_source, sources
 from pix2pix_tf.inference.mode import PAPER, InferenceMode
