@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf import regular_files
-from pix2pix_tf.experiments import paper
+from pix2pix_tf.experiments import paper, paper_report
 
 import forked
 
@@ -74,7 +74,7 @@ def test_table_3_variants_have_the_paper_receptive_fields(tmp_path, variant, fie
 def test_tables_put_ours_beside_the_papers_numbers():
     results = {"l1": {"marker": {"status": "done", "train_seconds": 1.0}, "metrics": METRICS},
                "gan": {"marker": {"status": "failed", "error": "Step 7: non-finite loss"}, "metrics": None}}
-    text = paper.markdown_tables(results, paper.SETTINGS["tiny"], "cmd")
+    text = paper_report.markdown_tables(results, paper.SETTINGS["tiny"], "cmd")
     assert "| L1 | 0.500 | 0.250 | 0.125 | 0.42 | 0.15 | 0.11 |" in text
     assert "| Ground truth | 0.900 | 0.800 | 0.700 | 0.80 | 0.26 | 0.21 |" in text
     assert "| GAN (failed: Step 7: non-finite loss) | - | - | - | 0.22 | 0.05 | 0.01 |" in text  # Never hidden.

@@ -24,15 +24,9 @@ from typing import Optional
 from absl import flags
 
 from pix2pix_tf import cli, writing
-from pix2pix_tf.experiments.paper import (
-    Setting,
-    Variant,
-    argv_for_report,
-    check_folders,
-    collect,
-    exit_status,
-    run_variant,
-)
+from pix2pix_tf.experiments.paper import argv_for_report, check_folders, exit_status, run_variant
+from pix2pix_tf.experiments.paper_report import collect
+from pix2pix_tf.experiments.paper_variants import Setting, Variant
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("patchgan_70", "70x70 PatchGAN (pix2pix)"),
