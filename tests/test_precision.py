@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import keras
 import numpy as np
@@ -21,10 +24,11 @@ from pix2pix_tf.training import precision
 from pix2pix_tf.training.loop import TrainResult, train
 from pix2pix_tf.training.step import Pix2Pix
 
-from conftest import copied_run, tiny_config
+from conftest import TINY_DATASET, copied_run, tiny_config
 from programs import run_program
 
 NO_GPU = not tf.config.list_logical_devices("GPU")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def gan_under(tmp_path, data_dir, policy: str) -> Pix2Pix:
@@ -148,13 +152,119 @@ def test_the_run_logs_its_choice_and_warns_of_emulated_bfloat16(caplog):
     caplog.clear()
     with caplog.at_level("INFO", logger="absl"):
         assert precision.resolve("mixed_bfloat16", strategy, CPU).policy == "mixed_bfloat16"
-    assert "neither AVX512-BF16 nor AMX: bfloat16 arithmetic is emulated here" in caplog.text
+    assert "This CPU has neither amx_bf16 nor avx512_bf16: bfloat16 arithmetic is emulated here" in caplog.text
     caplog.clear()
     amx = dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"amx_bf16"})
     with caplog.at_level("INFO", logger="absl"):
         assert precision.resolve("mixed_bfloat16", strategy, amx).policy == "mixed_bfloat16"
     assert "Arithmetic: mixed_bfloat16 (--mixed_precision=mixed_bfloat16)" in caplog.text
     assert "emulated" not in caplog.text
+
+
+BF16_CPU = dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"avx512_bf16"})
+AMX_CPU = dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"amx_bf16", "amx_tile"})
+
+
+@pytest.mark.parametrize("hardware,policy,seen", [
+    (dataclasses.replace(BF16_CPU, onednn_cap="AVX2"), None,
+     "avx512_bf16, but ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN below AVX512_CORE_BF16"),
+    (dataclasses.replace(BF16_CPU, onednn_cap="AVX512_CORE_VNNI"), None, "keeps oneDNN below AVX512_CORE_BF16"),
+    (dataclasses.replace(BF16_CPU, onednn_cap="AVX512_CORE_BF16"), "mixed_bfloat16", "in hardware (avx512_bf16)"),
+    (dataclasses.replace(AMX_CPU, onednn_cap="AVX512_CORE_BF16"), None, "keeps oneDNN below AVX10_1_512_AMX"),
+    (dataclasses.replace(AMX_CPU, cpu_flags=AMX_CPU.cpu_flags | {"avx512_bf16"}, onednn_cap="AVX512_CORE_BF16"),
+     "mixed_bfloat16", "in hardware (avx512_bf16)"),
+    (dataclasses.replace(AMX_CPU, onednn_cap="AVX10_1_512_AMX"), "mixed_bfloat16", "in hardware (amx_bf16)"),
+    (dataclasses.replace(BF16_CPU, onednn=False), None, "TF_ENABLE_ONEDNN_OPTS turns off oneDNN"),
+    (dataclasses.replace(BF16_CPU, onednn=False, onednn_cap="AVX2"), None, "TF_ENABLE_ONEDNN_OPTS"),
+])
+def test_auto_picks_float32_where_onednn_does_not_use_the_bfloat16_instructions(hardware, policy, seen):
+    """A CPU's bfloat16 instructions count where TensorFlow's kernels use them: oneDNN's, when
+    TF_ENABLE_ONEDNN_OPTS leaves it on and ONEDNN_MAX_CPU_ISA does not cap it below them."""
+    choice = precision.choose("auto", hardware)
+    assert (choice.policy, choice.setting) == (policy, policy or "off")
+    assert seen in choice.reason
+
+
+@pytest.mark.parametrize("environ,onednn,cap", [
+    ({}, True, None), ({"TF_ENABLE_ONEDNN_OPTS": "0"}, False, None), ({"TF_ENABLE_ONEDNN_OPTS": "FALSE"}, False, None),
+    ({"TF_ENABLE_ONEDNN_OPTS": "no"}, True, None),  # TensorFlow reads 0, 1, true and false only.
+    ({"ONEDNN_MAX_CPU_ISA": "avx2"}, True, "AVX2"), ({"DNNL_MAX_CPU_ISA": "AVX512_CORE"}, True, "AVX512_CORE"),
+    ({"ONEDNN_MAX_CPU_ISA": "ALL", "DNNL_MAX_CPU_ISA": "AVX2"}, True, None),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX"}, True, "AVX10_1_512_AMX"),
+    ({"ONEDNN_MAX_CPU_ISA": "DEFAULT"}, True, None), ({"ONEDNN_MAX_CPU_ISA": " avx2 "}, True, None),
+    ({"ONEDNN_MAX_CPU_ISA": "fastest"}, True, None),
+])
+def test_onednn_settings_are_read_as_tensorflow_and_onednn_read_them(environ, onednn, cap):
+    """Which values cap oneDNN (any case; unknown or padded ones do not) and which turn it off was
+    tried on TensorFlow itself: `test_a_onednn_cap_below_bfloat16_is_refused_before_tensorflow_fails`."""
+    assert precision.read_onednn_settings(environ) == {"onednn": onednn, "onednn_cap": cap}
+
+
+def test_explicit_bfloat16_is_refused_where_onednn_would_fail_its_convolutions(caplog):
+    """On a CPU with AVX-512 TensorFlow hands bfloat16 convolutions to oneDNN, which fails them
+    when capped below AVX512_CORE; from there up it emulates them (a warning), and on a CPU
+    without AVX-512, or with oneDNN off, TensorFlow's own kernels emulate them."""
+    for cap in ("SSE41", "AVX2", "AVX2_VNNI_2"):
+        with pytest.raises(ConfigError, match=f"ONEDNN_MAX_CPU_ISA={cap}: TensorFlow gives this CPU's bfloat16 "
+                                              "convolutions to oneDNN, which computes them from AVX512_CORE up"):
+            precision.choose("mixed_bfloat16", dataclasses.replace(BF16_CPU, onednn_cap=cap))
+    assert precision.choose("auto", dataclasses.replace(BF16_CPU, onednn_cap="AVX2")).policy is None
+    avx2_only = precision.Hardware("cpu", cpu_flags=frozenset({"fpu", "avx2"}), onednn_cap="AVX2")
+    for hardware in (dataclasses.replace(BF16_CPU, onednn_cap="AVX512_CORE"), avx2_only,
+                     dataclasses.replace(BF16_CPU, onednn=False, onednn_cap="AVX2")):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="absl"):
+            choice = precision.resolve("mixed_bfloat16", tf.distribute.get_strategy(), hardware)
+        assert choice.policy == "mixed_bfloat16"
+        assert "bfloat16 arithmetic is emulated here" in caplog.text
+
+
+CAPPED_PROCESS = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    from pix2pix_tf.errors import ConfigError
+    from pix2pix_tf.training import precision
+
+    hardware = precision.Hardware.detect(tf.distribute.get_strategy())
+    try:
+        precision.choose("mixed_bfloat16", hardware)
+        refused = False
+    except ConfigError:
+        refused = True
+    x, k = tf.ones([1, 8, 8, 4], tf.bfloat16), tf.ones([3, 3, 4, 4], tf.bfloat16)
+    try:
+        tf.nn.conv2d(x, k, 1, "SAME").numpy()
+        convolved = True
+    except tf.errors.OpError:
+        convolved = False
+    print(json.dumps({"cap": hardware.onednn_cap, "auto": precision.choose("auto", hardware).setting,
+                      "refused": refused, "convolved": convolved}))
+""")
+
+
+@pytest.mark.slow  # Processes of their own: oneDNN reads its cap once, when it starts.
+def test_a_onednn_cap_below_bfloat16_is_refused_before_tensorflow_fails(tmp_path, data_dir):
+    """The rule of `_refuse_bfloat16_that_onednn_fails` against TensorFlow itself: under each cap,
+    explicit bfloat16 is refused exactly where a bfloat16 convolution fails, and auto is float32."""
+    avx512 = "avx512f" in (precision.read_cpu_flags() or ())
+    for cap, fails in (("avx2", avx512), ("AVX512_CORE", False)):
+        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap, TF_CPP_MIN_LOG_LEVEL="3")
+        result = subprocess.run([sys.executable, "-c", CAPPED_PROCESS], env=env, capture_output=True, text=True,
+                                timeout=300, cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        seen = json.loads(result.stdout.splitlines()[-1])
+        assert seen == {"cap": cap.upper(), "auto": "off", "refused": fails, "convolved": not fails}, cap
+    if avx512:  # train.py says so in one line, where TensorFlow printed oneDNN's error in a traceback.
+        result = subprocess.run([sys.executable, "train.py", f"--workdir={tmp_path / 'run'}", f"--data_dir={data_dir}",
+                                 f"--dataset={TINY_DATASET}", "--mixed_precision=mixed_bfloat16", "--steps=1"],
+                                env=dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2"), capture_output=True, text=True,
+                                timeout=300, cwd=ROOT)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+            "error: --mixed_precision=mixed_bfloat16 cannot run here with ONEDNN_MAX_CPU_ISA=AVX2: TensorFlow gives "
+            "this CPU's bfloat16 convolutions to oneDNN, which computes them from AVX512_CORE up. Unset "
+            "ONEDNN_MAX_CPU_ISA (or raise it to AVX512_CORE or higher), or use --mixed_precision=off or auto."]
+        assert not (tmp_path / "run" / "config.json").exists()
 
 
 def auto_resolves_to() -> str:

@@ -13,7 +13,8 @@ the gradient divided after, and a step whose gradient overflows is skipped and t
 halved). bfloat16 has float32's exponent range and needs none.
 
 `auto` picks what the hardware computes fastest: a 16-bit type only where the hardware has
-instructions for it, since an emulated one is slower than float32. The decision
+instructions for it and TensorFlow's kernels use them (on CPUs, oneDNN's: on, and not capped
+below them), since an emulated one is slower than float32. The decision
 (`choose`) is a pure function of a `Hardware` description, so that every branch can be
 tested on any machine; `Hardware.detect` reads the machine the run is on.
 
@@ -24,7 +25,8 @@ changed Keras' global dtype policy would change every model its caller builds af
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+import os
+from typing import Any, Mapping, Optional
 
 import keras
 import tensorflow as tf
@@ -36,6 +38,18 @@ from pix2pix_tf.errors import ConfigError
 # The x86 flags (Linux' /proc/cpuinfo names) of bfloat16 arithmetic in hardware, which
 # oneDNN's bfloat16 convolutions use; without one of them it emulates bfloat16.
 CPU_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
+# oneDNN's instruction sets, lowest first (its `dnnl_cpu_isa_t`; the AVX512_CORE_* names of the
+# upper three are aliases). ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA (its older name), caps the
+# ones it uses; a value it does not know, in any case, caps nothing.
+ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+               "AVX512_CORE_BF16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16")
+_ONEDNN_ISA_ALIASES = {"AVX512_CORE_FP16": "AVX10_1_512", "AVX512_CORE_AMX": "AVX10_1_512_AMX",
+                       "AVX512_CORE_AMX_FP16": "AVX10_1_512_AMX_FP16"}
+# The lowest cap under which oneDNN still uses each flag of CPU_BFLOAT16_FLAGS.
+BFLOAT16_ISAS = {"amx_bf16": "AVX10_1_512_AMX", "avx512_bf16": "AVX512_CORE_BF16"}
+# TensorFlow hands bfloat16 convolutions to oneDNN on a CPU with one of these flags, whatever the
+# cap; oneDNN computes them from the flag's instruction set up and fails them below it.
+BFLOAT16_ONEDNN_FLOORS = {"avx512f": "AVX512_CORE", "avx_ne_convert": "AVX2_VNNI_2"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +60,12 @@ class Hardware:
     cpu_flags: Optional[frozenset[str]] = None  # The CPU's flags; None where they cannot be read.
     # Each GPU's CUDA compute capability (major, minor); None for a GPU that reports none.
     gpu_capabilities: tuple[Optional[tuple[int, int]], ...] = ()
+    onednn: bool = True  # Whether TensorFlow computes with oneDNN on the CPU (TF_ENABLE_ONEDNN_OPTS).
+    onednn_cap: Optional[str] = None  # The instruction set oneDNN is capped at (ONEDNN_ISAS); None: none.
+
+    def onednn_reaches(self, isa: str) -> bool:
+        """Whether oneDNN may use the instruction set `isa` (one of ONEDNN_ISAS) under its cap."""
+        return self.onednn_cap is None or ONEDNN_ISAS.index(self.onednn_cap) >= ONEDNN_ISAS.index(isa)
 
     @classmethod
     def detect(cls, strategy: tf.distribute.Strategy) -> Hardware:
@@ -56,7 +76,16 @@ class Hardware:
         if gpus and tf.config.list_logical_devices("GPU"):
             return cls("gpu", gpu_capabilities=tuple(
                 tf.config.experimental.get_device_details(gpu).get("compute_capability") for gpu in gpus))
-        return cls("cpu", cpu_flags=read_cpu_flags())
+        return cls("cpu", cpu_flags=read_cpu_flags(), **read_onednn_settings(os.environ))
+
+
+def read_onednn_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`Hardware`'s oneDNN fields as TensorFlow and oneDNN read `environ`: oneDNN is on unless
+    TF_ENABLE_ONEDNN_OPTS is 0 or false; its cap is ONEDNN_MAX_CPU_ISA's, else DNNL_MAX_CPU_ISA's."""
+    onednn = environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
+    cap = environ.get("ONEDNN_MAX_CPU_ISA", environ.get("DNNL_MAX_CPU_ISA", "")).upper()
+    cap = _ONEDNN_ISA_ALIASES.get(cap, cap)
+    return {"onednn": onednn, "onednn_cap": cap if cap in ONEDNN_ISAS else None}
 
 
 def read_cpu_flags(path: str = "/proc/cpuinfo") -> Optional[frozenset[str]]:
@@ -96,13 +125,15 @@ def choose(requested: str, hardware: Hardware) -> Choice:
         raise ConfigError("--mixed_precision=mixed_float16 is not supported on TPUs; use mixed_bfloat16 or auto.")
     if requested == "off":
         return Choice(None, "--mixed_precision=off")
+    if requested == "mixed_bfloat16" and hardware.device == "cpu":
+        _refuse_bfloat16_that_onednn_fails(hardware)
     if requested != "auto":
         return Choice(requested, f"--mixed_precision={requested}")
     if hardware.device == "tpu":
         return Choice("mixed_bfloat16", "auto: a TPU computes in bfloat16 natively")
     if hardware.device == "gpu":
         return _choose_on_gpus(hardware.gpu_capabilities)
-    return _choose_on_cpu(hardware.cpu_flags)
+    return _choose_on_cpu(hardware)
 
 
 def _choose_on_gpus(capabilities: tuple[Optional[tuple[int, int]], ...]) -> Choice:
@@ -118,14 +149,43 @@ def _choose_on_gpus(capabilities: tuple[Optional[tuple[int, int]], ...]) -> Choi
     return Choice(None, f"auto: {seen} has no tensor cores, so float32")
 
 
-def _choose_on_cpu(flags: Optional[frozenset[str]]) -> Choice:
-    if flags is None:
+def _choose_on_cpu(hardware: Hardware) -> Choice:
+    if hardware.cpu_flags is None:
         return Choice(None, "auto: this CPU's flags cannot be read (no /proc/cpuinfo), so float32")
-    found = [flag for flag in CPU_BFLOAT16_FLAGS if flag in flags]
-    if found:
-        return Choice("mixed_bfloat16", f"auto: this CPU computes bfloat16 in hardware ({', '.join(found)})")
-    return Choice(None, f"auto: this CPU has neither {' nor '.join(CPU_BFLOAT16_FLAGS)}, where bfloat16 "
-                        "is emulated and slower than float32, so float32")
+    used, unused = _bfloat16_instructions(hardware)
+    if used:
+        return Choice("mixed_bfloat16", f"auto: this CPU computes bfloat16 in hardware ({', '.join(used)})")
+    return Choice(None, f"auto: {unused}, where bfloat16 is emulated and slower than float32, so float32")
+
+
+def _bfloat16_instructions(hardware: Hardware) -> tuple[list[str], str]:
+    """The flags of CPU_BFLOAT16_FLAGS whose instructions TensorFlow's bfloat16 kernels use on
+    this CPU, and where there are none, why: the CPU lacks them, oneDNN is off (TensorFlow's own
+    bfloat16 kernels emulate), or its cap keeps it below them."""
+    found = [flag for flag in CPU_BFLOAT16_FLAGS if flag in (hardware.cpu_flags or ())]
+    if not found:
+        return [], f"this CPU has neither {' nor '.join(CPU_BFLOAT16_FLAGS)}"
+    if not hardware.onednn:
+        return [], f"this CPU has {', '.join(found)}, but TF_ENABLE_ONEDNN_OPTS turns off oneDNN, whose kernels use it"
+    used = [flag for flag in found if hardware.onednn_reaches(BFLOAT16_ISAS[flag])]
+    if used:
+        return used, ""
+    lowest = min((BFLOAT16_ISAS[flag] for flag in found), key=ONEDNN_ISAS.index)
+    return [], (f"this CPU has {', '.join(found)}, but ONEDNN_MAX_CPU_ISA={hardware.onednn_cap} keeps oneDNN "
+                f"below {lowest}, which uses it")
+
+
+def _refuse_bfloat16_that_onednn_fails(hardware: Hardware) -> None:
+    """Refuses bfloat16 where TensorFlow would stop in the first convolution with oneDNN's error:
+    it hands them to oneDNN on this CPU (BFLOAT16_ONEDNN_FLOORS), whose cap keeps it below them."""
+    floors = [isa for flag, isa in BFLOAT16_ONEDNN_FLOORS.items() if flag in (hardware.cpu_flags or ())]
+    if not hardware.onednn or not floors or any(hardware.onednn_reaches(isa) for isa in floors):
+        return
+    lowest = min(floors, key=ONEDNN_ISAS.index)
+    raise ConfigError(f"--mixed_precision=mixed_bfloat16 cannot run here with ONEDNN_MAX_CPU_ISA="
+                      f"{hardware.onednn_cap}: TensorFlow gives this CPU's bfloat16 convolutions to oneDNN, which "
+                      f"computes them from {lowest} up. Unset ONEDNN_MAX_CPU_ISA (or raise it to {lowest} or "
+                      "higher), or use --mixed_precision=off or auto.")
 
 
 def resolve(requested: str, strategy: tf.distribute.Strategy, hardware: Optional[Hardware] = None) -> Choice:
@@ -134,10 +194,11 @@ def resolve(requested: str, strategy: tf.distribute.Strategy, hardware: Optional
     hardware = hardware or Hardware.detect(strategy)
     choice = choose(requested, hardware)
     logging.info("Arithmetic: %s (%s).", choice.policy or "float32", choice.reason)
-    if choice.policy == "mixed_bfloat16" and hardware.device == "cpu" and hardware.cpu_flags is not None \
-            and not any(flag in hardware.cpu_flags for flag in CPU_BFLOAT16_FLAGS):
-        logging.warning("This CPU has neither AVX512-BF16 nor AMX: bfloat16 arithmetic is emulated here "
-                        "and --mixed_precision=mixed_bfloat16 trains slower than float32 (docs/performance.md).")
+    if choice.policy == "mixed_bfloat16" and hardware.device == "cpu" and hardware.cpu_flags is not None:
+        used, unused = _bfloat16_instructions(hardware)
+        if not used:
+            logging.warning("%s: bfloat16 arithmetic is emulated here and --mixed_precision=mixed_bfloat16 trains "
+                            "slower than float32 (docs/performance.md).", unused[0].upper() + unused[1:])
     return choice
 
 
