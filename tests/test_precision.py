@@ -197,7 +197,7 @@ def test_auto_picks_float32_where_onednn_does_not_use_the_bfloat16_instructions(
 def test_onednn_settings_are_read_as_tensorflow_and_onednn_read_them(environ, onednn, cap):
     """Which values cap oneDNN (any case; unknown or padded ones do not) and which turn it off was
     tried on TensorFlow itself: `test_a_onednn_cap_below_bfloat16_is_refused_before_tensorflow_fails`."""
-    assert precision.read_onednn_settings(environ) == {"onednn": onednn, "onednn_cap": cap}
+    assert precision.read_onednn_settings(environ) == (onednn, cap)
 
 
 def test_explicit_bfloat16_is_refused_where_onednn_would_fail_its_convolutions(caplog):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import keras
 import tensorflow as tf
@@ -40,7 +40,7 @@ from pix2pix_tf.errors import ConfigError
 CPU_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
 # oneDNN's instruction sets, lowest first (its `dnnl_cpu_isa_t`; the AVX512_CORE_* names of the
 # upper three are aliases). ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA (its older name), caps the
-# ones it uses; a value it does not know, in any case, caps nothing.
+# ones it uses; it reads the name in any letter case, and a name it does not know caps nothing.
 ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
                "AVX512_CORE_BF16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16")
 _ONEDNN_ISA_ALIASES = {"AVX512_CORE_FP16": "AVX10_1_512", "AVX512_CORE_AMX": "AVX10_1_512_AMX",
@@ -76,16 +76,17 @@ class Hardware:
         if gpus and tf.config.list_logical_devices("GPU"):
             return cls("gpu", gpu_capabilities=tuple(
                 tf.config.experimental.get_device_details(gpu).get("compute_capability") for gpu in gpus))
-        return cls("cpu", cpu_flags=read_cpu_flags(), **read_onednn_settings(os.environ))
+        onednn, onednn_cap = read_onednn_settings(os.environ)
+        return cls("cpu", cpu_flags=read_cpu_flags(), onednn=onednn, onednn_cap=onednn_cap)
 
 
-def read_onednn_settings(environ: Mapping[str, str]) -> dict[str, Any]:
-    """`Hardware`'s oneDNN fields as TensorFlow and oneDNN read `environ`: oneDNN is on unless
-    TF_ENABLE_ONEDNN_OPTS is 0 or false; its cap is ONEDNN_MAX_CPU_ISA's, else DNNL_MAX_CPU_ISA's."""
+def read_onednn_settings(environ: Mapping[str, str]) -> tuple[bool, Optional[str]]:
+    """(whether oneDNN is on, its cap) as TensorFlow and oneDNN read `environ`: on unless
+    TF_ENABLE_ONEDNN_OPTS is 0 or false; the cap ONEDNN_MAX_CPU_ISA's, else DNNL_MAX_CPU_ISA's."""
     onednn = environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false")
     cap = environ.get("ONEDNN_MAX_CPU_ISA", environ.get("DNNL_MAX_CPU_ISA", "")).upper()
     cap = _ONEDNN_ISA_ALIASES.get(cap, cap)
-    return {"onednn": onednn, "onednn_cap": cap if cap in ONEDNN_ISAS else None}
+    return onednn, (cap if cap in ONEDNN_ISAS else None)
 
 
 def read_cpu_flags(path: str = "/proc/cpuinfo") -> Optional[frozenset[str]]:
