@@ -220,7 +220,7 @@ def test_explicit_bfloat16_is_refused_where_onednn_would_fail_its_convolutions(c
 
 
 CAPPED_PROCESS = textwrap.dedent("""
-    import json, sys
+    import json, runpy, sys
     import tensorflow as tf
     from pix2pix_tf.errors import ConfigError
     from pix2pix_tf.training import precision
@@ -238,33 +238,34 @@ CAPPED_PROCESS = textwrap.dedent("""
     except tf.errors.OpError:
         convolved = False
     print(json.dumps({"cap": hardware.onednn_cap, "auto": precision.choose("auto", hardware).setting,
-                      "refused": refused, "convolved": convolved}))
+                      "refused": refused, "convolved": convolved}), flush=True)
+    if len(sys.argv) > 1:  # Then train.py under the same cap, as a user runs it: its exit status is this one's.
+        sys.argv = ["train.py", *sys.argv[1:]]
+        runpy.run_path("train.py", run_name="__main__")
 """)
 
 
 @pytest.mark.slow  # Processes of their own: oneDNN reads its cap once, when it starts.
 def test_a_onednn_cap_below_bfloat16_is_refused_before_tensorflow_fails(tmp_path, data_dir):
     """The rule of `_refuse_bfloat16_that_onednn_fails` against TensorFlow itself: under each cap,
-    explicit bfloat16 is refused exactly where a bfloat16 convolution fails, and auto is float32."""
+    explicit bfloat16 is refused exactly where a bfloat16 convolution fails, and auto is float32.
+    Where it is refused, train.py says so in one line (TensorFlow printed oneDNN's error in a traceback)."""
     avx512 = "avx512f" in (precision.read_cpu_flags() or ())
+    train = [f"--workdir={tmp_path / 'run'}", f"--data_dir={data_dir}", f"--dataset={TINY_DATASET}",
+             "--mixed_precision=mixed_bfloat16", "--steps=1"]
     for cap, fails in (("avx2", avx512), ("AVX512_CORE", False)):
         env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap, TF_CPP_MIN_LOG_LEVEL="3")
-        result = subprocess.run([sys.executable, "-c", CAPPED_PROCESS], env=env, capture_output=True, text=True,
-                                timeout=300, cwd=ROOT)
-        assert result.returncode == 0, result.stderr[-3000:]
-        seen = json.loads(result.stdout.splitlines()[-1])
+        result = subprocess.run([sys.executable, "-c", CAPPED_PROCESS, *(train if fails else [])], env=env,
+                                capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert result.returncode == (1 if fails else 0) and "Traceback" not in result.stderr, result.stderr[-3000:]
+        seen = json.loads(result.stdout.splitlines()[0])
         assert seen == {"cap": cap.upper(), "auto": "off", "refused": fails, "convolved": not fails}, cap
-    if avx512:  # train.py says so in one line, where TensorFlow printed oneDNN's error in a traceback.
-        result = subprocess.run([sys.executable, "train.py", f"--workdir={tmp_path / 'run'}", f"--data_dir={data_dir}",
-                                 f"--dataset={TINY_DATASET}", "--mixed_precision=mixed_bfloat16", "--steps=1"],
-                                env=dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2"), capture_output=True, text=True,
-                                timeout=300, cwd=ROOT)
-        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-        assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
-            "error: --mixed_precision=mixed_bfloat16 cannot run here with ONEDNN_MAX_CPU_ISA=AVX2: TensorFlow gives "
-            "this CPU's bfloat16 convolutions to oneDNN, which computes them from AVX512_CORE up. Unset "
-            "ONEDNN_MAX_CPU_ISA (or raise it to AVX512_CORE or higher), or use --mixed_precision=off or auto."]
-        assert not (tmp_path / "run" / "config.json").exists()
+        if fails:
+            assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+                "error: --mixed_precision=mixed_bfloat16 cannot run here with ONEDNN_MAX_CPU_ISA=AVX2: TensorFlow "
+                "gives this CPU's bfloat16 convolutions to oneDNN, which computes them from AVX512_CORE up. Unset "
+                "ONEDNN_MAX_CPU_ISA (or raise it to AVX512_CORE or higher), or use --mixed_precision=off or auto."]
+            assert not (tmp_path / "run" / "config.json").exists()
 
 
 def auto_resolves_to() -> str:
