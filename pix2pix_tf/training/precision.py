@@ -47,9 +47,9 @@ _ONEDNN_ISA_ALIASES = {"AVX512_CORE_FP16": "AVX10_1_512", "AVX512_CORE_AMX": "AV
                        "AVX512_CORE_AMX_FP16": "AVX10_1_512_AMX_FP16"}
 # The lowest cap under which oneDNN still uses each flag of CPU_BFLOAT16_FLAGS.
 BFLOAT16_ISAS = {"amx_bf16": "AVX10_1_512_AMX", "avx512_bf16": "AVX512_CORE_BF16"}
-# TensorFlow hands bfloat16 convolutions to oneDNN on a CPU with one of these flags, whatever the
-# cap; oneDNN computes them from the flag's instruction set up and fails them below it.
-BFLOAT16_ONEDNN_FLOORS = {"avx512f": "AVX512_CORE", "avx_ne_convert": "AVX2_VNNI_2"}
+# TensorFlow hands bfloat16 convolutions to oneDNN on a CPU with AVX-512 (the flag avx512f), whatever
+# the cap; oneDNN computes them from this instruction set up and fails them below it.
+BFLOAT16_ONEDNN_FLOOR = "AVX512_CORE"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,14 +178,14 @@ def _bfloat16_instructions(hardware: Hardware) -> tuple[list[str], str]:
 
 def _refuse_bfloat16_that_onednn_fails(hardware: Hardware) -> None:
     """Refuses bfloat16 where TensorFlow would stop in the first convolution with oneDNN's error:
-    it hands them to oneDNN on this CPU (BFLOAT16_ONEDNN_FLOORS), whose cap keeps it below them."""
-    floors = [isa for flag, isa in BFLOAT16_ONEDNN_FLOORS.items() if flag in (hardware.cpu_flags or ())]
-    if not hardware.onednn or not floors or any(hardware.onednn_reaches(isa) for isa in floors):
+    it hands them to oneDNN on this CPU, whose cap keeps it below BFLOAT16_ONEDNN_FLOOR."""
+    if not hardware.onednn or "avx512f" not in (hardware.cpu_flags or ()) \
+            or hardware.onednn_reaches(BFLOAT16_ONEDNN_FLOOR):
         return
-    lowest = min(floors, key=ONEDNN_ISAS.index)
+    floor = BFLOAT16_ONEDNN_FLOOR
     raise ConfigError(f"--mixed_precision=mixed_bfloat16 cannot run here with ONEDNN_MAX_CPU_ISA="
                       f"{hardware.onednn_cap}: TensorFlow gives this CPU's bfloat16 convolutions to oneDNN, which "
-                      f"computes them from {lowest} up. Unset ONEDNN_MAX_CPU_ISA (or raise it to {lowest} or "
+                      f"computes them from {floor} up. Unset ONEDNN_MAX_CPU_ISA (or raise it to {floor} or "
                       "higher), or use --mixed_precision=off or auto.")
 
 
