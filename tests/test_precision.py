@@ -161,6 +161,23 @@ def test_the_run_logs_its_choice_and_warns_of_emulated_bfloat16(caplog):
     assert "emulated" not in caplog.text
 
 
+def test_explicit_float16_on_a_cpu_warns_that_it_is_emulated_where_it_is(caplog):
+    """float16 on a CPU without AVX512-FP16 or AMX-FP16 falls back to TensorFlow's emulating kernels
+    (TensorFlow logs `oneDNN supports DT_HALF only on platforms with AVX-512`, even on one with AVX-512)."""
+    strategy = tf.distribute.get_strategy()
+    with caplog.at_level("INFO", logger="absl"):
+        assert precision.resolve("mixed_float16", strategy, CPU).policy == "mixed_float16"
+    assert ("This CPU has neither amx_fp16 nor avx512_fp16: float16 arithmetic is emulated here and "
+            "--mixed_precision=mixed_float16 trains slower than float32") in caplog.text
+    for hardware in (dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"avx512_fp16"}),
+                     precision.Hardware("gpu", gpu_capabilities=((7, 0),))):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="absl"):
+            assert precision.resolve("mixed_float16", strategy, hardware).policy == "mixed_float16"
+        assert "Arithmetic: mixed_float16 (--mixed_precision=mixed_float16)" in caplog.text
+        assert "emulated" not in caplog.text
+
+
 BF16_CPU = dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"avx512_bf16"})
 AMX_CPU = dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"amx_bf16", "amx_tile"})
 

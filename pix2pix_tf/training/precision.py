@@ -35,9 +35,6 @@ from absl import logging
 from pix2pix_tf.config import MIXED_PRECISION
 from pix2pix_tf.errors import ConfigError
 
-# The x86 flags (Linux' /proc/cpuinfo names) of bfloat16 arithmetic in hardware, which
-# oneDNN's bfloat16 convolutions use; without one of them it emulates bfloat16.
-CPU_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
 # oneDNN's instruction sets, lowest first (its `dnnl_cpu_isa_t`; the AVX512_CORE_* names of the
 # upper three are aliases). ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA (its older name), caps the
 # ones it uses; it reads the name in any letter case, and a name it does not know caps nothing.
@@ -45,8 +42,13 @@ ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE"
                "AVX512_CORE_BF16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16")
 _ONEDNN_ISA_ALIASES = {"AVX512_CORE_FP16": "AVX10_1_512", "AVX512_CORE_AMX": "AVX10_1_512_AMX",
                        "AVX512_CORE_AMX_FP16": "AVX10_1_512_AMX_FP16"}
-# The lowest cap under which oneDNN still uses each flag of CPU_BFLOAT16_FLAGS.
-BFLOAT16_ISAS = {"amx_bf16": "AVX10_1_512_AMX", "avx512_bf16": "AVX512_CORE_BF16"}
+# Each 16-bit policy's x86 flags (Linux' /proc/cpuinfo names) of arithmetic in hardware, which
+# oneDNN's convolutions use, each with the lowest cap under which oneDNN still uses it. Without
+# one of them the type is emulated, slower than float32.
+CPU_16_BIT_FLAGS = {
+    "mixed_bfloat16": {"amx_bf16": "AVX10_1_512_AMX", "avx512_bf16": "AVX512_CORE_BF16"},
+    "mixed_float16": {"amx_fp16": "AVX10_1_512_AMX_FP16", "avx512_fp16": "AVX10_1_512"},
+}
 # TensorFlow hands bfloat16 convolutions to oneDNN on a CPU with AVX-512 (the flag avx512f), whatever
 # the cap; oneDNN computes them from this instruction set up and fails them below it.
 BFLOAT16_ONEDNN_FLOOR = "AVX512_CORE"
@@ -153,25 +155,26 @@ def _choose_on_gpus(capabilities: tuple[Optional[tuple[int, int]], ...]) -> Choi
 def _choose_on_cpu(hardware: Hardware) -> Choice:
     if hardware.cpu_flags is None:
         return Choice(None, "auto: this CPU's flags cannot be read (no /proc/cpuinfo), so float32")
-    used, unused = _bfloat16_instructions(hardware)
+    used, unused = _instructions_for("mixed_bfloat16", hardware)
     if used:
         return Choice("mixed_bfloat16", f"auto: this CPU computes bfloat16 in hardware ({', '.join(used)})")
     return Choice(None, f"auto: {unused}, where bfloat16 is emulated and slower than float32, so float32")
 
 
-def _bfloat16_instructions(hardware: Hardware) -> tuple[list[str], str]:
-    """The flags of CPU_BFLOAT16_FLAGS whose instructions TensorFlow's bfloat16 kernels use on
-    this CPU, and where there are none, why: the CPU lacks them, oneDNN is off (TensorFlow's own
-    bfloat16 kernels emulate), or its cap keeps it below them."""
-    found = [flag for flag in CPU_BFLOAT16_FLAGS if flag in (hardware.cpu_flags or ())]
+def _instructions_for(policy: str, hardware: Hardware) -> tuple[list[str], str]:
+    """The flags of CPU_16_BIT_FLAGS[policy] whose instructions TensorFlow's kernels use on this
+    CPU, and where there are none, why: the CPU lacks them, oneDNN is off (TensorFlow's own
+    16-bit kernels emulate), or its cap keeps it below them."""
+    isas = CPU_16_BIT_FLAGS[policy]
+    found = [flag for flag in isas if flag in (hardware.cpu_flags or ())]
     if not found:
-        return [], f"this CPU has neither {' nor '.join(CPU_BFLOAT16_FLAGS)}"
+        return [], f"this CPU has neither {' nor '.join(isas)}"
     if not hardware.onednn:
         return [], f"this CPU has {', '.join(found)}, but TF_ENABLE_ONEDNN_OPTS turns off oneDNN, whose kernels use it"
-    used = [flag for flag in found if hardware.onednn_reaches(BFLOAT16_ISAS[flag])]
+    used = [flag for flag in found if hardware.onednn_reaches(isas[flag])]
     if used:
         return used, ""
-    lowest = min((BFLOAT16_ISAS[flag] for flag in found), key=ONEDNN_ISAS.index)
+    lowest = min((isas[flag] for flag in found), key=ONEDNN_ISAS.index)
     return [], (f"this CPU has {', '.join(found)}, but ONEDNN_MAX_CPU_ISA={hardware.onednn_cap} keeps oneDNN "
                 f"below {lowest}, which uses it")
 
@@ -191,15 +194,16 @@ def _refuse_bfloat16_that_onednn_fails(hardware: Hardware) -> None:
 
 def resolve(requested: str, strategy: tf.distribute.Strategy, hardware: Optional[Hardware] = None) -> Choice:
     """`choose` on the hardware of `strategy` (or `hardware`, where given), logged; warns
-    where an explicit bfloat16 would be emulated."""
+    where an explicit 16-bit type would be emulated on a CPU."""
     hardware = hardware or Hardware.detect(strategy)
     choice = choose(requested, hardware)
     logging.info("Arithmetic: %s (%s).", choice.policy or "float32", choice.reason)
-    if choice.policy == "mixed_bfloat16" and hardware.device == "cpu" and hardware.cpu_flags is not None:
-        used, unused = _bfloat16_instructions(hardware)
+    if choice.policy and hardware.device == "cpu" and hardware.cpu_flags is not None:
+        used, unused = _instructions_for(choice.policy, hardware)
         if not used:
-            logging.warning("%s: bfloat16 arithmetic is emulated here and --mixed_precision=mixed_bfloat16 trains "
-                            "slower than float32 (docs/performance.md).", unused[0].upper() + unused[1:])
+            logging.warning("%s: %s arithmetic is emulated here and --mixed_precision=%s trains slower than "
+                            "float32 (docs/performance.md).", unused[0].upper() + unused[1:],
+                            choice.policy[len("mixed_"):], choice.policy)
     return choice
 
 
