@@ -271,7 +271,7 @@ def test_a_onednn_cap_below_bfloat16_is_refused_before_tensorflow_fails(tmp_path
     train = [f"--workdir={tmp_path / 'run'}", f"--data_dir={data_dir}", f"--dataset={TINY_DATASET}",
              "--mixed_precision=mixed_bfloat16", "--steps=1"]
     for cap, fails in (("avx2", avx512), ("AVX512_CORE", False)):
-        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap, TF_CPP_MIN_LOG_LEVEL="3")
+        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap, TF_ENABLE_ONEDNN_OPTS="1", TF_CPP_MIN_LOG_LEVEL="3")
         result = subprocess.run([sys.executable, "-c", CAPPED_PROCESS, *(train if fails else [])], env=env,
                                 capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert result.returncode == (1 if fails else 0) and "Traceback" not in result.stderr, result.stderr[-3000:]
