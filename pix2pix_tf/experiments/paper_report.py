@@ -1,4 +1,4 @@
-"""The reproduction's report: our tables beside the paper's (results.md), every figure
+"""The reproduction's report: our tables beside the paper's (results.md), every number
 (results.json), and the same test images translated by every variant of a table (figures/)."""
 
 from __future__ import annotations
