@@ -285,6 +285,31 @@ def test_a_onednn_cap_below_bfloat16_is_refused_before_tensorflow_fails(tmp_path
             assert not (tmp_path / "run" / "config.json").exists()
 
 
+@pytest.mark.skipif("avx512f" not in (precision.read_cpu_flags() or ()),
+                    reason="the rule refuses on CPUs with AVX-512 only")
+def test_programs_that_train_several_precisions_refuse_one_before_the_first(tmp_path, data_dir, monkeypatch):
+    """The benchmark and the precision experiment check every precision they will train before the
+    first: a refused one would stop them after minutes of work (the benchmark with a traceback from
+    its side-by-side process). The rule reads the environment: a cap this process's oneDNN, started
+    before it was set, does not have, so nothing would fail here but the check."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    root, figures = tmp_path / "experiment", tmp_path / "bench.json"
+    for program, args in (
+            ("benchmark", [f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}", "--precisions=off,mixed_bfloat16",
+                           f"--json={figures}"]),
+            ("experiments.precision", [f"--root={root}", f"--data_dir={data_dir}", "--seeds=1", "--steps=1",
+                                       "--policies=off,mixed_bfloat16"])):
+        result = run_program(program, *args)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+            "error: --mixed_precision=mixed_bfloat16 cannot run here with ONEDNN_MAX_CPU_ISA=AVX2: TensorFlow "
+            "gives this CPU's bfloat16 convolutions to oneDNN, which computes them from AVX512_CORE up. Unset "
+            "ONEDNN_MAX_CPU_ISA (or raise it to AVX512_CORE or higher), or use --mixed_precision=off or auto."], program
+        assert result.stdout == "", program
+    assert not figures.exists() and not (root.exists() and os.listdir(root))  # No float32 run came first.
+
+
 def auto_resolves_to() -> str:
     """The precision --mixed_precision=auto picks on this machine (off, mixed_bfloat16 or mixed_float16)."""
     return precision.choose("auto", precision.Hardware.detect(tf.distribute.get_strategy())).setting

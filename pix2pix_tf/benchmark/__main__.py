@@ -79,12 +79,14 @@ def main(argv: list[str]) -> int:
     if FLAGS.json and os.path.isdir(FLAGS.json):  # Found only after the whole suite, otherwise.
         raise app.UsageError(f"--json={FLAGS.json} is a folder; name the file to write the figures to.")
     from pix2pix_tf.benchmark import report  # Here, not above: --help answers before TensorFlow loads.
+    from pix2pix_tf.training import precision  # Loads TensorFlow too.
 
     try:
         batch_sizes = [int(b) for b in FLAGS.batch_sizes]
     except ValueError:
         raise app.UsageError(f"--batch_sizes must be integers, got {','.join(FLAGS.batch_sizes)}.") from None
     configs = [config_from_flags(b) for b in batch_sizes]
+    precision.check_runnable([FLAGS.mixed_precision, *FLAGS.precisions])  # Before minutes of measuring.
     results = report.run_suite(report.SuiteConfig(
         trainings=configs, steps=FLAGS.steps, pipeline_images=FLAGS.pipeline_images,
         levers=tuple(FLAGS.levers), lever_steps=FLAGS.lever_steps, inference=FLAGS.inference,

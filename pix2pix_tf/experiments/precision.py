@@ -93,7 +93,10 @@ def main(argv: list[str]) -> int:
     check_writable(FLAGS.root, "--root")  # Before TensorFlow loads: not empty, not a file, writable.
     import tensorflow as tf
 
+    from pix2pix_tf.training.precision import check_runnable  # Loads TensorFlow, as the line above.
+
     tf.config.experimental.enable_op_determinism()  # As train.py for --seed: each run repeats exactly.
+    check_runnable(FLAGS.policies)  # Each policy before the first run: a refused one would stop the later ones.
     rows = []
     for seed in FLAGS.seeds:
         for policy in FLAGS.policies:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 import keras
 import tensorflow as tf
@@ -190,6 +190,14 @@ def _refuse_bfloat16_that_onednn_fails(hardware: Hardware) -> None:
                       f"{hardware.onednn_cap}: TensorFlow gives this CPU's bfloat16 convolutions to oneDNN, which "
                       f"computes them from {floor} up. Unset ONEDNN_MAX_CPU_ISA (or raise it to {floor} or "
                       "higher), or use --mixed_precision=off or auto.")
+
+
+def check_runnable(requested: Iterable[str]) -> None:
+    """Refuses, before any work, a `--mixed_precision` value that `choose` refuses on this machine:
+    for programs that train several precisions, where a later one would stop after minutes."""
+    hardware = Hardware.detect(tf.distribute.get_strategy())
+    for value in requested:
+        choose(value, hardware)
 
 
 def resolve(requested: str, strategy: tf.distribute.Strategy, hardware: Optional[Hardware] = None) -> Choice:
