@@ -86,15 +86,16 @@ def main(argv: list[str]) -> int:
     except ValueError:
         raise app.UsageError(f"--batch_sizes must be integers, got {','.join(FLAGS.batch_sizes)}.") from None
     configs = [config_from_flags(b) for b in batch_sizes]
-    precision.check_runnable([FLAGS.mixed_precision, *FLAGS.precisions])  # Before minutes of measuring.
-    results = report.run_suite(report.SuiteConfig(
+    suite = report.SuiteConfig(
         trainings=configs, steps=FLAGS.steps, pipeline_images=FLAGS.pipeline_images,
         levers=tuple(FLAGS.levers), lever_steps=FLAGS.lever_steps, inference=FLAGS.inference,
         tflite=tuple(FLAGS.tflite), threads=FLAGS.threads, rounds=FLAGS.rounds,
         matmul_size=FLAGS.matmul_size, tutorial=FLAGS.tutorial,
         compare_allocator=FLAGS.compare_allocator, profile_steps=FLAGS.profile_steps,
         side_by_side_rounds=FLAGS.side_by_side_rounds, side_by_side_steps=FLAGS.side_by_side_steps,
-        precisions=tuple(FLAGS.precisions), warmup_steps=FLAGS.warmup_steps).validate())
+        precisions=tuple(FLAGS.precisions), warmup_steps=FLAGS.warmup_steps).validate()
+    precision.check_runnable([FLAGS.mixed_precision, *suite.precisions])  # Before minutes of measuring.
+    results = report.run_suite(suite)
     print(report.format_results(results))
     if FLAGS.json:
         writing.write_text(FLAGS.json, json.dumps(dataclasses.asdict(results), indent=2) + "\n")
