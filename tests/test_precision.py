@@ -184,10 +184,11 @@ AMX_CPU = dataclasses.replace(CPU, cpu_flags=CPU.cpu_flags | {"amx_bf16", "amx_t
 
 @pytest.mark.parametrize("hardware,policy,seen", [
     (dataclasses.replace(BF16_CPU, onednn_cap="AVX2"), None,
-     "avx512_bf16, but ONEDNN_MAX_CPU_ISA=AVX2 keeps oneDNN below AVX512_CORE_BF16"),
-    (dataclasses.replace(BF16_CPU, onednn_cap="AVX512_CORE_VNNI"), None, "keeps oneDNN below AVX512_CORE_BF16"),
+     "avx512_bf16, but oneDNN's cap AVX2 (ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA where that is unset) "
+     "keeps it below AVX512_CORE_BF16"),
+    (dataclasses.replace(BF16_CPU, onednn_cap="AVX512_CORE_VNNI"), None, "keeps it below AVX512_CORE_BF16"),
     (dataclasses.replace(BF16_CPU, onednn_cap="AVX512_CORE_BF16"), "mixed_bfloat16", "in hardware (avx512_bf16)"),
-    (dataclasses.replace(AMX_CPU, onednn_cap="AVX512_CORE_BF16"), None, "keeps oneDNN below AVX10_1_512_AMX"),
+    (dataclasses.replace(AMX_CPU, onednn_cap="AVX512_CORE_BF16"), None, "keeps it below AVX10_1_512_AMX"),
     (dataclasses.replace(AMX_CPU, cpu_flags=AMX_CPU.cpu_flags | {"avx512_bf16"}, onednn_cap="AVX512_CORE_BF16"),
      "mixed_bfloat16", "in hardware (avx512_bf16)"),
     (dataclasses.replace(AMX_CPU, onednn_cap="AVX10_1_512_AMX"), "mixed_bfloat16", "in hardware (amx_bf16)"),
@@ -222,8 +223,8 @@ def test_explicit_bfloat16_is_refused_where_onednn_would_fail_its_convolutions(c
     when capped below AVX512_CORE; from there up it emulates them (a warning), and on a CPU
     without AVX-512, or with oneDNN off, TensorFlow's own kernels emulate them."""
     for cap in ("SSE41", "AVX2", "AVX2_VNNI_2"):
-        with pytest.raises(ConfigError, match=f"ONEDNN_MAX_CPU_ISA={cap}: TensorFlow gives this CPU's bfloat16 "
-                                              "convolutions to oneDNN, which computes them from AVX512_CORE up"):
+        with pytest.raises(ConfigError, match=f"with oneDNN capped at {cap} .*: TensorFlow gives this CPU's "
+                                              "bfloat16 convolutions to oneDNN, which computes them from AVX512_CORE"):
             precision.choose("mixed_bfloat16", dataclasses.replace(BF16_CPU, onednn_cap=cap))
     assert precision.choose("auto", dataclasses.replace(BF16_CPU, onednn_cap="AVX2")).policy is None
     avx2_only = precision.Hardware("cpu", cpu_flags=frozenset({"fpu", "avx2"}), onednn_cap="AVX2")
@@ -234,6 +235,17 @@ def test_explicit_bfloat16_is_refused_where_onednn_would_fail_its_convolutions(c
             choice = precision.resolve("mixed_bfloat16", tf.distribute.get_strategy(), hardware)
         assert choice.policy == "mixed_bfloat16"
         assert "bfloat16 arithmetic is emulated here" in caplog.text
+
+
+# What train.py, the benchmark and the precision experiment print, refusing bfloat16 under ONEDNN_MAX_CPU_ISA=AVX2.
+REFUSED_UNDER_AVX2 = ("error: --mixed_precision=mixed_bfloat16 cannot run here with oneDNN capped at AVX2 "
+                      "(ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA where that is unset): TensorFlow gives this CPU's "
+                      "bfloat16 convolutions to oneDNN, which computes them from AVX512_CORE up. Unset the cap (or "
+                      "raise it to AVX512_CORE or higher), or use --mixed_precision=off or auto.")
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 CAPPED_PROCESS = textwrap.dedent("""
@@ -278,10 +290,7 @@ def test_a_onednn_cap_below_bfloat16_is_refused_before_tensorflow_fails(tmp_path
         seen = json.loads(result.stdout.splitlines()[0])
         assert seen == {"cap": cap.upper(), "auto": "off", "refused": fails, "convolved": not fails}, cap
         if fails:
-            assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
-                "error: --mixed_precision=mixed_bfloat16 cannot run here with ONEDNN_MAX_CPU_ISA=AVX2: TensorFlow "
-                "gives this CPU's bfloat16 convolutions to oneDNN, which computes them from AVX512_CORE up. Unset "
-                "ONEDNN_MAX_CPU_ISA (or raise it to AVX512_CORE or higher), or use --mixed_precision=off or auto."]
+            assert error_lines(result) == [REFUSED_UNDER_AVX2]
             assert not (tmp_path / "run" / "config.json").exists()
 
 
@@ -302,10 +311,7 @@ def test_programs_that_train_several_precisions_refuse_one_before_the_first(tmp_
                                        "--policies=off,mixed_bfloat16"])):
         result = run_program(program, *args)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-        assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
-            "error: --mixed_precision=mixed_bfloat16 cannot run here with ONEDNN_MAX_CPU_ISA=AVX2: TensorFlow "
-            "gives this CPU's bfloat16 convolutions to oneDNN, which computes them from AVX512_CORE up. Unset "
-            "ONEDNN_MAX_CPU_ISA (or raise it to AVX512_CORE or higher), or use --mixed_precision=off or auto."], program
+        assert error_lines(result) == [REFUSED_UNDER_AVX2], program
         assert result.stdout == "", program
     assert not figures.exists() and not (root.exists() and os.listdir(root))  # No float32 run came first.
 

@@ -40,6 +40,7 @@ from pix2pix_tf.errors import ConfigError
 # ones it uses; it reads the name in any letter case, and a name it does not know caps nothing.
 ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
                "AVX512_CORE_BF16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16")
+ONEDNN_CAP_VARIABLES = "ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA where that is unset"  # As errors name them.
 _ONEDNN_ISA_ALIASES = {"AVX512_CORE_FP16": "AVX10_1_512", "AVX512_CORE_AMX": "AVX10_1_512_AMX",
                        "AVX512_CORE_AMX_FP16": "AVX10_1_512_AMX_FP16"}
 # Each 16-bit policy's x86 flags (Linux' /proc/cpuinfo names) of arithmetic in hardware, which
@@ -175,8 +176,8 @@ def _instructions_for(policy: str, hardware: Hardware) -> tuple[list[str], str]:
     if used:
         return used, ""
     lowest = min((isas[flag] for flag in found), key=ONEDNN_ISAS.index)
-    return [], (f"this CPU has {', '.join(found)}, but ONEDNN_MAX_CPU_ISA={hardware.onednn_cap} keeps oneDNN "
-                f"below {lowest}, which uses it")
+    return [], (f"this CPU has {', '.join(found)}, but oneDNN's cap {hardware.onednn_cap} ({ONEDNN_CAP_VARIABLES}) "
+                f"keeps it below {lowest}, which uses it")
 
 
 def _refuse_bfloat16_that_onednn_fails(hardware: Hardware) -> None:
@@ -186,10 +187,10 @@ def _refuse_bfloat16_that_onednn_fails(hardware: Hardware) -> None:
             or hardware.onednn_reaches(BFLOAT16_ONEDNN_FLOOR):
         return
     floor = BFLOAT16_ONEDNN_FLOOR
-    raise ConfigError(f"--mixed_precision=mixed_bfloat16 cannot run here with ONEDNN_MAX_CPU_ISA="
-                      f"{hardware.onednn_cap}: TensorFlow gives this CPU's bfloat16 convolutions to oneDNN, which "
-                      f"computes them from {floor} up. Unset ONEDNN_MAX_CPU_ISA (or raise it to {floor} or "
-                      "higher), or use --mixed_precision=off or auto.")
+    raise ConfigError(f"--mixed_precision=mixed_bfloat16 cannot run here with oneDNN capped at {hardware.onednn_cap} "
+                      f"({ONEDNN_CAP_VARIABLES}): TensorFlow gives this CPU's bfloat16 convolutions to oneDNN, which "
+                      f"computes them from {floor} up. Unset the cap (or raise it to {floor} or higher), or use "
+                      "--mixed_precision=off or auto.")
 
 
 def check_runnable(requested: Iterable[str]) -> None:
