@@ -76,9 +76,7 @@ class ModelConfig:
         check_choice("generator", self.generator, GENERATORS)
         check_choice("discriminator", self.discriminator, DISCRIMINATORS)
         check_choice("norm", self.norm, NORMS)
-        for name in ("n_layers_d", "ngf", "ndf", "num_d"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        check_positive(n_layers_d=self.n_layers_d, ngf=self.ngf, ndf=self.ndf, num_d=self.num_d)
         for name in ("input_nc", "output_nc"):
             if getattr(self, name) not in CHANNELS:
                 raise ConfigError(f"--{name}={getattr(self, name)}: images are read with 3 channels (RGB) or 1 "
@@ -119,10 +117,7 @@ class DataConfig:
                 "the random crop is taken from the resized image, so it must fit inside it."
             )
         self._check_sides_within_the_cap()
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch_size must be at least 1, got {self.batch_size}.")
-        if self.shuffle_buffer < 1:
-            raise ConfigError(f"--shuffle_buffer must be at least 1, got {self.shuffle_buffer}.")
+        check_positive(batch_size=self.batch_size, shuffle_buffer=self.shuffle_buffer)
 
     def _check_sides_within_the_cap(self) -> None:
         """Refuses a --load_size or --crop_size whose square is over --max_pixels: the preprocessing
@@ -197,8 +192,7 @@ class OptimConfig:
                                   f"{getattr(self, name)}.")
         if self.epochs < 0 or self.epochs_decay < 0 or self.epochs + self.epochs_decay < 1:
             raise ConfigError("--epochs and --epochs_decay must be non-negative, with a positive sum.")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"--steps must be at least 1, got {self.steps}.")
+        check_positive(steps=self.steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,9 +221,8 @@ class RunConfig:
     def validate(self) -> None:
         check_choice("strategy", self.strategy, STRATEGIES)
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        for name in ("save_every", "log_every", "sample_every", "keep_checkpoints", "cpu_replicas"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        check_positive(save_every=self.save_every, log_every=self.log_every, sample_every=self.sample_every,
+                       keep_checkpoints=self.keep_checkpoints, cpu_replicas=self.cpu_replicas)
         if self.eval_examples < 0:
             raise ConfigError(f"--eval_examples must be non-negative, got {self.eval_examples}.")
 

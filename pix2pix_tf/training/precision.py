@@ -33,6 +33,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.config import MIXED_PRECISION
+from pix2pix_tf.config_checks import check_choice
 from pix2pix_tf.errors import ConfigError
 
 # oneDNN's instruction sets, lowest first (its `dnnl_cpu_isa_t`; the AVX512_CORE_* names of the
@@ -123,8 +124,7 @@ def choose(requested: str, hardware: Hardware) -> Choice:
     (as fast there, and no loss scaling), float32 below 7.0 or where the capability is
     unknown; on TPUs bfloat16, their native type.
     """
-    if requested not in MIXED_PRECISION:
-        raise ConfigError(f"--mixed_precision={requested!r} is not one of {', '.join(MIXED_PRECISION)}.")
+    check_choice("mixed_precision", requested, MIXED_PRECISION)
     if requested == "mixed_float16" and hardware.device == "tpu":
         raise ConfigError("--mixed_precision=mixed_float16 is not supported on TPUs; use mixed_bfloat16 or auto.")
     if requested == "off":
