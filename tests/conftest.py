@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
 from typing import Callable, Iterator, Optional, TypeVar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -139,6 +140,12 @@ def deterministic_ops():
     """`op_determinism` for the length of one test."""
     with op_determinism():
         yield
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    """The `error:` lines of a program that failed as a user's mistake should: exit 1, no traceback."""
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 def tiny_config(workdir, data_dir: str, *, model: dict | None = None, data: dict | None = None,

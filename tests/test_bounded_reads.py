@@ -21,7 +21,7 @@ from pix2pix_tf import images, regular_files
 from pix2pix_tf.config_checks import MAX_PIXELS_LIMIT
 
 import forked
-from conftest import TINY_DATASET
+from conftest import TINY_DATASET, error_lines
 from programs import run_program
 
 
@@ -30,11 +30,6 @@ def write_png(path, side: int = 256) -> str:
     pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
     tf.io.write_file(str(path), tf.io.encode_png(pixels))
     return str(path)
-
-
-def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
-    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
 @pytest.mark.parametrize("max_pixels", [images.DEFAULT_MAX_PIXELS, MAX_PIXELS_LIMIT, 10**30])

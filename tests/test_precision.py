@@ -24,7 +24,7 @@ from pix2pix_tf.training import precision
 from pix2pix_tf.training.loop import TrainResult, train
 from pix2pix_tf.training.step import Pix2Pix
 
-from conftest import TINY_DATASET, copied_run, tiny_config
+from conftest import TINY_DATASET, copied_run, error_lines, tiny_config
 from programs import run_program
 
 NO_GPU = not tf.config.list_logical_devices("GPU")
@@ -244,10 +244,6 @@ REFUSED_UNDER_AVX2 = ("error: --mixed_precision=mixed_bfloat16 cannot run here w
                       "raise it to AVX512_CORE or higher), or use --mixed_precision=off or auto.")
 
 
-def error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("error:")]
-
-
 CAPPED_PROCESS = textwrap.dedent("""
     import json, runpy, sys
     import tensorflow as tf
@@ -310,7 +306,6 @@ def test_programs_that_train_several_precisions_refuse_one_before_the_first(tmp_
             ("experiments.precision", [f"--root={root}", f"--data_dir={data_dir}", "--seeds=1", "--steps=1",
                                        "--policies=off,mixed_bfloat16"])):
         result = run_program(program, *args)
-        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
         assert error_lines(result) == [REFUSED_UNDER_AVX2], program
         assert result.stdout == "", program
     assert not figures.exists() and not (root.exists() and os.listdir(root))  # No float32 run came first.
