@@ -30,7 +30,7 @@ from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
 from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, stop_signals
 from pix2pix_tf.progress import Progress
-from pix2pix_tf.training import summaries
+from pix2pix_tf.training import precision, summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
 from pix2pix_tf.training.distribute import is_chief, make_strategy, worker_index
 from pix2pix_tf.training.step import Pix2Pix
@@ -187,6 +187,8 @@ def train(config: TrainConfig,
     if config.data.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.data.batch_size} (the global batch) must be a multiple of the "
                           f"{strategy.num_replicas_in_sync} replicas.")
+    # A precision this machine cannot train in is refused before the workdir is touched.
+    precision.choose(config.run.mixed_precision, precision.Hardware.detect(strategy))
     chief = is_chief(strategy)
     with workdir_lock(config.run.workdir) if chief else contextlib.nullcontext():
         return _train(config, dataset, strategy, chief)
