@@ -3,6 +3,7 @@ saved_model_cli, warmup records, TFLite variants in the LiteRT interpreter, and 
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
@@ -26,7 +27,7 @@ from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.serving import request_checks
 
 import forked
-from export_helpers import ROOT, exported, run, trained_run
+from export_helpers import ONNX_INSTALLED, ROOT, exported, run, trained_run
 from programs import run_program
 
 
@@ -199,6 +200,10 @@ def test_saved_model_cli_show_and_run(export, held_out, tmp_path):
     assert "outputs['output_bytes']" in serving_default and "outputs['output']" in serving_default
     assert "shape: (-1, 128, 128, 3)" in serving_default
     assert "StatelessRandomUniformV2" in text and "Timestamp" in text  # Noise from a stateless RNG.
+    ops_line = "The MetaGraph with tag set ['serve'] contains the following ops: "
+    documented = next(line for line in open(os.path.join(ROOT, "docs", "serving.md")) if line.startswith(ops_line))
+    shown_ops = next(line for line in text.splitlines() if line.startswith(ops_line))
+    assert ast.literal_eval(documented[len(ops_line):]) == ast.literal_eval(shown_ops[len(ops_line):])
 
     png, image = held_out
     np.save(tmp_path / "bytes.npy", np.array([open(png, "rb").read()], dtype=object))
@@ -308,6 +313,8 @@ def test_export_user_mistake_gets_a_message_not_a_traceback(tmp_path):
      r"--image_size\.$"),
     (dict(targets={"saved_model": saved_model_target.Options(max_pixels=1000)}),  # The flag the user gave.
      r"^--max_pixels=1000 \(the request cap without --max_request_pixels\) is below what the warmup"),
+    (dict(targets={"saved_model": saved_model_target.Options(max_pixels=20000, max_request_pixels=2**19)}),
+     r"^--max_pixels=20000 is below the warmup image that translate_native pads to 128x256 \(32768 pixels"),
     (dict(version=2**63), "at most 9223372036854775807"),  # Serving's versions are int64.
     (dict(model_name="a[1]"), r"--model_name=a\[1\]: TensorFlow reads the path .* rename the folder"),
 ])
@@ -319,6 +326,22 @@ def test_export_refuses_impossible_requests(tmp_path_factory, data_dir, tmp_path
     with pytest.raises(Pix2pixError, match=message):
         exporter.export(config)
     assert not os.listdir(tmp_path)  # Refused before anything was written.
+
+
+@pytest.mark.slow
+def test_a_request_cap_below_the_check_batch_is_kept_to_by_the_checks(tmp_path_factory, data_dir, tmp_path):
+    """--max_request_pixels above the warmup requests but below the check images together: the
+    SavedModel, TFLite and ONNX checks send the check images in requests within the cap (the
+    SavedModel refused the whole batch, in a traceback)."""
+    workdir = trained_run(tmp_path_factory, data_dir)
+    cap = 2 * 128 * 128 + 1000  # Two images of the export's size; one of the ONNX check's wider size.
+    result = run_program("export", f"--workdir={workdir}", f"--export_dir={tmp_path}", "--check_examples=5",
+                         f"--max_request_pixels={cap}", "--tflite=float32", *(["--onnx"] if ONNX_INSTALLED else []))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert artifacts.read_metadata(str(tmp_path / "pix2pix" / "1"))["max_request_pixels"] == cap
+    assert "float32" in result.stdout and "ok" in result.stdout
+    if ONNX_INSTALLED:
+        assert "ONNX (onnxruntime against the SavedModel's translate_float_deterministic)" in result.stdout
 
 
 def test_the_version_is_free_under_every_format_s_folder_and_a_file_in_the_way_is_refused_first(

@@ -178,7 +178,7 @@ def warmup_requests(model_name: str, image_size: int, input_nc: int,
 
 
 def check_warmup_fits(options: Options, image_size: int, multiple: int) -> None:
-    """Refuses a request cap that the export's own warmup requests (`warmup_requests`' sizes,
+    """Refuses a pixel cap that the export's own warmup requests (`warmup_requests`' sizes,
     as `translate_native` pads them) would break, before anything is written."""
     height, width = geometry.padded_size(*_warmup_size(image_size), multiple)
     need = max(options.warmup_batch_sizes) * max(height * width, image_size * image_size)
@@ -190,6 +190,10 @@ def check_warmup_fits(options: Options, image_size: int, multiple: int) -> None:
         raise ExportError(f"{cap} is below what the warmup requests hold ({need} pixels: batch "
                           f"{max(options.warmup_batch_sizes)} at {image_size}x{image_size}, padded to {width}x{height} "
                           f"for translate_native): {', '.join(ways)}.")
+    if height * width > options.max_pixels:
+        raise ExportError(f"--max_pixels={options.max_pixels} is below the warmup image that translate_native pads "
+                          f"to {width}x{height} ({height * width} pixels; it refuses an image padded over the cap): "
+                          "raise it, or export a smaller --image_size.")
 
 
 def write_warmup(saved_model_dir: str, records: list[bytes]) -> str:
@@ -255,14 +259,14 @@ def write_saved_model(generator: keras.Model, train: TrainConfig, config: Export
     writing.write_text(metadata_path(directory), json.dumps(metadata, indent=2) + "\n")
 
 
-def verify_saved_model(directory: str, generator: keras.Model, mode: InferenceMode,
-                       images: np.ndarray) -> tuple[float, Callable[[np.ndarray], np.ndarray]]:
+def verify_saved_model(directory: str, generator: keras.Model, mode: InferenceMode, images: np.ndarray,
+                       request_pixels: int) -> tuple[float, Callable[[np.ndarray], np.ndarray]]:
     """Loads the SavedModel back and compares its dropout-free signature with the checkpoint's
     generator (in `mode`, without dropout) on `images`; also runs every warmup record.
     Returns the max abs difference and that signature (`reference`): the files are renamed into
     place unchanged, so the model loaded here is the published one, loaded once."""
     loaded = tf.saved_model.load(directory)
-    translate = reference(loaded)
+    translate = reference(loaded, request_pixels)
     expected = generate.generate(generator, tf.constant(images), mode.without_dropout()).numpy()
     got = translate(images)
     diff = float(np.max(np.abs(expected - got)))
@@ -288,13 +292,17 @@ def verify_saved_model(directory: str, generator: keras.Model, mode: InferenceMo
     return diff, translate
 
 
-def reference(loaded: Any) -> Callable[[np.ndarray], np.ndarray]:
+def reference(loaded: Any, request_pixels: int) -> Callable[[np.ndarray], np.ndarray]:
     """The dropout-free signature of `loaded` (what `tf.saved_model.load` returned): what every
-    other artifact must reproduce."""
+    other artifact must reproduce. A batch goes in requests within the SavedModel's request cap
+    (`request_pixels`), as a client's must: the signature refuses a larger one."""
 
     def translate(batch: np.ndarray) -> np.ndarray:
         # The closure keeps `loaded` alive: it owns the variables.
-        return loaded.signatures[SIGNATURE_FLOAT_DETERMINISTIC](images=tf.constant(batch))[OUTPUT_FLOAT].numpy()
+        signature = loaded.signatures[SIGNATURE_FLOAT_DETERMINISTIC]
+        per_request = max(1, request_pixels // (batch.shape[1] * batch.shape[2]))
+        return np.concatenate([signature(images=tf.constant(batch[start:start + per_request]))[OUTPUT_FLOAT].numpy()
+                               for start in range(0, len(batch), per_request)])
 
     return translate
 
@@ -342,7 +350,8 @@ def publish(job: Job, options: Options, published: Mapping[str, Published]) -> P
                           job.image_size, staging)
         card = model_card.write(os.path.dirname(model_card_path(staging)),
                                 model_card.render(job.card, "This SavedModel", card_section(options)))
-        diff, translate = verify_saved_model(staging, job.generator, job.config.mode, job.images)
+        diff, translate = verify_saved_model(staging, job.generator, job.config.mode, job.images,
+                                             options.request_pixels)
         return os.path.join(final, os.path.relpath(card, staging)), diff, translate
 
     final, (card, diff, translate) = versions.publish_staged(model_base(job.export_dir, job.config.model_name),

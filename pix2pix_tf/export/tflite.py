@@ -256,7 +256,8 @@ def publish(job: Job, options: Options, published: Mapping[str, Published]) -> P
         write_report(staging, variants, job.train, job.config, saved_model_dir=saved.path,
                      checkpoint=job.checkpoint, image_size=job.image_size, compared_on=job.examples.source,
                      latencies=latencies)
-        card = model_card.write(staging, model_card.render(job.card, "TFLite files", card_section(job.card, variants)))
+        facts = dataclasses.replace(job.card, mode=job.config.mode.without_dropout())  # As the files compute.
+        card = model_card.write(staging, model_card.render(facts, "TFLite files", card_section(facts, variants)))
         _refuse_broken(variants, options, job.examples.source)
         for report in variants:
             report.path = os.path.join(final, os.path.basename(report.path))
