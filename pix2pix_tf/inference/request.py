@@ -186,8 +186,8 @@ def define_flags(offer: Offer, values: flags.FlagValues = flags.FLAGS) -> Offer:
                                          "(default: the run the export was made from)." if offer.workdir_names_run
                                          else "")
         cli.define_path(kind.flag, None, f"{offer.verb} {kind.noun}.{note}", flag_values=values)
-    cli.define_path("checkpoint", None, f"With --{RUN_FLAG}: a specific checkpoint (default: the newest "
-                    "readable).", flag_values=values)
+    cli.define_path("checkpoint", None, f"With --{RUN_FLAG}: a specific checkpoint, by its path (e.g. "
+                    "runs/quickstart/checkpoints/ckpt-1000; default: the newest readable).", flag_values=values)
     if offer.serving:
         flags.DEFINE_string(SERVING_FLAG, None, f"{offer.verb} a running TensorFlow Serving: its REST address, e.g. "
                             "http://localhost:8501.", flag_values=values)
