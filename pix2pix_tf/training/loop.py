@@ -187,7 +187,7 @@ def train(config: TrainConfig,
     if config.data.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.data.batch_size} (the global batch) must be a multiple of the "
                           f"{strategy.num_replicas_in_sync} replicas.")
-    # A precision this machine cannot train in is refused before the workdir is touched.
+    # A precision this machine cannot train in is refused before the lock: nothing is left in the workdir.
     precision.choose(config.run.mixed_precision, precision.Hardware.detect(strategy))
     chief = is_chief(strategy)
     with workdir_lock(config.run.workdir) if chief else contextlib.nullcontext():
