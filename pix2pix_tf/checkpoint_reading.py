@@ -59,15 +59,23 @@ def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: str = 
 
 _MISMATCH = re.compile(r"tensor with shape (\S+?) when attempting to restore variable with shape (\S+?) "
                        r"and name (\S+?)\.?(\s|$)")
+# The same mismatch where the restore assigns (a distribution strategy's variables, as in training).
+_ASSIGN_MISMATCH = re.compile(r"variable\.shape=(\S+?),Received: value\.shape=(\S+?)\.\s+Target variable: "
+                              r"<Variable path=([^,>\s]+)")
 
 
 def _mismatch(error: Exception) -> str:
     """A mismatch as one line naming the variable and both shapes (TensorFlow's message can
     carry the variable's values, hundreds of lines)."""
     text = str(error)
-    found = _MISMATCH.search(text.replace(", ", ","))
+    compact = text.replace(", ", ",")
+    found = _MISMATCH.search(compact)
     if found:
-        saved, model, name = found.group(1), found.group(2), found.group(3)
+        saved, model, name = found.group(1), found.group(2), found.group(3).removesuffix(":0")
+        return f"{name} has shape {model} in the model but {saved} in the checkpoint."
+    found = _ASSIGN_MISMATCH.search(compact)
+    if found:
+        model, saved, name = found.group(1), found.group(2), found.group(3)
         return f"{name} has shape {model} in the model but {saved} in the checkpoint."
     first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return first if len(first) <= 300 else first[:300] + "..."

@@ -8,6 +8,7 @@ import errno
 import hashlib
 import logging
 import os
+import re
 import signal
 import threading
 
@@ -220,14 +221,22 @@ def test_checkpoint_files_without_a_complete_checkpoint_are_refused_not_overwrit
 
 
 @pytest.mark.slow
-def test_a_checkpoint_of_another_shape_is_one_short_line(run_of_six):
+def test_a_checkpoint_of_another_shape_is_one_short_line(run_of_six, tmp_path):
+    """Where a program restores G (load_generator), and where training resumes under its
+    strategy (TensorFlow's message there carries the variable's values)."""
     stored = TrainConfig.load(str(run_of_six))
     other = dataclasses.replace(stored, model=dataclasses.replace(stored.model, ngf=16))
     with pytest.raises(ConfigError) as raised:
         load_generator(str(run_of_six), config=other)
-    message = str(raised.value)
-    assert "\n" not in message and len(message) < 400, message
-    assert "has shape" in message and "in the model but" in message and "in the checkpoint" in message
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    resumed = dataclasses.replace(other, run=dataclasses.replace(other.run, workdir=str(workdir)))
+    resumed.save(str(workdir))  # config.json edited by hand: the checkpoints no longer fit it.
+    with pytest.raises(ConfigError) as resuming:
+        train(resumed)
+    for message in (str(raised.value), str(resuming.value)):
+        assert "\n" not in message and len(message) < 400, message
+        assert re.search(r"e1_conv/kernel has shape \(4,4,3,16\) in the model but \(4,4,3,8\) in the checkpoint\.$",
+                         message), message
 
 
 def test_a_checkpoints_path_that_is_a_file_is_refused_before_training(tmp_path, data_dir):
