@@ -426,6 +426,8 @@ def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_pa
         assert "Traceback" not in result.stderr and notes.read_text() == "my notes"
     empty = run_program("export", f"--workdir={run}", "--export_dir=")
     assert empty.returncode == 1 and "error: --export_dir is empty: name a folder." in empty.stderr
+    empty = run_program("export", "--workdir=")  # Not the current folder: the run to export.
+    assert empty.returncode == 1 and "error: --workdir is required: the training run to export." in empty.stderr
     # evaluate's default folder (<workdir>/eval/<split>_<model>_<mode>) under a file: named
     # before any image is measured, the file kept.
     (run / "eval").write_text("my notes")

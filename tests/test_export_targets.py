@@ -60,7 +60,10 @@ def test_options_are_checked_alone_and_against_each_other():
         ({"tflite": tflite_target.Options(variants=("float32", "int4"))}, "--tflite: unknown variant"),
         ({"saved_model": saved_model_target.Options(max_pixels=0)}, "--max_pixels must be at least 1, got 0"),
         ({"web": web_target.PageOptions(variant="float16"), "tflite": tflite_target.Options(variants=("float32",))},
-         r"--web runs --web_variant=float16 in the page: add it to --tflite \(now float32\)"),
+         r"--web runs --web_variant=float16 in the page: add it to --tflite \(now float32\)\.$"),
+        ({"web": web_target.PageOptions(variant="int8"), "tflite": tflite_target.Options(variants=("int8",),
+                                                                                         int8_io="uint8")},
+         r"--web runs --web_variant=int8 in the page, which feeds it floats: use --int8_io=float32 \(now uint8\)"),
         ({"jpeg": object()}, r"Unknown export target\(s\) \['jpeg'\]"),
     ]:
         with pytest.raises(ConfigError, match=message):

@@ -301,6 +301,7 @@ def test_a_full_disk_while_saving_is_a_clear_error_and_keeps_the_previous_checkp
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 1
     assert "Saving the checkpoint of step" in stderr and "the checkpoints on disk are: ckpt-" in stderr
+    assert "failed: No space left on device" in stderr, stderr[-3000:]  # Not TensorFlow's temporary file first.
     assert "Traceback" not in stderr
     intact = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
     reader = tf.train.load_checkpoint(intact)  # readable, complete

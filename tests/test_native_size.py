@@ -225,6 +225,7 @@ def test_demo_translates_at_native_size(runs):
 
     model = load_demo_model(DemoConfig(ModelRequest.of(workdir=runs["scale_width"], native_size=True),
                                        num_examples=0))
+    assert model.native  # The page says so instead of naming a size the input is resized to.
     png = tf.io.encode_png(random_pixels(61, 37)).numpy()
     translation = model.translate(png, "drawn", paper=True)
     assert translation.model_input.shape == (61, 37, 3) and translation.output.shape == (61, 37, 3)

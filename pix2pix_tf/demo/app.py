@@ -86,8 +86,9 @@ def build_page(model: DemoModel) -> gr.Blocks:
     size = model.image_size
     # Uploads stay in Gradio's temp folder: every 10 minutes those older than an hour go.
     with gr.Blocks(title="pix2pix demo", analytics_enabled=False, delete_cache=(600, 3600)) as page:
-        gr.Markdown(f"# pix2pix\n{model.name}: draw or upload an input, then Translate. The input is resized to "
-                    f"{size}x{size}, the size the model translates.")
+        sizing = ("Each input is translated at its own size (--native_size)." if model.native else
+                  f"The input is resized to {size}x{size}, the size the model translates.")
+        gr.Markdown(f"# pix2pix\n{model.name}: draw or upload an input, then Translate. {sizing}")
         which = gr.State(DRAW)
         with gr.Row():
             with gr.Column():

@@ -106,6 +106,11 @@ class DemoModel:
     def image_size(self) -> int:
         return self._translators[False].image_size
 
+    @property
+    def native(self) -> bool:
+        """Each input is translated at its own size (`--native_size`), not resized to `image_size`."""
+        return self._translators[False].native
+
     def translator(self, paper: bool) -> Translator:
         """The deterministic translator, or the paper-mode one (opened on first use: a second
         copy of the weights that a page used deterministically never needs)."""

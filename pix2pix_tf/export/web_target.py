@@ -52,9 +52,12 @@ def web_base(export_dir: str, model_name: str) -> str:
 def _validate(options: PageOptions, everything: Mapping[str, Options]) -> None:
     """The page runs one of the TFLite files this export writes, fed with float32."""
     files = everything["tflite"]
-    if options.variant not in files.variants or (options.variant == "int8" and files.int8_io != "float32"):
+    if options.variant not in files.variants:
         raise ConfigError(f"--web runs --web_variant={options.variant} in the page: add it to --tflite (now "
-                          f"{','.join(files.variants) or 'empty'}); the page feeds int8 with --int8_io=float32 only.")
+                          f"{','.join(files.variants) or 'empty'}).")
+    if options.variant == "int8" and files.int8_io != "float32":
+        raise ConfigError(f"--web runs --web_variant=int8 in the page, which feeds it floats: use --int8_io=float32 "
+                          f"(now {files.int8_io}), or another --web_variant.")
 
 
 # The work (loads TensorFlow): pix2pix_tf/export/web/__init__.py.

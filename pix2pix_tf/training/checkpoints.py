@@ -232,7 +232,10 @@ def _reason(error: Exception) -> str:
     """An OSError's or TensorFlow error's reason in one line, without TensorFlow's op wrapping."""
     if isinstance(error, OSError):
         return f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
-    return op_message(error)
+    message = op_message(error)
+    # TensorFlow's file errors read "<its own temporary file>; <reason>": the reason is what one acts on.
+    path, separator, reason = message.rpartition("; ")
+    return reason if separator and path.startswith(os.sep) else message
 
 
 def _remove_checkpoint(prefix: str) -> None:
