@@ -91,11 +91,11 @@ def runs(tmp_path_factory, data_dir) -> dict:
     (mirrored_output,) = finish_all(mirrored)
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    finish_all(start_all([command(root / "workers", data_dir, "--strategy=multi_worker")] * 2,
-                         [{"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-                          for i in range(2)]))
+    workers_output = finish_all(start_all(
+        [command(root / "workers", data_dir, "--strategy=multi_worker")] * 2,
+        [{"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})} for i in range(2)]))
     return {name: losses_and_weights(root / name) for name in ("one_device", "mirrored", "workers")} | {
-        "root": root, "mirrored_output": mirrored_output}
+        "root": root, "mirrored_output": mirrored_output, "workers_output": workers_output}
 
 
 @pytest.mark.slow
@@ -139,6 +139,9 @@ def test_two_workers_equal_two_mirrored_replicas_exactly(runs):
 def test_only_the_chief_keeps_checkpoints(runs):
     workdir = runs["root"] / "workers"
     assert tf.train.latest_checkpoint(str(workdir / "checkpoints")).endswith(f"ckpt-{STEPS}")
+    (chief_stdout, _), (other_stdout, _) = runs["workers_output"]
+    assert f"checkpoint {workdir / 'checkpoints' / f'ckpt-{STEPS}'}," in chief_stdout, chief_stdout
+    assert f"Done: step {STEPS}/{STEPS}, checkpoint kept by the chief worker," in other_stdout, other_stdout
     assert not [p for p in os.listdir(workdir) if p.startswith("tmp_worker")]  # temporary copies cleaned
 
 
