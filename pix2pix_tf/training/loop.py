@@ -61,11 +61,11 @@ class TrainResult:
 
     def summary(self) -> str:
         """A finished run in one line: where it stands, its checkpoint, what the held-out L1 did."""
-        if self.step > self.total_steps:  # A complete run asked for fewer steps than it has.
-            return (f"nothing to train, the run is at step {self.step}, past its {self.total_steps} steps; "
-                    f"checkpoint {self.checkpoint}, {self.held_out_change()}")
         # A cluster's other workers save nothing of their own: the chief keeps the checkpoints.
         checkpoint = self.checkpoint or "kept by the chief worker"
+        if self.step > self.total_steps:  # A complete run asked for fewer steps than it has.
+            return (f"nothing to train, the run is at step {self.step}, past its {self.total_steps} steps; "
+                    f"checkpoint {checkpoint}, {self.held_out_change()}")
         return f"step {self.step}/{self.total_steps}, checkpoint {checkpoint}, {self.held_out_change()}"
 
 
