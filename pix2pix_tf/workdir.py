@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from typing import Iterator
 
 from pix2pix_tf.errors import ConfigError
 
@@ -117,3 +119,24 @@ def check_writable(folder: str, what: str) -> None:
         reason = e.strerror or type(e).__name__
         raise ConfigError(f"{what}={folder} cannot be written ({reason}). Choose a folder you can write to, "
                           "with free space.") from e
+
+
+@contextlib.contextmanager
+def new_folders_removed_if_refused(folder: str) -> Iterator[None]:
+    """Removes the folders down to `folder` that did not exist when the block began, if the block
+    fails while they are still empty: a program refused after proving it can write leaves no
+    empty folder behind."""
+    made = []
+    path = os.path.abspath(folder)
+    while not os.path.lexists(path):
+        made.append(path)
+        path = os.path.dirname(path)
+    try:
+        yield
+    except BaseException:
+        for path in made:  # Deepest first; a folder something was written into stays, and so do those above it.
+            try:
+                os.rmdir(path)
+            except OSError:
+                break
+        raise

@@ -49,7 +49,7 @@ def test_user_mistakes_get_a_message_not_a_traceback(tmp_path, data_dir, flags, 
     assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
     assert result.stderr.count(message) == 1, result.stderr[-3000:]  # Once: not also as a log line.
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "run" / "config.json").exists()  # Refused before anything is written.
+    assert not (tmp_path / "run").exists()  # Refused before anything is written: not even the folder stays.
 
 
 @pytest.mark.parametrize("command", [

@@ -170,6 +170,25 @@ def test_a_workdir_that_is_a_file_is_refused(tmp_path, data_dir):
     assert workdir.read_text() == "my notes"
 
 
+def test_a_refused_run_removes_the_folders_it_made_and_keeps_the_user_s(tmp_path, data_dir):
+    """A refusal after the workdir check (which makes the folder to prove it writable) removes the
+    folders that check made, parents included, and leaves a folder the user made, and its contents."""
+    missing = {"dataset": f"folder:{tmp_path / 'no_such_pairs'}"}
+    new = tmp_path / "new" / "nested" / "run"
+    with pytest.raises(ConfigError, match="no such directory"):
+        train(tiny_config(new, data_dir, data=missing))
+    assert os.listdir(tmp_path) == []
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(ConfigError, match="no such directory"):
+        train(tiny_config(mine / "run", data_dir, data=missing))
+    assert os.listdir(mine) == []
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="no such directory"):
+        train(tiny_config(mine, data_dir, data=missing))
+    assert os.listdir(mine) == ["notes.txt"]
+
+
 CANNOT_READ = "TensorFlow reads the path of a checkpoint or of a SavedModel's variables as a file pattern"
 
 

@@ -34,7 +34,7 @@ from pix2pix_tf.training import precision, summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
 from pix2pix_tf.training.distribute import is_chief, make_strategy, worker_index
 from pix2pix_tf.training.step import Pix2Pix
-from pix2pix_tf.workdir import Workdir
+from pix2pix_tf.workdir import Workdir, new_folders_removed_if_refused
 
 SAMPLE_ROWS = 4
 
@@ -178,19 +178,20 @@ def train(config: TrainConfig,
     (train.py times it out and honours SIGTERM there: pix2pix_tf.training.cluster).
     """
     config.validate()
-    # A workdir that is a file, read-only or on a full disk is refused before any work.
-    Workdir(config.run.workdir).check_usable()
-    config = resolve_config(config)
-    dataset = pipeline.load_paired_dataset(config.data)
-    check_fits_preprocessing(dataset, config.data, config.model)
-    with formation():
-        strategy = make_strategy(config.run)
-    logging.info("Training on %d replica(s) with %s.", strategy.num_replicas_in_sync, type(strategy).__name__)
-    if config.data.batch_size % strategy.num_replicas_in_sync:
-        raise ConfigError(f"--batch_size={config.data.batch_size} (the global batch) must be a multiple of the "
-                          f"{strategy.num_replicas_in_sync} replicas.")
-    # A precision this machine cannot train in is refused before the lock: nothing is left in the workdir.
-    precision.choose(config.run.mixed_precision, precision.Hardware.detect(strategy))
+    with new_folders_removed_if_refused(config.run.workdir):
+        # A workdir that is a file, read-only or on a full disk is refused before any work.
+        Workdir(config.run.workdir).check_usable()
+        config = resolve_config(config)
+        dataset = pipeline.load_paired_dataset(config.data)
+        check_fits_preprocessing(dataset, config.data, config.model)
+        with formation():
+            strategy = make_strategy(config.run)
+        logging.info("Training on %d replica(s) with %s.", strategy.num_replicas_in_sync, type(strategy).__name__)
+        if config.data.batch_size % strategy.num_replicas_in_sync:
+            raise ConfigError(f"--batch_size={config.data.batch_size} (the global batch) must be a multiple of the "
+                              f"{strategy.num_replicas_in_sync} replicas.")
+        # A precision this machine cannot train in is refused before the lock, like every refusal above.
+        precision.choose(config.run.mixed_precision, precision.Hardware.detect(strategy))
     chief = is_chief(strategy)
     with workdir_lock(config.run.workdir) if chief else contextlib.nullcontext():
         return _train(config, dataset, strategy, chief)
