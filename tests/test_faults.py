@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.errors import ConfigError, DatasetError
 from pix2pix_tf.training.loop import train
 
 import forked
@@ -175,16 +175,16 @@ def test_a_refused_run_removes_the_folders_it_made_and_keeps_the_user_s(tmp_path
     folders that check made, parents included, and leaves a folder the user made, and its contents."""
     missing = {"dataset": f"folder:{tmp_path / 'no_such_pairs'}"}
     new = tmp_path / "new" / "nested" / "run"
-    with pytest.raises(ConfigError, match="no such directory"):
+    with pytest.raises(DatasetError, match="no such directory"):
         train(tiny_config(new, data_dir, data=missing))
     assert os.listdir(tmp_path) == []
     mine = tmp_path / "mine"
     mine.mkdir()
-    with pytest.raises(ConfigError, match="no such directory"):
+    with pytest.raises(DatasetError, match="no such directory"):
         train(tiny_config(mine / "run", data_dir, data=missing))
     assert os.listdir(mine) == []
     (mine / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="no such directory"):
+    with pytest.raises(DatasetError, match="no such directory"):
         train(tiny_config(mine, data_dir, data=missing))
     assert os.listdir(mine) == ["notes.txt"]
 
