@@ -54,6 +54,26 @@ def _held_out(export: dict, count: int = 2) -> np.ndarray:
     return np.stack([a for a, _ in pairs.as_numpy_iterator()])
 
 
+
+@pytest.mark.slow  # A run of its own: resnet is the generator whose wider check image can be over a cap.
+def test_a_request_cap_between_the_square_and_the_wider_check_image_shortens_it(tmp_path, data_dir):
+    """resnet_6blocks (size multiple 4) exported at 128 under a request cap of 16500 pixels, which
+    holds the square images and the warmup but not the 132x128 wider check image: the check
+    compares 132x124 instead (export.py stopped with the SavedModel's refusal in a traceback)."""
+    from pix2pix_tf.training.loop import train
+
+    from conftest import tiny_config
+
+    workdir, export_dir = tmp_path / "run", tmp_path / "export"
+    train(tiny_config(workdir, data_dir, model={"generator": "resnet_6blocks"}, optim={"steps": 1},
+                      run={"eval_examples": 1}))
+    result = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--onnx",
+                         "--max_request_pixels=16500", "--warmup_batch_sizes=1", "--check_examples=2")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    report = json.load(open(export_dir / "onnx" / "pix2pix" / "1" / "report.json"))
+    assert report["ok"] and report["sizes_checked"] == [[128, 128], [124, 132]], report
+    assert re.search(r"at 128x128, 132x124 +ok", result.stdout), result.stdout
+
 @pytest.mark.slow
 def test_export_publishes_a_checked_onnx_file_that_matches_the_saved_model_at_two_sizes(export):
     assert sorted(os.listdir(export["folder"])) == ["MODEL_CARD.md", "report.json", "tiny.onnx"]

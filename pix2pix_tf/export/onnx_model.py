@@ -117,10 +117,15 @@ class OnnxReport:
 
 
 def check(model: Callable[[np.ndarray], np.ndarray], reference: Callable[[np.ndarray], np.ndarray],
-          images: np.ndarray, multiple: int) -> tuple[float, float, list[list[int]]]:
+          images: np.ndarray, multiple: int, request_pixels: int) -> tuple[float, float, list[list[int]]]:
     """(PSNR, max abs diff, sizes) of `model` against `reference` on `images` [N, S, S, C] and on
-    the same images widened by `multiple` columns (mirrored), in batches of two."""
+    the same images widened by `multiple` columns (mirrored), in batches of two. Where a wider
+    image would be over the reference's request cap `request_pixels` (which holds the square
+    one), it is also shortened by `multiple` rows."""
     wide = np.concatenate([images, images[:, :, ::-1][:, :, :multiple]], axis=2)
+    side = images.shape[1]
+    if side * (side + multiple) > request_pixels and side > multiple:
+        wide = wide[:, :side - multiple]
     got, expected = [], []
     for batch in (images, wide):
         for start in range(0, len(batch), 2):
@@ -142,7 +147,8 @@ def publish_file(saved: SavedModelReport, export_dir: str, facts: model_card.Car
         path = os.path.join(staging, f"{facts.model_name}.onnx")
         convert(saved.path, path)
         model = OnnxModel(path, threads=threads)
-        psnr_db, max_abs, sizes = check(model, saved.reference, images, model.size_multiple or 1)
+        psnr_db, max_abs, sizes = check(model, saved.reference, images, model.size_multiple or 1,
+                                        saved.request_pixels)
         report = OnnxReport(os.path.join(final, os.path.basename(path)), os.path.getsize(path), psnr_db, max_abs,
                             sizes, math.isfinite(max_abs) and max_abs <= MAX_ABS_DIFF)
         _write_report(staging, report, saved.path, compared_on)

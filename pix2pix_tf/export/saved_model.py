@@ -325,6 +325,7 @@ class SavedModelReport:
     image_size: int
     max_abs_diff: float
     reference: Callable[[np.ndarray], np.ndarray]  # Its dropout-free signature (`reference`).
+    request_pixels: int  # Its request cap: an image over it cannot be compared at all.
     benchmark: Benchmark  # --benchmark's timings of the Keras call and this signature, once measured.
     threads: int
 
@@ -358,7 +359,7 @@ def publish(job: Job, options: Options, published: Mapping[str, Published]) -> P
                                                              job.version, write)
     logging.info("SavedModel: %s (max |diff| to the checkpoint %.2g on %s).", final, diff, job.examples.source)
     report = SavedModelReport(final, job.version, job.checkpoint, job.config.mode, job.image_size, diff,
-                              translate, job.benchmark, job.config.threads)
+                              translate, options.request_pixels, job.benchmark, job.config.threads)
     image = job.images[:1]
     one = tf.constant(image)
     job.benchmark.baseline.update(keras=lambda: job.generator(one, training=False).numpy(),
