@@ -33,8 +33,12 @@ _FIELDS = (
     (14, 4, False),  # BMP: the size of the header holding the sizes (12: OS/2's, 16-bit sizes)
 )
 # `parse`'s frames for a file refused before its size is known: a GIF walk stopped by
-# GIF_MAX_BLOCKS, a BMP with OS/2's 12-byte header (its 16-bit sizes would read as absurd ones).
-GIF_TOO_LONG, OS2_BMP = -1, -2
+# GIF_MAX_BLOCKS, a BMP with OS/2's 12-byte header (its 16-bit sizes would read as absurd ones),
+# an animated WebP (TensorFlow's decode_image, asked for one frame, corrupts the process's heap
+# on it; its frames are not counted either).
+GIF_TOO_LONG, OS2_BMP, ANIMATED_WEBP = -1, -2, -3
+_VP8X = 0x56503858  # "VP8X": the extended WebP header, whose flags byte (byte 20) marks an animation.
+_ANIMATION_FLAG = 0x02
 
 
 def _weights() -> np.ndarray:
@@ -127,7 +131,7 @@ def _gif(encoded: tf.Tensor) -> tf.Tensor:
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(int64 1 + the index in FORMATS, 0 for none; int64 [height, width, pixels, frames], frames
-    GIF_TOO_LONG or OS2_BMP for a file refused as such). A JPEG whose header is damaged raises."""
+    GIF_TOO_LONG, OS2_BMP or ANIMATED_WEBP for a file refused as such). A JPEG whose header is damaged raises."""
     # A tf.function: eager callers (files) run the compiled branches and GIF loop, graph callers
     # (tf.data, the SavedModel) call it as a function of their graph.
     fields = _fields(encoded)
@@ -136,6 +140,10 @@ def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     still = tf.stack([height, width, height * width, tf.constant(1, tf.int64)])
     os2_bmp = tf.equal(index, 1 + FORMATS.index("BMP")) & tf.equal(fields[-1], 12)
     still = tf.where(os2_bmp, tf.constant([0, 0, 0, OS2_BMP], tf.int64), still)
+    flags = fields[5] // 2**24  # Byte 20, the top byte of the big-endian field at 20.
+    animated = (tf.equal(index, 1 + FORMATS.index("WebP")) & tf.equal(fields[3], _VP8X)
+                & tf.equal(tf.bitwise.bitwise_and(flags, _ANIMATION_FLAG), _ANIMATION_FLAG))
+    still = tf.where(animated, tf.constant([0, 0, 0, ANIMATED_WEBP], tf.int64), still)
 
     def jpeg() -> tf.Tensor:
         shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)

@@ -37,7 +37,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from pix2pix_tf import regular_files
+from pix2pix_tf import image_header, regular_files
 from pix2pix_tf.config import DEFAULT_MAX_PIXELS  # The policy's cap, stated where TensorFlow-free code reads it.
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.image_header import FORMATS, GIF_MAX_BLOCKS, GIF_TOO_LONG, HEAD, OS2_BMP, format_of, parse
@@ -69,8 +69,8 @@ class ImageError(Pix2pixError, ValueError):
 def header_info(encoded: tf.Tensor) -> tf.Tensor:
     """int64 [height, width, pixels, frames] read from the header (GIF: its block list) without
     decoding: the size the decoder will return, and the pixels it will hold. Zeros for bytes of
-    no supported format ([0, 0, 0, GIF_TOO_LONG or OS2_BMP] for a file refused before its size); a
-    JPEG whose header is damaged raises the decoder's error."""
+    no supported format ([0, 0, 0, one of image_header's refusal codes] for a file refused before its
+    size); a JPEG whose header is damaged raises the decoder's error."""
     return parse(encoded)[1]
 
 
@@ -111,6 +111,8 @@ def _message(encoded: tf.Tensor, info: tf.Tensor, kind: tf.Tensor, max_pixels: i
                           f"a GIF of more than {GIF_MAX_BLOCKS} blocks and sub-blocks, which is not read", unreadable)
     unreadable = tf.where(tf.equal(frames, OS2_BMP), "a BMP with an OS/2 header (12 bytes), which TensorFlow cannot "
                           "decode (save it as PNG or as a Windows BMP)", unreadable)
+    unreadable = tf.where(tf.equal(frames, image_header.ANIMATED_WEBP), "an animated WebP, which is not read (save "
+                          "the frame to translate as PNG or as a still WebP)", unreadable)
     return tf.where(tf.equal(kind, _UNREADABLE), unreadable, tf.where(tf.equal(kind, _TOO_LARGE), too_large, ""))
 
 

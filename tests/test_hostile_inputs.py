@@ -5,7 +5,8 @@ refused input (docs/reliability.md, "Bounded reads").
 Input classes (`INPUTS`): huge (a 1 GB sparse file behind a real PNG header), the 1 GB
 all-zero sparse file, zero bytes, truncated, disguised (TIFF bytes named .png), a header that
 declares 30000x30000, a GIF whose comment holds 500,000 one-byte sub-blocks, a PNG with
-20,000 extra chunks, a FIFO, a link to a character device and a link loop. Entry points
+20,000 extra chunks, a BMP with an OS/2 header, an animated WebP, a FIFO, a link to a character
+device and a link loop. Entry points
 (`test_*`): the folder dataset's scan and the training/evaluation pipeline over it, the
 authors' archive reader, translate, the demo's upload handler and each Serving signature of
 one tiny SavedModel shared by the module (plus requests whose images add up past the
@@ -56,6 +57,7 @@ INPUTS = {
     "header_bomb": "is over the limit of",
     "gif_flood": f"a GIF of more than {images.GIF_MAX_BLOCKS} blocks",
     "os2_bmp": "a BMP with an OS/2 header (12 bytes), which TensorFlow cannot decode",
+    "animated_webp": "an animated WebP, which is not read",
     "png_many_chunks": ACCEPTED,
     "fifo": "a FIFO, not a regular file",
     "link_to_device": "a character device, not a regular file",
@@ -125,6 +127,17 @@ def _os2_bmp() -> bytes:
     return b"BM" + struct.pack("<IHHI", 26 + len(pixels), 0, 0, 26) + struct.pack("<IHHHH", 12, 64, 32, 1, 24) + pixels
 
 
+def _animated_webp() -> bytes:
+    """A WebP of two 16x16 frames (140 bytes): TensorFlow's decoder, asked for one frame of it,
+    corrupted the heap of the process (a SavedModel's server, translate, the demo)."""
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)) for i in range(2)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    return buffer.getvalue()
+
+
 def _png_many_chunks() -> bytes:
     """A valid 64x32 PNG with 20,000 private ancillary chunks between IHDR and IDAT."""
     png = _png(64, 32)
@@ -141,6 +154,7 @@ def input_bytes(name: str) -> bytes:
         "header_bomb": _header_bomb,
         "gif_flood": _gif_flood,
         "os2_bmp": _os2_bmp,
+        "animated_webp": _animated_webp,
         "png_many_chunks": _png_many_chunks,
     }[name]()
 
@@ -230,7 +244,7 @@ def test_archive_members(tmp_path, caplog):
     with Bounded(), caplog.at_level("WARNING"):
         kept = dict(archive.split_examples(source, "train", archive.scan_archive(source)["train"].last_member))
     assert set(kept) == {"facades/train/good.png", "facades/train/png_many_chunks.png"}
-    assert ("skipped 9 of 11 image file(s) (not a decodable image: 5, not a regular file: 1, over the pixel "
+    assert ("skipped 10 of 12 image file(s) (not a decodable image: 6, not a regular file: 1, over the pixel "
             "limit: 2, tar link (not readable while streaming): 1)") in caplog.text
     assert f"facades/train/zeros_3g.png (over the pixel limit: {3 * 2**30} bytes, more than" in caplog.text
 
