@@ -258,3 +258,15 @@ def test_a_stop_signal_while_waiting_for_the_cluster_stops_the_worker_at_once(tm
     assert (f"error: {signum.name} received while worker 1 ({addresses[1]}) waited for worker 0 ({addresses[0]}) "
             "to form the cluster: stopped before training started.") in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("tf_config", [
+    "not json", "[]", '{"cluster": {}}', '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}',
+    "[" * 100_000 + "]" * 100_000,  # Nested deeper than Python's stack: json.loads raised RecursionError.
+], ids=["text", "list", "no_task", "index_out_of_the_cluster", "deep"])
+def test_a_tf_config_that_describes_no_cluster_is_one_message(tf_config):
+    from pix2pix_tf.errors import ConfigError
+    from pix2pix_tf.training.cluster import cluster_from_env
+
+    with pytest.raises(ConfigError, match=r"^TF_CONFIG is not a valid cluster description \(\w+"):
+        cluster_from_env({"TF_CONFIG": tf_config})

@@ -298,6 +298,9 @@ class Misbehaving(BaseHTTPRequestHandler):
     def list(self):
         self.answer(200, b"[1, 2, 3]")
 
+    def deep(self):  # Valid JSON nested deeper than Python's stack: json.loads raised RecursionError.
+        self.answer(200, b"[" * 100_000 + b"]" * 100_000)
+
     def no_outputs(self):
         self.answer(200, b'{"model_version": "1"}')
 
@@ -359,6 +362,7 @@ def test_one_deadline_bounds_the_whole_request(misbehaving, behaviour):
 @pytest.mark.parametrize("behaviour,message", [
     ("html", r"the answer \(HTTP 200, 35 bytes\) is not JSON: '<html><body>It works!"),
     ("list", "is JSON list, not an object"),
+    ("deep", r"the answer \(HTTP 200, 200000 bytes\) is not JSON: '\[\[\["),
     ("no_outputs", "neither 'predictions' nor 'outputs'"),
     ("other_output", "the answer has no 'output_bytes' output"),
     ("bad_base64", "not Serving's predict answer"),

@@ -93,7 +93,7 @@ def _decoded(properties: dict[str, str]) -> dict[str, Any]:
     for key, value in properties.items():
         try:
             metadata[key] = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             metadata[key] = value
     return metadata
 

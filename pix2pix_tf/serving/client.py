@@ -167,7 +167,7 @@ class RestClient:
         status, raw = self._exchange(json.dumps(body).encode())
         try:
             answer = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested deeper than Python's stack.
             answer = None
         if status >= 400:  # Serving puts the reason in a JSON body.
             detail = answer.get("error") if isinstance(answer, dict) else None

@@ -77,7 +77,7 @@ def cluster_from_env(environ: Mapping[str, str] = os.environ) -> Cluster:
         jobs = {job: list(addresses) for job, addresses in description["cluster"].items()}
         task_type, task_index = description["task"]["type"], int(description["task"].get("index", 0))
         jobs[task_type][task_index]  # noqa: B018 - this task must be in the cluster
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
         raise ConfigError(f"TF_CONFIG is not a valid cluster description ({type(e).__name__}: {e}): "
                           f"{tf_config}") from e
     if task_type not in ("worker", "chief") or not jobs.get("worker"):

@@ -76,7 +76,7 @@ def runtime_version(node_modules: Optional[str] = None) -> str:
     try:
         with open(manifest) as f:
             record = json.load(f)
-    except (OSError, ValueError) as e:  # ValueError: not JSON, or not UTF-8.
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not JSON, or not UTF-8.
         raise _not_installed(f"{manifest} is unreadable: {type(e).__name__}: {e}") from e
     version = record.get("version") if isinstance(record, dict) else None
     if not isinstance(version, str) or not version:
