@@ -243,6 +243,8 @@ def test_bad_inputs_give_clear_errors(export):
         ("serving_default", tf.constant([b"not an image at all"]), "not JPEG, PNG, GIF, BMP or WebP"),
         ("serving_default", tf.constant([png.numpy()[:40]]), "PNG"),  # Truncated.
         ("translate_float", tf.zeros([1, 96, 128, 3]), "multiple of 128"),
+        ("translate_float", tf.zeros([1, 0, 0, 3]), "images must be at least 1x1 pixels"),
+        ("translate_float_deterministic", tf.zeros([1, 128, 0, 3]), "images must be at least 1x1 pixels"),
     ]
     for name, value, message in cases:
         with pytest.raises(tf.errors.InvalidArgumentError, match=message):

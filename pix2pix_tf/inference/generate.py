@@ -139,6 +139,9 @@ def check_images(images: tf.Tensor, input_nc: int, multiple: int) -> tf.Tensor:
     checks = [
         tf.debugging.assert_equal(shape[3], input_nc, message=f"images must have {input_nc} channels"),
         tf.debugging.assert_positive(shape[0], message="images: the batch is empty"),
+        # 0 is a multiple of every size: without this, an empty image fails in a convolution that names channels.
+        tf.debugging.assert_positive(tf.minimum(shape[1], shape[2]),
+                                     message="images must be at least 1x1 pixels, got an image with no pixels"),
         tf.debugging.assert_equal(shape[1] % multiple, 0,
                                   message=f"image height must be a multiple of {multiple} for this generator"),
         tf.debugging.assert_equal(shape[2] % multiple, 0,
