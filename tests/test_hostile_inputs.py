@@ -15,6 +15,7 @@ request cap). A request carries bytes, so the special files apply to the file re
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import os
@@ -27,8 +28,10 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -417,10 +420,62 @@ def _post_file(url: str, name: str, data: bytes) -> tuple[int, str]:
         return e.code, e.read().decode()
 
 
+def _post_files_unsized(url: str, sizes: list[int]) -> tuple[Optional[int], str]:
+    """One multipart POST of files of `sizes` (zeros behind a PNG signature), chunked: no
+    Content-Length. Sending stops at the first error; (status, body), or (None, why) when the
+    server closed the connection before its answer could be read."""
+    parsed = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+    connection.putrequest("POST", parsed.path)
+    connection.putheader("Content-Type", "multipart/form-data; boundary=pix2pixboundary")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+
+    def send(data: bytes) -> None:
+        connection.send(b"%x\r\n%s\r\n" % (len(data), data))
+
+    try:
+        for i, size in enumerate(sizes):
+            send(f'--pix2pixboundary\r\nContent-Disposition: form-data; name="files"; filename="f{i}.png"\r\n'
+                 "Content-Type: image/png\r\n\r\n".encode())
+            for start in range(0, size, 2**20):
+                send((b"\x89PNG" + bytes(2**20))[:min(2**20, size - start)])
+            send(b"\r\n")
+        send(b"--pix2pixboundary--\r\n")
+        connection.send(b"0\r\n\r\n")
+    except OSError:
+        pass
+    try:
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode()
+    except OSError as e:
+        return None, str(e)
+    finally:
+        connection.close()
+
+
+def _post_declared(url: str, length: int) -> tuple[int, str]:
+    """A POST that declares a body of `length` bytes and sends none of it."""
+    parsed = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+    connection.putrequest("POST", parsed.path)
+    connection.putheader("Content-Type", "multipart/form-data; boundary=pix2pixboundary")
+    connection.putheader("Content-Length", str(length))
+    connection.endheaders()
+    answer = connection.getresponse()
+    status, text = answer.status, answer.read().decode()
+    connection.close()
+    return status, text
+
+
 @pytest.mark.slow
 def test_demo_server_caps_uploads_and_removes_them_on_exit(saved_model, tmp_path):
     """The demo's server refuses an upload larger than any image within --max_pixels while it
-    arrives (413), keeps uploads in a folder of its own run, and removes it when it exits."""
+    arrives (413), and a request of several files under that cap each but over it together
+    (Gradio's cap is per file), leaving none of their bytes; it keeps uploads in a folder of
+    its own run, and removes it when it exits."""
+    from pix2pix_tf.demo.app import max_request_bytes
+
     pytest.importorskip("gradio")
     temp = tmp_path / "tmp"
     temp.mkdir()
@@ -444,10 +499,17 @@ def test_demo_server_caps_uploads_and_removes_them_on_exit(saved_model, tmp_path
                 time.sleep(0.5)
         status, text = _post_file(url + "gradio_api/upload", "big.png", b"\0" * (images.max_file_bytes(MAX_PIXELS) + 1))
         assert status == 413 and "maximum allowed size" in text, (status, text[:300])
+        (run_dir,) = temp.glob("pix2pix_demo_*")
+        kept_before = {p: p.stat().st_size for p in (run_dir / "uploads").rglob("*") if p.is_file()}  # The page's own.
+        cap = max_request_bytes(MAX_PIXELS)
+        status, text = _post_declared(url + "gradio_api/upload", cap + 1)  # Refused before a byte is read.
+        assert status == 413 and f"over the maximum allowed size of {cap} bytes" in text, (status, text[:300])
+        status, text = _post_files_unsized(url + "gradio_api/upload", [cap // 3 + 2**20] * 3)
+        assert status in (413, None) and (status is None or f"maximum allowed size of {cap}" in text), text[:300]
+        assert {p: p.stat().st_size for p in (run_dir / "uploads").rglob("*") if p.is_file()} == kept_before
         status, text = _post_file(url + "gradio_api/upload", "good.png", _png(64, 32))
         assert status == 200, text
         (uploaded,) = json.loads(text)
-        (run_dir,) = temp.glob("pix2pix_demo_*")
         assert os.path.realpath(uploaded).startswith(os.path.realpath(run_dir / "uploads"))
         assert os.path.getsize(uploaded) == len(_png(64, 32))
     finally:
