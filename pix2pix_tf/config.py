@@ -17,6 +17,7 @@ from pix2pix_tf.config_checks import (
     check_choice,
     check_number,
     check_positive,
+    check_seed,
     check_side_within_cap,
     json_kind,
     typed_section,
@@ -223,6 +224,7 @@ class RunConfig:
         check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         check_positive(save_every=self.save_every, log_every=self.log_every, sample_every=self.sample_every,
                        keep_checkpoints=self.keep_checkpoints, cpu_replicas=self.cpu_replicas)
+        check_seed(self.seed)
         if self.eval_examples < 0:
             raise ConfigError(f"--eval_examples must be non-negative, got {self.eval_examples}.")
 

@@ -44,6 +44,12 @@ def check_number(name: str, value: float) -> None:
         raise ConfigError(f"--{name} must be a finite number, got {value}.")
 
 
+def check_seed(seed: Optional[int]) -> None:
+    """Refuses a seed TensorFlow cannot hold: seeds become tf.int64 tensors."""
+    if seed is not None and not -2**63 <= seed < 2**63:
+        raise ConfigError(f"--seed must be a 64-bit integer (below 2**63 in magnitude), got {seed}.")
+
+
 def check_positive(**values: Optional[int]) -> None:
     """Refuses sizes, counts and caps below 1, or above their bound where one is set
     (`_UPPER_BOUNDS`); None: not given, the default applies."""

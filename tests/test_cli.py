@@ -39,6 +39,7 @@ def train_flags(workdir, data_dir, *extra: str) -> list[str]:
     (["--lambda_l1=-1"], "non-negative"),
     (["--strategy=multi_worker"], "TF_CONFIG environment variable, which is not set"),
     (["--lr=nan"], "--lr must be a finite number, got nan."),
+    (["--seed=9223372036854775808"], "--seed must be a 64-bit integer (below 2**63 in magnitude), got "),
     (["--discriminator=n_layers", "--n_layers_d=9"], "a PatchGAN of 9 layers leaves no patch of a 128x128 image"),
     (["--workdir="], "--workdir is empty: name a folder."),  # Not the current folder, nor "cannot be written".
 ])

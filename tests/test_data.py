@@ -80,6 +80,16 @@ def test_stream_resumes_at_any_position_across_epochs(tiny):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.parametrize("seed", [2**63 - 1, -2**63], ids=["largest", "smallest"])
+def test_every_64_bit_seed_streams_and_differs_from_a_small_one(tiny, seed):
+    """Epoch e's shuffle seed (seed x 1000003 + e) wraps as int64 arithmetic: a seed of 2**63 - 1
+    stopped the run in a Python OverflowError traceback."""
+    config = DataConfig(dataset=TINY_DATASET, preprocess="none", flip=False, batch_size=1)
+    n = tiny.num_train
+    images = [x.tobytes() for x in stream_images(tiny, config, 0, n + 1, seed=seed)]
+    assert len(set(images[:n])) == n and images != [x.tobytes() for x in stream_images(tiny, config, 0, n + 1)]
+
+
 def test_each_epoch_is_a_new_permutation(tiny):
     config = DataConfig(dataset=TINY_DATASET, preprocess="none", flip=False, batch_size=1)
     n = tiny.num_train

@@ -312,9 +312,12 @@ def train_stream(dataset: PairedDataset, config: DataConfig, input_nc: int, outp
     buffer = min(config.shuffle_buffer, n)
     start_epoch, offset = divmod(start_example, n)
 
+    # (seed, e) -> one int64 seed; a product past int64 wraps as int64 arithmetic would.
+    epoch_base = (seed * 1_000_003 + 2**63) % 2**64 - 2**63
+
     @traced_as_written
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
-        return _shuffled(records, buffer, seed * 1_000_003 + e)
+        return _shuffled(records, buffer, epoch_base + e)
 
     stream = tf.data.Dataset.range(start_epoch, 2**62).flat_map(epoch).skip(offset)
     stream = stream.enumerate(start=start_example)

@@ -20,7 +20,7 @@ from absl import flags
 
 from pix2pix_tf import cli
 from pix2pix_tf.config import DEFAULT_MAX_PIXELS, TrainConfig
-from pix2pix_tf.config_checks import check_positive, check_side_within_cap
+from pix2pix_tf.config_checks import check_positive, check_seed, check_side_within_cap
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference import checkpoint_source, sources
 from pix2pix_tf.inference.mode import PAPER, InferenceMode
@@ -90,8 +90,7 @@ class ModelRequest:
         if self.run and named[0] == RUN_FLAG:
             raise ConfigError(f"A checkpoint (--{RUN_FLAG}) is evaluated on its own run: `run` applies to an export.")
         check_positive(image_size=self.image_size, threads=self.threads, max_pixels=self.max_pixels)
-        if self.seed is not None and not -2**63 <= self.seed < 2**63:  # It becomes a tf.int64.
-            raise ConfigError(f"--seed must be a 64-bit integer (below 2**63 in magnitude), got {self.seed}.")
+        check_seed(self.seed)
         if self.native_size and self.image_size:
             raise ConfigError("--image_size and --native_size contradict each other: give one.")
         if self.image_size:
