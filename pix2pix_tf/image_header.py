@@ -37,6 +37,12 @@ _FIELDS = (
 # an animated WebP (TensorFlow's decode_image, asked for one frame, corrupts the process's heap
 # on it; its frames are not counted either).
 GIF_TOO_LONG, OS2_BMP, ANIMATED_WEBP = -1, -2, -3
+# A BMP TensorFlow's decoder reads wrongly or not at all: it reads the bits per pixel and
+# ignores compression, colour masks and the palette, so an 8-bit BMP comes out as its palette
+# indices (grey) and a 32-bit one whose masks are not BGRA with its channels swapped.
+UNREADABLE_BMP = -4
+_BMP_HEAD = 70  # Up to the colour masks of a BITMAPV4HEADER (bytes 54-65).
+_BGRA_MASKS = (0x00FF0000, 0x0000FF00, 0x000000FF)  # Red, green, blue: the order TensorFlow reads.
 _VP8X = 0x56503858  # "VP8X": the extended WebP header, whose flags byte (byte 20) marks an animation.
 _ANIMATION_FLAG = 0x02
 
@@ -128,10 +134,41 @@ def _gif(encoded: tf.Tensor) -> tf.Tensor:
     return tf.where(more(*state) & (steps >= GIF_MAX_BLOCKS), tf.constant([0, 0, 0, GIF_TOO_LONG], tf.int64), info)
 
 
+def _little_endian(data: tf.Tensor, start: int, length: int) -> tf.Tensor:
+    return tf.reduce_sum(data[start:start + length] * tf.constant([256**i for i in range(length)], tf.int64))
+
+
+def _bmp(encoded: tf.Tensor, still: tf.Tensor) -> tf.Tensor:
+    """`still`, or [0, 0, 0, UNREADABLE_BMP] unless TensorFlow decodes the BMP to its pixels: 24
+    or 32 bits without compression, 32 bits with BGRA colour masks, or 8 bits whose palette is the
+    grey ramp (index i is grey i), which TensorFlow's palette-blind reading gets right."""
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+
+    def window(start: tf.Tensor, size: int) -> tf.Tensor:
+        start = tf.minimum(start, length)
+        data = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, start, size), b"\0" * size]), 0, size)
+        return tf.cast(tf.reshape(tf.io.decode_raw(data, tf.uint8), [size]), tf.int64)
+
+    head = window(tf.constant(0, tf.int64), _BMP_HEAD)
+    bits, compression, colours = _little_endian(head, 28, 2), _little_endian(head, 30, 4), _little_endian(head, 46, 4)
+    masks = tf.stack([_little_endian(head, start, 4) for start in (54, 58, 62)])
+    palette = tf.reshape(window(14 + _little_endian(head, 14, 4), 1024), [256, 4])
+    ramp = tf.range(256, dtype=tf.int64)
+    grey_entries = tf.reduce_all(tf.equal(palette[:, :3], ramp[:, None]), axis=1)
+    used = tf.where(tf.equal(colours, 0), tf.constant(256, tf.int64), tf.minimum(colours, 256))
+    grey = tf.reduce_all(grey_entries | (ramp >= used))
+    plain = tf.equal(compression, 0)
+    bgra = tf.equal(compression, 3) & tf.reduce_all(tf.equal(masks, _BGRA_MASKS))  # 3: BI_BITFIELDS.
+    readable = ((tf.equal(bits, 24) & plain) | (tf.equal(bits, 8) & plain & grey)
+                | (tf.equal(bits, 32) & (plain | bgra)))
+    return tf.where(readable | (still[3] < 0), still, tf.constant([0, 0, 0, UNREADABLE_BMP], tf.int64))
+
+
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(int64 1 + the index in FORMATS, 0 for none; int64 [height, width, pixels, frames], frames
-    GIF_TOO_LONG, OS2_BMP or ANIMATED_WEBP for a file refused as such). A JPEG whose header is damaged raises."""
+    GIF_TOO_LONG, OS2_BMP, ANIMATED_WEBP or UNREADABLE_BMP for a file refused as such). A JPEG
+    whose header is damaged raises."""
     # A tf.function: eager callers (files) run the compiled branches and GIF loop, graph callers
     # (tf.data, the SavedModel) call it as a function of their graph.
     fields = _fields(encoded)
@@ -149,8 +186,8 @@ def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)
         return tf.stack([shape[0], shape[1], shape[0] * shape[1], tf.constant(1, tf.int64)])
 
-    branch = tf.gather(tf.constant([0, 1, 0, 2, 0, 0]), index)  # JPEG and GIF read more than the head.
-    return index, tf.switch_case(branch, [lambda: still, jpeg, lambda: _gif(encoded)])
+    branch = tf.gather(tf.constant([0, 1, 0, 2, 3, 0]), index)  # JPEG, GIF and BMP read more than the head.
+    return index, tf.switch_case(branch, [lambda: still, jpeg, lambda: _gif(encoded), lambda: _bmp(encoded, still)])
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)

@@ -111,6 +111,9 @@ def _message(encoded: tf.Tensor, info: tf.Tensor, kind: tf.Tensor, max_pixels: i
                           f"a GIF of more than {GIF_MAX_BLOCKS} blocks and sub-blocks, which is not read", unreadable)
     unreadable = tf.where(tf.equal(frames, OS2_BMP), "a BMP with an OS/2 header (12 bytes), which TensorFlow cannot "
                           "decode (save it as PNG or as a Windows BMP)", unreadable)
+    unreadable = tf.where(tf.equal(frames, image_header.UNREADABLE_BMP), "a BMP that TensorFlow would decode wrongly "
+                          "or not at all (it reads 24- and 32-bit BMPs without compression and grey 8-bit ones, not "
+                          "palettes of colours, other depths, compression or colour masks): save it as PNG", unreadable)
     unreadable = tf.where(tf.equal(frames, image_header.ANIMATED_WEBP), "an animated WebP, which is not read (save "
                           "the frame to translate as PNG or as a still WebP)", unreadable)
     return tf.where(tf.equal(kind, _UNREADABLE), unreadable, tf.where(tf.equal(kind, _TOO_LARGE), too_large, ""))

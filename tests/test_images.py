@@ -75,6 +75,7 @@ VARIANTS = {
 # In graph, as in tf.data and the SavedModel.
 HEADER_SIZE_IN_GRAPH = tf.function(images.header_size)
 DECODE_IN_GRAPH = tf.function(lambda data: images.decode(data, 3, images.DEFAULT_MAX_PIXELS))
+DECODE_UINT8_IN_GRAPH = tf.function(lambda data: images.decode_uint8(data, images.DEFAULT_MAX_PIXELS))
 NAMED_DECODE_IN_GRAPH = tf.function(lambda data: images.decode(data, 3, images.DEFAULT_MAX_PIXELS, name="big.png"))
 
 
@@ -89,6 +90,49 @@ def test_header_size_is_the_decoded_size_for_every_format(variant):
         assert tuple(images.header_size(data).numpy()) == (height, width), (variant, width, height)
         assert tuple(HEADER_SIZE_IN_GRAPH(tf.constant(data)).numpy()) == (height, width)
         assert DECODE_IN_GRAPH(tf.constant(data)).shape == (height, width, 3)
+
+
+def bmp_with_masks(pixels: np.ndarray, masks: tuple[int, int, int]) -> bytes:
+    """A 32-bit BI_BITFIELDS BMP (BITMAPV4HEADER) of RGBA `pixels`, stored with `masks` (red,
+    green, blue): (0xFF, 0xFF00, 0xFF0000) stores the bytes as R, G, B, A."""
+    height, width, _ = pixels.shape
+    shift = {mask: i for i, mask in enumerate((0xFF, 0xFF00, 0xFF0000))}
+    stored = np.zeros((height, width, 4), np.uint8)
+    for channel, mask in enumerate(masks):
+        stored[..., shift[mask]] = pixels[..., channel]
+    stored[..., 3] = 255
+    info = struct.pack("<IiiHHIIiiII", 108, width, -height, 1, 32, 3, stored.size, 2835, 2835, 0, 0)
+    info += struct.pack("<IIII", *masks, 0xFF000000) + bytes(108 - 56)
+    offset = 14 + len(info)
+    return b"BM" + struct.pack("<IHHI", offset + stored.size, 0, 0, offset) + info + stored.tobytes()
+
+
+# Every BMP kind PIL writes, and masks in an order TensorFlow ignores: read to their pixels, or
+# refused by name (TensorFlow decoded an 8-bit colour palette as grey indices and RGBA masks with
+# red and blue swapped, silently; 1-bit ones failed as "corrupt").
+BMP_KINDS = {
+    "24-bit": (lambda p: encoded(p, "BMP"), True), "32-bit": (lambda p: encoded(p, "BMP", "RGBA"), True),
+    "8-bit grey": (lambda p: encoded(p, "BMP", "L"), True),
+    "32-bit BGRA masks": (lambda p: bmp_with_masks(p, (0xFF0000, 0xFF00, 0xFF)), True),
+    "8-bit colour palette": (lambda p: encoded(p, "BMP", "P"), False),
+    "1-bit": (lambda p: encoded(p, "BMP", "1"), False),
+    "32-bit RGBA masks": (lambda p: bmp_with_masks(p, (0xFF, 0xFF00, 0xFF0000)), False),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BMP_KINDS))
+def test_a_bmp_is_read_to_its_pixels_or_refused_by_name(kind):
+    write_bmp, readable = BMP_KINDS[kind]
+    data = write_bmp(noise(9, 14))
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    if readable:
+        for pixels in (images.decode_bytes(data, 1000).pixels, DECODE_UINT8_IN_GRAPH(tf.constant(data)).numpy()):
+            np.testing.assert_array_equal(images.to_channels(tf.constant(pixels), 3).numpy(), expected)
+        return
+    with pytest.raises(images.ImageError, match=r"^in.bmp: a BMP that TensorFlow would decode wrongly or not at all"):
+        images.decode_bytes(data, 1000, "in.bmp")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="a BMP that TensorFlow would decode wrongly"):
+        DECODE_IN_GRAPH(tf.constant(data))
 
 
 def test_an_animated_gif_counts_the_pixels_of_every_frame():
