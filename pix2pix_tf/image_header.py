@@ -41,6 +41,12 @@ GIF_TOO_LONG, OS2_BMP, ANIMATED_WEBP = -1, -2, -3
 # ignores compression, colour masks and the palette, so an 8-bit BMP comes out as its palette
 # indices (grey) and a 32-bit one whose masks are not BGRA with its channels swapped.
 UNREADABLE_BMP = -4
+# A JPEG of more than JPEG_MAX_SCANS scans: libjpeg decodes every scan over the whole image,
+# and a scan can be a few bytes, so a megabyte of repeated scans costs minutes. A progressive
+# JPEG has about ten. Counted as start-of-scan markers (FF DA), which entropy-coded data never
+# holds (it stuffs each FF byte with 00); a marker inside metadata only counts one more.
+JPEG_TOO_MANY_SCANS = -5
+JPEG_MAX_SCANS = 256
 _BMP_HEAD = 70  # Up to the colour masks of a BITMAPV4HEADER (bytes 54-65).
 _BGRA_MASKS = (0x00FF0000, 0x0000FF00, 0x000000FF)  # Red, green, blue: the order TensorFlow reads.
 _VP8X = 0x56503858  # "VP8X": the extended WebP header, whose flags byte (byte 20) marks an animation.
@@ -167,8 +173,8 @@ def _bmp(encoded: tf.Tensor, still: tf.Tensor) -> tf.Tensor:
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(int64 1 + the index in FORMATS, 0 for none; int64 [height, width, pixels, frames], frames
-    GIF_TOO_LONG, OS2_BMP, ANIMATED_WEBP or UNREADABLE_BMP for a file refused as such). A JPEG
-    whose header is damaged raises."""
+    GIF_TOO_LONG, OS2_BMP, ANIMATED_WEBP, UNREADABLE_BMP or JPEG_TOO_MANY_SCANS for a file refused
+    as such). A JPEG whose header is damaged raises."""
     # A tf.function: eager callers (files) run the compiled branches and GIF loop, graph callers
     # (tf.data, the SavedModel) call it as a function of their graph.
     fields = _fields(encoded)
@@ -184,7 +190,9 @@ def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
     def jpeg() -> tf.Tensor:
         shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)
-        return tf.stack([shape[0], shape[1], shape[0] * shape[1], tf.constant(1, tf.int64)])
+        scans = tf.size(tf.strings.split(encoded, sep=b"\xff\xda"), out_type=tf.int64) - 1
+        return tf.where(scans > JPEG_MAX_SCANS, tf.constant([0, 0, 0, JPEG_TOO_MANY_SCANS], tf.int64),
+                        tf.stack([shape[0], shape[1], shape[0] * shape[1], tf.constant(1, tf.int64)]))
 
     branch = tf.gather(tf.constant([0, 1, 0, 2, 3, 0]), index)  # JPEG, GIF and BMP read more than the head.
     return index, tf.switch_case(branch, [lambda: still, jpeg, lambda: _gif(encoded), lambda: _bmp(encoded, still)])

@@ -114,6 +114,9 @@ def _message(encoded: tf.Tensor, info: tf.Tensor, kind: tf.Tensor, max_pixels: i
     unreadable = tf.where(tf.equal(frames, image_header.UNREADABLE_BMP), "a BMP that TensorFlow would decode wrongly "
                           "or not at all (it reads 24- and 32-bit BMPs without compression and grey 8-bit ones, not "
                           "palettes of colours, other depths, compression or colour masks): save it as PNG", unreadable)
+    unreadable = tf.where(tf.equal(frames, image_header.JPEG_TOO_MANY_SCANS), f"a JPEG of more than "
+                          f"{image_header.JPEG_MAX_SCANS} scans, which is not read (a progressive JPEG has about 10; "
+                          "the decoder passes over the whole image once per scan)", unreadable)
     unreadable = tf.where(tf.equal(frames, image_header.ANIMATED_WEBP), "an animated WebP, which is not read (save "
                           "the frame to translate as PNG or as a still WebP)", unreadable)
     return tf.where(tf.equal(kind, _UNREADABLE), unreadable, tf.where(tf.equal(kind, _TOO_LARGE), too_large, ""))

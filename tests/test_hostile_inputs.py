@@ -1,16 +1,16 @@
-"""Hostile inputs as a table: every input class through every entry point that reads images,
-each run asserting bounded memory (peak RSS growth, sampled) and time, and one message per
-refused input (docs/reliability.md, "Bounded reads").
+"""Hostile inputs as a table: every input class through every entry point that reads images, each
+run asserting bounded memory (peak RSS growth, sampled) and time, and one message per refused
+input (docs/reliability.md, "Bounded reads").
 
-Input classes (`INPUTS`): huge (a 1 GB sparse file behind a real PNG header), the 1 GB
-all-zero sparse file, zero bytes, truncated, disguised (TIFF bytes named .png), a header that
-declares 30000x30000, a GIF whose comment holds 500,000 one-byte sub-blocks, a PNG with
-20,000 extra chunks, a BMP with an OS/2 header, an animated WebP, a FIFO, a link to a character
-device and a link loop. Entry points
-(`test_*`): the folder dataset's scan and the training/evaluation pipeline over it, the
-authors' archive reader, translate, the demo's upload handler and each Serving signature of
-one tiny SavedModel shared by the module (plus requests whose images add up past the
-request cap). A request carries bytes, so the special files apply to the file readers only.
+Input classes (`INPUTS`): huge (a 1 GB sparse file behind a real PNG header), the 1 GB all-zero
+sparse file, zero bytes, truncated, disguised (TIFF bytes named .png), a header that declares
+30000x30000, a GIF whose comment holds 500,000 one-byte sub-blocks, a PNG with 20,000 extra
+chunks, a BMP with an OS/2 header, an animated WebP, a JPEG of 1,000 scans, a FIFO, a link to a
+character device and a link loop. Entry points (`test_*`): the folder dataset's scan and the
+training/evaluation pipeline over it, the authors' archive reader, translate, the demo's upload
+handler and each Serving signature of one tiny SavedModel shared by the module (plus requests
+whose images add up past the request cap). A request carries bytes, so the special files apply
+to the file readers only.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf import images
+from pix2pix_tf import image_header, images
 from pix2pix_tf.inference import artifacts
 
 import forked
@@ -61,6 +61,7 @@ INPUTS = {
     "gif_flood": f"a GIF of more than {images.GIF_MAX_BLOCKS} blocks",
     "os2_bmp": "a BMP with an OS/2 header (12 bytes), which TensorFlow cannot decode",
     "animated_webp": "an animated WebP, which is not read",
+    "jpeg_scan_flood": f"a JPEG of more than {image_header.JPEG_MAX_SCANS} scans, which is not read",
     "png_many_chunks": ACCEPTED,
     "fifo": "a FIFO, not a regular file",
     "link_to_device": "a character device, not a regular file",
@@ -141,6 +142,19 @@ def _animated_webp() -> bytes:
     return buffer.getvalue()
 
 
+def _jpeg_scan_flood() -> bytes:
+    """A progressive 64x32 JPEG whose last scan is repeated 1,000 times (libjpeg decodes each,
+    with a warning: a megabyte of such scans at 4096x4096 cost minutes of CPU)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(
+        buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    last_scan = data[data.rindex(b"\xff\xda"):-2]  # Its header and entropy-coded data, up to the end marker.
+    return data[:-2] + last_scan * 1000 + b"\xff\xd9"
+
+
 def _png_many_chunks() -> bytes:
     """A valid 64x32 PNG with 20,000 private ancillary chunks between IHDR and IDAT."""
     png = _png(64, 32)
@@ -158,6 +172,7 @@ def input_bytes(name: str) -> bytes:
         "gif_flood": _gif_flood,
         "os2_bmp": _os2_bmp,
         "animated_webp": _animated_webp,
+        "jpeg_scan_flood": _jpeg_scan_flood,
         "png_many_chunks": _png_many_chunks,
     }[name]()
 
@@ -247,7 +262,7 @@ def test_archive_members(tmp_path, caplog):
     with Bounded(), caplog.at_level("WARNING"):
         kept = dict(archive.split_examples(source, "train", archive.scan_archive(source)["train"].last_member))
     assert set(kept) == {"facades/train/good.png", "facades/train/png_many_chunks.png"}
-    assert ("skipped 10 of 12 image file(s) (not a decodable image: 6, not a regular file: 1, over the pixel "
+    assert ("skipped 11 of 13 image file(s) (not a decodable image: 7, not a regular file: 1, over the pixel "
             "limit: 2, tar link (not readable while streaming): 1)") in caplog.text
     assert f"facades/train/zeros_3g.png (over the pixel limit: {3 * 2**30} bytes, more than" in caplog.text
 
