@@ -257,6 +257,7 @@ def run_program(main: Callable[[list[str]], int]) -> None:
     ends as the module docstring says; once `main` has returned, a further signal ends the
     process without a word."""
     _open_closed_standard_streams()
+    _escape_what_the_streams_cannot_encode()
     native_logs.drop_known_noise()
     program = guarded(main)
 
@@ -291,6 +292,15 @@ def _open_closed_standard_streams() -> None:
             # POSIX gives the lowest free descriptor: `fd` itself, every lower one being open by now.
             os.open(os.devnull, os.O_RDONLY if mode == "r" else os.O_WRONLY)
             setattr(sys, name, open(fd, mode, closefd=False))
+
+
+def _escape_what_the_streams_cannot_encode() -> None:
+    """A name the terminal's encoding cannot hold (a file name that is not UTF-8 reaches Python
+    as lone surrogates) is printed escaped (`\\udce9`), not raised as UnicodeEncodeError by the
+    result line after the work is done. stderr does this already; stdout is strict."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _flush_stdout(code: int) -> int:

@@ -26,11 +26,18 @@ UNREADABLE_PATH_CHARACTERS = "[\\"
 
 def check_tensorflow_can_read(path: str, what: str, folder_name: bool = False) -> None:
     """Refuses `what`=`path` (e.g. --saved_model=...) when TensorFlow could not read a checkpoint
-    or a SavedModel there (a path that holds one of UNREADABLE_PATH_CHARACTERS), before any work:
-    a run there could never resume, an export never load, and TensorFlow's own error says only
-    that no file matched. `folder_name`: `path` is one folder's name (--model_name), checked as
+    or a SavedModel there, before any work: a path that holds one of UNREADABLE_PATH_CHARACTERS,
+    or is not UTF-8 (TensorFlow's file functions take text). A run there could never resume, an
+    export never load, and TensorFlow's own error says only that no file matched (or is a
+    UnicodeEncodeError). `folder_name`: `path` is one folder's name (--model_name), checked as
     written; otherwise the whole absolute path is."""
-    unreadable = [c for c in UNREADABLE_PATH_CHARACTERS if c in (path if folder_name else os.path.abspath(path))]
+    full = path if folder_name else os.path.abspath(path)
+    try:
+        full.encode("utf-8")
+    except UnicodeEncodeError:  # Bytes that are not UTF-8 reach Python as lone surrogates.
+        raise ConfigError(f"{what}={path}: TensorFlow takes a path as UTF-8 text, and this one holds bytes that are "
+                          "not (a name written in another encoding); rename the folder or choose another.") from None
+    unreadable = [c for c in UNREADABLE_PATH_CHARACTERS if c in full]
     if unreadable:
         raise ConfigError(f"{what}={path}: TensorFlow reads the path of a checkpoint or of a SavedModel's "
                           f"variables as a file pattern and finds nothing under a path that holds "

@@ -72,6 +72,18 @@ def test_a_flag_mistake_is_one_error_line_not_the_whole_help(command):
     assert "tensorflow" not in result.stderr.lower()
 
 
+def test_a_name_the_terminal_cannot_encode_is_printed_escaped():
+    """A result line naming a file that is not UTF-8 (lone surrogates in Python), on a stdout
+    that is strict UTF-8 (Python's under a UTF-8 locale with PYTHONIOENCODING=utf-8:strict, or a
+    pipe): escaped, not a UnicodeEncodeError traceback after the work was done."""
+    program = ("import os\nfrom pix2pix_tf import cli\n\ndef main(argv):\n"
+               "    cli.say('Translated 1 image(s) into ' + os.fsdecode(b'out_\\xe9'))\n    return 0\n\n"
+               "cli.run_program(main)\n")
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, timeout=60,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
+    assert result.returncode == 0 and result.stdout == b"Translated 1 image(s) into out_\\udce9\n", result.stderr
+
+
 def fake_authors_archive(path, name: str, splits=(("train", 6), ("val", 2))) -> None:
     """`name.tar.gz` in the published layout: name/<split>/<i>_AB.jpg, A|B side by side, 512x256."""
     import io

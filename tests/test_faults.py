@@ -204,6 +204,21 @@ def test_a_workdir_whose_checkpoints_tensorflow_cannot_read_is_refused(tmp_path,
     assert export.returncode == 1 and message in export.stderr and "Traceback" not in export.stderr
 
 
+def test_a_workdir_whose_name_is_not_utf8_is_refused_by_train_translate_and_export(tmp_path, data_dir):
+    """A folder named in another encoding (Latin-1's e-acute): TensorFlow takes paths as UTF-8 text,
+    so train stopped in a UnicodeEncodeError traceback and translate blamed the checkpoint."""
+    workdir = tmp_path / os.fsdecode(b"run_\xe9")
+    message = f"error: --workdir={workdir}: TensorFlow takes a path as UTF-8 text, and this one holds bytes"
+    assert message in refused(train_flags(workdir, data_dir, "--steps=1"))
+    assert not workdir.exists()
+    image = tmp_path / "in.png"
+    tf.io.write_file(str(image), tf.io.encode_png(tf.zeros([64, 64, 3], tf.uint8)))
+    for program, *flags in (("export",), ("translate", f"--input={image}", f"--output_dir={tmp_path / 'out'}")):
+        result = run_program(program, f"--workdir={workdir}", *flags)
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, (
+            program, result.stderr[-2000:])
+
+
 def test_every_other_path_tensorflow_would_read_a_model_from_is_refused_where_it_cannot(tmp_path, run_of_six):
     """The same reader is under a run that translate or evaluate restores, --checkpoint,
     --saved_model, export's --export_dir (the export is loaded back to be checked) and the FCN
