@@ -257,7 +257,6 @@ def run_program(main: Callable[[list[str]], int]) -> None:
     ends as the module docstring says; once `main` has returned, a further signal ends the
     process without a word."""
     _open_closed_standard_streams()
-    _escape_what_the_streams_cannot_encode()
     native_logs.drop_known_noise()
     program = guarded(main)
 
@@ -294,15 +293,6 @@ def _open_closed_standard_streams() -> None:
             setattr(sys, name, open(fd, mode, closefd=False))
 
 
-def _escape_what_the_streams_cannot_encode() -> None:
-    """A name the terminal's encoding cannot hold (a file name that is not UTF-8 reaches Python
-    as lone surrogates) is printed escaped (`\\udce9`), not raised as UnicodeEncodeError by the
-    result line after the work is done. stderr does this already; stdout is strict."""
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
-
-
 def _flush_stdout(code: int) -> int:
     """Sends what stdout still buffers. Where its reader has gone, the rest goes nowhere (instead
     of Python reporting the failed flush at exit with a traceback), and a program that had
@@ -335,6 +325,10 @@ def _stdout_reader_gone() -> bool:
 def say(line: str) -> None:
     """Prints a program's result line. Where stdout cannot take it (a full device; a reader that
     has gone is `guarded`'s to report), the line goes to stderr inside the error."""
+    # A name stdout's encoding cannot hold (a file name that is not UTF-8 reaches Python as lone
+    # surrogates) is printed escaped, as stderr prints it, not raised after the work is done.
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    line = line.encode(encoding, "backslashreplace").decode(encoding, "replace")
     try:
         print(line, flush=True)
     except OSError as e:
