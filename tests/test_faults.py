@@ -283,6 +283,26 @@ def test_a_disk_full_at_the_start_is_refused(small_disk, data_dir):
 
 
 @pytest.mark.slow
+def test_a_stop_during_the_last_step_s_save_waits_for_it(tmp_path, data_dir, monkeypatch):
+    """A first SIGINT while the last step's checkpoint is written: the save completes and the run
+    ends as stopped with that step checkpointed. The save was abandoned, leaving only its staging
+    folder, which the next run removed: every step since the last periodic save was lost."""
+    from pix2pix_tf.training.checkpoints import RunCheckpoints
+
+    write_whole = RunCheckpoints._write_whole
+
+    def interrupted(self, step: int) -> str:
+        os.kill(os.getpid(), signal.SIGINT)  # Handled at the next bytecode: inside the save.
+        return write_whole(self, step)
+
+    monkeypatch.setattr(RunCheckpoints, "_write_whole", interrupted)
+    result = train(tiny_config(tmp_path / "run", data_dir, optim={"steps": 3}))
+    assert result.stopped_early and result.stopped_by == "SIGINT" and result.step == 3
+    assert result.checkpoint == str(tmp_path / "run" / "checkpoints" / "ckpt-3")
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == [
+        "checkpoint", "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
+
+
 def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir, run_of_six):
     # A folder name with glob's '?' and a data file's suffix; a neighbour it would match as a pattern.
     workdir, neighbour = tmp_path / "runs?.data-2026", tmp_path / "runs1.data-2026" / "checkpoints" / "ckpt-7_temp"

@@ -243,7 +243,7 @@ def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.di
     iterator = _distributed_stream(strategy, dataset, config, start, multiple)
     try:
         _run_steps(config, gan, iterator, checkpoints, monitor, result)
-        result.checkpoint = checkpoints.save(result.step)
+        _save_last_step(checkpoints, result, isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
         result.held_out_l1_end = monitor(result.step)
         if writer:
             writer.flush()
@@ -294,6 +294,20 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
                 logging.warning("%s: checkpointing step %d and stopping.", why, step)
                 result.stopped_early, result.stopped_by = True, stop[0]
                 return
+
+
+def _save_last_step(checkpoints: RunCheckpoints, result: TrainResult, multi_worker: bool) -> None:
+    """The last step's checkpoint. A first stop signal during it waits for it, as during any
+    periodic save, and the run ends as stopped with that step checkpointed; once a stop was
+    requested, a second one interrupts at once (`stop_requests`)."""
+    if result.stopped_early:
+        result.checkpoint = checkpoints.save(result.step)
+        return
+    with stop_requests(preemption=multi_worker) as stop:
+        result.checkpoint = checkpoints.save(result.step)
+    if stop:
+        logging.warning("%s received while step %d was checkpointed: stopping.", stop[0], result.step)
+        result.stopped_early, result.stopped_by = True, stop[0]
 
 
 def _preemption_aware(gan: Pix2Pix, checkpoints: RunCheckpoints):
