@@ -3,7 +3,9 @@
 `write_file(path, data)` writes `data` to a temporary file in the destination's folder,
 flushes and fsyncs it, then renames it over `path` (an atomic replace on POSIX file systems).
 So a reader, a crash or a full disk sees either the previous file or the new one, never a
-part of it, and a failed write removes its temporary file before the error propagates.
+part of it, and a failed write removes its temporary file before the error propagates. A
+temporary file is named after its process (`.NAME.<host>-<pid>-<random>.tmp`): what a kill
+between the write and the rename leaves is removed by the next process that writes there.
 A destination that is a symbolic link is refused (`UnsafeDestinationError`), as is one whose
 folder resolves outside `within` (the output folder the user named): a link planted in an
 output folder never redirects a write onto a file elsewhere.
@@ -21,7 +23,12 @@ import errno
 import glob
 import io
 import os
+import re
 import secrets
+import signal
+import socket
+import threading
+import zlib
 from typing import Callable, Iterator, Optional
 
 from pix2pix_tf.errors import Pix2pixError
@@ -52,7 +59,10 @@ class InjectedFaults:
 
 
 _faults: Optional[InjectedFaults] = None
-_TEMPORARY = ".tmp"  # The suffix of write_file's temporary files.
+_TEMPORARY = ".tmp"  # The suffix of write_file's temporary files: .NAME.<host>-<pid>-<random>.tmp
+_TEMPORARY_NAME = re.compile(r"^\..+\.([0-9a-f]{4})-([0-9]+)-[0-9a-f]{8}\.tmp$")
+_HOST = f"{zlib.crc32(socket.gethostname().encode()) & 0xFFFF:04x}"  # Tells this machine's temporaries.
+_swept: set[tuple[int, str]] = set()  # (pid, folder): folders this process has cleared of dead temporaries.
 # (temporary, destination, within) of the files `together` holds back until its block ends.
 _held: Optional[list[tuple[str, str, Optional[str]]]] = None
 
@@ -87,9 +97,10 @@ def together() -> Iterator[None]:
     try:
         yield
         _held = None
-        for temporary, path, within in held:
-            check_destination(path, within)  # A link could have appeared since.
-            os.replace(temporary, path)
+        with _stops_held_back():  # A Ctrl-C here would leave a report of two versions.
+            for temporary, path, within in held:
+                check_destination(path, within)  # A link could have appeared since.
+                os.replace(temporary, path)
         for folder in dict.fromkeys(os.path.dirname(os.path.abspath(path)) for _, path, _ in held):
             _sync_folder(folder)
     finally:
@@ -97,6 +108,27 @@ def together() -> Iterator[None]:
         for temporary, _, _ in held:
             with contextlib.suppress(OSError):  # Gone where it took its name.
                 os.remove(temporary)
+
+
+@contextlib.contextmanager
+def _stops_held_back() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP received in the block are raised again when it ends, to the
+    handlers they would have reached (Python runs handlers in the main thread only, and any of
+    TensorFlow's threads may take the signal, so blocking it in this thread would not do)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    stops = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    handled = [s for s in stops if signal.getsignal(s) not in (signal.SIG_IGN, None)]  # nohup's SIGHUP stays.
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in handled}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in received:
+            signal.raise_signal(signum)
 
 
 def write_point(path: str) -> None:
@@ -127,7 +159,9 @@ def write_file(path: str, data: bytes, within: Optional[str] = None) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     check_destination(path, within)  # Before creating folders, which could be through a link.
     os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}{_TEMPORARY}")
+    _remove_dead_temporaries(folder)
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
+                                     f"{_TEMPORARY}")
     fail = _faults is not None and _faults.check(path)
     try:
         # 0o666 less the umask, as open() would give the file; mkstemp's would be 0o600.
@@ -152,6 +186,31 @@ def write_file(path: str, data: bytes, within: Optional[str] = None) -> str:
         raise
     _sync_folder(folder)
     return path
+
+
+def _remove_dead_temporaries(folder: str) -> None:
+    """Once per process and folder: removes the temporary files that processes of this machine,
+    now gone, left in `folder` (killed between a write and its rename), so that a run after a
+    kill leaves no hidden partial file behind. A live process's are its own to rename."""
+    if (os.getpid(), folder) in _swept:
+        return
+    _swept.add((os.getpid(), folder))
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            match = _TEMPORARY_NAME.match(name)
+            if match and match[1] == _HOST and int(match[2]) != os.getpid() and not _alive(int(match[2])):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(folder, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # Another user's: alive.
+        return True
+    return True
 
 
 def leftover_temporaries(path: str) -> list[str]:

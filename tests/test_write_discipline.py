@@ -14,6 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -77,6 +80,46 @@ def test_files_written_together_all_change_or_none_does(tmp_path):
         assert not (tmp_path / "report" / "extra.txt").exists()
     assert all(p.read_bytes() == b"new " + p.name.encode() for p in report.values())
     assert (tmp_path / "report" / "extra.txt").read_bytes() == b"extra" and leftovers(tmp_path / "report") == []
+
+
+def test_a_stop_during_the_renames_of_files_written_together_waits_for_them(tmp_path, monkeypatch):
+    """A Ctrl-C that lands while `together` renames its files (a slow file system widens that
+    moment) is delivered after the last rename: a report of two versions was left, every file
+    present, half of them the earlier run's."""
+    report = [tmp_path / f"{i}.png" for i in range(3)]
+    for path in report:
+        writing.write_file(str(path), b"earlier")
+    check = writing.check_destination
+
+    def checked_then_interrupted(path, within=None):
+        if path == str(report[1]) and writing._held is None:  # Renaming: between the first rename and the second.
+            os.kill(os.getpid(), signal.SIGINT)
+        return check(path, within)
+
+    monkeypatch.setattr(writing, "check_destination", checked_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with writing.together():
+            for path in report:
+                writing.write_file(str(path), b"new")
+    assert [path.read_bytes() for path in report] == [b"new"] * 3 and leftovers(tmp_path) == []
+
+
+def test_a_temporary_file_of_a_process_that_is_gone_is_removed_by_the_next_write_there(tmp_path):
+    """What a kill between a write and its rename leaves (`.NAME.<host>-<pid>-<random>.tmp`) is
+    removed by the next process that writes into that folder; a live process's temporary, and
+    a file of that shape from another machine or none of ours, stay."""
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    host = writing._HOST
+    other_host = f"{(int(host, 16) + 1) % 0x10000:04x}"
+    names = {"gone": f".out.png.{host}-{gone.pid}-0123abcd.tmp",
+             "alive": f".out.png.{host}-{os.getppid()}-0123abcd.tmp",
+             "other_machine": f".out.png.{other_host}-{gone.pid}-0123abcd.tmp", "users": ".notes.tmp"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+    writing.write_file(str(tmp_path / "out.png"), b"new")
+    assert sorted(os.listdir(tmp_path)) == sorted([*(names[k] for k in ("alive", "other_machine", "users")),
+                                                   "out.png"])
 
 
 def test_a_new_file_gets_the_permissions_open_would_give(tmp_path):
