@@ -469,6 +469,15 @@ def _post_files_unsized(url: str, sizes: list[int]) -> tuple[Optional[int], str]
         connection.close()
 
 
+def _post_json(url: str, value: object) -> tuple[int, str]:
+    request = urllib.request.Request(url, json.dumps(value).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def _post_declared(url: str, length: int) -> tuple[int, str]:
     """A POST that declares a body of `length` bytes and sends none of it."""
     parsed = urllib.parse.urlsplit(url)
@@ -487,9 +496,9 @@ def _post_declared(url: str, length: int) -> tuple[int, str]:
 def test_demo_server_caps_uploads_and_removes_them_on_exit(saved_model, tmp_path):
     """The demo's server refuses an upload larger than any image within --max_pixels while it
     arrives (413), and a request of several files under that cap each but over it together
-    (Gradio's cap is per file), leaving none of their bytes; it keeps uploads in a folder of
-    its own run, and removes it when it exits."""
-    from pix2pix_tf.demo.app import max_request_bytes
+    (Gradio's cap is per file), leaving none of their bytes, and a file named by URL (403); it
+    keeps uploads in a folder of its own run, and removes it when it exits."""
+    from pix2pix_tf.demo.guard import max_request_bytes
 
     pytest.importorskip("gradio")
     temp = tmp_path / "tmp"
@@ -527,6 +536,12 @@ def test_demo_server_caps_uploads_and_removes_them_on_exit(saved_model, tmp_path
         (uploaded,) = json.loads(text)
         assert os.path.realpath(uploaded).startswith(os.path.realpath(run_dir / "uploads"))
         assert os.path.getsize(uploaded) == len(_png(64, 32))
+        # A file object given by URL, which Gradio would fetch for any caller of its API: refused.
+        for path, refused in (("https://pix2pix-probe.invalid/x.png", True), (uploaded, False)):
+            status, text = _post_json(url + "gradio_api/call/lambda_2",
+                                      {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, False]})
+            assert (status == 403 and "takes files uploaded to it, not URLs to fetch" in text) == refused, (
+                path, status, text[:300])
     finally:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=60)

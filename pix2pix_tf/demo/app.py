@@ -7,8 +7,8 @@ bytes the user chose (a `File` component, not an `Image` one, which would decode
 first), so the image policy alone decides what is an image and its message appears in the
 page's status box; a user's bad file is not a server error and leaves no traceback. An upload
 larger than any image within the pixel cap can be (`images.max_file_bytes`) is refused by the
-server while it arrives, and so is a request whose body is larger than that and a little room
-(`RequestBodyCap`): Gradio's own cap is per file, and one request could carry a thousand files.
+server while it arrives, and so is any request over that and 1 MiB, or one that names a file by URL
+(`guard`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any, Optional
 import gradio as gr
 import numpy as np
 from absl import logging
-from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
 
 from pix2pix_tf import cli, images
+from pix2pix_tf.demo.guard import RequestGuard, max_request_bytes
 from pix2pix_tf.demo.model import LABELS, DemoConfig, DemoModel, Drawing
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 
@@ -144,63 +144,6 @@ def check_address(config: DemoConfig) -> None:
         raise _cannot_listen(config, e) from e
 
 
-class BodyTooLarge(MultiPartException):
-    """Raised, as it reads, to the server's handler of a request whose body passed the cap: a
-    multipart form's parser (Gradio's) then removes the files it had begun and answers 413."""
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(f"The request is larger than this demo takes: over the maximum allowed size of {max_bytes} "
-                         "bytes (an image within --max_pixels, with room for the form around it).")
-
-
-class RequestBodyCap:
-    """ASGI middleware: a request whose body is over `max_bytes` is answered 413, from its
-    Content-Length before a byte of it is read, or as it arrives (a chunked body)."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.max_bytes:
-            return await self._refuse(send)
-        received, started = 0, False
-
-        async def counted_receive() -> dict:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise BodyTooLarge(self.max_bytes)
-            return message
-
-        async def noted_send(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, noted_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(send)
-
-    async def _refuse(self, send: Any) -> None:
-        text = BodyTooLarge(self.max_bytes).message.encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(text)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": text})
-
-
-def max_request_bytes(max_pixels: int) -> int:
-    """The largest request body the demo reads: one upload of the largest file an image within the
-    cap can be, with room for the multipart form around it."""
-    return images.max_file_bytes(max_pixels) + 2**20
-
-
 def serve(model: DemoModel, config: DemoConfig, allowed_paths: tuple[str, ...] = ()) -> None:
     """Serves the page until interrupted; one translation at a time (the model uses every core)."""
     page = build_page(model)
@@ -210,7 +153,7 @@ def serve(model: DemoModel, config: DemoConfig, allowed_paths: tuple[str, ...] =
                                 theme=THEME, css=CSS, allowed_paths=list(allowed_paths), quiet=True,
                                 prevent_thread_lock=True, show_error=False, mcp_server=False, pwa=False,
                                 enable_monitoring=False, max_file_size=images.max_file_bytes(model.max_pixels),
-                                app_kwargs={"middleware": [Middleware(RequestBodyCap,
+                                app_kwargs={"middleware": [Middleware(RequestGuard,
                                                                       max_bytes=max_request_bytes(model.max_pixels))]})
     except OSError as e:  # Taken since check_address.
         raise _cannot_listen(config, e) from e
