@@ -160,8 +160,7 @@ def write_file(path: str, data: bytes, within: Optional[str] = None) -> str:
     check_destination(path, within)  # Before creating folders, which could be through a link.
     os.makedirs(folder, exist_ok=True)
     _remove_dead_temporaries(folder)
-    temporary = os.path.join(folder, f".{os.path.basename(path)}.{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
-                                     f"{_TEMPORARY}")
+    temporary = os.path.join(folder, f".{os.path.basename(path)}.{process_tag()}-{secrets.token_hex(4)}{_TEMPORARY}")
     fail = _faults is not None and _faults.check(path)
     try:
         # 0o666 less the umask, as open() would give the file; mkstemp's would be 0o600.
@@ -198,19 +197,29 @@ def _remove_dead_temporaries(folder: str) -> None:
     with contextlib.suppress(OSError):
         for name in os.listdir(folder):
             match = _TEMPORARY_NAME.match(name)
-            if match and match[1] == _HOST and int(match[2]) != os.getpid() and not _alive(int(match[2])):
+            if match and process_gone(f"{match[1]}-{match[2]}"):
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(folder, name))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def process_tag() -> str:
+    """`<host>-<pid>`: names what this process writes under a temporary name."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+def process_gone(tag: str) -> bool:
+    """Whether the process of `tag` (`process_tag`) ran on this machine and has ended: what it
+    left under a temporary name is no one's. Another machine's, or a live process's: False."""
+    host, _, pid = tag.partition("-")
+    if host != _HOST or not pid.isdigit() or int(pid) == os.getpid():
         return False
-    except OSError:  # Another user's: alive.
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
         return True
-    return True
+    except OSError:  # Another user's process: alive.
+        return False
+    return False
 
 
 def leftover_temporaries(path: str) -> list[str]:

@@ -7,6 +7,8 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,6 +91,37 @@ def test_fcn_score_is_refused_where_it_means_nothing():
     with pytest.raises(segmentation.SegmentationError, match="not photos"):
         segmentation.check_direction(segmentation.label_scheme("shapes"), "BtoA")
     segmentation.check_direction(segmentation.label_scheme("cityscapes"), "BtoA")
+
+
+def test_a_segmenter_save_stopped_or_killed_leaves_no_staging_folder(tmp_path, monkeypatch):
+    """Ctrl-C while the segmenter is saved under its staging name removes that folder; one that a
+    killed process of this machine left is removed by the next training of the cache, and a
+    live process's stays (the cache defaults to ~/.cache, where such folders were kept for good)."""
+    from pix2pix_tf import writing
+
+    spec = segmentation.SegmenterSpec(dataset="shapes/64", image_size=(64, 64), direction="AtoB", num_train=64,
+                                      steps=1, batch_size=8)
+    untrained = segmentation.build_segmenter(NUM_CLASSES, spec.width)
+    monkeypatch.setattr(segmentation, "train_segmenter", lambda *args: untrained)  # The saving is what is tested.
+    save = segmentation.save_segmenter
+
+    def saved_then_stopped(model, path, info):
+        save(model, path, info)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segmentation, "save_segmenter", saved_then_stopped)
+    with pytest.raises(KeyboardInterrupt):
+        segmentation.ensure_segmenter(spec, lambda: None, NUM_CLASSES, str(tmp_path))
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(segmentation, "save_segmenter", save)
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    killed = tmp_path / f"{spec.key()}.tmp-{writing.process_tag().split('-')[0]}-{gone.pid}"
+    alive = tmp_path / f"{spec.key()}.tmp-{writing.process_tag().split('-')[0]}-{os.getppid()}"
+    killed.mkdir()
+    alive.mkdir()
+    path = segmentation.ensure_segmenter(spec, lambda: None, NUM_CLASSES, str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(path), alive.name])
 
 
 @pytest.mark.slow

@@ -20,7 +20,9 @@ module provides the three pieces:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -335,16 +337,19 @@ def ensure_segmenter(spec: SegmenterSpec, pairs: Callable[[], tf.data.Dataset], 
                  spec.dataset, spec.steps, path)
     start = time.perf_counter()
     model = train_segmenter(pairs(), num_classes, spec.steps, spec.batch_size, spec.seed, spec.width)
-    staging = f"{path}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    for left in glob.glob(f"{glob.escape(path)}.tmp-*"):  # What a killed process was saving.
+        if writing.process_gone(left.rsplit(".tmp-", 1)[1]):
+            shutil.rmtree(left, ignore_errors=True)
+    staging = f"{path}.tmp-{writing.process_tag()}"
     info = {**dataclasses.asdict(spec), "version": SEGMENTER_VERSION,
             "train_seconds": round(time.perf_counter() - start, 1), "contract": SEGMENTER_CONTRACT}
-    save_segmenter(model, staging, info)
-    if not os.path.exists(os.path.join(path, SEGMENTER_INFO)):  # A half entry (no record): not a segmenter.
-        shutil.rmtree(path, ignore_errors=True)
     try:
-        os.replace(staging, path)
-    except OSError:  # Another process finished the same segmenter first: keep theirs.
+        save_segmenter(model, staging, info)
+        if not os.path.exists(os.path.join(path, SEGMENTER_INFO)):  # A half entry (no record): not a segmenter.
+            shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):  # Another process finished the same segmenter first: keep theirs.
+            os.replace(staging, path)
+    finally:  # Also on Ctrl-C: a staging folder is no one's once its process is done with it.
         shutil.rmtree(staging, ignore_errors=True)
     return path
 
