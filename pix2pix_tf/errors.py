@@ -1,7 +1,14 @@
 """Errors that reach the user as a clear message instead of a traceback."""
 
 import errno
+import re
 import signal
+
+
+def one_line(name: str) -> str:
+    """`name` (a file name) with its control characters escaped (a newline as \\x0a): a message
+    naming it stays the one line it was written as."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda c: f"\\x{ord(c.group()):02x}", name)
 
 
 class Pix2pixError(Exception):

@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from pix2pix_tf import image_header, regular_files
 from pix2pix_tf.config import DEFAULT_MAX_PIXELS  # The policy's cap, stated where TensorFlow-free code reads it.
-from pix2pix_tf.errors import ConfigError, Pix2pixError
+from pix2pix_tf.errors import ConfigError, Pix2pixError, one_line
 from pix2pix_tf.image_header import FORMATS, GIF_MAX_BLOCKS, GIF_TOO_LONG, HEAD, OS2_BMP, format_of, parse
 
 FORMATS_TEXT = "JPEG, PNG, GIF, BMP or WebP"
@@ -62,7 +62,7 @@ class ImageError(Pix2pixError, ValueError):
     """A file or request that is not an image this package reads; names the file when known."""
 
     def __init__(self, path: Optional[str], problem: str, reason: str = UNREADABLE) -> None:
-        super().__init__(f"{path}: {problem}" if path else problem)
+        super().__init__(f"{one_line(path)}: {problem}" if path else problem)
         self.path, self.problem, self.reason = path, problem, reason
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 from pix2pix_tf import cli
-from pix2pix_tf.errors import Interrupted
+from pix2pix_tf.errors import Interrupted, one_line
 
 cli.quiet_tensorflow()
 
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
         stop.done.append("before translating any image")
         raise
     for path, message in result.failed:
-        print(f"error: {path}: {message}", file=sys.stderr)
+        print(f"error: {one_line(path)}: {message}", file=sys.stderr)
     summary = (f"Translated {len(result.written)} image(s) into {result.output_dir} with {result.model}"
                + (f"; {len(result.failed)} failed" if result.failed else ""))
     if result.interrupted:

@@ -326,6 +326,23 @@ def test_translate(saved_model, tmp_path):
     assert len(failed) == len(INPUTS) - 1
 
 
+def test_a_file_name_holding_a_newline_is_named_on_one_line(saved_model, tmp_path):
+    """translate's error line and the folder scan's report name such a file with the newline
+    escaped (`\\x0a`): printed raw, one error became two lines."""
+    from pix2pix_tf.data.sources.folder import scan_folder
+
+    from programs import run_program
+
+    train = tmp_path / "data" / "train"
+    train.mkdir(parents=True)
+    (train / "bad\nname.png").write_bytes(b"")
+    (train / "good.png").write_bytes(_png(64, 32))
+    result = run_program("translate", f"--saved_model={saved_model}", f"--output_dir={tmp_path / 'out'}", str(train))
+    assert f"error: {train}/bad\\x0aname.png: empty (0 bytes)\n" in result.stderr, result.stderr[-2000:]
+    report = scan_folder(str(tmp_path / "data"), MAX_PIXELS).skip_report()
+    assert "train/bad\\x0aname.png: empty (0 bytes)" in report and "\n" not in report, report
+
+
 @pytest.mark.slow
 def test_demo_upload_handler(saved_model, tmp_path):
     pytest.importorskip("gradio")

@@ -43,7 +43,7 @@ from typing import Callable, Collection, Optional
 from absl import logging
 
 from pix2pix_tf import images
-from pix2pix_tf.errors import DatasetError
+from pix2pix_tf.errors import DatasetError, one_line
 
 SPLITS = ("train", "val", "test")
 SHOWN_PER_REASON = 5
@@ -68,7 +68,7 @@ class FolderScan:
         total = sum(len(files) for files in self.skipped.values())
         parts = []
         for reason, files in self.skipped.items():
-            shown = ", ".join(os.path.relpath(f, self.root) + (f": {detail}" if detail else "")
+            shown = ", ".join(one_line(os.path.relpath(f, self.root)) + (f": {detail}" if detail else "")
                               for f, detail in files[:SHOWN_PER_REASON])
             more = f", and {len(files) - SHOWN_PER_REASON} more" if len(files) > SHOWN_PER_REASON else ""
             parts.append(f"{len(files)} {reason} ({shown}{more})")
