@@ -47,6 +47,10 @@ UNREADABLE_BMP = -4
 # holds (it stuffs each FF byte with 00); a marker inside metadata only counts one more.
 JPEG_TOO_MANY_SCANS = -5
 JPEG_MAX_SCANS = 256
+# A PNG with a side over PNG_MAX_SIDE: libpng's default limit, under which TensorFlow reads it,
+# so its decoder fails on such a file as if it were corrupt.
+PNG_TOO_WIDE = -6
+PNG_MAX_SIDE = 1_000_000
 _BMP_HEAD = 70  # Up to the colour masks of a BITMAPV4HEADER (bytes 54-65).
 _BGRA_MASKS = (0x00FF0000, 0x0000FF00, 0x000000FF)  # Red, green, blue: the order TensorFlow reads.
 _VP8X = 0x56503858  # "VP8X": the extended WebP header, whose flags byte (byte 20) marks an animation.
@@ -173,8 +177,8 @@ def _bmp(encoded: tf.Tensor, still: tf.Tensor) -> tf.Tensor:
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
 def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(int64 1 + the index in FORMATS, 0 for none; int64 [height, width, pixels, frames], frames
-    GIF_TOO_LONG, OS2_BMP, ANIMATED_WEBP, UNREADABLE_BMP or JPEG_TOO_MANY_SCANS for a file refused
-    as such). A JPEG whose header is damaged raises."""
+    GIF_TOO_LONG, OS2_BMP, ANIMATED_WEBP, UNREADABLE_BMP, JPEG_TOO_MANY_SCANS or PNG_TOO_WIDE for a
+    file refused as such). A JPEG whose header is damaged raises."""
     # A tf.function: eager callers (files) run the compiled branches and GIF loop, graph callers
     # (tf.data, the SavedModel) call it as a function of their graph.
     fields = _fields(encoded)
@@ -187,6 +191,8 @@ def parse(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     animated = (tf.equal(index, 1 + FORMATS.index("WebP")) & tf.equal(fields[3], _VP8X)
                 & tf.equal(tf.bitwise.bitwise_and(flags, _ANIMATION_FLAG), _ANIMATION_FLAG))
     still = tf.where(animated, tf.constant([0, 0, 0, ANIMATED_WEBP], tf.int64), still)
+    too_wide = tf.equal(index, 1 + FORMATS.index("PNG")) & (tf.maximum(height, width) > PNG_MAX_SIDE)
+    still = tf.where(too_wide, tf.constant([0, 0, 0, PNG_TOO_WIDE], tf.int64), still)
 
     def jpeg() -> tf.Tensor:
         shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)

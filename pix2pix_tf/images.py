@@ -117,6 +117,9 @@ def _message(encoded: tf.Tensor, info: tf.Tensor, kind: tf.Tensor, max_pixels: i
     unreadable = tf.where(tf.equal(frames, image_header.JPEG_TOO_MANY_SCANS), f"a JPEG of more than "
                           f"{image_header.JPEG_MAX_SCANS} scans, which is not read (a progressive JPEG has about 10; "
                           "the decoder passes over the whole image once per scan)", unreadable)
+    unreadable = tf.where(tf.equal(frames, image_header.PNG_TOO_WIDE), f"a PNG with a side over "
+                          f"{image_header.PNG_MAX_SIDE:,} pixels, which TensorFlow's PNG decoder does not read",
+                          unreadable)
     unreadable = tf.where(tf.equal(frames, image_header.ANIMATED_WEBP), "an animated WebP, which is not read (save "
                           "the frame to translate as PNG or as a still WebP)", unreadable)
     return tf.where(tf.equal(kind, _UNREADABLE), unreadable, tf.where(tf.equal(kind, _TOO_LARGE), too_large, ""))

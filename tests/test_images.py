@@ -135,6 +135,20 @@ def test_a_bmp_is_read_to_its_pixels_or_refused_by_name(kind):
         DECODE_IN_GRAPH(tf.constant(data))
 
 
+@pytest.mark.parametrize("width, height", [(1_000_001, 1), (1, 1_000_001)])
+def test_a_png_of_a_side_libpng_refuses_is_refused_by_name(width, height):
+    """libpng reads no PNG with a side over a million pixels: TensorFlow's decoder then failed as
+    if the file were corrupt; within --max_pixels, it is refused from its header by name."""
+    rows = b"".join(b"\0" + bytes(width * 3) for _ in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + b"".join(struct.pack(">I", len(body)) + kind + body
+                                           + struct.pack(">I", zlib.crc32(kind + body))
+                                           for kind, body in ((b"IHDR", ihdr), (b"IDAT", zlib.compress(rows)),
+                                                              (b"IEND", b"")))
+    with pytest.raises(images.ImageError, match=r"^wide.png: a PNG with a side over 1,000,000 pixels, which "):
+        images.decode_bytes(data, 2**24, "wide.png")
+
+
 def test_an_animated_gif_counts_the_pixels_of_every_frame():
     """TensorFlow's GIF decoder holds every frame whatever it returns: that is what the cap bounds."""
     frames = [Image.fromarray(np.full((10, 20, 3), 60 * i, np.uint8)) for i in range(3)]
