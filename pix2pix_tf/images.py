@@ -213,6 +213,27 @@ def limit_request(values: tf.Tensor, pixels: tf.Tensor, max_request_pixels: int)
         return tf.identity(values)
 
 
+# The steps of GIF block walks (image_header.GIF_MAX_BLOCKS each at most) one request may cost.
+GIF_REQUEST_BLOCKS = 4 * GIF_MAX_BLOCKS
+
+
+def limit_gif_walks(encoded: tf.Tensor) -> tf.Tensor:
+    """`encoded` (a request's [N] images), asserted in graph to hold GIFs whose block walks take at
+    most GIF_REQUEST_BLOCKS steps together, each counted at the most its bytes allow (half of them:
+    a sub-block takes two bytes at least), before any is walked: each walk is bounded, but a
+    request of a thousand small GIFs would cost a thousand walks."""
+    gif = tf.map_fn(lambda one: tf.equal(format_of(one), 1 + FORMATS.index("GIF")), encoded,
+                    fn_output_signature=tf.bool)
+    steps = tf.where(gif, tf.minimum(tf.cast(tf.strings.length(encoded), tf.int64) // 2, GIF_MAX_BLOCKS), 0)
+    total = tf.reduce_sum(steps)
+    message = tf.strings.join([
+        "the request's ", tf.strings.as_string(tf.math.count_nonzero(gif)), " GIF image(s) may take ",
+        tf.strings.as_string(total), f" steps to walk their blocks in all, over the limit of {GIF_REQUEST_BLOCKS} per "
+        f"request (each counts half its bytes, at most {GIF_MAX_BLOCKS}): send fewer GIFs per request"])
+    with tf.control_dependencies([tf.debugging.Assert(total <= GIF_REQUEST_BLOCKS, [message])]):
+        return tf.identity(encoded)
+
+
 def _request_batch(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """A Serving request's [N] encoded images, checked to be a non-empty 1-D batch, and their places."""
     encoded = tf.convert_to_tensor(encoded, tf.string)
@@ -220,7 +241,8 @@ def _request_batch(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         raise ImageError(None, f"images must be a 1-D batch of encoded strings, got shape {encoded.shape}.")
     nonempty = tf.debugging.assert_positive(tf.size(encoded), message="images: the batch is empty")
     with tf.control_dependencies([nonempty]):
-        return tf.identity(encoded), tf.range(tf.size(encoded))
+        encoded = limit_gif_walks(encoded)
+        return encoded, tf.range(tf.size(encoded))
 
 
 def _batch_name(place: tf.Tensor) -> tf.Tensor:

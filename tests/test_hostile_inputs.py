@@ -406,6 +406,34 @@ def test_a_request_of_many_images_under_the_cap_is_refused_as_a_whole(signatures
     assert fits[artifacts.OUTPUT_BYTES].shape == [2]
 
 
+def _gif_walk(steps: int) -> bytes:
+    """A valid 4x4 GIF whose comment, before its image, holds `steps` one-byte sub-blocks: its
+    block walk takes about `steps` steps."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(buffer, "GIF")
+    gif = buffer.getvalue()
+    blocks = 13 + (3 * (2 << (gif[10] & 7)) if gif[10] & 0x80 else 0)  # After the screen and its colour table.
+    return gif[:blocks] + b"\x21\xfe" + b"\x01x" * steps + b"\0" + gif[blocks:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signature", BYTES_SIGNATURES)
+def test_a_request_of_gifs_whose_walks_add_up_is_refused_before_any_is_walked(signatures, signature):
+    """Five GIFs each under GIF_MAX_BLOCKS (a walk costs seconds of CPU at that length) and under
+    both pixel caps: the request is refused from their sizes, before any walk; one such GIF is
+    read. Each walk is bounded, but a request of a thousand would have cost a thousand walks."""
+    walk = _gif_walk(60_000)
+    with pytest.raises(tf.errors.InvalidArgumentError) as refused:
+        signatures[signature](images=tf.constant([walk] * 5))
+    steps = 5 * (len(walk) // 2)  # Each counted at half its bytes: 60,000 sub-blocks of 2 bytes and the image.
+    assert steps > images.GIF_REQUEST_BLOCKS >= 4 * (len(walk) // 2)
+    assert (f"5 GIF image(s) may take {steps} steps to walk their blocks in all, over the limit of "
+            f"{images.GIF_REQUEST_BLOCKS} per request") in refused.value.message
+    assert signatures[signature](images=tf.constant([walk]))[artifacts.OUTPUT_BYTES].shape == [1]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signature", (artifacts.SIGNATURE_FLOAT, artifacts.SIGNATURE_FLOAT_DETERMINISTIC))
 def test_float_signatures_cap_the_request(signatures, signature):
