@@ -213,6 +213,30 @@ def test_resume_with_another_architecture_is_refused(tmp_path, data_dir, run_of_
         train(tiny_config(workdir, data_dir, model=dict(ngf=16), optim=dict(steps=8)))
 
 
+def test_a_resumed_run_logs_each_step_once(tmp_path, data_dir):
+    """Resuming (and rerunning a complete run) computes the held-out L1 at the resume step for the
+    summary line, but logs it and its sample grid once: the earlier process did (TensorBoard
+    showed each resume step twice, with two values where --eval_examples changed)."""
+    workdir = tmp_path / "run"
+    for steps in (2, 4, 4):
+        train(tiny_config(workdir, data_dir, optim=dict(steps=steps)))
+    events = EventAccumulator(str(workdir / "logs" / "train"), size_guidance={"tensors": 0, "images": 0}).Reload()
+    assert [event.step for event in events.Tensors("eval/held_out_l1")] == [0, 2, 4]
+    assert [event.step for event in events.Tensors("samples/input_target_output")] == [0, 2, 4]
+
+
+def test_a_config_json_whose_seed_was_set_to_null_is_refused_in_one_line(tmp_path, data_dir, run_of_six):
+    """A hand-edited config.json with `"seed": null`: the resume is refused by name before anything
+    is written (it stopped in a TypeError traceback after rewriting config.json)."""
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    config_file = workdir / "config.json"
+    config_file.write_text(config_file.read_text().replace('"seed": 7', '"seed": null'))
+    before = config_file.read_bytes()
+    with pytest.raises(ConfigError, match=r"run\.seed: None in config\.json, \d+ now"):
+        train(tiny_config(workdir, data_dir, optim=dict(steps=8), run=dict(seed=None, eval_examples=0)))
+    assert config_file.read_bytes() == before
+
+
 def test_a_complete_run_asked_for_fewer_steps_trains_nothing_and_says_so(tmp_path, data_dir, run_of_six):
     workdir = copied_run(run_of_six, tmp_path / "run")
     before = sorted(os.listdir(workdir / "checkpoints"))

@@ -86,8 +86,10 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         # A run recorded with a relative folder read it from the directory it was resumed in.
         stored = dataclasses.replace(stored, data=stored.data.with_absolute_paths())
     seed = config.run.seed
+    if seed is None and stored is not None:  # The run's own (null in a config.json edited by hand: refused below).
+        seed = stored.run.seed
     if seed is None:
-        seed = stored.run.seed if stored is not None else random.SystemRandom().randrange(2**31)
+        seed = random.SystemRandom().randrange(2**31)
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed),
                                  data=config.data.resolved().with_absolute_paths())
     if stored is not None and _has_checkpoint(config):
@@ -149,12 +151,14 @@ class HeldOutMonitor:
         self.workdir = workdir
         self.writer = writer
 
-    def __call__(self, step: int) -> Optional[float]:
+    def __call__(self, step: int, record: bool = True) -> Optional[float]:
+        """The held-out L1 at `step`; `record`: also logged, and its sample grid written (not
+        for the step a run resumes at, which its earlier process recorded)."""
         if not self.pairs:
             return None
         outputs = [self.gan.generate(tf.constant(a[None]))[0].numpy() for a, _ in self.pairs]
         l1 = float(np.mean([np.abs(out - b).mean() for out, (_, b) in zip(outputs, self.pairs)]))
-        if self.writer is None:
+        if self.writer is None or not record:
             return l1
         rows = [(a, b, out) for (a, b), out in zip(self.pairs[:SAMPLE_ROWS], outputs)]
         self.writer.scalars(step, {"eval/held_out_l1": l1})
@@ -234,7 +238,7 @@ def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.di
         held_out = pipeline.first_held_out_pairs(dataset, config.data, config.model.input_nc, config.model.output_nc,
                                                  config.run.eval_examples, multiple)
     monitor = HeldOutMonitor(gan, held_out, workdir, writer)
-    result = TrainResult(start, end, {}, monitor(start), None, None)
+    result = TrainResult(start, end, {}, monitor(start, record=not restored), None, None)
     if start >= end:
         logging.info("The run in %s is complete (step %d of %d).", workdir, start, end)
         result.held_out_l1_end, result.checkpoint = result.held_out_l1_start, checkpoints.latest
