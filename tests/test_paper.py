@@ -80,6 +80,10 @@ def test_tables_put_ours_beside_the_papers_numbers():
     assert "| GAN (failed: Step 7: non-finite loss) | - | - | - | 0.22 | 0.05 | 0.01 |" in text  # Never hidden.
     assert "| L1 | 0.900 | 0.800 | 0.700 | 0.81 | 0.69 | 0.70 |" in text  # The colour table.
     assert "| cGAN | - | - | - |" in text  # Not run yet.
+    results["gan"]["marker"]["error"] = "The workdir holds another run:\n  run.seed: 2017 in config.json, 5 now | x"
+    text = paper_report.markdown_tables(results, paper.SETTINGS["tiny"], "cmd")
+    assert ("| GAN (failed: The workdir holds another run: run.seed: 2017 in config.json, 5 now \\| x) | - | - | - |"
+            in text)  # One line, one cell: the table stays a table.
 
 
 def write_marker(root, name: str, **fields) -> str:
