@@ -254,8 +254,9 @@ def test_a_dataset_without_test_or_val_pairs_is_evaluated_only_on_request(run_of
 
 
 def test_an_evaluation_without_pages_removes_an_earlier_evaluations_pages_only(workdir, tmp_path):
-    """index.html and grid.png left from an earlier evaluation into the same folder would describe
-    it, not this one: removed; a file of the same name that evaluate did not write is kept."""
+    """index.html, grid.png and the page's pictures left from an earlier evaluation into the same
+    folder would describe it, not this one: removed; a file of the same name that evaluate did not
+    write, and a picture of another name, are kept."""
     def evaluate(output_dir, examples: int):
         result = run_program("evaluate", f"--workdir={workdir}", "--num_examples=1", "--nofcn", "--deterministic",
                              f"--html_examples={examples}", f"--grid_examples={examples}",
@@ -265,15 +266,20 @@ def test_an_evaluation_without_pages_removes_an_earlier_evaluations_pages_only(w
 
     evaluate(tmp_path / "eval", 1)
     assert (tmp_path / "eval" / "index.html").is_file() and (tmp_path / "eval" / "grid.png").is_file()
+    assert sorted(os.listdir(tmp_path / "eval" / "images")) == ["00000_input.png", "00000_output.png",
+                                                                "00000_target.png"]
     evaluate(tmp_path / "eval", 0)
     assert sorted(os.listdir(tmp_path / "eval")) == ["images", "metrics.json"]
+    assert os.listdir(tmp_path / "eval" / "images") == []
     theirs = tmp_path / "site"
-    theirs.mkdir()
+    (theirs / "images").mkdir(parents=True)
+    (theirs / "images" / "holiday.png").write_bytes(b"mine")
     (theirs / "index.html").write_text("<html>my own page</html>")
     (theirs / "grid.png").write_bytes(b"\x89PNG\r\n\x1a\n not ours")
     evaluate(theirs, 0)
     assert (theirs / "index.html").read_text() == "<html>my own page</html>"
     assert (theirs / "grid.png").read_bytes() == b"\x89PNG\r\n\x1a\n not ours"
+    assert (theirs / "images" / "holiday.png").read_bytes() == b"mine"
 
 
 def test_evaluate_cli_asked_for_fid_without_weights_says_why(workdir, tmp_path):

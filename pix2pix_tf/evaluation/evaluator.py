@@ -88,4 +88,7 @@ def _write_files(plan: EvalPlan, result: dict[str, Any], found: Measurements) ->
     for name, written in ((report.HTML_FILE, html_path), (report.GRID_FILE, grid_path)):
         if not written and (removed := report.remove_earlier(plan.output_dir, name)):
             logging.info("Removed %s: an earlier evaluation's, and this one writes none.", removed)
+    if removed_pictures := report.remove_earlier_pictures(plan.output_dir, set(found.pictures)):
+        logging.info("Removed %d picture(s) of an earlier evaluation in %s.", len(removed_pictures),
+                     os.path.join(plan.output_dir, report.IMAGES_DIR))
     return EvalResult(result, plan.output_dir, metrics_path, html_path, grid_path)

@@ -8,10 +8,12 @@ target and that image's metrics, worst L1 last so that failures are easy to find
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import math
 import os
+import re
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -146,6 +148,24 @@ def save_grid(path: str, rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray
     """A grid of input | output | target rows, each captioned with its metrics."""
     return save_grid_png(path, [row[:3] for row in rows], title, columns=COLUMNS, captions=[row[3] for row in rows],
                          metadata={"Software": MARK})
+
+
+def remove_earlier_pictures(output_dir: str, kept: set[str]) -> list[str]:
+    """Removes the pictures (`picture_path`'s names) in `output_dir`'s images folder that this
+    evaluation did not write (`kept`, relative paths): an earlier evaluation's, of more examples.
+    Files of other names are not ours and stay."""
+    folder = os.path.join(output_dir, IMAGES_DIR)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    ours = re.compile(rf"^[0-9]{{5}}_({'|'.join(COLUMNS)})\.png$")
+    removed = [os.path.join(folder, name) for name in names
+               if ours.match(name) and f"{IMAGES_DIR}/{name}" not in kept]
+    for path in removed:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    return removed
 
 
 def remove_earlier(output_dir: str, name: str) -> Optional[str]:
