@@ -32,6 +32,7 @@ files and inside a SavedModel signature.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -428,3 +429,13 @@ def op_message(error: Exception) -> str:
         text = text[text.index("}}") + 2:].strip()
     text = text.splitlines()[0] if text else type(error).__name__
     return text.split(" [Op:")[0].strip()
+
+
+def op_reason(error: Exception) -> str:
+    """An OSError's or TensorFlow error's reason in one line: TensorFlow's file errors read
+    "<its own temporary file>; <reason>", and the reason is what one acts on."""
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+    message = op_message(error)
+    path, separator, reason = message.rpartition("; ")
+    return reason if separator and path.startswith(os.sep) else message

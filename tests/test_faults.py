@@ -347,6 +347,23 @@ def test_a_full_disk_during_a_file_s_write_names_the_file(small_disk):
 
 
 @pytest.mark.slow
+def test_an_export_onto_a_full_disk_is_one_line_saying_what_was_published(tmp_path, run_of_six, mount):
+    """TensorFlow writes a SavedModel's variables itself, and a full disk there is its
+    ResourceExhaustedError, not an OSError: export stopped in a traceback, without saying that an
+    earlier format was published."""
+    for size, flags, published in (("1m", ["--tflite="], False), ("6m", ["--tflite=float32,float16"], True)):
+        disk = tmp_path / f"disk_{size}"
+        disk.mkdir()
+        mount(disk, "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
+        result = run_program("export", f"--workdir={run_of_six}", f"--export_dir={disk}", *flags)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert errors and "No space left on device" in errors[0], result.stderr[-3000:]
+        assert (f"Published before this failure: {disk / 'pix2pix' / '1'}; nothing else was." in result.stderr) \
+            == published, result.stderr[-3000:]
+
+
+@pytest.mark.slow
 def test_a_full_disk_while_saving_is_a_clear_error_and_keeps_the_previous_checkpoint(small_disk, data_dir):
     workdir = small_disk / "run"
     process = start(command(workdir, data_dir, "--steps=100000", "--save_every=3", "--log_every=100000"))

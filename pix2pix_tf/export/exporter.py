@@ -34,6 +34,7 @@ from pix2pix_tf.export.measure import benchmark
 from pix2pix_tf.export.registry import TARGETS
 from pix2pix_tf.export.target import Benchmark, Job, Options, Published, Run, Target
 from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, check_variant
+from pix2pix_tf.images import op_reason
 from pix2pix_tf.inference import checkpoint_source, generate
 from pix2pix_tf.workdir import Workdir
 
@@ -95,12 +96,16 @@ def export(config: ExportConfig) -> ExportResult:
         paths = [record.path for record in published.values()]
         stop.done.append(f"published: {', '.join(paths)}; nothing else was" if paths else "nothing was published")
         raise
-    except (Pix2pixError, OSError) as error:  # A later format failed: say what an earlier one published.
-        if not published:
+    except (Pix2pixError, OSError, tf.errors.ResourceExhaustedError) as error:
+        # TensorFlow's own writes (a SavedModel's variables) on a full disk raise ResourceExhaustedError.
+        message = (f"TensorFlow could not write the export: {op_reason(error)}."
+                   if isinstance(error, tf.errors.ResourceExhaustedError) else user_message(error))
+        if not published:  # A later format failed: say what an earlier one published.
+            if isinstance(error, tf.errors.ResourceExhaustedError):
+                raise ExportError(message) from error
             raise
         paths = ", ".join(record.path for record in published.values())
-        raise ExportError(f"{user_message(error)} Published before this failure: {paths}; nothing else was.") \
-            from error
+        raise ExportError(f"{message} Published before this failure: {paths}; nothing else was.") from error
     return ExportResult(job.version, job.checkpoint, list(published.values()))
 
 

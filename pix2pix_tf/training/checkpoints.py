@@ -45,7 +45,7 @@ from pix2pix_tf.checkpoint_reading import (
     restore_newest_readable,
 )
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.images import op_message
+from pix2pix_tf.images import op_reason
 from pix2pix_tf.workdir import Workdir
 
 
@@ -105,7 +105,7 @@ class RunCheckpoints:
             self._remove_created(step, created_before)
             on_disk = ", ".join(os.path.basename(c) for c in complete_checkpoints(self.directory)) or "none"
             raise CheckpointError(
-                f"Saving the checkpoint of step {step} in {self.manager.directory} failed: {_reason(e)}. "
+                f"Saving the checkpoint of step {step} in {self.manager.directory} failed: {op_reason(e)}. "
                 f"Its unfinished files were removed; the checkpoints on disk are: {on_disk}. "
                 "Free some disk space and re-run the command to resume from the newest.") from e
         self._saved_step = step
@@ -226,16 +226,6 @@ class RunCheckpoints:
 
 def _step(prefix: str) -> int:
     return int(prefix.rsplit("-", 1)[1])
-
-
-def _reason(error: Exception) -> str:
-    """An OSError's or TensorFlow error's reason in one line, without TensorFlow's op wrapping."""
-    if isinstance(error, OSError):
-        return f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
-    message = op_message(error)
-    # TensorFlow's file errors read "<its own temporary file>; <reason>": the reason is what one acts on.
-    path, separator, reason = message.rpartition("; ")
-    return reason if separator and path.startswith(os.sep) else message
 
 
 def _remove_checkpoint(prefix: str) -> None:
