@@ -512,3 +512,17 @@ def test_a_workdir_that_is_a_file_is_a_message(tmp_path):
     result = run_program("export", f"--workdir={not_a_folder}")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert f"error: --workdir={not_a_folder} is a file" in result.stderr
+
+
+def test_int8_calibration_asked_for_more_images_than_the_run_has_uses_each_once(tmp_path_factory, data_dir):
+    """--calibration_examples=1000000 on a run of 64 training images: each once (the stream
+    repeated them in memory until the process was killed, at 15 GB)."""
+    from pix2pix_tf.config import TrainConfig
+    from pix2pix_tf.export.config import ExportConfig, TrainingInputs
+    from pix2pix_tf.export.examples import load_examples
+
+    workdir = trained_run(tmp_path_factory, data_dir)
+    train = TrainConfig.load(workdir)
+    examples = load_examples(train, ExportConfig(workdir=workdir, check_examples=2), 128,
+                             TrainingInputs(1_000_000, "calibration", "another variant"))
+    assert examples.calibration.shape == (examples.num_train, 128, 128, 3)

@@ -38,8 +38,12 @@ def load_examples(train: TrainConfig, config: ExportConfig, image_size: int,
         pairs = pipeline.first_held_out_pairs(dataset, data_config, *nc, config.check_examples)
         calibration = None
         if training is not None:
+            count = min(training.count, dataset.num_train)  # More would repeat them, in memory at once.
+            if count < training.count:
+                logging.warning("%d training images asked for, the run's dataset has %d: using each once.",
+                                training.count, count)
             stream = pipeline.train_stream(dataset, data_config, *nc, seed=train.run.seed or 0).unbatch()
-            calibration = np.stack([a for a, _ in stream.take(training.count).as_numpy_iterator()])
+            calibration = np.stack([a for a, _ in stream.take(count).as_numpy_iterator()])
     except DatasetError as e:
         if training is not None:
             raise DatasetError(f"{training.need}: {e} Pass --data_dir, or {training.way_out}.") from e
