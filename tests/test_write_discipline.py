@@ -196,27 +196,27 @@ def check_every_fault(rows: list[dict], scratch) -> None:
 @pytest.mark.slow
 def test_train_fails_each_kind_of_write_in_turn_and_loses_nothing(base, tmp_path, data_dir):
     """Resuming the 4-step run to 6, sampling and saving every step, writes config.json (1), the
-    samples of steps 4, 5, 6 (2, 3, 9), the TensorBoard logs at each save (4, 10), the
-    checkpoints 5 and 6 (5, 7) and after each the checkpoint index (6, 8): every write a longer
-    run makes, in the loop (step 5) and after it (step 6), in two steps."""
+    samples of steps 5 and 6 (2, 8; step 4's is the earlier run's), the TensorBoard logs at each
+    save (3, 9), the checkpoints 5 and 6 (4, 6) and after each the checkpoint index (5, 7): every
+    write a longer run makes, in the loop (step 5) and after it (step 6), in two steps."""
     flags = [*TRAIN_FLAGS, "--save_every=1", "--sample_every=1", f"--data_dir={data_dir}", "--workdir=scratch/run",
              "--steps=6"]
-    rows = matrix(base, tmp_path, "train", [1, 3, 5, 6, 10], flags)
-    points = [os.path.relpath(p, str(tmp_path / "scratch")) for p in rows[-1]["failed"]["points"]]  # all 10
-    assert points == ["run/config.json", "run/samples/step_0000004.png", "run/samples/step_0000005.png",
+    rows = matrix(base, tmp_path, "train", [1, 2, 4, 5, 9], flags)
+    points = [os.path.relpath(p, str(tmp_path / "scratch")) for p in rows[-1]["failed"]["points"]]  # all 9
+    assert points == ["run/config.json", "run/samples/step_0000005.png",
                       "run/logs/train", "run/checkpoints/ckpt-5", "run/checkpoints/checkpoint",
                       "run/checkpoints/ckpt-6", "run/checkpoints/checkpoint", "run/samples/step_0000006.png",
                       "run/logs/train"]
     check_every_fault(rows, tmp_path / "scratch")
     by_k = {r["k"]: r["failed"]["errors"][0] for r in rows}
     # A sample that cannot be written stops the run, after saving the step.
-    assert "the checkpoint of step 5 is on disk" in by_k[3]
+    assert "the checkpoint of step 5 is on disk" in by_k[2]
     # A failed save names what is really on disk, without TensorFlow's op wrapping; so does one
     # whose index file cannot be written, which removes the checkpoint it had put in place.
-    for k in (5, 6):
+    for k in (4, 5):
         assert "Saving the checkpoint of step 5" in by_k[k]
         assert "the checkpoints on disk are: ckpt-2, ckpt-4." in by_k[k]
-    assert "Writing the TensorBoard logs" in by_k[10] and "checkpoint of step 6 is on disk" in by_k[10]
+    assert "Writing the TensorBoard logs" in by_k[9] and "checkpoint of step 6 is on disk" in by_k[9]
     assert not any("function_node" in e for e in by_k.values())
 
 
