@@ -211,15 +211,18 @@ def process_gone(tag: str) -> bool:
     """Whether the process of `tag` (`process_tag`) ran on this machine and has ended: what it
     left under a temporary name is no one's. Another machine's, or a live process's: False."""
     host, _, pid = tag.partition("-")
-    if host != _HOST or not pid.isdigit() or int(pid) == os.getpid():
-        return False
+    return host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not process_exists(int(pid))
+
+
+def process_exists(pid: int) -> bool:
+    """Whether process `pid` of this machine is running (another user's counts)."""
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)  # Signal 0: nothing is sent, the process is only looked up.
     except ProcessLookupError:
-        return True
-    except OSError:  # Another user's process: alive.
         return False
-    return False
+    except PermissionError:  # Another user's process: alive.
+        return True
+    return True
 
 
 def leftover_temporaries(path: str) -> list[str]:

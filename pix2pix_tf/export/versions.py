@@ -20,6 +20,7 @@ from typing import Callable, Optional, TypeVar
 
 from absl import logging
 
+from pix2pix_tf import writing
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.export.config import ExportError
 from pix2pix_tf.inference.artifacts import VERSION_FOLDER
@@ -126,16 +127,6 @@ def staging_dir(base: str, label: str) -> str:
     return path
 
 
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # Signal 0: nothing is sent, the process is only looked up.
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # Another user's process: alive.
-        return True
-    return True
-
-
 def remove_stale_staging(base: str) -> list[str]:
     """Removes the staging folders of `base` whose export process is gone (on this host);
     returns them. Folders of live processes, of other hosts and of unknown form are kept."""
@@ -146,7 +137,7 @@ def remove_stale_staging(base: str) -> list[str]:
     host, removed = _host(), []
     for name in sorted(os.listdir(parent)):
         match = owner.fullmatch(name)
-        if match is None or match["host"] != host or _process_exists(int(match["pid"])):
+        if match is None or match["host"] != host or writing.process_exists(int(match["pid"])):
             continue
         path = os.path.join(parent, name)
         logging.info("Removing %s, left by an export (pid %s) that did not finish.", path, match["pid"])
