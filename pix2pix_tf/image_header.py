@@ -8,6 +8,8 @@ code runs eagerly for files and inside a SavedModel signature. The GIF walk is b
 
 from __future__ import annotations
 
+from typing import Union
+
 import numpy as np
 import tensorflow as tf
 
@@ -69,10 +71,15 @@ def _weights() -> np.ndarray:
 _WEIGHTS = _weights()
 
 
+def _padded(encoded: tf.Tensor, start: Union[int, tf.Tensor], size: int) -> tf.Tensor:
+    """uint8 [size]: the bytes of `encoded` from `start` (at most its length), zeros past its end."""
+    data = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, start, size), b"\0" * size]), 0, size)
+    return tf.reshape(tf.io.decode_raw(data, tf.uint8), [size])
+
+
 def _fields(encoded: tf.Tensor) -> list[tf.Tensor]:
     """The `_FIELDS` of the zero-padded head of `encoded`, as int64 scalars."""
-    head = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, 0, HEAD), b"\0" * HEAD]), 0, HEAD)
-    values = tf.cast(tf.reshape(tf.io.decode_raw(head, tf.uint8), [HEAD]), tf.float64)
+    values = tf.cast(_padded(encoded, 0, HEAD), tf.float64)
     return tf.unstack(tf.cast(tf.linalg.matvec(tf.constant(_WEIGHTS), values), tf.int64))
 
 
@@ -155,9 +162,7 @@ def _bmp(encoded: tf.Tensor, still: tf.Tensor) -> tf.Tensor:
     length = tf.cast(tf.strings.length(encoded), tf.int64)
 
     def window(start: tf.Tensor, size: int) -> tf.Tensor:
-        start = tf.minimum(start, length)
-        data = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, start, size), b"\0" * size]), 0, size)
-        return tf.cast(tf.reshape(tf.io.decode_raw(data, tf.uint8), [size]), tf.int64)
+        return tf.cast(_padded(encoded, tf.minimum(start, length), size), tf.int64)
 
     head = window(tf.constant(0, tf.int64), _BMP_HEAD)
     bits, compression, colours = _little_endian(head, 28, 2), _little_endian(head, 30, 4), _little_endian(head, 46, 4)
