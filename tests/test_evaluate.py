@@ -377,6 +377,8 @@ def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmen
     for name, result in results.items():
         assert result["source"] == name.replace("_alone", "")
         assert result["mode"]["dropout"] is False
+        # The norm read from config.json or from the export's own record (the run unnamed).
+        assert result["mode_description"] == "deterministic (no dropout), batch norm with per-image batch statistics"
         m = result["metrics"]
         for key in ("l1", "psnr", "ssim"):
             assert abs(m[key] - reference[key]) <= FORM_TOLERANCE[key], (name, key, m[key], reference[key])
@@ -385,6 +387,42 @@ def test_checkpoint_saved_model_and_tflite_give_the_same_metrics(workdir, segmen
                 <= FORM_TOLERANCE["lab_histogram_intersection"], (name, channel)
         for key, value in m["fcn"].items():
             assert abs(value - reference["fcn"][key]) <= FORM_TOLERANCE["fcn"], (name, key)
+
+
+@pytest.mark.slow
+def test_an_instance_norm_model_is_described_as_instance_norm_everywhere(tmp_path, data_dir):
+    """A generator with instance norm has no batch statistics to choose between: export's line,
+    the model card, the export's record and evaluate's description say instance norm, for the
+    checkpoint and for the SavedModel evaluated without its run. The run is also a variant that
+    trains (test_training.py::test_variants_train): a ResNet, a 1x1 PixelGAN, the cGAN loss
+    alone, the default strategy."""
+    from pix2pix_tf.inference import artifacts
+    from pix2pix_tf.training.loop import train
+
+    from conftest import tiny_config
+
+    workdir, export_dir = tmp_path / "run", tmp_path / "export"
+    variant = dict(model=dict(generator="resnet_6blocks", discriminator="pixel", norm="instance"),
+                   loss=dict(lambda_l1=0.0))
+    result = train(tiny_config(workdir, data_dir, optim=dict(steps=2), run=dict(eval_examples=0, strategy="default"),
+                               **variant))
+    assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
+    instance = "instance norm (each image's own statistics, as in training)"
+    exported_run = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--tflite=",
+                               "--deterministic", "--nobatch_statistics", "--check_examples=1")
+    assert exported_run.returncode == 0, exported_run.stderr[-3000:]
+    version = export_dir / "pix2pix" / "1"
+    assert f"(version 1, {instance}, no dropout, 128x128;" in exported_run.stdout, exported_run.stdout
+    assert f"- **Inference mode**: {instance}, no dropout\n" in (version / "assets.extra" / "MODEL_CARD.md").read_text()
+    assert artifacts.read_metadata(str(version))["norm"] == "instance"
+    base = EvalConfig(ModelRequest.of(workdir=str(workdir), mode=DETERMINISTIC), num_examples=1, fcn=False,
+                      html_examples=0, grid_examples=0, progress=False)
+    for name, model in (("checkpoint", base.model),
+                        ("saved_model", ModelRequest.of(saved_model=str(version), mode=DETERMINISTIC))):
+        evaluated = evaluate(dataclasses.replace(base, model=model, output_dir=str(tmp_path / name))).metrics
+        assert evaluated["mode_description"] == f"deterministic (no dropout), {instance}", name
+    assert f"checkpoint {workdir / 'checkpoints' / 'ckpt-2'} ({instance}, no dropout)" in \
+        json.load(open(tmp_path / "checkpoint" / "metrics.json"))["model"]
 
 
 def test_paper_mode_noise_is_seeded(workdir, segmenter_cache, tmp_path):

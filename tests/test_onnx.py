@@ -68,7 +68,7 @@ def test_a_request_cap_between_the_square_and_the_wider_check_image_shortens_it(
     train(tiny_config(workdir, data_dir, model={"generator": "resnet_6blocks"}, optim={"steps": 1},
                       run={"eval_examples": 1}))
     result = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--onnx",
-                         "--max_request_pixels=16500", "--warmup_batch_sizes=1", "--check_examples=2")
+                         "--tflite=", "--max_request_pixels=16500", "--warmup_batch_sizes=1", "--check_examples=2")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
     report = json.load(open(export_dir / "onnx" / "pix2pix" / "1" / "report.json"))
     assert report["ok"] and report["sizes_checked"] == [[128, 128], [124, 132]], report
@@ -113,7 +113,7 @@ def test_contract_is_in_the_file(export):
     metadata = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert metadata["layout"] == "NHWC" and metadata["input_range"] == metadata["output_range"] == [-1, 1]
     assert metadata["size_multiple"] == 128 and metadata["image_size"] == 128
-    assert metadata["mode"] == {"dropout": False, "batch_statistics": True}
+    assert metadata["mode"] == {"dropout": False, "batch_statistics": True} and metadata["norm"] == "batch"
     assert metadata["source_signature"] == "translate_float_deterministic" and metadata["direction"] == "AtoB"
     assert "pixel / 127.5 - 1" in metadata["normalisation"]
     # The range: tanh output stays in [-1, 1] even for inputs far outside it.

@@ -105,15 +105,13 @@ SLOW = pytest.mark.slow  # Each variant is a training of its own: the quick set 
 
 
 # Each run sets options of independent parts at once (G, D, norm, loss, batch, strategy, seed):
-# every option still trains end to end, at a fraction of the trainings (the cGAN-only loss on
-# the default strategy rides on the ResNet's run). Two more sets ride on
+# every option still trains end to end, at a fraction of the trainings. Three more sets ride on
 # trainings that other tests make anyway: the unconditional lsgan D at batch 2 trains the steps
 # before the non-finite loss (test_non_finite_loss_...), the 16x16 D without norm under seed 0
-# the held-out grid's step (test_held_out_images_...).
+# the held-out grid's step (test_held_out_images_...), a ResNet with instance norm against the
+# 1x1 PixelGAN, the cGAN loss alone, on the default strategy, the run that
+# test_evaluate.py::test_an_instance_norm_model_is_described_as_instance_norm_everywhere exports.
 @pytest.mark.parametrize("overrides", [
-    pytest.param(dict(model=dict(generator="resnet_6blocks", discriminator="pixel", norm="instance"),
-                      loss=dict(lambda_l1=0.0), run=dict(strategy="default")),
-                 id="resnet_pixel_instance_cgan_only_default_strategy", marks=SLOW),
     pytest.param(dict(model=dict(generator="encoder_decoder", discriminator="image"),
                       data=dict(load_size=286, crop_size=256)), id="encoder_decoder_imagegan", marks=SLOW),
     pytest.param(dict(loss=dict(gan_weight=0.0)), id="l1_only", marks=SLOW),

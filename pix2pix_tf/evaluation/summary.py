@@ -16,6 +16,7 @@ import numpy as np
 from pix2pix_tf.evaluation import metrics
 from pix2pix_tf.evaluation.per_image import Measurements
 from pix2pix_tf.evaluation.plan import EvalPlan
+from pix2pix_tf.inference.mode import InferenceMode
 
 
 def mean_std(summaries: list[dict[str, Any]]) -> tuple[dict[str, Any], Optional[dict[str, Any]]]:
@@ -45,10 +46,10 @@ def finite(value: Any) -> Any:
     return value
 
 
-def mode_description(deterministic: bool, num_samples: int, batch_statistics: bool) -> str:
-    return (("deterministic (no dropout)" if deterministic else
-             f"paper mode (dropout on, {num_samples} noise sample(s))")
-            + (", batch statistics" if batch_statistics else ", moving averages"))
+def mode_description(mode: InferenceMode, num_samples: int, norm: Optional[str]) -> str:
+    """`mode` in words, its norm part as it applies to the model's `norm` (InferenceMode.describe_norm)."""
+    return (("deterministic (no dropout)" if mode.deterministic else
+             f"paper mode (dropout on, {num_samples} noise sample(s))") + ", " + mode.describe_norm(norm))
 
 
 def summarize(plan: EvalPlan, found: Measurements) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def summarize(plan: EvalPlan, found: Measurements) -> dict[str, Any]:
         "num_examples": len(found.per_image),
         "num_samples": plan.num_samples,
         "mode": {"dropout": not mode.deterministic, "batch_statistics": mode.batch_statistics},
-        "mode_description": mode_description(mode.deterministic, plan.num_samples, mode.batch_statistics),
+        "mode_description": mode_description(mode, plan.num_samples, plan.source.norm),
         "seed": plan.config.seed,
         "metrics": mean,
         "metrics_std": std,

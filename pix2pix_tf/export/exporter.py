@@ -155,7 +155,8 @@ def _job(config: ExportConfig, run: Run, enabled: list[Target], training: Option
         versions.remove_stale_staging(base)
     version = versions.choose_version(list(bases.values()), config.version)
     generator, train, checkpoint = checkpoint_source.load_generator(config.workdir, config.checkpoint, run.train)
-    logging.info("Exporting %s (%s) from %s.", train.model.generator, config.mode.describe(), checkpoint)
+    mode = config.mode.describe(train.model.norm)
+    logging.info("Exporting %s (%s) from %s.", train.model.generator, mode, checkpoint)
     examples = load_examples(train, config, run.image_size, training)
     card = _card_facts(config, train, generator, checkpoint, run.image_size, examples, version)
     return Job(config, train, generator, checkpoint, run.image_size, export_dir, version, examples, card,

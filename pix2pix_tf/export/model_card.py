@@ -81,7 +81,7 @@ def _facts(f: CardFacts) -> list[tuple[str, str]]:
         ("Steps trained", ("unknown" if f.step is None else str(f.step)) + f" at batch {data.batch_size}{epochs}"),
         ("Checkpoint", f.checkpoint),
         ("Held-out metrics", held_out),
-        ("Inference mode", f.mode.describe()),
+        ("Inference mode", f.mode.describe(model.norm)),
         ("Input", f"{size} x {size} x {model.input_nc} ({'RGB' if model.input_nc == 3 else 'grey'}), "
                   "float32 pixel / 127.5 - 1, in [-1, 1] (normalisation mean 127.5, std 127.5)"),
         ("Output", f"{size} x {size} x {model.output_nc} ({'RGB' if model.output_nc == 3 else 'grey'}), "

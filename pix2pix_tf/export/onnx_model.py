@@ -47,7 +47,7 @@ DYNAMIC_DIMS = ("batch", "height", "width")
 REPORT = "report.json"  # Beside the .onnx file.
 # The SavedModel metadata copied into the file's metadata_props (with the contract's own keys).
 _COPIED = ("model_name", "version", "checkpoint", "image_size", "size_multiple", "input_nc", "output_nc",
-           "direction", "generator")
+           "direction", "generator", "norm")
 
 # ----------------------------------------------------------------------------- the file
 

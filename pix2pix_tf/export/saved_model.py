@@ -222,6 +222,7 @@ def _metadata(train: TrainConfig, config: ExportConfig, options: Options, checkp
         "output_nc": train.model.output_nc,
         "direction": train.data.direction,
         "generator": train.model.generator,
+        "norm": train.model.norm,
         "mode": dataclasses.asdict(config.mode),
         "max_pixels": options.max_pixels,
         "max_request_pixels": options.request_pixels,
@@ -322,6 +323,7 @@ class SavedModelReport:
     version: int
     checkpoint: str
     mode: InferenceMode
+    norm: str  # The generator's norm layers (config.NORMS): what the mode's description says of them.
     image_size: int
     max_abs_diff: float
     reference: Callable[[np.ndarray], np.ndarray]  # Its dropout-free signature (`reference`).
@@ -331,8 +333,8 @@ class SavedModelReport:
 
     def lines(self) -> list[str]:
         size = self.image_size
-        lines = [f"SavedModel: {self.path} (version {self.version}, {self.mode.describe()}, {size}x{size}; max "
-                 f"|diff| to {self.checkpoint}: {self.max_abs_diff:.2g})"]
+        lines = [f"SavedModel: {self.path} (version {self.version}, {self.mode.describe(self.norm)}, {size}x{size}; "
+                 f"max |diff| to {self.checkpoint}: {self.max_abs_diff:.2g})"]
         if "keras" in self.benchmark.timings:
             (keras_ms, keras_min), (saved_ms, saved_min) = self.benchmark.timings["keras"], \
                 self.benchmark.timings["saved_model"]
@@ -358,8 +360,9 @@ def publish(job: Job, options: Options, published: Mapping[str, Published]) -> P
     final, (card, diff, translate) = versions.publish_staged(model_base(job.export_dir, job.config.model_name),
                                                              job.version, write)
     logging.info("SavedModel: %s (max |diff| to the checkpoint %.2g on %s).", final, diff, job.examples.source)
-    report = SavedModelReport(final, job.version, job.checkpoint, job.config.mode, job.image_size, diff,
-                              translate, options.request_pixels, job.benchmark, job.config.threads)
+    report = SavedModelReport(final, job.version, job.checkpoint, job.config.mode, job.train.model.norm,
+                              job.image_size, diff, translate, options.request_pixels, job.benchmark,
+                              job.config.threads)
     image = job.images[:1]
     one = tf.constant(image)
     job.benchmark.baseline.update(keras=lambda: job.generator(one, training=False).numpy(),

@@ -183,6 +183,7 @@ def write_report(directory: str, variants: list[VariantReport], train: TrainConf
         "input": {"shape": [1, image_size, image_size, train.model.input_nc], "range": [-1, 1]},
         "output": {"shape": [1, image_size, image_size, train.model.output_nc], "range": [-1, 1]},
         "direction": train.data.direction,
+        "norm": train.model.norm,
         "mode": dataclasses.asdict(config.mode.without_dropout()),
         "compared_on": compared_on,
         "threads": config.threads,

@@ -60,7 +60,7 @@ def _read_record(path: str) -> Optional[dict[str, Any]]:
 # What the programs read from an export's record of itself (the SavedModel's metadata, the
 # TFLite report, the ONNX file's metadata_props), and what each must be.
 _POSITIVE_INTEGERS = ("image_size", "size_multiple", "input_nc", "output_nc", "max_pixels", "max_request_pixels")
-_STRINGS = ("direction", "checkpoint")
+_STRINGS = ("direction", "checkpoint", "norm")
 
 
 def checked_record(where: str, record: dict[str, Any]) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def open_checkpoint(source: ModelSource, mode: InferenceMode, *, seed: Optional[
         seed_pair = tf.constant([seed or 0, index], tf.int64)
         return run(tf.constant(image, tf.float32), seed_pair).numpy()
 
-    return Translator(f"checkpoint {source.checkpoint} ({mode.describe()})", size, model.input_nc,
+    return Translator(f"checkpoint {source.checkpoint} ({mode.describe(model.norm)})", size, model.input_nc,
                       model.output_nc, source.direction, mode, call, size_multiple=multiple)
 
 

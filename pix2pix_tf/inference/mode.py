@@ -9,6 +9,7 @@ the choosing (`inference.request`, `inference.sources`) needs no TensorFlow;
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,10 +31,19 @@ class InferenceMode:
     def without_dropout(self) -> InferenceMode:
         return dataclasses.replace(self, dropout=False)
 
-    def describe(self) -> str:
-        norm = "per-image batch statistics" if self.batch_statistics else "moving averages"
+    def describe(self, norm: Optional[str] = "batch") -> str:
+        """The mode as it applies to a generator with `norm` layers (config.NORMS): the choice
+        of batch-norm statistics means nothing to instance norm or to no norm at all. None: a
+        model that does not record its norm (an older export), described as batch norm."""
         noise = "dropout on (noise z)" if self.dropout else "no dropout"
-        return f"batch norm with {norm}, {noise}"
+        return f"{self.describe_norm(norm)}, {noise}"
+
+    def describe_norm(self, norm: Optional[str] = "batch") -> str:
+        if norm == "instance":
+            return "instance norm (each image's own statistics, as in training)"
+        if norm == "none":
+            return "no norm layers"
+        return "batch norm with " + ("per-image batch statistics" if self.batch_statistics else "moving averages")
 
 
 PAPER = InferenceMode(dropout=True, batch_statistics=True)

@@ -84,6 +84,12 @@ class ModelSource:
         return self.train.data.direction if self.train else self.metadata.get("direction")
 
     @property
+    def norm(self) -> Optional[str]:
+        """The generator's norm layers (config.NORMS), as recorded by the run or the export; None
+        where an export does not record it."""
+        return self.train.model.norm if self.train else self.metadata.get("norm")
+
+    @property
     def exported_mode(self) -> Optional[dict[str, bool]]:
         """The inference mode an export was made in ({"dropout", "batch_statistics"}); None
         for a checkpoint (any mode) or an export that does not record it."""
