@@ -134,6 +134,7 @@ def test_model_card_beside_the_saved_model_and_the_tflite_files(export, data_dir
         assert facts["Input"].startswith("128 x 128 x 3 (RGB)") and "[-1, 1]" in facts["Input"]
         text = open(path).read()
         assert "## Intended use and limits" in text and "Trained on 64 pairs" in text
+        assert "The TFLite files and the SavedModel's square signatures take 128 x 128" in text  # Both written.
         assert TrainConfig.load(export["workdir"]).data.dataset in text
     tflite_text = open(tflite_card).read()
     for variant in artifacts.TFLITE_VARIANTS:

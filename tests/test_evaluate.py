@@ -409,11 +409,17 @@ def test_an_instance_norm_model_is_described_as_instance_norm_everywhere(tmp_pat
     assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
     instance = "instance norm (each image's own statistics, as in training)"
     exported_run = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--tflite=",
-                               "--deterministic", "--nobatch_statistics", "--check_examples=1")
+                               "--deterministic", "--nobatch_statistics", "--check_examples=1", "--benchmark")
     assert exported_run.returncode == 0, exported_run.stderr[-3000:]
     version = export_dir / "pix2pix" / "1"
     assert f"(version 1, {instance}, no dropout, 128x128;" in exported_run.stdout, exported_run.stdout
-    assert f"- **Inference mode**: {instance}, no dropout\n" in (version / "assets.extra" / "MODEL_CARD.md").read_text()
+    # No TFLite file: the latency line points to none below, the card names none.
+    latency = [line for line in exported_run.stdout.splitlines() if line.startswith("Latency, batch 1")]
+    assert len(latency) == 1 and "SavedModel translate_float_deterministic" in latency[0] \
+        and "TFLite" not in latency[0], exported_run.stdout
+    card = (version / "assets.extra" / "MODEL_CARD.md").read_text()
+    assert f"- **Inference mode**: {instance}, no dropout\n" in card
+    assert "The SavedModel's square signatures take 128 x 128" in card and "TFLite files" not in card, card
     assert artifacts.read_metadata(str(version))["norm"] == "instance"
     base = EvalConfig(ModelRequest.of(workdir=str(workdir), mode=DETERMINISTIC), num_examples=1, fcn=False,
                       html_examples=0, grid_examples=0, progress=False)

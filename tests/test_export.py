@@ -309,6 +309,7 @@ def test_export_user_mistake_gets_a_message_not_a_traceback(tmp_path):
                            "use --image_size=128."),
     (dict(version=0), "positive integer"),
     (dict(model_name="../x"), "plain folder name"),
+    (dict(model_name="two\nlines"), r"--model_name='two\\nlines' must be a plain folder name"),
     (dict(checkpoint="/nonexistent/ckpt-3"), "Cannot restore the generator"),
     (dict(targets={"saved_model": saved_model_target.Options(max_request_pixels=1000)}),
      r"--max_request_pixels=1000 is below what the warmup requests hold .*: raise it, or export a smaller "

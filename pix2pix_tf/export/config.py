@@ -43,7 +43,8 @@ class ExportConfig:
         if self.version is not None and not 1 <= self.version <= MAX_VERSION:
             raise ConfigError(f"--version must be a positive integer of at most {MAX_VERSION} (Serving's versions "
                               f"are int64), got {self.version}.")
-        if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
+        if (not self.model_name or "/" in self.model_name or self.model_name.startswith(".")
+                or not self.model_name.isprintable()):  # A newline or tab breaks Serving's URLs and config.
             raise ConfigError(f"--model_name={self.model_name!r} must be a plain folder name.")
         check_tensorflow_can_read(self.model_name, "--model_name", folder_name=True)  # Loaded back from there.
         if self.image_size is not None and self.image_size < 1:

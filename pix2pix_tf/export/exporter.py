@@ -158,13 +158,14 @@ def _job(config: ExportConfig, run: Run, enabled: list[Target], training: Option
     mode = config.mode.describe(train.model.norm)
     logging.info("Exporting %s (%s) from %s.", train.model.generator, mode, checkpoint)
     examples = load_examples(train, config, run.image_size, training)
-    card = _card_facts(config, train, generator, checkpoint, run.image_size, examples, version)
+    card = _card_facts(config, train, generator, checkpoint, run.image_size, examples, version,
+                       tuple(target.name for target in enabled))
     return Job(config, train, generator, checkpoint, run.image_size, export_dir, version, examples, card,
                Benchmark(config.benchmark))
 
 
 def _card_facts(config: ExportConfig, train: TrainConfig, generator: keras.Model, checkpoint: str, image_size: int,
-                examples: Examples, version: int) -> model_card.CardFacts:
+                examples: Examples, version: int, formats: tuple[str, ...]) -> model_card.CardFacts:
     """What the model card states; the held-out metrics are the exported network's (dropout off),
     which the SavedModel reproduces to SAVED_MODEL_MAX_ABS before it is published."""
     held_out = None
@@ -176,4 +177,4 @@ def _card_facts(config: ExportConfig, train: TrainConfig, generator: keras.Model
     return model_card.CardFacts(
         model_name=config.model_name, version=version, train=train, checkpoint=checkpoint,
         step=model_card.checkpoint_step(checkpoint), parameters=generator.count_params(), mode=config.mode,
-        image_size=image_size, num_train=examples.num_train, held_out=held_out)
+        image_size=image_size, num_train=examples.num_train, held_out=held_out, formats=formats)

@@ -50,6 +50,7 @@ class CardFacts:
     image_size: int
     num_train: Optional[int]  # Training pairs (None: the dataset was not available at export).
     held_out: Optional[HeldOut]
+    formats: tuple[str, ...] = ("saved_model",)  # The export targets written (registry names).
 
 
 def checkpoint_step(checkpoint: str) -> Optional[int]:
@@ -100,9 +101,8 @@ def _limits(f: CardFacts) -> list[str]:
         "pix2pix learns one paired mapping. It draws a plausible picture, not a measurement: it can invent "
         "detail that is not in the input and drop detail that is. It gives no confidence. Not for medical, "
         "forensic, surveillance or safety decisions, nor to depict real people or events.",
-        f"The TFLite files and the SavedModel's square signatures take {f.image_size} x {f.image_size}: other sizes "
-        "are resized (aspect ratio not kept). The SavedModel's `translate_native` keeps each image's own size "
-        "(docs/serving.md).",
+        f"{_square_takers(f)} take {f.image_size} x {f.image_size}: other sizes are resized (aspect ratio not "
+        "kept). The SavedModel's `translate_native` keeps each image's own size (docs/serving.md).",
         f"The weights are derived from `{data.dataset}`: its terms of use apply to what you do with them.",
     ]
     if f.mode.dropout:
@@ -111,6 +111,12 @@ def _limits(f: CardFacts) -> list[str]:
     if f.step is not None and f.step < 1000:
         lines.append(f"Trained for only {f.step} step(s): a demonstration model, far from converged.")
     return lines
+
+
+def _square_takers(f: CardFacts) -> str:
+    """What of this export takes only its square size: the TFLite files only where written."""
+    return "The TFLite files and the SavedModel's square signatures" if "tflite" in f.formats else \
+        "The SavedModel's square signatures"
 
 
 def render(f: CardFacts, heading: str, section: Sequence[str]) -> str:

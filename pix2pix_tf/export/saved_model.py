@@ -330,6 +330,7 @@ class SavedModelReport:
     request_pixels: int  # Its request cap: an image over it cannot be compared at all.
     benchmark: Benchmark  # --benchmark's timings of the Keras call and this signature, once measured.
     threads: int
+    tflite_follows: bool  # TFLite files are written after it (their timings print below its lines).
 
     def lines(self) -> list[str]:
         size = self.image_size
@@ -340,7 +341,8 @@ class SavedModelReport:
                 self.benchmark.timings["saved_model"]
             lines.append(f"Latency, batch 1, median (min): Keras model call (eager, inference mode) {keras_ms:.1f} ms "
                          f"({keras_min:.1f}); SavedModel translate_float_deterministic {saved_ms:.1f} ms "
-                         f"({saved_min:.1f}); TFLite with --threads={self.threads} below")
+                         f"({saved_min:.1f})" + (f"; TFLite with --threads={self.threads} below"
+                                                 if self.tflite_follows else ""))
         return lines
 
 
@@ -362,7 +364,7 @@ def publish(job: Job, options: Options, published: Mapping[str, Published]) -> P
     logging.info("SavedModel: %s (max |diff| to the checkpoint %.2g on %s).", final, diff, job.examples.source)
     report = SavedModelReport(final, job.version, job.checkpoint, job.config.mode, job.train.model.norm,
                               job.image_size, diff, translate, options.request_pixels, job.benchmark,
-                              job.config.threads)
+                              job.config.threads, "tflite" in job.card.formats)
     image = job.images[:1]
     one = tf.constant(image)
     job.benchmark.baseline.update(keras=lambda: job.generator(one, training=False).numpy(),
