@@ -14,14 +14,17 @@ PIX2PIX_WRITE_DOCS_SCREENSHOT=1 also writes docs/images/web.png.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -68,11 +71,12 @@ def page(tmp_path_factory, data_dir) -> str:
     return folder
 
 
-@pytest.fixture(scope="module")
-def server(page, tmp_path_factory):
+@contextlib.contextmanager
+def serving(folder, log_folder) -> Iterator[dict]:
+    """`folder` served over HTTP on a free local port, as a visitor's browser would fetch it."""
     port = free_port()
-    log = open(tmp_path_factory.mktemp("http") / "stderr", "w+")
-    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=page,
+    log = open(log_folder / "stderr", "w+")
+    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=folder,
                                stdout=subprocess.DEVNULL, stderr=log)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 30
@@ -83,10 +87,18 @@ def server(page, tmp_path_factory):
         except OSError:
             assert time.monotonic() < deadline and process.poll() is None, "http.server did not answer"
             time.sleep(0.2)
-    yield {"url": url, "port": port, "log": log}
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    try:
+        yield {"url": url, "port": port, "log": log}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(page, tmp_path_factory):
+    with serving(page, tmp_path_factory.mktemp("http")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +200,8 @@ def test_a_file_that_is_not_an_image_is_refused_in_the_page(page, server, browse
 
 def test_examples_and_the_time_per_translation(page, server, browser):
     open_page(browser, server)
+    assert status(browser) == "Ready: draw on the input, upload an image or click an example."
+    assert find(browser, "#examples-heading").is_displayed()
     examples = finds(browser, "#examples button")
     assert len(examples) == 2
     before = status(browser)
@@ -201,6 +215,19 @@ def test_examples_and_the_time_per_translation(page, server, browser):
     print(f"\nweb page, tiny_dynamic_int8.tflite (unet_128 ngf=8, 128x128), LiteRT.js on CPU (WebAssembly): "
           f"median {statistics.median(times):.1f} ms, min {min(times):.1f} ms over {TIMED_TRANSLATIONS} translations")
     assert all(t > 0 for t in times)
+
+
+def test_a_page_without_examples_offers_none(page, browser, tmp_path):
+    """An export without held-out images writes a page.json with no examples: the page does not
+    point its visitor at any."""
+    bare = shutil.copytree(page, tmp_path / "page")
+    config = json.loads((bare / "page.json").read_text())
+    (bare / "page.json").write_text(json.dumps({**config, "examples": []}))
+    with serving(bare, tmp_path) as served:
+        open_page(browser, served)
+        assert status(browser) == "Ready: draw on the input or upload an image."
+        assert finds(browser, "#examples button") == [] and not find(browser, "#examples-heading").is_displayed()
+    browser.get_log("performance")  # Read, and so emptied: the requests of the shared page's loads stay apart.
 
 
 def test_nothing_is_fetched_from_outside_the_page_s_folder(page, server, browser):

@@ -170,6 +170,7 @@ function describe() {
 }
 
 function setUpExamples() {
+  $("examples-heading").hidden = !config.examples.length;
   for (const path of config.examples) {
     const button = document.createElement("button");
     button.type = "button";
@@ -208,7 +209,8 @@ async function main() {
   await model($("accelerator").value);
   $("translate").disabled = false;
   document.body.dataset.ready = "true";
-  say("Ready: draw on the input, upload an image or click an example.");
+  say(config.examples.length ? "Ready: draw on the input, upload an image or click an example."
+    : "Ready: draw on the input or upload an image.");
 }
 
 main().catch((error) => say(`error: ${error.message || error}`, true));
