@@ -317,6 +317,18 @@ def check_resumable(stored: TrainConfig, requested: TrainConfig) -> None:
         )
 
 
+def schedule_change(stored: TrainConfig, requested: TrainConfig) -> Optional[str]:
+    """What a resume changes of the learning-rate schedule (`--epochs`, `--epochs_decay`), in
+    words; None if nothing. Allowed, as a run may be lengthened, but the steps already trained
+    followed the old schedule, so the user is told."""
+    old, new = stored.optim, requested.optim
+    if (old.epochs, old.epochs_decay) == (new.epochs, new.epochs_decay):
+        return None
+    return (f"Resuming with --epochs={new.epochs} --epochs_decay={new.epochs_decay}, where config.json has "
+            f"{old.epochs} and {old.epochs_decay}: the learning-rate schedule changes from the resumed step on "
+            "(the steps trained so far followed the old one); config.json records the new values.")
+
+
 def _check_parts_agree(model: ModelConfig, data: DataConfig, loss: LossConfig) -> None:
     """The checks that need two sections: each one alone may be valid and the run still impossible."""
     if data.preprocess in CROPPING_MODES:  # Native sizes are checked against the data (data.checks).

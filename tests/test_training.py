@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import json
+import logging
 import os
 
 import numpy as np
@@ -243,6 +245,21 @@ def test_a_complete_run_asked_for_fewer_steps_trains_nothing_and_says_so(tmp_pat
     assert sorted(os.listdir(workdir / "checkpoints")) == before
     assert result.summary() == (f"nothing to train, the run is at step 6, past its 4 steps; checkpoint "
                                 f"{workdir / 'checkpoints' / 'ckpt-6'}, no held-out L1 (--eval_examples=0)")
+
+
+def test_a_resume_that_changes_the_schedule_says_so(tmp_path, data_dir, run_of_six, caplog):
+    """--epochs and --epochs_decay may change on resume (a run lengthened), and the user is told:
+    the steps trained so far followed the old schedule."""
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    train(tiny_config(workdir, data_dir, optim=dict(steps=4, epochs=300), run=dict(eval_examples=0)))
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "schedule" in r.getMessage()]
+    assert said == ["Resuming with --epochs=300 --epochs_decay=100, where config.json has 100 and 100: the "
+                    "learning-rate schedule changes from the resumed step on (the steps trained so far followed "
+                    "the old one); config.json records the new values."], said
+    assert json.loads((workdir / "config.json").read_text())["optim"]["epochs"] == 300
+    caplog.clear()
+    train(tiny_config(workdir, data_dir, optim=dict(steps=4, epochs=300), run=dict(eval_examples=0)))
+    assert not [r for r in caplog.records if "schedule" in r.getMessage()]  # Said once: now recorded.
 
 
 def test_a_result_reports_the_held_out_l1_to_four_decimals():

@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.checkpoint_reading import CheckpointError, checkpoint_files
-from pix2pix_tf.config import TrainConfig, check_resumable
+from pix2pix_tf.config import TrainConfig, check_resumable, schedule_change
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
 from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, stop_signals
@@ -94,6 +94,8 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
                                  data=config.data.resolved().with_absolute_paths())
     if stored is not None and _has_checkpoint(config):
         check_resumable(stored, config)
+        if change := schedule_change(stored, config):
+            logging.warning(change)
     return config
 
 
