@@ -85,6 +85,11 @@ class ModelConfig:
         if self.num_d != ModelConfig.num_d and self.discriminator != "multiscale":
             raise ConfigError(f"--num_d={self.num_d} applies to --discriminator=multiscale only (it is "
                               f"--discriminator={self.discriminator}).")
+        if self.n_layers_d != ModelConfig.n_layers_d and self.discriminator not in ("n_layers", "multiscale"):
+            fixed = catalogue.PATCHGAN_LAYERS.get(self.discriminator)
+            raise ConfigError(f"--n_layers_d={self.n_layers_d} applies to --discriminator=n_layers or multiscale "
+                              f"only; --discriminator={self.discriminator} has "
+                              + (f"{fixed} layers of its own." if fixed else "no PatchGAN layers."))
 
 
 @dataclasses.dataclass(frozen=True)

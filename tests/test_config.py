@@ -40,6 +40,9 @@ def test_unknown_keys_and_missing_file_are_clear_errors(tmp_path):
     ("model", {"generator": "unet_512"}, "not one of"),
     ("data", {"batch_size": 0}, "at least 1"),
     ("optim", {"steps": 0}, "at least 1"),
+    ("model", {"n_layers_d": 5}, r"^--n_layers_d=5 applies to --discriminator=n_layers or multiscale only; "
+                                 r"--discriminator=basic has 3 layers of its own\.$"),
+    ("model", {"discriminator": "pixel", "n_layers_d": 1}, "--discriminator=pixel has no PatchGAN layers"),
 ])
 def test_validate_rejects_impossible_settings(part, changes, message):
     config = cfg.TrainConfig()
@@ -140,7 +143,7 @@ def test_the_discriminator_is_checked_at_the_size_it_trains_at():
     with pytest.raises(cfg.ConfigError, match="--discriminator=n_layers --n_layers_d=4"):
         cfg.TrainConfig(model=cfg.ModelConfig(generator="resnet_9blocks", discriminator="image"),
                         data=cfg.DataConfig(load_size=64, crop_size=64)).validate()
-    cfg.TrainConfig(model=dataclasses.replace(deep, discriminator="pixel"), data=small).validate()
+    cfg.TrainConfig(model=cfg.ModelConfig(generator="unet_128", discriminator="pixel"), data=small).validate()
 
 
 @pytest.mark.parametrize("side", [16, 31, 32, 64, 70])
