@@ -303,6 +303,18 @@ def check_resumable(stored: TrainConfig, requested: TrainConfig) -> None:
     Run-length and logging settings (steps, save_every, ...) may change between
     invocations; anything that changes what the checkpoint means may not.
     """
+    differences = resume_differences(stored, requested)
+    if differences:
+        raise ConfigError(
+            f"The workdir '{requested.run.workdir}' holds a run with another configuration:\n  "
+            + "\n  ".join(differences)
+            + "\nUse another --workdir, or repeat the original flags to resume."
+        )
+
+
+def resume_differences(stored: TrainConfig, requested: TrainConfig) -> list[str]:
+    """What `requested` changes of `stored` that a checkpoint could not be resumed under, one
+    line each (`check_resumable`)."""
     differences = []
     for part in ("model", "data", "loss"):
         old, new = dataclasses.asdict(getattr(stored, part)), dataclasses.asdict(getattr(requested, part))
@@ -314,12 +326,7 @@ def check_resumable(stored: TrainConfig, requested: TrainConfig) -> None:
                                f"{getattr(requested.optim, key)!r} now")
     if stored.run.seed != requested.run.seed:
         differences.append(f"run.seed: {stored.run.seed} in config.json, {requested.run.seed} now")
-    if differences:
-        raise ConfigError(
-            f"The workdir '{requested.run.workdir}' holds a run with another configuration:\n  "
-            + "\n  ".join(differences)
-            + "\nUse another --workdir, or repeat the original flags to resume."
-        )
+    return differences
 
 
 def schedule_change(stored: TrainConfig, requested: TrainConfig) -> Optional[str]:

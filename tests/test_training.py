@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, NonFiniteLossError
 from pix2pix_tf.training import losses, summaries
-from pix2pix_tf.training.loop import TrainResult, train
+from pix2pix_tf.training.loop import TrainResult, resolve_config, train
 
 from conftest import copied_run, op_determinism, tiny_config
 
@@ -260,6 +260,22 @@ def test_a_resume_that_changes_the_schedule_says_so(tmp_path, data_dir, run_of_s
     caplog.clear()
     train(tiny_config(workdir, data_dir, optim=dict(steps=4, epochs=300), run=dict(eval_examples=0)))
     assert not [r for r in caplog.records if "schedule" in r.getMessage()]  # Said once: now recorded.
+
+
+def test_another_configuration_in_a_workdir_without_checkpoints_starts_fresh_and_says_so(tmp_path, data_dir, caplog):
+    """config.json of a run that never saved (or whose checkpoints were deleted): a run of another
+    configuration may start there, with a warning that the earlier run's logs stay beside it."""
+    earlier = tiny_config(tmp_path, data_dir).validate()
+    earlier.save(str(tmp_path))
+    same = resolve_config(tiny_config(tmp_path, data_dir, optim=dict(steps=9)))
+    assert same.run.seed == earlier.run.seed and not caplog.records
+    other = resolve_config(tiny_config(tmp_path, data_dir, model=dict(ngf=16)))
+    assert other.model.ngf == 16
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said == [f"{tmp_path} holds a run of another configuration (model.ngf: 8 in config.json, 16 now) "
+                    "without a checkpoint: this run starts from step 0 and config.json records it; the earlier "
+                    "run's logs/ and samples/ stay in the workdir beside this run's (use another --workdir to keep "
+                    "them apart)."], said
 
 
 def test_a_result_reports_the_held_out_l1_to_four_decimals():

@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.checkpoint_reading import CheckpointError, checkpoint_files
-from pix2pix_tf.config import TrainConfig, check_resumable, schedule_change
+from pix2pix_tf.config import TrainConfig, check_resumable, resume_differences, schedule_change
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
 from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, stop_signals
@@ -96,6 +96,13 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         check_resumable(stored, config)
         if change := schedule_change(stored, config):
             logging.warning(change)
+    elif stored is not None and (differences := resume_differences(stored, config)):
+        # No checkpoint (a run stopped before its first save, or its checkpoints deleted): a new
+        # run may start here, but what the earlier one logged stays beside it.
+        logging.warning("%s holds a run of another configuration (%s) without a checkpoint: this run starts from "
+                        "step 0 and config.json records it; the earlier run's logs/ and samples/ stay in the "
+                        "workdir beside this run's (use another --workdir to keep them apart).",
+                        config.run.workdir, "; ".join(differences))
     return config
 
 
