@@ -6,6 +6,7 @@ See docs/training.md for every flag.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 
 from pix2pix_tf import cli
@@ -18,6 +19,7 @@ from pix2pix_tf import config as cfg  # noqa: E402
 from pix2pix_tf.errors import Interrupted, OutputLost  # noqa: E402
 from pix2pix_tf.training.cluster import formation_watch  # noqa: E402
 from pix2pix_tf.training.memory import reuse_freed_memory  # noqa: E402
+from pix2pix_tf.workdir import Workdir  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -124,9 +126,24 @@ def config_from_flags() -> cfg.TrainConfig:
     )
 
 
+def with_the_runs_determinism(config: cfg.TrainConfig) -> cfg.TrainConfig:
+    """A run resumed without --seed keeps its recorded seed (`resolve_config`) and, so that it
+    still repeats exactly, the op determinism that its --seed turned on."""
+    if config.run.seed is not None or not Workdir(config.run.workdir).has_config():
+        return config
+    try:
+        stored = cfg.TrainConfig.load(config.run.workdir)
+    except cfg.ConfigError:  # Refused by name when the run resolves its configuration.
+        return config
+    if not stored.run.deterministic_ops:
+        return config
+    logging.info("Resuming a run started with --seed=%s: its ops stay deterministic.", stored.run.seed)
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, deterministic_ops=True))
+
+
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
-    config = config_from_flags().validate()
+    config = with_the_runs_determinism(config_from_flags().validate())
     # The process-wide settings, all before TensorFlow loads: its threads inherit the signal
     # mask of the watch over a multi-worker cluster's formation, and the allocator's settings
     # must precede its first allocation.

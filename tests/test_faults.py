@@ -7,6 +7,7 @@ A run must never lose more than the work since its last checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -328,6 +329,20 @@ def test_the_next_run_removes_what_a_kill_during_a_save_left(tmp_path, data_dir,
     assert sorted(p for p in os.listdir(checkpoints) if "temp" in p or ".tmp" in p) == []
     assert latest_step(workdir) == 7
     assert neighbour.is_dir()  # Another run's files are never this run's leftovers.
+
+
+def test_a_seeded_run_resumed_without_seed_keeps_its_seed_and_deterministic_ops(tmp_path, data_dir, run_of_six):
+    """The README's resume is "run the same command"; a user who leaves --seed out still resumes
+    the seeded run as it was: its seed and its op determinism (config.json recorded
+    deterministic_ops false, and the run no longer repeated exactly)."""
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    unseeded = [flag for flag in train_flags(workdir, data_dir, "--steps=6") if not flag.startswith("--seed")]
+    result = run_program("train", *unseeded)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resuming a run started with --seed={tiny_config(workdir, data_dir).run.seed}: its ops stay " \
+           "deterministic." in result.stderr
+    recorded = json.loads((workdir / "config.json").read_text())["run"]
+    assert recorded["seed"] == tiny_config(workdir, data_dir).run.seed and recorded["deterministic_ops"] is True
 
 
 def test_a_full_disk_during_a_file_s_write_names_the_file(small_disk):
