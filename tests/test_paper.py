@@ -184,3 +184,12 @@ def test_tiny_setting_end_to_end_then_skips_what_is_done(tmp_path, data_dir):
     assert os.path.exists(written["markdown"])
     with pytest.raises(paper.ConfigError, match="Unknown variant"):
         paper.reproduce(paper.SETTINGS["tiny"], root, ["l2"])
+
+    # Fewer steps than the variant's run has trained: its metrics would be of more steps than the
+    # report's header says, so the variant fails, by name (it reported step 2 under "1 step").
+    fewer = dataclasses.replace(paper.SETTINGS["tiny"], steps=1)
+    paper.reproduce(fewer, root, ["l1"], data_dir)
+    marker = json.load(open(os.path.join(root, "l1", paper.MARKER)))
+    assert marker["status"] == "failed" and marker["error"] == (
+        f"{os.path.join(root, 'l1')} holds a run at step 2, past this setting's 1 steps; use another --root for "
+        "these steps."), marker

@@ -83,6 +83,9 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
     start = time.perf_counter()
     try:
         result = train(config)
+        if result.step > setting.steps:  # Its metrics would be reported under a header of fewer steps.
+            raise ConfigError(f"{workdir} holds a run at step {result.step}, past this setting's {setting.steps} "
+                              "steps; use another --root for these steps.")
         marker["step"] = result.step
         marker["train_seconds"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()

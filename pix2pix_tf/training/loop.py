@@ -204,10 +204,11 @@ def train(config: TrainConfig,
             raise ConfigError(f"--batch_size={config.data.batch_size} (the global batch) must be a multiple of the "
                               f"{strategy.num_replicas_in_sync} replicas.")
         # A precision this machine cannot train in is refused before the lock, like every refusal above.
-        precision.choose(config.run.mixed_precision, precision.Hardware.detect(strategy))
+        hardware = precision.Hardware.detect(strategy)
+        precision.choose(config.run.mixed_precision, hardware)
     chief = is_chief(strategy)
     with workdir_lock(config.run.workdir) if chief else contextlib.nullcontext():
-        return _train(config, dataset, strategy, chief)
+        return _train(config, dataset, strategy, hardware, chief)
 
 
 def _distributed_stream(strategy: tf.distribute.Strategy, dataset: pipeline.PairedDataset, config: TrainConfig,
@@ -224,9 +225,9 @@ def _distributed_stream(strategy: tf.distribute.Strategy, dataset: pipeline.Pair
 
 
 def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.distribute.Strategy,
-           chief: bool) -> TrainResult:
+           hardware: precision.Hardware, chief: bool) -> TrainResult:
     workdir = config.run.workdir
-    gan = Pix2Pix(config, strategy, dataset.num_train / config.data.batch_size)
+    gan = Pix2Pix(config, strategy, dataset.num_train / config.data.batch_size, hardware)
     config = gan.config  # --mixed_precision=auto resolved to the precision this run trains in.
     checkpoints = RunCheckpoints(tf.train.Checkpoint(**gan.checkpointables()), workdir,
                                  config.run.keep_checkpoints, gan.step, chief, worker_index(strategy),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import keras
 import tensorflow as tf
@@ -30,8 +31,10 @@ def dropout_rng_state(model: keras.Model) -> list:
 class Pix2Pix:
     """G and D trained together, one D step then one G step per batch (paper section 3.3)."""
 
-    def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy, steps_per_epoch: float):
-        self.precision = precision.resolve(config.run.mixed_precision, strategy)
+    def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy, steps_per_epoch: float,
+                 hardware: Optional[precision.Hardware] = None):
+        # `hardware`: as the caller detected it (default: detected here).
+        self.precision = precision.resolve(config.run.mixed_precision, strategy, hardware)
         self.policy = self.precision.policy
         # The config as run: `auto` resolved, so config.json records the precision trained in.
         self.config = dataclasses.replace(config, run=dataclasses.replace(
