@@ -69,6 +69,17 @@ class ModelConfig:
         """The stride-2 layers of D's PatchGAN (each scale's, for multiscale; unused by pixel)."""
         return catalogue.PATCHGAN_LAYERS.get(self.discriminator, self.n_layers_d)
 
+    def unused_depth(self) -> Optional[str]:
+        """Why `n_layers_d`, set to other than its default, changes nothing for this D; None
+        where it is used (n_layers, multiscale) or left at its default. A warning, not a refusal:
+        runs recorded with it (ignored, as the reference ignores it) still load."""
+        if self.n_layers_d == ModelConfig.n_layers_d or self.discriminator in ("n_layers", "multiscale"):
+            return None
+        fixed = catalogue.PATCHGAN_LAYERS.get(self.discriminator)
+        return (f"--n_layers_d={self.n_layers_d} changes nothing: it applies to --discriminator=n_layers or "
+                f"multiscale, and --discriminator={self.discriminator} has "
+                + (f"{fixed} layers of its own." if fixed else "no PatchGAN layers."))
+
     def check_side(self, flag: str, side: int) -> None:
         """Refuses `flag`=`side` (a crop or image size) unless the generator takes it."""
         catalogue.check_side(flag, side, self.size_multiple, f"--generator={self.generator}")
@@ -85,11 +96,7 @@ class ModelConfig:
         if self.num_d != ModelConfig.num_d and self.discriminator != "multiscale":
             raise ConfigError(f"--num_d={self.num_d} applies to --discriminator=multiscale only (it is "
                               f"--discriminator={self.discriminator}).")
-        if self.n_layers_d != ModelConfig.n_layers_d and self.discriminator not in ("n_layers", "multiscale"):
-            fixed = catalogue.PATCHGAN_LAYERS.get(self.discriminator)
-            raise ConfigError(f"--n_layers_d={self.n_layers_d} applies to --discriminator=n_layers or multiscale "
-                              f"only; --discriminator={self.discriminator} has "
-                              + (f"{fixed} layers of its own." if fixed else "no PatchGAN layers."))
+
 
 
 @dataclasses.dataclass(frozen=True)

@@ -278,6 +278,13 @@ def test_another_configuration_in_a_workdir_without_checkpoints_starts_fresh_and
                     "them apart)."], said
 
 
+def test_a_depth_the_discriminator_does_not_take_is_a_warning_as_the_run_starts(tmp_path, data_dir, caplog):
+    resolve_config(tiny_config(tmp_path, data_dir, model=dict(n_layers_d=5)))
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "--n_layers_d=5 changes nothing: it applies to --discriminator=n_layers or multiscale, and "
+        "--discriminator=basic has 3 layers of its own."]
+
+
 def test_a_result_reports_the_held_out_l1_to_four_decimals():
     result = TrainResult(step=3, total_steps=3, losses={}, held_out_l1_start=0.39180803298950195,
                          held_out_l1_end=0.3191465139389038, checkpoint="run/checkpoints/ckpt-3")

@@ -92,6 +92,8 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         seed = random.SystemRandom().randrange(2**31)
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, seed=seed),
                                  data=config.data.resolved().with_absolute_paths())
+    if unused := config.model.unused_depth():
+        logging.warning(unused)
     if stored is not None and _has_checkpoint(config):
         check_resumable(stored, config)
         if change := schedule_change(stored, config):
