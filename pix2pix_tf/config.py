@@ -98,7 +98,6 @@ class ModelConfig:
                               f"--discriminator={self.discriminator}).")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Which pairs to train on and how to jitter them (the reference's preprocessing)."""
