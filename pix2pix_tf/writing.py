@@ -31,7 +31,7 @@ import threading
 import zlib
 from typing import Callable, Iterator, Optional
 
-from pix2pix_tf.errors import Pix2pixError
+from pix2pix_tf.errors import Pix2pixError, stop_signals
 
 
 class UnsafeDestinationError(Pix2pixError):
@@ -119,8 +119,8 @@ def _stops_held_back() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    stops = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
-    handled = [s for s in stops if signal.getsignal(s) not in (signal.SIG_IGN, None)]  # nohup's SIGHUP stays.
+    # An ignored one stays ignored (nohup's SIGHUP, a background job's SIGINT).
+    handled = [s for s in stop_signals() if signal.getsignal(s) not in (signal.SIG_IGN, None)]
     previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in handled}
     try:
         yield
