@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -24,6 +23,7 @@ from pix2pix_tf.training import precision
 from pix2pix_tf.training.loop import TrainResult, train
 from pix2pix_tf.training.step import Pix2Pix
 
+import forked
 from conftest import TINY_DATASET, copied_run, error_lines, tiny_config
 from programs import run_program
 
@@ -270,7 +270,7 @@ CAPPED_PROCESS = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow  # Processes of their own: oneDNN reads its cap once, when it starts.
+@pytest.mark.slow  # Processes of their own (forked before any op): oneDNN reads its cap once, when it starts.
 def test_a_onednn_cap_below_bfloat16_is_refused_before_tensorflow_fails(tmp_path, data_dir):
     """The rule of `_refuse_bfloat16_that_onednn_fails` against TensorFlow itself: under each cap,
     explicit bfloat16 is refused exactly where a bfloat16 convolution fails, and auto is float32.
@@ -280,8 +280,8 @@ def test_a_onednn_cap_below_bfloat16_is_refused_before_tensorflow_fails(tmp_path
              "--mixed_precision=mixed_bfloat16", "--steps=1"]
     for cap, fails in (("avx2", avx512), ("AVX512_CORE", False)):
         env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap, TF_ENABLE_ONEDNN_OPTS="1", TF_CPP_MIN_LOG_LEVEL="3")
-        result = subprocess.run([sys.executable, "-c", CAPPED_PROCESS, *(train if fails else [])], env=env,
-                                capture_output=True, text=True, timeout=300, cwd=ROOT)
+        result = forked.run([sys.executable, "-c", CAPPED_PROCESS, *(train if fails else [])], env=env, timeout=300,
+                            cwd=ROOT)
         assert result.returncode == (1 if fails else 0) and "Traceback" not in result.stderr, result.stderr[-3000:]
         seen = json.loads(result.stdout.splitlines()[0])
         assert seen == {"cap": cap.upper(), "auto": "off", "refused": fails, "convolved": not fails}, cap
