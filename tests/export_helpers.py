@@ -45,7 +45,7 @@ def trained_run(tmp_path_factory, data_dir: str) -> str:
 
 def exported(tmp_path_factory, data_dir: str) -> dict:
     """The run exported twice by export.py's main: version 1 in paper mode with all four TFLite
-    variants and, where LiteRT.js is installed, the web page; version 2 deterministic with a
+    variants, timed (--benchmark), and, where LiteRT.js is installed, the web page; version 2 deterministic with a
     uint8-I/O int8 variant and, where the onnx extra is installed, the ONNX file (one export of
     each kind serves every test that reads one). Built once per test run."""
     workdir = trained_run(tmp_path_factory, data_dir)
@@ -54,7 +54,7 @@ def exported(tmp_path_factory, data_dir: str) -> dict:
         export_dir = str(folder)
         common = [f"--workdir={workdir}", f"--export_dir={export_dir}", "--model_name=tiny", "--check_examples=2",
                   "--calibration_examples=4"]
-        paper = run_program("export", *common, *(["--web"] if web_runtime_installed() else []))
+        paper = run_program("export", *common, "--benchmark", *(["--web"] if web_runtime_installed() else []))
         assert paper.returncode == 0, paper.stderr[-4000:]
         onnx = ["--onnx"] if ONNX_INSTALLED else []
         deterministic = run_program("export", *common, "--deterministic", "--tflite=int8", "--int8_io=uint8", *onnx)

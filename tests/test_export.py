@@ -7,6 +7,7 @@ import ast
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,6 +80,16 @@ def test_serving_layout_versions_and_atomic_publish(export, generator):
     assert "SavedModel: " + export["paper"] in export["paper_stdout"]
     for variant in artifacts.TFLITE_VARIANTS:
         assert variant in export["paper_stdout"] and "PSNR" in export["paper_stdout"]
+    # --benchmark: the Keras call and the SavedModel timed, then each TFLite variant on its line.
+    assert re.search(r"^Latency, batch 1, median \(min\): Keras model call .* ms \([\d.]+\); SavedModel "
+                     r"translate_float_deterministic [\d.]+ ms \([\d.]+\); TFLite with --threads=2 below$",
+                     export["paper_stdout"], re.M), export["paper_stdout"]
+    report = json.load(open(os.path.join(export["tflite_paper"], artifacts.TFLITE_REPORT)))
+    assert report["keras_latency_ms"][0] > 0 and report["saved_model_latency_ms"][0] > 0
+    for variant in artifacts.TFLITE_VARIANTS:
+        median, fastest = report["variants"][variant]["latency_ms"]
+        assert 0 < fastest <= median, (variant, median, fastest)
+        assert re.search(rf"^\s*{variant} .* ms \(min [\d.]+\)  ok$", export["paper_stdout"], re.M), variant
 
 
 @pytest.mark.slow
