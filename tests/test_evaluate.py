@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -421,14 +422,32 @@ def test_an_instance_norm_model_is_described_as_instance_norm_everywhere(tmp_pat
     assert f"- **Inference mode**: {instance}, no dropout\n" in card
     assert "The SavedModel's square signatures take 128 x 128" in card and "TFLite files" not in card, card
     assert artifacts.read_metadata(str(version))["norm"] == "instance"
+    # An export made before the norm was recorded: the norm of the run it names.
+    older = shutil.copytree(version, tmp_path / "older")
+    record = older / "assets.extra" / artifacts.METADATA_FILE
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "norm"}))
     base = EvalConfig(ModelRequest.of(workdir=str(workdir), mode=DETERMINISTIC), num_examples=1, fcn=False,
                       html_examples=0, grid_examples=0, progress=False)
-    for name, model in (("checkpoint", base.model),
-                        ("saved_model", ModelRequest.of(saved_model=str(version), mode=DETERMINISTIC))):
-        evaluated = evaluate(dataclasses.replace(base, model=model, output_dir=str(tmp_path / name))).metrics
+    moving_averages = dataclasses.replace(DETERMINISTIC, batch_statistics=False)
+    evaluations = {"checkpoint": base,  # Each in its default folder: the mode's name tells them apart.
+                   "checkpoint, moving averages": dataclasses.replace(base, model=ModelRequest.of(
+                       workdir=str(workdir), mode=moving_averages)),
+                   "older saved_model": dataclasses.replace(base, model=ModelRequest.of(
+                       saved_model=str(older), mode=DETERMINISTIC), output_dir=str(tmp_path / "older_eval"))}
+    for name, config in evaluations.items():
+        evaluated = evaluate(config).metrics
         assert evaluated["mode_description"] == f"deterministic (no dropout), {instance}", name
+    assert sorted(os.listdir(workdir / "eval")) == ["test_ckpt-2_deterministic",
+                                                    "test_ckpt-2_deterministic_moving_averages"]
     assert f"checkpoint {workdir / 'checkpoints' / 'ckpt-2'} ({instance}, no dropout)" in \
-        json.load(open(tmp_path / "checkpoint" / "metrics.json"))["model"]
+        json.load(open(workdir / "eval" / "test_ckpt-2_deterministic" / "metrics.json"))["model"]
+
+
+def test_a_norm_that_is_not_recorded_is_not_stated():
+    """An export that records no norm, whose run is gone: the statistics chosen, not a norm guessed."""
+    assert DETERMINISTIC.describe(None) == ("per-image batch statistics if it has batch norm (its norm is not "
+                                            "recorded), no dropout")
+    assert DETERMINISTIC.describe("syncbatch") == "batch norm with per-image batch statistics, no dropout"
 
 
 def test_paper_mode_noise_is_seeded(workdir, segmenter_cache, tmp_path):

@@ -4,6 +4,7 @@ from a checkpoint, a SavedModel and a TFLite file."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 
@@ -321,6 +322,8 @@ def test_an_export_record_that_is_not_a_file_of_ours_is_refused_in_one_line(expo
     ("image_size", "abc", "a positive integer"), ("size_multiple", 0, "a positive integer"),
     ("output_nc", 3.0, "a positive integer"), ("direction", 1, "a string"),
     ("mode", "paper", "an object of true/false values"),
+    ("image_size", 10**30, "a positive integer of at most 2147483647"),  # Was a ValueError from the resize.
+    ("norm", "group", "one of batch, syncbatch, instance, none"),
 ])
 def test_an_export_record_edited_by_hand_is_named_in_one_line(export, tmp_path, key, value, expected):
     """The SavedModel's metadata as a hand edit or another tool leaves it: the file, the key and
@@ -337,6 +340,25 @@ def test_an_export_record_edited_by_hand_is_named_in_one_line(export, tmp_path, 
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {path}: {key} is {value!r}, not {expected}" + errors[0].split(expected, 1)[1]]
     assert errors[0].endswith("was it written by export.py?") and not (tmp_path / "out").exists()
+
+
+def test_a_tflite_file_beside_another_exports_report_is_not_described_by_it(export, tmp_path, caplog):
+    """A report.json lends a TFLite file its run, direction, mode and norm only where it lists a
+    file of that name and size: a file copied beside another export's report took on that
+    export's description."""
+    import shutil
+
+    from pix2pix_tf.inference import sources
+
+    own = os.path.join(export["tflite_paper"], "tiny_float32.tflite")
+    assert sources.resolve("tflite", own).metadata["mode"] == {"dropout": False, "batch_statistics": True}
+    mixed = tmp_path / "tiny_float32.tflite"
+    shutil.copy(own, mixed)
+    shutil.copy(os.path.join(export["tflite_deterministic"], artifacts.TFLITE_REPORT), tmp_path)  # Lists int8 only.
+    assert sources.resolve("tflite", str(mixed)).metadata == {}
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{tmp_path / artifacts.TFLITE_REPORT} lists no tiny_float32.tflite of {os.path.getsize(own)} bytes: it is "
+        "another export's report, not used."]
 
 
 def test_an_image_size_the_saved_model_cannot_take_is_refused_before_any_image(export, tmp_path):

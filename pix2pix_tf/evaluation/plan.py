@@ -121,7 +121,9 @@ def make_plan(config: EvalConfig) -> EvalPlan:
                     min(config.num_examples or dataset.split_sizes[split], dataset.split_sizes[split]), num_samples,
                     feature_fn=feature_fn)
     _attach_labels(plan, scheme, dataset, data_config, nc, train.model.size_multiple)
-    mode = ("deterministic" if translator.deterministic else "paper") + ("_native" if config.model.native_size else "")
+    mode = (("deterministic" if translator.deterministic else "paper")
+            + ("" if translator.mode.batch_statistics else "_moving_averages")
+            + ("_native" if config.model.native_size else ""))
     plan.output_dir = config.output_dir or os.path.join(Workdir(workdir).evaluations,
                                                         f"{split}_{source.label}_{mode}")
     return plan

@@ -11,7 +11,10 @@ import os
 import re
 from typing import Any, Optional
 
+from absl import logging
+
 from pix2pix_tf import regular_files
+from pix2pix_tf.config import NORMS
 from pix2pix_tf.errors import ConfigError
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -59,7 +62,9 @@ def _read_record(path: str) -> Optional[dict[str, Any]]:
 
 # What the programs read from an export's record of itself (the SavedModel's metadata, the
 # TFLite report, the ONNX file's metadata_props), and what each must be.
-_POSITIVE_INTEGERS = ("image_size", "size_multiple", "input_nc", "output_nc", "max_pixels", "max_request_pixels")
+# Sides and channels go into TensorFlow's int32 shapes; the pixel caps into int64 counts.
+_POSITIVE_INTEGERS = {"image_size": 2**31 - 1, "size_multiple": 2**31 - 1, "input_nc": 2**31 - 1,
+                      "output_nc": 2**31 - 1, "max_pixels": 2**63 - 1, "max_request_pixels": 2**63 - 1}
 _STRINGS = ("direction", "checkpoint", "norm")
 
 
@@ -69,13 +74,15 @@ def checked_record(where: str, record: dict[str, Any]) -> dict[str, Any]:
     def refuse(key: str, expected: str) -> None:
         raise ConfigError(f"{where}: {key} is {record[key]!r}, not {expected}: was it written by export.py?")
 
-    for key in _POSITIVE_INTEGERS:
+    for key, most in _POSITIVE_INTEGERS.items():
         value = record.get(key)
-        if value is not None and (type(value) is not int or value < 1):
-            refuse(key, "a positive integer")
+        if value is not None and (type(value) is not int or not 1 <= value <= most):
+            refuse(key, f"a positive integer of at most {most}")
     for key in _STRINGS:
         if record.get(key) is not None and not isinstance(record[key], str):
             refuse(key, "a string")
+    if record.get("norm") is not None and record["norm"] not in NORMS:
+        refuse("norm", f"one of {', '.join(NORMS)}")
     mode = record.get("mode")
     if mode is not None and not (isinstance(mode, dict) and all(isinstance(v, bool) for v in mode.values())):
         refuse("mode", 'an object of true/false values ({"dropout": ..., "batch_statistics": ...})')
@@ -88,8 +95,23 @@ def read_metadata(saved_model_dir: str) -> dict[str, Any]:
 
 
 def read_tflite_report(tflite_file: str) -> dict[str, Any]:
-    """The report export wrote beside a .tflite file (direction, variants, checks); {} if absent."""
-    return _read_record(tflite_report_path(tflite_file)) or {}
+    """The report export wrote beside a .tflite file (direction, variants, checks); {} if absent,
+    or if it lists no file of this name and size: another export's report beside a copied file
+    would lend it that export's run, mode and norm."""
+    path = tflite_report_path(tflite_file)
+    report = _read_record(path) or {}
+    if report and not _lists(report, tflite_file):
+        logging.warning("%s lists no %s of %d bytes: it is another export's report, not used.", path,
+                        os.path.basename(tflite_file), os.path.getsize(tflite_file))
+        return {}
+    return report
+
+
+def _lists(report: dict[str, Any], tflite_file: str) -> bool:
+    variants = report.get("variants")
+    entries = variants.values() if isinstance(variants, dict) else ()
+    name, size = os.path.basename(tflite_file), os.path.getsize(tflite_file)
+    return any(isinstance(e, dict) and e.get("file") == name and e.get("size_bytes") == size for e in entries)
 
 
 def resolve_saved_model(path: str) -> str:

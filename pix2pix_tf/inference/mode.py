@@ -34,7 +34,7 @@ class InferenceMode:
     def describe(self, norm: Optional[str] = "batch") -> str:
         """The mode as it applies to a generator with `norm` layers (config.NORMS): the choice
         of batch-norm statistics means nothing to instance norm or to no norm at all. None: a
-        model that does not record its norm (an older export), described as batch norm."""
+        model whose norm is not known (an older export whose run is gone)."""
         noise = "dropout on (noise z)" if self.dropout else "no dropout"
         return f"{self.describe_norm(norm)}, {noise}"
 
@@ -43,7 +43,10 @@ class InferenceMode:
             return "instance norm (each image's own statistics, as in training)"
         if norm == "none":
             return "no norm layers"
-        return "batch norm with " + ("per-image batch statistics" if self.batch_statistics else "moving averages")
+        statistics = "per-image batch statistics" if self.batch_statistics else "moving averages"
+        if norm is None:
+            return f"{statistics} if it has batch norm (its norm is not recorded)"
+        return f"batch norm with {statistics}"
 
 
 PAPER = InferenceMode(dropout=True, batch_statistics=True)

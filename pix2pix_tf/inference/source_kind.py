@@ -85,9 +85,16 @@ class ModelSource:
 
     @property
     def norm(self) -> Optional[str]:
-        """The generator's norm layers (config.NORMS), as recorded by the run or the export; None
-        where an export does not record it."""
-        return self.train.model.norm if self.train else self.metadata.get("norm")
+        """The generator's norm layers (config.NORMS), as recorded by the run or the export, or
+        by the run an export came from (exports before the norm was recorded); None if unknown."""
+        if self.train is not None:
+            return self.train.model.norm
+        if self.metadata.get("norm") is not None or self.run_workdir is None:
+            return self.metadata.get("norm")
+        try:
+            return TrainConfig.load(self.run_workdir).model.norm
+        except ConfigError:  # Its config.json, edited since: the norm stays unknown.
+            return None
 
     @property
     def exported_mode(self) -> Optional[dict[str, bool]]:
