@@ -7,7 +7,6 @@ See docs/training.md for every flag.
 from __future__ import annotations
 
 import dataclasses
-import signal
 
 from pix2pix_tf import cli
 
@@ -16,7 +15,7 @@ cli.quiet_tensorflow()
 from absl import flags, logging  # noqa: E402
 
 from pix2pix_tf import config as cfg  # noqa: E402
-from pix2pix_tf.errors import Interrupted, OutputLost  # noqa: E402
+from pix2pix_tf.errors import Interrupted  # noqa: E402
 from pix2pix_tf.training.cluster import formation_watch  # noqa: E402
 from pix2pix_tf.training.memory import reuse_freed_memory  # noqa: E402
 from pix2pix_tf.workdir import Workdir  # noqa: E402
@@ -137,7 +136,8 @@ def with_the_runs_determinism(config: cfg.TrainConfig) -> cfg.TrainConfig:
         return config
     if not stored.run.deterministic_ops:
         return config
-    logging.info("Resuming a run started with --seed=%s: its ops stay deterministic.", stored.run.seed)
+    logging.info("%s records a run started with --seed=%s: its seed and deterministic ops are kept.",
+                 config.run.workdir, stored.run.seed)
     return dataclasses.replace(config, run=dataclasses.replace(config.run, deterministic_ops=True))
 
 
@@ -164,11 +164,7 @@ def main(argv: list[str]) -> int:
         except Interrupted as stop:  # Before the steps, or a second Ctrl-C: no step to name.
             stop.done.append("every complete checkpoint is kept; run the same command to resume")
             raise
-    if result.stopped_early:
-        lost = result.output_lost
-        stop = OutputLost(lost) if lost else Interrupted(signal.Signals[result.stopped_by])
-        stop.done.append(f"step {result.step}/{result.total_steps} checkpointed ({result.checkpoint}); run the same "
-                         "command to resume")
+    if stop := result.stop():
         raise stop
     cli.say(f"Done: {result.summary()}")
     return 0

@@ -69,11 +69,16 @@ class ModelConfig:
         """The stride-2 layers of D's PatchGAN (each scale's, for multiscale; unused by pixel)."""
         return catalogue.PATCHGAN_LAYERS.get(self.discriminator, self.n_layers_d)
 
+    @property
+    def takes_depth(self) -> bool:
+        """D's depth is `n_layers_d` (n_layers, multiscale), not its own (basic, image) or none (pixel)."""
+        return self.discriminator in ("n_layers", "multiscale")
+
     def unused_depth(self) -> Optional[str]:
         """Why `n_layers_d`, set to other than its default, changes nothing for this D; None
         where it is used (n_layers, multiscale) or left at its default. A warning, not a refusal:
         runs recorded with it (ignored, as the reference ignores it) still load."""
-        if self.n_layers_d == ModelConfig.n_layers_d or self.discriminator in ("n_layers", "multiscale"):
+        if self.n_layers_d == ModelConfig.n_layers_d or self.takes_depth:
             return None
         fixed = catalogue.PATCHGAN_LAYERS.get(self.discriminator)
         return (f"--n_layers_d={self.n_layers_d} changes nothing: it applies to --discriminator=n_layers or "
@@ -322,10 +327,13 @@ def resume_differences(stored: TrainConfig, requested: TrainConfig) -> list[str]
     """What `requested` changes of `stored` that a checkpoint could not be resumed under, one
     line each (`check_resumable`)."""
     differences = []
+    # A depth the discriminator does not take changes nothing (ModelConfig.unused_depth).
+    same_d = stored.model.discriminator == requested.model.discriminator
+    unused = ("n_layers_d",) if same_d and not requested.model.takes_depth else ()
     for part in ("model", "data", "loss"):
         old, new = dataclasses.asdict(getattr(stored, part)), dataclasses.asdict(getattr(requested, part))
         differences += [f"{part}.{k}: {old[k]!r} in config.json, {new[k]!r} now"
-                        for k in old if old[k] != new[k] and k not in MOVABLE]
+                        for k in old if old[k] != new[k] and k not in MOVABLE + unused]
     for key in ("lr", "beta1", "beta2"):
         if getattr(stored.optim, key) != getattr(requested.optim, key):
             differences.append(f"optim.{key}: {getattr(stored.optim, key)!r} in config.json, "

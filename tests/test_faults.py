@@ -339,8 +339,8 @@ def test_a_seeded_run_resumed_without_seed_keeps_its_seed_and_deterministic_ops(
     unseeded = [flag for flag in train_flags(workdir, data_dir, "--steps=6") if not flag.startswith("--seed")]
     result = run_program("train", *unseeded)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Resuming a run started with --seed={tiny_config(workdir, data_dir).run.seed}: its ops stay " \
-           "deterministic." in result.stderr
+    assert f"{workdir} records a run started with --seed={tiny_config(workdir, data_dir).run.seed}: its seed and " \
+           "deterministic ops are kept." in result.stderr
     recorded = json.loads((workdir / "config.json").read_text())["run"]
     assert recorded["seed"] == tiny_config(workdir, data_dir).run.seed and recorded["deterministic_ops"] is True
 

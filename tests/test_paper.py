@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
+import signal
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -185,11 +188,39 @@ def test_tiny_setting_end_to_end_then_skips_what_is_done(tmp_path, data_dir):
     with pytest.raises(paper.ConfigError, match="Unknown variant"):
         paper.reproduce(paper.SETTINGS["tiny"], root, ["l2"])
 
-    # Fewer steps than the variant's run has trained: its metrics would be of more steps than the
-    # report's header says, so the variant fails, by name (it reported step 2 under "1 step").
-    fewer = dataclasses.replace(paper.SETTINGS["tiny"], steps=1)
-    paper.reproduce(fewer, root, ["l1"], data_dir)
-    marker = json.load(open(os.path.join(root, "l1", paper.MARKER)))
-    assert marker["status"] == "failed" and marker["error"] == (
-        f"{os.path.join(root, 'l1')} holds a run at step 2, past this setting's 1 steps; use another --root for "
-        "these steps."), marker
+    # Fewer steps than a variant's run has trained: its metrics would be of more steps than the
+    # report's header says (it reported step 2 under "1 step"). Refused before anything is
+    # written (a refusal that came after the variant's training rewrote its records).
+    records = {path: open(path, "rb").read() for path in (marker, os.path.join(root, "results.json"),
+                                                          os.path.join(root, "l1", "config.json"))}
+    with pytest.raises(paper.ConfigError) as refused:
+        paper.reproduce(dataclasses.replace(paper.SETTINGS["tiny"], steps=1), root, ["l1"], data_dir)
+    assert str(refused.value) == (f"{os.path.join(root, 'l1')} holds a run at step 2, past this setting's 1 steps; "
+                                  "use another --root for these steps.")
+    assert {path: open(path, "rb").read() for path in records} == records
+
+
+@pytest.mark.slow
+def test_a_stop_while_a_variant_trains_stops_the_experiment_and_leaves_the_variant_to_resume(tmp_path, data_dir):
+    """Ctrl-C while a variant trains checkpoints it and stops the experiment (exit 130), as train.py
+    stops: the variant is neither evaluated nor marked done, so the next run resumes it (it was
+    marked done at the step it stopped at, and the next variant trained on)."""
+    root = tmp_path / "paper"
+    process = forked.Popen([sys.executable, "-m", "pix2pix_tf.experiments.paper", f"--root={root}", "--setting=tiny",
+                            "--steps=3000", f"--variants={','.join(TINY_VARIANTS)}", f"--data_dir={data_dir}"],
+                           cwd=forked.ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True)
+    first_grid = root / "l1" / "samples" / "step_0000000.png"  # Written as the steps begin.
+    deadline = time.monotonic() + 300
+    while not first_grid.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.1)
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    stop = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(stop) == 1 and re.fullmatch(
+        rf"error: SIGINT received: stopped; variant l1: step (\d+)/3000 checkpointed \({root / 'l1'}/checkpoints/"
+        r"ckpt-\1\); run the same command to resume\.", stop[0]), stderr[-3000:]
+    assert not (root / "l1" / paper.MARKER).exists() and not (root / "l1" / "eval").exists()
+    assert not (root / "ed_l1_cgan").exists()

@@ -262,9 +262,11 @@ def test_a_resume_that_changes_the_schedule_says_so(tmp_path, data_dir, run_of_s
     assert not [r for r in caplog.records if "schedule" in r.getMessage()]  # Said once: now recorded.
 
 
-def test_another_configuration_in_a_workdir_without_checkpoints_starts_fresh_and_says_so(tmp_path, data_dir, caplog):
+def test_another_configuration_in_a_workdir_without_checkpoints_starts_fresh_unless_it_would_write_over(
+        tmp_path, data_dir, caplog):
     """config.json of a run that never saved (or whose checkpoints were deleted): a run of another
-    configuration may start there, with a warning that the earlier run's logs stay beside it."""
+    configuration starts there, with a warning, where the earlier run left no logs or samples;
+    where it did, the run is refused before anything is written (it wrote over the samples)."""
     earlier = tiny_config(tmp_path, data_dir).validate()
     earlier.save(str(tmp_path))
     same = resolve_config(tiny_config(tmp_path, data_dir, optim=dict(steps=9)))
@@ -272,17 +274,32 @@ def test_another_configuration_in_a_workdir_without_checkpoints_starts_fresh_and
     other = resolve_config(tiny_config(tmp_path, data_dir, model=dict(ngf=16)))
     assert other.model.ngf == 16
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert said == [f"{tmp_path} holds a run of another configuration (model.ngf: 8 in config.json, 16 now) "
-                    "without a checkpoint: this run starts from step 0 and config.json records it; the earlier "
-                    "run's logs/ and samples/ stay in the workdir beside this run's (use another --workdir to keep "
-                    "them apart)."], said
+    assert said == [f"{tmp_path} holds the config.json of a run of another configuration (model.ngf: 8 in "
+                    "config.json, 16 now), with no checkpoint, logs or samples: this run starts from step 0 and "
+                    "config.json records it."], said
+    grid = tmp_path / "samples" / "step_0000000.png"
+    grid.parent.mkdir()
+    grid.write_bytes(b"the earlier run's grid")
+    with pytest.raises(ConfigError) as refused:
+        train(tiny_config(tmp_path, data_dir, model=dict(ngf=16)))
+    assert str(refused.value) == (f"{tmp_path} holds a run of another configuration (model.ngf: 8 in config.json, "
+                                  "16 now) and its samples/, but no checkpoint: this run would write over them. Move "
+                                  "them and config.json away to start a new run here, or use another --workdir.")
+    assert grid.read_bytes() == b"the earlier run's grid" and sorted(os.listdir(tmp_path)) == ["config.json",
+                                                                                              "samples"]
 
 
-def test_a_depth_the_discriminator_does_not_take_is_a_warning_as_the_run_starts(tmp_path, data_dir, caplog):
+def test_a_depth_the_discriminator_does_not_take_is_a_warning_as_the_run_starts(tmp_path, data_dir, run_of_six,
+                                                                                caplog):
+    """Said as the run starts, and, as it changes nothing, no difference that refuses a resume."""
     resolve_config(tiny_config(tmp_path, data_dir, model=dict(n_layers_d=5)))
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
         "--n_layers_d=5 changes nothing: it applies to --discriminator=n_layers or multiscale, and "
         "--discriminator=basic has 3 layers of its own."]
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    resolve_config(tiny_config(workdir, data_dir, model=dict(n_layers_d=4), optim=dict(steps=8)))
+    with pytest.raises(ConfigError, match="model.n_layers_d: 3 in config.json, 4 now"):
+        resolve_config(tiny_config(workdir, data_dir, model=dict(discriminator="n_layers", n_layers_d=4)))
 
 
 def test_a_result_reports_the_held_out_l1_to_four_decimals():

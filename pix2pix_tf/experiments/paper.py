@@ -83,9 +83,9 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
     start = time.perf_counter()
     try:
         result = train(config)
-        if result.step > setting.steps:  # Its metrics would be reported under a header of fewer steps.
-            raise ConfigError(f"{workdir} holds a run at step {result.step}, past this setting's {setting.steps} "
-                              "steps; use another --root for these steps.")
+        if stop := result.stop():  # Checkpointed: neither evaluated nor marked, it resumes next time.
+            stop.done[0] = f"variant {variant.name}: {stop.done[0]}"
+            raise stop
         marker["step"] = result.step
         marker["train_seconds"] = round(time.perf_counter() - start, 1)
         start = time.perf_counter()
@@ -117,12 +117,27 @@ def reproduce(setting: Setting, root: str, names: list[str], data_dir: Optional[
         raise ConfigError(f"Unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}.")
     segmenter_cache = segmenter_cache or os.path.join(root, "segmenters")
     check_folders(root, segmenter_cache, images_dir)
+    if not report_only:
+        check_steps(setting, root, names)
     if report_only:  # The report keeps naming the command that produced the numbers.
         command = recorded_command(os.path.join(root, "results.json"), command)
     else:
         for name in names:
             run_variant(VARIANTS[name], setting, root, data_dir, segmenter_cache)
     return write_report(collect(root, list(VARIANTS)), root, setting, command, images_dir)
+
+
+def check_steps(setting: Setting, root: str, names: list[str]) -> None:
+    """Refuses, before anything is written, a setting of fewer steps than a variant's run under
+    `root` has trained: its metrics would be reported under a header of fewer steps."""
+    from pix2pix_tf.checkpoint_reading import complete_checkpoints  # Loads TensorFlow.
+
+    for name in names:
+        trained = max((int(path.rsplit("-", 1)[1]) for path in complete_checkpoints(
+            Workdir(os.path.join(root, name)).checkpoints)), default=0)
+        if trained > setting.steps:
+            raise ConfigError(f"{os.path.join(root, name)} holds a run at step {trained}, past this setting's "
+                              f"{setting.steps} steps; use another --root for these steps.")
 
 
 def check_folders(root: str, segmenter_cache: Optional[str] = None, images_dir: Optional[str] = None) -> None:

@@ -28,7 +28,7 @@ from pix2pix_tf.checkpoint_reading import CheckpointError, checkpoint_files
 from pix2pix_tf.config import TrainConfig, check_resumable, resume_differences, schedule_change
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
-from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, stop_signals
+from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, OutputLost, stop_signals
 from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import precision, summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
@@ -68,6 +68,16 @@ class TrainResult:
                     f"checkpoint {checkpoint}, {self.held_out_change()}")
         return f"step {self.step}/{self.total_steps}, checkpoint {checkpoint}, {self.held_out_change()}"
 
+    def stop(self) -> Optional[Interrupted]:
+        """A run stopped early as the stop to raise (the program exits as the signal asked),
+        naming its checkpoint; None for a run that finished."""
+        if not self.stopped_early:
+            return None
+        stop = OutputLost(self.output_lost) if self.output_lost else Interrupted(signal.Signals[self.stopped_by])
+        stop.done.append(f"step {self.step}/{self.total_steps} checkpointed ({self.checkpoint}); run the same "
+                         "command to resume")
+        return stop
+
 
 def total_steps(config: TrainConfig, num_train: int) -> int:
     """--steps if given, else (epochs + epochs_decay) epochs of the train split."""
@@ -99,13 +109,24 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         if change := schedule_change(stored, config):
             logging.warning(change)
     elif stored is not None and (differences := resume_differences(stored, config)):
-        # No checkpoint (a run stopped before its first save, or its checkpoints deleted): a new
-        # run may start here, but what the earlier one logged stays beside it.
-        logging.warning("%s holds a run of another configuration (%s) without a checkpoint: this run starts from "
-                        "step 0 and config.json records it; the earlier run's logs/ and samples/ stay in the "
-                        "workdir beside this run's (use another --workdir to keep them apart).",
-                        config.run.workdir, "; ".join(differences))
+        _start_over(config.run.workdir, differences)
     return config
+
+
+def _start_over(workdir: str, differences: list[str]) -> None:
+    """A run of another configuration in a workdir whose config.json has no checkpoint beside
+    it (a run stopped before its first save, or its checkpoints deleted) starts from step 0,
+    unless the earlier run's logs or samples are there: this run would write over them."""
+    run = Workdir(workdir)
+    earlier = [f"{os.path.basename(folder)}/" for folder in (os.path.dirname(run.train_logs), run.samples)
+               if os.path.isdir(folder) and os.listdir(folder)]
+    if earlier:
+        raise ConfigError(f"{workdir} holds a run of another configuration ({'; '.join(differences)}) and its "
+                          f"{' and '.join(earlier)}, but no checkpoint: this run would write over them. Move them "
+                          "and config.json away to start a new run here, or use another --workdir.")
+    logging.warning("%s holds the config.json of a run of another configuration (%s), with no checkpoint, logs or "
+                    "samples: this run starts from step 0 and config.json records it.", workdir,
+                    "; ".join(differences))
 
 
 def _has_checkpoint(config: TrainConfig) -> bool:
