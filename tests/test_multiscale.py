@@ -223,3 +223,20 @@ def test_the_ablation_exits_1_naming_the_variants_that_failed(tmp_path):
     assert (f"Failed: 256/patchgan_70, 256/multiscale, 256/multiscale_feat (see {root / 'results.md'}); "
             "fix the cause and rerun the command: failed variants are retried.") in result.stderr
     assert "| 256 | 70x70 PatchGAN (pix2pix) | failed |" in (root / "results.md").read_text()
+
+
+def test_the_ablation_refuses_fewer_steps_than_a_variant_trained_before_writing_anything(tmp_path):
+    """As the paper experiment does (experiments.paper.check_steps): it re-evaluated the variants
+    and reported their longer runs under a header of fewer steps."""
+    from pix2pix_tf.errors import ConfigError
+    from pix2pix_tf.experiments import multiscale
+
+    checkpoints = tmp_path / "ablation" / "256" / "patchgan_70" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for name in ("ckpt-5.index", "ckpt-5.data-00000-of-00001"):  # A complete checkpoint's files, by name.
+        (checkpoints / name).write_bytes(b"")
+    with pytest.raises(ConfigError) as refused:
+        multiscale.run_ablation(multiscale.SETTINGS["tiny"], str(tmp_path / "ablation"))
+    assert str(refused.value) == (f"{checkpoints.parent} holds a run at step 5, past this setting's 2 steps; use "
+                                  "another --root for these steps.")
+    assert sorted(os.listdir(tmp_path / "ablation")) == ["256"] and os.listdir(checkpoints.parent) == ["checkpoints"]

@@ -130,6 +130,22 @@ def test_report_leaves_out_damaged_markers_and_names_unusable_metrics(tmp_path, 
         assert why in caplog.text
 
 
+def test_a_variant_run_at_another_setting_is_not_reported_under_this_one(tmp_path):
+    """A variant done at other steps (run with --variants and another --steps) keeps its marker,
+    but its metrics are not put under a header that names this setting."""
+    root = tmp_path / "paper"
+    (tmp_path / "good.json").write_text(json.dumps(METRICS))
+    longer = {**dataclasses.asdict(paper.SETTINGS["tiny"]), "steps": 700}
+    write_marker(root, "ed_l1", metrics=str(tmp_path / "good.json"))
+    write_marker(root, "l1", metrics=str(tmp_path / "good.json"), setting=longer)
+    written = paper.reproduce(paper.SETTINGS["tiny"], str(root), list(paper.VARIANTS), report_only=True)
+    with open(written["markdown"]) as f:
+        text = f.read()
+    assert "| Encoder-decoder L1 | 0.1000 | 20.00 | 0.500 |" in text
+    assert "| L1 (run at another setting: steps 700 (here 2)) | - | - | - | 0.42 |" in text, text
+    assert "| L1 (U-Net) | run at another setting: steps 700 (here 2) | | | | | | |" in text
+
+
 def test_run_variant_retries_a_failed_variant_and_runs_a_damaged_one_again(tmp_path):
     not_a_folder = tmp_path / "data_dir"  # Fails at once: the data_dir to fix.
     not_a_folder.write_text("")

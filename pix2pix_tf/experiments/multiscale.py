@@ -24,7 +24,7 @@ from typing import Optional
 from absl import flags
 
 from pix2pix_tf import cli, writing
-from pix2pix_tf.experiments.paper import argv_for_report, check_folders, exit_status, run_variant
+from pix2pix_tf.experiments.paper import argv_for_report, check_folders, check_steps, exit_status, run_variant
 from pix2pix_tf.experiments.paper_report import collect
 from pix2pix_tf.experiments.paper_variants import Setting, Variant
 
@@ -54,11 +54,13 @@ def run_ablation(settings: tuple[Setting, ...], root: str, data_dir: Optional[st
                  command: str = "") -> dict[str, str]:
     """Trains and evaluates every variant at every setting (skipping those done); writes the report."""
     check_folders(root)  # Before the first variant trains: not empty, not a file, writable.
+    for setting in settings:  # Before anything is written: no variant has trained past its setting.
+        check_steps(setting, os.path.join(root, setting.name), list(VARIANTS))
     for setting in settings:
         resolution_root = os.path.join(root, setting.name)
         for variant in VARIANTS.values():
             run_variant(variant, setting, resolution_root, data_dir, os.path.join(root, "segmenters"))
-    results = {s.name: collect(os.path.join(root, s.name), list(VARIANTS)) for s in settings}
+    results = {s.name: collect(os.path.join(root, s.name), list(VARIANTS), s) for s in settings}
     paths = {"json": os.path.join(root, "results.json"), "markdown": os.path.join(root, "results.md")}
     summary = {"command": command, "settings": [dataclasses.asdict(s) for s in settings], "results": results}
     writing.write_text(paths["json"], json.dumps(summary, indent=2) + "\n")

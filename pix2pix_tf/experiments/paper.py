@@ -124,7 +124,7 @@ def reproduce(setting: Setting, root: str, names: list[str], data_dir: Optional[
     else:
         for name in names:
             run_variant(VARIANTS[name], setting, root, data_dir, segmenter_cache)
-    return write_report(collect(root, list(VARIANTS)), root, setting, command, images_dir)
+    return write_report(collect(root, list(VARIANTS), setting), root, setting, command, images_dir)
 
 
 def check_steps(setting: Setting, root: str, names: list[str]) -> None:

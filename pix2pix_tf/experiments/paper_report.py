@@ -28,11 +28,23 @@ def write_json(path: str, value: Any) -> None:
     writing.write_text(path, json.dumps(value, indent=2) + "\n")
 
 
-def collect(root: str, names: list[str]) -> dict[str, dict]:
+def collect(root: str, names: list[str], setting: Setting) -> dict[str, dict]:
     """variant -> {"marker": .., "metrics": metrics.json or None} for the variants run so far
-    (`markers.read_variant`: a damaged marker is left out, unusable metrics are "incomplete")."""
+    (`markers.read_variant`: a damaged marker is left out, unusable metrics are "incomplete");
+    a variant run at another setting has no metrics here: the report's header names `setting`."""
     entries = {name: read_variant(os.path.join(root, name, MARKER)) for name in names}
-    return {name: entry for name, entry in entries.items() if entry is not None}
+    return {name: _at(entry, setting) for name, entry in entries.items() if entry is not None}
+
+
+def _at(entry: dict, setting: Setting) -> dict:
+    """`entry` as reported under `setting`: its metrics only where it was run at that setting."""
+    current, recorded = dataclasses.asdict(setting), entry["marker"].get("setting")
+    if recorded == current:
+        return entry
+    recorded = recorded if isinstance(recorded, dict) else {}
+    differs = ", ".join(f"{key} {recorded.get(key)!r} (here {value!r})" for key, value in current.items()
+                        if recorded.get(key) != value)
+    return {"marker": {**entry["marker"], "status": "run at another setting", "error": differs}, "metrics": None}
 
 
 def _fcn(results: dict, name: str) -> Optional[tuple[float, float, float]]:
