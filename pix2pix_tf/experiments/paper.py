@@ -34,7 +34,7 @@ from absl import flags, logging
 
 from pix2pix_tf import cli
 from pix2pix_tf import config as cfg
-from pix2pix_tf.errors import ConfigError, Pix2pixError
+from pix2pix_tf.errors import ConfigError, Interrupted, Pix2pixError
 from pix2pix_tf.experiments.markers import read_marker, recorded_command
 from pix2pix_tf.experiments.paper_report import collect, write_json, write_report
 from pix2pix_tf.experiments.paper_variants import MARKER, SETTINGS, VARIANTS, Setting, Variant
@@ -84,7 +84,6 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
     try:
         result = train(config)
         if stop := result.stop():  # Checkpointed: neither evaluated nor marked, it resumes next time.
-            stop.done[0] = f"variant {variant.name}: {stop.done[0]}"
             raise stop
         marker["step"] = result.step
         marker["train_seconds"] = round(time.perf_counter() - start, 1)
@@ -100,6 +99,9 @@ def run_variant(variant: Variant, setting: Setting, root: str, data_dir: Optiona
     except Pix2pixError as e:  # e.g. a GAN that diverges: reported, never hidden.
         marker["status"], marker["error"] = "failed", str(e)
         logging.error("%s failed: %s", variant.name, e)
+    except Interrupted as stop:  # In training or evaluation: the stop's line names the variant.
+        stop.done[:1] = [f"variant {variant.name}" + (f": {stop.done[0]}" if stop.done else "")]
+        raise
     finally:
         keras.backend.clear_session()
     write_json(marker_path, marker)
