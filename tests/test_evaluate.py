@@ -18,10 +18,12 @@ import tensorflow as tf
 from pix2pix_tf.config import DataConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.sources.shapes import LABEL_COLOURS, NUM_CLASSES
+from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.evaluation import segmentation
 from pix2pix_tf.evaluation.evaluator import FORM_TOLERANCE, EvalConfig, evaluate
 from pix2pix_tf.evaluation.metrics import confusion_matrix, segmentation_scores
 from pix2pix_tf.evaluation.plan import first_input_size, split_pairs, with_labels
+from pix2pix_tf.inference import artifacts
 from pix2pix_tf.inference.mode import DETERMINISTIC
 from pix2pix_tf.inference.request import ModelRequest
 
@@ -397,7 +399,6 @@ def test_an_instance_norm_model_is_described_as_instance_norm_everywhere(tmp_pat
     checkpoint and for the SavedModel evaluated without its run. The run is also a variant that
     trains (test_training.py::test_variants_train): a ResNet, a 1x1 PixelGAN, the cGAN loss
     alone, the default strategy."""
-    from pix2pix_tf.inference import artifacts
     from pix2pix_tf.training.loop import train
 
     from conftest import tiny_config
@@ -448,6 +449,61 @@ def test_a_norm_that_is_not_recorded_is_not_stated():
     assert DETERMINISTIC.describe(None) == ("per-image batch statistics if it has batch norm (its norm is not "
                                             "recorded), no dropout")
     assert DETERMINISTIC.describe("syncbatch") == "batch norm with per-image batch statistics, no dropout"
+
+
+def test_an_evaluation_does_not_replace_what_evaluate_did_not_write_nor_another_models_report(tmp_path):
+    """The folder's metrics.json, and the index.html and grid.png an evaluation writes, are
+    replaced only where evaluate wrote them. A default folder of another model's evaluation gives
+    way to `-2` (two exports' TFLite files of one name shared one); a folder the user chose is
+    theirs to reuse (test_a_stopped_evaluation_leaves_an_earlier_report_as_it_was)."""
+    from pix2pix_tf.evaluation import report
+
+    both = (report.HTML_FILE, report.GRID_FILE)
+    folder = tmp_path / "eval"
+    assert report.folder_for(str(folder), "model A", False, both) == str(folder)  # Nothing there yet.
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({"model": "model A", "metrics": {}}))
+    assert report.folder_for(str(folder), "model A", False, both) == str(folder)  # Its own: replaced.
+    assert report.folder_for(str(folder), "model B", False, both) == f"{folder}-2"
+    (tmp_path / "eval-2").mkdir()
+    (tmp_path / "eval-2" / "metrics.json").write_text(json.dumps({"model": "model C", "metrics": {}}))
+    assert report.folder_for(str(folder), "model B", False, both) == f"{folder}-3"
+    assert report.folder_for(str(folder), "model C", False, both) == f"{folder}-2"
+    assert report.folder_for(str(folder), "model B", True, both) == str(folder)
+    (folder / "index.html").write_text("<html>my own page</html>")
+    with pytest.raises(ConfigError, match=rf"^{folder / 'index.html'} was not written by evaluate: it is not replaced"):
+        report.folder_for(str(folder), "model A", True, both)
+    assert report.folder_for(str(folder), "model A", True, (report.GRID_FILE,)) == str(folder)  # Writes no page.
+    (folder / "index.html").unlink()
+    (tmp_path / "photos").mkdir()
+    (folder / "images").symlink_to(tmp_path / "photos")
+    with pytest.raises(ConfigError, match=rf"^{folder / 'images'} is a symbolic link \(to {tmp_path / 'photos'}\)"):
+        report.folder_for(str(folder), "model A", True, both)
+
+
+def test_a_users_metrics_json_in_the_output_dir_is_refused_before_any_image(workdir, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text('{"my": "own results"}')
+    config = EvalConfig(ModelRequest.of(workdir=workdir, mode=DETERMINISTIC), num_examples=1, fcn=False,
+                        progress=False, output_dir=str(mine))
+    with pytest.raises(ConfigError, match=rf"^{mine / 'metrics.json'} was not written by evaluate: it is not replaced"):
+        evaluate(config)
+    assert os.listdir(mine) == ["metrics.json"] and (mine / "metrics.json").read_text() == '{"my": "own results"}'
+    with pytest.raises(ConfigError, match=r"--num_examples must be at least 1 and below 2\^63, got 922337203685477"):
+        evaluate(dataclasses.replace(config, num_examples=2**63))
+
+
+def test_an_export_of_another_direction_than_the_run_is_refused(workdir, tmp_path, tmp_path_factory, data_dir):
+    """Its outputs would be compared with the other direction's targets (L1 0.97, and a report)."""
+    copy = shutil.copytree(exported(tmp_path_factory, data_dir)["deterministic"], tmp_path / "model")
+    record = copy / "assets.extra" / artifacts.METADATA_FILE
+    record.write_text(json.dumps({**json.loads(record.read_text()), "direction": "BtoA"}))
+    with pytest.raises(ConfigError, match=rf"^{copy} translates BtoA \(its export records it\), but the run {workdir} "
+                                          "gives AtoB pairs"):
+        evaluate(EvalConfig(ModelRequest.of(saved_model=str(copy), run=workdir, mode=DETERMINISTIC), num_examples=1,
+                            fcn=False, progress=False, output_dir=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
 
 
 def test_paper_mode_noise_is_seeded(workdir, segmenter_cache, tmp_path):

@@ -42,8 +42,8 @@ class EvalConfig:
         for name in ("num_samples", "segmenter_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
-        if self.num_examples is not None and self.num_examples < 1:
-            raise ConfigError(f"--num_examples must be at least 1, got {self.num_examples}.")
+        if self.num_examples is not None and not 1 <= self.num_examples < 2**63:  # tf.data counts in int64.
+            raise ConfigError(f"--num_examples must be at least 1 and below 2^63, got {self.num_examples}.")
         if self.html_examples < 0 or self.grid_examples < 0:
             raise ConfigError("--html_examples and --grid_examples must be non-negative.")
         if self.fcn is False and self.segmenter:

@@ -37,12 +37,12 @@ from pix2pix_tf.evaluation import report
 from pix2pix_tf.evaluation.config import EvalConfig
 from pix2pix_tf.evaluation.per_image import Measurements, measure
 from pix2pix_tf.evaluation.plan import EvalPlan, make_plan
+from pix2pix_tf.evaluation.report import METRICS_FILE
 from pix2pix_tf.evaluation.summary import summarize
 from pix2pix_tf.workdir import check_writable
 
 __all__ = ["FORM_TOLERANCE", "METRICS_FILE", "EvalConfig", "EvalResult", "evaluate"]
 
-METRICS_FILE = "metrics.json"
 
 # Agreement between the forms of one model (checkpoint, SavedModel, float32 TFLite, ONNX), in
 # deterministic mode: the largest differences the tests accept (docs/evaluation.md).
@@ -67,6 +67,13 @@ def evaluate(config: EvalConfig) -> EvalResult:
     # Before any image is measured: a default folder that is a file, or one that cannot be
     # written, is named now, not after the work.
     check_writable(plan.output_dir, "--output_dir" if config.output_dir else "--output_dir (its default)")
+    writes = [name for name, count in ((report.HTML_FILE, config.html_examples),
+                                       (report.GRID_FILE, config.grid_examples)) if count]
+    folder = report.folder_for(plan.output_dir, plan.translator.description, bool(config.output_dir), writes)
+    if folder != plan.output_dir:
+        logging.warning("%s holds the evaluation of another model: this one goes to %s.", plan.output_dir, folder)
+        check_writable(folder, "--output_dir (its default)")
+        plan.output_dir = folder
     logging.info("Evaluating %s on %s/%s into %s.", plan.translator.description, plan.dataset_name, plan.split,
                  plan.output_dir)
     found = measure(plan)

@@ -96,6 +96,10 @@ def make_plan(config: EvalConfig) -> EvalPlan:
         metrics.inception_features(None)  # Raises the explanation.
     data_config = dataclasses.replace(train.data, data_dir=config.data_dir or train.data.data_dir)
     direction = data_config.direction
+    if source.direction is not None and source.direction != direction:
+        raise ConfigError(f"{source.path} translates {source.direction} (its export records it), but the run "
+                          f"{workdir} gives {direction} pairs: its outputs would be compared with the wrong images. "
+                          "Pass the run it was trained on with --workdir.")
     scheme = _fcn_scheme(config, data_config.dataset, direction)
     feature_fn = metrics.inception_features(config.inception_weights) if use_fid else None
     translator, num_samples = _open_model(config, source, train, workdir, data_config.max_pixels)

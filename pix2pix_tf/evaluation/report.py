@@ -11,17 +11,21 @@ from __future__ import annotations
 import contextlib
 import html
 import io
+import itertools
 import math
 import os
 import re
 from typing import Any, Optional, Sequence
 
 import numpy as np
+from absl import logging
 
 from pix2pix_tf import regular_files, writing
+from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.training.summaries import save_grid_png, to_uint8
 
 IMAGES_DIR = "images"
+METRICS_FILE = "metrics.json"
 HTML_FILE = "index.html"
 GRID_FILE = "grid.png"
 COLUMNS = ("input", "output", "target")
@@ -172,11 +176,67 @@ def remove_earlier(output_dir: str, name: str) -> Optional[str]:
     """Removes `name` (HTML_FILE or GRID_FILE) from `output_dir` if an earlier evaluation wrote
     it (it carries MARK near its start); returns its path then, else None."""
     path = os.path.join(output_dir, name)
+    if not _ours(path, name):
+        return None
+    os.remove(path)
+    return path
+
+
+def folder_for(output_dir: str, model: str, chosen: bool, writes: Sequence[str]) -> str:
+    """The folder an evaluation of `model` (its description) writes into: `output_dir`, unless
+    it is a default folder (not `chosen` by the user) holding another model's evaluation: then
+    the first of `output_dir-2`, `-3`, ... that is free or holds this model's (a default name does
+    not tell every model apart: two exports' TFLite files of one name). A folder the user chose
+    is theirs to reuse: another model's report there is replaced, with a warning. The files this
+    evaluation `writes` (HTML_FILE, GRID_FILE) where evaluate did not write them are refused
+    (`check_replaceable`)."""
+    candidate = output_dir
+    for number in itertools.count(2):
+        earlier = evaluated_model(candidate)
+        if earlier is None or earlier == model or chosen:
+            if earlier not in (None, model):
+                logging.warning("%s holds the evaluation of another model (%s): replaced by this one's.", candidate,
+                                earlier)
+            check_replaceable(candidate, writes)
+            return candidate
+        candidate = f"{output_dir}-{number}"
+    raise AssertionError("unreachable")
+
+
+def evaluated_model(folder: str) -> Optional[str]:
+    """The model an earlier evaluation in `folder` describes (its metrics.json's "model"); None
+    where there is none. A metrics.json that evaluate did not write is refused."""
+    path = os.path.join(folder, METRICS_FILE)
+    try:
+        recorded = regular_files.read_json_object(path)
+    except ConfigError:
+        recorded = {}
+    if recorded is None:
+        return None
+    if not isinstance(recorded.get("model"), str) or not isinstance(recorded.get("metrics"), dict):
+        raise ConfigError(f"{path} was not written by evaluate: it is not replaced. Choose another --output_dir, "
+                          "or move it away.")
+    return recorded["model"]
+
+
+def check_replaceable(folder: str, writes: Sequence[str]) -> None:
+    """Refuses a page or grid there (of `writes`) that evaluate did not write (it carries MARK),
+    and an images folder that is a symbolic link (the pictures would be written, and earlier ones
+    removed, through it)."""
+    for name in writes:
+        path = os.path.join(folder, name)
+        if os.path.lexists(path) and not _ours(path, name):
+            raise ConfigError(f"{path} was not written by evaluate: it is not replaced. Choose another "
+                              "--output_dir, or move it away.")
+    images = os.path.join(folder, IMAGES_DIR)
+    if os.path.islink(images):
+        raise ConfigError(f"{images} is a symbolic link (to {os.readlink(images)}): evaluate does not write its "
+                          "pictures through it. Choose another --output_dir, or remove the link.")
+
+
+def _ours(path: str, name: str) -> bool:
     try:
         with regular_files.opened_regular(path) as (f, _):
-            ours = _MARKS[name] in f.read(4096)
-    except OSError:  # None there, or not a file to read: not ours.
-        return None
-    if ours:
-        os.remove(path)
-    return path if ours else None
+            return _MARKS[name] in f.read(4096)
+    except OSError:  # Not a file to read (a folder, a FIFO, a link to nothing): not ours.
+        return False
