@@ -304,57 +304,6 @@ class TrainConfig:
         return cls.from_dict(values, path)
 
 
-# Settings that say where things are, not what they are: free to change between invocations.
-MOVABLE = ("data_dir",)
-
-
-def check_resumable(stored: TrainConfig, requested: TrainConfig) -> None:
-    """Refuses to resume a run whose model, data or objective would change.
-
-    Run-length and logging settings (steps, save_every, ...) may change between
-    invocations; anything that changes what the checkpoint means may not.
-    """
-    differences = resume_differences(stored, requested)
-    if differences:
-        raise ConfigError(
-            f"The workdir '{requested.run.workdir}' holds a run with another configuration:\n  "
-            + "\n  ".join(differences)
-            + "\nUse another --workdir, or repeat the original flags to resume."
-        )
-
-
-def resume_differences(stored: TrainConfig, requested: TrainConfig) -> list[str]:
-    """What `requested` changes of `stored` that a checkpoint could not be resumed under, one
-    line each (`check_resumable`)."""
-    differences = []
-    # A depth the discriminator does not take changes nothing (ModelConfig.unused_depth).
-    same_d = stored.model.discriminator == requested.model.discriminator
-    unused = ("n_layers_d",) if same_d and not requested.model.takes_depth else ()
-    for part in ("model", "data", "loss"):
-        old, new = dataclasses.asdict(getattr(stored, part)), dataclasses.asdict(getattr(requested, part))
-        differences += [f"{part}.{k}: {old[k]!r} in config.json, {new[k]!r} now"
-                        for k in old if old[k] != new[k] and k not in MOVABLE + unused]
-    for key in ("lr", "beta1", "beta2"):
-        if getattr(stored.optim, key) != getattr(requested.optim, key):
-            differences.append(f"optim.{key}: {getattr(stored.optim, key)!r} in config.json, "
-                               f"{getattr(requested.optim, key)!r} now")
-    if stored.run.seed != requested.run.seed:
-        differences.append(f"run.seed: {stored.run.seed} in config.json, {requested.run.seed} now")
-    return differences
-
-
-def schedule_change(stored: TrainConfig, requested: TrainConfig) -> Optional[str]:
-    """What a resume changes of the learning-rate schedule (`--epochs`, `--epochs_decay`), in
-    words; None if nothing. Allowed, as a run may be lengthened, but the steps already trained
-    followed the old schedule, so the user is told."""
-    old, new = stored.optim, requested.optim
-    if (old.epochs, old.epochs_decay) == (new.epochs, new.epochs_decay):
-        return None
-    return (f"Resuming with --epochs={new.epochs} --epochs_decay={new.epochs_decay}, where config.json has "
-            f"{old.epochs} and {old.epochs_decay}: the learning-rate schedule changes from the resumed step on "
-            "(the steps trained so far followed the old one); config.json records the new values.")
-
-
 def _check_parts_agree(model: ModelConfig, data: DataConfig, loss: LossConfig) -> None:
     """The checks that need two sections: each one alone may be valid and the run still impossible."""
     if data.preprocess in CROPPING_MODES:  # Native sizes are checked against the data (data.checks).

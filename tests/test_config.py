@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pix2pix_tf import catalogue
+from pix2pix_tf import catalogue, resume_rules
 from pix2pix_tf import config as cfg
 from pix2pix_tf.inference.request import ModelRequest
 
@@ -51,12 +51,12 @@ def test_validate_rejects_impossible_settings(part, changes, message):
 def test_resume_refuses_another_model_but_allows_longer_runs():
     stored = cfg.TrainConfig(run=cfg.RunConfig(seed=1))
     longer = dataclasses.replace(stored, optim=dataclasses.replace(stored.optim, steps=999))
-    cfg.check_resumable(stored, longer)
+    resume_rules.check_resumable(stored, longer)
     moved = dataclasses.replace(stored, data=dataclasses.replace(stored.data, data_dir="/mnt/elsewhere"))
-    cfg.check_resumable(stored, moved)
+    resume_rules.check_resumable(stored, moved)
     other = dataclasses.replace(stored, model=dataclasses.replace(stored.model, generator="unet_128"))
     with pytest.raises(cfg.ConfigError, match="model.generator: 'unet_256' in config.json, 'unet_128' now"):
-        cfg.check_resumable(stored, other)
+        resume_rules.check_resumable(stored, other)
 
 
 def edited(config: dict, section: str, key: str, value) -> dict:

@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from pix2pix_tf.checkpoint_reading import CheckpointError, checkpoint_files
-from pix2pix_tf.config import TrainConfig, check_resumable, resume_differences, schedule_change
+from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
 from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, OutputLost, stop_signals
@@ -33,6 +33,7 @@ from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import precision, summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
 from pix2pix_tf.training.distribute import is_chief, make_strategy, worker_index
+from pix2pix_tf.training.resume_rules import check_resumable, resume_differences, schedule_change
 from pix2pix_tf.training.step import Pix2Pix
 from pix2pix_tf.workdir import Workdir, new_folders_removed_if_refused
 
