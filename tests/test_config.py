@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from pix2pix_tf import catalogue, resume_rules
+from pix2pix_tf import catalogue
 from pix2pix_tf import config as cfg
 from pix2pix_tf.inference.request import ModelRequest
+from pix2pix_tf.training import resume_rules
 
 from programs import run_program
 
