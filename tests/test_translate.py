@@ -266,6 +266,20 @@ def test_a_file_of_yours_in_the_output_folder_is_kept_under_its_name(export, tmp
     assert "a file translate did not write is there, and is kept" in result.stderr
 
 
+def test_a_file_where_an_output_folder_must_be_is_named(export, tmp_path):
+    """An input subfolder `a/` is translated into `out/a/`; a file `out/a` of the user's stands
+    there: it is kept, and each image's failure names it (it said only "File exists")."""
+    source = write_png(tmp_path / "in" / "a" / "1.png", np.zeros((64, 64, 3), np.uint8))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a").write_text("my notes")
+    result = translate(f"--workdir={export['workdir']}", "--deterministic", f"--output_dir={tmp_path / 'out'}",
+                       str(tmp_path / "in"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"{source}: {tmp_path / 'out' / 'a' / '1.png'} not written: {tmp_path / 'out' / 'a'} is a file where its " \
+           "folder would be." in result.stderr, result.stderr[-3000:]
+    assert (tmp_path / "out" / "a").read_text() == "my notes"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", ["one folder: x.jpg and x.png", "two arguments: a/1.jpg and b/1.jpg"])
 def test_inputs_whose_outputs_would_clash_get_distinct_names_and_the_count_is_true(export, tmp_path, layout):

@@ -257,7 +257,9 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
             except writing.UnsafeDestinationError as e:
                 result.failed.append((path, str(e)))
             except OSError as e:  # The output could not be written: nothing is left under its name.
-                result.failed.append((path, f"{destination} not written: {e.strerror or e}."))
+                blocker = _file_in_the_way(destination, config.output_dir)
+                why = f"{blocker} is a file where its folder would be" if blocker else (e.strerror or str(e))
+                result.failed.append((path, f"{destination} not written: {why}."))
             progress.update(index + 1)
     except Interrupted as stop:  # The caller reports what was written before it.
         result.interrupted = stop
@@ -285,3 +287,14 @@ def _translate_one(translator: Translator, config: TranslateConfig, direction: O
             strip.append(_display(translator.prepare(target, channels), channels, size))
     picture = np.concatenate(strip, axis=1)
     writing.write_file(destination, marked_png(tf.io.encode_png(picture).numpy()), within=config.output_dir)
+
+
+def _file_in_the_way(destination: str, output_dir: str) -> Optional[str]:
+    """The file, not translate's, that stands where a folder of `destination` must be (an input
+    subfolder's output folder), if any: what the user must move, which the OS error does not name."""
+    folder = os.path.dirname(destination)
+    while os.path.relpath(folder, output_dir) != ".." and not os.path.isdir(folder):
+        if os.path.lexists(folder):
+            return folder
+        folder = os.path.dirname(folder)
+    return None
