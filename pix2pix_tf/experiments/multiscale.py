@@ -25,7 +25,7 @@ from absl import flags
 
 from pix2pix_tf import cli, writing
 from pix2pix_tf.experiments.paper import argv_for_report, check_folders, check_steps, exit_status, run_variant
-from pix2pix_tf.experiments.paper_report import collect
+from pix2pix_tf.experiments.paper_report import collect, failure_cell
 from pix2pix_tf.experiments.paper_variants import Setting, Variant
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -78,7 +78,7 @@ def markdown_table(results: dict, settings: tuple[Setting, ...], command: str) -
         for name, variant in VARIANTS.items():
             entry = results[setting.name].get(name)
             if not entry or not entry["metrics"]:
-                status = (entry or {}).get("marker", {}).get("status", "not run")
+                status = failure_cell(entry["marker"]) if entry else "not run"
                 lines.append(f"| {setting.name} | {variant.title} | {status} | | | | | | | |")
                 continue
             m = entry["metrics"]["metrics"]

@@ -66,7 +66,7 @@ def _cells(values: Optional[tuple], digits: int = 2) -> list[str]:
     return ["-"] * 3 if values is None else [f"{v:.{digits}f}" for v in values]
 
 
-def _failure(marker: dict) -> str:
+def failure_cell(marker: dict) -> str:
     """A failed variant's status and error as one table cell: on one line, its pipes escaped (the
     error of a refused resume spans lines, and broke every table it was put in)."""
     return " ".join(f"{marker.get('status')}: {marker.get('error', '')}".split()).replace("|", "\\|")
@@ -74,7 +74,7 @@ def _failure(marker: dict) -> str:
 
 def _status(results: dict, name: str) -> str:
     marker = (results.get(name) or {}).get("marker") or {}
-    return "" if marker.get("status", "done") == "done" else f" ({_failure(marker)})"
+    return "" if marker.get("status", "done") == "done" else f" ({failure_cell(marker)})"
 
 
 def markdown_tables(results: dict, setting: Setting, command: str) -> str:
@@ -108,7 +108,7 @@ def markdown_tables(results: dict, setting: Setting, command: str) -> str:
             continue
         marker, metrics = entry["marker"], entry["metrics"]
         if not metrics:
-            lines.append(f"| {variant.title} | {_failure(marker)} | | | | | | |")
+            lines.append(f"| {variant.title} | {failure_cell(marker)} | | | | | | |")
             continue
         m = metrics["metrics"]
         hi = m["lab_histogram_intersection"]
