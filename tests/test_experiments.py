@@ -40,6 +40,10 @@ def test_the_ablation_table_shows_each_run_and_the_ones_not_run():
     assert "| 256 | multi-scale D, 3 scales (pix2pixHD) | failed |" in text
     assert "| 256 | multi-scale D + feature matching (lambda_feat 10) | not run |" in text
     assert "| 256 | ground truth (real photos) | 0.900 | 0.800 | 0.700 |" in text
+    # Why it failed, where recorded, on one line of the table (it said only "failed").
+    results["256"]["multiscale"]["marker"]["error"] = "no | data\nhere"
+    assert "| 256 | multi-scale D, 3 scales (pix2pixHD) | failed: no \\| data here |" in \
+        multiscale.markdown_table(results, settings, "cmd")
 
 
 def test_the_precision_runs_are_the_quick_start_and_the_table_subtracts_the_baseline(tmp_path):

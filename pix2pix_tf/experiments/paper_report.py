@@ -68,8 +68,11 @@ def _cells(values: Optional[tuple], digits: int = 2) -> list[str]:
 
 def failure_cell(marker: dict) -> str:
     """A failed variant's status and error as one table cell: on one line, its pipes escaped (the
-    error of a refused resume spans lines, and broke every table it was put in)."""
-    return " ".join(f"{marker.get('status')}: {marker.get('error', '')}".split()).replace("|", "\\|")
+    error of a refused resume spans lines, and broke every table it was put in); the status alone
+    where no error is recorded."""
+    error = marker.get("error")
+    text = f"{marker.get('status')}: {error}" if error else str(marker.get("status"))
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _status(results: dict, name: str) -> str:
