@@ -84,6 +84,11 @@ def _mismatch(error: Exception) -> str:
 _CHECKPOINT_FILE = re.compile(r"^ckpt-(\d+)\.(index|data-(\d+)-of-(\d+))$")
 
 
+def checkpoint_step(prefix: str) -> int:
+    """The step a checkpoint's prefix names (`.../ckpt-N`), as every save names it."""
+    return int(prefix.rsplit("-", 1)[1])
+
+
 def complete_checkpoints(directory: str) -> list[str]:
     """The checkpoints in `directory` whose index and every data shard are on disk as regular
     files (TensorFlow's reader would wait forever on a FIFO), oldest first."""

@@ -132,11 +132,11 @@ def reproduce(setting: Setting, root: str, names: list[str], data_dir: Optional[
 def check_steps(setting: Setting, root: str, names: list[str]) -> None:
     """Refuses, before anything is written, a setting of fewer steps than a variant's run under
     `root` has trained: its metrics would be reported under a header of fewer steps."""
-    from pix2pix_tf.checkpoint_reading import complete_checkpoints  # Loads TensorFlow.
+    from pix2pix_tf.checkpoint_reading import checkpoint_step, complete_checkpoints  # Loads TensorFlow.
 
     for name in names:
-        trained = max((int(path.rsplit("-", 1)[1]) for path in complete_checkpoints(
-            Workdir(os.path.join(root, name)).checkpoints)), default=0)
+        trained = max(map(checkpoint_step, complete_checkpoints(Workdir(os.path.join(root, name)).checkpoints)),
+                      default=0)
         if trained > setting.steps:
             raise ConfigError(f"{os.path.join(root, name)} holds a run at step {trained}, past this setting's "
                               f"{setting.steps} steps; use another --root for these steps.")

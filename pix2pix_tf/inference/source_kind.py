@@ -89,10 +89,11 @@ class ModelSource:
         by the run an export came from (exports before the norm was recorded); None if unknown."""
         if self.train is not None:
             return self.train.model.norm
-        if self.metadata.get("norm") is not None or self.run_workdir is None:
+        run = self.run_workdir  # Read from the disk each time: once here.
+        if self.metadata.get("norm") is not None or run is None:
             return self.metadata.get("norm")
         try:
-            return TrainConfig.load(self.run_workdir).model.norm
+            return TrainConfig.load(run).model.norm
         except ConfigError:  # Its config.json, edited since: the norm stays unknown.
             return None
 

@@ -39,6 +39,7 @@ from pix2pix_tf.checkpoint_reading import (
     CheckpointError,
     checkpoint_candidates,
     checkpoint_files,
+    checkpoint_step,
     complete_checkpoints,
     damaged_index,
     files_of,
@@ -83,7 +84,7 @@ class RunCheckpoints:
         candidates = checkpoint_candidates(self.directory)
         path = restore_newest_readable(self.checkpoint, candidates)
         if path:
-            self._saved_step = _step(path)
+            self._saved_step = checkpoint_step(path)
             return path
         present = [os.path.basename(f) for f in checkpoint_files(self.directory) if "_temp" not in f]
         if candidates or present:
@@ -151,8 +152,8 @@ class RunCheckpoints:
         recorded = self._saved()
         if not recorded:  # No index file, or one rebuilt from the files: nothing is removed.
             return
-        newest = _step(list(recorded)[-1])
-        unrecorded = [path for path in complete_checkpoints(self.directory) if _step(path) > newest]
+        newest = checkpoint_step(list(recorded)[-1])
+        unrecorded = [path for path in complete_checkpoints(self.directory) if checkpoint_step(path) > newest]
         if unrecorded:
             logging.info("Recording %s, saved by a run stopped before it updated the index file.",
                          ", ".join(os.path.basename(path) for path in unrecorded))
@@ -222,10 +223,6 @@ class RunCheckpoints:
         if stale:
             logging.info("Removed the unfinished saves of a stopped run: %s.", ", ".join(stale))
         return stale
-
-
-def _step(prefix: str) -> int:
-    return int(prefix.rsplit("-", 1)[1])
 
 
 def _remove_checkpoint(prefix: str) -> None:
