@@ -11,6 +11,7 @@ non-zero exit, and the same command without the fault completes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -97,7 +98,10 @@ def test_a_stop_during_the_renames_of_files_written_together_waits_for_them(tmp_
         return check(path, within)
 
     monkeypatch.setattr(writing, "check_destination", checked_then_interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    # Ctrl-C as an interactive Python takes it, even where the suite was started as a background job (SIGINT ignored).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    with pytest.raises(KeyboardInterrupt), contextlib.ExitStack() as restore:
+        restore.callback(signal.signal, signal.SIGINT, previous)
         with writing.together():
             for path in report:
                 writing.write_file(str(path), b"new")
