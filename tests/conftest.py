@@ -11,9 +11,15 @@ import os
 import pathlib
 import shutil
 import subprocess
+import sys
 from typing import Callable, Iterator, Optional, TypeVar
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Where the environment turns off writing compiled modules (PYTHONDONTWRITEBYTECODE, as container
+# images often set), every interpreter a test starts (a zygote, a spawned measurement, an import
+# probe) would compile this library's modules again: the first import here writes them once.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 import pytest  # noqa: E402
 
