@@ -9,7 +9,9 @@ How a program ends: normally with `main`'s exit code; on a user's mistake or sit
 one `error: ...` line and exit code 1; on SIGINT, SIGTERM or SIGHUP (`errors.stop_signals`)
 with one `error: SIGTERM received: stopped; <what was done>` line and exit code 128 + the
 signal: 130, 143, 129 (`Interrupted`); when stdout's reader has gone (`| head -c 5` read what it
-wanted), with one line saying so and SIGPIPE's exit code, 141, as a Unix tool ends there.
+wanted), with one line saying so and SIGPIPE's exit code, 141, as a Unix tool ends there. A
+stop that lands once `main` has returned (in TensorFlow's teardown at exit) ends the process at
+once with one line and `main`'s exit code.
 """
 
 from __future__ import annotations
@@ -254,8 +256,8 @@ def run_program(main: Callable[[list[str]], int]) -> None:
     """Runs an absl program whose `main` returns the exit code, its stderr without the C++ log
     lines that are known noise (`native_logs`). SIGINT and SIGTERM raise `Interrupted` where
     the program is (in its own code: `_raise_interrupted`), so that its clean-ups run and it
-    ends as the module docstring says; once `main` has returned, a further signal ends the
-    process without a word."""
+    ends as the module docstring says; once `main` has returned, one ends the process at once
+    with `main`'s exit code (`_end_now`)."""
     _open_closed_standard_streams()
     native_logs.drop_known_noise()
     program = guarded(main)
@@ -266,17 +268,32 @@ def run_program(main: Callable[[list[str]], int]) -> None:
             signal.signal(signum, _raise_interrupted)
         report = sys.unraisablehook
         sys.unraisablehook = send_dropped_stops_again(report)
-        code = 1  # What an exception `guarded` lets through ends with.
+        ended = [1]  # What an exception `guarded` lets through ends with.
         try:
-            code = program(argv)
+            ended[0] = program(argv)
         finally:
             for signum in signals:
-                signal.signal(signum, signal.SIG_DFL)
+                signal.signal(signum, lambda signum, frame: _end_now(signum, ended[0]))
             sys.unraisablehook = report
-            code = _flush_stdout(code)
-        return code
+            ended[0] = _flush_stdout(ended[0])
+        return ended[0]
 
     app.run(run, flags_parser=parse_flags)
+
+
+def _end_now(signum: int, code: int) -> None:
+    """A stop that lands once `main` has returned: the program's work is done (or failed, and
+    said so); what is left is the interpreter's exit, TensorFlow's teardown included. It ends
+    now, with one line, and with the program's exit code: a scheduler that stopped a finished
+    program is not told it was stopped before it finished."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.write(f"{signal.Signals(signum).name} received after the program had finished: exiting now "
+                         f"(exit code {code}).\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # A closed or gone stream: the exit code still says it.
+        pass
+    os._exit(code)
 
 
 def _open_closed_standard_streams() -> None:

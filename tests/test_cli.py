@@ -503,6 +503,31 @@ def test_a_hangup_stops_a_program_unless_it_was_started_ignoring_it(tmp_path, no
     assert stderr.strip() == f"error: {stopped_by.name} received: stopped.", stderr
 
 
+FINISHED_PROGRAM = """
+import atexit, os, signal, sys, time
+from pix2pix_tf import cli
+
+def main(argv):
+    print("Written: the report")
+    # The interpreter's exit after the work (TensorFlow's teardown takes a second or more): a stop lands there.
+    atexit.register(lambda: (os.kill(os.getpid(), getattr(signal, argv[1])), time.sleep(60)))
+    return int(argv[2])
+
+cli.run_program(main)
+"""
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 0), (signal.SIGINT, 3)])
+def test_a_stop_after_the_program_finished_ends_it_at_once_with_its_own_exit_code(tmp_path, signum, code):
+    """It ended with the signal's exit code (130 for work that was done) and no line at all."""
+    script = tmp_path / "finished.py"
+    script.write_text(FINISHED_PROGRAM)
+    result = subprocess.run([sys.executable, str(script), signum.name, str(code)], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=ROOT), timeout=30)
+    assert result.returncode == code and result.stdout == "Written: the report\n"
+    assert result.stderr == f"{signum.name} received after the program had finished: exiting now (exit code {code}).\n"
+
+
 PRINTING_PROGRAM = """
 import sys
 from pix2pix_tf import cli

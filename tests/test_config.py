@@ -187,7 +187,12 @@ def test_the_patchgan_geometry_is_the_network_s(side):
     (lambda: __import__("pix2pix_tf.export.config", fromlist=["x"]).ExportConfig(
         workdir="w", image_size=-128).validate(), "--image_size must be positive, got -128"),
     (lambda: __import__("pix2pix_tf.evaluation.config", fromlist=["x"]).EvalConfig(
-        ModelRequest.of(workdir="w"), num_samples=0).validate(), "--num_samples must be at least 1, got 0"),
+        ModelRequest.of(workdir="w"), num_samples=0).validate(), r"--num_samples must be from 1 to 1000 \(each "
+                                                                 r"translates every image once more\), got 0"),
+    # 10^8 samples held 18 GB of statistics before the first image.
+    (lambda: __import__("pix2pix_tf.evaluation.config", fromlist=["x"]).EvalConfig(
+        ModelRequest.of(workdir="w"), num_samples=10**8).validate(), "--num_samples must be from 1 to 1000 .*, got "
+                                                                    "100000000"),
 ])
 def test_non_positive_sizes_and_caps_are_refused_by_every_program(make, message):
     with pytest.raises(cfg.ConfigError, match=message):

@@ -271,6 +271,10 @@ def test_an_evaluation_without_pages_removes_an_earlier_evaluations_pages_only(w
     assert (tmp_path / "eval" / "index.html").is_file() and (tmp_path / "eval" / "grid.png").is_file()
     assert sorted(os.listdir(tmp_path / "eval" / "images")) == ["00000_input.png", "00000_output.png",
                                                                 "00000_target.png"]
+    from pix2pix_tf.evaluation import report  # Its pictures carry its mark: taken as its own without a report beside.
+
+    shutil.copytree(tmp_path / "eval" / "images", tmp_path / "pictures_only" / "images")
+    assert report.folder_for(str(tmp_path / "pictures_only"), "any", True, ()) == str(tmp_path / "pictures_only")
     evaluate(tmp_path / "eval", 0)
     assert sorted(os.listdir(tmp_path / "eval")) == ["images", "metrics.json"]
     assert os.listdir(tmp_path / "eval" / "images") == []
@@ -479,6 +483,35 @@ def test_an_evaluation_does_not_replace_what_evaluate_did_not_write_nor_another_
     (folder / "images").symlink_to(tmp_path / "photos")
     with pytest.raises(ConfigError, match=rf"^{folder / 'images'} is a symbolic link \(to {tmp_path / 'photos'}\)"):
         report.folder_for(str(folder), "model A", True, both)
+
+
+def test_pictures_of_evaluate_s_names_that_evaluate_did_not_write_are_refused(tmp_path):
+    """A user's files named as evaluate names its pictures (`images/00000_input.png`) were
+    replaced, and those of higher numbers removed, without a word: refused now, before any image,
+    unless evaluate wrote them (its pictures carry its mark; an earlier report's unmarked ones,
+    written before pictures were marked, are its own too). Files of other names stay theirs."""
+    from pix2pix_tf.evaluation import report
+
+    folder, images = tmp_path / "mine", tmp_path / "mine" / "images"
+    images.mkdir(parents=True)
+    (images / "holiday.png").write_bytes(b"mine")
+    (images / "00000_input.png").write_bytes(report.encode_png(np.zeros((4, 4, 3), np.float32)))
+    assert report.folder_for(str(folder), "model A", True, ()) == str(folder)  # Evaluate's, and not a picture's name.
+    for name in ("00007_output.png", "00001_target.png", "00002_input.png", "00003_input.png"):
+        (images / name).write_bytes(b"a user's picture")
+    with pytest.raises(ConfigError, match=rf"^{images} holds 4 file\(s\) of the names of evaluate's pictures that "
+                                          r"evaluate did not write \(00001_target.png, 00002_input.png, "
+                                          r"00003_input.png, \.\.\.\): they are not replaced"):
+        report.folder_for(str(folder), "model A", True, ())
+    (folder / "metrics.json").write_text(json.dumps({"model": "model A", "metrics": {}}))  # An earlier report's.
+    assert report.folder_for(str(folder), "model A", True, ()) == str(folder)
+    (images / "00004_output.png").mkdir()  # No picture of anyone's: refused whoever's folder it is.
+    with pytest.raises(ConfigError, match=r"holds 1 file\(s\) .* \(00004_output.png\)"):
+        report.folder_for(str(folder), "model A", True, ())
+    shutil.rmtree(images)
+    images.write_text("my notes")
+    with pytest.raises(ConfigError, match=rf"^{images} is a file where evaluate keeps its pictures' folder"):
+        report.folder_for(str(folder), "model A", True, ())
 
 
 def test_a_users_metrics_json_in_the_output_dir_is_refused_before_any_image(workdir, tmp_path):

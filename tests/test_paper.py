@@ -112,6 +112,7 @@ def test_report_leaves_out_damaged_markers_and_names_unusable_metrics(tmp_path, 
     write_marker(root, "l1_gan", metrics="/dev/zero")  # Endless: would exhaust memory.
     write_marker(root, "l1_cgan", metrics=str(tmp_path / "huge.json"))
     written = paper.reproduce(paper.SETTINGS["tiny"], str(root), list(paper.VARIANTS), report_only=True)
+    assert not (root / "segmenters").exists()  # A report evaluates nothing.
     with open(written["json"]) as f:
         assert set(json.load(f)["variants"]) == {"ed_l1", "cgan", "l1_gan", "l1_cgan"}
     assert f"{list_marker} holds a JSON list, not an object; it is ignored" in caplog.text
@@ -168,6 +169,24 @@ def test_root_or_segmenter_cache_that_is_a_file_is_refused_before_any_work(tmp_p
     with pytest.raises(paper.ConfigError, match=rf"^--segmenter_cache={a_file} is a file; it must name a folder"):
         paper.reproduce(paper.SETTINGS["tiny"], str(root), ["l1"], segmenter_cache=str(a_file))
     assert not root.exists()
+
+
+def test_a_report_of_no_run_and_an_empty_variant_list_are_refused_before_anything_is_written(tmp_path):
+    """They wrote a report of dashes (and its folders) and exited 0: a mistyped --root, say."""
+    root = tmp_path / "paper"
+    with pytest.raises(paper.ConfigError, match=rf"^{root} holds no variant's run \({paper.MARKER}\): nothing to "
+                                                r"report\. Name the --root of an earlier run, or run the variants"):
+        paper.reproduce(paper.SETTINGS["tiny"], str(root), list(paper.VARIANTS), report_only=True)
+    with pytest.raises(paper.ConfigError, match=r"^--variants is empty: name at least one of l1, "):
+        paper.reproduce(paper.SETTINGS["tiny"], str(root), [])
+    assert not root.exists()
+
+
+def test_a_step_count_below_one_is_refused_as_such(tmp_path):
+    """Not as "a run at step 0, past this setting's -3 steps", of a run that does not exist."""
+    for steps in (0, -3):
+        with pytest.raises(paper.ConfigError, match=rf"^--steps must be at least 1, got {steps}\.$"):
+            paper.reproduce(dataclasses.replace(paper.SETTINGS["tiny"], steps=steps), str(tmp_path / "paper"), ["l1"])
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference.request import ModelRequest
 from pix2pix_tf.workdir import check_not_a_file, check_tensorflow_can_read
 
+MAX_SAMPLES = 1000  # --num_samples: dropout samples per image, each with its own statistics.
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
@@ -39,9 +41,11 @@ class EvalConfig:
         return self.model.seed if self.model.seed is not None else 0
 
     def validate(self) -> EvalConfig:
-        for name in ("num_samples", "segmenter_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if self.segmenter_steps < 1:
+            raise ConfigError(f"--segmenter_steps must be at least 1, got {self.segmenter_steps}.")
+        if not 1 <= self.num_samples <= MAX_SAMPLES:  # Each sample's statistics are held for the whole split.
+            raise ConfigError(f"--num_samples must be from 1 to {MAX_SAMPLES} (each translates every image once "
+                              f"more), got {self.num_samples}.")
         if self.num_examples is not None and not 1 <= self.num_examples < 2**63:  # tf.data counts in int64.
             raise ConfigError(f"--num_examples must be at least 1 and below 2^63, got {self.num_examples}.")
         if self.html_examples < 0 or self.grid_examples < 0:

@@ -29,19 +29,24 @@ METRICS_FILE = "metrics.json"
 HTML_FILE = "index.html"
 GRID_FILE = "grid.png"
 COLUMNS = ("input", "output", "target")
-# Written into index.html and grid.png: an evaluation that writes neither into a folder an
-# earlier one used removes the earlier pages (they would describe another evaluation), and
-# only those: a file of the same name without the mark is someone else's.
+# Written into index.html, grid.png and every picture: an evaluation replaces or removes only
+# the files an earlier one wrote (they would describe another evaluation); a file of the same
+# name without the mark is someone else's.
 MARK = "pix2pix_tf evaluate"
-_MARKS = {HTML_FILE: f'<meta name="generator" content="{MARK}">'.encode(), GRID_FILE: f"Software\x00{MARK}".encode()}
+PICTURE = "picture"  # `_ours`'s name for any of the pictures folder's PNGs.
+_PNG_MARK = f"Software\x00{MARK}".encode()
+_MARKS = {HTML_FILE: f'<meta name="generator" content="{MARK}">'.encode(), GRID_FILE: _PNG_MARK, PICTURE: _PNG_MARK}
+_PICTURE_NAME = re.compile(rf"^[0-9]{{5}}_({'|'.join(COLUMNS)})\.png$")  # `picture_path`'s names.
 
 
 def encode_png(image: np.ndarray) -> bytes:
     """A [-1, 1] image as an 8-bit PNG (PIL: no TensorFlow op per file)."""
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
+    marked = PngImagePlugin.PngInfo()
+    marked.add_text("Software", MARK)  # Before the pixels: `_ours` reads a file's first bytes.
     buffer = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buffer, format="PNG")
+    Image.fromarray(to_uint8(image)).save(buffer, format="PNG", pnginfo=marked)
     return buffer.getvalue()
 
 
@@ -156,16 +161,16 @@ def save_grid(path: str, rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray
 
 def remove_earlier_pictures(output_dir: str, kept: set[str]) -> list[str]:
     """Removes the pictures (`picture_path`'s names) in `output_dir`'s images folder that this
-    evaluation did not write (`kept`, relative paths): an earlier evaluation's, of more examples.
-    Files of other names are not ours and stay."""
+    evaluation did not write (`kept`, relative paths): an earlier evaluation's, of more examples
+    (`check_replaceable` refused the folder where another file had such a name). Files of other
+    names are not ours and stay."""
     folder = os.path.join(output_dir, IMAGES_DIR)
     try:
         names = os.listdir(folder)
     except OSError:
         return []
-    ours = re.compile(rf"^[0-9]{{5}}_({'|'.join(COLUMNS)})\.png$")
     removed = [os.path.join(folder, name) for name in names
-               if ours.match(name) and f"{IMAGES_DIR}/{name}" not in kept]
+               if _PICTURE_NAME.match(name) and f"{IMAGES_DIR}/{name}" not in kept]
     for path in removed:
         with contextlib.suppress(OSError):
             os.remove(path)
@@ -195,9 +200,8 @@ def folder_for(output_dir: str, model: str, chosen: bool, writes: Sequence[str])
         earlier = evaluated_model(candidate)
         if earlier is None or earlier == model or chosen:
             if earlier not in (None, model):
-                logging.warning("%s holds the evaluation of another model (%s): replaced by this one's.", candidate,
-                                earlier)
-            check_replaceable(candidate, writes)
+                logging.warning("%s holds another evaluation (of %s): replaced by this one's.", candidate, earlier)
+            check_replaceable(candidate, writes, earlier_report=earlier is not None)
             return candidate
         candidate = f"{output_dir}-{number}"
     raise AssertionError("unreachable")
@@ -219,10 +223,12 @@ def evaluated_model(folder: str) -> Optional[str]:
     return recorded["model"]
 
 
-def check_replaceable(folder: str, writes: Sequence[str]) -> None:
-    """Refuses a page or grid there (of `writes`) that evaluate did not write (it carries MARK),
-    and an images folder that is a symbolic link (the pictures would be written, and earlier ones
-    removed, through it)."""
+def check_replaceable(folder: str, writes: Sequence[str], earlier_report: bool = False) -> None:
+    """Refuses a page or grid there (of `writes`) that evaluate did not write (it carries MARK);
+    an images folder that is a symbolic link (the pictures would be written, and earlier ones
+    removed, through it) or not a folder; and a file in it of a picture's name that evaluate did
+    not write. An `earlier_report`'s pictures count as evaluate's where they carry no mark (an
+    evaluation before pictures were marked wrote them)."""
     for name in writes:
         path = os.path.join(folder, name)
         if os.path.lexists(path) and not _ours(path, name):
@@ -232,6 +238,25 @@ def check_replaceable(folder: str, writes: Sequence[str]) -> None:
     if os.path.islink(images):
         raise ConfigError(f"{images} is a symbolic link (to {os.readlink(images)}): evaluate does not write its "
                           "pictures through it. Choose another --output_dir, or remove the link.")
+    if os.path.lexists(images) and not os.path.isdir(images):
+        raise ConfigError(f"{images} is a file where evaluate keeps its pictures' folder: move it away, or choose "
+                          "another --output_dir.")
+    others = [path for path in _pictures_in(images) if not _ours(path, PICTURE) and not
+              (earlier_report and os.path.isfile(path) and not os.path.islink(path))]
+    if others:
+        raise ConfigError(f"{images} holds {len(others)} file(s) of the names of evaluate's pictures that evaluate "
+                          f"did not write ({', '.join(os.path.basename(p) for p in others[:3])}"
+                          f"{', ...' if len(others) > 3 else ''}): they are not replaced. Choose another "
+                          "--output_dir, or move them away.")
+
+
+def _pictures_in(images: str) -> list[str]:
+    """The paths in the pictures' folder that have a picture's name (`picture_path`), sorted."""
+    try:
+        names = sorted(os.listdir(images))
+    except OSError:  # No folder yet.
+        return []
+    return [os.path.join(images, name) for name in names if _PICTURE_NAME.match(name)]
 
 
 def _ours(path: str, name: str) -> bool:

@@ -115,15 +115,18 @@ def reproduce(setting: Setting, root: str, names: list[str], data_dir: Optional[
               command: str = "", report_only: bool = False) -> dict[str, str]:
     """Runs (or skips) every variant in `names`, then writes the report."""
     unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise ConfigError(f"Unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}.")
-    segmenter_cache = segmenter_cache or os.path.join(root, "segmenters")
+    if unknown or not names:
+        raise ConfigError(f"Unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}." if unknown else
+                          f"--variants is empty: name at least one of {', '.join(VARIANTS)}.")
+    if report_only and not collect(root, list(VARIANTS), setting):  # Else a mistyped --root made an empty report.
+        raise ConfigError(f"{root} holds no variant's run ({MARKER}): nothing to report. Name the --root of an "
+                          "earlier run, or run the variants first.")
+    segmenter_cache = None if report_only else segmenter_cache or os.path.join(root, "segmenters")
     check_folders(root, segmenter_cache, images_dir)
-    if not report_only:
-        check_steps(setting, root, names)
     if report_only:  # The report keeps naming the command that produced the numbers.
         command = recorded_command(os.path.join(root, "results.json"), command)
     else:
+        check_steps(setting, root, names)
         for name in names:
             run_variant(VARIANTS[name], setting, root, data_dir, segmenter_cache)
     return write_report(collect(root, list(VARIANTS), setting), root, setting, command, images_dir)
@@ -134,6 +137,8 @@ def check_steps(setting: Setting, root: str, names: list[str]) -> None:
     `root` has trained: its metrics would be reported under a header of fewer steps."""
     from pix2pix_tf.checkpoint_reading import checkpoint_step, complete_checkpoints  # Loads TensorFlow.
 
+    if setting.steps < 1:  # Else a root without runs (trained: 0) would be "past" a negative count.
+        raise ConfigError(f"--steps must be at least 1, got {setting.steps}.")
     for name in names:
         trained = max(map(checkpoint_step, complete_checkpoints(Workdir(os.path.join(root, name)).checkpoints)),
                       default=0)
