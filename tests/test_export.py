@@ -7,10 +7,13 @@ import ast
 import contextlib
 import json
 import os
+import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -384,6 +387,36 @@ def test_the_version_is_free_under_every_format_s_folder_and_a_file_in_the_way_i
         assert (f"error: {export_dir / in_the_way} is a file where the export keeps a folder; move it away"
                 in result.stderr), result.stderr[-2000:]
         assert sorted(os.listdir(export_dir)) == [in_the_way] and (export_dir / in_the_way).read_text() == "my notes"
+
+
+def test_a_base_path_linked_to_another_filesystem_is_published_into(tmp_path):
+    """A Serving base path that is a link to a mounted volume: the staging folder was made beside
+    the link, and the rename into the volume failed once the export was done (`error: Invalid
+    cross-device link: <the staging folder>`). A link to nothing is named as such, not as a file."""
+    from pix2pix_tf.export import versions
+    from pix2pix_tf.export.config import ExportError
+
+    volume = tempfile.mkdtemp(dir="/dev/shm") if os.path.isdir("/dev/shm") else None
+    if volume is None or os.stat(volume).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem (/dev/shm) here")
+    try:
+        base = tmp_path / "export" / "pix2pix"
+        base.parent.mkdir()
+        base.symlink_to(volume)
+
+        def write(staging: str, final: str) -> str:
+            return pathlib.Path(staging, "saved_model.pb").write_text("a model") and os.path.join(final, "x")
+
+        assert versions.publish_staged(str(base), 1, write)[0] == str(base / "1")
+        assert os.listdir(volume) == ["1"] and (base / "1" / "saved_model.pb").read_text() == "a model"
+        assert os.listdir(base.parent) == ["pix2pix"]  # No staging folder left beside the link.
+    finally:
+        shutil.rmtree(volume)
+    base.unlink()
+    base.symlink_to(tmp_path / "nothing")
+    with pytest.raises(ExportError, match=rf"^{base} is a symbolic link to nothing \({tmp_path / 'nothing'}\) "
+                                          "where the export keeps a folder"):
+        versions.check_folders(str(base.parent), [str(base)])
 
 
 def test_a_saved_model_folder_resolves_to_its_highest_version_as_named(tmp_path):

@@ -76,7 +76,9 @@ def check_folders(export_dir: str, bases: list[str]) -> None:
         for depth in range(1, len(path.split(os.sep)) + 1):
             folder = os.path.join(export_dir, *path.split(os.sep)[:depth])
             if os.path.lexists(folder) and not os.path.isdir(folder):
-                raise ExportError(f"{folder} is a file where the export keeps a folder; move it away or choose "
+                what = (f"a symbolic link to nothing ({os.readlink(folder)})" if os.path.islink(folder) else
+                        "a file")
+                raise ExportError(f"{folder} is {what} where the export keeps a folder; move it away or choose "
                                   "another --export_dir or --model_name.")
 
 
@@ -115,8 +117,10 @@ def _host() -> str:
 
 
 def staging_dir(base: str, label: str) -> str:
-    """A new hidden staging folder beside `base`, named after its owner (this process)."""
-    parent = os.path.dirname(os.path.abspath(base))
+    """A new hidden staging folder beside `base`, named after its owner (this process). Beside
+    where it really is: a base path that is a link to another filesystem (a mounted volume) is
+    published into by a rename, which does not cross filesystems."""
+    parent = os.path.dirname(os.path.realpath(base))
     os.makedirs(parent, exist_ok=True)
     path = tempfile.mkdtemp(prefix=f".{os.path.basename(base)}-{label}-{os.getpid()}@{_host()}-", dir=parent)
     # mkdtemp makes it private (0700); the published version must be readable by the serving
@@ -130,7 +134,7 @@ def staging_dir(base: str, label: str) -> str:
 def remove_stale_staging(base: str) -> list[str]:
     """Removes the staging folders of `base` whose export process is gone (on this host);
     returns them. Folders of live processes, of other hosts and of unknown form are kept."""
-    parent = os.path.dirname(os.path.abspath(base))
+    parent = os.path.dirname(os.path.realpath(base))  # Where `staging_dir` puts them.
     if not os.path.isdir(parent):
         return []
     owner = re.compile(re.escape(f".{os.path.basename(base)}-") + r"\d+-(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]+")
