@@ -65,6 +65,13 @@ def test_options_are_checked_alone_and_against_each_other():
                                                                                          int8_io="uint8")},
          r"--web runs --web_variant=int8 in the page, which feeds it floats: use --int8_io=float32 \(now uint8\)"),
         ({"jpeg": object()}, r"Unknown export target\(s\) \['jpeg'\]"),
+        # They did nothing, without a word.
+        ({"tflite": tflite_target.Options(variants=("float32",), int8_io="uint8")},
+         r"^--int8_io=uint8 sets the int8 variant, and --tflite writes none \(now float32\): add int8 to --tflite, "
+         r"or drop --int8_io=uint8\.$"),
+        ({"tflite": tflite_target.Options(variants=(), int8_io="int8", calibration_examples=8)},
+         r"^--int8_io=int8 and --calibration_examples=8 set the int8 variant, and --tflite writes none \(now "
+         r"empty\)"),
     ]:
         with pytest.raises(ConfigError, match=message):
             exporter.resolve(exporter.ExportConfig(workdir="w", targets=targets))

@@ -45,6 +45,13 @@ class Options:
             raise ConfigError(f"--int8_io={self.int8_io!r} is not one of {', '.join(INT8_IO_TYPES)}.")
         if self.calibration_examples < 1:
             raise ConfigError(f"--calibration_examples must be at least 1, got {self.calibration_examples}.")
+        given = [f"--{name}={value}" for name, value, default in (
+            ("int8_io", self.int8_io, Options.int8_io), ("calibration_examples", self.calibration_examples,
+                                                         Options.calibration_examples)) if value != default]
+        if given and "int8" not in self.variants:  # Else it would do nothing, without a word.
+            raise ConfigError(f"{' and '.join(given)} {'set' if len(given) > 1 else 'sets'} the int8 variant, and "
+                              f"--tflite writes none (now "
+                              f"{','.join(self.variants) or 'empty'}): add int8 to --tflite, or drop {given[0]}.")
         return self
 
 
