@@ -559,15 +559,20 @@ def test_a_workdir_that_is_a_file_is_a_message(tmp_path):
     assert f"error: --workdir={not_a_folder} is a file" in result.stderr
 
 
-def test_int8_calibration_asked_for_more_images_than_the_run_has_uses_each_once(tmp_path_factory, data_dir):
+def test_int8_calibration_asked_for_more_images_than_the_run_has_uses_each_once(tmp_path_factory, data_dir,
+                                                                                caplog):
     """--calibration_examples=1000000 on a run of 64 training images: each once (the stream
-    repeated them in memory until the process was killed, at 15 GB)."""
+    repeated them in memory until the process was killed, at 15 GB). More check images than the
+    held-out split has: all of them, with a warning (it said nothing)."""
     from pix2pix_tf.config import TrainConfig
     from pix2pix_tf.export.config import ExportConfig, TrainingInputs
     from pix2pix_tf.export.examples import load_examples
 
     workdir = trained_run(tmp_path_factory, data_dir)
     train = TrainConfig.load(workdir)
-    examples = load_examples(train, ExportConfig(workdir=workdir, check_examples=2), 128,
+    examples = load_examples(train, ExportConfig(workdir=workdir, check_examples=1000), 128,
                              TrainingInputs(1_000_000, "calibration", "another variant"))
     assert examples.calibration.shape == (examples.num_train, 128, 128, 3)
+    assert examples.images.shape == (16, 128, 128, 3) and examples.source == "16 held-out images of shapes/64"
+    assert "1000 held-out images asked for (--check_examples), the run's test split has 16: checking on those." \
+        in caplog.text

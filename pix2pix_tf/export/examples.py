@@ -36,6 +36,9 @@ def load_examples(train: TrainConfig, config: ExportConfig, image_size: int,
     try:
         dataset = pipeline.load_paired_dataset(data_config)
         pairs = pipeline.first_held_out_pairs(dataset, data_config, *nc, config.check_examples)
+        if len(pairs) < config.check_examples:
+            logging.warning("%d held-out images asked for (--check_examples), the run's %s split has %d: checking on "
+                            "those.", config.check_examples, dataset.held_out_split, len(pairs))
         calibration = None
         if training is not None:
             count = min(training.count, dataset.num_train)  # More would repeat them, in memory at once.
