@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pix2pix_tf.experiments import multiscale, paper
 
-from programs import load
+from programs import load, run_program
 
 METRICS = {"metrics": {"l1": 0.1234, "psnr": 20.5, "ssim": 0.5,
                        "fcn": {"per_pixel_accuracy": 0.5, "per_class_accuracy": 0.25, "class_iou": 0.125},
@@ -60,3 +60,15 @@ def test_the_precision_runs_are_the_quick_start_and_the_table_subtracts_the_base
     assert [line.split()[0] for line in lines[1:]] == ["1", "2", "mean"]
     assert lines[1].split()[1:] == ["0.3000", "0.3100", "+0.0100"]
     assert lines[3].split()[1:] == ["0.2900", "0.2850", "-0.0050"]
+
+
+def test_the_precision_comparison_refuses_seeds_that_are_no_integers_and_empty_lists(tmp_path):
+    """One line before anything runs: a seed that is no integer was a ValueError traceback after
+    the runs before it; an empty list wrote an empty table and exited 0."""
+    for flags, message in ((["--seeds=1,abc"], "error: --seeds takes integers, got 1,abc."),
+                           (["--seeds="], "error: --seeds is empty: name at least one."),
+                           (["--policies="], "error: --policies is empty: name at least one.")):
+        result = run_program("experiments.precision", f"--root={tmp_path / 'runs'}", *flags)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert message in result.stderr.splitlines(), result.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()

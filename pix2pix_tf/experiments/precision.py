@@ -25,6 +25,7 @@ from absl import flags
 
 from pix2pix_tf import cli, writing
 from pix2pix_tf import config as cfg
+from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.workdir import check_writable
 
 FLAGS = flags.FLAGS
@@ -88,8 +89,22 @@ def table(rows: list[dict], policies: list[str]) -> str:
     return "\n".join(lines)
 
 
+def checked_seeds() -> list[int]:
+    """--seeds as integers, and neither list empty, or one line before TensorFlow loads (a seed
+    that is no integer was a traceback after the first runs; an empty list, an empty table)."""
+    try:
+        seeds = [int(seed) for seed in FLAGS.seeds]
+    except ValueError:
+        raise ConfigError(f"--seeds takes integers, got {','.join(FLAGS.seeds)}.") from None
+    for flag, values in (("seeds", seeds), ("policies", FLAGS.policies)):
+        if not values:
+            raise ConfigError(f"--{flag} is empty: name at least one.")
+    return seeds
+
+
 def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
+    seeds = checked_seeds()
     check_writable(FLAGS.root, "--root")  # Before TensorFlow loads: not empty, not a file, writable.
     import tensorflow as tf
 
@@ -98,9 +113,9 @@ def main(argv: list[str]) -> int:
     tf.config.experimental.enable_op_determinism()  # As train.py for --seed: each run repeats exactly.
     check_runnable(FLAGS.policies)  # Each policy before the first run: a refused one would stop the later ones.
     rows = []
-    for seed in FLAGS.seeds:
+    for seed in seeds:
         for policy in FLAGS.policies:
-            row = run_one(int(seed), policy)
+            row = run_one(seed, policy)
             if row is None:
                 print("Stopped; every run is checkpointed: re-run the command to resume.", file=sys.stderr)
                 return 1
