@@ -84,15 +84,25 @@ class Workdir:
     def has_config(self) -> bool:
         return os.path.lexists(self.config_file)  # Whatever is there, read_json refuses or reads.
 
+    @property
+    def kept_folders(self) -> tuple[str, ...]:
+        """The folders a training run writes into, each parent before its child."""
+        return self.checkpoints, os.path.dirname(self.train_logs), self.train_logs, self.samples
+
     def check_usable(self, writable: bool = True) -> None:
         """Refuses, with a message, a workdir whose checkpoints TensorFlow could not read back, a
         workdir that is a file or (when `writable`) one that cannot be written, before any work
-        starts."""
+        starts; and a folder the run keeps that is a file or (when `writable`) a symbolic link,
+        which the run would write through, outside the workdir."""
         check_named(self.root, "--workdir")
         check_tensorflow_can_read(self.root, "--workdir")
         if os.path.exists(self.root) and not os.path.isdir(self.root):
             raise ConfigError(f"--workdir={self.root} is a file; a run needs a folder.")
-        for folder in (self.checkpoints, self.train_logs, self.samples):
+        for folder in self.kept_folders:
+            if writable and os.path.islink(folder):
+                raise ConfigError(f"{folder} is a symbolic link (to {os.readlink(folder)}) where the run keeps a "
+                                  "folder: it is not written through. Replace it with a folder, or use another "
+                                  "--workdir.")
             if os.path.lexists(folder) and not os.path.isdir(folder):
                 raise ConfigError(f"{folder} is a file where the run keeps a folder: move it away, or use another "
                                   "--workdir.")

@@ -22,7 +22,8 @@ from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.inference.checkpoint_source import load_generator
 from pix2pix_tf.training.loop import train
 
-from conftest import copied_run, tiny_config
+from conftest import TINY_DATASET, copied_run, error_lines, tiny_config
+from programs import run_program
 
 # The runs these tests train from the start: the 1x1 PixelGAN, the D of fewest layers (a train()
 # call's cost is mostly tracing its step); what they check is how checkpoints are written.
@@ -246,3 +247,41 @@ def test_a_checkpoints_path_that_is_a_file_is_refused_before_training(tmp_path, 
     with pytest.raises(ConfigError, match=f"{workdir / 'checkpoints'} is a file where the run keeps a folder"):
         train(tiny_config(workdir, data_dir, optim=dict(steps=50)))
     assert sorted(os.listdir(workdir)) == ["checkpoints"]
+
+
+def tiny_train(workdir, data_dir) -> list[str]:
+    """train.py's flags for a tiny run (`tiny_config`) in `workdir`."""
+    return [f"--dataset={TINY_DATASET}", f"--data_dir={data_dir}", f"--workdir={workdir}", "--generator=unet_128",
+            "--ngf=8", "--ndf=8", "--load_size=143", "--crop_size=128", "--steps=4", "--noprogress"]
+
+
+def test_a_logs_path_that_is_a_file_is_refused_in_one_line_before_anything_is_written(tmp_path, data_dir):
+    """Only `logs/train` was checked: a file `logs` passed, and the run stopped in TensorFlow's
+    FailedPreconditionError traceback after writing config.json."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "logs").write_text("not a folder")
+    result = run_program("train", *tiny_train(workdir, data_dir))
+    assert error_lines(result) == [f"error: {workdir / 'logs'} is a file where the run keeps a folder: move it "
+                                   "away, or use another --workdir."]
+    assert sorted(os.listdir(workdir)) == ["logs"]
+
+
+@pytest.mark.parametrize("kept", ["samples", "logs", "logs/train", "checkpoints"])
+def test_a_kept_folder_that_is_a_symbolic_link_is_refused_before_anything_is_written(tmp_path, data_dir, kept):
+    """A `samples/` linked to a folder elsewhere had the run's grids written through it, over the
+    user's files outside the workdir."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "step_0000000.png").write_bytes(b"the user's picture")
+    workdir = tmp_path / "run"
+    (workdir / kept).parent.mkdir(parents=True)
+    (workdir / kept).symlink_to(elsewhere)
+    before = sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*"))
+    result = run_program("train", *tiny_train(workdir, data_dir))
+    assert error_lines(result) == [f"error: {workdir / kept} is a symbolic link (to {elsewhere}) where the run "
+                                   "keeps a folder: it is not written through. Replace it with a folder, or use "
+                                   "another --workdir."]
+    assert sorted(str(p.relative_to(workdir)) for p in workdir.rglob("*")) == before
+    assert os.listdir(elsewhere) == ["step_0000000.png"]
+    assert (elsewhere / "step_0000000.png").read_bytes() == b"the user's picture"
