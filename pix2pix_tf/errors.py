@@ -11,6 +11,25 @@ def one_line(name: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", lambda c: f"\\x{ord(c.group()):02x}", name)
 
 
+# Lines of a TensorFlow graph's error that say where it ran, not what failed.
+_GRAPH_NOISE = re.compile(r"Graph execution error:|Detected at node .*|<stack traces unavailable>|"
+                          r"\d+ root error\(s\) found\.")
+# What a tf.data or multi-error message puts before an op's own message.
+_MESSAGE_PREFIX = re.compile(r"(\(\d+\) [A-Z_]+: )?(Error in user-defined function passed to .*? transformation "
+                             r"with iterator: \S+: )?")
+
+
+def tensorflow_message(text: str) -> str:
+    """The first line of a TensorFlow error's text that says what failed (`Invalid PNG data,
+    size 100`): an error raised in a graph begins with where it ran (`Graph execution error:`,
+    `Detected at node ...`, the stack, indented) and, in a data pipeline, the transformation;
+    a user acts on the op's own message."""
+    for line in text.strip().splitlines():
+        if line.strip() and not line[0].isspace() and not _GRAPH_NOISE.fullmatch(line.strip()):
+            return _MESSAGE_PREFIX.sub("", line.strip(), count=1)
+    return text.strip()
+
+
 class Pix2pixError(Exception):
     """Base of every error whose message alone tells the user what went wrong."""
 

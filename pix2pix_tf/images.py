@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from pix2pix_tf import image_header, regular_files
 from pix2pix_tf.config import DEFAULT_MAX_PIXELS  # The policy's cap, stated where TensorFlow-free code reads it.
-from pix2pix_tf.errors import ConfigError, Pix2pixError, one_line
+from pix2pix_tf.errors import ConfigError, Pix2pixError, one_line, tensorflow_message
 from pix2pix_tf.image_header import FORMATS, GIF_MAX_BLOCKS, GIF_TOO_LONG, HEAD, OS2_BMP, format_of, parse
 
 FORMATS_TEXT = "JPEG, PNG, GIF, BMP or WebP"
@@ -423,11 +423,12 @@ def check_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[i
 
 
 def op_message(error: Exception) -> str:
-    """TensorFlow's error text without its `{{function_node ...}}` and `[Op:...]` wrapping."""
+    """TensorFlow's error text without its `{{function_node ...}}` and `[Op:...]` wrapping, nor a
+    graph's lines about where it ran (`errors.tensorflow_message`)."""
     text = (getattr(error, "message", None) or str(error)).strip()
     if text.startswith("{{") and "}}" in text:
         text = text[text.index("}}") + 2:].strip()
-    text = text.splitlines()[0] if text else type(error).__name__
+    text = tensorflow_message(text) if text else type(error).__name__
     return text.split(" [Op:")[0].strip()
 
 

@@ -14,7 +14,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.errors import ConfigError, NonFiniteLossError
+from pix2pix_tf.data import pipeline
+from pix2pix_tf.errors import ConfigError, DatasetError, NonFiniteLossError
 from pix2pix_tf.training import losses, summaries
 from pix2pix_tf.training.loop import TrainResult, resolve_config, train
 
@@ -146,6 +147,38 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
     assert latest is not None and latest.endswith("ckpt-2")
     assert latest in str(error.value)
+
+
+def batches_failing_from(index: int):
+    """pipeline.train_stream, its batches from number `index` (0: the first step's) failing as a
+    PNG truncated while the run trains does: TensorFlow's decoder raises in the step."""
+    real = pipeline.train_stream
+    good = tf.io.encode_png(tf.zeros((1, 1, 1), tf.uint8))
+    truncated = tf.constant(good.numpy()[:8] + bytes(92))
+
+    def stream(*args, **kwargs) -> tf.data.Dataset:
+        def decoded(number, batch):
+            png = tf.where(number < index, good, truncated)
+            return batch[0] + 0.0 * tf.cast(tf.reduce_sum(tf.io.decode_png(png)), tf.float32), batch[1]
+
+        return real(*args, **kwargs).enumerate().map(decoded)
+
+    return stream
+
+
+def test_a_batch_that_fails_saves_the_last_completed_step_and_says_so_in_one_line(tmp_path, data_dir, monkeypatch):
+    """A batch that could not be read stopped the run with TensorFlow's many-line message and no
+    save: every step since the last periodic checkpoint was lost."""
+    monkeypatch.setattr(pipeline, "train_stream", batches_failing_from(3))
+    config = tiny_config(tmp_path, data_dir, optim=dict(steps=8), run=dict(save_every=2, eval_examples=0))
+    with pytest.raises(DatasetError) as error:
+        train(config)
+    checkpoint = tmp_path / "checkpoints" / "ckpt-3"
+    assert str(error.value) == (
+        "Step 4: a batch could not be prepared or trained on: Invalid PNG. Failed to initialize decoder. Training "
+        f"stopped; the checkpoint of step 3 is on disk: {checkpoint}. Repair or replace the dataset's files and "
+        "re-run the command to resume.")
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == str(checkpoint)
 
 
 @pytest.fixture(scope="module")

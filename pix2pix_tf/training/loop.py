@@ -29,6 +29,7 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
 from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, OutputLost, stop_signals
+from pix2pix_tf.images import op_message
 from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import precision, summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
@@ -286,7 +287,11 @@ def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.di
         if writer:
             writer.flush()
     except summaries.SummaryError as e:
-        raise _saved_after(e, checkpoints, result.step) from e
+        raise _saved_after(e, checkpoints, result.step, "Free some disk space") from e
+    except DatasetError as e:
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise  # A save there waits for every worker, and the others' steps failed with this one's.
+        raise _saved_after(e, checkpoints, result.step, "Repair or replace the dataset's files") from e
     logging.info("Step %d/%d, checkpoint %s, %s.", result.step, end, result.checkpoint, result.held_out_change())
     return result
 
@@ -305,7 +310,8 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
             try:
                 losses = {name: float(value) for name, value in train_step(iterator).items()}
             except tf.errors.InvalidArgumentError as e:
-                raise DatasetError(f"Step {step}: a batch could not be prepared or trained on: {e.message}") from e
+                reason = op_message(e).rstrip(".")
+                raise DatasetError(f"Step {step}: a batch could not be prepared or trained on: {reason}.") from e
             _check_finite(step, losses, checkpoints)
             result.step, result.losses = step, losses
             interval_steps += 1
@@ -375,14 +381,17 @@ def _check_finite(step: int, losses: dict[str, float], checkpoints: RunCheckpoin
         )
 
 
-def _saved_after(error: summaries.SummaryError, checkpoints: RunCheckpoints, step: int) -> CheckpointError:
-    """The logs or samples could not be written (a full disk, say): the step is saved if it
-    can be, and the error says what is kept."""
+def _saved_after(error: Exception, checkpoints: RunCheckpoints, step: int, remedy: str) -> Exception:
+    """The logs or samples could not be written (a full disk, say), or a batch could not be read
+    (its files damaged while the run trained): the last completed step is saved if it can be,
+    so that nothing trained since the last periodic save is lost, and the error (of the same
+    kind: a DatasetError stays one) says what is kept and, in `remedy`, what to do first."""
+    kind = DatasetError if isinstance(error, DatasetError) else CheckpointError
     try:
         path = checkpoints.save(step)
     except CheckpointError as e:
-        return CheckpointError(f"{error} {e}")
-    return CheckpointError(f"{error} Training stopped; the checkpoint of step {step} is on disk: "
-                           f"{path or checkpoints.latest}. Free some disk space and re-run the command to resume.")
+        return kind(f"{error} {e}")
+    return kind(f"{error} Training stopped; the checkpoint of step {step} is on disk: "
+                f"{path or checkpoints.latest}. {remedy} and re-run the command to resume.")
 
 
