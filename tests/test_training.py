@@ -246,6 +246,25 @@ def test_resume_with_another_architecture_is_refused(tmp_path, data_dir, run_of_
         train(tiny_config(workdir, data_dir, model=dict(ngf=16), optim=dict(steps=8)))
 
 
+def test_checkpoints_without_config_json_resume_with_a_warning_and_a_model_that_does_not_fit_names_the_flags(
+        tmp_path, data_dir, run_of_six, caplog):
+    """config.json deleted (or the run copied without it): the run resumed silently under other
+    flags (another objective, a new seed), and a checkpoint of another architecture was said not
+    to fit "the model of config.json", which was not there."""
+    workdir = copied_run(run_of_six, tmp_path / "run")
+    (workdir / "config.json").unlink()
+    resolve_config(tiny_config(workdir, data_dir, loss=dict(gan_mode="lsgan"), run=dict(seed=None)))
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{workdir} has checkpoints but no config.json: the run resumes from them under this command's flags, and "
+        "the settings it was trained with cannot be checked against these (another objective or seed would go "
+        "unnoticed); config.json records this command's from now on."]
+    with pytest.raises(ConfigError) as refused:
+        train(tiny_config(workdir, data_dir, model=dict(ngf=16), optim=dict(steps=8), run=dict(eval_examples=0)))
+    assert "ckpt-6 does not fit the model of this command's flags (the workdir has no config.json): " in str(
+        refused.value) and "config.json:" not in str(refused.value)
+    assert not (workdir / "config.json").exists()
+
+
 def test_a_resumed_run_logs_each_step_once(tmp_path, data_dir):
     """Resuming (and rerunning a complete run) computes the held-out L1 at the resume step for the
     summary line, but logs it and its sample grid once: the earlier process did (TensorBoard

@@ -76,13 +76,14 @@ class RunCheckpoints:
         found = complete_checkpoints(self.directory)
         return found[-1] if found else None
 
-    def restore_latest(self) -> Optional[str]:
-        """Restores the newest readable checkpoint of the run, or returns None if there is none.
+    def restore_latest(self, model: str = "config.json") -> Optional[str]:
+        """Restores the newest readable checkpoint of the run, or returns None if there is none;
+        `model` names what a checkpoint that does not fit was restored into.
 
         Checkpoint files without one complete checkpoint among them are refused rather than
         started over: a new run would write over them."""
         candidates = checkpoint_candidates(self.directory)
-        path = restore_newest_readable(self.checkpoint, candidates)
+        path = restore_newest_readable(self.checkpoint, candidates, model)
         if path:
             self._saved_step = checkpoint_step(path)
             return path

@@ -31,7 +31,7 @@ from pix2pix_tf.data.checks import check_fits_preprocessing
 from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, OutputLost, stop_signals
 from pix2pix_tf.images import op_message
 from pix2pix_tf.progress import Progress
-from pix2pix_tf.training import precision, summaries
+from pix2pix_tf.training import precision, resume_rules, summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
 from pix2pix_tf.training.distribute import is_chief, make_strategy, worker_index
 from pix2pix_tf.training.resume_rules import check_resumable, resume_differences, schedule_change
@@ -112,6 +112,8 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
             logging.warning(change)
     elif stored is not None and (differences := resume_differences(stored, config)):
         _start_over(config.run.workdir, differences)
+    elif stored is None and _has_checkpoint(config):
+        logging.warning(resume_rules.unrecorded_settings(config.run.workdir))
     return config
 
 
@@ -259,7 +261,7 @@ def _train(config: TrainConfig, dataset: pipeline.PairedDataset, strategy: tf.di
                                  coordinated=isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy))
     if chief:  # Under the workdir lock: no live process is saving here.
         checkpoints.remove_unfinished_saves()
-    restored = checkpoints.restore_latest()
+    restored = checkpoints.restore_latest(resume_rules.restored_model(workdir))  # Before config.save below.
     if restored:
         logging.info("Resumed from %s at step %d.", restored, gan.current_step())
     if chief:

@@ -9,6 +9,7 @@ from typing import Optional
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError
+from pix2pix_tf.workdir import CONFIG_FILE, Workdir
 
 # Settings that say where things are, not what they are: free to change between invocations.
 MOVABLE = ("data_dir",)
@@ -59,3 +60,18 @@ def schedule_change(stored: TrainConfig, requested: TrainConfig) -> Optional[str
     return (f"Resuming with --epochs={new.epochs} --epochs_decay={new.epochs_decay}, where config.json has "
             f"{old.epochs} and {old.epochs_decay}: the learning-rate schedule changes from the resumed step on "
             "(the steps trained so far followed the old one); config.json records the new values.")
+
+
+def unrecorded_settings(workdir: str) -> str:
+    """The warning for a resume from checkpoints beside which config.json is missing (deleted,
+    or the run copied without it): nothing can refuse flags that change what the checkpoints
+    mean (another objective, a new seed), so the user is told that they went unchecked."""
+    return (f"{workdir} has checkpoints but no config.json: the run resumes from them under this command's flags, "
+            "and the settings it was trained with cannot be checked against these (another objective or seed "
+            "would go unnoticed); config.json records this command's from now on.")
+
+
+def restored_model(workdir: str) -> str:
+    """What a checkpoint is restored into, as the error of one that does not fit names it:
+    config.json's model, or, where the workdir has none, the one this command's flags build."""
+    return CONFIG_FILE if Workdir(workdir).has_config() else "this command's flags (the workdir has no config.json)"
