@@ -212,6 +212,28 @@ def test_files_the_layout_does_not_read_are_named_in_the_warning(tmp_path, caplo
             "notes/x.png, train/more/0.png, train/more/1.png, train/more/2.png, and 3 more).") in caplog.text
 
 
+def test_links_to_folders_are_not_followed_but_counted_and_named_in_the_warning(tmp_path, caplog):
+    """A link to a folder in a split folder, beside the split folders or below them was dropped
+    without a word (only files were counted); it is not followed, but named with its target."""
+    elsewhere = tmp_path / "elsewhere"
+    save(elsewhere / "0.png", side_by_side()[0])
+    root = tmp_path / "data"
+    aligned_folder(root)
+    for link in ("train/linked", "beside", "notes/deeper"):
+        (root / link).parent.mkdir(exist_ok=True)
+        (root / link).symlink_to(elsewhere)
+    with caplog.at_level(logging.WARNING):
+        scan = scan_folder(str(root))
+    assert {split: len(pairs) for split, pairs in scan.splits.items()} == {"train": 3, "val": 2}
+    assert (f"Skipped 3 file(s) in {root}: 3 a link to a folder, not followed (beside: to {elsewhere}, "
+            f"notes/deeper: to {elsewhere}, train/linked: to {elsewhere}).") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # Images directly in the root: the root is the train split.
+        scan = scan_folder(str(root / "train"))
+    assert len(scan.splits["train"]) == 3
+    assert f"1 a link to a folder, not followed (linked: to {elsewhere})" in caplog.text
+
+
 def test_a_b_files_the_layout_does_not_read_are_named_in_the_warning(tmp_path, caplog):
     for side in ("A", "B"):
         save(tmp_path / side / "train" / "0.png", np.zeros((8, 8, 3), np.uint8))

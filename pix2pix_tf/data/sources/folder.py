@@ -25,12 +25,14 @@ middle of it. The policy (documented in docs/datasets.md):
 - in the A/B layout, an image without its partner is skipped;
 - a file the layout does not read (in a sub-folder of a split folder, beside the split
   folders, or in another folder of the root) is not opened, but counted with the skips;
+- a link to a folder (in a split folder, beside the split folders, or below them) is not
+  followed, but counted and named with the skips;
 - each skip is counted, and one warning at the end of the scan names the counts and the
   first files of each kind; a split left empty, or a folder with no images, is an error.
 
 Grayscale, RGBA and 16-bit images are converted when decoded (grey is replicated to RGB,
 alpha is dropped, 16 bits are scaled to 8). Hidden files and folders (names starting with
-".") are not looked at; links to folders are not followed below the split folders.
+".") are not looked at; a split folder (or `A`, `B`) may be a link to a folder.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from pix2pix_tf.errors import DatasetError, one_line
 SPLITS = ("train", "val", "test")
 SHOWN_PER_REASON = 5
 NOT_READ = "not directly in a split folder, not read"
+LINKED_FOLDER = "a link to a folder, not followed"
 # Why a usable input of (width, height) would be over the pixel cap once preprocessed, or None.
 ScaledProblem = Callable[[int, int], Optional[str]]
 
@@ -85,11 +88,13 @@ def _files_in(directory: str) -> list[str]:
 def _files_below(directory: str, skip: Collection[str] = ()) -> list[str]:
     """The non-hidden files in the sub-folders of `directory`, at any depth, but those of the
     sub-folders named in `skip`: files the layout does not read, counted so that none is
-    dropped silently. Links to folders are not followed (a link loop would never end)."""
+    dropped silently. Links to folders are not followed (a link loop would never end): they
+    are among what is returned, at any depth, `directory`'s own included."""
     found = []
     for parent, folders, files in os.walk(directory):
         top = parent == directory
         folders[:] = sorted(f for f in folders if not f.startswith(".") and not (top and f in skip))
+        found += [path for f in folders if os.path.islink(path := os.path.join(parent, f))]
         if not top:
             found += [os.path.join(parent, name) for name in sorted(files) if not name.startswith(".")]
     return found
@@ -182,8 +187,12 @@ def _scan_aligned(root: str, max_pixels: int, scaled_problem: Optional[ScaledPro
 
 
 def _count_not_read(scan: FolderScan, paths: list[str]) -> None:
-    if paths:
-        scan.skipped.setdefault(NOT_READ, []).extend((path, "") for path in paths)
+    """Counts what the layout does not read: a link to a folder as one, named with its target."""
+    for path in paths:
+        if os.path.islink(path) and os.path.isdir(path):
+            scan.skipped.setdefault(LINKED_FOLDER, []).append((path, f"to {one_line(os.readlink(path))}"))
+        else:
+            scan.skipped.setdefault(NOT_READ, []).append((path, ""))
 
 
 def _scan_a_b(root: str, max_pixels: int, scaled_problem: Optional[ScaledProblem]) -> FolderScan:
