@@ -288,6 +288,10 @@ def test_benchmark_warms_up_two_steps_unless_told_otherwise():
     ("--batch_sizes=", "--batch_sizes is empty: name at least one batch size to time training at."),
     ("--tflite=float32,foo", "--tflite: unknown ['foo']; choose from float32, float16, dynamic_int8, int8."),
     ("--json=.", "--json=. is a folder; name the file to write the figures to."),
+    # These two were refused only after the machine's figures (the first, after the whole suite).
+    (f"--json={os.path.join(ROOT, 'README.md', 'b.json')}",
+     f"--json's folder={os.path.join(ROOT, 'README.md')} is a file; it must name a folder to write into."),
+    ("--dataset=nosuch", "--dataset=nosuch is not a known dataset. Known: "),
     ("--matmul_size=100000", "--matmul_size is at most 16384 (three float32 matrices of that side take 3 GiB), "
                              "got 100000.")])
 def test_benchmark_refuses_counts_that_leave_nothing_to_time_before_measuring(flag, message):

@@ -29,6 +29,7 @@ from absl import app, flags  # noqa: E402
 from pix2pix_tf import config as cfg  # noqa: E402
 from pix2pix_tf import writing  # noqa: E402
 from pix2pix_tf.benchmark.sidebyside import WARMUP_STEPS  # noqa: E402
+from pix2pix_tf.workdir import check_writable  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "shapes", "Dataset the training step reads (as train.py's --dataset).")
@@ -78,8 +79,11 @@ def main(argv: list[str]) -> int:
     cli.reject_arguments(argv)
     if FLAGS.json and os.path.isdir(FLAGS.json):  # Found only after the whole suite, otherwise.
         raise app.UsageError(f"--json={FLAGS.json} is a folder; name the file to write the figures to.")
+    if FLAGS.json:  # As its folder: a path under a file, or one that cannot be written.
+        check_writable(os.path.dirname(os.path.abspath(FLAGS.json)), "--json's folder")
     from pix2pix_tf.benchmark import report  # Here, not above: --help answers before TensorFlow loads.
-    from pix2pix_tf.training import precision  # Loads TensorFlow too.
+    from pix2pix_tf.data import pipeline  # Loads TensorFlow too.
+    from pix2pix_tf.training import precision
 
     try:
         batch_sizes = [int(b) for b in FLAGS.batch_sizes]
@@ -95,6 +99,7 @@ def main(argv: list[str]) -> int:
         side_by_side_rounds=FLAGS.side_by_side_rounds, side_by_side_steps=FLAGS.side_by_side_steps,
         precisions=tuple(FLAGS.precisions), warmup_steps=FLAGS.warmup_steps).validate()
     precision.check_runnable([FLAGS.mixed_precision, *suite.precisions])  # Before minutes of measuring.
+    pipeline.load_paired_dataset(configs[0].data)  # Its name and data_dir too (prepared once, if need be).
     results = report.run_suite(suite)
     print(report.format_results(results))
     if FLAGS.json:
