@@ -324,6 +324,9 @@ def test_export_user_mistake_gets_a_message_not_a_traceback(tmp_path):
     (dict(version=0), "positive integer"),
     (dict(model_name="../x"), "plain folder name"),
     (dict(model_name="two\nlines"), r"--model_name='two\\nlines' must be a plain folder name"),
+    # The web page loaded './m' for m#1 (a fragment) and failed; Serving's URL /v1/models/m#1 too.
+    (dict(model_name="m#1"), r"--model_name='m#1' must be a plain folder name \(no /, no leading \., none of # \? %"),
+    (dict(model_name="a?b"), "plain folder name"), (dict(model_name="50%"), "plain folder name"),
     (dict(checkpoint="/nonexistent/ckpt-3"), "Cannot restore the generator"),
     (dict(targets={"saved_model": saved_model_target.Options(max_request_pixels=1000)}),
      r"--max_request_pixels=1000 is below what the warmup requests hold .*: raise it, or export a smaller "

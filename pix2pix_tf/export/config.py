@@ -21,6 +21,9 @@ class ExportError(Pix2pixError):
     """An export that cannot be written or did not pass its checks."""
 
 
+URL_SPECIAL = ("#", "?", "%")  # A URL's fragment, query and escapes: the name is in Serving's and a web page's.
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
     """What to export and how; filled from export.py's flags (library code reads no flags)."""
@@ -44,8 +47,10 @@ class ExportConfig:
             raise ConfigError(f"--version must be a positive integer of at most {MAX_VERSION} (Serving's versions "
                               f"are int64), got {self.version}.")
         if (not self.model_name or "/" in self.model_name or self.model_name.startswith(".")
-                or not self.model_name.isprintable()):  # A newline or tab breaks Serving's URLs and config.
-            raise ConfigError(f"--model_name={self.model_name!r} must be a plain folder name.")
+                or not self.model_name.isprintable()  # A newline or tab breaks Serving's URLs and config,
+                or any(c in self.model_name for c in URL_SPECIAL)):  # and these the URLs of it and of a page's files.
+            raise ConfigError(f"--model_name={self.model_name!r} must be a plain folder name (no /, no leading ., "
+                              f"none of {' '.join(URL_SPECIAL)}, no control character).")
         check_tensorflow_can_read(self.model_name, "--model_name", folder_name=True)  # Loaded back from there.
         if self.image_size is not None and self.image_size < 1:
             raise ConfigError(f"--image_size must be positive, got {self.image_size}.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shlex
 from typing import Mapping, Optional
 
 import numpy as np
@@ -174,4 +175,5 @@ def publish(job: Job, options: PageOptions, published: Mapping[str, Published]) 
         checkpoint_step=job.card.step, psnr_db=report.psnr_db)
     held_out = job.images if job.examples.targets is not None else job.images[:0]  # Not synthetic noise.
     folder = publish_page(job.export_dir, report.path, facts, held_out, options.runtime)
-    return Published("web", folder, facts, usage=(f"Web page: {folder} (serve it: python -m http.server -d {folder})",))
+    serve = f"python -m http.server -d {shlex.quote(folder)}"  # A command to paste: quoted where it must be.
+    return Published("web", folder, facts, usage=(f"Web page: {folder} (serve it: {serve})",))
