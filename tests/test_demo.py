@@ -240,6 +240,21 @@ def test_an_uploaded_held_out_input_gives_the_model_s_deterministic_output(serve
 
 
 @pytest.mark.slow
+def test_the_http_api_translates_an_uploaded_file(server, held_out, deterministic):
+    """Gradio's API (`/translate`: drawn, uploaded, noisy) has no tab to choose: a file sent with
+    no drawing is translated (it answered 'Nothing to translate', the page's tab state being
+    the drawing's by default)."""
+    from gradio_client import Client, handle_file
+
+    model_input, output, status = Client(server["url"], verbose=False).predict(None, handle_file(held_out[0]), False,
+                                                                               api_name="/translate")
+    assert status.startswith("Translated by checkpoint"), status
+    expected_input, expected_output = expected(deterministic, read(held_out[0]))
+    np.testing.assert_array_equal(tf.io.decode_png(read(model_input)).numpy(), expected_input)
+    np.testing.assert_array_equal(tf.io.decode_png(read(output)).numpy(), expected_output)
+
+
+@pytest.mark.slow
 def test_a_stroke_on_the_label_canvas_is_translated(server, browser):
     from selenium.webdriver.common.action_chains import ActionChains
 

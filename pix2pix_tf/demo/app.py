@@ -113,7 +113,8 @@ def build_page(model: DemoModel) -> gr.Blocks:
         upload_tab.select(lambda: UPLOAD, None, which)
 
         def translate(tab: str, drawn: Optional[dict], uploaded: Optional[str], noisy: bool):
-            if tab == UPLOAD:
+            # Gradio's HTTP API (`/translate`: drawn, uploaded, noisy) has no tab: a file and no drawing is the file.
+            if tab == UPLOAD or (uploaded and not (drawn or {}).get("composite")):
                 return answer(model, uploaded, None, noisy)
             return answer(model, (drawn or {}).get("composite"), "the drawing", noisy)
 
