@@ -293,6 +293,7 @@ def _end_now(signum: int, code: int) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):  # A closed or gone stream: the exit code still says it.
         pass
+    native_logs.finish()  # Its atexit handler would not run.
     os._exit(code)
 
 

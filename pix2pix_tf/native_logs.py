@@ -63,6 +63,7 @@ _STARTUP = (
 _NO_DRIVER = _PREFIX + rb"cuda_platform\.cc:\d+\] failed call to cuInit: .*"
 _HOLD_LIMIT = 1 << 16  # A partial line longer than this is passed on without waiting for its end.
 _child: Optional[subprocess.Popen] = None
+_original: Optional[int] = None  # Descriptor 2 as it was before the filter.
 
 
 def startup_chatter(level: Optional[str]) -> tuple[bytes, ...]:
@@ -120,7 +121,7 @@ def _write(fd: int, data: bytes) -> None:
 def drop_known_noise() -> None:
     """Routes this process's descriptor 2 through the filter (once per process; a no-op where
     the child cannot be started). Changes process state: for programs only."""
-    global _child
+    global _child, _original
     if _child is not None:
         return
     sys.stderr.flush()
@@ -137,18 +138,24 @@ def drop_known_noise() -> None:
     os.close(read_end)
     os.dup2(write_end, 2)
     os.close(write_end)
-    atexit.register(_restore, original)
+    _original = original
+    atexit.register(finish)
 
 
-def _restore(original: int) -> None:
-    """At exit: stderr back to where it was, and the child's last lines out before the shell's
-    prompt."""
+def finish() -> None:
+    """stderr back to where it was, and the filter's last lines out before the shell's prompt:
+    at exit, or just before an exit that skips atexit (`cli._end_now`). Once; a no-op where
+    the filter was not started."""
+    global _original
+    if _original is None:
+        return
     try:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-    os.dup2(original, 2)  # Closes our end of the pipe: the child reads end of file.
-    os.close(original)
+    os.dup2(_original, 2)  # Closes our end of the pipe: the child reads end of file.
+    os.close(_original)
+    _original = None
     try:
         _child.wait(timeout=2)
     except subprocess.TimeoutExpired:

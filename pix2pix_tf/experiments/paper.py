@@ -115,9 +115,10 @@ def reproduce(setting: Setting, root: str, names: list[str], data_dir: Optional[
               command: str = "", report_only: bool = False) -> dict[str, str]:
     """Runs (or skips) every variant in `names`, then writes the report."""
     unknown = [n for n in names if n not in VARIANTS]
-    if unknown or not names:
-        raise ConfigError(f"Unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}." if unknown else
-                          f"--variants is empty: name at least one of {', '.join(VARIANTS)}.")
+    if unknown:
+        raise ConfigError(f"Unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}.")
+    if not names:
+        raise ConfigError(f"--variants is empty: name at least one of {', '.join(VARIANTS)}.")
     if report_only and not collect(root, list(VARIANTS), setting):  # Else a mistyped --root made an empty report.
         raise ConfigError(f"{root} holds no variant's run ({MARKER}): nothing to report. Name the --root of an "
                           "earlier run, or run the variants first.")
