@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -180,6 +181,15 @@ def test_a_relative_folder_is_recorded_absolute_and_a_moved_one_refused(tmp_path
         train(config)
     assert (f"data.dataset: 'folder:{tmp_path / 'first' / 'pairs'}' in config.json, "
             f"'folder:{tmp_path / 'second' / 'pairs'}' now") in str(caught.value)
+    assert "no longer exists" not in str(caught.value)
+    # Moved away: repeating the original flag cannot resume it (it said only that).
+    shutil.rmtree(tmp_path / "first" / "pairs")
+    with pytest.raises(ConfigError) as caught:
+        train(config)
+    assert str(caught.value).endswith(
+        f"repeat the original flags to resume. {tmp_path / 'first' / 'pairs'}, the folder the run trained on, no "
+        "longer exists: if its images moved, set data.dataset in config.json to the new folder (a moved path is "
+        "not taken for the same images on its own).")
 
 
 def test_a_file_name_that_is_not_utf8_is_read(tmp_path):

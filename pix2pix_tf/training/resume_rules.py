@@ -5,9 +5,10 @@ free to change (docs/training.md, "Resuming")."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Optional
 
-from pix2pix_tf.config import TrainConfig
+from pix2pix_tf.config import FOLDER_PREFIX, TrainConfig
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.workdir import CONFIG_FILE, Workdir
 
@@ -27,7 +28,17 @@ def check_resumable(stored: TrainConfig, requested: TrainConfig) -> None:
             f"The workdir '{requested.run.workdir}' holds a run with another configuration:\n  "
             + "\n  ".join(differences)
             + "\nUse another --workdir, or repeat the original flags to resume."
+            + _moved_folder_advice(stored.data.dataset)
         )
+
+
+def _moved_folder_advice(dataset: str) -> str:
+    """Where the run's folder dataset is gone, repeating its flag cannot resume it: what can."""
+    folder = dataset[len(FOLDER_PREFIX):] if dataset.startswith(FOLDER_PREFIX) else None
+    if folder is None or os.path.exists(folder):
+        return ""
+    return (f" {folder}, the folder the run trained on, no longer exists: if its images moved, set data.dataset in "
+            "config.json to the new folder (a moved path is not taken for the same images on its own).")
 
 
 def resume_differences(stored: TrainConfig, requested: TrainConfig) -> list[str]:
