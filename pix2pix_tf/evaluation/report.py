@@ -164,13 +164,8 @@ def remove_earlier_pictures(output_dir: str, kept: set[str]) -> list[str]:
     evaluation did not write (`kept`, relative paths): an earlier evaluation's, of more examples
     (`check_replaceable` refused the folder where another file had such a name). Files of other
     names are not ours and stay."""
-    folder = os.path.join(output_dir, IMAGES_DIR)
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return []
-    removed = [os.path.join(folder, name) for name in names
-               if _PICTURE_NAME.match(name) and f"{IMAGES_DIR}/{name}" not in kept]
+    removed = [path for path in _pictures_in(os.path.join(output_dir, IMAGES_DIR))
+               if f"{IMAGES_DIR}/{os.path.basename(path)}" not in kept]
     for path in removed:
         with contextlib.suppress(OSError):
             os.remove(path)
