@@ -278,8 +278,13 @@ def test_a_onednn_cap_below_bfloat16_is_refused_before_tensorflow_fails(tmp_path
     avx512 = "avx512f" in (precision.read_cpu_flags() or ())
     train = [f"--workdir={tmp_path / 'run'}", f"--data_dir={data_dir}", f"--dataset={TINY_DATASET}",
              "--mixed_precision=mixed_bfloat16", "--steps=1"]
+    # oneDNN on: TF_ENABLE_ONEDNN_OPTS is set only where the environment turns it off. forked.run forks
+    # from a zygote started with the values of what TensorFlow reads as it starts (TF_ENABLE_ONEDNN_OPTS,
+    # TF_CPP_MIN_LOG_LEVEL): the environment's own values reuse the test worker's zygote, other values
+    # start another (a fresh interpreter importing TensorFlow). The cap itself oneDNN reads at its first use.
+    onednn_on = {} if precision.read_onednn_settings(os.environ)[0] else {"TF_ENABLE_ONEDNN_OPTS": "1"}
     for cap, fails in (("avx2", avx512), ("AVX512_CORE", False)):
-        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap, TF_ENABLE_ONEDNN_OPTS="1", TF_CPP_MIN_LOG_LEVEL="3")
+        env = dict(os.environ, ONEDNN_MAX_CPU_ISA=cap, **onednn_on)
         result = forked.run([sys.executable, "-c", CAPPED_PROCESS, *(train if fails else [])], env=env, timeout=300,
                             cwd=ROOT)
         assert result.returncode == (1 if fails else 0) and "Traceback" not in result.stderr, result.stderr[-3000:]
