@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import signal
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import tensorflow as tf
 from pix2pix_tf import regular_files
 from pix2pix_tf.experiments import paper, paper_report
 
-import forked
+import programs
 
 TINY_VARIANTS = ("l1", "ed_l1_cgan")  # L1-only and GAN paths, both generators; every variant is built below.
 FCN = {"per_pixel_accuracy": 0.5, "per_class_accuracy": 0.25, "class_iou": 0.125}
@@ -189,17 +188,35 @@ def test_a_step_count_below_one_is_refused_as_such(tmp_path):
             paper.reproduce(dataclasses.replace(paper.SETTINGS["tiny"], steps=steps), str(tmp_path / "paper"), ["l1"])
 
 
+PAPER = "pix2pix_tf.experiments.paper"
+
+
+def run_paper(*argv: str):
+    """`python -m pix2pix_tf.experiments.paper ARGV...` in this process, as `programs.run_program`
+    runs the other programs: what the program prints, writes and exits with is tested, not its
+    process (a process of its own would set up TensorFlow, Keras and the plots again). Its flags
+    are defined by `define_flags` (its `run`), not on import: defined here once, with no other
+    program's flags registered, and recorded as its own, so that `programs` swaps them with the
+    other programs' (they share names: --data_dir, --seed, --steps)."""
+    programs.MODULES.setdefault("experiments.paper", PAPER)
+    if PAPER not in programs._OWN_FLAGS:
+        programs._OWN_FLAGS[PAPER] = {}
+        programs._register(PAPER)  # Leaves no other program's flags registered.
+        before = set(programs.FLAGS)
+        paper.define_flags()
+        programs._OWN_FLAGS[PAPER] = {name: programs.FLAGS[name] for name in set(programs.FLAGS) - before}
+    return programs.run_program("experiments.paper", *argv)
+
+
 @pytest.mark.slow
 def test_tiny_setting_end_to_end_then_skips_what_is_done(tmp_path, data_dir):
     root, images = str(tmp_path / "paper"), str(tmp_path / "images")
     (tmp_path / "not_a_folder").write_text("")  # A data_dir that fails, then is fixed: the variant is retried.
-    result = forked.run([sys.executable, "-m", "pix2pix_tf.experiments.paper", f"--root={root}", "--setting=tiny",
-                         "--variants=l1", f"--data_dir={tmp_path / 'not_a_folder'}"], cwd=forked.ROOT, timeout=600)
+    result = run_paper(f"--root={root}", "--setting=tiny", "--variants=l1", f"--data_dir={tmp_path / 'not_a_folder'}")
     assert result.returncode == 1, result.stderr[-4000:]
     assert "| L1 (U-Net) | failed: " in result.stdout and "Failed: l1 (see " in result.stderr
-    result = forked.run([sys.executable, "-m", "pix2pix_tf.experiments.paper", f"--root={root}", "--setting=tiny",
-                         f"--variants={','.join(TINY_VARIANTS)}", f"--data_dir={data_dir}", f"--images_dir={images}"],
-                        cwd=forked.ROOT, timeout=600)
+    result = run_paper(f"--root={root}", "--setting=tiny", f"--variants={','.join(TINY_VARIANTS)}",
+                       f"--data_dir={data_dir}", f"--images_dir={images}")
     assert result.returncode == 0, result.stderr[-4000:]
     assert "### Table 1" in result.stdout and "### Colour" in result.stdout
     with open(os.path.join(root, "results.json")) as f:
