@@ -169,14 +169,28 @@ def runs(tmp_path_factory) -> dict:
     return found
 
 
+@pytest.fixture(scope="module")
+def loaded(runs):
+    """`load_generator` of a run (generator, config, checkpoint), loaded once for the tests that
+    compare with it: they only call the generator (`generate` writes none of its state)."""
+    cache = {}
+
+    def load(name: str):
+        if name not in cache:
+            cache[name] = load_generator(runs[name])
+        return cache[name]
+
+    return load
+
+
 @pytest.mark.parametrize("run_name", ["none", "scale_width"])
-def test_translate_keeps_each_images_size(runs, run_name, tmp_path):
+def test_translate_keeps_each_images_size(runs, loaded, run_name, tmp_path):
     inputs = [write_png(tmp_path / "in" / f"{h}x{w}.png", random_pixels(h, w, seed=h)) for h, w in SIZES]
     result = translate_files(TranslateConfig(inputs=(str(tmp_path / "in"),), output_dir=str(tmp_path / "out"),
                                              model=ModelRequest.of(workdir=runs[run_name], native_size=True,
                                                                    mode=DETERMINISTIC), progress=False))
     assert not result.failed and len(result.written) == len(SIZES)
-    generator, config, _ = load_generator(runs[run_name])
+    generator, config, _ = loaded(run_name)
     multiple = config.model.size_multiple
     for (height, width), path in zip(SIZES, inputs):
         written = tf.io.decode_png(tf.io.read_file(str(tmp_path / "out" / os.path.basename(path)))).numpy()
@@ -203,14 +217,14 @@ def test_translate_cli_native_size_and_its_refusals(runs, tmp_path):
         translate_files(dataclasses.replace(config, model=dataclasses.replace(config.model, image_size=64)))
 
 
-def test_evaluate_at_native_size_compares_with_the_target_at_its_size(runs, tmp_path):
+def test_evaluate_at_native_size_compares_with_the_target_at_its_size(runs, loaded, tmp_path):
     from pix2pix_tf.evaluation.evaluator import EvalConfig, evaluate
 
     result = evaluate(EvalConfig(ModelRequest.of(workdir=runs["none"], native_size=True, mode=DETERMINISTIC),
                                  output_dir=str(tmp_path / "eval"), progress=False))
     metrics = json.load(open(result.metrics_path))
     assert metrics["native_size"] is True and metrics["image_size"] == [48, 80]
-    generator, _, _ = load_generator(runs["none"])
+    generator, _, _ = loaded("none")
     for i, entry in enumerate(metrics["per_image"]):
         a = tf.io.decode_png(tf.io.read_file(os.path.join(runs["folder"], "A", "test", f"{i}.png"))).numpy()
         output = numpy_native(generator, images.to_signed(a).numpy(), 4, DETERMINISTIC)
@@ -261,10 +275,10 @@ FRESH_PROCESS = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_saved_model_translate_native_in_a_fresh_process(runs, tmp_path, monkeypatch):
+def test_saved_model_translate_native_in_a_fresh_process(loaded, tmp_path, monkeypatch):
     from pix2pix_tf.export.saved_model import build_endpoints
 
-    generator, _, _ = load_generator(runs["none"])
+    generator, _, _ = loaded("none")
     directory = str(tmp_path / "saved_model")
     traced, real_generate = [], generate.generate  # The modes G is traced in while the signatures are saved.
 
