@@ -18,11 +18,13 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+from process_fixtures import without_graph_optimizer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import forked
 from conftest import TINY_DATASET
 from programs import run_program
+from write_matrix import graph_optimizer_off
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
@@ -45,8 +47,11 @@ def train_flags(workdir, data_dir, *extra: str) -> list[str]:
 
 def command(workdir, data_dir, *extra: str) -> list[str]:
     """train.py in a process of its own (tests/forked.py): replicas on one CPU must be set up
-    before TensorFlow starts."""
-    return [sys.executable, os.path.join(ROOT, "train.py"), *train_flags(workdir, data_dir, *extra)]
+    before TensorFlow starts. TensorFlow's graph optimizer is off there (tests/process_fixtures.py),
+    as in the one-device run in this process: each worker's first step, traced and optimized,
+    is most of its cost, and the runs compared all compute the same graphs."""
+    return without_graph_optimizer([sys.executable, os.path.join(ROOT, "train.py"),
+                                    *train_flags(workdir, data_dir, *extra)])
 
 
 def free_ports(count: int) -> list[int]:
@@ -86,7 +91,8 @@ def losses_and_weights(workdir) -> tuple[dict[str, list[float]], dict[str, np.nd
 def runs(tmp_path_factory, data_dir) -> dict:
     root = tmp_path_factory.mktemp("scale")
     mirrored = start_all([command(root / "mirrored", data_dir, "--strategy=mirrored", "--cpu_replicas=2")], [{}])
-    one_device = run_program("train", *train_flags(root / "one_device", data_dir, "--strategy=default"))
+    with graph_optimizer_off():
+        one_device = run_program("train", *train_flags(root / "one_device", data_dir, "--strategy=default"))
     assert one_device.returncode == 0, one_device.stderr[-4000:]
     (mirrored_output,) = finish_all(mirrored)
     ports = free_ports(2)

@@ -18,6 +18,7 @@ import time
 
 import pytest
 import tensorflow as tf
+from process_fixtures import without_graph_optimizer
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, DatasetError
@@ -26,6 +27,7 @@ from pix2pix_tf.training.loop import train
 import forked
 from conftest import TINY_DATASET, copied_run, tiny_config
 from programs import run_program
+from write_matrix import graph_optimizer_off
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,8 +46,9 @@ def resuming_run_of_six(workdir, data_dir, *extra: str) -> list[str]:
 
 def command(workdir, data_dir, *extra: str) -> list[str]:
     """train.py in a process of its own (tests/forked.py), for the tests about processes (kills, a
-    live second one)."""
-    return [sys.executable, os.path.join(ROOT, "train.py"), *train_flags(workdir, data_dir, *extra)]
+    live second one); TensorFlow's graph optimizer off there (tests/process_fixtures.py)."""
+    return without_graph_optimizer([sys.executable, os.path.join(ROOT, "train.py"),
+                                    *train_flags(workdir, data_dir, *extra)])
 
 
 def start(cmd: list[str]) -> forked.Popen:
@@ -58,6 +61,15 @@ def wait_for(condition, process: forked.Popen, timeout: float = 180) -> None:
         assert process.poll() is None, process.communicate()[1][-3000:]
         assert time.time() < deadline, "timed out"
         time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def no_graph_optimizer():
+    """The programs and runs of this process with TensorFlow's graph optimizer off
+    (tests/write_matrix.py): it costs a share of every short run's CPU, and decides nothing
+    about what a run writes, refuses or recovers from."""
+    with graph_optimizer_off():
+        yield
 
 
 def latest_step(workdir) -> int:

@@ -30,6 +30,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 import pytest
 from PIL import Image
+from process_fixtures import without_graph_optimizer
 
 import forked
 from conftest import TINY_DATASET, copied_run
@@ -183,7 +184,7 @@ def interrupt_then_complete(program: str, flags: list[str], marker: Marker, root
         before = complete_files(root)
         where, delay = (phases or {}).get(signum, (marker, window))
         ready = where() if callable(where) else where
-        started = Program([sys.executable, *COMMANDS[program], *flags])
+        started = Program(without_graph_optimizer([sys.executable, *COMMANDS[program], *flags]))
         started.wait_for(ready)
         time.sleep(rng.uniform(*delay))
         started.process.send_signal(signum)
@@ -301,9 +302,9 @@ def test_train_stops_on_a_hangup_unless_started_with_nohup_and_when_its_terminal
 
         return past
 
-    nohup = ("import runpy, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN); "
-             f"sys.argv[0] = {COMMANDS['train'][0]!r}; runpy.run_path(sys.argv[0], run_name='__main__')")
-    ignoring = Program([sys.executable, "-c", nohup, *flags], stdout=program_side)
+    nohup = "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)"
+    ignoring = Program(without_graph_optimizer([sys.executable, *COMMANDS["train"], *flags], first=nohup),
+                       stdout=program_side)
     os.close(program_side)
     ignoring.wait_for(checkpoints_past(0))
     ignoring.process.send_signal(signal.SIGHUP)
@@ -320,7 +321,7 @@ def test_train_stops_on_a_hangup_unless_started_with_nohup_and_when_its_terminal
                                     f"({checkpoints / f'ckpt-{step}'}); run the same command to resume."), stderr
     assert newest_complete_step(snapshot(str(tmp_path))) == step > hung_up_at + 1
 
-    started = Program([sys.executable, *COMMANDS["train"], *flags, "--noprogress"])
+    started = Program(without_graph_optimizer([sys.executable, *COMMANDS["train"], *flags, "--noprogress"]))
     started.wait_for(checkpoints_past(step, read_terminal=False))  # That terminal is closed.
     started.process.send_signal(signal.SIGHUP)
     code, _, stderr = started.finish()
