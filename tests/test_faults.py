@@ -44,6 +44,11 @@ def resuming_run_of_six(workdir, data_dir, *extra: str) -> list[str]:
     return train_flags(workdir, data_dir, f"--seed={tiny_config(workdir, data_dir).run.seed}", *extra)
 
 
+# For the runs in processes of their own: the lock and a full disk do not depend on the model's
+# width or its norm layers, and a narrower model without them traces and steps for less CPU.
+NARROW = ("--ngf=4", "--ndf=4", "--norm=none")
+
+
 def command(workdir, data_dir, *extra: str) -> list[str]:
     """train.py in a process of its own (tests/forked.py), for the tests about processes (kills, a
     live second one); TensorFlow's graph optimizer off there (tests/process_fixtures.py)."""
@@ -108,7 +113,7 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(run_of_six, tmp_path, da
 @pytest.mark.slow
 def test_a_second_process_on_the_same_workdir_refuses(tmp_path, data_dir):
     workdir = tmp_path / "run"
-    first = start(command(workdir, data_dir, "--steps=100000", "--save_every=2"))
+    first = start(command(workdir, data_dir, *NARROW, "--steps=100000", "--save_every=2"))
     try:
         wait_for(lambda: latest_step(workdir) >= 2, first)
         # Paused while the second one runs: still live and holding the workdir, but not training
@@ -116,7 +121,7 @@ def test_a_second_process_on_the_same_workdir_refuses(tmp_path, data_dir):
         first.send_signal(signal.SIGSTOP)
         saving = workdir / "checkpoints" / "ckpt-99999999_temp"  # as a save of the live process in progress
         saving.mkdir()
-        second = run_program("train", *train_flags(workdir, data_dir, "--steps=100000"))
+        second = run_program("train", *train_flags(workdir, data_dir, *NARROW, "--steps=100000"))
         assert second.returncode == 1
         assert f"is in use by a training process (pid {first.pid}" in second.stderr
         assert "Traceback" not in second.stderr
@@ -382,7 +387,8 @@ def test_an_export_onto_a_full_disk_is_one_line_saying_what_was_published(tmp_pa
         disk = tmp_path / f"disk_{size}"
         disk.mkdir()
         mount(disk, "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
-        result = run_program("export", f"--workdir={run_of_six}", f"--export_dir={disk}", *flags)
+        # One check example (of 8): the checks write nothing; what fills the disk is the same.
+        result = run_program("export", f"--workdir={run_of_six}", f"--export_dir={disk}", "--check_examples=1", *flags)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
         assert errors and "No space left on device" in errors[0], result.stderr[-3000:]
@@ -393,7 +399,7 @@ def test_an_export_onto_a_full_disk_is_one_line_saying_what_was_published(tmp_pa
 @pytest.mark.slow
 def test_a_full_disk_while_saving_is_a_clear_error_and_keeps_the_previous_checkpoint(small_disk, data_dir):
     workdir = small_disk / "run"
-    process = start(command(workdir, data_dir, "--steps=100000", "--save_every=3", "--log_every=100000"))
+    process = start(command(workdir, data_dir, *NARROW, "--steps=100000", "--save_every=3", "--log_every=100000"))
     wait_for(lambda: latest_step(workdir) >= 3, process)
     fill(small_disk / "filler")
     stdout, stderr = process.communicate(timeout=300)
