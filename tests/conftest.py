@@ -156,12 +156,16 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
 
 def tiny_config(workdir, data_dir: str, *, model: dict | None = None, data: dict | None = None,
                 loss: dict | None = None, optim: dict | None = None, run: dict | None = None) -> cfg.TrainConfig:
-    """unet_128 with 8 base filters on 128x128 crops: the real architecture, at test cost."""
+    """unet_128 with 8 base filters on 128x128 crops: the real architecture, at test cost.
+
+    On the default strategy, which sets up its data and step for less than train.py's default
+    one-device MirroredStrategy and trains exactly the same
+    (test_distributed.py::test_one_mirrored_replica_trains_exactly_what_the_default_strategy_trains)."""
     base = cfg.TrainConfig(
         model=cfg.ModelConfig(generator="unet_128", ngf=8, ndf=8),
         data=cfg.DataConfig(dataset=TINY_DATASET, data_dir=data_dir, load_size=143, crop_size=128),
         optim=cfg.OptimConfig(steps=4),
-        run=cfg.RunConfig(workdir=str(workdir), seed=7, deterministic_ops=True, save_every=1000,
+        run=cfg.RunConfig(workdir=str(workdir), seed=7, deterministic_ops=True, strategy="default", save_every=1000,
                           sample_every=1000, eval_examples=2, progress=False),
     )
     return dataclasses.replace(

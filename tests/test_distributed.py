@@ -18,11 +18,13 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from process_fixtures import without_graph_optimizer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from pix2pix_tf.training.loop import train
+
 import forked
-from conftest import TINY_DATASET
+from conftest import TINY_DATASET, tiny_config
+from process_fixtures import without_graph_optimizer
 from programs import run_program
 from write_matrix import graph_optimizer_off
 
@@ -149,6 +151,24 @@ def test_only_the_chief_keeps_checkpoints(runs):
     assert f"checkpoint {workdir / 'checkpoints' / f'ckpt-{STEPS}'}," in chief_stdout, chief_stdout
     assert f"Done: step {STEPS}/{STEPS}, checkpoint kept by the chief worker," in other_stdout, other_stdout
     assert not [p for p in os.listdir(workdir) if p.startswith("tmp_worker")]  # temporary copies cleaned
+
+
+@pytest.mark.slow
+def test_one_mirrored_replica_trains_exactly_what_the_default_strategy_trains(tmp_path, data_dir, deterministic_ops):
+    """train.py's default, a MirroredStrategy over this machine's one device, computes the very
+    step the default strategy computes: the tests whose subject is not distribution train in
+    the test process with the default strategy (conftest.tiny_config), which sets up for less."""
+    trained = {}
+    for strategy in ("mirrored", "default"):
+        workdir = tmp_path / strategy
+        config = tiny_config(workdir, data_dir, optim=dict(steps=STEPS), run=dict(strategy=strategy, log_every=1))
+        trained[strategy] = train(config), losses_and_weights(workdir)
+    (mirrored, (mirrored_losses, mirrored_weights)), (default, (losses, weights)) = trained.values()
+    assert mirrored.losses == default.losses and mirrored.held_out_l1_end == default.held_out_l1_end
+    assert mirrored_losses == losses and all(len(values) == STEPS for values in losses.values())
+    assert mirrored_weights.keys() == weights.keys() and len(weights) > 20
+    for name, value in weights.items():
+        np.testing.assert_array_equal(mirrored_weights[name], value, err_msg=name)
 
 
 @pytest.mark.slow

@@ -18,7 +18,6 @@ import time
 
 import pytest
 import tensorflow as tf
-from process_fixtures import without_graph_optimizer
 
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.errors import ConfigError, DatasetError
@@ -26,6 +25,7 @@ from pix2pix_tf.training.loop import train
 
 import forked
 from conftest import TINY_DATASET, copied_run, tiny_config
+from process_fixtures import without_graph_optimizer
 from programs import run_program
 from write_matrix import graph_optimizer_off
 

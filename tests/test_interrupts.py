@@ -30,10 +30,10 @@ from typing import Callable, Optional, Union
 import numpy as np
 import pytest
 from PIL import Image
-from process_fixtures import without_graph_optimizer
 
 import forked
 from conftest import TINY_DATASET, copied_run
+from process_fixtures import without_graph_optimizer
 from programs import run_program
 from write_matrix import graph_optimizer_off
 
