@@ -248,10 +248,12 @@ def test_the_scan_keeps_webp_and_skips_tiff_and_big_files_by_content(mixed_folde
 
 
 def test_a_tiff_named_jpg_is_skipped_and_a_webp_named_png_is_trained_on(mixed_folder, data_dir, tmp_path):
+    """The run is also the "L1 only" variant that trains (test_training.py's variants): no D."""
     config = tiny_config(tmp_path, data_dir, data=dict(dataset=f"folder:{mixed_folder}"), optim=dict(steps=4),
-                         run=dict(eval_examples=0))
+                         loss=dict(gan_weight=0.0), run=dict(eval_examples=0))
     result = train(config)  # 4 steps: the 3 usable pairs, then a new epoch.
     assert result.step == 4 and all(np.isfinite(v) for v in result.losses.values())
+    assert set(result.losses) == {"g_l1", "g_total"}  # "L1 only" trains no D.
     assert json.loads((tmp_path / "config.json").read_text())["data"]["max_pixels"] == images.DEFAULT_MAX_PIXELS
 
 
