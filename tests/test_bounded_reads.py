@@ -62,18 +62,17 @@ def test_a_file_that_grows_after_it_was_measured_is_read_on_and_still_bounded(tm
         path.write_bytes(b"x" * 100)
 
 
-@pytest.mark.parametrize("program", [["-m", "pix2pix_tf.translate", "--output_dir=out", "in.png"], ["train.py"],
-                                     ["export.py"]])
+@pytest.mark.parametrize("program", [["translate", "--output_dir=out", "in.png"], ["train"], ["export"]])
 def test_an_absurd_max_pixels_is_one_error_line(tmp_path, program):
-    result = forked.run([sys.executable, *program, f"--workdir={tmp_path / 'run'}",
-                         "--max_pixels=99999999999999999999999"], cwd=forked.ROOT, timeout=120)
+    result = run_program(*program, f"--workdir={tmp_path / 'run'}", "--max_pixels=99999999999999999999999")
     assert error_lines(result) == [f"error: --max_pixels must be at most {MAX_PIXELS_LIMIT} (65536 x 65536, more "
                                    "than any image TensorFlow decodes), got 99999999999999999999999."]
     assert not (tmp_path / "run").exists()
 
 
 def translate(*flags: str) -> subprocess.CompletedProcess:
-    return forked.run([sys.executable, "-m", "pix2pix_tf.translate", "--noprogress", *flags], timeout=300)
+    """translate's main, in this process (tests/programs.py): what it reads, writes and says."""
+    return run_program("translate", "--noprogress", *flags)
 
 
 def test_translate_reads_at_a_cap_of_gigapixels_and_refuses_an_output_folder_under_a_file_first(
