@@ -401,7 +401,7 @@ def test_an_instance_norm_model_is_described_as_instance_norm_everywhere(tmp_pat
     """A generator with instance norm has no batch statistics to choose between: export's line,
     the model card, the export's record and evaluate's description say instance norm, for the
     checkpoint and for the SavedModel evaluated without its run. The run is also a variant that
-    trains (test_training.py::test_variants_train): a ResNet, a 1x1 PixelGAN, the cGAN loss
+    trains (the variants listed in test_training.py): a ResNet, a 1x1 PixelGAN, the cGAN loss
     alone, the default strategy."""
     from pix2pix_tf.training.loop import train
 
