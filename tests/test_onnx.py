@@ -41,17 +41,30 @@ def export(tmp_path_factory, data_dir) -> dict:
             "saved_model": shared["deterministic"], "folder": shared["onnx_folder"], "file": shared["onnx_file"]}
 
 
-def _reference(export: dict):
-    return tf.saved_model.load(export["saved_model"]).signatures["translate_float_deterministic"]
+@pytest.fixture(scope="module")
+def reference(export):
+    """The SavedModel's translate_float_deterministic, the signature the ONNX file was converted
+    from: loaded once for the tests that compare with it (they only call it; it writes no variable)."""
+    loaded = tf.saved_model.load(export["saved_model"])
+
+    def translate(images: tf.Tensor) -> dict:
+        return loaded.signatures["translate_float_deterministic"](images=images)  # `loaded` owns the variables.
+
+    return translate
 
 
-def _held_out(export: dict, count: int = 2) -> np.ndarray:
+@pytest.fixture(scope="module")
+def held_out(export) -> np.ndarray:
+    """The run's first two held-out inputs, read once for the tests that send them (they only
+    read them: a test that wrote into the array would fail, not change the others' input)."""
     from pix2pix_tf.config import TrainConfig
     from pix2pix_tf.data import pipeline
 
     config = TrainConfig.load(export["workdir"])
-    pairs = pipeline.held_out_pairs(pipeline.load_paired_dataset(config.data), config.data, 3, 3, limit=count)
-    return np.stack([a for a, _ in pairs.as_numpy_iterator()])
+    pairs = pipeline.held_out_pairs(pipeline.load_paired_dataset(config.data), config.data, 3, 3, limit=2)
+    images = np.stack([a for a, _ in pairs.as_numpy_iterator()])
+    images.setflags(write=False)
+    return images
 
 
 
@@ -65,8 +78,9 @@ def test_a_request_cap_between_the_square_and_the_wider_check_image_shortens_it(
     from conftest import tiny_config
 
     workdir, export_dir = tmp_path / "run", tmp_path / "export"
+    # No held-out evaluation in training: the export's checks read the held-out split themselves.
     train(tiny_config(workdir, data_dir, model={"generator": "resnet_6blocks"}, optim={"steps": 1},
-                      run={"eval_examples": 1}))
+                      run={"eval_examples": 0}))
     result = run_program("export", f"--workdir={workdir}", f"--export_dir={export_dir}", "--onnx",
                          "--tflite=", "--max_request_pixels=16500", "--warmup_batch_sizes=1", "--check_examples=2")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -75,7 +89,7 @@ def test_a_request_cap_between_the_square_and_the_wider_check_image_shortens_it(
     assert re.search(r"at 128x128, 132x124 +ok", result.stdout), result.stdout
 
 @pytest.mark.slow
-def test_export_publishes_a_checked_onnx_file_that_matches_the_saved_model_at_two_sizes(export):
+def test_export_publishes_a_checked_onnx_file_that_matches_the_saved_model_at_two_sizes(export, reference, held_out):
     assert sorted(os.listdir(export["folder"])) == ["MODEL_CARD.md", "report.json", "tiny.onnx"]
     report = json.load(open(os.path.join(export["folder"], "report.json")))
     assert report["ok"] and report["opset"] == 17 and report["max_abs_diff"] <= onnx_model.MAX_ABS_DIFF
@@ -90,8 +104,6 @@ def test_export_publishes_a_checked_onnx_file_that_matches_the_saved_model_at_tw
 
     # Round trip in a plain onnxruntime session: square, non-square, batch 2.
     session = ort.InferenceSession(export["file"], providers=["CPUExecutionProvider"])
-    reference = _reference(export)
-    held_out = _held_out(export)
     rng = np.random.default_rng(1)
     for batch in (held_out, rng.uniform(-1, 1, (2, 128, 256, 3)).astype(np.float32),
                   rng.uniform(-1, 1, (1, 256, 384, 3)).astype(np.float32)):
@@ -156,10 +168,10 @@ def test_a_mismatching_onnx_file_is_refused(export, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_translate_onnx_end_to_end(export, tmp_path):
+def test_translate_onnx_end_to_end(export, held_out, tmp_path):
     source = tmp_path / "in"
     source.mkdir()
-    for index, image in enumerate(_held_out(export)):
+    for index, image in enumerate(held_out):
         tf.io.write_file(str(source / f"{index}.png"), tf.io.encode_png(images.to_uint8(image)))
     tf.io.write_file(str(source / "wide.png"), tf.io.encode_png(np.full((100, 150, 3), 90, np.uint8)))
     outputs, stdout = {}, {}
@@ -210,15 +222,15 @@ def test_evaluate_onnx_gives_the_saved_models_metrics(export, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_serves_the_onnx_file(export):
+def test_demo_serves_the_onnx_file(export, reference, held_out):
     from pix2pix_tf.demo.model import LABELS, DemoConfig, load_demo_model
     from pix2pix_tf.inference.request import ModelRequest
 
     demo = load_demo_model(DemoConfig(ModelRequest.of(onnx=export["file"]), num_examples=0))
     assert demo.drawing.kind == LABELS and not demo.has_dropout and demo.image_size == 128  # From the file + run.
-    png = tf.io.encode_png(images.to_uint8(_held_out(export, 1)[0])).numpy()
+    png = tf.io.encode_png(images.to_uint8(held_out[0])).numpy()
     translation = demo.translate(png, "drawn.png", paper=True)
-    expected = _reference(export)(images=tf.constant(translation.model_input[None] / 127.5 - 1, tf.float32))
+    expected = reference(images=tf.constant(translation.model_input[None] / 127.5 - 1, tf.float32))
     assert "ONNX" in translation.model
     assert np.abs(translation.output.astype(int) - images.to_uint8(expected["output"][0]).numpy()).max() <= 1
     native = load_demo_model(DemoConfig(ModelRequest.of(onnx=export["file"], native_size=True), num_examples=0))
@@ -259,21 +271,20 @@ def test_onnx_mistakes_are_messages(export, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_docs_five_lines_run(export, tmp_path):
+def test_docs_five_lines_run(export, reference, held_out, tmp_path):
     text = open(os.path.join(ROOT, "docs", "onnx.md")).read()
     snippet = re.search(r"<!-- onnxruntime snippet:.*?-->\n```python\n(.*?)```", text, re.S)[1]
     assert len(snippet.strip().splitlines()) == 5
     place = tmp_path / "runs" / "quickstart" / "export" / "onnx" / "pix2pix" / "1"
     place.mkdir(parents=True)
     shutil.copy(export["file"], place / "pix2pix.onnx")
-    held_out = images.to_uint8(_held_out(export)).numpy()  # Two 128x128 inputs, tiled into one 256x256 picture.
-    picture = np.concatenate([np.concatenate([held_out[0], held_out[1]], 1), np.concatenate([held_out[1],
-                                                                                               held_out[0]], 1)], 0)
+    pixels = images.to_uint8(held_out).numpy()  # Two 128x128 inputs, tiled into one 256x256 picture.
+    picture = np.concatenate([np.concatenate([pixels[0], pixels[1]], 1), np.concatenate([pixels[1], pixels[0]], 1)], 0)
     tf.io.write_file(str(tmp_path / "input.png"), tf.io.encode_png(picture))
     result = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     got = tf.io.decode_png(tf.io.read_file(str(tmp_path / "output.png"))).numpy().astype(int)
-    expected = _reference(export)(images=tf.constant(picture[None] / 127.5 - 1, tf.float32))["output"]
+    expected = reference(images=tf.constant(picture[None] / 127.5 - 1, tf.float32))["output"]
     assert got.shape == (256, 256, 3)
     assert np.abs(got - images.to_uint8(expected[0]).numpy()).max() <= 1
