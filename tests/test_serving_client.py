@@ -10,6 +10,7 @@ HTTP, real gRPC and the real model.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import importlib.util
 import json
@@ -180,9 +181,23 @@ class FakeServing:
         return response
 
 
+# The stand-ins started in this process, by SavedModel: test_demo.py and test_deployment.py import
+# the `servers` fixture too, and a module fixture is set up once per module that has it, so each
+# module would load the SavedModel and start both servers again. They are read-only (every
+# request is answered by the same SavedModel, no state is kept between requests): started once
+# per test process and shared, stopped when the process exits.
+_STARTED: dict[str, dict] = {}
+
+
 @pytest.fixture(scope="module")
 def servers(export):
-    fake = FakeServing(export["deterministic"], "tiny")
+    if export["deterministic"] not in _STARTED:
+        _STARTED[export["deterministic"]] = _start_servers(export["deterministic"])
+    return _STARTED[export["deterministic"]]
+
+
+def _start_servers(saved_model: str) -> dict:
+    fake = FakeServing(saved_model, "tiny")
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's naming)
@@ -209,9 +224,13 @@ def servers(export):
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    yield {"rest": f"http://127.0.0.1:{http.server_address[1]}", "grpc": f"127.0.0.1:{port}", "fake": fake}
-    server.stop(0)
-    http.shutdown()
+
+    def stop() -> None:
+        server.stop(0)
+        http.shutdown()
+
+    atexit.register(stop)
+    return {"rest": f"http://127.0.0.1:{http.server_address[1]}", "grpc": f"127.0.0.1:{port}", "fake": fake}
 
 
 def test_rest_and_grpc_round_trips_give_the_signature_s_pictures(servers):
