@@ -13,8 +13,9 @@ process without this library starts a fresh interpreter.
 The programs define flags of the same names (--workdir, --output_dir, ...) in absl's one global
 registry, which refuses a second definition. So each program's own flags are registered only
 while it runs: the first run of a program imports its module with no other program's flags
-registered, and records the flags the module defined; a later run registers that program's
-flags again, in place of the last one's. Flags defined elsewhere (absl's, a shared declaration
+registered, and records the flags the module defined (or, for a program that defines them in a
+function its entry point calls, FLAG_DEFINERS, the flags that function defined); a later run
+registers that program's flags again, in place of the last one's. Flags defined elsewhere (absl's, a shared declaration
 module's) stay registered throughout.
 """
 
@@ -40,7 +41,11 @@ if ROOT not in sys.path:
 MODULES = {"train": "train", "export": "export", "translate": "pix2pix_tf.translate",
            "evaluate": "pix2pix_tf.evaluate", "demo": "pix2pix_tf.demo.__main__",
            "benchmark": "pix2pix_tf.benchmark.__main__",
-           "experiments.precision": "pix2pix_tf.experiments.precision"}
+           "experiments.precision": "pix2pix_tf.experiments.precision",
+           "experiments.paper": "pix2pix_tf.experiments.paper"}
+# Programs whose entry point defines their flags by calling this function, not on import (the
+# library imports the module too): the function is called once, where the import would have been.
+FLAG_DEFINERS = {"pix2pix_tf.experiments.paper": "define_flags"}
 FLAGS = flags.FLAGS
 _OWN_FLAGS: dict[str, dict[str, flags.Flag]] = {}  # module name -> the flags it defined, by name
 
@@ -52,9 +57,15 @@ def _register(module_name: str) -> None:
             for name, flag in _own_flags(other).items():
                 if name in FLAGS and FLAGS[name] is flag:
                     delattr(FLAGS, name)
-    if module_name not in sys.modules:
+    if module_name in FLAG_DEFINERS:
+        first = module_name not in _OWN_FLAGS
+    else:
+        first = module_name not in sys.modules
+    if first:
         before = set(FLAGS)
-        importlib.import_module(module_name)
+        module = importlib.import_module(module_name)
+        if module_name in FLAG_DEFINERS:
+            getattr(module, FLAG_DEFINERS[module_name])()
         _OWN_FLAGS[module_name] = {name: FLAGS[name] for name in set(FLAGS) - before}
         return
     module = sys.modules[module_name]
@@ -74,8 +85,11 @@ def load(program: str):
 
 def _own_flags(module_name: str) -> dict[str, flags.Flag]:
     """The flags `module_name` defined (known from its import, or from the registry where it
-    was imported outside this helper and so still has them registered)."""
+    was imported outside this helper and so still has them registered; none yet where its
+    function that defines them has not run here)."""
     if module_name not in _OWN_FLAGS:
+        if module_name in FLAG_DEFINERS:
+            return {}
         _OWN_FLAGS[module_name] = {f.name: f for f in FLAGS.get_flags_for_module(module_name)}
     return _OWN_FLAGS[module_name]
 

@@ -188,42 +188,11 @@ def test_a_step_count_below_one_is_refused_as_such(tmp_path):
             paper.reproduce(dataclasses.replace(paper.SETTINGS["tiny"], steps=steps), str(tmp_path / "paper"), ["l1"])
 
 
-PAPER_FLAGS = ("root", "setting", "variants", "steps", "seed", "data_dir", "segmenter_cache", "images_dir",
-               "report_only")  # What `paper.define_flags` defines.
-_paper_flags: dict = {}  # Those flags, once defined.
-
-
 def run_paper(*argv: str):
-    """`python -m pix2pix_tf.experiments.paper ARGV...` in this process, as `programs.run_program`
-    runs the other programs: what the program prints, writes and exits with is tested, not its
-    process (a process of its own would set up TensorFlow, Keras and the plots again).
-
-    Its flags are defined by `define_flags` (its `run`), not on import, and share names with
-    other programs' (--data_dir, --seed, --steps): while it runs they stand in absl's one
-    registry in place of flags of those names, which are put back afterwards."""
-    from absl import flags
-
-    registry = flags.FLAGS
-    programs.MODULES.setdefault("experiments.paper", paper.__name__)
-    displaced = {name: registry[name] for name in PAPER_FLAGS if name in registry}
-    for name in displaced:
-        delattr(registry, name)
-    try:
-        if not _paper_flags:
-            before = set(registry)
-            paper.define_flags()
-            assert set(registry) - before == set(PAPER_FLAGS), set(registry) - before
-            _paper_flags.update({name: registry[name] for name in PAPER_FLAGS})
-        else:
-            for name, flag in _paper_flags.items():
-                registry[name] = flag
-        return programs.run_program("experiments.paper", *argv)
-    finally:
-        for name in PAPER_FLAGS:
-            if name in registry:
-                delattr(registry, name)
-        for name, flag in displaced.items():
-            registry[name] = flag
+    """`python -m pix2pix_tf.experiments.paper ARGV...` in this process (tests/programs.py): what
+    the program prints, writes and exits with is tested, not its process (a process of its own
+    would set up TensorFlow, Keras and the plots again)."""
+    return programs.run_program("experiments.paper", *argv)
 
 
 @pytest.mark.slow
