@@ -158,12 +158,13 @@ def test_one_mirrored_replica_trains_exactly_what_the_default_strategy_trains(tm
     """train.py's default, a MirroredStrategy over this machine's one device, computes the very
     step the default strategy computes: the tests whose subject is not distribution train in
     the test process with the default strategy (conftest.tiny_config), which sets up for less."""
-    trained = {}
-    for strategy in ("mirrored", "default"):
+    def trained(strategy: str):
         workdir = tmp_path / strategy
         config = tiny_config(workdir, data_dir, optim=dict(steps=STEPS), run=dict(strategy=strategy, log_every=1))
-        trained[strategy] = train(config), losses_and_weights(workdir)
-    (mirrored, (mirrored_losses, mirrored_weights)), (default, (losses, weights)) = trained.values()
+        return (train(config), *losses_and_weights(workdir))
+
+    mirrored, mirrored_losses, mirrored_weights = trained("mirrored")
+    default, losses, weights = trained("default")
     assert mirrored.losses == default.losses and mirrored.held_out_l1_end == default.held_out_l1_end
     assert mirrored_losses == losses and all(len(values) == STEPS for values in losses.values())
     assert mirrored_weights.keys() == weights.keys() and len(weights) > 20

@@ -6,6 +6,7 @@ folder dataset; the tile-consistency of the padded translation; TFLite's fixed s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -173,14 +174,7 @@ def runs(tmp_path_factory) -> dict:
 def loaded(runs):
     """`load_generator` of a run (generator, config, checkpoint), loaded once for the tests that
     compare with it: they only call the generator (`generate` writes none of its state)."""
-    cache = {}
-
-    def load(name: str):
-        if name not in cache:
-            cache[name] = load_generator(runs[name])
-        return cache[name]
-
-    return load
+    return functools.cache(lambda name: load_generator(runs[name]))
 
 
 @pytest.mark.parametrize("run_name", ["none", "scale_width"])
