@@ -279,6 +279,9 @@ def train_segmenter(pairs: tf.data.Dataset, num_classes: int, steps: int, batch_
     stream = tf.data.Dataset.range(2**62).flat_map(epoch).enumerate().map(flip).batch(batch_size).prefetch(2)
     model.compile(optimizer=keras.optimizers.Adam(2e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Adam's moments exist before fit: created lazily in fit's first step, they would make
+    # tf.function trace that step a second time.
+    model.optimizer.build(model.trainable_variables)
     model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)  # The stream is shuffled.
     return model
 
