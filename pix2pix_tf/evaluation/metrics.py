@@ -306,7 +306,7 @@ def keras_features(model, image_size: Optional[int] = None) -> FeatureFn:
     small random one, FID proper uses Inception-v3 (`inception_features`)."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # Its branches test static shapes and settings.
     def run(images: tf.Tensor) -> tf.Tensor:
         if image_size is not None:
             images = tf.image.resize(images, [image_size, image_size], method="bilinear")

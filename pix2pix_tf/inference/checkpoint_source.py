@@ -46,7 +46,9 @@ def open_checkpoint(source: ModelSource, mode: InferenceMode, *, seed: Optional[
     multiple = model.size_multiple
     generator, _, source.checkpoint = load_generator(source.path, source.requested_checkpoint, source.train)
 
-    @tf.function(reduce_retracing=True)
+    # autograph=False: `generate` branches on settings, never on tensors; AutoGraph's rewrite of
+    # it would only add to every program's start.
+    @tf.function(reduce_retracing=True, autograph=False)
     def run(images: tf.Tensor, seed_pair: tf.Tensor) -> tf.Tensor:
         return generate.generate(generator, images, mode, seed_pair if seed is not None else None)
 
