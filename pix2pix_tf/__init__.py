@@ -14,8 +14,8 @@ inside functions too):
 | layer      | groups                                                            | part    |
 |------------|-------------------------------------------------------------------|---------|
 | foundation | errors, catalogue, config_checks, config, images, image_header,   | all     |
-|            | writing, regular_files, workdir, progress, cli, native_logs,      |         |
-|            | checkpoint_reading                                                |         |
+|            | image_files, writing, regular_files, workdir, progress, cli,      |         |
+|            | native_logs, checkpoint_reading                                   |         |
 | model      | networks, data                                                    | all     |
 | runtime    | inference, serving                                                | runtime |
 | training   | training                                                          | trainer |
@@ -28,8 +28,8 @@ __version__ = "0.1.0"
 
 # (layer, its groups): a group is a module or subpackage of pix2pix_tf, or a script beside it.
 LAYERS = (
-    ("foundation", ("errors", "catalogue", "config_checks", "config", "images", "image_header", "writing",
-                    "regular_files", "workdir", "progress", "cli", "native_logs", "checkpoint_reading")),
+    ("foundation", ("errors", "catalogue", "config_checks", "config", "images", "image_header", "image_files",
+                    "writing", "regular_files", "workdir", "progress", "cli", "native_logs", "checkpoint_reading")),
     ("model", ("networks", "data")),
     ("runtime", ("inference", "serving")),
     ("training", ("training",)),

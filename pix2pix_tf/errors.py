@@ -1,6 +1,7 @@
 """Errors that reach the user as a clear message instead of a traceback."""
 
 import errno
+import os
 import re
 import signal
 
@@ -28,6 +29,26 @@ def tensorflow_message(text: str) -> str:
         if line.strip() and not line[0].isspace() and not _GRAPH_NOISE.fullmatch(line.strip()):
             return _MESSAGE_PREFIX.sub("", line.strip(), count=1)
     return text.strip()
+
+
+def op_message(error: Exception) -> str:
+    """TensorFlow's error text without its `{{function_node ...}}` and `[Op:...]` wrapping, nor a
+    graph's lines about where it ran (`tensorflow_message`)."""
+    text = (getattr(error, "message", None) or str(error)).strip()
+    if text.startswith("{{") and "}}" in text:
+        text = text[text.index("}}") + 2:].strip()
+    text = tensorflow_message(text) if text else type(error).__name__
+    return text.split(" [Op:")[0].strip()
+
+
+def op_reason(error: Exception) -> str:
+    """An OSError's or TensorFlow error's reason in one line: TensorFlow's file errors read
+    "<its own temporary file>; <reason>", and the reason is what one acts on."""
+    if isinstance(error, OSError):
+        return f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+    message = op_message(error)
+    path, separator, reason = message.rpartition("; ")
+    return reason if separator and path.startswith(os.sep) else message
 
 
 class Pix2pixError(Exception):

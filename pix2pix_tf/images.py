@@ -15,10 +15,11 @@ decodes to the same pixels.
   its frames, because TensorFlow's GIF decoder holds every frame whatever it returns.
 - Reads are bounded before they cost memory or time: a file is opened only if it is a regular
   file (a FIFO would block, a device never ends), its first bytes must name a supported
-  format, and it is read only up to `max_file_bytes(max_pixels)` (the most an image within
-  the cap can need, uncompressed, plus its metadata); the GIF block walk stops after
-  `GIF_MAX_BLOCKS` blocks and sub-blocks. A request of several images is capped as a whole
-  (`limit_request`), so that many images each under the cap cannot add up past it.
+  format, and it is read only up to `max_file_bytes(max_pixels)`, the most an image within
+  the cap can need, uncompressed, plus its metadata (`image_files`, which reads files with
+  this module's checks); the GIF block walk stops after `GIF_MAX_BLOCKS` blocks and
+  sub-blocks. A request of several images is capped as a whole (`limit_request`), so that
+  many images each under the cap cannot add up past it.
 - EXIF orientation is ignored, as TensorFlow's decoders ignore it: the stored pixels are the
   image, in training and at inference alike (a photo a camera tagged "rotate 90" is
   translated as stored, not as a viewer shows it).
@@ -32,16 +33,15 @@ files and inside a SavedModel signature.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Callable, Optional, Union
 
 import numpy as np
 import tensorflow as tf
 
-from pix2pix_tf import image_header, regular_files
+from pix2pix_tf import image_header
 from pix2pix_tf.config import DEFAULT_MAX_PIXELS  # The policy's cap, stated where TensorFlow-free code reads it.
-from pix2pix_tf.errors import ConfigError, Pix2pixError, one_line, tensorflow_message
-from pix2pix_tf.image_header import FORMATS, GIF_MAX_BLOCKS, GIF_TOO_LONG, HEAD, OS2_BMP, format_of, parse
+from pix2pix_tf.errors import ConfigError, Pix2pixError, one_line, op_message
+from pix2pix_tf.image_header import FORMATS, GIF_MAX_BLOCKS, GIF_TOO_LONG, OS2_BMP, format_of, parse
 
 FORMATS_TEXT = "JPEG, PNG, GIF, BMP or WebP"
 
@@ -51,11 +51,6 @@ TOO_LARGE = "over the pixel limit (--max_pixels)"
 NOT_A_FILE = "not a regular file"
 _OK, _UNREADABLE, _TOO_LARGE = 0, 1, 2
 _REASONS = {_UNREADABLE: UNREADABLE, _TOO_LARGE: TOO_LARGE}
-
-# The most bytes per pixel an encoding stores: 16-bit RGBA PNG without compression.
-_BYTES_PER_PIXEL = 8
-# Bytes a file may hold beside its pixels: EXIF, ICC profiles, comments, palettes, thumbnails.
-_METADATA_BYTES = 16 * 2**20
 Name = Union[None, str, tf.Tensor]
 
 
@@ -301,7 +296,7 @@ def encode_pngs(images: tf.Tensor) -> tf.Tensor:
     return tf.map_fn(tf.io.encode_png, to_uint8(images), fn_output_signature=tf.TensorSpec([], tf.string))
 
 
-# ----------------------------------------------------------------------------- files (eager)
+# ----------------------------------------------------------------------------- bytes (eager)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,77 +361,3 @@ def decode_bytes(data: bytes, max_pixels: int, path: Optional[str] = None,
         raise ImageError(path, f"{header.format} data that cannot be decoded, truncated or corrupt "
                          f"({op_message(e)})") from None
     return Decoded(header.format, pixels, header.components or pixels.shape[-1])
-
-
-def max_file_bytes(max_pixels: int) -> int:
-    """The most bytes read from one image file or archive member within `max_pixels`: the
-    pixels at the largest encoding (uncompressed 16-bit RGBA) plus room for metadata. A file
-    that is larger cannot be an image within the cap, whatever it claims."""
-    return _BYTES_PER_PIXEL * int(max_pixels) + _METADATA_BYTES
-
-
-def oversize(size: int, max_pixels: int) -> Optional[str]:
-    """Why `size` bytes cannot be an image within `max_pixels` (over `max_file_bytes`); None if it can."""
-    limit = max_file_bytes(max_pixels)
-    if size <= limit:
-        return None
-    return (f"{size} bytes, more than an image of at most {pixel_amount(int(max_pixels), max_pixels)} can need "
-            f"({limit} bytes; --max_pixels)")
-
-
-def _check_size(size: int, max_pixels: int, path: str) -> None:
-    problem = oversize(size, max_pixels)
-    if problem:
-        raise ImageError(path, problem, TOO_LARGE)
-
-
-def read_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
-    """The bytes of the image file `path`, read bounded: ImageError (naming it) for something
-    that is not a regular file (after links; opened without blocking, so a FIFO cannot hang
-    the reader), whose first bytes are no supported format, or that is larger than
-    `max_file_bytes`; the rest of the file is read only after those checks, and costs the
-    memory of what it holds, whatever the cap (`regular_files.read_bounded`)."""
-    try:
-        with regular_files.opened_regular(path) as (f, size):
-            head = f.read(HEAD)
-            if not int(format_of(tf.constant(head, tf.string))):
-                read_header(head, max_pixels, path)  # Raises: empty, or the first bytes named.
-            _check_size(size, max_pixels, path)
-            data = head + regular_files.read_bounded(f, size, max_file_bytes(max_pixels), len(head))
-    except regular_files.NotARegularFile as e:
-        raise ImageError(path, f"{e.kind}, not a regular file", NOT_A_FILE) from None
-    except OSError as e:
-        raise ImageError(path, f"cannot be read ({e.strerror or e})") from None
-    _check_size(len(data), max_pixels, path)  # Grown since it was measured.
-    return data
-
-
-def read_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The uint8 HxWxC pixels (the image's own channels) of an image file, or ImageError naming it."""
-    return decode_bytes(read_file(path, max_pixels), max_pixels, path).pixels
-
-
-def check_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
-    """(width, height) of an image file that training can use, or ImageError naming it and why."""
-    pixels = read_image_file(path, max_pixels)
-    return int(pixels.shape[1]), int(pixels.shape[0])
-
-
-def op_message(error: Exception) -> str:
-    """TensorFlow's error text without its `{{function_node ...}}` and `[Op:...]` wrapping, nor a
-    graph's lines about where it ran (`errors.tensorflow_message`)."""
-    text = (getattr(error, "message", None) or str(error)).strip()
-    if text.startswith("{{") and "}}" in text:
-        text = text[text.index("}}") + 2:].strip()
-    text = tensorflow_message(text) if text else type(error).__name__
-    return text.split(" [Op:")[0].strip()
-
-
-def op_reason(error: Exception) -> str:
-    """An OSError's or TensorFlow error's reason in one line: TensorFlow's file errors read
-    "<its own temporary file>; <reason>", and the reason is what one acts on."""
-    if isinstance(error, OSError):
-        return f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
-    message = op_message(error)
-    path, separator, reason = message.rpartition("; ")
-    return reason if separator and path.startswith(os.sep) else message

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf import images, regular_files
+from pix2pix_tf import image_files, images, regular_files
 from pix2pix_tf.config_checks import MAX_PIXELS_LIMIT
 
 import forked
@@ -36,10 +36,10 @@ def write_png(path, side: int = 256) -> str:
 def test_reading_an_image_costs_its_size_whatever_the_cap(tmp_path, max_pixels):
     path = write_png(tmp_path / "noise.png")
     size = os.path.getsize(path)
-    images.read_file(path)  # TensorFlow's first call allocates once; what follows is the read.
+    image_files.read_file(path)  # TensorFlow's first call allocates once; what follows is the read.
     tracemalloc.start()
     try:
-        data = images.read_file(path, max_pixels)
+        data = image_files.read_file(path, max_pixels)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -48,7 +48,7 @@ def test_reading_an_image_costs_its_size_whatever_the_cap(tmp_path, max_pixels):
     # allocated 150 MB per read before.
     assert peak < 3 * size + 64 * 2**10, (peak, size)
     if max_pixels <= MAX_PIXELS_LIMIT:  # The folder scan's reader, which decodes within the cap too.
-        assert images.check_image_file(path, max_pixels) == (256, 256)
+        assert image_files.check_image_file(path, max_pixels) == (256, 256)
 
 
 def test_a_file_that_grows_after_it_was_measured_is_read_on_and_still_bounded(tmp_path):

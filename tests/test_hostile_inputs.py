@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pix2pix_tf import image_header, images
+from pix2pix_tf import image_files, image_header, images
 from pix2pix_tf.inference import artifacts
 
 import forked
@@ -465,7 +465,7 @@ def test_exif_orientation_is_ignored_in_training_and_inference(saved_model, tmp_
     assert in_graph.shape == (64, 64, 3) and in_graph[:, :32].mean() > 0.5 and in_graph[:, 32:].mean() < -0.5
     path = tmp_path / "tagged.jpg"
     path.write_bytes(data)
-    assert images.read_image_file(str(path), MAX_PIXELS).shape == (32, 64, 3)
+    assert image_files.read_image_file(str(path), MAX_PIXELS).shape == (32, 64, 3)
 
 
 def _post_file(url: str, name: str, data: bytes) -> tuple[int, str]:
@@ -566,7 +566,8 @@ def test_demo_server_caps_uploads_and_removes_them_on_exit(saved_model, tmp_path
             except OSError:
                 assert time.monotonic() < deadline, "the demo did not answer within 180 s"
                 time.sleep(0.5)
-        status, text = _post_file(url + "gradio_api/upload", "big.png", b"\0" * (images.max_file_bytes(MAX_PIXELS) + 1))
+        too_big = b"\0" * (image_files.max_file_bytes(MAX_PIXELS) + 1)
+        status, text = _post_file(url + "gradio_api/upload", "big.png", too_big)
         assert status == 413 and "maximum allowed size" in text, (status, text[:300])
         (run_dir,) = temp.glob("pix2pix_demo_*")
         kept_before = {p: p.stat().st_size for p in (run_dir / "uploads").rglob("*") if p.is_file()}  # The page's own.

@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from pix2pix_tf import images
+from pix2pix_tf import image_files, images
 from pix2pix_tf.config import DataConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.errors import ConfigError, DatasetError
@@ -164,14 +164,14 @@ def test_an_animated_gif_counts_the_pixels_of_every_frame():
 def test_the_format_is_read_from_the_content_not_the_name(tmp_path):
     tiff = write(tmp_path / "photo.jpg", encoded(noise(8, 16), "TIFF"))
     with pytest.raises(images.ImageError, match="photo.jpg: not JPEG, PNG, GIF, BMP or WebP data") as error:
-        images.read_image_file(tiff)
+        image_files.read_image_file(tiff)
     assert error.value.reason == images.UNREADABLE
     pixels = noise(8, 16)
     webp = write(tmp_path / "photo.png", encoded(pixels, "WEBP", lossless=True))
-    np.testing.assert_array_equal(images.read_image_file(webp), pixels)
+    np.testing.assert_array_equal(image_files.read_image_file(webp), pixels)
     for bad, message in ((b"", "empty"), (b"hello, world", "first bytes: 68 65 6c 6c")):
         with pytest.raises(images.ImageError, match=message):
-            images.read_image_file(write(tmp_path / "bad.png", bad))
+            image_files.read_image_file(write(tmp_path / "bad.png", bad))
 
 
 def header_bombs() -> dict[str, bytes]:
@@ -195,7 +195,7 @@ def test_the_pixel_cap_is_read_from_the_header_before_decoding(tmp_path, fmt):
     message (not a decode error) shows that the refusal came from the header."""
     path = write(tmp_path / "big.png", header_bombs()[fmt])
     with pytest.raises(images.ImageError) as error:
-        images.read_image_file(path)
+        image_files.read_image_file(path)
     assert str(error.value) == f"{path}: {BIG_MESSAGE}" and error.value.reason == images.TOO_LARGE
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"big\.png: 12000x12000 \(144\.0 megapixels\)"):
         NAMED_DECODE_IN_GRAPH(tf.constant(header_bombs()[fmt]))

@@ -6,7 +6,7 @@ works on a machine without a network. The uploaded file reaches `DemoModel.trans
 bytes the user chose (a `File` component, not an `Image` one, which would decode it with PIL
 first), so the image policy alone decides what is an image and its message appears in the
 page's status box; a user's bad file is not a server error and leaves no traceback. An upload
-larger than any image within the pixel cap can be (`images.max_file_bytes`) is refused by the
+larger than any image within the pixel cap can be (`image_files.max_file_bytes`) is refused by the
 server while it arrives, and so is any request over that and 1 MiB, or one that names a file by URL
 (`guard`).
 """
@@ -23,7 +23,7 @@ import numpy as np
 from absl import logging
 from starlette.middleware import Middleware
 
-from pix2pix_tf import cli, images
+from pix2pix_tf import cli, image_files, images
 from pix2pix_tf.demo.guard import RequestGuard, max_request_bytes
 from pix2pix_tf.demo.model import LABELS, DemoConfig, DemoModel, Drawing
 from pix2pix_tf.errors import ConfigError, Pix2pixError
@@ -58,7 +58,7 @@ def answer(model: DemoModel, path: Optional[str], name: Optional[str], paper: bo
 def _read(path: str, name: str, max_pixels: int) -> bytes:
     """The upload's bytes, read as the image policy reads a file (bounded; refusals name `name`)."""
     try:
-        return images.read_file(path, max_pixels)
+        return image_files.read_file(path, max_pixels)
     except images.ImageError as e:
         raise images.ImageError(name, e.problem, e.reason) from None
 
@@ -153,7 +153,7 @@ def serve(model: DemoModel, config: DemoConfig, allowed_paths: tuple[str, ...] =
         _, url, _ = page.launch(server_name=config.host, server_port=config.port, share=False, ssr_mode=False,
                                 theme=THEME, css=CSS, allowed_paths=list(allowed_paths), quiet=True,
                                 prevent_thread_lock=True, show_error=False, mcp_server=False, pwa=False,
-                                enable_monitoring=False, max_file_size=images.max_file_bytes(model.max_pixels),
+                                enable_monitoring=False, max_file_size=image_files.max_file_bytes(model.max_pixels),
                                 app_kwargs={"middleware": [Middleware(RequestGuard,
                                                                       max_bytes=max_request_bytes(model.max_pixels))]})
     except OSError as e:  # Taken since check_address.

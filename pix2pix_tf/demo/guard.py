@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.formparsers import MultiPartException
 
-from pix2pix_tf import images
+from pix2pix_tf import image_files
 
 _URL_PREFIXES = ("http://", "https://")  # What Gradio downloads (client_utils.is_http_url_like).
 
@@ -22,7 +22,7 @@ _URL_PREFIXES = ("http://", "https://")  # What Gradio downloads (client_utils.i
 def max_request_bytes(max_pixels: int) -> int:
     """The largest request body the demo reads: one upload of the largest file an image within the
     cap can be, with room for the multipart form around it."""
-    return images.max_file_bytes(max_pixels) + 2**20
+    return image_files.max_file_bytes(max_pixels) + 2**20
 
 
 class BodyTooLarge(MultiPartException):

@@ -24,7 +24,7 @@ from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.sources import shapes
 from pix2pix_tf.demo import serving
-from pix2pix_tf.errors import ConfigError, DatasetError, InferenceError
+from pix2pix_tf.errors import ConfigError, DatasetError, InferenceError, op_message
 from pix2pix_tf.inference.mode import DETERMINISTIC, PAPER, InferenceMode
 from pix2pix_tf.inference.request import ModelRequest
 from pix2pix_tf.inference.translator import Translator
@@ -131,7 +131,7 @@ class DemoModel:
         except images.ImageError as e:  # Native size: its padded size is over the cap.
             raise InferenceError(e.problem) from None
         except tf.errors.OpError as e:  # The model refused the image (e.g. a size it cannot take).
-            raise InferenceError(f"the model cannot translate it: {images.op_message(e)}") from None
+            raise InferenceError(f"the model cannot translate it: {op_message(e)}") from None
         if not np.isfinite(output).all():
             raise InferenceError("the model produced NaN/Inf")
         return Translation(images.to_uint8(prepared).numpy(), images.to_uint8(output[0]).numpy(),

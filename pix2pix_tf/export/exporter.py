@@ -25,7 +25,7 @@ from absl import logging
 
 from pix2pix_tf.cli import user_message
 from pix2pix_tf.config import TrainConfig
-from pix2pix_tf.errors import ConfigError, Interrupted, Pix2pixError
+from pix2pix_tf.errors import ConfigError, Interrupted, Pix2pixError, op_reason
 from pix2pix_tf.evaluation.metrics import pooled_psnr
 from pix2pix_tf.export import model_card, versions
 from pix2pix_tf.export.config import ExportConfig, ExportError, TrainingInputs
@@ -34,7 +34,6 @@ from pix2pix_tf.export.measure import benchmark
 from pix2pix_tf.export.registry import TARGETS
 from pix2pix_tf.export.target import Benchmark, Job, Options, Published, Run, Target
 from pix2pix_tf.export.tflite import PSNR_FLOORS, VariantReport, check_variant
-from pix2pix_tf.images import op_reason
 from pix2pix_tf.inference import checkpoint_source, generate
 from pix2pix_tf.workdir import Workdir
 

@@ -3,7 +3,7 @@
 `translate_files(TranslateConfig(...))` finds the images, decides every output name before
 anything is translated (`plan_outputs`), opens the model its `ModelRequest` names and writes
 one PNG per image. Images are prepared exactly as the SavedModel's serving signature
-prepares encoded bytes (`images.preprocess`), after the same checks (`images.read_image_file`:
+prepares encoded bytes (`images.preprocess`), after the same checks (`image_files.read_image_file`:
 the format by content, the pixel cap from the header).
 
 Output names (docs/serving.md, "Translating files"): an input keeps its path relative to the
@@ -31,8 +31,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pix2pix_tf import images, writing
-from pix2pix_tf.errors import ConfigError, InferenceError, Interrupted
+from pix2pix_tf import image_files, images, writing
+from pix2pix_tf.errors import ConfigError, InferenceError, Interrupted, op_message
 from pix2pix_tf.inference.request import ModelRequest
 from pix2pix_tf.inference.translator import Translator
 from pix2pix_tf.progress import Progress
@@ -253,7 +253,7 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
             except InferenceError as e:
                 result.failed.append((path, str(e)))
             except tf.errors.OpError as e:
-                result.failed.append((path, images.op_message(e)))
+                result.failed.append((path, op_message(e)))
             except writing.UnsafeDestinationError as e:
                 result.failed.append((path, str(e)))
             except OSError as e:  # The output could not be written: nothing is left under its name.
@@ -268,7 +268,7 @@ def translate_files(config: TranslateConfig) -> TranslateResult:
 
 def _translate_one(translator: Translator, config: TranslateConfig, direction: Optional[str], path: str,
                    destination: str, index: int) -> None:
-    image = images.read_image_file(path, config.model.pixel_cap)
+    image = image_files.read_image_file(path, config.model.pixel_cap)
     target = None
     if config.paired:
         image, target = split_pair(image, direction)

@@ -45,8 +45,7 @@ from pix2pix_tf.checkpoint_reading import (
     files_of,
     restore_newest_readable,
 )
-from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.images import op_reason
+from pix2pix_tf.errors import ConfigError, op_reason
 from pix2pix_tf.workdir import Workdir
 
 

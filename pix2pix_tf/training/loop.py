@@ -28,8 +28,15 @@ from pix2pix_tf.checkpoint_reading import CheckpointError, checkpoint_files
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
-from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, OutputLost, stop_signals
-from pix2pix_tf.images import op_message
+from pix2pix_tf.errors import (
+    ConfigError,
+    DatasetError,
+    Interrupted,
+    NonFiniteLossError,
+    OutputLost,
+    op_message,
+    stop_signals,
+)
 from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import precision, resume_rules, summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock

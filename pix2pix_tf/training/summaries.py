@@ -12,8 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from pix2pix_tf import writing
-from pix2pix_tf.errors import Pix2pixError
-from pix2pix_tf.images import op_message
+from pix2pix_tf.errors import Pix2pixError, op_message
 
 COLUMNS = ("input", "target", "output")
 PAD_GREY = 128  # Around held-out images smaller than their row or column in a grid: neither black nor white.

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from pix2pix_tf import images
+from pix2pix_tf import image_files, images
 from pix2pix_tf.errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 
 MAX_LISTED = 5  # files named in a warning or an error
 REENCODE_QUALITY = 95
-MAX_MEMBER_BYTES = images.max_file_bytes(images.DEFAULT_MAX_PIXELS)  # Larger members are not read.
+MAX_MEMBER_BYTES = image_files.max_file_bytes(images.DEFAULT_MAX_PIXELS)  # Larger members are not read.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +88,7 @@ def iter_archive(
     """Stream the tar: yield (index, member name, member, data) for every member.
 
     `data` is read only for regular-file members whose name `wanted` accepts and whose size
-    is within `images.max_file_bytes` (a stream can only be read in order, so it is read
+    is within `image_files.max_file_bytes` (a stream can only be read in order, so it is read
     here; a larger member is passed over unread). Stops after member number `stop_after`. A
     damaged or truncated archive raises `DatasetError` instead of a tarfile/zlib traceback.
     """
@@ -260,7 +260,7 @@ def split_examples(archive: Archive, split: str, last_member: int) -> Iterator[t
             if member.islnk() or member.issym():
                 raise Skip(LINK, f"-> {member.linkname}")
             if member.isfile() and member.size > MAX_MEMBER_BYTES:
-                raise Skip(TOO_LARGE, images.oversize(member.size, images.DEFAULT_MAX_PIXELS))
+                raise Skip(TOO_LARGE, image_files.oversize(member.size, images.DEFAULT_MAX_PIXELS))
             if not member.isfile():  # Named like an image, but not a file.
                 raise Skip(NOT_A_FILE, _member_kind(member))
             if key in keys:

@@ -16,7 +16,7 @@ middle of it. The policy (documented in docs/datasets.md):
 - a file that is not a supported image by its content (a TIFF named .jpg, a text file), or
   that does not decode fully (corrupt, truncated), is skipped;
 - an image over the pixel cap (`--max_pixels`, read from its header), or a file larger than
-  any image within it can be (`images.max_file_bytes`, refused before it is read), is skipped;
+  any image within it can be (`image_files.max_file_bytes`, refused before it is read), is skipped;
 - an entry that is not a regular file (a FIFO, a device, a socket, a broken link; links are
   followed) is skipped: it is opened without blocking and never read;
 - with `--preprocess=scale_width*` (which keep the aspect ratio), an image whose input would
@@ -44,7 +44,7 @@ from typing import Callable, Collection, Optional
 
 from absl import logging
 
-from pix2pix_tf import images
+from pix2pix_tf import image_files, images
 from pix2pix_tf.errors import DatasetError, one_line
 
 SPLITS = ("train", "val", "test")
@@ -80,7 +80,7 @@ class FolderScan:
 
 def _files_in(directory: str) -> list[str]:
     """Every non-hidden entry of `directory` but its folders: what is an image is decided by
-    its content, and a FIFO, device or broken link is skipped and reported (`images.read_file`)."""
+    its content, and a FIFO, device or broken link is skipped and reported (`image_files.read_file`)."""
     return sorted(path for name in os.listdir(directory) if not name.startswith(".")
                   and not os.path.isdir(path := os.path.join(directory, name)))
 
@@ -124,7 +124,7 @@ def _check_all(paths: list[str], max_pixels: int, need_double_width: bool, scan:
     `scaled_problem` is asked about the input's size: an aligned image's half."""
     def check(path: str) -> tuple[Optional[tuple[int, int]], Optional[images.ImageError]]:
         try:
-            return images.check_image_file(path, max_pixels), None
+            return image_files.check_image_file(path, max_pixels), None
         except images.ImageError as e:
             return None, e
 
