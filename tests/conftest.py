@@ -25,6 +25,8 @@ import pytest  # noqa: E402
 
 from pix2pix_tf import config as cfg  # noqa: E402
 
+from process_fixtures import graph_optimizer  # noqa: E402
+
 TINY_DATASET = "shapes/64"
 T = TypeVar("T")
 
@@ -69,6 +71,21 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]):
     yield
     gc.collect()
     gc.freeze()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def graph_optimizer_off() -> Iterator[None]:
+    """TensorFlow's graph optimizer off in this test process (tests/process_fixtures.py): set up
+    before any other fixture, the runs and exports shared between files included."""
+    with graph_optimizer(on=False):
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def graph_optimizer_where_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On for the modules marked `graph_optimizer`, before their other fixtures."""
+    with graph_optimizer(on=request.node.get_closest_marker("graph_optimizer") is not None):
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -73,9 +73,9 @@ class _Zygote:
         self.process.wait(timeout=60)
         self.socket.close()
 
-    def fork(self, argv: list[str], cwd: str, env: dict[str, str], fds: list[int]) -> int:
+    def fork(self, request: dict, fds: list[int]) -> int:
         with self.lock:  # The zygote answers requests in order.
-            socket.send_fds(self.socket, [json.dumps({"argv": argv, "cwd": cwd, "env": env}).encode()], fds)
+            socket.send_fds(self.socket, [json.dumps(request).encode()], fds)
             return self.started.get(timeout=60)
 
     def end_of(self, pid: int) -> tuple[threading.Event, list[int]]:
@@ -107,7 +107,10 @@ class Popen:
     """`subprocess.Popen` for a `python` command, forked from the zygote (the parts tests use)."""
 
     def __init__(self, args: list[str], *, cwd: Optional[str] = None, env: Optional[dict] = None,
-                 stdin: Stream = DEVNULL, stdout: Stream = None, stderr: Stream = None, text: bool = False):
+                 stdin: Stream = DEVNULL, stdout: Stream = None, stderr: Stream = None, text: bool = False,
+                 prelude: str = ""):
+        """`prelude`: Python the child runs before the command (`nohup`'s ignoring of SIGHUP, or
+        `process_fixtures.GRAPH_OPTIMIZER_OFF`)."""
         if args[0] != sys.executable or len(args) < 2:
             raise ValueError(f"not a command of this Python: {args[:2]}")
         env = dict(os.environ if env is None else env)
@@ -131,7 +134,8 @@ class Popen:
             else:
                 theirs.append(index if stream is None else (stream if isinstance(stream, int) else stream.fileno()))
         self._zygote = _zygote_for(env)
-        self.pid = self._zygote.fork(list(args[1:]), os.path.abspath(cwd or os.getcwd()), env, theirs)
+        request = {"argv": list(args[1:]), "cwd": os.path.abspath(cwd or os.getcwd()), "env": env, "prelude": prelude}
+        self.pid = self._zygote.fork(request, theirs)
         self._ended, self._codes = self._zygote.end_of(self.pid)
         for fd in handed_over:
             os.close(fd)
@@ -190,10 +194,10 @@ class Popen:
 
 
 def run(args: list[str], *, cwd: Optional[str] = None, env: Optional[dict] = None, input=None,
-        timeout: Optional[float] = None, text: bool = True) -> subprocess.CompletedProcess:
+        timeout: Optional[float] = None, text: bool = True, prelude: str = "") -> subprocess.CompletedProcess:
     """`subprocess.run(args, capture_output=True)`, forked from the zygote; killed at `timeout`."""
     process = Popen(args, cwd=cwd, env=env, stdin=PIPE if input is not None else DEVNULL, stdout=PIPE,
-                    stderr=PIPE, text=text)
+                    stderr=PIPE, text=text, prelude=prelude)
     try:
         stdout, stderr = process.communicate(input, timeout)
     except subprocess.TimeoutExpired:
@@ -244,6 +248,7 @@ def _become(request: dict, fds: list[int]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     tempfile.tempdir = None  # Found again from this environment's TMPDIR, as a fresh interpreter would.
+    exec(compile(request["prelude"], "<prelude>", "exec"), {})
     option, *rest = request["argv"]
     main = sys.modules["__main__"] = types.ModuleType("__main__")
     main.__builtins__ = builtins

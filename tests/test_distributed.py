@@ -24,9 +24,8 @@ from pix2pix_tf.training.loop import train
 
 import forked
 from conftest import TINY_DATASET, tiny_config
-from process_fixtures import without_graph_optimizer
+from process_fixtures import GRAPH_OPTIMIZER_OFF
 from programs import run_program
-from write_matrix import graph_optimizer_off
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 3
@@ -49,11 +48,8 @@ def train_flags(workdir, data_dir, *extra: str) -> list[str]:
 
 def command(workdir, data_dir, *extra: str) -> list[str]:
     """train.py in a process of its own (tests/forked.py): replicas on one CPU must be set up
-    before TensorFlow starts. TensorFlow's graph optimizer is off there (tests/process_fixtures.py),
-    as in the one-device run in this process: each worker's first step, traced and optimized,
-    is most of its cost, and the runs compared all compute the same graphs."""
-    return without_graph_optimizer([sys.executable, os.path.join(ROOT, "train.py"),
-                                    *train_flags(workdir, data_dir, *extra)])
+    before TensorFlow starts."""
+    return [sys.executable, os.path.join(ROOT, "train.py"), *train_flags(workdir, data_dir, *extra)]
 
 
 def free_ports(count: int) -> list[int]:
@@ -66,9 +62,13 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+def started(cmd: list[str], env: dict, stdout: forked.Stream, stderr: forked.Stream) -> forked.Popen:
+    """`cmd` forked with TensorFlow's graph optimizer off, as in this process (tests/process_fixtures.py)."""
+    return forked.Popen(cmd, env=env, cwd=ROOT, stdout=stdout, stderr=stderr, text=True, prelude=GRAPH_OPTIMIZER_OFF)
+
+
 def start_all(commands: list[list[str]], envs: list[dict]) -> list[forked.Popen]:
-    return [forked.Popen(c, env={**os.environ, **e}, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE,
-                         text=True) for c, e in zip(commands, envs)]
+    return [started(c, {**os.environ, **e}, forked.PIPE, forked.PIPE) for c, e in zip(commands, envs)]
 
 
 def finish_all(processes: list[forked.Popen]) -> list[tuple[str, str]]:
@@ -93,8 +93,7 @@ def losses_and_weights(workdir) -> tuple[dict[str, list[float]], dict[str, np.nd
 def runs(tmp_path_factory, data_dir) -> dict:
     root = tmp_path_factory.mktemp("scale")
     mirrored = start_all([command(root / "mirrored", data_dir, "--strategy=mirrored", "--cpu_replicas=2")], [{}])
-    with graph_optimizer_off():
-        one_device = run_program("train", *train_flags(root / "one_device", data_dir, "--strategy=default"))
+    one_device = run_program("train", *train_flags(root / "one_device", data_dir, "--strategy=default"))
     assert one_device.returncode == 0, one_device.stderr[-4000:]
     (mirrored_output,) = finish_all(mirrored)
     ports = free_ports(2)
@@ -187,8 +186,7 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     # Regular saves every 2 steps: the stop's checkpoint must still be the one resumed from.
     cmd = command(workdir, data_dir, "--strategy=multi_worker", "--norm=none", "--save_every=2") + [f"--steps={total}"]
     logs = [open(tmp_path / f"worker{i}.log", "w+") for i in range(2)]
-    workers = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
-               for env, log in zip(envs, logs)]
+    workers = [started(cmd, env, log, log) for env, log in zip(envs, logs)]
     regular_save = workdir / "checkpoints" / "ckpt-2.index"
     deadline = time.time() + 300
     while not regular_save.exists():  # Fails unless the regular save of step 2 comes first.
@@ -207,8 +205,7 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     # Restarted, the cluster goes on; a hangup to the chief and a Ctrl-C to the other worker, once a
     # regular save of this run is on disk, stop it as the SIGTERM did.
     logs = [open(tmp_path / f"worker{i}.again.log", "w+") for i in range(2)]
-    restarted = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log, text=True)
-                 for env, log in zip(envs, logs)]
+    restarted = [started(cmd, env, log, log) for env, log in zip(envs, logs)]
     regular_save = workdir / "checkpoints" / f"ckpt-{stopped_at + 2 - stopped_at % 2}.index"
     while not regular_save.exists():
         assert time.time() < deadline + 300 and all(w.poll() is None for w in restarted), \
@@ -225,8 +222,7 @@ def test_sigterm_to_one_worker_checkpoints_the_cluster_and_the_restart_continues
     assert f"Resumed from {workdir / 'checkpoints' / f'ckpt-{resumed_at}'} at step {resumed_at}." in \
         open(logs[0].name).read()
 
-    restarted = [forked.Popen(cmd, env=env, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True)
-                 for env in envs]
+    restarted = [started(cmd, env, forked.PIPE, forked.PIPE) for env in envs]
     outputs = [w.communicate(timeout=400) for w in restarted]
     assert [w.returncode for w in restarted] == [0, 0], outputs[0][1][-3000:]
     assert f"Resumed from {workdir / 'checkpoints' / f'ckpt-{stopped_at}'} at step {stopped_at}." in outputs[0][1]
@@ -240,8 +236,7 @@ def one_worker_of_two(tmp_path, data_dir, index: int, *extra: str) -> tuple[fork
     env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": addresses},
                                                   "task": {"type": "worker", "index": index}})}
     log = open(tmp_path / "worker.log", "w+")
-    process = forked.Popen(command(tmp_path / "run", data_dir, "--strategy=multi_worker", *extra), env=env,
-                           cwd=ROOT, stdout=log, stderr=forked.STDOUT, text=True)
+    process = started(command(tmp_path / "run", data_dir, "--strategy=multi_worker", *extra), env, log, forked.STDOUT)
     return process, log, addresses
 
 

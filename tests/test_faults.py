@@ -25,9 +25,8 @@ from pix2pix_tf.training.loop import train
 
 import forked
 from conftest import TINY_DATASET, copied_run, tiny_config
-from process_fixtures import without_graph_optimizer
+from process_fixtures import GRAPH_OPTIMIZER_OFF
 from programs import run_program
-from write_matrix import graph_optimizer_off
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,13 +50,12 @@ NARROW = ("--ngf=4", "--ndf=4", "--norm=none")
 
 def command(workdir, data_dir, *extra: str) -> list[str]:
     """train.py in a process of its own (tests/forked.py), for the tests about processes (kills, a
-    live second one); TensorFlow's graph optimizer off there (tests/process_fixtures.py)."""
-    return without_graph_optimizer([sys.executable, os.path.join(ROOT, "train.py"),
-                                    *train_flags(workdir, data_dir, *extra)])
+    live second one)."""
+    return [sys.executable, os.path.join(ROOT, "train.py"), *train_flags(workdir, data_dir, *extra)]
 
 
 def start(cmd: list[str]) -> forked.Popen:
-    return forked.Popen(cmd, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True)
+    return forked.Popen(cmd, cwd=ROOT, stdout=forked.PIPE, stderr=forked.PIPE, text=True, prelude=GRAPH_OPTIMIZER_OFF)
 
 
 def wait_for(condition, process: forked.Popen, timeout: float = 180) -> None:
@@ -66,15 +64,6 @@ def wait_for(condition, process: forked.Popen, timeout: float = 180) -> None:
         assert process.poll() is None, process.communicate()[1][-3000:]
         assert time.time() < deadline, "timed out"
         time.sleep(0.05)
-
-
-@pytest.fixture(autouse=True)
-def no_graph_optimizer():
-    """The programs and runs of this process with TensorFlow's graph optimizer off
-    (tests/write_matrix.py): it costs a share of every short run's CPU, and decides nothing
-    about what a run writes, refuses or recovers from."""
-    with graph_optimizer_off():
-        yield
 
 
 def latest_step(workdir) -> int:

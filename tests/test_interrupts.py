@@ -33,9 +33,8 @@ from PIL import Image
 
 import forked
 from conftest import TINY_DATASET, copied_run
-from process_fixtures import without_graph_optimizer
+from process_fixtures import GRAPH_OPTIMIZER_OFF
 from programs import run_program
-from write_matrix import graph_optimizer_off
 
 pytestmark = pytest.mark.slow  # Programs in processes of their own, signalled at random: the full suite (CI) runs it.
 
@@ -50,10 +49,13 @@ TINY = ["--generator=unet_128", "--ngf=4", "--ndf=4", "--norm=none", "--load_siz
 class Program:
     """A program started in a process of its own whose output is read while it runs."""
 
-    def __init__(self, command: list[str], stdout: forked.Stream = forked.PIPE):
-        """`stdout`: read like stderr where it is a pipe; else the program's (a terminal, say)."""
+    def __init__(self, command: list[str], stdout: forked.Stream = forked.PIPE, prelude: str = ""):
+        """`stdout`: read like stderr where it is a pipe; else the program's (a terminal, say).
+        `prelude`: run before the program, after TensorFlow's graph optimizer is turned off as in
+        this process (tests/process_fixtures.py)."""
         env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-        self.process = forked.Popen(command, cwd=ROOT, stdout=stdout, stderr=forked.PIPE, text=True, env=env)
+        self.process = forked.Popen(command, cwd=ROOT, stdout=stdout, stderr=forked.PIPE, text=True, env=env,
+                                    prelude=GRAPH_OPTIMIZER_OFF + prelude)
         self.out: list[str] = []
         self.err: list[str] = []
         streams = [(self.process.stdout, self.out), (self.process.stderr, self.err)]
@@ -175,16 +177,14 @@ def interrupt_then_complete(program: str, flags: list[str], marker: Marker, root
     holds), then once to completion in this process, checking the invariants of the module
     docstring after each run. `rewritten`: files a run may change (an index of checkpoints).
     `phases`: another marker and window for a signal, to land it in a named phase of the work on
-    a machine of any speed (a delay in seconds lands later in the work on a faster machine).
-    The last run has TensorFlow's graph optimizer off (tests/write_matrix.py): it costs a tenth
-    of that run's CPU, and decides nothing about whether the program completes or what it writes."""
+    a machine of any speed (a delay in seconds lands later in the work on a faster machine)."""
     rng = random.Random(seed)
     runs = []
     for signum in rng.sample(signals, len(signals)):
         before = complete_files(root)
         where, delay = (phases or {}).get(signum, (marker, window))
         ready = where() if callable(where) else where
-        started = Program(without_graph_optimizer([sys.executable, *COMMANDS[program], *flags]))
+        started = Program([sys.executable, *COMMANDS[program], *flags])
         started.wait_for(ready)
         time.sleep(rng.uniform(*delay))
         started.process.send_signal(signum)
@@ -201,8 +201,7 @@ def interrupt_then_complete(program: str, flags: list[str], marker: Marker, root
         _check_kept(root, before, rewritten, signal.Signals(signum).name)
         runs.append(Run(signum, stops[0] if stops else "", stdout, stderr, before))
     before = complete_files(root)
-    with graph_optimizer_off():
-        last = run_program(program, *flags)
+    last = run_program(program, *flags)
     assert last.returncode == 0 and "Traceback" not in last.stderr, last.stderr[-3000:]
     _check_kept(root, before, rewritten, "the last run")
     return [*runs, Run(None, "", last.stdout, last.stderr, before)]
@@ -303,8 +302,7 @@ def test_train_stops_on_a_hangup_unless_started_with_nohup_and_when_its_terminal
         return past
 
     nohup = "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)"
-    ignoring = Program(without_graph_optimizer([sys.executable, *COMMANDS["train"], *flags], first=nohup),
-                       stdout=program_side)
+    ignoring = Program([sys.executable, *COMMANDS["train"], *flags], stdout=program_side, prelude=nohup)
     os.close(program_side)
     ignoring.wait_for(checkpoints_past(0))
     ignoring.process.send_signal(signal.SIGHUP)
@@ -321,7 +319,7 @@ def test_train_stops_on_a_hangup_unless_started_with_nohup_and_when_its_terminal
                                     f"({checkpoints / f'ckpt-{step}'}); run the same command to resume."), stderr
     assert newest_complete_step(snapshot(str(tmp_path))) == step > hung_up_at + 1
 
-    started = Program(without_graph_optimizer([sys.executable, *COMMANDS["train"], *flags, "--noprogress"]))
+    started = Program([sys.executable, *COMMANDS["train"], *flags, "--noprogress"])
     started.wait_for(checkpoints_past(step, read_terminal=False))  # That terminal is closed.
     started.process.send_signal(signal.SIGHUP)
     code, _, stderr = started.finish()

@@ -7,6 +7,8 @@ import pytest
 
 from pix2pix_tf.evaluation import metrics
 
+pytestmark = pytest.mark.graph_optimizer  # The values users get: Grappler on (tests/process_fixtures.py).
+
 
 def random_images(seed: int = 0, shape=(2, 32, 32, 3)) -> np.ndarray:
     """Smooth-ish random images in [-1, 1] (blocks of colour, so SSIM has structure to keep)."""

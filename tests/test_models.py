@@ -12,6 +12,8 @@ from pix2pix_tf.config import ModelConfig
 from pix2pix_tf.networks.discriminator import build_discriminator, discriminator_input_channels
 from pix2pix_tf.networks.generator import build_generator
 
+pytestmark = pytest.mark.graph_optimizer  # The values users get: Grappler on (tests/process_fixtures.py).
+
 
 def trainable_count(model: keras.Model) -> int:
     """Counted as the reference counts: weights, biases, norm scale/offset; no moving statistics."""

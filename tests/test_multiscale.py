@@ -29,6 +29,8 @@ import forked
 from conftest import tiny_config
 from programs import run_program
 
+pytestmark = pytest.mark.graph_optimizer  # The values users get: Grappler on (tests/process_fixtures.py).
+
 
 def numpy_avg_pool_excluding_padding(x: np.ndarray) -> np.ndarray:
     """3x3 windows at stride 2 with one pixel of padding on every side, each averaged over its

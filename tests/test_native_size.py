@@ -30,6 +30,8 @@ from conftest import tiny_config
 from export_helpers import exported, run
 from programs import run_program
 
+pytestmark = pytest.mark.graph_optimizer  # The values users get: Grappler on (tests/process_fixtures.py).
+
 # Moving-average batch norm and no dropout: every output pixel is a fixed function of its
 # neighbourhood, so tile consistency holds exactly (per-image statistics change with padding).
 LOCAL = InferenceMode(dropout=False, batch_statistics=False)

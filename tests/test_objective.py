@@ -12,6 +12,8 @@ from pix2pix_tf.config import LossConfig
 from pix2pix_tf.training.losses import discriminator_loss, gan_loss, generator_loss, l1_loss
 from pix2pix_tf.training.optimization import LinearDecaySchedule
 
+pytestmark = pytest.mark.graph_optimizer  # The values users get: Grappler on (tests/process_fixtures.py).
+
 
 def logits(value: float, batch: int = 2) -> tf.Tensor:
     return tf.fill([batch, 3, 3, 1], value)
@@ -63,3 +65,8 @@ def test_schedule_is_constant_then_linear_decay_per_epoch():
     lr = [float(schedule(step)) for step in range(0, 70, 10)]
     assert lr == pytest.approx([2e-4, 2e-4, 2e-4, 2e-4 * 4 / 5, 2e-4 * 3 / 5, 2e-4 * 2 / 5, 2e-4 / 5])
     assert float(schedule(9)) == pytest.approx(2e-4) and float(schedule(39)) == pytest.approx(1.6e-4)
+
+
+def test_this_module_runs_with_the_graph_optimizer_on_as_users_run_it():
+    """Marked `graph_optimizer` (tests/process_fixtures.py); test_test_command.py checks the others."""
+    assert not tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)

@@ -17,6 +17,8 @@ from pix2pix_tf.config import OptimConfig
 from pix2pix_tf.training.fused_adam import FusedAdam
 from pix2pix_tf.training.optimization import ReferenceAdam, make_optimizer
 
+pytestmark = pytest.mark.graph_optimizer  # The values users get: Grappler on (tests/process_fixtures.py).
+
 LR, BETA_1, BETA_2, EPS = 2e-4, 0.5, 0.999, 1e-8  # OptimConfig's defaults (the reference's); torch's eps.
 STEPS = 30
 SHAPES = [(3, 3, 4, 8), (64,), (5, 7)]

@@ -27,6 +27,8 @@ import forked
 from conftest import TINY_DATASET, copied_run, tiny_config
 from programs import run_program
 
+pytestmark = pytest.mark.graph_optimizer  # The values users get: Grappler on (tests/process_fixtures.py).
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -27,6 +27,8 @@ import forked
 from conftest import TINY_DATASET, copied_run, error_lines, tiny_config
 from programs import run_program
 
+pytestmark = pytest.mark.graph_optimizer  # The values users get: Grappler on (tests/process_fixtures.py).
+
 NO_GPU = not tf.config.list_logical_devices("GPU")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -28,6 +28,8 @@ from pix2pix_tf.networks.generator import build_generator, unet
 
 import forked
 
+pytestmark = pytest.mark.graph_optimizer  # The values users get: Grappler on (tests/process_fixtures.py).
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

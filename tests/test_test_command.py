@@ -71,3 +71,19 @@ def test_after_a_test_its_garbage_is_collected_and_its_survivors_frozen():
     assert _LEFT_BY_THE_TEST_BEFORE["cycle"]() is None
     survivor = _LEFT_BY_THE_TEST_BEFORE["survivor"]
     assert not any(o is survivor for o in gc.get_objects())  # Frozen: no generation holds it.
+
+
+def test_a_module_not_marked_graph_optimizer_runs_with_it_off_and_so_do_the_programs_it_forks_so():
+    """tests/process_fixtures.py: off in the test process (its programs run here too); a forked
+    program given GRAPH_OPTIMIZER_OFF has it off before its command runs."""
+    import tensorflow as tf
+
+    import forked
+    from process_fixtures import GRAPH_OPTIMIZER_OFF
+
+    assert tf.config.optimizer.get_experimental_options()["disable_meta_optimizer"]
+    options = "tf.config.optimizer.get_experimental_options().get('disable_meta_optimizer', False)"
+    code = f"import tensorflow as tf; print({options})"
+    for prelude, shown in (("", "False"), (GRAPH_OPTIMIZER_OFF, "True")):
+        result = forked.run([sys.executable, "-c", code], prelude=prelude, timeout=120)
+        assert result.returncode == 0 and result.stdout.strip() == shown, result.stderr[-2000:]

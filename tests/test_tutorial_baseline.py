@@ -8,6 +8,8 @@ import tensorflow as tf
 
 from pix2pix_tf.benchmark.tutorial import TutorialPix2Pix, tutorial_discriminator
 
+pytestmark = pytest.mark.graph_optimizer  # The values users get: Grappler on (tests/process_fixtures.py).
+
 
 @pytest.fixture(scope="module")
 def tutorial() -> TutorialPix2Pix:

@@ -157,12 +157,10 @@ def test_a_symbolic_link_is_never_written_through(tmp_path):
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, data_dir):
     """A 4-step run (checkpoints at 2 and 4, samples at its start and end) and three input
-    images; trained as the matrix runs the programs (tests/write_matrix.py: without TensorFlow's
-    graph optimizer)."""
+    images."""
     root = tmp_path_factory.mktemp("base")
-    with write_matrix.graph_optimizer_off():
-        trained = run_program("train", *TRAIN_FLAGS, "--save_every=2", "--sample_every=4", f"--data_dir={data_dir}",
-                              f"--workdir={root / 'run'}", "--steps=4")
+    trained = run_program("train", *TRAIN_FLAGS, "--save_every=2", "--sample_every=4", f"--data_dir={data_dir}",
+                          f"--workdir={root / 'run'}", "--steps=4")
     assert trained.returncode == 0, trained.stderr[-3000:]
     (root / "in").mkdir()
     for i in range(3):

@@ -1,9 +1,8 @@
 """Runs one program's `main` (through `cli.guarded`, as the console scripts do, in this process:
 tests/programs.py) once per write point k, failing the k-th write through
 `pix2pix_tf.writing.injected_faults`, and then once more without the fault; one dict per k for
-tests/test_write_discipline.py. Each run has TensorFlow's graph optimizer off
-(`graph_optimizer_off`): it costs a share of every short run's CPU (a quarter of an export's)
-and decides nothing about what a program writes.
+tests/test_write_discipline.py (with TensorFlow's graph optimizer off, as every test process
+runs: tests/process_fixtures.py).
 
 `rows(PROGRAM, STATE, SCRATCH, KS, FLAGS)`: STATE is the folder holding what exists before each
 run, copied afresh to SCRATCH for every k; the flags name paths inside SCRATCH; KS are the
@@ -13,7 +12,6 @@ as the starting point of the next runs.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -73,29 +71,12 @@ def partial_files(root: str) -> list[str]:
     return bad
 
 
-@contextlib.contextmanager
-def graph_optimizer_off() -> Iterator[None]:
-    """TensorFlow's graph optimizer (Grappler) off, and afterwards as it was, so that the other
-    tests of this process run as they would alone. Grappler rewrites each traced function for
-    speed before its first call; in these runs of a step or two that costs more CPU than it
-    saves. It changes no write a program makes, nor their order: the writes are the programs'
-    Python code and TensorFlow's writers, which run the same either way."""
-    import tensorflow as tf
-
-    previous = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    try:
-        yield
-    finally:
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
-
-
 def run_once(program: str, argv: list[str], fail_at: tuple[int, ...], error: int) -> dict:
     from pix2pix_tf import writing
 
     from programs import run_program
 
-    with graph_optimizer_off(), writing.injected_faults(fail_at, error) as faults:
+    with writing.injected_faults(fail_at, error) as faults:
         try:
             result = run_program(program, *argv)
             code, text = result.returncode, result.stderr
