@@ -73,18 +73,24 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: Optional[pytest.Item]):
     gc.freeze()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def graph_optimizer_off() -> Iterator[None]:
-    """TensorFlow's graph optimizer off in this test process (tests/process_fixtures.py): set up
-    before any other fixture, the runs and exports shared between files included."""
-    with graph_optimizer(on=False):
-        yield
+def pytest_configure(config: pytest.Config) -> None:
+    """TensorFlow's graph optimizer off in a process that runs tests (tests/process_fixtures.py),
+    before TensorFlow starts (collecting the test modules starts it), so that tf.data's functions,
+    which take the setting TensorFlow started with, skip it too. pytest-xdist's controller runs
+    no test, and is left alone."""
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
 @pytest.fixture(scope="module", autouse=True)
 def graph_optimizer_where_marked(request: pytest.FixtureRequest) -> Iterator[None]:
-    """On for the modules marked `graph_optimizer`, before their other fixtures."""
-    with graph_optimizer(on=request.node.get_closest_marker("graph_optimizer") is not None):
+    """On, for the tf.functions of the modules marked `graph_optimizer`, before their other fixtures."""
+    if request.node.get_closest_marker("graph_optimizer") is None:
+        yield
+        return
+    with graph_optimizer(on=True):
         yield
 
 
@@ -120,6 +126,37 @@ def data_dir(tmp_path_factory) -> str:
         return str(folder)
 
     return built_once(tmp_path_factory, "tfds", prepare)
+
+
+@pytest.fixture(scope="session")
+def export(tmp_path_factory, data_dir) -> dict:
+    """The shared tiny run's exports (export_helpers.exported), built once per test run."""
+    from export_helpers import exported  # It imports this module.
+
+    return exported(tmp_path_factory, data_dir)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory, data_dir) -> Iterator[dict]:
+    """Stand-ins for TensorFlow Serving's REST and gRPC front ends over the shared export's
+    deterministic SavedModel (tests/serving_stand_ins.py). They are read-only (every request is
+    answered by the same SavedModel, no state is kept between requests): one pair serves every test."""
+    from serving_stand_ins import serving  # Loads TensorFlow Serving's API.
+
+    from export_helpers import exported  # It imports this module.
+
+    with serving(exported(tmp_path_factory, data_dir)["deterministic"]) as addresses:
+        yield addresses
+
+
+@pytest.fixture(scope="session")
+def misbehaving() -> Iterator[str]:
+    """The address of a server that answers each model name wrongly in its own way
+    (tests/serving_stand_ins.py)."""
+    from serving_stand_ins import misbehaving_server
+
+    with misbehaving_server() as address:
+        yield address
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,15 @@ float rounding, no file a program writes, nor their order, nor how a program tak
 those are the program's Python code, its signal handlers and TensorFlow's writers, which run the
 same either way.
 
-So each test process runs with Grappler off (conftest.py), and so does every program a test runs
-in it (tests/programs.py) and every program the fault, interrupt and cluster tests fork
-(`forked.Popen(..., prelude=GRAPH_OPTIMIZER_OFF)`). A test module whose assertions are about
-values or speed, the numbers users get, is marked `graph_optimizer` (its `pytestmark`) and runs
-with Grappler on, as users run it: the reference-fidelity, model, optimizer, objective, metrics,
-precision, multi-scale, native-size, tutorial-baseline and performance files. The other programs
-in processes of their own run as users run them: Grappler on.
+So each test process runs with Grappler off from its start (conftest.py's `pytest_configure`),
+and so does every program a test runs in it (tests/programs.py) and every program the fault,
+interrupt and cluster tests fork (`forked.Popen(..., prelude=GRAPH_OPTIMIZER_OFF)`). A test module
+whose assertions are about values or speed, the numbers users get, is marked `graph_optimizer`
+(its `pytestmark`), and its tf.functions (the models, steps, losses and exports it runs) are
+optimized as users' are: the reference-fidelity, model, optimizer, objective, metrics,
+precision, multi-scale, native-size, tutorial-baseline and performance files. (tf.data's
+functions keep the setting TensorFlow started with: in a marked module they run unoptimized, the
+same values. The other programs in processes of their own run as users run them: Grappler on.)
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ import urllib.request
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_serving_client import export, misbehaving, servers  # noqa: F401  (fixtures: the export, Serving stand-ins)
 
 from pix2pix_tf import images
 from pix2pix_tf.benchmark.web import chromium
@@ -330,7 +329,7 @@ def test_nothing_is_fetched_from_outside_this_machine(server, browser):
 # ----------------------------------------------------------------------------- the other sources
 
 
-def test_saved_model_tflite_and_serving_sources(gradio_installed, export, servers, held_out, tmp_path):  # noqa: F811
+def test_saved_model_tflite_and_serving_sources(gradio_installed, export, servers, held_out, tmp_path):
     """The page's model over an export and over TensorFlow Serving gives what that model gives."""
     from pix2pix_tf.demo.app import build_page
     from pix2pix_tf.demo.model import COLOUR, LABELS, DemoConfig, load_demo_model
@@ -403,7 +402,7 @@ def test_the_demo_refuses_bad_flags_with_a_message(gradio_installed):
             assert [line.startswith("error:") for line in result.stderr.splitlines()].count(True) == 1
 
 
-def test_a_server_that_does_not_answer_json_is_one_message(gradio_installed, misbehaving):  # noqa: F811
+def test_a_server_that_does_not_answer_json_is_one_message(gradio_installed, misbehaving):
     """Whatever is at --serving_url (here a web server answering HTML), the demo says what it
     got, from which URL, in one line, and stops before the page starts."""
     result = run_program("demo", f"--serving_url={misbehaving}", "--model_name=html", f"--port={free_port()}")

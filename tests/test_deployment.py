@@ -14,21 +14,15 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_serving_client import servers  # noqa: F401  (fixture: the REST stand-in of TensorFlow Serving)
 
 from pix2pix_tf import native_logs
 from pix2pix_tf.export import contents
 from pix2pix_tf.inference import artifacts
 
 import forked
-from export_helpers import ROOT, exported, run
+from export_helpers import ROOT, run
 
 INTEGER = {"int8", "uint8", "int16", "int32"}
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory, data_dir) -> dict:
-    return exported(tmp_path_factory, data_dir)
 
 
 def int8_files(export: dict) -> dict[str, str]:
@@ -160,7 +154,7 @@ def fenced_block(path: str, heading: str) -> str:
 
 
 @pytest.mark.slow
-def test_docs_rest_recipe_runs_with_a_large_image(servers, tmp_path):  # noqa: F811 (the fixture)
+def test_docs_rest_recipe_runs_with_a_large_image(servers, tmp_path):
     recipe = fenced_block(os.path.join(ROOT, "docs", "serving.md"), "## REST")
     pixels = np.random.default_rng(0).integers(0, 256, (600, 500, 3), dtype=np.uint8)
     jpeg = tf.io.encode_jpeg(pixels, quality=95).numpy()

@@ -31,13 +31,8 @@ from pix2pix_tf.inference.tflite_runner import TFLiteModel
 from pix2pix_tf.serving import request_checks
 
 import forked
-from export_helpers import ONNX_INSTALLED, ROOT, exported, run, trained_run
+from export_helpers import ONNX_INSTALLED, ROOT, run, trained_run
 from programs import run_program
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory, data_dir) -> dict:
-    return exported(tmp_path_factory, data_dir)
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from pix2pix_tf.inference.mode import DETERMINISTIC, PAPER
 from pix2pix_tf.inference.request import ModelRequest
 
 from conftest import tiny_config
-from export_helpers import exported
 from programs import run_program
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory, data_dir) -> dict:
-    return exported(tmp_path_factory, data_dir)
 
 
 def translate(*flags: str) -> subprocess.CompletedProcess:
