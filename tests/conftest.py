@@ -25,7 +25,7 @@ import pytest  # noqa: E402
 
 from pix2pix_tf import config as cfg  # noqa: E402
 
-from process_fixtures import graph_optimizer  # noqa: E402
+import process_fixtures  # noqa: E402
 
 TINY_DATASET = "shapes/64"
 T = TypeVar("T")
@@ -78,6 +78,8 @@ def pytest_configure(config: pytest.Config) -> None:
     before TensorFlow starts (collecting the test modules starts it), so that tf.data's functions,
     which take the setting TensorFlow started with, skip it too. pytest-xdist's controller runs
     no test, and is left alone."""
+    if process_fixtures.ON_EVERYWHERE:
+        return
     if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
         import tensorflow as tf
 
@@ -90,7 +92,7 @@ def graph_optimizer_where_marked(request: pytest.FixtureRequest) -> Iterator[Non
     if request.node.get_closest_marker("graph_optimizer") is None:
         yield
         return
-    with graph_optimizer(on=True):
+    with process_fixtures.graph_optimizer(on=True):
         yield
 
 

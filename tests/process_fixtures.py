@@ -16,15 +16,21 @@ optimized as users' are: the reference-fidelity, model, optimizer, objective, me
 precision, multi-scale, native-size, tutorial-baseline and performance files. (tf.data's
 functions keep the setting TensorFlow started with: in a marked module they run unoptimized, the
 same values. The other programs in processes of their own run as users run them: Grappler on.)
+
+`PIX2PIX_TESTS_GRAPH_OPTIMIZER=on python -m pytest ...` runs every test with Grappler on, as users
+run it (and spares a process that runs no TensorFlow test the import of TensorFlow that turning it
+off at the start costs: tests/test_test_command.py runs pytest in such processes).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
-# Python run in a forked program before its command.
-GRAPH_OPTIMIZER_OFF = """\
+ON_EVERYWHERE = os.environ.get("PIX2PIX_TESTS_GRAPH_OPTIMIZER") == "on"
+# Python run in a forked program before its command: off, as in the test process.
+GRAPH_OPTIMIZER_OFF = "" if ON_EVERYWHERE else """\
 import tensorflow as tf
 tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 """

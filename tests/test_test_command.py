@@ -25,6 +25,7 @@ def test_auto_starts_one_worker_per_core_and_one_more(monkeypatch):
 
 def pytest_in_a_subprocess(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}  # The override included.
+    env["PIX2PIX_TESTS_GRAPH_OPTIMIZER"] = "on"  # Its tests run no TensorFlow (tests/process_fixtures.py).
     result = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, capture_output=True, text=True,
                             timeout=120, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -75,15 +76,16 @@ def test_after_a_test_its_garbage_is_collected_and_its_survivors_frozen():
 
 def test_a_module_not_marked_graph_optimizer_runs_with_it_off_and_so_do_the_programs_it_forks_so():
     """tests/process_fixtures.py: off in the test process (its programs run here too); a forked
-    program given GRAPH_OPTIMIZER_OFF has it off before its command runs."""
+    program given GRAPH_OPTIMIZER_OFF has it off before its command runs. Both on where
+    PIX2PIX_TESTS_GRAPH_OPTIMIZER=on."""
     import tensorflow as tf
 
     import forked
-    from process_fixtures import GRAPH_OPTIMIZER_OFF
+    from process_fixtures import GRAPH_OPTIMIZER_OFF, ON_EVERYWHERE
 
-    assert tf.config.optimizer.get_experimental_options()["disable_meta_optimizer"]
-    options = "tf.config.optimizer.get_experimental_options().get('disable_meta_optimizer', False)"
-    code = f"import tensorflow as tf; print({options})"
-    for prelude, shown in (("", "False"), (GRAPH_OPTIMIZER_OFF, "True")):
+    off = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    assert off is not ON_EVERYWHERE
+    code = "import tensorflow as tf; print(tf.config.optimizer.get_experimental_options()['disable_meta_optimizer'])"
+    for prelude, shown in (("", "False"), (GRAPH_OPTIMIZER_OFF, str(off))):
         result = forked.run([sys.executable, "-c", code], prelude=prelude, timeout=120)
         assert result.returncode == 0 and result.stdout.strip() == shown, result.stderr[-2000:]
