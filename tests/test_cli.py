@@ -312,7 +312,7 @@ def test_a_first_stop_is_a_request_and_a_second_ctrl_c_stops_at_once():
     """During the steps SIGINT and SIGTERM ask for a checkpoint after the current step (the
     runs in processes of their own: tests/test_interrupts.py::test_train); a second Ctrl-C does not wait."""
     from pix2pix_tf.errors import Interrupted
-    from pix2pix_tf.training.loop import stop_requests
+    from pix2pix_tf.training.stopping import stop_requests
 
     before = signal.getsignal(signal.SIGINT)  # Python's own; ignored where the shell started us in the background.
     with stop_requests() as requested:
@@ -332,7 +332,7 @@ def test_a_second_ctrl_c_lands_in_the_programs_code_as_every_stop_of_a_program_d
     remembered as the stop (`cli.guarded`)."""
     from pix2pix_tf import cli
     from pix2pix_tf.errors import Interrupted
-    from pix2pix_tf.training.loop import stop_requests
+    from pix2pix_tf.training.stopping import stop_requests
 
     program = package_function()
     finished = []

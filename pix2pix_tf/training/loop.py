@@ -16,9 +16,8 @@ import math
 import os
 import random
 import signal
-import threading
 import time
-from typing import Callable, ContextManager, Iterator, Optional
+from typing import Callable, ContextManager, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -28,21 +27,14 @@ from pix2pix_tf.checkpoint_reading import CheckpointError, checkpoint_files
 from pix2pix_tf.config import TrainConfig
 from pix2pix_tf.data import pipeline
 from pix2pix_tf.data.checks import check_fits_preprocessing
-from pix2pix_tf.errors import (
-    ConfigError,
-    DatasetError,
-    Interrupted,
-    NonFiniteLossError,
-    OutputLost,
-    op_message,
-    stop_signals,
-)
+from pix2pix_tf.errors import ConfigError, DatasetError, Interrupted, NonFiniteLossError, OutputLost, op_message
 from pix2pix_tf.progress import Progress
 from pix2pix_tf.training import precision, resume_rules, summaries
 from pix2pix_tf.training.checkpoints import RunCheckpoints, workdir_lock
 from pix2pix_tf.training.distribute import is_chief, make_strategy, worker_index
 from pix2pix_tf.training.resume_rules import check_resumable, resume_differences, schedule_change
 from pix2pix_tf.training.step import Pix2Pix
+from pix2pix_tf.training.stopping import preemption_aware, stop_requests
 from pix2pix_tf.workdir import Workdir, new_folders_removed_if_refused
 
 SAMPLE_ROWS = 4
@@ -143,44 +135,6 @@ def _start_over(workdir: str, differences: list[str]) -> None:
 def _has_checkpoint(config: TrainConfig) -> bool:
     """Any checkpoint file, complete or not, whatever the `checkpoint` index says."""
     return bool(checkpoint_files(Workdir(config.run.workdir).checkpoints))
-
-
-@contextlib.contextmanager
-def stop_requests(preemption: bool = False) -> Iterator[list]:
-    """Turns SIGINT/SIGTERM, and SIGHUP (the terminal or ssh session closed) unless it is
-    ignored (`nohup`), into a request to checkpoint and stop after the current step.
-
-    A second Ctrl-C interrupts at once (`Interrupted`), through the handler it replaced where
-    that is the program's own: `cli` lands a stop in the program's code, not inside
-    TensorFlow's (the first step's replica coordinator logged one raised there as an error).
-
-    `preemption` (a multi-worker cluster, whose SIGTERM is TensorFlow's preemption notice: every
-    worker checkpoints the same step): a first Ctrl-C or a hangup is sent on as that notice, so
-    that the cluster stops together instead of one worker leaving its peers waiting.
-    """
-    requested: list = []
-    received = requested if not preemption else []  # The cluster's stop is TensorFlow's, not this loop's.
-
-    def handler(signum, frame):
-        if received and signum == signal.SIGINT:
-            replaced = previous[signal.SIGINT]
-            if callable(replaced) and replaced is not signal.default_int_handler:
-                return replaced(signum, frame)
-            raise Interrupted(signum)
-        received.append(signal.Signals(signum).name)
-        if preemption:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    if threading.current_thread() is not threading.main_thread():  # signal.signal would raise
-        yield requested
-        return
-    taken = [s for s in stop_signals() if not (preemption and s == signal.SIGTERM)]
-    previous = {s: signal.signal(s, handler) for s in taken}
-    try:
-        yield requested
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 class HeldOutMonitor:
@@ -311,7 +265,7 @@ def _run_steps(config: TrainConfig, gan: Pix2Pix, iterator, checkpoints: RunChec
     way; stops early (`result.stopped_early`) after the step during which a stop was requested."""
     start, end, writer = result.step, result.total_steps, monitor.writer
     multi_worker = isinstance(gan.strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    train_step = _preemption_aware(gan, checkpoints)
+    train_step = preemption_aware(gan, checkpoints)
     progress = Progress(end - start, "step", config.run.progress and writer is not None)
     interval_start, interval_steps = time.perf_counter(), 0
     with stop_requests(preemption=multi_worker) as stop:
@@ -361,24 +315,6 @@ def _save_last_step(checkpoints: RunCheckpoints, result: TrainResult, multi_work
     if stop:
         logging.warning("%s received while step %d was checkpointed: stopping.", stop[0], result.step)
         result.stopped_early, result.stopped_by = True, stop[0]
-
-
-def _preemption_aware(gan: Pix2Pix, checkpoints: RunCheckpoints):
-    """In a multi-worker cluster, TensorFlow's PreemptionCheckpointHandler runs each step.
-
-    When any worker is told to stop (SIGTERM), every worker checkpoints the same step and the
-    processes exit with code 42; the restarted cluster resumes from that checkpoint. It is saved
-    as every other (`ckpt-<step>`), not under the manager's count of saves, which would name it
-    below an earlier save and resume from that one. One machine needs no coordination:
-    `stop_requests` does the same there.
-    """
-    if not isinstance(gan.strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return gan.train_step
-    handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-        gan.strategy.cluster_resolver, checkpoints.manager,
-        termination_config=tf.distribute.experimental.TerminationConfig(
-            save_fn=lambda: checkpoints.save(gan.current_step())))
-    return lambda iterator: handler.run(gan.train_step, iterator)
 
 
 def _check_finite(step: int, losses: dict[str, float], checkpoints: RunCheckpoints) -> None:
