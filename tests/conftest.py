@@ -143,9 +143,8 @@ def servers(tmp_path_factory, data_dir) -> Iterator[dict]:
     """Stand-ins for TensorFlow Serving's REST and gRPC front ends over the shared export's
     deterministic SavedModel (tests/serving_stand_ins.py). They are read-only (every request is
     answered by the same SavedModel, no state is kept between requests): one pair serves every test."""
-    from serving_stand_ins import serving  # Loads TensorFlow Serving's API.
-
     from export_helpers import exported  # It imports this module.
+    from serving_stand_ins import serving  # Loads TensorFlow Serving's API.
 
     with serving(exported(tmp_path_factory, data_dir)["deterministic"]) as addresses:
         yield addresses

@@ -658,9 +658,12 @@ def test_a_program_started_with_standard_streams_closed_runs_and_its_files_get_o
     the first progress line) and not free descriptors that the program's next file would take."""
     script, data = tmp_path / "closed.py", tmp_path / "data.txt"
     script.write_text(CLOSED_STREAMS_PROGRAM)
-    process = subprocess.Popen([sys.executable, str(script), str(data)], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=ROOT),
-                               preexec_fn=lambda: [os.close(fd) for fd in closed])
+    # The shell closes them, as a user's would: a `preexec_fn` would run Python in a child forked
+    # from this process's threads (gRPC's, TensorFlow's), which can abort it.
+    closing = " ".join(f"{fd}<&-" if fd == 0 else f"{fd}>&-" for fd in closed)
+    process = subprocess.Popen(["sh", "-c", f'exec "$0" "$@" {closing}', sys.executable, str(script), str(data)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=dict(os.environ, PYTHONPATH=ROOT))
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert data.read_text() == "the program's data"
