@@ -487,10 +487,12 @@ def test_a_hangup_stops_a_program_unless_it_was_started_ignoring_it(tmp_path, no
     what is left in the buffer without a word at exit (Python would print a BrokenPipeError)."""
     script = tmp_path / "waiting.py"
     script.write_text(WAITING_PROGRAM)
-    ignore_hangups = (lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None
+    # `nohup`'s part, by the shell (an ignored signal stays ignored through exec); not a `preexec_fn`,
+    # which would run Python in a child forked from this process's threads.
+    ignoring = 'trap "" HUP; ' if nohup else ""
     env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}  # A buffered stdout.
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=dict(env, PYTHONPATH=ROOT), preexec_fn=ignore_hangups)
+    process = subprocess.Popen(["sh", "-c", ignoring + 'exec "$0" "$@"', sys.executable, str(script)], text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env, PYTHONPATH=ROOT))
     assert process.stderr.readline() == "waiting\n"
     process.stdout.close()  # `| head` has read what it wanted.
     process.send_signal(signal.SIGHUP)
