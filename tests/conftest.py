@@ -146,6 +146,7 @@ def servers(tmp_path_factory, data_dir) -> Iterator[dict]:
     from export_helpers import exported  # It imports this module.
     from serving_stand_ins import serving  # Loads TensorFlow Serving's API.
 
+    # Not through the `export` fixture: test_onnx.py overrides that name with its module's view of it.
     with serving(exported(tmp_path_factory, data_dir)["deterministic"]) as addresses:
         yield addresses
 
