@@ -92,7 +92,7 @@ def graph_optimizer_where_marked(request: pytest.FixtureRequest) -> Iterator[Non
     if request.node.get_closest_marker("graph_optimizer") is None:
         yield
         return
-    with process_fixtures.graph_optimizer(on=True):
+    with process_fixtures.graph_optimizer_on():
         yield
 
 
@@ -139,15 +139,13 @@ def export(tmp_path_factory, data_dir) -> dict:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory, data_dir) -> Iterator[dict]:
+def servers(export) -> Iterator[dict]:
     """Stand-ins for TensorFlow Serving's REST and gRPC front ends over the shared export's
     deterministic SavedModel (tests/serving_stand_ins.py). They are read-only (every request is
     answered by the same SavedModel, no state is kept between requests): one pair serves every test."""
-    from export_helpers import exported  # It imports this module.
     from serving_stand_ins import serving  # Loads TensorFlow Serving's API.
 
-    # Not through the `export` fixture: test_onnx.py overrides that name with its module's view of it.
-    with serving(exported(tmp_path_factory, data_dir)["deterministic"]) as addresses:
+    with serving(export["deterministic"]) as addresses:
         yield addresses
 
 

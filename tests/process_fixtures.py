@@ -37,12 +37,12 @@ tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
 @contextlib.contextmanager
-def graph_optimizer(on: bool) -> Iterator[None]:
-    """Grappler on or off in this process, and afterwards as it was."""
+def graph_optimizer_on() -> Iterator[None]:
+    """Grappler on in this process, and afterwards as it was."""
     import tensorflow as tf
 
     previous = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
-    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not on})
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
     try:
         yield
     finally:
