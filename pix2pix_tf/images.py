@@ -33,7 +33,6 @@ files and inside a SavedModel signature.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Callable, Optional, Union
 
 import numpy as np
@@ -53,8 +52,6 @@ NOT_A_FILE = "not a regular file"
 _OK, _UNREADABLE, _TOO_LARGE = 0, 1, 2
 _REASONS = {_UNREADABLE: UNREADABLE, _TOO_LARGE: TOO_LARGE}
 Name = Union[None, str, tf.Tensor]
-# The signature of the policy's per-process functions: one image's bytes, and its name ("" for none).
-_BYTES_AND_NAME = [tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.string)]
 
 
 class ImageError(Pix2pixError, ValueError):
@@ -128,28 +125,17 @@ def checked(encoded: tf.Tensor, max_pixels: int, name: Name = None) -> tf.Tensor
     """`encoded`, asserted (in graph) to be a supported image within the cap, so that the
     decoder never starts on anything else. `name` (a file, "image 2 of the batch") prefixes
     the assertion's message, which is only built for a refusal."""
-    return _check_function(max_pixels)(encoded, "" if name is None else name)
+    index, info = parse(encoded)
+    kind = _kind(encoded, index, info, max_pixels)
 
+    def refuse() -> tf.Tensor:
+        message = _message(encoded, info, kind, max_pixels)
+        if name is not None:
+            message = tf.strings.join([name, ": ", message])
+        with tf.control_dependencies([tf.debugging.Assert(tf.constant(False), [message])]):
+            return tf.identity(encoded)
 
-@functools.cache
-def _check_function(max_pixels: int) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """`checked` under one cap as a tf.function: its few hundred ops (the header walk, the
-    refusal's message) are traced once per process and cap, and every graph that checks images
-    (each input pipeline, each bytes signature) calls them as one function."""
-
-    def check(encoded: tf.Tensor, name: tf.Tensor) -> tf.Tensor:
-        index, info = parse(encoded)
-        kind = _kind(encoded, index, info, max_pixels)
-
-        def refuse() -> tf.Tensor:
-            message = _message(encoded, info, kind, max_pixels)
-            message = tf.where(tf.equal(name, ""), message, tf.strings.join([name, ": ", message]))
-            with tf.control_dependencies([tf.debugging.Assert(tf.constant(False), [message])]):
-                return tf.identity(encoded)
-
-        return tf.cond(tf.equal(kind, _OK), lambda: tf.identity(encoded), refuse)
-
-    return tf.function(check, input_signature=_BYTES_AND_NAME, autograph=False)
+    return tf.cond(tf.equal(kind, _OK), lambda: tf.identity(encoded), refuse)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -191,18 +177,7 @@ def to_signed(image: tf.Tensor) -> tf.Tensor:
 
 def decode(encoded: tf.Tensor, channels: int, max_pixels: int, name: Name = None) -> tf.Tensor:
     """Encoded bytes -> float32 HxWx`channels` in [-1, 1]: what training and serving see."""
-    return _decode_function(channels, max_pixels)(encoded, "" if name is None else name)
-
-
-@functools.cache
-def _decode_function(channels: int, max_pixels: int) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
-    """`decode` for one channel count and cap as a tf.function, traced once per process (as
-    `checked` is): each input pipeline calls it instead of tracing its branches again."""
-
-    def decode_one(encoded: tf.Tensor, name: tf.Tensor) -> tf.Tensor:
-        return to_signed(to_channels(decode_uint8(encoded, max_pixels, name), channels))
-
-    return tf.function(decode_one, input_signature=_BYTES_AND_NAME, autograph=False)
+    return to_signed(to_channels(decode_uint8(encoded, max_pixels, name), channels))
 
 
 def resize(image: tf.Tensor, size) -> tf.Tensor:
