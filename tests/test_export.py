@@ -24,7 +24,8 @@ import tensorflow as tf
 from pix2pix_tf import images
 from pix2pix_tf.errors import InferenceError
 from pix2pix_tf.evaluation import metrics
-from pix2pix_tf.export import exporter, saved_model_target, tflite_target
+from pix2pix_tf.export import exporter, saved_model_target, tflite_target, versions
+from pix2pix_tf.export.config import MAX_VERSION, ExportError
 from pix2pix_tf.inference import artifacts, checkpoint_source, generate
 from pix2pix_tf.inference.mode import DETERMINISTIC, InferenceMode
 from pix2pix_tf.inference.tflite_runner import TFLiteModel
@@ -98,6 +99,24 @@ def test_existing_version_is_never_overwritten(export):
     assert result.returncode == 1
     assert "Version 1 already exists" in result.stderr and "Traceback" not in result.stderr
     assert os.path.getmtime(os.path.join(export["paper"], "saved_model.pb")) == before
+
+
+def test_a_zero_padded_version_is_that_version_and_no_next_version_passes_int64(tmp_path):
+    """Serving reads "01" as version 1, so --version=1 is taken by it (a second folder of version 1
+    was published beside it); and after Serving's largest version (int64) there is no next one
+    (2**63 was published, a folder Serving cannot load)."""
+    padded, full = tmp_path / "padded" / "m", tmp_path / "full" / "m"
+    (padded / "01").mkdir(parents=True)
+    (full / str(MAX_VERSION)).mkdir(parents=True)
+    with pytest.raises(ExportError, match=re.escape(f"Version 1 already exists in {padded} (as 01); choose another "
+                                                    "--version (existing: [1]) or leave --version out for the next "
+                                                    "free one (2).") + "$"):
+        versions.choose_version([str(tmp_path / "padded" / "tflite"), str(padded)], 1)
+    assert versions.choose_version([str(padded)], None) == 2 and versions.choose_version([str(padded)], 10) == 10
+    with pytest.raises(ExportError, match=re.escape(f"Version {MAX_VERSION} exists in {full}, the largest Serving "
+                                                    "takes (its versions are int64): pass a free --version.") + "$"):
+        versions.choose_version([str(full)], None)
+    assert versions.choose_version([str(full)], 3) == 3
 
 
 FRESH_PROCESS = textwrap.dedent("""

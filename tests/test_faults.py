@@ -177,6 +177,26 @@ def test_a_workdir_that_is_a_file_is_refused(tmp_path, data_dir):
     assert workdir.read_text() == "my notes"
 
 
+def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_nothing_is_written_through_it(tmp_path, data_dir):
+    """The run's lock file was opened through a link and the holder's line written over the
+    link's target (a user's file), and a FIFO in its place stopped the run with "File or stream
+    is not seekable."."""
+    workdir, precious = tmp_path / "run", tmp_path / "precious.txt"
+    workdir.mkdir()
+    precious.write_text("the user's notes")
+    (workdir / ".train.lock").symlink_to(precious)
+    stderr = refused(train_flags(workdir, data_dir, "--steps=1"))
+    assert (f"error: {workdir / '.train.lock'} is a symbolic link (to {precious}); it is not written through. "
+            "Remove the link or choose another output folder.") in stderr.splitlines()
+    assert precious.read_text() == "the user's notes"
+    (workdir / ".train.lock").unlink()
+    os.mkfifo(workdir / ".train.lock")
+    stderr = refused(train_flags(workdir, data_dir, "--steps=1"))
+    assert (f"error: {workdir / '.train.lock'}, the run's lock file, is not a regular file; move it "
+            "away.") in stderr.splitlines()
+    assert sorted(os.listdir(workdir)) == [".train.lock"]
+
+
 def test_a_refused_run_removes_the_folders_it_made_and_keeps_the_user_s(tmp_path, data_dir):
     """A refusal after the workdir check (which makes the folder to prove it writable) removes the
     folders that check made, parents included, and leaves a folder the user made, and its contents."""

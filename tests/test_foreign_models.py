@@ -37,14 +37,18 @@ def saved_model(path, output, key: str = "output") -> str:
     return str(path)
 
 
-def tflite_classifier(path) -> str:
-    """[1, 8, 8, 3] -> [1, 3]: the mean colour."""
-    mean = tf.function(lambda images: tf.reduce_mean(images, [1, 2]), autograph=False,
-                       input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([mean.get_concrete_function()], mean)
+def tflite_file(path, fn, *inputs: list) -> str:
+    """A TFLite file of `fn` over float32 inputs of the given shapes (None: a size left open)."""
+    traced = tf.function(fn, autograph=False, input_signature=[tf.TensorSpec(shape, tf.float32) for shape in inputs])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([traced.get_concrete_function()], traced)
     with open(path, "wb") as f:
         f.write(converter.convert())
     return str(path)
+
+
+def tflite_classifier(path) -> str:
+    """[1, 8, 8, 3] -> [1, 3]: the mean colour."""
+    return tflite_file(path, lambda images: tf.reduce_mean(images, [1, 2]), [1, 8, 8, 3])
 
 
 def onnx_file(path, node: str, output_shape: list, **attributes) -> str:
@@ -102,6 +106,20 @@ def test_a_saved_model_of_another_model_is_refused_before_any_image(foreign, tmp
 def test_a_tflite_classifier_is_refused_before_any_image(foreign, tmp_path):
     with pytest.raises(ConfigError, match=refusal(foreign["tflite"], "its output is [1, 3], not [N, H, W, 3]")):
         translated(foreign, tmp_path / "out", tflite=foreign["tflite"])
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_tflite_file_of_open_size_or_two_inputs_is_refused_before_any_image(foreign, tmp_path):
+    """An identity of open size reads as [1, 1, 1, 3] until resized (it wrote 1x1 pictures); a
+    sum of two images ran with its second input never set."""
+    open_size = tflite_file(tmp_path / "open.tflite", tf.identity, [None, None, None, 3])
+    two_inputs = tflite_file(tmp_path / "two.tflite", lambda a, b: a + b, [1, 8, 8, 3], [1, 8, 8, 3])
+    with pytest.raises(ConfigError, match=re.escape(f"{open_size} takes input of shape [-1, -1, -1, 3]; expected "
+                                                    "[1, S, S, C] with S fixed, as export.py writes.") + "$"):
+        translated(foreign, tmp_path / "out", tflite=open_size)
+    with pytest.raises(ConfigError, match=refusal(two_inputs, "it takes 2 inputs and gives 1 outputs, not one image "
+                                                              "batch each")):
+        translated(foreign, tmp_path / "out", tflite=two_inputs)
     assert not os.path.exists(tmp_path / "out")
 
 

@@ -22,7 +22,7 @@ from absl import logging
 
 from pix2pix_tf import writing
 from pix2pix_tf.errors import ConfigError
-from pix2pix_tf.export.config import ExportError
+from pix2pix_tf.export.config import MAX_VERSION, ExportError
 from pix2pix_tf.inference.artifacts import VERSION_FOLDER
 from pix2pix_tf.workdir import Workdir, check_tensorflow_can_read, check_writable
 
@@ -59,12 +59,21 @@ def choose_version(bases: list[str], requested: Optional[int]) -> int:
     it), or `requested` when it is free there (a published version is never overwritten:
     Serving may be serving it)."""
     versions = sorted({v for base in bases for v in existing_versions(base)})
+    following = (versions[-1] + 1) if versions else 1
     if requested is None:
-        return (versions[-1] + 1) if versions else 1
-    taken = [base for base in bases if os.path.lexists(os.path.join(base, str(requested)))]
+        if following > MAX_VERSION:
+            holder = next(base for base in bases if versions[-1] in existing_versions(base))
+            raise ExportError(f"Version {versions[-1]} exists in {holder}, the largest Serving takes (its versions "
+                              "are int64): pass a free --version.")
+        return following
+    # Any entry of that number, a zero-padded one ("01") too: Serving reads it as the same version.
+    taken = [(base, name) for base in bases if os.path.isdir(base) for name in os.listdir(base)
+             if VERSION_FOLDER.fullmatch(name) and int(name) == requested]
     if taken:
-        raise ExportError(f"Version {requested} already exists in {taken[0]}; choose another --version "
-                          f"(existing: {versions}) or leave --version out for the next free one ({versions[-1] + 1}).")
+        base, name = taken[0]
+        spelled = "" if name == str(requested) else f" (as {name})"
+        raise ExportError(f"Version {requested} already exists in {base}{spelled}; choose another --version "
+                          f"(existing: {versions}) or leave --version out for the next free one ({following}).")
     return requested
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from pix2pix_tf.errors import ConfigError, InferenceError
 from pix2pix_tf.inference import artifacts
 from pix2pix_tf.inference.source_kind import Recorded, SourceKind
-from pix2pix_tf.inference.translator import Translator, checked_outputs, image_output_channels
+from pix2pix_tf.inference.translator import Translator, checked_outputs, image_output_channels, not_a_generator
 
 if TYPE_CHECKING:
     from pix2pix_tf.inference.mode import InferenceMode
@@ -33,12 +33,20 @@ class TFLiteModel:
             named = f" {model}" if isinstance(model, str) else ""
             raise InferenceError(f"Cannot load the TFLite model{named}: {e}") from e
         self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        self.inputs, self.outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if not self.inputs or not self.outputs:
+            raise InferenceError(f"The TFLite model{f' {model}' if isinstance(model, str) else ''} has no "
+                                 f"{'input' if not self.inputs else 'output'}.")
+        self.input, self.output = self.inputs[0], self.outputs[0]
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.input["shape"])
+
+    @property
+    def input_shape_signature(self) -> tuple[int, ...]:
+        """The input's shape as the file declares it: -1 where a size is left open."""
+        return tuple(int(d) for d in self.input.get("shape_signature", self.input["shape"]))
 
     @property
     def io_dtype(self) -> str:
@@ -93,9 +101,13 @@ def open_tflite(source: ModelSource, mode: InferenceMode, *, seed: Optional[int]
                 threads: int) -> Translator:
     """The file in the LiteRT interpreter, at the one size it was exported at."""
     model = TFLiteModel(source.path, threads=threads)
+    if (len(model.inputs), len(model.outputs)) != (1, 1):
+        raise not_a_generator(source.path, f"it takes {len(model.inputs)} inputs and gives {len(model.outputs)} "
+                                           "outputs, not one image batch each")
     shape = model.input_shape
-    if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2]:
-        raise ConfigError(f"{source.path} takes input of shape {shape}; expected [1, S, S, C] from export.py.")
+    if len(shape) != 4 or shape[0] != 1 or shape[1] != shape[2] or model.input_shape_signature != shape:
+        raise ConfigError(f"{source.path} takes input of shape {list(model.input_shape_signature)}; expected "
+                          "[1, S, S, C] with S fixed, as export.py writes.")
     if image_size and image_size != shape[1]:
         raise ConfigError(f"{source.path} is fixed to {shape[1]}x{shape[1]} images; --image_size={image_size} "
                           "cannot change it (export again with --image_size).")

@@ -28,8 +28,9 @@ import errno
 import fcntl
 import os
 import shutil
+import stat
 import time
-from typing import Iterator, Optional, Sequence
+from typing import IO, Iterator, Optional, Sequence
 
 import tensorflow as tf
 from absl import logging
@@ -241,12 +242,27 @@ def _remove(path: str) -> None:
             os.remove(path)
 
 
+def _open_lock_file(path: str) -> IO[str]:
+    """The lock file, read-write, never through a link (its holder's line would replace the
+    link's target) nor a FIFO or device, which cannot hold it."""
+    writing.check_destination(path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # It became a link since the check.
+            writing.check_destination(path)
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{path}, the run's lock file, is not a regular file; move it away.")
+    return os.fdopen(fd, "r+")
+
+
 @contextlib.contextmanager
 def workdir_lock(workdir: str) -> Iterator[None]:
     """Held while a process trains in `workdir`; a second process gets a clear refusal."""
     os.makedirs(workdir, exist_ok=True)
-    path = Workdir(workdir).lock_file
-    handle = open(path, "a+")
+    handle = _open_lock_file(Workdir(workdir).lock_file)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
