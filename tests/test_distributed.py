@@ -249,6 +249,32 @@ def wait_for_output(process: forked.Popen, log, text: str, timeout: float = 180)
     return time.time()
 
 
+@pytest.mark.slow  # Two more trainings on a cluster (of one worker).
+@pytest.mark.parametrize("dataset", ["folder", "prepared_by_the_run"])
+def test_a_cluster_trains_on_a_folder_dataset_and_on_one_it_prepares(tmp_path, dataset):
+    """The cluster is formed before the dataset is read: a folder's scan and a dataset's
+    preparation run TensorFlow ops, after which TensorFlow refuses to set up the collective ops
+    (every worker stopped with "Collective ops must be configured at program startup")."""
+    if dataset == "folder":
+        root = tmp_path / "pairs" / "train"
+        root.mkdir(parents=True)
+        for i in range(2):  # input | target, side by side
+            pixels = np.random.default_rng(i).integers(0, 255, (32, 64, 3), dtype=np.uint8)
+            tf.io.write_file(str(root / f"{i}.png"), tf.io.encode_png(pixels))
+        data = [f"--dataset=folder:{tmp_path / 'pairs'}"]
+    else:
+        data = [f"--dataset={TINY_DATASET}", f"--data_dir={tmp_path / 'tfds'}"]  # Not prepared yet.
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(1)]}
+    flags = [*data, f"--workdir={tmp_path / 'run'}", "--strategy=multi_worker", "--generator=resnet_6blocks",
+             "--ngf=4", "--ndf=4", "--load_size=36", "--crop_size=32", "--steps=1", "--eval_examples=0", "--noprogress",
+             "--cluster_timeout=60"]
+    (_, stderr), = finish_all(start_all([[sys.executable, os.path.join(ROOT, "train.py"), *flags]],
+                                        [{"TF_CONFIG": json.dumps({"cluster": cluster,
+                                                                   "task": {"type": "worker", "index": 0}})}]))
+    assert "Traceback" not in stderr
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-1")
+
+
 def test_a_worker_whose_peer_never_starts_gives_up_after_the_cluster_timeout(tmp_path, data_dir):
     process, log, addresses = one_worker_of_two(tmp_path, data_dir, 0, "--cluster_timeout=5")
     try:
@@ -285,7 +311,10 @@ def test_a_stop_signal_while_waiting_for_the_cluster_stops_the_worker_at_once(tm
 @pytest.mark.parametrize("tf_config", [
     "not json", "[]", '{"cluster": {}}', '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}',
     "[" * 100_000 + "]" * 100_000,  # Nested deeper than Python's stack: json.loads raised RecursionError.
-], ids=["text", "list", "no_task", "index_out_of_the_cluster", "deep"])
+    # One address, not a list of one: it was read as a list of characters (TensorFlow's traceback followed).
+    '{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}',
+    '{"cluster": {"worker": ["a:1", 2]}, "task": {"type": "worker", "index": 0}}',
+], ids=["text", "list", "no_task", "index_out_of_the_cluster", "deep", "one_address_not_in_a_list", "not_a_string"])
 def test_a_tf_config_that_describes_no_cluster_is_one_message(tf_config):
     from pix2pix_tf.errors import ConfigError
     from pix2pix_tf.training.cluster import cluster_from_env

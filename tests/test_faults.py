@@ -192,7 +192,7 @@ def test_a_lock_file_that_is_a_link_or_a_fifo_is_refused_and_nothing_is_written_
     (workdir / ".train.lock").unlink()
     os.mkfifo(workdir / ".train.lock")
     stderr = refused(train_flags(workdir, data_dir, "--steps=1"))
-    assert (f"error: {workdir / '.train.lock'}, the run's lock file, is not a regular file; move it "
+    assert (f"error: {workdir / '.train.lock'}, the run's lock file, is a FIFO, not a regular file; move it "
             "away.") in stderr.splitlines()
     assert sorted(os.listdir(workdir)) == [".train.lock"]
 

@@ -47,6 +47,7 @@ from pix2pix_tf.checkpoint_reading import (
     restore_newest_readable,
 )
 from pix2pix_tf.errors import ConfigError, op_reason
+from pix2pix_tf.regular_files import file_kind
 from pix2pix_tf.workdir import Workdir
 
 
@@ -252,9 +253,10 @@ def _open_lock_file(path: str) -> IO[str]:
         if e.errno == errno.ELOOP:  # It became a link since the check.
             writing.check_destination(path)
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
         os.close(fd)
-        raise ConfigError(f"{path}, the run's lock file, is not a regular file; move it away.")
+        raise ConfigError(f"{path}, the run's lock file, is {file_kind(mode)}, not a regular file; move it away.")
     return os.fdopen(fd, "r+")
 
 

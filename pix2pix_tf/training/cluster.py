@@ -74,7 +74,7 @@ def cluster_from_env(environ: Mapping[str, str] = os.environ) -> Cluster:
                           "which is not set (see docs/distributed.md for an example).")
     try:
         description = json.loads(tf_config)
-        jobs = {job: list(addresses) for job, addresses in description["cluster"].items()}
+        jobs = {job: _addresses(job, addresses) for job, addresses in description["cluster"].items()}
         task_type, task_index = description["task"]["type"], int(description["task"].get("index", 0))
         jobs[task_type][task_index]  # noqa: B018 - this task must be in the cluster
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
@@ -83,6 +83,13 @@ def cluster_from_env(environ: Mapping[str, str] = os.environ) -> Cluster:
     if task_type not in ("worker", "chief") or not jobs.get("worker"):
         raise ConfigError(f"TF_CONFIG must describe this process as a worker (or chief): {tf_config}")
     return Cluster(jobs, task_type, task_index)
+
+
+def _addresses(job: str, addresses: object) -> list[str]:
+    """A job's task addresses: a list of "host:port" strings (a string alone was read as its characters)."""
+    if not isinstance(addresses, list) or not all(isinstance(a, str) and a for a in addresses):
+        raise TypeError(f"the {job!r} job's tasks must be a list of 'host:port' strings, not {addresses!r}")
+    return addresses
 
 
 class FormationWatch:

@@ -54,8 +54,9 @@ def _multi_worker_strategy() -> tf.distribute.Strategy:
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except (tf.errors.OpError, RuntimeError) as e:  # TensorFlow gave up connecting (a missing chief, say).
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"--strategy=multi_worker: this worker ({cluster.me}) could not form the cluster with "
-                          f"{', '.join(cluster.peers)} ({reason}). Start every worker with the same TF_CONFIG "
+        peers = f" with {', '.join(cluster.peers)}" if cluster.peers else ""
+        raise ConfigError(f"--strategy=multi_worker: this worker ({cluster.me}) could not form the cluster{peers} "
+                          f"({reason}). Start every worker with the same TF_CONFIG "
                           "cluster and check that these addresses are reachable.") from e
 
 

@@ -183,10 +183,12 @@ def train(config: TrainConfig,
         # A workdir that is a file, read-only or on a full disk is refused before any work.
         Workdir(config.run.workdir).check_usable()
         config = resolve_config(config)
-        dataset = pipeline.load_paired_dataset(config.data)
-        check_fits_preprocessing(dataset, config.data, config.model)
+        # Before the dataset: a multi-worker strategy sets up TensorFlow's collective ops, which
+        # it takes only before its first op, and a folder's scan or a dataset's preparation runs ops.
         with formation():
             strategy = make_strategy(config.run)
+        dataset = pipeline.load_paired_dataset(config.data)
+        check_fits_preprocessing(dataset, config.data, config.model)
         logging.info("Training on %d replica(s) with %s.", strategy.num_replicas_in_sync, type(strategy).__name__)
         if config.data.batch_size % strategy.num_replicas_in_sync:
             raise ConfigError(f"--batch_size={config.data.batch_size} (the global batch) must be a multiple of the "
