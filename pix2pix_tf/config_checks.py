@@ -21,7 +21,10 @@ from pix2pix_tf.errors import ConfigError
 # is refused in one line instead of failing inside every image read.
 MAX_PIXELS_LIMIT = 2**32
 # Upper bounds of `check_positive`'s values: name -> (bound, why it is there).
-_UPPER_BOUNDS = {"max_pixels": (MAX_PIXELS_LIMIT, "65536 x 65536, more than any image TensorFlow decodes")}
+MAX_THREADS = 256
+_UPPER_BOUNDS = {"max_pixels": (MAX_PIXELS_LIMIT, "65536 x 65536, more than any image TensorFlow decodes"),
+                 # onnxruntime made a thread per one asked for, memory without end.
+                 "threads": (MAX_THREADS, "more than the cores of the machines this runs on")}
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -51,14 +51,14 @@ def tflite_classifier(path) -> str:
     return tflite_file(path, lambda images: tf.reduce_mean(images, [1, 2]), [1, 8, 8, 3])
 
 
-def onnx_file(path, node: str, output_shape: list, **attributes) -> str:
-    """`images` float [N, H, W, 3] -> `node`(images) as `out`, recording nothing about itself."""
+def onnx_file(path, node: str, output_shape: list, inputs: tuple[str, ...] = ("images",), **attributes) -> str:
+    """`inputs`, each float [N, H, W, 3] -> `node`(inputs) as `out`, recording nothing about itself."""
     import onnx
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node(node, ["images"], ["out"], **attributes)], "foreign",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", "H", "W", 3])],
+        [helper.make_node(node, list(inputs), ["out"], **attributes)], "foreign",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", "H", "W", 3]) for name in inputs],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, output_shape)])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     return str(path)
@@ -120,6 +120,21 @@ def test_a_tflite_file_of_open_size_or_two_inputs_is_refused_before_any_image(fo
     with pytest.raises(ConfigError, match=refusal(two_inputs, "it takes 2 inputs and gives 1 outputs, not one image "
                                                               "batch each")):
         translated(foreign, tmp_path / "out", tflite=two_inputs)
+    assert not os.path.exists(tmp_path / "out")
+
+
+@needs_onnx
+def test_an_onnx_file_of_two_inputs_or_none_is_refused_before_any_image(foreign, tmp_path):
+    """Both stopped in a traceback: onnxruntime's ValueError for the input never fed, an
+    IndexError for the file without inputs."""
+    from onnx import TensorProto, helper
+
+    two = onnx_file(tmp_path / "two.onnx", "Add", ["N", "H", "W", 3], inputs=("images", "b"))
+    none = onnx_file(tmp_path / "none.onnx", "Constant", [1, 8, 8, 3], inputs=(),
+                     value=helper.make_tensor("v", TensorProto.FLOAT, [1, 8, 8, 3], [0.0] * 192))
+    for path, counts in ((two, "2 inputs and gives 1 outputs"), (none, "0 inputs and gives 1 outputs")):
+        with pytest.raises(ConfigError, match=refusal(path, f"it takes {counts}, not one image batch in and out")):
+            translated(foreign, tmp_path / "out", onnx=path, image_size=8)
     assert not os.path.exists(tmp_path / "out")
 
 

@@ -43,6 +43,9 @@ ONE_OF = ("Give exactly one of --workdir, --saved_model, --tflite or --onnx to n
      "(--workdir, --saved_model or --onnx), not --serving_url: the demo sends it requests of the export's one size"),
     (dict(workdir="w", image_size=0), "--image_size must be at least 1, got 0."),
     (dict(workdir="w", threads=-1), "--threads must be at least 1, got -1."),
+    # onnxruntime made every thread asked for: 17 GB and thousands of threads before any image.
+    (dict(workdir="w", threads=100_000), "--threads must be at most 256 (more than the cores of the machines this "
+                                         "runs on), got 100000."),
     (dict(workdir="w", max_pixels=0), "--max_pixels must be at least 1, got 0."),
     (dict(workdir="w", seed=2**63), "--seed must be a 64-bit integer (below 2**63 in magnitude), got "
                                     "9223372036854775808."),

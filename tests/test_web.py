@@ -262,6 +262,28 @@ def test_web_refusals_are_one_line_messages(tmp_path, page, tmp_path_factory, da
     assert message in result.stderr, result.stderr
 
 
+def test_a_variant_equal_to_the_saved_model_passes_and_its_page_json_stays_json(tmp_path, page):
+    """Outputs equal to the SavedModel's give a pooled PSNR of +inf: the variant was refused as
+    below its floor, and with --force page.json held `Infinity`, which a browser's JSON refuses
+    (the page never loaded)."""
+    from pix2pix_tf.evaluation.metrics import pooled_psnr
+    from pix2pix_tf.export import tflite
+
+    outputs = np.linspace(-1, 1, 48, dtype=np.float32).reshape(1, 4, 4, 3)
+    assert pooled_psnr(outputs, outputs) == float("inf") and tflite.meets_floor(pooled_psnr(outputs, outputs), 60)
+    assert not tflite.meets_floor(pooled_psnr(outputs, outputs * np.nan), 0)
+    config = json.load(open(os.path.join(page, "page.json")))
+    facts = web.PageFacts("tiny", 1, config["model"]["variant"], config["image_size"], 3, 3, None, None, 2,
+                          float("inf"))
+    written = web.write_page(str(tmp_path), os.path.join(page, config["model"]["file"]), facts,
+                             np.zeros((0, config["image_size"], config["image_size"], 3), np.float32))
+
+    def not_json(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    assert json.loads(open(written).read(), parse_constant=not_json)["model"]["psnr_db_vs_saved_model"] == "inf"
+
+
 @pytest.mark.parametrize("manifest", [b"{bad", b"{}", b"[]", b'{"version": 3}', b"\xff", None])
 def test_a_damaged_runtime_is_refused_as_not_installed(tmp_path, manifest):
     """A runtime whose package.json is not JSON, names no version, or is missing gets the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Optional
 
+from pix2pix_tf.config_checks import check_positive
 from pix2pix_tf.errors import ConfigError, Pix2pixError
 from pix2pix_tf.inference.mode import PAPER, InferenceMode
 from pix2pix_tf.workdir import check_tensorflow_can_read
@@ -54,9 +55,7 @@ class ExportConfig:
         check_tensorflow_can_read(self.model_name, "--model_name", folder_name=True)  # Loaded back from there.
         if self.image_size is not None and self.image_size < 1:
             raise ConfigError(f"--image_size must be positive, got {self.image_size}.")
-        for name in ("check_examples", "threads"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        check_positive(check_examples=self.check_examples, threads=self.threads)
         return self
 
 

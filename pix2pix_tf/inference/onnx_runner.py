@@ -56,7 +56,11 @@ class OnnxModel:
         except _runtime_errors() as e:
             raise ConfigError(f"Cannot load the ONNX model {path}: {e}") from e
         self.metadata = artifacts.checked_record(path, _decoded(self.session.get_modelmeta().custom_metadata_map))
-        self.input, self.output = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or not outputs:
+            raise not_a_generator(path, f"it takes {len(inputs)} inputs and gives {len(outputs)} outputs, not one "
+                                        "image batch in and out")
+        self.input, self.output = inputs[0], outputs[0]
         shape = self.input.shape
         if self.input.type != "tensor(float)" or len(shape) != 4 or not isinstance(shape[3], int):
             raise ConfigError(f"{path} takes {self.input.type} {shape}; expected float32 [batch, height, width, "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shlex
 from typing import Mapping, Optional
@@ -136,7 +137,7 @@ def write_page(folder: str, tflite_file: str, facts: PageFacts, examples: np.nda
     config = {
         "model": {"file": model_file, "name": facts.model_name, "version": facts.version, "variant": facts.variant,
                   "precision": PRECISIONS[facts.variant], "size_bytes": os.path.getsize(tflite_file),
-                  "psnr_db_vs_saved_model": round(facts.psnr_db, 2), "checkpoint_step": facts.checkpoint_step},
+                  "psnr_db_vs_saved_model": _json_number(facts.psnr_db), "checkpoint_step": facts.checkpoint_step},
         "image_size": facts.image_size, "input_nc": facts.input_nc, "output_nc": facts.output_nc,
         "dataset": facts.dataset, "direction": facts.direction,
         "drawing": {"kind": drawing.kind, "colours": list(drawing.colours), "background": drawing.background,
@@ -145,8 +146,13 @@ def write_page(folder: str, tflite_file: str, facts: PageFacts, examples: np.nda
         "runtime": {"package": RUNTIME_PACKAGE, "version": version},
     }
     path = os.path.join(folder, PAGE_CONFIG)
-    writing.write_text(path, json.dumps(config, indent=2) + "\n")
+    writing.write_text(path, json.dumps(config, indent=2, allow_nan=False) + "\n")  # JSON a browser parses.
     return path
+
+
+def _json_number(value: float) -> float | str:
+    """Rounded, or "inf" / "nan": a browser's JSON has no Infinity or NaN."""
+    return round(value, 2) if math.isfinite(value) else str(value)
 
 
 def _write_examples(folder: str, examples: np.ndarray) -> list[str]:
