@@ -119,7 +119,8 @@ def check_named(folder: str, what: str) -> None:
 def check_not_a_file(folder: str, what: str) -> None:
     """Refuses a folder to write into (`what`=`folder`) that is a file, before any work."""
     if os.path.lexists(folder) and not os.path.isdir(folder):
-        raise ConfigError(f"{what}={folder} is a file; it must name a folder to write into.")
+        kind = f"a symbolic link to nothing ({os.readlink(folder)})" if not os.path.exists(folder) else "a file"
+        raise ConfigError(f"{what}={folder} is {kind}; it must name a folder to write into.")
 
 
 def check_writable(folder: str, what: str) -> None:

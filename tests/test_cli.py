@@ -17,7 +17,7 @@ import time
 import pytest
 
 import forked
-from conftest import TINY_DATASET, copied_run
+from conftest import TINY_DATASET, copied_run, error_lines
 from programs import run_program
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -437,6 +437,11 @@ def test_a_folder_to_write_into_that_is_a_file_is_refused_before_any_work(tmp_pa
         assert result.returncode == 1, (program, result.stderr[-2000:])
         assert f"error: --{flag}={notes} is a file; it must name a folder to write into." in result.stderr
         assert "Traceback" not in result.stderr and notes.read_text() == "my notes"
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "nowhere")
+    result = run_program("export", f"--workdir={run}", f"--export_dir={dangling}")
+    assert error_lines(result) == [f"error: --export_dir={dangling} is a symbolic link to nothing "
+                                   f"({tmp_path / 'nowhere'}); it must name a folder to write into."]
     empty = run_program("export", f"--workdir={run}", "--export_dir=")
     assert empty.returncode == 1 and "error: --export_dir is empty: name a folder." in empty.stderr
     empty = run_program("export", "--workdir=")  # Not the current folder: the run to export.

@@ -434,6 +434,11 @@ def test_a_base_path_linked_to_another_filesystem_is_published_into(tmp_path):
     with pytest.raises(ExportError, match=rf"^{base} is a symbolic link to nothing \({tmp_path / 'nothing'}\) "
                                           "where the export keeps a folder"):
         versions.check_folders(str(base.parent), [str(base)])
+    base.unlink()
+    (tmp_path / "notes.txt").write_text("mine")
+    base.symlink_to(tmp_path / "notes.txt")  # A link to a file is a file where a folder goes.
+    with pytest.raises(ExportError, match=rf"^{base} is a file where the export keeps a folder"):
+        versions.check_folders(str(base.parent), [str(base)])
 
 
 def test_a_saved_model_folder_resolves_to_its_highest_version_as_named(tmp_path):

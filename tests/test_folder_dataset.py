@@ -146,6 +146,13 @@ def test_duplicate_names_in_a_tree_are_an_error(tmp_path):
     save(tmp_path / "B" / "x.png", np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(DatasetError, match="Two images named 'x'"):
         scan_folder(str(tmp_path))
+    # A newline in the names: escaped, so that the message stays one line.
+    for name in ("x\ny.png", "x\ny.jpg"):
+        save(tmp_path / "A" / name, np.zeros((8, 8, 3), np.uint8))
+    save(tmp_path / "B" / "x\ny.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DatasetError, match=r"^Two images named 'x\\ny' in .*/A: x\\x0ay\.jpg and x\\x0ay\.png\. "
+                                           r"A/B pairs are matched by name, so names must be unique\.$"):
+        scan_folder(str(tmp_path))
 
 
 def test_a_folder_trains_through_the_pipeline(tmp_path):

@@ -85,8 +85,8 @@ def check_folders(export_dir: str, bases: list[str]) -> None:
         for depth in range(1, len(path.split(os.sep)) + 1):
             folder = os.path.join(export_dir, *path.split(os.sep)[:depth])
             if os.path.lexists(folder) and not os.path.isdir(folder):
-                what = (f"a symbolic link to nothing ({os.readlink(folder)})" if os.path.islink(folder) else
-                        "a file")
+                what = ("a file" if os.path.exists(folder) else  # A link to a file is a file here.
+                        f"a symbolic link to nothing ({os.readlink(folder)})")
                 raise ExportError(f"{folder} is {what} where the export keeps a folder; move it away or choose "
                                   "another --export_dir or --model_name.")
 

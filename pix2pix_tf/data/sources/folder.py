@@ -223,8 +223,8 @@ def _by_stem(paths: list[str]) -> dict[str, str]:
     for path in paths:
         stem = os.path.splitext(os.path.basename(path))[0]
         if stem in by_stem:
-            raise DatasetError(f"Two images named {stem!r} in {os.path.dirname(path)}: "
-                               f"{os.path.basename(by_stem[stem])} and {os.path.basename(path)}. "
+            raise DatasetError(f"Two images named {stem!r} in {one_line(os.path.dirname(path))}: "
+                               f"{one_line(os.path.basename(by_stem[stem]))} and {one_line(os.path.basename(path))}. "
                                "A/B pairs are matched by name, so names must be unique.")
         by_stem[stem] = path
     return by_stem
