@@ -91,6 +91,21 @@ def test_serving_layout_versions_and_atomic_publish(export, generator):
         assert re.search(rf"^\s*{variant} .* ms \(min [\d.]+\)  ok$", export["paper_stdout"], re.M), variant
 
 
+def test_a_data_dir_given_that_holds_no_dataset_is_refused_not_replaced_by_noise(tmp_path_factory, data_dir, tmp_path):
+    """It was checked on synthetic noise with a warning among TensorFlow's log lines, exit 0, and
+    a model card without held-out metrics (the fallback is for a run whose dataset is gone)."""
+    from pix2pix_tf.errors import DatasetError
+
+    a_file = tmp_path / "tfds"
+    a_file.write_text("not a data_dir")
+    config = exporter.ExportConfig(workdir=trained_run(tmp_path_factory, data_dir), export_dir=str(tmp_path / "out"),
+                                   data_dir=str(a_file), targets={"tflite": tflite_target.Options(variants=())})
+    with pytest.raises(DatasetError, match=rf"{a_file}.*\(--data_dir names where the run's held-out images are "
+                                           r"read: correct it, or leave it out to read the run's own\)$"):
+        exporter.export(config)
+    assert not os.path.exists(tmp_path / "out") or not os.listdir(tmp_path / "out")
+
+
 @pytest.mark.slow
 def test_existing_version_is_never_overwritten(export):
     before = os.path.getmtime(os.path.join(export["paper"], "saved_model.pb"))

@@ -50,6 +50,9 @@ def load_examples(train: TrainConfig, config: ExportConfig, image_size: int,
     except DatasetError as e:
         if training is not None:
             raise DatasetError(f"{training.need}: {e} Pass --data_dir, or {training.way_out}.") from e
+        if config.data_dir is not None:  # Asked for: checking on noise instead would hide the mistake.
+            raise DatasetError(f"{e} (--data_dir names where the run's held-out images are read: correct it, or "
+                               "leave it out to read the run's own)") from e
         logging.warning("The run's dataset is not available (%s): checking on synthetic images instead.", e)
         rng = np.random.default_rng(0)
         synthetic = rng.uniform(-1, 1, (config.check_examples, image_size, image_size, nc[0])).astype(np.float32)
