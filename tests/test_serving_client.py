@@ -82,6 +82,12 @@ def test_requests_fit_the_signature(signatures):
     ({"signature_name": "translate_float", "inputs": {"imgs": [[[[0.0] * 3] * 128] * 128]}},
      r"inputs name unknown inputs \['imgs'\]; the signature has \['images'\]"),
     (["not", "an", "object"], "A predict body is a JSON object, got list"),
+    # A bare value in the columnar form is a scalar to Serving: its characters or keys were counted as the batch.
+    ({"inputs": "aGVsbG8="}, r"input 'images': shape \[\] does not fit the signature's \[-1\]"),
+    ({"inputs": {"images": "aGVsbG8="}}, r"input 'images': shape \[\] does not fit the signature's \[-1\]"),
+    ({"inputs": {"b64": "aGVsbG8="}}, r"input 'images': shape \[\] does not fit the signature's \[-1\]"),
+    ({"inputs": []}, "input 'images' is an empty batch: send at least one image."),
+    ({"signature_name": "translate_float", "inputs": {"images": 0.5}}, r"shape \[\] does not fit"),
 ])
 def test_bad_rest_bodies_are_refused(signatures, body, message):
     with pytest.raises(sc.ServingRequestError, match=message):

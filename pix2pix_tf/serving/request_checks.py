@@ -112,14 +112,17 @@ def _check_rest_request(body: dict[str, Any], signatures: dict[str, Any]) -> Non
             raise ServingRequestError(f"inputs {sorted(given)} != the signature's {names}.")
     for name, values in columns.items():
         info = signature.inputs[name]
+        if values == []:
+            raise ServingRequestError(f"input {name!r} is an empty batch: send at least one image.")
         if info.dtype == 7:
-            bad = [v for v in values if not (isinstance(v, dict) and set(v) == {"b64"}) and not isinstance(v, str)]
+            batch = values if isinstance(values, list) else [values]  # A bare value is a scalar to Serving.
+            bad = [v for v in batch if not (isinstance(v, dict) and set(v) == {"b64"}) and not isinstance(v, str)]
             if bad:
                 raise ServingRequestError(f"input {name!r} is DT_STRING: send each image as {{\"b64\": ...}}.")
-            for v in values:
+            for v in batch:
                 if isinstance(v, dict):
                     base64.b64decode(v["b64"], validate=True)
-            shape = [len(values)]
+            shape = [len(values)] if isinstance(values, list) else []
         else:
             array = np.asarray(values)
             if array.dtype == object or not np.issubdtype(array.dtype, np.number):
