@@ -116,11 +116,16 @@ def check_named(folder: str, what: str) -> None:
         raise ConfigError(f"{what} is empty: name a folder.")
 
 
+def not_a_folder(path: str) -> str:
+    """What stands at `path` where a folder should (it exists and is not one): a file (a link to
+    one too), or a symbolic link to nothing."""
+    return "a file" if os.path.exists(path) else f"a symbolic link to nothing ({os.readlink(path)})"
+
+
 def check_not_a_file(folder: str, what: str) -> None:
     """Refuses a folder to write into (`what`=`folder`) that is a file, before any work."""
     if os.path.lexists(folder) and not os.path.isdir(folder):
-        kind = f"a symbolic link to nothing ({os.readlink(folder)})" if not os.path.exists(folder) else "a file"
-        raise ConfigError(f"{what}={folder} is {kind}; it must name a folder to write into.")
+        raise ConfigError(f"{what}={folder} is {not_a_folder(folder)}; it must name a folder to write into.")
 
 
 def check_writable(folder: str, what: str) -> None:

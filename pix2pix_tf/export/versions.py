@@ -24,7 +24,7 @@ from pix2pix_tf import writing
 from pix2pix_tf.errors import ConfigError
 from pix2pix_tf.export.config import MAX_VERSION, ExportError
 from pix2pix_tf.inference.artifacts import VERSION_FOLDER
-from pix2pix_tf.workdir import Workdir, check_tensorflow_can_read, check_writable
+from pix2pix_tf.workdir import Workdir, check_tensorflow_can_read, check_writable, not_a_folder
 
 T = TypeVar("T")
 
@@ -47,11 +47,16 @@ def export_folder(export_dir: Optional[str], workdir: str) -> str:
     return folder
 
 
-def existing_versions(base: str) -> list[int]:
-    """Integer-named folders under a model's base path: what Serving would load."""
+def _version_entries(base: str) -> list[tuple[int, str]]:
+    """(version, name) of the integer-named entries under a model's base path ("01" is version 1)."""
     if not os.path.isdir(base):
         return []
-    return sorted(int(name) for name in os.listdir(base) if VERSION_FOLDER.fullmatch(name))
+    return [(int(name), name) for name in os.listdir(base) if VERSION_FOLDER.fullmatch(name)]
+
+
+def existing_versions(base: str) -> list[int]:
+    """Integer-named folders under a model's base path: what Serving would load."""
+    return sorted(version for version, _ in _version_entries(base))
 
 
 def choose_version(bases: list[str], requested: Optional[int]) -> int:
@@ -67,8 +72,7 @@ def choose_version(bases: list[str], requested: Optional[int]) -> int:
                               "are int64): pass a free --version.")
         return following
     # Any entry of that number, a zero-padded one ("01") too: Serving reads it as the same version.
-    taken = [(base, name) for base in bases if os.path.isdir(base) for name in os.listdir(base)
-             if VERSION_FOLDER.fullmatch(name) and int(name) == requested]
+    taken = [(base, name) for base in bases for version, name in _version_entries(base) if version == requested]
     if taken:
         base, name = taken[0]
         spelled = "" if name == str(requested) else f" (as {name})"
@@ -85,10 +89,8 @@ def check_folders(export_dir: str, bases: list[str]) -> None:
         for depth in range(1, len(path.split(os.sep)) + 1):
             folder = os.path.join(export_dir, *path.split(os.sep)[:depth])
             if os.path.lexists(folder) and not os.path.isdir(folder):
-                what = ("a file" if os.path.exists(folder) else  # A link to a file is a file here.
-                        f"a symbolic link to nothing ({os.readlink(folder)})")
-                raise ExportError(f"{folder} is {what} where the export keeps a folder; move it away or choose "
-                                  "another --export_dir or --model_name.")
+                raise ExportError(f"{folder} is {not_a_folder(folder)} where the export keeps a folder; move it "
+                                  "away or choose another --export_dir or --model_name.")
 
 
 def publish(staging: str, final: str) -> None:
